@@ -1,0 +1,158 @@
+//! `canhgac-collector`: set up the PKI, print the CA pin, serve.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use canhgac_collector::{admin, config::ServeConfig, server};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "canhgac-collector",
+    version,
+    about = "canhgac provincial collector"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Creates the CA, the server certificate and the admin operator profile
+    /// (DIR/operator.profile); prints the CA pin on the last line.
+    Init {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// A DNS name or IP address agents use to reach the collector.
+        /// Repeat for several.
+        #[arg(long = "server-name", required = true, num_args = 1..)]
+        server_names: Vec<String>,
+        /// Address written into the operator profile
+        /// (default https://FIRST-SERVER-NAME:7443).
+        #[arg(long)]
+        address: Option<String>,
+    },
+    /// Prints the CA pin (SHA-256 of the CA certificate) again.
+    CaPin {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Serves agents and operators.
+    Serve {
+        /// Configuration file (see deploy/collector.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address to listen on (default 0.0.0.0:7443).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Init {
+            data_dir,
+            server_names,
+            address,
+        } => match admin::init(&data_dir, &server_names, address.as_deref()) {
+            Ok(o) => {
+                println!(
+                    "created the collector CA and server certificate in {}",
+                    data_dir.join("pki").display()
+                );
+                println!(
+                    "operator profile: {} (use with --profile or CANHGAC_PROFILE)",
+                    o.profile.display()
+                );
+                println!(
+                    "agents enroll with: canhgac-agent enroll --collector {} --token TOKEN --ca-pin PIN --state-dir DIR",
+                    o.address
+                );
+                println!("CA pin (SHA-256 of the CA certificate):");
+                println!("{}", o.pin);
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(2, &e.to_string()),
+        },
+        Command::CaPin { data_dir } => match admin::ca_pin(&data_dir) {
+            Ok(pin) => {
+                println!("{pin}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(1, &e.to_string()),
+        },
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+        } => serve(config, data_dir, listen),
+    }
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("canhgac-collector: error: {message}");
+    ExitCode::from(code)
+}
+
+fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<String>) -> ExitCode {
+    // Everything is validated before anything binds.
+    let mut cfg = match (&config, data_dir) {
+        (Some(path), dir) => match ServeConfig::load(path, dir) {
+            Ok(c) => c,
+            Err(e) => return fail(2, &e.to_string()),
+        },
+        (None, Some(dir)) => ServeConfig::new(dir),
+        (None, None) => return fail(2, "pass --data-dir DIR or --config FILE"),
+    };
+    if let Some(l) = listen {
+        match l.parse::<SocketAddr>() {
+            Ok(a) => cfg.listen = a,
+            Err(_) => {
+                return fail(
+                    2,
+                    &format!("invalid --listen address `{l}` (expected IP:PORT)"),
+                );
+            }
+        }
+    }
+    if let Err(e) =
+        canhgac_collector::pki::Ca::load(&canhgac_collector::pki::PkiPaths::new(&cfg.data_dir))
+    {
+        return fail(2, &e.to_string());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(1, &format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+            Ok(l) => l,
+            Err(e) => return fail(1, &format!("cannot listen on {}: {e}", cfg.listen)),
+        };
+        let shutdown = async {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return std::future::pending().await,
+                };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        match server::run(cfg, listener, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(1, &e.to_string()),
+        }
+    })
+}

@@ -1,0 +1,558 @@
+//! The `canhgac` operator command line.
+//!
+//! Output: human tables by default; with `--json`, one JSON object per line
+//! (alerts are printed as their EVE record, so `jq` pipelines work).
+//! Exit codes: 0 success, 1 the collector refused or could not be reached,
+//! 2 bad usage or profile.
+
+use std::{io::Write as _, path::PathBuf, time::Duration};
+
+use canhgac_proto::{
+    client::{TlsClient, error_chain},
+    timefmt,
+    v1::{
+        AddAgencyRequest, AgentInfo, CreateEnrollmentTokenRequest, ListAgenciesRequest,
+        ListAgentsRequest, ListAlertsRequest, RevokeAgentRequest, StoredAlert,
+        SubscribeAlertsRequest, operator_client::OperatorClient,
+    },
+};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use crate::profile::Profile;
+
+#[derive(Parser, Debug)]
+#[command(name = "canhgac", version, about = "canhgac operator command line")]
+pub struct Cli {
+    /// Operator profile (written by `canhgac-collector init` or `operator add`).
+    #[arg(long, env = "CANHGAC_PROFILE", global = true)]
+    pub profile: Option<PathBuf>,
+    /// Collector address, overriding the profile's (https://HOST:PORT).
+    #[arg(long, env = "CANHGAC_COLLECTOR", global = true)]
+    pub collector: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Agencies (sở, ban, ngành, UBND) supervised by this collector.
+    #[command(subcommand, alias = "agencies")]
+    Agency(AgencyCmd),
+    /// One-time enrollment tokens for agents.
+    #[command(subcommand, alias = "tokens")]
+    Token(TokenCmd),
+    /// Enrolled agents.
+    #[command(subcommand, alias = "agent")]
+    Agents(AgentsCmd),
+    /// Alerts received from agents.
+    #[command(subcommand, alias = "alert")]
+    Alerts(AlertsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgencyCmd {
+    /// Registers an agency.
+    Add {
+        /// Short code, e.g. SO-TTTT (letters, digits, `-`, `_`, `.`).
+        #[arg(long)]
+        code: String,
+        /// Full name, e.g. "Sở Thông tin và Truyền thông".
+        #[arg(long)]
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Creates a one-time token; the token is printed alone on the last line.
+    Create {
+        #[arg(long)]
+        agency: String,
+        /// Validity, e.g. 24h, 7d (default: the collector's, 24h).
+        #[arg(long, value_parser = canhgac_proto::conf::parse_duration)]
+        ttl: Option<Duration>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentsCmd {
+    List {
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revokes an agent: refused at its next handshake, open stream closed.
+    Revoke {
+        agent_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AlertFilter {
+    /// Only this agency.
+    #[arg(long)]
+    pub agency: Option<String>,
+    /// Only alerts at least this severe (1 highest .. 4).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4))]
+    pub min_severity: Option<u32>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AlertsCmd {
+    /// Lists stored alerts, newest first.
+    List {
+        #[command(flatten)]
+        filter: AlertFilter,
+        /// Event time lower bound, RFC 3339 (e.g. 2026-11-01T00:00:00Z).
+        #[arg(long, value_parser = parse_time)]
+        since: Option<time::OffsetDateTime>,
+        /// Event time upper bound (exclusive), RFC 3339.
+        #[arg(long, value_parser = parse_time)]
+        until: Option<time::OffsetDateTime>,
+        /// Most alerts to print.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follows alerts as they arrive; resumes after disconnects.
+    Tail {
+        #[command(flatten)]
+        filter: AlertFilter,
+        /// Start after this cursor (0: from the first stored alert) instead
+        /// of with new alerts only.
+        #[arg(long)]
+        from_cursor: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
+    timefmt::parse_rfc3339(s).map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))
+}
+
+/// A failure with the exit code it deserves.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+    fn runtime(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<tonic::Status> for Failure {
+    fn from(s: tonic::Status) -> Failure {
+        let message = if s.message().is_empty() {
+            format!("collector refused: {:?}", s.code())
+        } else {
+            format!("{} ({:?})", s.message(), s.code())
+        };
+        Failure::runtime(message)
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let Some(profile_path) = cli.profile.clone() else {
+        return Err(Failure::usage(
+            "no operator profile: pass --profile FILE or set CANHGAC_PROFILE",
+        ));
+    };
+    let profile = Profile::load(&profile_path).map_err(|e| Failure::usage(e.to_string()))?;
+    let client = profile
+        .client(cli.collector.as_deref())
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    let mut say = |line: String| -> Result<(), Failure> {
+        writeln!(out, "{line}").map_err(|e| Failure::runtime(format!("cannot write output: {e}")))
+    };
+    match cli.command {
+        Command::Agency(AgencyCmd::Add { code, name }) => {
+            let a = connect(&client)
+                .await?
+                .add_agency(AddAgencyRequest { code, name })
+                .await?
+                .into_inner();
+            say(format!("added agency {} ({})", a.code, a.name))?;
+        }
+        Command::Agency(AgencyCmd::List { json }) => {
+            let list = connect(&client)
+                .await?
+                .list_agencies(ListAgenciesRequest {})
+                .await?
+                .into_inner();
+            if json {
+                for a in list.agencies {
+                    say(json!({"code": a.code, "name": a.name, "created": a.created.as_ref().map(time_str)}).to_string())?;
+                }
+            } else {
+                let rows = list
+                    .agencies
+                    .into_iter()
+                    .map(|a| {
+                        vec![
+                            a.code,
+                            a.name,
+                            a.created.as_ref().map(time_str).unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                say(table(&["CODE", "NAME", "CREATED"], rows))?;
+            }
+        }
+        Command::Token(TokenCmd::Create { agency, ttl }) => {
+            let t = connect(&client)
+                .await?
+                .create_enrollment_token(CreateEnrollmentTokenRequest {
+                    agency,
+                    ttl_seconds: ttl.map(|d| d.as_secs().max(1)).unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            say(format!(
+                "one-time enrollment token for agency {}, valid until {}:",
+                t.agency,
+                t.expires.as_ref().map(time_str).unwrap_or_default()
+            ))?;
+            say(t.token)?;
+        }
+        Command::Agents(AgentsCmd::List { agency, json }) => {
+            let list = connect(&client)
+                .await?
+                .list_agents(ListAgentsRequest {
+                    agency: agency.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            if json {
+                for a in &list.agents {
+                    say(agent_json(a).to_string())?;
+                }
+            } else {
+                let rows = list.agents.iter().map(agent_row).collect();
+                say(table(
+                    &[
+                        "AGENT ID",
+                        "AGENCY",
+                        "HOSTNAME",
+                        "VERSION",
+                        "STATE",
+                        "LAST SEEN",
+                        "STORED",
+                        "DROPPED",
+                    ],
+                    rows,
+                ))?;
+            }
+        }
+        Command::Agents(AgentsCmd::Revoke { agent_id, reason }) => {
+            let r = connect(&client)
+                .await?
+                .revoke_agent(RevokeAgentRequest {
+                    agent_id: agent_id.clone(),
+                    reason,
+                })
+                .await?
+                .into_inner();
+            say(format!(
+                "revoked agent {agent_id} ({} open stream(s) closed)",
+                r.streams_closed
+            ))?;
+        }
+        Command::Alerts(AlertsCmd::List {
+            filter,
+            since,
+            until,
+            limit,
+            json,
+        }) => {
+            let mut c = connect(&client).await?;
+            let mut printed = 0;
+            let mut page_token = String::new();
+            let mut rows = Vec::new();
+            while printed < limit {
+                let resp = c
+                    .list_alerts(ListAlertsRequest {
+                        agency: filter.agency.clone().unwrap_or_default(),
+                        min_severity: filter.min_severity.unwrap_or(0),
+                        since: since.map(timefmt::to_timestamp),
+                        until: until.map(timefmt::to_timestamp),
+                        limit: (limit - printed).min(1000) as u32,
+                        page_token: page_token.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                for a in &resp.alerts {
+                    if json {
+                        say(a.eve_json.clone())?;
+                    } else {
+                        rows.push(alert_row(a));
+                    }
+                    printed += 1;
+                }
+                if resp.next_page_token.is_empty() || resp.alerts.is_empty() {
+                    break;
+                }
+                page_token = resp.next_page_token;
+            }
+            if !json {
+                say(table(
+                    &[
+                        "TIME (UTC)",
+                        "SEV",
+                        "AGENCY",
+                        "HOST",
+                        "DETECTOR",
+                        "SIGNATURE",
+                        "FLOW",
+                    ],
+                    rows,
+                ))?;
+            }
+        }
+        Command::Alerts(AlertsCmd::Tail {
+            filter,
+            from_cursor,
+            json,
+        }) => {
+            drop(say);
+            tail(&client, filter, from_cursor, json).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn connect(client: &TlsClient) -> Result<OperatorClient<Channel>, Failure> {
+    let channel = client
+        .connect(Duration::from_secs(10))
+        .await
+        .map_err(|e| Failure::runtime(error_chain(&e)))?;
+    Ok(OperatorClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+}
+
+/// Follows the alert subscription; on a broken stream reconnects and
+/// resumes after the last cursor printed, so nothing is skipped or repeated.
+async fn tail(
+    client: &TlsClient,
+    filter: AlertFilter,
+    from_cursor: Option<u64>,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut cursor = from_cursor;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            let mut c = connect(client).await?;
+            let mut stream = c
+                .subscribe_alerts(SubscribeAlertsRequest {
+                    after_cursor: cursor,
+                    agency: filter.agency.clone().unwrap_or_default(),
+                    min_severity: filter.min_severity.unwrap_or(0),
+                })
+                .await?
+                .into_inner();
+            while let Some(a) = stream.message().await? {
+                let line = if json {
+                    a.eve_json.clone()
+                } else {
+                    alert_row(&a).join("  ")
+                };
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{line}")
+                    .and_then(|_| out.flush())
+                    .map_err(|e| Failure::runtime(e.to_string()))?;
+                cursor = Some(a.cursor);
+            }
+            Ok::<(), Failure>(())
+        };
+        match attempt.await {
+            Ok(()) => {}
+            Err(f) if f.code == 2 => return Err(f),
+            Err(f) => {
+                eprintln!("canhgac: alert stream interrupted: {}; resuming", f.message);
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn time_str(t: &prost_types::Timestamp) -> String {
+    timefmt::rfc3339(timefmt::from_timestamp(t))
+}
+
+fn agent_state(a: &AgentInfo) -> &'static str {
+    if a.revoked {
+        "revoked"
+    } else if a.connected {
+        "online"
+    } else if a.first_seen.is_none() {
+        "enrolled"
+    } else {
+        "offline"
+    }
+}
+
+fn agent_json(a: &AgentInfo) -> Value {
+    let c = a.counters.clone().unwrap_or_default();
+    json!({
+        "agent_id": a.agent_id,
+        "agency": a.agency,
+        "hostname": a.hostname,
+        "version": a.agent_version,
+        "state": agent_state(a),
+        "connected": a.connected,
+        "revoked": a.revoked,
+        "enrolled": a.enrolled.as_ref().map(time_str),
+        "first_seen": a.first_seen.as_ref().map(time_str),
+        "last_seen": a.last_seen.as_ref().map(time_str),
+        "certificate_not_after": a.certificate_not_after.as_ref().map(time_str),
+        "records_stored": a.records_stored,
+        "records_duplicate": a.records_duplicate,
+        "records_invalid": a.records_invalid,
+        "batches_rejected": a.batches_rejected,
+        "highest_seq": a.highest_seq,
+        "os": a.inventory.as_ref().map(|i| i.os.clone()),
+        "counters": {
+            "packets_captured": c.packets_captured,
+            "bytes_captured": c.bytes_captured,
+            "packets_dropped_kernel": c.packets_dropped_kernel,
+            "packets_dropped_user": c.packets_dropped_user,
+            "decode_errors": c.decode_errors,
+            "records_produced": c.records_produced,
+            "records_acked": c.records_acked,
+            "spool_records": c.spool_records,
+            "spool_bytes": c.spool_bytes,
+            "spool_max_bytes": c.spool_max_bytes,
+            "spool_dropped": c.spool_dropped,
+            "spool_dropped_by_severity": c.spool_dropped_by_severity.iter()
+                .map(|s| (s.severity.to_string(), Value::from(s.count)))
+                .collect::<serde_json::Map<_, _>>(),
+            "records_dropped_oversize": c.records_dropped_oversize,
+            "batches_rejected": c.batches_rejected,
+            "connects": c.connects,
+            "ioc_entries": c.ioc_entries,
+            "ioc_lines_rejected": c.ioc_lines_rejected,
+            "alerts_suppressed": c.alerts_suppressed,
+            "dedup_evictions": c.dedup_evictions,
+            "uptime_seconds": c.uptime_seconds,
+        },
+    })
+}
+
+fn agent_row(a: &AgentInfo) -> Vec<String> {
+    let c = a.counters.clone().unwrap_or_default();
+    let dropped = c.spool_dropped
+        + c.records_dropped_oversize
+        + c.packets_dropped_kernel
+        + c.packets_dropped_user;
+    vec![
+        a.agent_id.clone(),
+        a.agency.clone(),
+        a.hostname.clone(),
+        a.agent_version.clone(),
+        agent_state(a).to_string(),
+        a.last_seen
+            .as_ref()
+            .map(time_str)
+            .unwrap_or_else(|| "-".into()),
+        a.records_stored.to_string(),
+        dropped.to_string(),
+    ]
+}
+
+fn alert_row(a: &StoredAlert) -> Vec<String> {
+    let v: Value = serde_json::from_str(&a.eve_json).unwrap_or(Value::Null);
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let endpoint = |ip: &Value, port: &Value| match (ip, port) {
+        (Value::Null, _) => String::new(),
+        (ip, Value::Null) => s(ip),
+        (ip, port) => format!("{}:{}", s(ip), s(port)),
+    };
+    let flow = {
+        let src = endpoint(&v["src_ip"], &v["src_port"]);
+        let dst = endpoint(&v["dest_ip"], &v["dest_port"]);
+        if src.is_empty() && dst.is_empty() {
+            String::new()
+        } else {
+            format!("{src} -> {dst} {}", s(&v["proto"]))
+        }
+    };
+    let time = a
+        .time
+        .as_ref()
+        .map(|t| {
+            let t = timefmt::from_timestamp(t);
+            format!(
+                "{} {:02}:{:02}:{:02}",
+                t.date(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        })
+        .unwrap_or_default();
+    vec![
+        time,
+        a.severity.to_string(),
+        a.agency.clone(),
+        s(&v["canhgac"]["hostname"]),
+        s(&v["canhgac"]["detector"]),
+        s(&v["alert"]["signature"]),
+        flow,
+    ]
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
+    let empty = rows.is_empty();
+    out.extend(rows.into_iter().map(line));
+    if empty {
+        out.push(String::from("(none)"));
+    }
+    out.join("\n")
+}

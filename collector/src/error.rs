@@ -1,0 +1,79 @@
+//! The one place where internal errors become gRPC statuses.
+
+use tonic::Status;
+
+use crate::{
+    pki::PkiError,
+    store::{EnrollError, StoreError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Enroll(#[from] EnrollError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        match e {
+            ApiError::Store(StoreError::AlreadyExists(what)) => {
+                Status::already_exists(format!("{what} already exists"))
+            }
+            ApiError::Store(StoreError::NotFound(what)) => {
+                Status::not_found(format!("{what} not found"))
+            }
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "storage error");
+                Status::unavailable("collector storage error; retry later")
+            }
+            ApiError::Enroll(EnrollError::Store(e)) => ApiError::Store(e).into(),
+            ApiError::Enroll(e) => Status::permission_denied(e.to_string()),
+            ApiError::Pki(PkiError::BadCsr(e)) => {
+                Status::invalid_argument(format!("invalid certificate signing request: {e}"))
+            }
+            ApiError::Pki(e) => {
+                tracing::error!(error = %e, "pki error");
+                Status::internal("certificate authority error")
+            }
+            ApiError::InvalidArgument(m) => Status::invalid_argument(m),
+            ApiError::NotFound(m) => Status::not_found(m),
+            ApiError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                Status::internal(m)
+            }
+        }
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Status {
+        ApiError::Store(e).into()
+    }
+}
+
+impl From<EnrollError> for Status {
+    fn from(e: EnrollError) -> Status {
+        ApiError::Enroll(e).into()
+    }
+}
+
+impl From<PkiError> for Status {
+    fn from(e: PkiError) -> Status {
+        ApiError::Pki(e).into()
+    }
+}
+
+/// A blocking task that panicked or was cancelled.
+pub fn join_error(e: tokio::task::JoinError) -> Status {
+    ApiError::Internal(format!("task failed: {e}")).into()
+}

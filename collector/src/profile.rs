@@ -1,0 +1,75 @@
+//! Operator profiles: what the `canhgac` command line needs to reach a
+//! collector as a given operator.
+//!
+//! A profile is a TOML file (mode 0600, it holds a private key):
+//!
+//! ```toml
+//! version = 1
+//! collector = "https://soc.example.gov.vn:7443"
+//! operator = "admin"
+//! ca = """-----BEGIN CERTIFICATE-----..."""
+//! certificate = """-----BEGIN CERTIFICATE-----..."""
+//! private_key = """-----BEGIN PRIVATE KEY-----..."""
+//! ```
+
+use std::path::Path;
+
+use canhgac_proto::{
+    client::{ClientError, ClientIdentity, CollectorAddr, ServerTrust, TlsClient},
+    conf::{ConfigError, Source},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::pki::{PkiError, write_file};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub version: u32,
+    /// `https://HOST:PORT`; HOST must be one of the collector's server names.
+    pub collector: String,
+    pub operator: String,
+    pub ca: String,
+    pub certificate: String,
+    pub private_key: String,
+}
+
+impl Profile {
+    pub fn load(path: &Path) -> Result<Profile, ConfigError> {
+        let src = Source::read(path)?;
+        let p: Profile = src.parse()?;
+        if p.version != 1 {
+            return Err(src.error(
+                Some("version"),
+                format!("unsupported profile version {}", p.version),
+            ));
+        }
+        if let Err(e) = p.collector.parse::<CollectorAddr>() {
+            return Err(src.error(Some("collector"), e.to_string()));
+        }
+        Ok(p)
+    }
+
+    pub fn write(&self, path: &Path) -> Result<(), PkiError> {
+        let text = format!(
+            "# canhgac operator profile for `{}`. It holds a private key: keep it secret.\n{}",
+            self.operator,
+            toml::to_string(self).unwrap_or_default()
+        );
+        write_file(path, text.as_bytes(), 0o600)
+    }
+
+    /// A TLS client for this profile, optionally to another address (for
+    /// example when the collector listens on a port chosen at start-up).
+    pub fn client(&self, collector: Option<&str>) -> Result<TlsClient, ClientError> {
+        let addr: CollectorAddr = collector.unwrap_or(&self.collector).parse()?;
+        TlsClient::new(
+            addr,
+            ServerTrust::Ca(self.ca.clone()),
+            Some(ClientIdentity {
+                certificate_pem: self.certificate.clone(),
+                private_key_pem: self.private_key.clone(),
+            }),
+        )
+    }
+}

@@ -1,0 +1,115 @@
+//! Wiring: opens the store and the CA, builds the TLS configuration and
+//! serves the three gRPC services on one listener until shutdown.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use canhgac_proto::{
+    identity::Identity,
+    v1::{
+        enrollment_server::EnrollmentServer, operator_server::OperatorServer,
+        telemetry_server::TelemetryServer,
+    },
+};
+use time::OffsetDateTime;
+use tokio::{net::TcpListener, sync::watch};
+use tonic::service::interceptor::InterceptedService;
+
+use crate::{
+    auth::Auth,
+    config::ServeConfig,
+    pki::{Ca, PkiError, PkiPaths},
+    registry::StreamRegistry,
+    service::{enroll::EnrollmentService, operator::OperatorService, telemetry::TelemetryService},
+    store::{Store, StoreError},
+    tls::{self, Revoked, TlsError, TlsStats},
+};
+
+/// State shared by all services.
+pub struct Shared {
+    pub config: ServeConfig,
+    pub store: Store,
+    pub ca: Ca,
+    pub revoked: Arc<Revoked>,
+    pub streams: Arc<StreamRegistry>,
+    pub tls_stats: Arc<TlsStats>,
+    /// Turns `true` when the collector shuts down; long-lived streams end.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves on `listener` until `shutdown` resolves. The listener is bound by
+/// the caller, so tests can use `127.0.0.1:0`.
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let paths = PkiPaths::new(&config.data_dir);
+    let ca = Ca::load(&paths)?;
+    if ca.renew_server_if_needed(&paths, OffsetDateTime::now_utc())? {
+        tracing::info!("re-issued the server certificate (it expired within 30 days)");
+    }
+    let store = Store::open(&config.data_dir.join("db"))?;
+    let revoked = Arc::new(Revoked::default());
+    for agent in store.agents()? {
+        if agent.revoked_us != 0 {
+            revoked.insert(Identity::Agent(agent.agent_id));
+        }
+    }
+    let tls_config = tls::server_config(&paths, revoked.clone())?;
+    let tls_stats = Arc::new(TlsStats::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        ca,
+        revoked: revoked.clone(),
+        streams: Arc::new(StreamRegistry::default()),
+        tls_stats: tls_stats.clone(),
+        shutdown: stop_rx,
+        config: config.clone(),
+    });
+
+    let addr = listener.local_addr().ok();
+    let incoming = tls::incoming(listener, tls_config, config.handshake_timeout, tls_stats);
+    let auth = Auth::new(revoked);
+    // Leave room above the batch limit so that an oversized batch still
+    // decodes and gets a clean BatchRejected instead of a broken stream.
+    let decode_limit = (config.max_batch_bytes as usize)
+        .saturating_mul(4)
+        .max(16 * 1024 * 1024);
+    let telemetry = TelemetryServer::new(TelemetryService::new(shared.clone()))
+        .max_decoding_message_size(decode_limit);
+    let operator = OperatorServer::new(OperatorService::new(shared.clone()));
+    let enrollment = EnrollmentServer::new(EnrollmentService::new(shared.clone()))
+        .max_decoding_message_size(64 * 1024);
+
+    if let Some(addr) = addr {
+        tracing::info!(%addr, pin = %shared.ca.pin(), "canhgac-collector listening");
+    }
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        stop_tx.send_replace(true);
+    };
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .add_service(enrollment)
+        .add_service(InterceptedService::new(telemetry, auth.agents()))
+        .add_service(InterceptedService::new(operator, auth.operators()))
+        .serve_with_incoming_shutdown(incoming, signal);
+    server.await?;
+    store.flush().await?;
+    Ok(())
+}

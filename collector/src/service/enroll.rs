@@ -1,0 +1,92 @@
+//! `Enrollment/Enroll`: one-time token + CSR → agent certificate.
+
+use std::sync::Arc;
+
+use canhgac_proto::{
+    timefmt,
+    v1::{EnrollRequest, EnrollResponse, enrollment_server::Enrollment},
+};
+use time::OffsetDateTime;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    server::Shared,
+    service::clean_text,
+    store::{AgentRec, records::RECORD_VERSION, token_hash},
+};
+
+pub struct EnrollmentService {
+    shared: Arc<Shared>,
+}
+
+impl EnrollmentService {
+    pub fn new(shared: Arc<Shared>) -> EnrollmentService {
+        EnrollmentService { shared }
+    }
+}
+
+#[tonic::async_trait]
+impl Enrollment for EnrollmentService {
+    async fn enroll(
+        &self,
+        req: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let r = req.into_inner();
+        if r.token.is_empty() || r.token.len() > 256 {
+            return Err(Status::invalid_argument(
+                "missing or oversized enrollment token",
+            ));
+        }
+        if r.csr_pem.len() > 16 * 1024 {
+            return Err(Status::invalid_argument(
+                "certificate signing request too large",
+            ));
+        }
+        let shared = &self.shared;
+        let now = OffsetDateTime::now_utc();
+        let now_us = timefmt::micros(now);
+        let expected = (!r.expected_agency.is_empty()).then_some(r.expected_agency.as_str());
+        // Check first so that a bad token costs no signature.
+        let token = shared
+            .store
+            .check_token(&r.token, expected, now_us)
+            .inspect_err(|e| {
+                tracing::warn!(%peer, reason = %e, "enrollment refused");
+            })?;
+        let agent_id = uuid::Uuid::new_v4().to_string();
+        let issued = shared.ca.sign_agent(
+            &r.csr_pem,
+            &agent_id,
+            now,
+            shared.config.agent_certificate_ttl,
+        )?;
+        let rec = AgentRec {
+            version: RECORD_VERSION,
+            agent_id: agent_id.clone(),
+            agency: token.agency.clone(),
+            hostname: clean_text(&r.hostname, 255),
+            agent_version: clean_text(&r.agent_version, 64),
+            enrolled_us: now_us,
+            cert_not_after_us: timefmt::micros(issued.not_after),
+            cert_serial: issued.serial.clone(),
+            enrolled_with_token: hex::encode(&token_hash(&r.token)[..6]),
+            ..Default::default()
+        };
+        shared
+            .store
+            .enroll(&r.token, expected, now_us, rec)
+            .inspect_err(|e| {
+                tracing::warn!(%peer, reason = %e, "enrollment refused");
+            })?;
+        shared.store.flush().await?;
+        tracing::info!(%agent_id, agency = %token.agency, hostname = %r.hostname, %peer, "agent enrolled");
+        Ok(Response::new(EnrollResponse {
+            agent_id,
+            agency: token.agency,
+            certificate_pem: issued.certificate_pem,
+            ca_chain_pem: shared.ca.cert_pem().to_string(),
+            not_after: Some(timefmt::to_timestamp(issued.not_after)),
+        }))
+    }
+}

@@ -1,0 +1,485 @@
+//! `Telemetry/Stream`: one session per open agent stream.
+//!
+//! Order of a session: Hello → Welcome; then for every Batch exactly one Ack
+//! (after the batch is stored and flushed) or BatchRejected, in order;
+//! heartbeats update the agent's counters; renewal requests get a fresh
+//! certificate. The session ends when the agent closes, the collector shuts
+//! down or the agent is revoked (then with `PERMISSION_DENIED`).
+
+use std::{pin::Pin, sync::Arc, time::Duration};
+
+use canhgac_proto::{
+    TELEMETRY_PROTOCOL_VERSION, timefmt,
+    v1::{
+        Ack, AgentMessage, Batch, BatchRejected, Certificate, CollectorMessage, RecordKind,
+        Welcome, agent_message::Body as In, collector_message::Body as Out,
+        telemetry_server::Telemetry,
+    },
+};
+use prost::Message as _;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{
+    auth, error,
+    registry::StreamGuard,
+    server::Shared,
+    service::clean_text,
+    store::{AgentRec, Incoming},
+};
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Heartbeats update the stored agent at most this often.
+const SEEN_WRITE_INTERVAL: Duration = Duration::from_secs(5);
+
+pub struct TelemetryService {
+    shared: Arc<Shared>,
+}
+
+impl TelemetryService {
+    pub fn new(shared: Arc<Shared>) -> TelemetryService {
+        TelemetryService { shared }
+    }
+}
+
+type Outbound = Pin<Box<dyn Stream<Item = Result<CollectorMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Telemetry for TelemetryService {
+    type StreamStream = Outbound;
+
+    async fn stream(
+        &self,
+        req: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let caller = auth::agent(&req)?;
+        let agent_id = caller.agent_id;
+        let Some(agent) = self.shared.store.agent(&agent_id)? else {
+            return Err(Status::permission_denied(format!(
+                "agent {agent_id} is unknown to this collector; enroll it again"
+            )));
+        };
+        if agent.revoked_us != 0 {
+            return Err(Status::permission_denied(format!(
+                "agent {agent_id} is revoked"
+            )));
+        }
+        let (guard, close, concurrent) = self.shared.streams.register(&agent_id);
+        if concurrent > 1 {
+            // Two live streams with one identity: a restarted agent whose
+            // old stream has not timed out yet, or a cloned machine.
+            tracing::warn!(%agent_id, concurrent, "agent has more than one open stream");
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let session = Session {
+            shared: self.shared.clone(),
+            agent,
+            tx,
+            close,
+            _guard: guard,
+            last_seen_write: None,
+        };
+        tokio::spawn(session.run(req.into_inner()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    agent: AgentRec,
+    tx: mpsc::Sender<Result<CollectorMessage, Status>>,
+    close: watch::Receiver<bool>,
+    _guard: StreamGuard,
+    last_seen_write: Option<tokio::time::Instant>,
+}
+
+enum End {
+    /// The agent closed or went away.
+    Peer,
+    /// Close with this status.
+    Status(Status),
+}
+
+impl From<Status> for End {
+    fn from(s: Status) -> End {
+        End::Status(s)
+    }
+}
+
+impl Session {
+    async fn run(mut self, mut inbound: Streaming<AgentMessage>) {
+        let agent_id = self.agent.agent_id.clone();
+        tracing::info!(%agent_id, agency = %self.agent.agency, "telemetry stream opened");
+        let end = self.serve(&mut inbound).await;
+        let reason = match end {
+            End::Peer => String::from("agent closed the stream"),
+            End::Status(status) => {
+                let reason = status.message().to_string();
+                let _ = self.tx.send(Err(status)).await;
+                reason
+            }
+        };
+        let now = timefmt::micros(OffsetDateTime::now_utc());
+        if let Err(e) = self
+            .shared
+            .store
+            .update_agent(&agent_id, |a| a.last_seen_us = now)
+        {
+            tracing::warn!(%agent_id, error = %e, "cannot record last_seen");
+        }
+        tracing::info!(%agent_id, %reason, "telemetry stream closed");
+    }
+
+    async fn send(&self, body: Out) -> Result<(), End> {
+        self.tx
+            .send(Ok(CollectorMessage { body: Some(body) }))
+            .await
+            .map_err(|_| End::Peer)
+    }
+
+    async fn next(&mut self, inbound: &mut Streaming<AgentMessage>) -> Result<AgentMessage, End> {
+        let mut shutdown = self.shared.shutdown.clone();
+        tokio::select! {
+            biased;
+            _ = crate::registry::until_true(&mut self.close) => {
+                Err(End::Status(Status::permission_denied(format!("agent {} was revoked", self.agent.agent_id))))
+            }
+            _ = crate::registry::until_true(&mut shutdown) => {
+                Err(End::Status(Status::unavailable("collector is shutting down")))
+            }
+            msg = inbound.message() => match msg {
+                Ok(Some(m)) => Ok(m),
+                Ok(None) => Err(End::Peer),
+                Err(status) => {
+                    tracing::debug!(agent_id = %self.agent.agent_id, %status, "inbound stream error");
+                    Err(End::Peer)
+                }
+            }
+        }
+    }
+
+    async fn serve(&mut self, inbound: &mut Streaming<AgentMessage>) -> End {
+        match self.serve_inner(inbound).await {
+            Ok(()) => End::Peer,
+            Err(end) => end,
+        }
+    }
+
+    async fn serve_inner(&mut self, inbound: &mut Streaming<AgentMessage>) -> Result<(), End> {
+        let first = match tokio::time::timeout(HELLO_TIMEOUT, self.next(inbound)).await {
+            Ok(m) => m?,
+            Err(_) => return Err(Status::deadline_exceeded("no Hello within 30 seconds").into()),
+        };
+        let Some(In::Hello(hello)) = first.body else {
+            return Err(
+                Status::invalid_argument("the first message of a stream must be Hello").into(),
+            );
+        };
+        if hello.protocol_version > TELEMETRY_PROTOCOL_VERSION {
+            tracing::info!(
+                agent_id = %self.agent.agent_id,
+                agent_protocol = hello.protocol_version,
+                "agent speaks a newer telemetry revision; using {TELEMETRY_PROTOCOL_VERSION}"
+            );
+        }
+        let now = timefmt::micros(OffsetDateTime::now_utc());
+        let updated = self.shared.store.update_agent(&self.agent.agent_id, |a| {
+            if let Some(inv) = &hello.inventory {
+                a.hostname = clean_text(&inv.hostname, 255);
+                a.inventory = Some(inv.clone());
+            }
+            a.agent_version = clean_text(&hello.agent_version, 64);
+            if hello.counters.is_some() {
+                a.counters = hello.counters.clone();
+            }
+            if a.first_seen_us == 0 {
+                a.first_seen_us = now;
+            }
+            a.last_seen_us = now;
+        })?;
+        if let Some(a) = updated {
+            self.agent = a;
+        }
+        let cfg = &self.shared.config;
+        self.send(Out::Welcome(Welcome {
+            agent_id: self.agent.agent_id.clone(),
+            agency: self.agent.agency.clone(),
+            max_batch_bytes: cfg.max_batch_bytes,
+            max_batch_records: cfg.max_batch_records,
+            heartbeat_interval_secs: cfg.heartbeat_interval.as_secs().max(1) as u32,
+            certificate_not_after: Some(timefmt::to_timestamp(timefmt::from_micros(
+                self.agent.cert_not_after_us,
+            ))),
+        }))
+        .await?;
+
+        loop {
+            let msg = self.next(inbound).await?;
+            match msg.body {
+                Some(In::Batch(batch)) => self.batch(batch).await?,
+                Some(In::Heartbeat(hb)) => {
+                    let counters = hb.counters;
+                    self.touch(move |a| {
+                        if counters.is_some() {
+                            a.counters = counters.clone();
+                        }
+                    })?;
+                }
+                Some(In::Renew(renew)) => self.renew(&renew.csr_pem).await?,
+                Some(In::Hello(_)) => {
+                    return Err(
+                        Status::invalid_argument("Hello may only be sent once per stream").into(),
+                    );
+                }
+                None => {
+                    // A message kind from a newer agent: ignore it.
+                }
+            }
+        }
+    }
+
+    /// Records liveness (and more) without writing on every message.
+    fn touch(&mut self, f: impl Fn(&mut AgentRec)) -> Result<(), Status> {
+        let due = self
+            .last_seen_write
+            .is_none_or(|t| t.elapsed() >= SEEN_WRITE_INTERVAL);
+        if due {
+            let now = timefmt::micros(OffsetDateTime::now_utc());
+            self.shared.store.update_agent(&self.agent.agent_id, |a| {
+                f(a);
+                a.last_seen_us = now;
+            })?;
+            self.last_seen_write = Some(tokio::time::Instant::now());
+        }
+        Ok(())
+    }
+
+    async fn batch(&mut self, batch: Batch) -> Result<(), End> {
+        let cfg = &self.shared.config;
+        let first_seq = batch.records.first().map(|r| r.seq).unwrap_or(0);
+        let last_seq = batch.records.last().map(|r| r.seq).unwrap_or(0);
+        let size = batch.encoded_len();
+        let reject = if batch.records.len() > cfg.max_batch_records as usize {
+            Some(format!(
+                "{} records exceed the limit of {}",
+                batch.records.len(),
+                cfg.max_batch_records
+            ))
+        } else if size > cfg.max_batch_bytes as usize {
+            Some(format!(
+                "{size} bytes exceed the limit of {}",
+                cfg.max_batch_bytes
+            ))
+        } else if batch.records.iter().any(|r| r.seq == 0)
+            || batch.records.windows(2).any(|w| w[0].seq >= w[1].seq)
+        {
+            Some(String::from(
+                "sequence numbers must be non-zero and strictly increasing",
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reject {
+            tracing::info!(agent_id = %self.agent.agent_id, first_seq, last_seq, %reason, "batch rejected");
+            self.shared
+                .store
+                .update_agent(&self.agent.agent_id, |a| a.batches_rejected += 1)?;
+            return self
+                .send(Out::Rejected(BatchRejected {
+                    first_seq,
+                    last_seq,
+                    reason,
+                    max_batch_bytes: cfg.max_batch_bytes,
+                    max_batch_records: cfg.max_batch_records,
+                }))
+                .await;
+        }
+        if batch.records.is_empty() {
+            return Ok(());
+        }
+        let received = OffsetDateTime::now_utc();
+        let incoming: Vec<Incoming> = batch
+            .records
+            .iter()
+            .map(|r| prepare(r, &self.agent, received))
+            .collect();
+        let store = self.shared.store.clone();
+        let (agent_id, agency) = (self.agent.agent_id.clone(), self.agent.agency.clone());
+        let received_us = timefmt::micros(received);
+        let outcome = tokio::task::spawn_blocking(move || {
+            store.ingest(&agent_id, &agency, received_us, &incoming)
+        })
+        .await
+        .map_err(error::join_error)??;
+        let started = std::time::Instant::now();
+        self.shared.store.flush().await?;
+        if started.elapsed() > crate::store::SLOW_FLUSH {
+            tracing::warn!(elapsed = ?started.elapsed(), "slow database flush");
+        }
+        if outcome.invalid > 0 {
+            tracing::warn!(agent_id = %self.agent.agent_id, invalid = outcome.invalid, "records quarantined");
+        }
+        self.touch(|_| {})?;
+        self.send(Out::Ack(Ack {
+            first_seq,
+            last_seq,
+            stored: outcome.stored,
+            duplicates: outcome.duplicates,
+        }))
+        .await
+    }
+
+    async fn renew(&mut self, csr_pem: &str) -> Result<(), End> {
+        let now = OffsetDateTime::now_utc();
+        let agent_id = self.agent.agent_id.clone();
+        let issued = match self.shared.ca.sign_agent(
+            csr_pem,
+            &agent_id,
+            now,
+            self.shared.config.agent_certificate_ttl,
+        ) {
+            Ok(i) => i,
+            Err(e) => {
+                // The agent retries with a fresh request later.
+                tracing::warn!(%agent_id, error = %e, "certificate renewal refused");
+                return Ok(());
+            }
+        };
+        let not_after_us = timefmt::micros(issued.not_after);
+        let serial = issued.serial.clone();
+        self.shared.store.update_agent(&agent_id, |a| {
+            a.cert_not_after_us = not_after_us;
+            a.cert_serial = serial.clone();
+        })?;
+        self.shared.store.flush().await?;
+        tracing::info!(%agent_id, not_after = %timefmt::rfc3339(issued.not_after), "agent certificate renewed");
+        self.send(Out::Certificate(Certificate {
+            certificate_pem: issued.certificate_pem,
+            ca_chain_pem: self.shared.ca.cert_pem().to_string(),
+            not_after: Some(timefmt::to_timestamp(issued.not_after)),
+        }))
+        .await
+    }
+}
+
+impl From<crate::store::StoreError> for End {
+    fn from(e: crate::store::StoreError) -> End {
+        End::Status(e.into())
+    }
+}
+
+/// Validates one record and stamps the collector's view of the identity
+/// into its `canhgac` object. Bad records are kept for inspection.
+fn prepare(r: &canhgac_proto::v1::Record, agent: &AgentRec, received: OffsetDateTime) -> Incoming {
+    let invalid = |reason: &str| Incoming::Invalid {
+        seq: r.seq,
+        reason: reason.to_string(),
+        raw: r.eve_json.clone(),
+    };
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&r.eve_json) else {
+        return invalid("eve_json is not valid JSON");
+    };
+    let Some(obj) = value.as_object_mut() else {
+        return invalid("eve_json is not a JSON object");
+    };
+    let Some(event_type) = obj
+        .get("event_type")
+        .and_then(|v| v.as_str())
+        .map(String::from)
+    else {
+        return invalid("eve_json has no event_type");
+    };
+    let alert = event_type == "alert" || r.kind == RecordKind::Alert as i32;
+    let severity = if alert {
+        let from_json = obj
+            .get("alert")
+            .and_then(|a| a.get("severity"))
+            .and_then(|s| s.as_u64())
+            .filter(|s| (1..=4).contains(s))
+            .map(|s| s as u32);
+        from_json.unwrap_or(if (1..=4).contains(&r.severity) {
+            r.severity
+        } else {
+            3
+        })
+    } else {
+        0
+    };
+    let time = r
+        .time
+        .as_ref()
+        .map(timefmt::from_timestamp)
+        .unwrap_or(received);
+    let mut ours = match obj.remove("canhgac") {
+        Some(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    ours.insert("agent_id".into(), agent.agent_id.clone().into());
+    ours.insert("agency".into(), agent.agency.clone().into());
+    ours.insert("hostname".into(), agent.hostname.clone().into());
+    obj.insert("canhgac".into(), serde_json::Value::Object(ours));
+    Incoming::Valid {
+        seq: r.seq,
+        alert,
+        severity,
+        time_us: timefmt::micros(time),
+        eve_json: value.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canhgac_proto::v1::Record;
+
+    fn agent() -> AgentRec {
+        AgentRec {
+            agent_id: "id-1".into(),
+            agency: "SO-TTTT".into(),
+            hostname: "web01".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn identity_comes_from_the_collector_not_the_record() {
+        let rec = Record {
+            seq: 4,
+            kind: RecordKind::Alert as i32,
+            severity: 2,
+            eve_json: br#"{"event_type":"alert","alert":{"severity":1},"canhgac":{"agent_id":"forged","agency":"OTHER","detector":"ioc"}}"#.to_vec(),
+            time: None,
+        };
+        let Incoming::Valid {
+            eve_json,
+            severity,
+            alert,
+            ..
+        } = prepare(&rec, &agent(), OffsetDateTime::now_utc())
+        else {
+            panic!("valid record refused");
+        };
+        let v: serde_json::Value = serde_json::from_str(&eve_json).unwrap();
+        assert_eq!(v["canhgac"]["agent_id"], "id-1");
+        assert_eq!(v["canhgac"]["agency"], "SO-TTTT");
+        assert_eq!(v["canhgac"]["detector"], "ioc");
+        assert_eq!((severity, alert), (1, true));
+    }
+
+    #[test]
+    fn bad_records_are_invalid_not_dropped() {
+        for raw in [&b"\xff\xfe"[..], b"[1,2]", b"{\"no\":\"type\"}"] {
+            let rec = Record {
+                seq: 1,
+                eve_json: raw.to_vec(),
+                ..Default::default()
+            };
+            match prepare(&rec, &agent(), OffsetDateTime::now_utc()) {
+                Incoming::Invalid { raw: kept, .. } => assert_eq!(kept, raw),
+                Incoming::Valid { .. } => panic!("accepted {raw:?}"),
+            }
+        }
+    }
+}

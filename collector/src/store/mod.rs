@@ -1,0 +1,953 @@
+//! The collector's storage. Only this module touches sled.
+//!
+//! Architecture invariant: nothing outside `store` names a sled type; the
+//! rest of the collector speaks in domain records ([`records`]) so that a
+//! second backend (PostgreSQL, for several stateless collectors) can sit
+//! behind the same methods.
+//!
+//! # Trees and key layout
+//!
+//! | tree               | key                                              | value          |
+//! |--------------------|--------------------------------------------------|----------------|
+//! | `meta`             | `b"schema"`                                      | u32 BE (1)     |
+//! | `agencies`         | agency code (UTF-8, never contains 0x00)         | [`AgencyRec`]  |
+//! | `tokens`           | SHA-256 of the token (32 bytes)                  | [`TokenRec`]   |
+//! | `agents`           | agent id (UTF-8)                                 | [`AgentRec`]   |
+//! | `alerts`           | cursor (u64 BE)                                  | [`RecordRec`]  |
+//! | `events`           | cursor (u64 BE)                                  | [`RecordRec`]  |
+//! | `dedupe`           | agent id, 0x00, seq (u64 BE)                     | cursor (u64 BE), `u64::MAX` if quarantined |
+//! | `alerts_by_time`   | time (sortable i64 BE), cursor                   | empty          |
+//! | `alerts_by_agency` | agency code, 0x00, time (sortable i64 BE), cursor| empty          |
+//! | `quarantine`       | agent id, 0x00, seq (u64 BE)                     | [`QuarantineRec`] |
+//!
+//! Cursors are assigned under one lock in commit order, so a reader that
+//! has seen cursor `c` has seen every record with a smaller cursor: the
+//! alert subscription resumes from a cursor without gaps.
+//!
+//! Ingest is one sled transaction per batch over `alerts`, `events`,
+//! `dedupe`, both indexes, `quarantine` and `agents`; a batch is stored
+//! whole or not at all, and each (agent, seq) at most once. Callers flush
+//! ([`Store::flush`]) before acknowledging.
+
+pub mod records;
+
+use std::{
+    ops::Bound,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use prost::Message as _;
+use sha2::Digest as _;
+use sled::{
+    Transactional as _,
+    transaction::{ConflictableTransactionError, TransactionError},
+};
+use tokio::sync::watch;
+
+pub use records::{AgencyRec, AgentRec, QuarantineRec, RecordRec, TokenRec};
+
+const SCHEMA_VERSION: u32 = 1;
+const QUARANTINED: u64 = u64::MAX;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record in tree `{tree}` at key {key}: {reason}")]
+    Corrupt {
+        tree: &'static str,
+        key: String,
+        reason: String,
+    },
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error(
+        "database schema version {found} is newer than this collector understands ({SCHEMA_VERSION})"
+    )]
+    Schema { found: u32 },
+}
+
+/// Why an enrollment token was refused. Nothing is created in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("unknown enrollment token")]
+    Unknown,
+    #[error("enrollment token already used")]
+    Used,
+    #[error("enrollment token expired")]
+    Expired,
+    #[error("enrollment token is bound to another agency")]
+    WrongAgency,
+    #[error("the token's agency no longer exists")]
+    AgencyGone,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A record from an agent batch, after validation.
+pub enum Incoming {
+    Valid {
+        seq: u64,
+        alert: bool,
+        severity: u32,
+        time_us: i64,
+        eve_json: String,
+    },
+    Invalid {
+        seq: u64,
+        reason: String,
+        raw: Vec<u8>,
+    },
+}
+
+impl Incoming {
+    fn seq(&self) -> u64 {
+        match self {
+            Incoming::Valid { seq, .. } | Incoming::Invalid { seq, .. } => *seq,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub stored: u32,
+    pub duplicates: u32,
+    pub invalid: u32,
+}
+
+/// Filter and page for [`Store::list_alerts`].
+#[derive(Debug, Default, Clone)]
+pub struct AlertQuery {
+    pub agency: Option<String>,
+    /// Keep alerts with `severity <= max_severity` (1 is the most severe).
+    pub max_severity: Option<u32>,
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    pub limit: usize,
+    /// Continue after this (time, cursor), exclusive.
+    pub after: Option<PageKey>,
+}
+
+/// Position in the time-ordered alert listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageKey {
+    pub time_us: i64,
+    pub cursor: u64,
+}
+
+impl PageKey {
+    pub fn encode(&self) -> String {
+        format!("p1.{:016x}.{:016x}", sortable(self.time_us), self.cursor)
+    }
+
+    pub fn decode(s: &str) -> Option<PageKey> {
+        let mut parts = s.strip_prefix("p1.")?.split('.');
+        let t = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let cursor = u64::from_str_radix(parts.next()?, 16).ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(PageKey {
+            time_us: unsortable(t),
+            cursor,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    agencies: sled::Tree,
+    tokens: sled::Tree,
+    agents: sled::Tree,
+    alerts: sled::Tree,
+    events: sled::Tree,
+    dedupe: sled::Tree,
+    by_time: sled::Tree,
+    by_agency: sled::Tree,
+    quarantine: sled::Tree,
+    /// Next cursor to assign; the lock serialises ingest commits.
+    next_cursor: Mutex<u64>,
+    /// Highest committed alert cursor (0: none).
+    alert_cursor: watch::Sender<u64>,
+}
+
+fn sortable(v: i64) -> u64 {
+    (v as u64) ^ (1 << 63)
+}
+
+fn unsortable(v: u64) -> i64 {
+    (v ^ (1 << 63)) as i64
+}
+
+fn dedupe_key(agent_id: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(agent_id.len() + 9);
+    k.extend_from_slice(agent_id.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn time_key(prefix: &[u8], time_us: i64, cursor: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 16);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&sortable(time_us).to_be_bytes());
+    k.extend_from_slice(&cursor.to_be_bytes());
+    k
+}
+
+fn agency_prefix(agency: &str) -> Vec<u8> {
+    let mut k = agency.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+fn decode<M: prost::Message + Default>(
+    tree: &'static str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<M, StoreError> {
+    M::decode(bytes).map_err(|e| StoreError::Corrupt {
+        tree,
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn u64_of(bytes: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = bytes.len().min(8);
+    b[8 - n..].copy_from_slice(&bytes[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// SHA-256 of an enrollment token: what is stored instead of the token.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    sha2::Sha256::digest(token.as_bytes()).into()
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .flush_every_ms(Some(500))
+            .cache_capacity(256 * 1024 * 1024)
+            .open()?;
+        match db.get(b"schema")? {
+            Some(v) => {
+                let found = u64_of(&v) as u32;
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::Schema { found });
+                }
+            }
+            None => {
+                db.insert(b"schema", &SCHEMA_VERSION.to_be_bytes())?;
+            }
+        }
+        let alerts = db.open_tree("alerts")?;
+        let events = db.open_tree("events")?;
+        let last = |t: &sled::Tree| -> Result<u64, StoreError> {
+            Ok(t.last()?.map(|(k, _)| u64_of(&k)).unwrap_or(0))
+        };
+        let last_alert = last(&alerts)?;
+        let next_cursor = last_alert.max(last(&events)?) + 1;
+        let inner = Inner {
+            agencies: db.open_tree("agencies")?,
+            tokens: db.open_tree("tokens")?,
+            agents: db.open_tree("agents")?,
+            dedupe: db.open_tree("dedupe")?,
+            by_time: db.open_tree("alerts_by_time")?,
+            by_agency: db.open_tree("alerts_by_agency")?,
+            quarantine: db.open_tree("quarantine")?,
+            alerts,
+            events,
+            db,
+            next_cursor: Mutex::new(next_cursor),
+            alert_cursor: watch::Sender::new(last_alert),
+        };
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+
+    pub fn flush_blocking(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    // ----- agencies -----
+
+    pub fn add_agency(&self, rec: AgencyRec) -> Result<AgencyRec, StoreError> {
+        let res = self.inner.agencies.compare_and_swap(
+            rec.code.as_bytes(),
+            None as Option<&[u8]>,
+            Some(rec.encode_to_vec()),
+        )?;
+        match res {
+            Ok(()) => Ok(rec),
+            Err(_) => Err(StoreError::AlreadyExists(format!("agency `{}`", rec.code))),
+        }
+    }
+
+    pub fn agency(&self, code: &str) -> Result<Option<AgencyRec>, StoreError> {
+        self.inner
+            .agencies
+            .get(code.as_bytes())?
+            .map(|v| decode("agencies", code.as_bytes(), &v))
+            .transpose()
+    }
+
+    pub fn agencies(&self) -> Result<Vec<AgencyRec>, StoreError> {
+        self.inner
+            .agencies
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode("agencies", &k, &v)
+            })
+            .collect()
+    }
+
+    // ----- enrollment tokens -----
+
+    pub fn add_token(&self, token: &str, rec: TokenRec) -> Result<(), StoreError> {
+        self.inner
+            .tokens
+            .insert(token_hash(token), rec.encode_to_vec())?;
+        Ok(())
+    }
+
+    /// Checks a token without using it.
+    pub fn check_token(
+        &self,
+        token: &str,
+        expected_agency: Option<&str>,
+        now_us: i64,
+    ) -> Result<TokenRec, EnrollError> {
+        let hash = token_hash(token);
+        let rec: TokenRec = match self.inner.tokens.get(hash).map_err(StoreError::from)? {
+            Some(v) => decode("tokens", &hash, &v)?,
+            None => return Err(EnrollError::Unknown),
+        };
+        Self::token_usable(&rec, expected_agency, now_us)?;
+        if self.agency(&rec.agency)?.is_none() {
+            return Err(EnrollError::AgencyGone);
+        }
+        Ok(rec)
+    }
+
+    fn token_usable(
+        rec: &TokenRec,
+        expected_agency: Option<&str>,
+        now_us: i64,
+    ) -> Result<(), EnrollError> {
+        if rec.used_us != 0 {
+            return Err(EnrollError::Used);
+        }
+        if now_us >= rec.expires_us {
+            return Err(EnrollError::Expired);
+        }
+        if let Some(expected) = expected_agency
+            && expected != rec.agency
+        {
+            return Err(EnrollError::WrongAgency);
+        }
+        Ok(())
+    }
+
+    /// Uses the token and creates the agent, atomically: either both happen
+    /// or neither (a concurrent use of the same token loses).
+    pub fn enroll(
+        &self,
+        token: &str,
+        expected_agency: Option<&str>,
+        now_us: i64,
+        agent: AgentRec,
+    ) -> Result<(), EnrollError> {
+        let hash = token_hash(token);
+        let i = &self.inner;
+        let res = (&i.tokens, &i.agents).transaction(|(tokens, agents)| {
+            let abort = ConflictableTransactionError::Abort;
+            let Some(v) = tokens.get(hash)? else {
+                return Err(abort(EnrollError::Unknown));
+            };
+            let mut rec: TokenRec =
+                decode("tokens", &hash, &v).map_err(|e| abort(EnrollError::Store(e)))?;
+            Self::token_usable(&rec, expected_agency, now_us).map_err(abort)?;
+            if agents.get(agent.agent_id.as_bytes())?.is_some() {
+                return Err(abort(EnrollError::Store(StoreError::AlreadyExists(
+                    format!("agent {}", agent.agent_id),
+                ))));
+            }
+            rec.used_us = now_us;
+            rec.used_by = agent.agent_id.clone();
+            tokens.insert(&hash, rec.encode_to_vec())?;
+            agents.insert(agent.agent_id.as_bytes(), agent.encode_to_vec())?;
+            Ok(())
+        });
+        match res {
+            Ok(()) => Ok(()),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(EnrollError::Store(e.into())),
+        }
+    }
+
+    // ----- agents -----
+
+    pub fn agent(&self, agent_id: &str) -> Result<Option<AgentRec>, StoreError> {
+        self.inner
+            .agents
+            .get(agent_id.as_bytes())?
+            .map(|v| decode("agents", agent_id.as_bytes(), &v))
+            .transpose()
+    }
+
+    pub fn agents(&self) -> Result<Vec<AgentRec>, StoreError> {
+        self.inner
+            .agents
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode("agents", &k, &v)
+            })
+            .collect()
+    }
+
+    /// Applies `f` to the agent record (compare-and-swap loop) and returns
+    /// the result, or `None` when the agent does not exist.
+    pub fn update_agent(
+        &self,
+        agent_id: &str,
+        mut f: impl FnMut(&mut AgentRec),
+    ) -> Result<Option<AgentRec>, StoreError> {
+        let tree = &self.inner.agents;
+        loop {
+            let Some(old) = tree.get(agent_id.as_bytes())? else {
+                return Ok(None);
+            };
+            let mut rec: AgentRec = decode("agents", agent_id.as_bytes(), &old)?;
+            f(&mut rec);
+            let new = rec.encode_to_vec();
+            if tree
+                .compare_and_swap(agent_id.as_bytes(), Some(&old), Some(new))?
+                .is_ok()
+            {
+                return Ok(Some(rec));
+            }
+        }
+    }
+
+    // ----- records -----
+
+    /// Stores a batch from one agent: each (agent, seq) at most once, the
+    /// whole batch or nothing. Does not flush.
+    pub fn ingest(
+        &self,
+        agent_id: &str,
+        agency: &str,
+        received_us: i64,
+        batch: &[Incoming],
+    ) -> Result<IngestOutcome, StoreError> {
+        let i = &self.inner;
+        let mut next = i.next_cursor.lock().unwrap_or_else(|p| p.into_inner());
+        let agency_prefix = agency_prefix(agency);
+        let res = (
+            &i.alerts,
+            &i.events,
+            &i.dedupe,
+            &i.by_time,
+            &i.by_agency,
+            &i.quarantine,
+            &i.agents,
+        )
+            .transaction(
+                |(alerts, events, dedupe, by_time, by_agency, quarantine, agents)| {
+                    let mut cursor = *next;
+                    let mut out = IngestOutcome::default();
+                    let mut last_alert = None;
+                    let mut highest = 0;
+                    for rec in batch {
+                        let dk = dedupe_key(agent_id, rec.seq());
+                        highest = highest.max(rec.seq());
+                        if dedupe.get(&dk)?.is_some() {
+                            out.duplicates += 1;
+                            continue;
+                        }
+                        match rec {
+                            Incoming::Valid {
+                                seq,
+                                alert,
+                                severity,
+                                time_us,
+                                eve_json,
+                            } => {
+                                let value = RecordRec {
+                                    version: records::RECORD_VERSION,
+                                    agent_id: agent_id.to_string(),
+                                    agency: agency.to_string(),
+                                    seq: *seq,
+                                    kind: if *alert {
+                                        canhgac_proto::v1::RecordKind::Alert as i32
+                                    } else {
+                                        canhgac_proto::v1::RecordKind::Event as i32
+                                    },
+                                    severity: *severity,
+                                    time_us: *time_us,
+                                    received_us,
+                                    eve_json: eve_json.clone(),
+                                }
+                                .encode_to_vec();
+                                let ck = cursor.to_be_bytes();
+                                if *alert {
+                                    alerts.insert(&ck, value)?;
+                                    by_time.insert(time_key(&[], *time_us, cursor), &[])?;
+                                    by_agency
+                                        .insert(time_key(&agency_prefix, *time_us, cursor), &[])?;
+                                    last_alert = Some(cursor);
+                                } else {
+                                    events.insert(&ck, value)?;
+                                }
+                                dedupe.insert(dk, &ck)?;
+                                cursor += 1;
+                                out.stored += 1;
+                            }
+                            Incoming::Invalid { seq, reason, raw } => {
+                                let value = QuarantineRec {
+                                    version: records::RECORD_VERSION,
+                                    agent_id: agent_id.to_string(),
+                                    seq: *seq,
+                                    received_us,
+                                    reason: reason.clone(),
+                                    raw: raw.clone(),
+                                };
+                                quarantine.insert(dk.clone(), value.encode_to_vec())?;
+                                dedupe.insert(dk, &QUARANTINED.to_be_bytes())?;
+                                out.invalid += 1;
+                            }
+                        }
+                    }
+                    if let Some(v) = agents.get(agent_id.as_bytes())? {
+                        let mut a: AgentRec = decode("agents", agent_id.as_bytes(), &v)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        a.records_stored += u64::from(out.stored);
+                        a.records_duplicate += u64::from(out.duplicates);
+                        a.records_invalid += u64::from(out.invalid);
+                        a.highest_seq = a.highest_seq.max(highest);
+                        agents.insert(agent_id.as_bytes(), a.encode_to_vec())?;
+                    }
+                    Ok((cursor, out, last_alert))
+                },
+            );
+        match res {
+            Ok((cursor, out, last_alert)) => {
+                *next = cursor;
+                drop(next);
+                if let Some(c) = last_alert {
+                    i.alert_cursor.send_replace(c);
+                }
+                Ok(out)
+            }
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Highest committed alert cursor; changes wake subscribers.
+    pub fn alert_cursor(&self) -> watch::Receiver<u64> {
+        self.inner.alert_cursor.subscribe()
+    }
+
+    /// Alerts with a cursor greater than `after`, in cursor order.
+    pub fn alerts_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, RecordRec)>, StoreError> {
+        let start = after.saturating_add(1).to_be_bytes();
+        self.inner
+            .alerts
+            .range(start..)
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((u64_of(&k), decode("alerts", &k, &v)?))
+            })
+            .collect()
+    }
+
+    /// Events (non-alert records) with a cursor greater than `after`.
+    pub fn events_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, RecordRec)>, StoreError> {
+        let start = after.saturating_add(1).to_be_bytes();
+        self.inner
+            .events
+            .range(start..)
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((u64_of(&k), decode("events", &k, &v)?))
+            })
+            .collect()
+    }
+
+    /// Alerts newest event time first, filtered, one page.
+    pub fn list_alerts(
+        &self,
+        q: &AlertQuery,
+    ) -> Result<(Vec<(u64, RecordRec)>, Option<PageKey>), StoreError> {
+        let i = &self.inner;
+        let (tree, prefix) = match &q.agency {
+            Some(a) => (&i.by_agency, agency_prefix(a)),
+            None => (&i.by_time, Vec::new()),
+        };
+        let lower = time_key(&prefix, q.since_us.unwrap_or(i64::MIN), 0);
+        let mut upper = match q.until_us {
+            Some(u) => time_key(&prefix, u, 0),
+            None => {
+                let mut k = prefix.clone();
+                k.extend_from_slice(&[0xff; 17]);
+                k
+            }
+        };
+        if let Some(after) = q.after {
+            let page = time_key(&prefix, after.time_us, after.cursor);
+            if page < upper {
+                upper = page;
+            }
+        }
+        let limit = q.limit.max(1);
+        let mut out = Vec::with_capacity(limit.min(1024));
+        let mut next = None;
+        for kv in tree
+            .range((Bound::Included(lower), Bound::Excluded(upper)))
+            .rev()
+        {
+            let (k, _) = kv?;
+            if k.len() < prefix.len() + 16 {
+                continue;
+            }
+            let tail = &k[prefix.len()..];
+            let time_us = unsortable(u64_of(&tail[..8]));
+            let cursor = u64_of(&tail[8..16]);
+            let Some(v) = i.alerts.get(cursor.to_be_bytes())? else {
+                continue; // removed by retention between index and record
+            };
+            let rec: RecordRec = decode("alerts", &cursor.to_be_bytes(), &v)?;
+            if let Some(max) = q.max_severity
+                && rec.severity > max
+            {
+                continue;
+            }
+            if out.len() == limit {
+                next = out.last().map(|(c, r): &(u64, RecordRec)| PageKey {
+                    time_us: r.time_us,
+                    cursor: *c,
+                });
+                break;
+            }
+            let _ = time_us;
+            out.push((cursor, rec));
+        }
+        Ok((out, next))
+    }
+
+    pub fn quarantined(&self) -> Result<Vec<QuarantineRec>, StoreError> {
+        self.inner
+            .quarantine
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode("quarantine", &k, &v)
+            })
+            .collect()
+    }
+
+    /// Bytes on disk of the whole database.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+}
+
+/// How long a flush may take before the caller should log it.
+pub const SLOW_FLUSH: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, agency: &str) -> AgentRec {
+        AgentRec {
+            version: 1,
+            agent_id: id.into(),
+            agency: agency.into(),
+            ..Default::default()
+        }
+    }
+
+    fn alert(seq: u64, severity: u32, time_us: i64) -> Incoming {
+        Incoming::Valid {
+            seq,
+            alert: true,
+            severity,
+            time_us,
+            eve_json: format!("{{\"seq\":{seq}}}"),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        s.add_agency(AgencyRec {
+            version: 1,
+            code: "A".into(),
+            name: "a".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        s.add_agency(AgencyRec {
+            version: 1,
+            code: "B".into(),
+            name: "b".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn agency_codes_are_unique() {
+        let (_d, s) = store();
+        let err = s
+            .add_agency(AgencyRec {
+                version: 1,
+                code: "A".into(),
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists(_)));
+        assert_eq!(s.agencies().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn tokens_are_single_use_expiring_and_agency_bound() {
+        let (_d, s) = store();
+        let rec = |agency: &str, expires_us| TokenRec {
+            version: 1,
+            agency: agency.into(),
+            expires_us,
+            ..Default::default()
+        };
+        s.add_token("t1", rec("A", 1_000)).unwrap();
+        s.add_token("t2", rec("A", 10)).unwrap();
+        assert!(matches!(
+            s.enroll("nope", None, 5, agent("x", "A")),
+            Err(EnrollError::Unknown)
+        ));
+        assert!(matches!(
+            s.enroll("t2", None, 10, agent("x", "A")),
+            Err(EnrollError::Expired)
+        ));
+        assert!(matches!(
+            s.enroll("t1", Some("B"), 5, agent("x", "A")),
+            Err(EnrollError::WrongAgency)
+        ));
+        assert!(
+            s.agent("x").unwrap().is_none(),
+            "a refused token creates nothing"
+        );
+        s.enroll("t1", Some("A"), 5, agent("x", "A")).unwrap();
+        assert!(matches!(
+            s.enroll("t1", None, 6, agent("y", "A")),
+            Err(EnrollError::Used)
+        ));
+        assert!(s.agent("y").unwrap().is_none());
+        assert!(s.agent("x").unwrap().is_some());
+        // the token itself is never stored
+        let raw: Vec<_> = s
+            .inner
+            .tokens
+            .iter()
+            .keys()
+            .map(|k| k.unwrap().to_vec())
+            .collect();
+        assert!(raw.iter().all(|k| k.as_slice() != b"t1"));
+    }
+
+    #[test]
+    fn ingest_is_idempotent_per_agent_and_seq() {
+        let (_d, s) = store();
+        s.enroll_for_test(agent("x", "A"));
+        s.enroll_for_test(agent("y", "A"));
+        let first = s
+            .ingest("x", "A", 0, &[alert(1, 2, 10), alert(2, 2, 20)])
+            .unwrap();
+        assert_eq!(
+            first,
+            IngestOutcome {
+                stored: 2,
+                duplicates: 0,
+                invalid: 0
+            }
+        );
+        let again = s
+            .ingest("x", "A", 0, &[alert(2, 2, 20), alert(3, 1, 30)])
+            .unwrap();
+        assert_eq!(
+            again,
+            IngestOutcome {
+                stored: 1,
+                duplicates: 1,
+                invalid: 0
+            }
+        );
+        // the same seq from another agent is a different record
+        let other = s.ingest("y", "A", 0, &[alert(1, 2, 10)]).unwrap();
+        assert_eq!(other.stored, 1);
+        let all = s.alerts_after(0, 100).unwrap();
+        assert_eq!(all.len(), 4);
+        let cursors: Vec<u64> = all.iter().map(|(c, _)| *c).collect();
+        assert!(cursors.windows(2).all(|w| w[0] < w[1]));
+        let a = s.agent("x").unwrap().unwrap();
+        assert_eq!(
+            (a.records_stored, a.records_duplicate, a.highest_seq),
+            (3, 1, 3)
+        );
+    }
+
+    #[test]
+    fn invalid_records_are_quarantined_not_lost() {
+        let (_d, s) = store();
+        s.enroll_for_test(agent("x", "A"));
+        let bad = Incoming::Invalid {
+            seq: 7,
+            reason: "not json".into(),
+            raw: b"\xff".to_vec(),
+        };
+        let out = s.ingest("x", "A", 0, &[bad]).unwrap();
+        assert_eq!(out.invalid, 1);
+        let q = s.quarantined().unwrap();
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].raw, b"\xff");
+        // a resend is a duplicate, not a second quarantine entry
+        let bad = Incoming::Invalid {
+            seq: 7,
+            reason: "not json".into(),
+            raw: b"\xff".to_vec(),
+        };
+        assert_eq!(s.ingest("x", "A", 0, &[bad]).unwrap().duplicates, 1);
+    }
+
+    #[test]
+    fn listing_filters_and_pages_newest_first() {
+        let (_d, s) = store();
+        s.enroll_for_test(agent("x", "A"));
+        s.enroll_for_test(agent("y", "B"));
+        let batch: Vec<_> = (1..=50)
+            .map(|i| alert(i, 1 + (i % 4) as u32, i as i64 * 1000))
+            .collect();
+        s.ingest("x", "A", 0, &batch).unwrap();
+        s.ingest("y", "B", 0, &[alert(1, 1, 5_000_000)]).unwrap();
+
+        let mut q = AlertQuery {
+            agency: Some("A".into()),
+            limit: 7,
+            ..Default::default()
+        };
+        let mut seen = Vec::new();
+        loop {
+            let (page, next) = s.list_alerts(&q).unwrap();
+            assert!(page.len() <= 7);
+            seen.extend(page.into_iter().map(|(_, r)| r));
+            match next {
+                Some(n) => q.after = Some(PageKey::decode(&n.encode()).unwrap()),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 50);
+        assert!(seen.iter().all(|r| r.agency == "A"));
+        assert!(seen.windows(2).all(|w| w[0].time_us >= w[1].time_us));
+
+        let q = AlertQuery {
+            max_severity: Some(1),
+            since_us: Some(20_000),
+            until_us: Some(40_000),
+            limit: 100,
+            ..Default::default()
+        };
+        let (page, next) = s.list_alerts(&q).unwrap();
+        assert!(next.is_none());
+        let seqs: Vec<u64> = page.iter().map(|(_, r)| r.seq).collect();
+        assert_eq!(seqs, vec![36, 32, 28, 24, 20]);
+    }
+
+    #[test]
+    fn cursor_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let s = Store::open(&path).unwrap();
+            s.enroll_for_test(agent("x", "A"));
+            s.ingest("x", "A", 0, &[alert(1, 1, 1), alert(2, 1, 2)])
+                .unwrap();
+            s.flush_blocking().unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(*s.alert_cursor().borrow(), 2);
+        s.ingest("x", "A", 0, &[alert(3, 1, 3)]).unwrap();
+        let cursors: Vec<u64> = s
+            .alerts_after(0, 10)
+            .unwrap()
+            .iter()
+            .map(|(c, _)| *c)
+            .collect();
+        assert_eq!(cursors, vec![1, 2, 3]);
+        assert_eq!(
+            s.ingest("x", "A", 0, &[alert(1, 1, 1)]).unwrap().duplicates,
+            1
+        );
+    }
+
+    #[test]
+    fn page_tokens_reject_garbage() {
+        for bad in [
+            "",
+            "p1.",
+            "p1.zz.00",
+            "p2.0000000000000000.0000000000000001",
+            "p1.1.2.3",
+        ] {
+            assert_eq!(PageKey::decode(bad), None, "{bad}");
+        }
+        let k = PageKey {
+            time_us: -5,
+            cursor: 9,
+        };
+        assert_eq!(PageKey::decode(&k.encode()), Some(k));
+    }
+
+    impl Store {
+        fn enroll_for_test(&self, rec: AgentRec) {
+            self.inner
+                .agents
+                .insert(rec.agent_id.as_bytes(), rec.encode_to_vec())
+                .unwrap();
+        }
+    }
+}

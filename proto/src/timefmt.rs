@@ -1,0 +1,76 @@
+//! Time conversions shared by agent, collector and command line.
+
+use prost_types::Timestamp;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
+
+/// EVE timestamp, as Suricata writes it: `2017-10-18T19:48:00.123456+0000`.
+const EVE: &[time::format_description::BorrowedFormatItem<'static>] = format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6][offset_hour sign:mandatory][offset_minute]"
+);
+
+pub fn to_timestamp(t: OffsetDateTime) -> Timestamp {
+    let nanos = t.unix_timestamp_nanos();
+    Timestamp {
+        seconds: nanos.div_euclid(1_000_000_000) as i64,
+        nanos: nanos.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+/// Converts a protobuf timestamp; out-of-range values clamp to the epoch.
+pub fn from_timestamp(ts: &Timestamp) -> OffsetDateTime {
+    let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos.clamp(0, 999_999_999));
+    OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Microseconds since the epoch; the collector's index key for time.
+pub fn micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000) as i64
+}
+
+pub fn from_micros(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+pub fn eve(t: OffsetDateTime) -> String {
+    t.format(EVE)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00.000000+0000"))
+}
+
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+}
+
+pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
+    OffsetDateTime::parse(s, &Rfc3339)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eve_format_matches_suricata() {
+        let t = parse_rfc3339("2017-10-18T19:48:00.123456Z").unwrap();
+        assert_eq!(eve(t), "2017-10-18T19:48:00.123456+0000");
+    }
+
+    #[test]
+    fn timestamp_round_trip_before_and_after_epoch() {
+        for s in ["1969-12-31T23:59:59.5Z", "2026-11-23T00:35:00.000001Z"] {
+            let t = parse_rfc3339(s).unwrap();
+            assert_eq!(from_timestamp(&to_timestamp(t)), t);
+            assert_eq!(from_micros(micros(t)), t);
+        }
+    }
+
+    #[test]
+    fn out_of_range_timestamp_does_not_panic() {
+        let t = from_timestamp(&Timestamp {
+            seconds: i64::MAX,
+            nanos: -5,
+        });
+        assert_eq!(t, OffsetDateTime::UNIX_EPOCH);
+    }
+}
