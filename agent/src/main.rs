@@ -1,1 +1,185 @@
-fn main() {}
+//! `canhgac-agent`: enroll, run, inspect.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use canhgac_agent::{
+    config::{self, Overrides, ResolveError},
+    daemon, enroll,
+    spool::Spool,
+    state::{AgentIdentity, Paths},
+};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "canhgac-agent", version, about = "canhgac agent for agency servers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enrolls this machine with a one-time token from the provincial SOC.
+    Enroll {
+        /// Collector address, https://HOST:PORT.
+        #[arg(long)]
+        collector: String,
+        /// One-time token from `canhgac token create`.
+        #[arg(long)]
+        token: String,
+        /// SHA-256 of the collector CA (printed by `canhgac-collector init`).
+        #[arg(long)]
+        ca_pin: String,
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Refuse unless the token belongs to this agency.
+        #[arg(long)]
+        agency: Option<String>,
+        /// Discard an existing identity in the state directory.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Runs the agent.
+    Run {
+        /// Configuration file (see deploy/agent.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Replay a capture file instead of a live interface (repeatable).
+        #[arg(long)]
+        pcap: Vec<PathBuf>,
+        /// Capture live on this interface (needs CAP_NET_RAW).
+        #[arg(long)]
+        interface: Option<String>,
+        /// Indicator list: one IP, CIDR or domain per line (repeatable).
+        #[arg(long)]
+        ioc: Vec<PathBuf>,
+        /// With --pcap: exit 0 once everything produced is acknowledged.
+        #[arg(long)]
+        exit_when_drained: bool,
+        /// Replay rate in packets per second (0: as fast as possible).
+        #[arg(long)]
+        replay_pps: Option<u64>,
+        /// Collector address, overriding the one recorded at enrollment.
+        #[arg(long)]
+        collector: Option<String>,
+    },
+    /// Prints the identity and the spool state.
+    Status {
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
+}
+
+fn fail(code: u8, message: &str) -> ExitCode {
+    eprintln!("canhgac-agent: error: {message}");
+    ExitCode::from(code)
+}
+
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| fail(1, &format!("cannot start the runtime: {e}")))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Enroll { collector, token, ca_pin, state_dir, agency, force } => {
+            let rt = match runtime() {
+                Ok(r) => r,
+                Err(c) => return c,
+            };
+            let opts = enroll::EnrollOptions {
+                collector: &collector,
+                token: &token,
+                ca_pin: &ca_pin,
+                state_dir: &state_dir,
+                expected_agency: agency.as_deref(),
+                force,
+            };
+            match rt.block_on(enroll::enroll(opts)) {
+                Ok(id) => {
+                    println!("enrolled as agent {} of agency {}", id.agent_id, id.agency);
+                    println!("identity written to {}", state_dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e @ enroll::EnrollError::AlreadyEnrolled(_)) => fail(2, &e.to_string()),
+                Err(e @ enroll::EnrollError::Client(canhgac_proto::client::ClientError::BadPin(_))) => fail(2, &e.to_string()),
+                Err(e @ enroll::EnrollError::Client(canhgac_proto::client::ClientError::BadAddress(_))) => fail(2, &e.to_string()),
+                Err(e) => fail(1, &e.to_string()),
+            }
+        }
+        Command::Run { config, state_dir, pcap, interface, ioc, exit_when_drained, replay_pps, collector } => {
+            let overrides = Overrides { state_dir, collector, pcap, interface, ioc, replay_pps, exit_when_drained };
+            // Everything is validated before anything starts.
+            let cfg = match config::resolve(config.as_deref(), overrides) {
+                Ok(c) => c,
+                Err(ResolveError::Config(e)) => return fail(2, &e.to_string()),
+                Err(ResolveError::Usage(m)) => return fail(2, &m),
+            };
+            if !canhgac_agent::state::is_enrolled(&cfg.state_dir) {
+                return fail(2, &canhgac_agent::state::StateError::NotEnrolled(cfg.state_dir.clone()).to_string());
+            }
+            init_tracing();
+            let rt = match runtime() {
+                Ok(r) => r,
+                Err(c) => return c,
+            };
+            let shutdown = async {
+                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return std::future::pending().await,
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            };
+            match rt.block_on(daemon::run(cfg, shutdown)) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(1, &e.to_string()),
+            }
+        }
+        Command::Status { state_dir } => {
+            let id = match AgentIdentity::load(&state_dir) {
+                Ok(i) => i,
+                Err(e) => return fail(2, &e.to_string()),
+            };
+            println!("agent id:   {}", id.file.agent_id);
+            println!("agency:     {}", id.file.agency);
+            println!("collector:  {}", id.file.collector);
+            if let Some((nb, na)) = id.certificate_validity() {
+                println!(
+                    "certificate: valid {} .. {}",
+                    canhgac_proto::timefmt::rfc3339(nb),
+                    canhgac_proto::timefmt::rfc3339(na)
+                );
+            }
+            match Spool::open(&Paths::spool(&state_dir), u64::MAX) {
+                Ok(s) => {
+                    let st = s.stats();
+                    println!(
+                        "spool:      {} records, {} bytes; produced {}, acknowledged {}, evicted at cap {}, oversize {}",
+                        st.records, st.bytes, st.produced, st.acked, st.dropped_total(), st.oversize
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, &format!("cannot open the spool (is the agent running?): {e}")),
+            }
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Agent configuration: `canhgac-agent run --config FILE`, with command-line
+//! flags that override it or stand in for it. See `deploy/agent.toml`.
+//!
+//! Relative paths in the file are relative to the file's directory.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use canhgac_proto::conf::{ConfigError, Source, Spanned};
+use serde::Deserialize;
+
+use crate::capture;
+
+/// Validated uplink settings.
+#[derive(Debug, Clone)]
+pub struct UplinkConfig {
+    pub batch_max_records: u32,
+    pub batch_max_bytes: u32,
+    /// Batches sent and not yet acknowledged.
+    pub max_in_flight: usize,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub heartbeat_interval: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Default for UplinkConfig {
+    fn default() -> Self {
+        UplinkConfig {
+            batch_max_records: 1000,
+            batch_max_bytes: 1024 * 1024,
+            max_in_flight: 4,
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Validated agent configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub state_dir: PathBuf,
+    /// Overrides the collector address recorded at enrollment.
+    pub collector: Option<String>,
+    pub source: Option<capture::Source>,
+    pub replay_pps: u64,
+    pub ioc_files: Vec<PathBuf>,
+    pub ioc_severity: u32,
+    pub dedup_capacity: usize,
+    pub spool_max_bytes: u64,
+    pub uplink: UplinkConfig,
+    /// With a capture file: exit once everything produced is acknowledged.
+    pub exit_when_drained: bool,
+}
+
+/// Command-line values that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub state_dir: Option<PathBuf>,
+    pub collector: Option<String>,
+    pub pcap: Vec<PathBuf>,
+    pub interface: Option<String>,
+    pub ioc: Vec<PathBuf>,
+    pub replay_pps: Option<u64>,
+    pub exit_when_drained: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    version: Spanned<u32>,
+    state_dir: Option<PathBuf>,
+    #[serde(default)]
+    collector: RawCollector,
+    #[serde(default)]
+    capture: RawCapture,
+    #[serde(default)]
+    ioc: RawIoc,
+    #[serde(default)]
+    detect: RawDetect,
+    #[serde(default)]
+    spool: RawSpool,
+    #[serde(default)]
+    uplink: RawUplink,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCollector {
+    address: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCapture {
+    interface: Option<String>,
+    #[serde(default)]
+    pcap: Vec<PathBuf>,
+    replay_pps: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIoc {
+    #[serde(default)]
+    files: Vec<PathBuf>,
+    severity: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDetect {
+    dedup_capacity: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    max_bytes: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUplink {
+    batch_max_records: Option<Spanned<u32>>,
+    batch_max_bytes: Option<Spanned<String>>,
+    max_in_flight: Option<Spanned<u32>>,
+    backoff_initial: Option<Spanned<String>>,
+    backoff_max: Option<Spanned<String>>,
+    heartbeat_interval: Option<Spanned<String>>,
+}
+
+const DEFAULT_SPOOL: u64 = 1024 * 1024 * 1024;
+
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    src: &Source,
+    v: &Spanned<T>,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    let x = *v.get_ref();
+    if x < min || x > max {
+        return Err(src.error_at(v.span(), format!("{x} is out of range ({min} to {max})")));
+    }
+    Ok(x)
+}
+
+/// Reads the file (if any), applies the flags and validates the result.
+pub fn resolve(path: Option<&Path>, o: Overrides) -> Result<AgentConfig, ResolveError> {
+    let mut c = AgentConfig {
+        state_dir: PathBuf::new(),
+        collector: None,
+        source: None,
+        replay_pps: 0,
+        ioc_files: Vec::new(),
+        ioc_severity: 2,
+        dedup_capacity: 100_000,
+        spool_max_bytes: DEFAULT_SPOOL,
+        uplink: UplinkConfig::default(),
+        exit_when_drained: o.exit_when_drained,
+    };
+    if let Some(path) = path {
+        let src = Source::read(path)?;
+        let raw: Raw = src.parse()?;
+        if *raw.version.get_ref() != 1 {
+            return Err(src.error_at(raw.version.span(), format!("unsupported version {} (expected 1)", raw.version.get_ref())).into());
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        if let Some(d) = raw.state_dir {
+            c.state_dir = rel(d);
+        }
+        if let Some(a) = &raw.collector.address {
+            a.get_ref()
+                .parse::<canhgac_proto::client::CollectorAddr>()
+                .map_err(|e| src.error_at(a.span(), e.to_string()))?;
+            c.collector = Some(a.get_ref().clone());
+        }
+        match (raw.capture.interface, raw.capture.pcap.is_empty()) {
+            (Some(_), false) => {
+                return Err(src.error(Some("capture"), "set either `interface` or `pcap`, not both").into());
+            }
+            (Some(i), true) => c.source = Some(capture::Source::Interface(i)),
+            (None, false) => c.source = Some(capture::Source::Pcap(raw.capture.pcap.into_iter().map(rel).collect())),
+            (None, true) => {}
+        }
+        c.replay_pps = raw.capture.replay_pps.unwrap_or(0);
+        c.ioc_files = raw.ioc.files.into_iter().map(rel).collect();
+        if let Some(s) = &raw.ioc.severity {
+            c.ioc_severity = in_range(&src, s, 1, 4)?;
+        }
+        if let Some(d) = &raw.detect.dedup_capacity {
+            c.dedup_capacity = in_range(&src, d, 1, 100_000_000)? as usize;
+        }
+        if let Some(m) = &raw.spool.max_bytes {
+            let n = src.size(m)?;
+            if n < 1024 * 1024 {
+                return Err(src.error_at(m.span(), "the spool needs at least 1MiB").into());
+            }
+            c.spool_max_bytes = n;
+        }
+        let u = &raw.uplink;
+        if let Some(v) = &u.batch_max_records {
+            c.uplink.batch_max_records = in_range(&src, v, 1, 1_000_000)?;
+        }
+        if let Some(v) = &u.batch_max_bytes {
+            let n = src.size(v)?;
+            if !(1024..=64 * 1024 * 1024).contains(&n) {
+                return Err(src.error_at(v.span(), "must be between 1KiB and 64MiB").into());
+            }
+            c.uplink.batch_max_bytes = n as u32;
+        }
+        if let Some(v) = &u.max_in_flight {
+            c.uplink.max_in_flight = in_range(&src, v, 1, 64)? as usize;
+        }
+        if let Some(v) = &u.backoff_initial {
+            c.uplink.backoff_initial = src.duration(v)?;
+        }
+        if let Some(v) = &u.backoff_max {
+            c.uplink.backoff_max = src.duration(v)?;
+            if c.uplink.backoff_max < c.uplink.backoff_initial {
+                return Err(src.error_at(v.span(), "must not be shorter than backoff_initial").into());
+            }
+        }
+        if let Some(v) = &u.heartbeat_interval {
+            let d = src.duration(v)?;
+            if d < Duration::from_secs(1) {
+                return Err(src.error_at(v.span(), "must be at least 1s").into());
+            }
+            c.uplink.heartbeat_interval = d;
+        }
+    }
+    if let Some(d) = o.state_dir {
+        c.state_dir = d;
+    }
+    if o.collector.is_some() {
+        c.collector = o.collector;
+    }
+    match (o.interface, o.pcap.is_empty()) {
+        (Some(_), false) => return Err(ResolveError::Usage("--interface and --pcap exclude each other".into())),
+        (Some(i), true) => c.source = Some(capture::Source::Interface(i)),
+        (None, false) => c.source = Some(capture::Source::Pcap(o.pcap)),
+        (None, true) => {}
+    }
+    if let Some(p) = o.replay_pps {
+        c.replay_pps = p;
+    }
+    if !o.ioc.is_empty() {
+        c.ioc_files = o.ioc;
+    }
+    if c.state_dir.as_os_str().is_empty() {
+        return Err(ResolveError::Usage("no state directory: pass --state-dir DIR or set state_dir in the config".into()));
+    }
+    if c.source.is_none() {
+        return Err(ResolveError::Usage(
+            "no capture source: pass --interface NAME or --pcap FILE, or set capture.interface or capture.pcap".into(),
+        ));
+    }
+    if c.exit_when_drained && !matches!(c.source, Some(capture::Source::Pcap(_))) {
+        return Err(ResolveError::Usage("--exit-when-drained needs --pcap (a live capture never drains)".into()));
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        std::fs::write(&p, text).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn deploy_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/agent.toml");
+        let c = resolve(Some(&path), Overrides::default()).unwrap();
+        assert!(matches!(c.source, Some(capture::Source::Interface(_))));
+        assert_eq!(c.spool_max_bytes, DEFAULT_SPOOL);
+    }
+
+    #[test]
+    fn flags_override_and_stand_in() {
+        let o = Overrides {
+            state_dir: Some("/tmp/s".into()),
+            pcap: vec!["x.pcap".into()],
+            exit_when_drained: true,
+            ..Default::default()
+        };
+        let c = resolve(None, o).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/s"));
+        let (_d, p) = write("version = 1\nstate_dir = \"st\"\n[capture]\ninterface = \"eth0\"\n[ioc]\nfiles = [\"a.txt\"]\n");
+        let c = resolve(Some(&p), Overrides { pcap: vec!["y.pcap".into()], ..Default::default() }).unwrap();
+        assert!(matches!(&c.source, Some(capture::Source::Pcap(v)) if v[0] == PathBuf::from("y.pcap")));
+        assert_eq!(c.state_dir, p.parent().unwrap().join("st"));
+        assert_eq!(c.ioc_files, vec![p.parent().unwrap().join("a.txt")]);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let (_d, p) = write("version = 1\nstate_dir = \"/s\"\n[capture]\ninterface = \"eth0\"\n[spool]\nmax_bytes = \"2KiB\"\n");
+        let ResolveError::Config(e) = resolve(Some(&p), Overrides::default()).unwrap_err() else { panic!() };
+        assert_eq!((e.line, e.field.as_deref()), (6, Some("spool.max_bytes")));
+        assert!(e.to_string().contains("agent.toml:6:"));
+        let (_d, p) = write("version = 1\n[uplink]\nheartbeat = \"5s\"\n");
+        let ResolveError::Config(e) = resolve(Some(&p), Overrides::default()).unwrap_err() else { panic!() };
+        assert_eq!(e.line, 3);
+        assert!(e.message.contains("unknown field `heartbeat`"));
+    }
+
+    #[test]
+    fn usage_errors() {
+        assert!(matches!(resolve(None, Overrides::default()), Err(ResolveError::Usage(_))));
+        let o = Overrides { state_dir: Some("/s".into()), interface: Some("lo".into()), exit_when_drained: true, ..Default::default() };
+        assert!(matches!(resolve(None, o), Err(ResolveError::Usage(m)) if m.contains("--exit-when-drained")));
+    }
+}

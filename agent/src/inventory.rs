@@ -1,0 +1,108 @@
+//! Host inventory sent in `Hello`: who and what this machine is.
+
+use std::fs;
+
+use canhgac_proto::v1::{HostInventory, ListeningService};
+
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| String::from("unknown"))
+}
+
+fn os_release() -> String {
+    let text = fs::read_to_string("/etc/os-release").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| std::env::consts::OS.to_string())
+}
+
+/// Listening TCP sockets and bound UDP sockets from `/proc/net/*`.
+pub fn listeners() -> Vec<ListeningService> {
+    let mut out = Vec::new();
+    for (file, proto, listen_state) in [
+        ("/proc/net/tcp", "tcp", Some("0A")),
+        ("/proc/net/tcp6", "tcp", Some("0A")),
+        ("/proc/net/udp", "udp", None),
+        ("/proc/net/udp6", "udp", None),
+    ] {
+        let Ok(text) = fs::read_to_string(file) else { continue };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (cols.get(1), cols.get(3)) else { continue };
+            if let Some(want) = listen_state
+                && *state != want
+            {
+                continue;
+            }
+            if listen_state.is_none() && *state != "07" {
+                continue;
+            }
+            if let Some((address, port)) = parse_proc_addr(local) {
+                out.push(ListeningService { proto: proto.into(), address, port, process: String::new() });
+            }
+        }
+    }
+    out.sort_by(|a, b| (a.port, &a.proto, &a.address).cmp(&(b.port, &b.proto, &b.address)));
+    out.dedup();
+    out
+}
+
+/// `0100007F:1F90` → ("127.0.0.1", 8080); IPv6 in four little-endian words.
+fn parse_proc_addr(s: &str) -> Option<(String, u32)> {
+    let (addr, port) = s.split_once(':')?;
+    let port = u32::from_str_radix(port, 16).ok()?;
+    let ip = match addr.len() {
+        8 => std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from_str_radix(addr, 16).ok()?.swap_bytes())),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in addr.as_bytes().chunks(8).enumerate() {
+                let word = u32::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?.swap_bytes();
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
+            }
+            std::net::IpAddr::V6(std::net::Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some((ip.to_string(), port))
+}
+
+pub fn collect() -> HostInventory {
+    let addresses = pnet_datalink::interfaces()
+        .into_iter()
+        .filter(|i| !i.is_loopback())
+        .flat_map(|i| i.ips.into_iter().map(|ip| ip.ip().to_string()))
+        .collect();
+    HostInventory {
+        hostname: hostname(),
+        os: os_release(),
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default(),
+        arch: std::env::consts::ARCH.to_string(),
+        addresses,
+        listeners: listeners(),
+        machine_id: fs::read_to_string("/etc/machine-id").map(|s| s.trim().to_string()).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_addresses() {
+        assert_eq!(parse_proc_addr("0100007F:1F90"), Some(("127.0.0.1".into(), 8080)));
+        assert_eq!(
+            parse_proc_addr("00000000000000000000000001000000:0016"),
+            Some(("::1".into(), 22))
+        );
+        assert_eq!(parse_proc_addr("zz:1"), None);
+    }
+
+    #[test]
+    fn inventory_has_a_hostname() {
+        assert!(!collect().hostname.is_empty());
+    }
+}
