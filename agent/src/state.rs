@@ -165,12 +165,13 @@ impl AgentIdentity {
         ))
     }
 
-    /// Renew when less than a third of the lifetime is left.
+    /// When to renew: when a third of the lifetime is left.
+    pub fn renewal_due(&self) -> Option<OffsetDateTime> {
+        self.certificate_validity().map(|(nb, na)| na - (na - nb) / 3)
+    }
+
     pub fn needs_renewal(&self, now: OffsetDateTime) -> bool {
-        match self.certificate_validity() {
-            Some((nb, na)) => now >= na - (na - nb) / 3,
-            None => true,
-        }
+        self.renewal_due().is_none_or(|due| now >= due)
     }
 
     /// A TLS client to the collector, optionally at another address.

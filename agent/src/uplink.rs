@@ -194,8 +194,9 @@ impl Uplink {
         };
         let mut heartbeat = tokio::time::interval(hb_every);
         heartbeat.tick().await;
-        let mut renew_check = tokio::time::interval(Duration::from_secs(60));
-        let mut pending_key: Option<String> = None;
+        let renew_check = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(renew_check);
+        let mut pending_key: Option<(String, tokio::time::Instant)> = None;
         let mut durable = self.spool.durable();
         let mut producer_done = self.producer_done.clone();
         let mut shutdown = self.shutdown.clone();
@@ -267,7 +268,7 @@ impl Uplink {
                         }
                         Some(In::Certificate(c)) => {
                             match pending_key.take() {
-                                Some(key) => {
+                                Some((key, _)) => {
                                     identity.save_renewed(&key, &c.certificate_pem)?;
                                     let not_after = c.not_after.as_ref().map(timefmt::from_timestamp).map(timefmt::rfc3339).unwrap_or_default();
                                     tracing::info!(%not_after, "certificate renewed; used from the next connection");
@@ -286,13 +287,25 @@ impl Uplink {
                         counters: Some(self.counters()),
                     })).await?;
                 }
-                _ = renew_check.tick() => {
-                    if pending_key.is_none() && identity.needs_renewal(OffsetDateTime::now_utc()) {
+                _ = &mut renew_check => {
+                    let now = OffsetDateTime::now_utc();
+                    // An unanswered request is given up after 30 s.
+                    if pending_key.as_ref().is_some_and(|(_, at)| at.elapsed() > Duration::from_secs(30)) {
+                        pending_key = None;
+                    }
+                    if pending_key.is_none() && identity.needs_renewal(now) {
                         let (key, csr) = crate::enroll::key_and_csr(&crate::inventory::hostname())?;
-                        pending_key = Some(key.serialize_pem());
+                        pending_key = Some((key.serialize_pem(), tokio::time::Instant::now()));
                         tracing::info!("asking the collector for a new certificate");
                         send(&tx, Out::Renew(RenewCertificate { csr_pem: csr })).await?;
                     }
+                    // Next look: when renewal is due, at least every minute.
+                    let wait = identity
+                        .renewal_due()
+                        .map(|due| (due - now).clamp(time::Duration::seconds(1), time::Duration::seconds(60)))
+                        .and_then(|d| d.try_into().ok())
+                        .unwrap_or(Duration::from_secs(60));
+                    renew_check.as_mut().reset(tokio::time::Instant::now() + wait);
                 }
                 _ = until_true(&mut shutdown) => {
                     return Ok(SessionEnd::Finished(Finished::Shutdown));

@@ -1,1 +1,371 @@
+//! Harness for end-to-end tests: real binaries in real processes, real TLS,
+//! real sled, on loopback.
+//!
+//! Binaries are taken from the target directory next to the test
+//! executable (`cargo test --workspace` builds them first).
 
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::{
+    io::Write as _,
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// Path of a workspace binary built alongside the tests.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let mut dir = exe.parent().unwrap().to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` so that the binaries are built",
+        path.display()
+    );
+    path
+}
+
+/// The workspace root (for fixtures under deploy/).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn check(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A collector data directory and, when started, its process.
+pub struct Collector {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub pin: String,
+    pub config: Option<PathBuf>,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Collector {
+    /// `canhgac-collector init` for 127.0.0.1 on a free port.
+    pub fn init(root: &Path) -> Collector {
+        let dir = root.join("collector");
+        let port = free_port();
+        let out = Command::new(bin("canhgac-collector"))
+            .args(["init", "--server-name", "127.0.0.1", "--server-name", "localhost", "--address"])
+            .arg(format!("https://127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let stdout = check(&out, "canhgac-collector init");
+        let pin = stdout.lines().last().unwrap().trim().to_string();
+        assert_eq!(pin.len(), 64, "last line of init is the pin: {stdout}");
+        Collector { dir, port, pin, config: None, child: None, starts: 0 }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn profile(&self) -> PathBuf {
+        self.dir.join("operator.profile")
+    }
+
+    /// Writes a collector config file with extra TOML (sections allowed).
+    pub fn set_config(&mut self, extra: &str) {
+        let path = self.dir.join("collector.toml");
+        std::fs::write(&path, format!("version = 1\n{extra}\n")).unwrap();
+        self.config = Some(path);
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "collector already running");
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.join(format!("serve-{}.log", self.starts))).unwrap();
+        let mut cmd = Command::new(bin("canhgac-collector"));
+        cmd.arg("serve").arg("--data-dir").arg(&self.dir).arg("--listen").arg(self.addr().to_string());
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        let child = cmd.env("RUST_LOG", "info").stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        self.child = Some(child);
+        let addr = self.addr();
+        wait_for("the collector to listen", Duration::from_secs(20), || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()
+        });
+    }
+
+    /// SIGKILL, no chance to clean up.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// All serve logs so far, for assertions and failure messages.
+    pub fn logs(&self) -> String {
+        (1..=self.starts)
+            .map(|i| std::fs::read_to_string(self.dir.join(format!("serve-{i}.log"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Runs `canhgac` with this collector's admin profile.
+    pub fn cli_output(&self, args: &[&str]) -> Output {
+        Command::new(bin("canhgac"))
+            .arg("--profile")
+            .arg(self.profile())
+            .args(args)
+            .env_remove("CANHGAC_PROFILE")
+            .env_remove("CANHGAC_COLLECTOR")
+            .output()
+            .unwrap()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        check(&self.cli_output(args), &format!("canhgac {}", args.join(" ")))
+    }
+
+    pub fn add_agency(&self, code: &str, name: &str) {
+        self.cli(&["agency", "add", "--code", code, "--name", name]);
+    }
+
+    pub fn token(&self, agency: &str, ttl: Option<&str>) -> String {
+        let mut args = vec!["token", "create", "--agency", agency];
+        if let Some(t) = ttl {
+            args.extend(["--ttl", t]);
+        }
+        self.cli(&args).lines().last().unwrap().trim().to_string()
+    }
+
+    /// Every stored alert, as EVE JSON.
+    pub fn alerts(&self) -> Vec<Value> {
+        self.cli(&["alerts", "list", "--json", "--limit", "1000000"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn agents(&self) -> Vec<Value> {
+        self.cli(&["agents", "list", "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- collector logs ----\n{}", self.logs());
+        }
+        self.kill();
+    }
+}
+
+/// An agent state directory and, when running, its process.
+pub struct Agent {
+    pub state_dir: PathBuf,
+    pub args: Vec<String>,
+    child: Option<Child>,
+    runs: u32,
+}
+
+impl Agent {
+    pub fn new(root: &Path, name: &str) -> Agent {
+        Agent { state_dir: root.join(name), args: Vec::new(), child: None, runs: 0 }
+    }
+
+    pub fn enroll_output(&self, collector: &Collector, token: &str, extra: &[&str]) -> Output {
+        Command::new(bin("canhgac-agent"))
+            .args(["enroll", "--collector", &collector.url(), "--token", token, "--ca-pin", &collector.pin])
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
+    pub fn enroll(&self, collector: &Collector, token: &str) {
+        check(&self.enroll_output(collector, token, &[]), "canhgac-agent enroll");
+    }
+
+    pub fn agent_id(&self) -> String {
+        let text = std::fs::read_to_string(self.state_dir.join("identity.toml")).unwrap();
+        let v: toml_lite::Doc = toml_lite::parse(&text);
+        v.get("agent_id").unwrap()
+    }
+
+    /// Starts `canhgac-agent run --state-dir DIR ARGS...`.
+    pub fn start(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
+    /// Starts again with the same arguments.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "agent already running");
+        self.runs += 1;
+        let log = std::fs::File::create(self.state_dir.join(format!("run-{}.log", self.runs))).unwrap();
+        let child = Command::new(bin("canhgac-agent"))
+            .arg("run")
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait(&mut self, timeout: Duration) -> i32 {
+        let child = self.child.as_mut().expect("agent not running");
+        let status = wait_for("the agent to exit", timeout, || child.try_wait().unwrap());
+        self.child = None;
+        status.code().unwrap_or(-1)
+    }
+
+    /// Exit status if it has exited.
+    pub fn try_wait(&mut self) -> Option<i32> {
+        let child = self.child.as_mut()?;
+        let status = child.try_wait().unwrap()?;
+        self.child = None;
+        Some(status.code().unwrap_or(-1))
+    }
+
+    pub fn logs(&self) -> String {
+        (1..=self.runs)
+            .map(|i| std::fs::read_to_string(self.state_dir.join(format!("run-{i}.log"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- agent {} logs ----\n{}", self.state_dir.display(), self.logs());
+        }
+        self.kill();
+    }
+}
+
+/// Just enough TOML reading for `identity.toml` (flat `key = "value"`).
+pub mod toml_lite {
+    pub struct Doc(Vec<(String, String)>);
+
+    impl Doc {
+        pub fn get(&self, key: &str) -> Option<String> {
+            self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+        }
+    }
+
+    pub fn parse(text: &str) -> Doc {
+        Doc(text
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                Some((k.trim().to_string(), v.trim().trim_matches('"').to_string()))
+            })
+            .collect())
+    }
+}
+
+/// Writes a pcap file of raw IPv4 frames (LINKTYPE_RAW), one second apart.
+pub fn write_raw_pcap(path: &Path, frames: &[Vec<u8>]) {
+    use pcap_file::{
+        DataLink,
+        pcap::{PcapHeader, PcapPacket, PcapWriter},
+    };
+    let file = std::fs::File::create(path).unwrap();
+    let header = PcapHeader { datalink: DataLink::RAW, ..Default::default() };
+    let mut w = PcapWriter::with_header(file, header).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        let ts = Duration::from_secs(1_700_000_000) + Duration::from_millis(i as u64);
+        w.write_packet(&PcapPacket::new(ts, f.len() as u32, f)).unwrap();
+    }
+    w.into_writer().flush().unwrap();
+}
+
+/// A DNS query for `name` from 10.0.0.5:`sport` to 10.0.0.53:53, raw IPv4.
+pub fn dns_query(name: &str, id: u16, sport: u16) -> Vec<u8> {
+    let mut m = vec![(id >> 8) as u8, id as u8, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for l in name.split('.') {
+        m.push(l.len() as u8);
+        m.extend_from_slice(l.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ipv4([10, 0, 0, 5], [10, 0, 0, 53], 64).udp(sport, 53).write(&mut v, &m).unwrap();
+    v
+}
+
+/// `n` DNS queries, each for a distinct subdomain of `parent`: n alerts
+/// with an indicator list holding `parent`.
+pub fn dns_burst(parent: &str, n: usize) -> (Vec<Vec<u8>>, Vec<String>) {
+    let names: Vec<String> = (0..n).map(|i| format!("q{i}.{parent}")).collect();
+    let frames = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| dns_query(name, i as u16, 1024 + (i % 60000) as u16))
+        .collect();
+    (frames, names)
+}
+
+/// The `rrname` of each DNS alert.
+pub fn rrnames(alerts: &[Value]) -> Vec<String> {
+    alerts
+        .iter()
+        .filter_map(|a| a["dns"]["query"][0]["rrname"].as_str().map(String::from))
+        .collect()
+}

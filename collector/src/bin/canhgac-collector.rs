@@ -129,6 +129,7 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -1,0 +1,173 @@
+//! The scripted operator flow and delivery guarantees.
+
+use std::{collections::HashSet, time::Duration};
+
+use canhgac_tests::{Agent, Collector, bin, dns_burst, rrnames, wait_for, workspace, write_raw_pcap};
+
+use crate::setup;
+
+/// init → serve → agency add → token create → enroll → run --pcap --ioc
+/// --exit-when-drained → alerts list --json.
+#[test]
+fn scripted_flow_delivers_ioc_alerts_with_agency() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, mut agent) = setup(tmp.path());
+    let demo = workspace().join("deploy/demo");
+    agent.start(&[
+        "--pcap",
+        demo.join("sofacy-dns.pcap").to_str().unwrap(),
+        "--pcap",
+        demo.join("agenttesla-c2.pcap").to_str().unwrap(),
+        "--ioc",
+        demo.join("ioc.txt").to_str().unwrap(),
+        "--exit-when-drained",
+    ]);
+    assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
+
+    let alerts = c.alerts();
+    let mut indicators: Vec<String> =
+        alerts.iter().map(|a| a["canhgac"]["indicator"].as_str().unwrap().to_string()).collect();
+    indicators.sort();
+    assert_eq!(indicators, ["45.9.74.78", "drivres-update.info", "softupdates.info"]);
+    let agent_id = agent.agent_id();
+    for a in &alerts {
+        assert_eq!(a["event_type"], "alert");
+        assert_eq!(a["canhgac"]["agency"], "SO-TTTT");
+        assert_eq!(a["canhgac"]["agent_id"], agent_id.as_str());
+        assert_eq!(a["canhgac"]["detector"], "ioc");
+        assert!(a["canhgac"]["technique"].as_str().unwrap().starts_with("T1071"));
+        assert!(a["community_id"].as_str().unwrap().starts_with("1:"));
+        for field in ["timestamp", "src_ip", "dest_ip", "proto", "flow_id"] {
+            assert!(!a[field].is_null(), "{field} missing in {a}");
+        }
+        let sev = a["alert"]["severity"].as_u64().unwrap();
+        assert!((1..=4).contains(&sev));
+        assert!(a["alert"]["signature_id"].as_u64().unwrap() >= 9_000_000);
+    }
+    let c2 = alerts.iter().find(|a| a["canhgac"]["indicator"] == "45.9.74.78").unwrap();
+    assert_eq!(c2["dest_ip"], "45.9.74.78");
+    assert_eq!(c2["dest_port"], 80);
+    assert_eq!(c2["src_ip"], "192.168.1.108");
+
+    // the human table and the filters
+    let table = c.cli(&["alerts", "list"]);
+    assert!(table.contains("drivres-update.info") && table.contains("SO-TTTT"), "{table}");
+    assert!(c.cli(&["alerts", "list", "--json", "--agency", "OTHER"]).trim().is_empty());
+    let one = c.cli(&["alerts", "list", "--json", "--limit", "1"]);
+    assert_eq!(one.lines().count(), 1);
+    let since = c.cli(&["alerts", "list", "--json", "--since", "2020-01-01T00:00:00Z"]);
+    assert_eq!(since.lines().count(), 1, "only the 2020s AgentTesla flow: {since}");
+
+    let agents = c.agents();
+    assert_eq!(agents.len(), 1);
+    assert_eq!(agents[0]["agency"], "SO-TTTT");
+    assert_eq!(agents[0]["records_stored"], 3);
+    assert_eq!(agents[0]["counters"]["records_acked"], 3);
+    assert!(agents[0]["counters"]["packets_captured"].as_u64().unwrap() >= 30);
+    assert!(agents[0]["os"].as_str().is_some());
+}
+
+/// The collector is down for the whole replay, then started: everything
+/// spooled is delivered.
+#[test]
+fn collector_down_for_the_whole_replay_then_started() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut c, mut agent) = setup(tmp.path());
+    c.kill();
+    let (frames, names) = dns_burst("evil.example", 400);
+    let pcap = tmp.path().join("burst.pcap");
+    write_raw_pcap(&pcap, &frames);
+    let ioc = tmp.path().join("ioc.txt");
+    std::fs::write(&ioc, "evil.example\n").unwrap();
+    let cfg = tmp.path().join("agent.toml");
+    std::fs::write(&cfg, "version = 1\n[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"500ms\"\nbatch_max_records = 50\n").unwrap();
+    agent.start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--ioc",
+        ioc.to_str().unwrap(),
+        "--exit-when-drained",
+    ]);
+    // The replay finishes into the spool while nobody listens.
+    wait_for("the replay to finish", Duration::from_secs(30), || {
+        agent.logs().contains("capture replayed").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(agent.try_wait().is_none(), "the agent must wait for the collector");
+    c.start();
+    assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
+    let got = rrnames(&c.alerts());
+    assert_eq!(got.len(), names.len());
+    assert_eq!(got.into_iter().collect::<HashSet<_>>(), names.into_iter().collect::<HashSet<_>>());
+}
+
+/// A batch larger than the collector accepts is rejected with a status and
+/// the agent splits it; nothing is lost.
+#[test]
+fn oversized_batches_are_rejected_and_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Collector::init(tmp.path());
+    c.set_config("[limits]\nmax_batch_bytes = \"64KiB\"\n");
+    c.start();
+    c.add_agency("A", "Agency A");
+    let mut agent = Agent::new(tmp.path(), "agent");
+    agent.enroll(&c, &c.token("A", None));
+    let (frames, names) = dns_burst("evil.example", 600);
+    let pcap = tmp.path().join("burst.pcap");
+    write_raw_pcap(&pcap, &frames);
+    let ioc = tmp.path().join("ioc.txt");
+    std::fs::write(&ioc, "evil.example\n").unwrap();
+    let cfg = tmp.path().join("agent.toml");
+    std::fs::write(&cfg, "version = 1\n[uplink]\nbatch_max_records = 5000\nbatch_max_bytes = \"8MiB\"\n").unwrap();
+    agent.start(&["--config", cfg.to_str().unwrap(), "--pcap", pcap.to_str().unwrap(), "--ioc", ioc.to_str().unwrap(), "--exit-when-drained"]);
+    assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
+    assert_eq!(rrnames(&c.alerts()).len(), names.len());
+    let agents = c.agents();
+    assert!(agents[0]["batches_rejected"].as_u64().unwrap() >= 1, "{agents:?}");
+    assert!(agents[0]["counters"]["batches_rejected"].as_u64().unwrap() >= 1);
+    assert!(c.logs().contains("batch rejected"));
+}
+
+/// A spool cap below what the replay produces while the collector is down:
+/// the excess is evicted, counted, and reported in heartbeats; what is
+/// stored plus what was dropped is what was produced.
+#[test]
+fn spool_cap_drops_are_counted_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut c, mut agent) = setup(tmp.path());
+    c.kill();
+    let (frames, _) = dns_burst("evil.example", 4000);
+    let pcap = tmp.path().join("burst.pcap");
+    write_raw_pcap(&pcap, &frames);
+    let ioc = tmp.path().join("ioc.txt");
+    std::fs::write(&ioc, "evil.example\n").unwrap();
+    let cfg = tmp.path().join("agent.toml");
+    std::fs::write(&cfg, "version = 1\n[spool]\nmax_bytes = \"1MiB\"\n[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n").unwrap();
+    agent.start(&["--config", cfg.to_str().unwrap(), "--pcap", pcap.to_str().unwrap(), "--ioc", ioc.to_str().unwrap(), "--exit-when-drained"]);
+    wait_for("the replay to finish", Duration::from_secs(60), || {
+        agent.logs().contains("capture replayed").then_some(())
+    });
+    assert!(agent.logs().contains("spool full"), "{}", agent.logs());
+    c.start();
+    assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
+    let stored = c.alerts().len() as u64;
+    let a = &c.agents()[0];
+    let dropped = a["counters"]["spool_dropped"].as_u64().unwrap();
+    assert!(dropped > 0, "{a}");
+    assert_eq!(a["counters"]["spool_dropped_by_severity"]["2"].as_u64().unwrap(), dropped);
+    assert_eq!(stored + dropped, 4000, "stored {stored} + dropped {dropped}");
+    assert_eq!(a["counters"]["records_produced"], 4000);
+}
+
+/// The demo, the README's main command, shows the alerts.
+#[test]
+fn demo_shows_alerts() {
+    let out = std::process::Command::new(bin("canhgac-demo")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for needle in ["drivres-update.info", "softupdates.info", "45.9.74.78", "DEMO"] {
+        assert!(stdout.contains(needle), "{needle} missing:\n{stdout}");
+    }
+}
