@@ -175,7 +175,12 @@ pub fn resolve(path: Option<&Path>, o: Overrides) -> Result<AgentConfig, Resolve
         let src = Source::read(path)?;
         let raw: Raw = src.parse()?;
         if *raw.version.get_ref() != 1 {
-            return Err(src.error_at(raw.version.span(), format!("unsupported version {} (expected 1)", raw.version.get_ref())).into());
+            return Err(src
+                .error_at(
+                    raw.version.span(),
+                    format!("unsupported version {} (expected 1)", raw.version.get_ref()),
+                )
+                .into());
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let rel = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
@@ -193,7 +198,9 @@ pub fn resolve(path: Option<&Path>, o: Overrides) -> Result<AgentConfig, Resolve
                 return Err(src.error(Some("capture"), "set either `interface` or `pcap`, not both").into());
             }
             (Some(i), true) => c.source = Some(capture::Source::Interface(i)),
-            (None, false) => c.source = Some(capture::Source::Pcap(raw.capture.pcap.into_iter().map(rel).collect())),
+            (None, false) => {
+                c.source = Some(capture::Source::Pcap(raw.capture.pcap.into_iter().map(rel).collect()))
+            }
             (None, true) => {}
         }
         c.replay_pps = raw.capture.replay_pps.unwrap_or(0);
@@ -249,7 +256,9 @@ pub fn resolve(path: Option<&Path>, o: Overrides) -> Result<AgentConfig, Resolve
         c.collector = o.collector;
     }
     match (o.interface, o.pcap.is_empty()) {
-        (Some(_), false) => return Err(ResolveError::Usage("--interface and --pcap exclude each other".into())),
+        (Some(_), false) => {
+            return Err(ResolveError::Usage("--interface and --pcap exclude each other".into()));
+        }
         (Some(i), true) => c.source = Some(capture::Source::Interface(i)),
         (None, false) => c.source = Some(capture::Source::Pcap(o.pcap)),
         (None, true) => {}
@@ -261,7 +270,9 @@ pub fn resolve(path: Option<&Path>, o: Overrides) -> Result<AgentConfig, Resolve
         c.ioc_files = o.ioc;
     }
     if c.state_dir.as_os_str().is_empty() {
-        return Err(ResolveError::Usage("no state directory: pass --state-dir DIR or set state_dir in the config".into()));
+        return Err(ResolveError::Usage(
+            "no state directory: pass --state-dir DIR or set state_dir in the config".into(),
+        ));
     }
     if c.source.is_none() {
         return Err(ResolveError::Usage(
@@ -269,7 +280,9 @@ pub fn resolve(path: Option<&Path>, o: Overrides) -> Result<AgentConfig, Resolve
         ));
     }
     if c.exit_when_drained && !matches!(c.source, Some(capture::Source::Pcap(_))) {
-        return Err(ResolveError::Usage("--exit-when-drained needs --pcap (a live capture never drains)".into()));
+        return Err(ResolveError::Usage(
+            "--exit-when-drained needs --pcap (a live capture never drains)".into(),
+        ));
     }
     Ok(c)
 }
@@ -303,16 +316,20 @@ mod tests {
         };
         let c = resolve(None, o).unwrap();
         assert_eq!(c.state_dir, PathBuf::from("/tmp/s"));
-        let (_d, p) = write("version = 1\nstate_dir = \"st\"\n[capture]\ninterface = \"eth0\"\n[ioc]\nfiles = [\"a.txt\"]\n");
+        let (_d, p) = write(
+            "version = 1\nstate_dir = \"st\"\n[capture]\ninterface = \"eth0\"\n[ioc]\nfiles = [\"a.txt\"]\n",
+        );
         let c = resolve(Some(&p), Overrides { pcap: vec!["y.pcap".into()], ..Default::default() }).unwrap();
-        assert!(matches!(&c.source, Some(capture::Source::Pcap(v)) if v[0] == PathBuf::from("y.pcap")));
+        assert!(matches!(&c.source, Some(capture::Source::Pcap(v)) if v[0] == Path::new("y.pcap")));
         assert_eq!(c.state_dir, p.parent().unwrap().join("st"));
         assert_eq!(c.ioc_files, vec![p.parent().unwrap().join("a.txt")]);
     }
 
     #[test]
     fn errors_name_file_line_and_field() {
-        let (_d, p) = write("version = 1\nstate_dir = \"/s\"\n[capture]\ninterface = \"eth0\"\n[spool]\nmax_bytes = \"2KiB\"\n");
+        let (_d, p) = write(
+            "version = 1\nstate_dir = \"/s\"\n[capture]\ninterface = \"eth0\"\n[spool]\nmax_bytes = \"2KiB\"\n",
+        );
         let ResolveError::Config(e) = resolve(Some(&p), Overrides::default()).unwrap_err() else { panic!() };
         assert_eq!((e.line, e.field.as_deref()), (6, Some("spool.max_bytes")));
         assert!(e.to_string().contains("agent.toml:6:"));
@@ -325,7 +342,12 @@ mod tests {
     #[test]
     fn usage_errors() {
         assert!(matches!(resolve(None, Overrides::default()), Err(ResolveError::Usage(_))));
-        let o = Overrides { state_dir: Some("/s".into()), interface: Some("lo".into()), exit_when_drained: true, ..Default::default() };
+        let o = Overrides {
+            state_dir: Some("/s".into()),
+            interface: Some("lo".into()),
+            exit_when_drained: true,
+            ..Default::default()
+        };
         assert!(matches!(resolve(None, o), Err(ResolveError::Usage(m)) if m.contains("--exit-when-drained")));
     }
 }

@@ -83,7 +83,9 @@ pub fn decode(link: LinkType, ts: OffsetDateTime, data: &[u8]) -> Result<Option<
             LaxSlicedPacket::from_ethernet(data).map_err(|_| DecodeError::Truncated("ethernet"))?
         }
         LinkType::RawIp | LinkType::Ipv4 | LinkType::Ipv6 => match data.first().map(|b| b >> 4) {
-            Some(4) | Some(6) => LaxSlicedPacket::from_ip(data).map_err(|_| DecodeError::Malformed("IP header"))?,
+            Some(4) | Some(6) => {
+                LaxSlicedPacket::from_ip(data).map_err(|_| DecodeError::Malformed("IP header"))?
+            }
             Some(_) => return Err(DecodeError::Malformed("IP version")),
             None => return Err(DecodeError::Truncated("IP")),
         },
@@ -117,18 +119,18 @@ pub fn decode(link: LinkType, ts: OffsetDateTime, data: &[u8]) -> Result<Option<
     packet_from(sliced, ts, data.len())
 }
 
-fn packet_from(sliced: LaxSlicedPacket<'_>, ts: OffsetDateTime, len: usize) -> Result<Option<Packet<'_>>, DecodeError> {
+fn packet_from(
+    sliced: LaxSlicedPacket<'_>,
+    ts: OffsetDateTime,
+    len: usize,
+) -> Result<Option<Packet<'_>>, DecodeError> {
     let (src, dst, ip_payload) = match &sliced.net {
-        Some(LaxNetSlice::Ipv4(v4)) => (
-            IpAddr::V4(v4.header().source_addr()),
-            IpAddr::V4(v4.header().destination_addr()),
-            v4.payload(),
-        ),
-        Some(LaxNetSlice::Ipv6(v6)) => (
-            IpAddr::V6(v6.header().source_addr()),
-            IpAddr::V6(v6.header().destination_addr()),
-            v6.payload(),
-        ),
+        Some(LaxNetSlice::Ipv4(v4)) => {
+            (IpAddr::V4(v4.header().source_addr()), IpAddr::V4(v4.header().destination_addr()), v4.payload())
+        }
+        Some(LaxNetSlice::Ipv6(v6)) => {
+            (IpAddr::V6(v6.header().source_addr()), IpAddr::V6(v6.header().destination_addr()), v6.payload())
+        }
         Some(LaxNetSlice::Arp(_)) | None => {
             return match sliced.stop_err {
                 Some(_) if sliced.link.is_some() && sliced.net.is_none() => {
@@ -231,7 +233,9 @@ mod tests {
     #[test]
     fn every_truncation_is_handled() {
         let data = udp_ether();
-        for link in [LinkType::Ethernet, LinkType::RawIp, LinkType::Null, LinkType::LinuxSll, LinkType::LinuxSll2] {
+        for link in
+            [LinkType::Ethernet, LinkType::RawIp, LinkType::Null, LinkType::LinuxSll, LinkType::LinuxSll2]
+        {
             for n in 0..data.len() {
                 let _ = decode(link, OffsetDateTime::UNIX_EPOCH, &data[..n]);
             }

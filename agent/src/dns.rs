@@ -135,8 +135,17 @@ fn name_at(msg: &[u8], mut pos: usize) -> Result<(String, usize), DnsError> {
     }
 }
 
-fn header(i: &[u8]) -> IResult<&[u8], (u16, u16, u16, u16, u16, u16)> {
-    (be_u16, be_u16, be_u16, be_u16, be_u16, be_u16).parse(i)
+struct Header {
+    id: u16,
+    flags: u16,
+    questions: u16,
+    answers: u16,
+}
+
+fn header(i: &[u8]) -> IResult<&[u8], Header> {
+    let (rest, (id, flags, questions, answers, _authority, _additional)) =
+        (be_u16, be_u16, be_u16, be_u16, be_u16, be_u16).parse(i)?;
+    Ok((rest, Header { id, flags, questions, answers }))
 }
 
 fn u16_at(msg: &[u8], pos: usize) -> Result<u16, DnsError> {
@@ -145,7 +154,8 @@ fn u16_at(msg: &[u8], pos: usize) -> Result<u16, DnsError> {
 }
 
 pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
-    let (_, (id, flags, qd, an, _ns, _ar)) = header(msg).map_err(|_| DnsError::Incomplete)?;
+    let (_, Header { id, flags, questions: qd, answers: an }) =
+        header(msg).map_err(|_| DnsError::Incomplete)?;
     if qd as usize > MAX_QUESTIONS {
         return Err(DnsError::Malformed("too many questions"));
     }

@@ -54,7 +54,8 @@ pub async fn enroll(opts: EnrollOptions<'_>) -> Result<IdentityFile, EnrollError
         return Err(EnrollError::AlreadyEnrolled(opts.state_dir.to_path_buf()));
     }
     let addr: CollectorAddr = opts.collector.parse()?;
-    let pin = canhgac_proto::normalize_pin(opts.ca_pin).ok_or_else(|| ClientError::BadPin(opts.ca_pin.to_string()))?;
+    let pin = canhgac_proto::normalize_pin(opts.ca_pin)
+        .ok_or_else(|| ClientError::BadPin(opts.ca_pin.to_string()))?;
     let client = TlsClient::new(addr.clone(), ServerTrust::Pin(pin.clone()), None)?;
     let channel = client.connect(Duration::from_secs(15)).await?;
     let hostname = crate::inventory::hostname();

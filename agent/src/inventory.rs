@@ -29,10 +29,14 @@ pub fn listeners() -> Vec<ListeningService> {
         ("/proc/net/udp", "udp", None),
         ("/proc/net/udp6", "udp", None),
     ] {
-        let Ok(text) = fs::read_to_string(file) else { continue };
+        let Ok(text) = fs::read_to_string(file) else {
+            continue;
+        };
         for line in text.lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(state)) = (cols.get(1), cols.get(3)) else { continue };
+            let (Some(local), Some(state)) = (cols.get(1), cols.get(3)) else {
+                continue;
+            };
             if let Some(want) = listen_state
                 && *state != want
             {
@@ -79,7 +83,9 @@ pub fn collect() -> HostInventory {
     HostInventory {
         hostname: hostname(),
         os: os_release(),
-        kernel: fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default(),
+        kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
         arch: std::env::consts::ARCH.to_string(),
         addresses,
         listeners: listeners(),
@@ -94,10 +100,7 @@ mod tests {
     #[test]
     fn proc_addresses() {
         assert_eq!(parse_proc_addr("0100007F:1F90"), Some(("127.0.0.1".into(), 8080)));
-        assert_eq!(
-            parse_proc_addr("00000000000000000000000001000000:0016"),
-            Some(("::1".into(), 22))
-        );
+        assert_eq!(parse_proc_addr("00000000000000000000000001000000:0016"), Some(("::1".into(), 22)));
         assert_eq!(parse_proc_addr("zz:1"), None);
     }
 

@@ -119,13 +119,27 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e @ enroll::EnrollError::AlreadyEnrolled(_)) => fail(2, &e.to_string()),
-                Err(e @ enroll::EnrollError::Client(canhgac_proto::client::ClientError::BadPin(_))) => fail(2, &e.to_string()),
-                Err(e @ enroll::EnrollError::Client(canhgac_proto::client::ClientError::BadAddress(_))) => fail(2, &e.to_string()),
+                Err(e @ enroll::EnrollError::Client(canhgac_proto::client::ClientError::BadPin(_))) => {
+                    fail(2, &e.to_string())
+                }
+                Err(e @ enroll::EnrollError::Client(canhgac_proto::client::ClientError::BadAddress(_))) => {
+                    fail(2, &e.to_string())
+                }
                 Err(e) => fail(1, &e.to_string()),
             }
         }
-        Command::Run { config, state_dir, pcap, interface, ioc, exit_when_drained, replay_pps, collector } => {
-            let overrides = Overrides { state_dir, collector, pcap, interface, ioc, replay_pps, exit_when_drained };
+        Command::Run {
+            config,
+            state_dir,
+            pcap,
+            interface,
+            ioc,
+            exit_when_drained,
+            replay_pps,
+            collector,
+        } => {
+            let overrides =
+                Overrides { state_dir, collector, pcap, interface, ioc, replay_pps, exit_when_drained };
             // Everything is validated before anything starts.
             let cfg = match config::resolve(config.as_deref(), overrides) {
                 Ok(c) => c,
@@ -133,7 +147,10 @@ fn main() -> ExitCode {
                 Err(ResolveError::Usage(m)) => return fail(2, &m),
             };
             if !canhgac_agent::state::is_enrolled(&cfg.state_dir) {
-                return fail(2, &canhgac_agent::state::StateError::NotEnrolled(cfg.state_dir.clone()).to_string());
+                return fail(
+                    2,
+                    &canhgac_agent::state::StateError::NotEnrolled(cfg.state_dir.clone()).to_string(),
+                );
             }
             init_tracing();
             let rt = match runtime() {
@@ -141,7 +158,8 @@ fn main() -> ExitCode {
                 Err(c) => return c,
             };
             let shutdown = async {
-                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
                     Ok(s) => s,
                     Err(_) => return std::future::pending().await,
                 };
@@ -175,7 +193,12 @@ fn main() -> ExitCode {
                     let st = s.stats();
                     println!(
                         "spool:      {} records, {} bytes; produced {}, acknowledged {}, evicted at cap {}, oversize {}",
-                        st.records, st.bytes, st.produced, st.acked, st.dropped_total(), st.oversize
+                        st.records,
+                        st.bytes,
+                        st.produced,
+                        st.acked,
+                        st.dropped_total(),
+                        st.oversize
                     );
                     ExitCode::SUCCESS
                 }

@@ -55,6 +55,9 @@ pub enum SpoolError {
     Corrupt { seq: u64, reason: String },
 }
 
+/// A detector state entry: (key, value).
+pub type StateEntry = (Vec<u8>, Vec<u8>);
+
 /// A record to append; the spool assigns its sequence number.
 #[derive(Debug, Clone)]
 pub struct NewRecord {
@@ -209,7 +212,11 @@ impl Spool {
     /// one atomic batch, evicting at the cap. Not durable until [`flush`].
     ///
     /// [`flush`]: Spool::flush
-    pub fn append(&self, records: Vec<NewRecord>, checkpoint: Option<(&str, &[u8])>) -> Result<AppendOutcome, SpoolError> {
+    pub fn append(
+        &self,
+        records: Vec<NewRecord>,
+        checkpoint: Option<(&str, &[u8])>,
+    ) -> Result<AppendOutcome, SpoolError> {
         self.append_with_state(records, checkpoint, Vec::new())
     }
 
@@ -325,11 +332,7 @@ impl Spool {
                 "spool full: evicted records, lowest severity first"
             );
         }
-        Ok(AppendOutcome {
-            first_seq,
-            last_seq: next_seq - 1,
-            evicted,
-        })
+        Ok(AppendOutcome { first_seq, last_seq: next_seq - 1, evicted })
     }
 
     /// Makes all appends so far durable and releases them to the uplink.
@@ -354,7 +357,12 @@ impl Spool {
 
     /// Durable records with `seq > after`, in order, within the limits
     /// (at least one record when any is available).
-    pub fn read_after(&self, after: u64, max_records: usize, max_bytes: usize) -> Result<Vec<v1::Record>, SpoolError> {
+    pub fn read_after(
+        &self,
+        after: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<v1::Record>, SpoolError> {
         let durable = *self.inner.durable.borrow();
         if after >= durable {
             return Ok(Vec::new());
@@ -415,7 +423,8 @@ impl Spool {
         let Some(v) = tree.get(rkey(seq))? else {
             return Ok(false);
         };
-        let rec = v1::Record::decode(v.as_ref()).map_err(|e| SpoolError::Corrupt { seq, reason: e.to_string() })?;
+        let rec =
+            v1::Record::decode(v.as_ref()).map_err(|e| SpoolError::Corrupt { seq, reason: e.to_string() })?;
         let oversize = st.stats.oversize + 1;
         let mut batch = sled::Batch::default();
         batch.remove(&rkey(seq));
@@ -434,7 +443,7 @@ impl Spool {
     }
 
     /// Detector state committed with earlier appends.
-    pub fn detector_state(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SpoolError> {
+    pub fn detector_state(&self) -> Result<Vec<StateEntry>, SpoolError> {
         self.inner
             .tree
             .scan_prefix(b"s")

@@ -29,11 +29,7 @@ pub enum StateError {
     #[error("{dir} is not enrolled (no identity.toml); run `canhgac-agent enroll --state-dir {dir} ...` first", dir = .0.display())]
     NotEnrolled(PathBuf),
     #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("{path}: {reason}")]
     Invalid { path: PathBuf, reason: String },
 }
@@ -137,11 +133,13 @@ impl AgentIdentity {
     ) -> Result<(), StateError> {
         create_private_dir(dir)?;
         write_atomic(&Paths::ca(dir), ca_pem.as_bytes(), 0o644)?;
-        write_atomic(&Paths::credentials(dir), format!("{private_key_pem}{certificate_pem}").as_bytes(), 0o600)?;
-        let text = toml::to_string(file).map_err(|e| StateError::Invalid {
-            path: Paths::identity(dir),
-            reason: e.to_string(),
-        })?;
+        write_atomic(
+            &Paths::credentials(dir),
+            format!("{private_key_pem}{certificate_pem}").as_bytes(),
+            0o600,
+        )?;
+        let text = toml::to_string(file)
+            .map_err(|e| StateError::Invalid { path: Paths::identity(dir), reason: e.to_string() })?;
         // identity.toml last: its presence means "enrolled".
         write_atomic(&Paths::identity(dir), text.as_bytes(), 0o644)
     }

@@ -181,7 +181,9 @@ impl Uplink {
         );
         let mut max_records = self.cfg.batch_max_records.max(1) as usize;
         let mut max_bytes = self.cfg.batch_max_bytes.max(1024) as usize;
-        if (welcome.max_batch_bytes as usize) < max_bytes || (welcome.max_batch_records as usize) < max_records {
+        if (welcome.max_batch_bytes as usize) < max_bytes
+            || (welcome.max_batch_records as usize) < max_records
+        {
             tracing::info!(
                 collector_max_bytes = welcome.max_batch_bytes,
                 collector_max_records = welcome.max_batch_records,
@@ -208,7 +210,9 @@ impl Uplink {
             while in_flight.len() < self.cfg.max_in_flight {
                 durable.borrow_and_update();
                 let records = self.spool.read_after(last_sent, max_records, max_bytes)?;
-                let (Some(first), Some(last)) = (records.first().map(|r| r.seq), records.last().map(|r| r.seq)) else {
+                let (Some(first), Some(last)) =
+                    (records.first().map(|r| r.seq), records.last().map(|r| r.seq))
+                else {
                     break;
                 };
                 let size: usize = records.iter().map(|r| r.encoded_len() + 8).sum();
@@ -218,10 +222,13 @@ impl Uplink {
                 last_sent = last;
             }
             if in_flight.is_empty() && self.drained() {
-                send(&tx, Out::Heartbeat(Heartbeat {
-                    time: Some(timefmt::to_timestamp(OffsetDateTime::now_utc())),
-                    counters: Some(self.counters()),
-                }))
+                send(
+                    &tx,
+                    Out::Heartbeat(Heartbeat {
+                        time: Some(timefmt::to_timestamp(OffsetDateTime::now_utc())),
+                        counters: Some(self.counters()),
+                    }),
+                )
                 .await?;
                 drop(tx);
                 // Let the collector see the end of the stream.

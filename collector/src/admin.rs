@@ -40,12 +40,7 @@ pub fn init(
     }
     let address: CollectorAddr = match address {
         Some(a) => a.parse()?,
-        None => format!(
-            "https://{}:{}",
-            server_names[0],
-            canhgac_proto::DEFAULT_PORT
-        )
-        .parse()?,
+        None => format!("https://{}:{}", server_names[0], canhgac_proto::DEFAULT_PORT).parse()?,
     };
     if !server_names.iter().any(|n| n == &address.host) {
         return Err(InitError::AddressNotNamed(address.host.clone()));
@@ -65,11 +60,7 @@ pub fn init(
     };
     let profile_path = data_dir.join("operator.profile");
     profile.write(&profile_path)?;
-    Ok(InitOutcome {
-        pin: ca.pin(),
-        profile: profile_path,
-        address,
-    })
+    Ok(InitOutcome { pin: ca.pin(), profile: profile_path, address })
 }
 
 pub fn ca_pin(data_dir: &Path) -> Result<String, PkiError> {

@@ -50,9 +50,7 @@ impl Auth {
 
     fn check(&self, req: &Request<()>) -> Result<Identity, Status> {
         let Some(id) = identity(req) else {
-            return Err(Status::unauthenticated(
-                "a client certificate issued by this collector is required",
-            ));
+            return Err(Status::unauthenticated("a client certificate issued by this collector is required"));
         };
         if self.revoked.contains(&id) {
             return Err(Status::permission_denied(format!("{id} is revoked")));
@@ -68,35 +66,26 @@ impl Auth {
                 req.extensions_mut().insert(AgentCaller { agent_id });
                 Ok(req)
             }
-            other => Err(Status::permission_denied(format!(
-                "{other} may not stream telemetry"
-            ))),
+            other => Err(Status::permission_denied(format!("{other} may not stream telemetry"))),
         }
     }
 
     /// Interceptor for the operator service.
-    pub fn operators(
-        &self,
-    ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
+    pub fn operators(&self) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
         let auth = self.clone();
         move |mut req: Request<()>| match auth.check(&req)? {
             Identity::Operator(name) => {
                 req.extensions_mut().insert(OperatorCaller { name });
                 Ok(req)
             }
-            other => Err(Status::permission_denied(format!(
-                "{other} may not use the operator API"
-            ))),
+            other => Err(Status::permission_denied(format!("{other} may not use the operator API"))),
         }
     }
 }
 
 /// The caller attached by the interceptor.
 pub fn agent<T>(req: &Request<T>) -> Result<AgentCaller, Status> {
-    req.extensions()
-        .get::<AgentCaller>()
-        .cloned()
-        .ok_or_else(|| Status::unauthenticated("no agent identity"))
+    req.extensions().get::<AgentCaller>().cloned().ok_or_else(|| Status::unauthenticated("no agent identity"))
 }
 
 pub fn operator<T>(req: &Request<T>) -> Result<OperatorCaller, Status> {

@@ -11,9 +11,9 @@ use canhgac_proto::{
     client::{TlsClient, error_chain},
     timefmt,
     v1::{
-        AddAgencyRequest, AgentInfo, CreateEnrollmentTokenRequest, ListAgenciesRequest,
-        ListAgentsRequest, ListAlertsRequest, RevokeAgentRequest, StoredAlert,
-        SubscribeAlertsRequest, operator_client::OperatorClient,
+        AddAgencyRequest, AgentInfo, CreateEnrollmentTokenRequest, ListAgenciesRequest, ListAgentsRequest,
+        ListAlertsRequest, RevokeAgentRequest, StoredAlert, SubscribeAlertsRequest,
+        operator_client::OperatorClient,
     },
 };
 use clap::{Args, Parser, Subcommand};
@@ -150,16 +150,10 @@ pub struct Failure {
 
 impl Failure {
     fn usage(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 2,
-            message: message.into(),
-        }
+        Failure { code: 2, message: message.into() }
     }
     fn runtime(message: impl Into<String>) -> Failure {
-        Failure {
-            code: 1,
-            message: message.into(),
-        }
+        Failure { code: 1, message: message.into() }
     }
 }
 
@@ -176,48 +170,33 @@ impl From<tonic::Status> for Failure {
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let Some(profile_path) = cli.profile.clone() else {
-        return Err(Failure::usage(
-            "no operator profile: pass --profile FILE or set CANHGAC_PROFILE",
-        ));
+        return Err(Failure::usage("no operator profile: pass --profile FILE or set CANHGAC_PROFILE"));
     };
     let profile = Profile::load(&profile_path).map_err(|e| Failure::usage(e.to_string()))?;
-    let client = profile
-        .client(cli.collector.as_deref())
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    let client = profile.client(cli.collector.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     let mut say = |line: String| -> Result<(), Failure> {
         writeln!(out, "{line}").map_err(|e| Failure::runtime(format!("cannot write output: {e}")))
     };
     match cli.command {
         Command::Agency(AgencyCmd::Add { code, name }) => {
-            let a = connect(&client)
-                .await?
-                .add_agency(AddAgencyRequest { code, name })
-                .await?
-                .into_inner();
+            let a = connect(&client).await?.add_agency(AddAgencyRequest { code, name }).await?.into_inner();
             say(format!("added agency {} ({})", a.code, a.name))?;
         }
         Command::Agency(AgencyCmd::List { json }) => {
-            let list = connect(&client)
-                .await?
-                .list_agencies(ListAgenciesRequest {})
-                .await?
-                .into_inner();
+            let list = connect(&client).await?.list_agencies(ListAgenciesRequest {}).await?.into_inner();
             if json {
                 for a in list.agencies {
-                    say(json!({"code": a.code, "name": a.name, "created": a.created.as_ref().map(time_str)}).to_string())?;
+                    say(
+                        json!({"code": a.code, "name": a.name, "created": a.created.as_ref().map(time_str)})
+                            .to_string(),
+                    )?;
                 }
             } else {
                 let rows = list
                     .agencies
                     .into_iter()
-                    .map(|a| {
-                        vec![
-                            a.code,
-                            a.name,
-                            a.created.as_ref().map(time_str).unwrap_or_default(),
-                        ]
-                    })
+                    .map(|a| vec![a.code, a.name, a.created.as_ref().map(time_str).unwrap_or_default()])
                     .collect();
                 say(table(&["CODE", "NAME", "CREATED"], rows))?;
             }
@@ -241,9 +220,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Agents(AgentsCmd::List { agency, json }) => {
             let list = connect(&client)
                 .await?
-                .list_agents(ListAgentsRequest {
-                    agency: agency.unwrap_or_default(),
-                })
+                .list_agents(ListAgentsRequest { agency: agency.unwrap_or_default() })
                 .await?
                 .into_inner();
             if json {
@@ -253,16 +230,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 let rows = list.agents.iter().map(agent_row).collect();
                 say(table(
-                    &[
-                        "AGENT ID",
-                        "AGENCY",
-                        "HOSTNAME",
-                        "VERSION",
-                        "STATE",
-                        "LAST SEEN",
-                        "STORED",
-                        "DROPPED",
-                    ],
+                    &["AGENT ID", "AGENCY", "HOSTNAME", "VERSION", "STATE", "LAST SEEN", "STORED", "DROPPED"],
                     rows,
                 ))?;
             }
@@ -270,24 +238,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Agents(AgentsCmd::Revoke { agent_id, reason }) => {
             let r = connect(&client)
                 .await?
-                .revoke_agent(RevokeAgentRequest {
-                    agent_id: agent_id.clone(),
-                    reason,
-                })
+                .revoke_agent(RevokeAgentRequest { agent_id: agent_id.clone(), reason })
                 .await?
                 .into_inner();
-            say(format!(
-                "revoked agent {agent_id} ({} open stream(s) closed)",
-                r.streams_closed
-            ))?;
+            say(format!("revoked agent {agent_id} ({} open stream(s) closed)", r.streams_closed))?;
         }
-        Command::Alerts(AlertsCmd::List {
-            filter,
-            since,
-            until,
-            limit,
-            json,
-        }) => {
+        Command::Alerts(AlertsCmd::List { filter, since, until, limit, json }) => {
             let mut c = connect(&client).await?;
             let mut printed = 0;
             let mut page_token = String::new();
@@ -318,26 +274,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 page_token = resp.next_page_token;
             }
             if !json {
-                say(table(
-                    &[
-                        "TIME (UTC)",
-                        "SEV",
-                        "AGENCY",
-                        "HOST",
-                        "DETECTOR",
-                        "SIGNATURE",
-                        "FLOW",
-                    ],
-                    rows,
-                ))?;
+                say(table(&["TIME (UTC)", "SEV", "AGENCY", "HOST", "DETECTOR", "SIGNATURE", "FLOW"], rows))?;
             }
         }
-        Command::Alerts(AlertsCmd::Tail {
-            filter,
-            from_cursor,
-            json,
-        }) => {
-            drop(say);
+        Command::Alerts(AlertsCmd::Tail { filter, from_cursor, json }) => {
             tail(&client, filter, from_cursor, json).await?;
         }
     }
@@ -345,10 +285,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 async fn connect(client: &TlsClient) -> Result<OperatorClient<Channel>, Failure> {
-    let channel = client
-        .connect(Duration::from_secs(10))
-        .await
-        .map_err(|e| Failure::runtime(error_chain(&e)))?;
+    let channel =
+        client.connect(Duration::from_secs(10)).await.map_err(|e| Failure::runtime(error_chain(&e)))?;
     Ok(OperatorClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
 }
 
@@ -374,11 +312,7 @@ async fn tail(
                 .await?
                 .into_inner();
             while let Some(a) = stream.message().await? {
-                let line = if json {
-                    a.eve_json.clone()
-                } else {
-                    alert_row(&a).join("  ")
-                };
+                let line = if json { a.eve_json.clone() } else { alert_row(&a).join("  ") };
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "{line}")
                     .and_then(|_| out.flush())
@@ -464,20 +398,15 @@ fn agent_json(a: &AgentInfo) -> Value {
 
 fn agent_row(a: &AgentInfo) -> Vec<String> {
     let c = a.counters.clone().unwrap_or_default();
-    let dropped = c.spool_dropped
-        + c.records_dropped_oversize
-        + c.packets_dropped_kernel
-        + c.packets_dropped_user;
+    let dropped =
+        c.spool_dropped + c.records_dropped_oversize + c.packets_dropped_kernel + c.packets_dropped_user;
     vec![
         a.agent_id.clone(),
         a.agency.clone(),
         a.hostname.clone(),
         a.agent_version.clone(),
         agent_state(a).to_string(),
-        a.last_seen
-            .as_ref()
-            .map(time_str)
-            .unwrap_or_else(|| "-".into()),
+        a.last_seen.as_ref().map(time_str).unwrap_or_else(|| "-".into()),
         a.records_stored.to_string(),
         dropped.to_string(),
     ]
@@ -509,13 +438,7 @@ fn alert_row(a: &StoredAlert) -> Vec<String> {
         .as_ref()
         .map(|t| {
             let t = timefmt::from_timestamp(t);
-            format!(
-                "{} {:02}:{:02}:{:02}",
-                t.date(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
+            format!("{} {:02}:{:02}:{:02}", t.date(), t.hour(), t.minute(), t.second())
         })
         .unwrap_or_default();
     vec![

@@ -47,10 +47,7 @@ impl ServeConfig {
 
     /// Reads and validates a configuration file. `data_dir` from the file
     /// is used when `data_dir` is `None`.
-    pub fn load(
-        path: &std::path::Path,
-        data_dir: Option<PathBuf>,
-    ) -> Result<ServeConfig, ConfigError> {
+    pub fn load(path: &std::path::Path, data_dir: Option<PathBuf>) -> Result<ServeConfig, ConfigError> {
         let src = Source::read(path)?;
         let raw: RawConfig = src.parse()?;
         if raw.version.get_ref() != &1 {
@@ -68,12 +65,10 @@ impl ServeConfig {
         };
         let mut c = ServeConfig::new(data_dir);
         if let Some(l) = &raw.listen {
-            c.listen = l.get_ref().parse().map_err(|_| {
-                src.error_at(
-                    l.span(),
-                    format!("invalid listen address `{}`", l.get_ref()),
-                )
-            })?;
+            c.listen = l
+                .get_ref()
+                .parse()
+                .map_err(|_| src.error_at(l.span(), format!("invalid listen address `{}`", l.get_ref())))?;
         }
         if let Some(v) = &raw.limits.max_batch_bytes {
             let n = src.size(v)?;
@@ -88,32 +83,29 @@ impl ServeConfig {
             }
             c.max_batch_records = *v.get_ref();
         }
-        let bounded =
-            |v: &Spanned<String>, min: Duration, max: Duration| -> Result<Duration, ConfigError> {
-                let d = src.duration(v)?;
-                if d < min || d > max {
-                    return Err(src.error_at(
-                        v.span(),
-                        format!(
-                            "must be between {} and {}",
-                            humantime::format_duration(min),
-                            humantime::format_duration(max)
-                        ),
-                    ));
-                }
-                Ok(d)
-            };
+        let bounded = |v: &Spanned<String>, min: Duration, max: Duration| -> Result<Duration, ConfigError> {
+            let d = src.duration(v)?;
+            if d < min || d > max {
+                return Err(src.error_at(
+                    v.span(),
+                    format!(
+                        "must be between {} and {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                ));
+            }
+            Ok(d)
+        };
         const DAY: u64 = 86_400;
         if let Some(v) = &raw.limits.handshake_timeout {
             c.handshake_timeout = bounded(v, Duration::from_secs(1), Duration::from_secs(300))?;
         }
         if let Some(v) = &raw.pki.agent_certificate_ttl {
-            c.agent_certificate_ttl =
-                bounded(v, Duration::from_secs(10), Duration::from_secs(397 * DAY))?;
+            c.agent_certificate_ttl = bounded(v, Duration::from_secs(10), Duration::from_secs(397 * DAY))?;
         }
         if let Some(v) = &raw.pki.enrollment_token_ttl {
-            c.enrollment_token_ttl =
-                bounded(v, Duration::from_secs(1), Duration::from_secs(30 * DAY))?;
+            c.enrollment_token_ttl = bounded(v, Duration::from_secs(1), Duration::from_secs(30 * DAY))?;
         }
         if let Some(v) = &raw.telemetry.heartbeat_interval {
             c.heartbeat_interval = bounded(v, Duration::from_secs(1), Duration::from_secs(3600))?;
@@ -170,8 +162,7 @@ mod tests {
 
     #[test]
     fn deploy_example_parses() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/collector.toml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/collector.toml");
         let c = ServeConfig::load(&path, None).unwrap();
         assert_eq!(c.listen.port(), canhgac_proto::DEFAULT_PORT);
         assert_eq!(c.agent_certificate_ttl, Duration::from_secs(30 * 86_400));
@@ -180,10 +171,7 @@ mod tests {
     #[test]
     fn errors_name_line_and_field() {
         let e = load("version = 1\n[limits]\nmax_batch_bytes = \"1KiB\"\n").unwrap_err();
-        assert_eq!(
-            (e.line, e.field.as_deref()),
-            (3, Some("limits.max_batch_bytes"))
-        );
+        assert_eq!((e.line, e.field.as_deref()), (3, Some("limits.max_batch_bytes")));
         let e = load("version = 1\nlisten = \"nowhere\"\n").unwrap_err();
         assert_eq!((e.line, e.field.as_deref()), (2, Some("listen")));
         let e = load("version = 2\n").unwrap_err();

@@ -29,9 +29,7 @@ impl From<ApiError> for Status {
             ApiError::Store(StoreError::AlreadyExists(what)) => {
                 Status::already_exists(format!("{what} already exists"))
             }
-            ApiError::Store(StoreError::NotFound(what)) => {
-                Status::not_found(format!("{what} not found"))
-            }
+            ApiError::Store(StoreError::NotFound(what)) => Status::not_found(format!("{what} not found")),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "storage error");
                 Status::unavailable("collector storage error; retry later")

@@ -25,8 +25,8 @@ use std::{
 
 use canhgac_proto::identity::Identity;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use time::OffsetDateTime;
 
@@ -47,11 +47,7 @@ pub enum PkiError {
     )]
     NotInitialised(PathBuf),
     #[error("cannot {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("certificate generation: {0}")]
     Rcgen(#[from] rcgen::Error),
     #[error("invalid certificate signing request: {0}")]
@@ -62,15 +58,8 @@ pub enum PkiError {
     BadIdentity(String),
 }
 
-fn io_err<'a>(
-    action: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> PkiError + 'a {
-    move |source| PkiError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PkiError + 'a {
+    move |source| PkiError::Io { action, path: path.to_path_buf(), source }
 }
 
 /// Writes a file atomically (temporary file, fsync, rename) with `mode`.
@@ -83,8 +72,7 @@ pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiErro
         .mode(mode)
         .open(&tmp)
         .map_err(io_err("create", &tmp))?;
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io_err("chmod", &tmp))?;
+    f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err("chmod", &tmp))?;
     f.write_all(contents).map_err(io_err("write", &tmp))?;
     f.sync_all().map_err(io_err("sync", &tmp))?;
     fs::rename(&tmp, path).map_err(io_err("rename", path))
@@ -115,9 +103,7 @@ pub struct PkiPaths {
 
 impl PkiPaths {
     pub fn new(data_dir: &Path) -> PkiPaths {
-        PkiPaths {
-            dir: data_dir.join("pki"),
-        }
+        PkiPaths { dir: data_dir.join("pki") }
     }
     pub fn ca_cert(&self) -> PathBuf {
         self.dir.join("ca.crt")
@@ -172,11 +158,8 @@ impl Ca {
         dn.push(DnType::CommonName, "canhgac collector CA");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         params.serial_number = Some(random_serial());
         validity(&mut params, now, CA_LIFETIME);
         let cert = params.self_signed(&key)?;
@@ -196,11 +179,7 @@ impl Ca {
             .map_err(|_| PkiError::Rcgen(rcgen::Error::CouldNotParseCertificate))?
             .remove(0)
             .to_vec();
-        Ok(Ca {
-            issuer,
-            cert_pem,
-            cert_der,
-        })
+        Ok(Ca { issuer, cert_pem, cert_der })
     }
 
     pub fn cert_pem(&self) -> &str {
@@ -239,9 +218,7 @@ impl Ca {
                         return Err(PkiError::BadServerName(name.clone()));
                     }
                     SanType::DnsName(
-                        name.clone()
-                            .try_into()
-                            .map_err(|_| PkiError::BadServerName(name.clone()))?,
+                        name.clone().try_into().map_err(|_| PkiError::BadServerName(name.clone()))?,
                     )
                 }
             };
@@ -251,10 +228,7 @@ impl Ca {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "canhgac");
-        dn.push(
-            DnType::CommonName,
-            names.first().cloned().unwrap_or_default(),
-        );
+        dn.push(DnType::CommonName, names.first().cloned().unwrap_or_default());
         params.distinguished_name = dn;
         params.subject_alt_names = sans;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -267,21 +241,13 @@ impl Ca {
         let chain = format!("{}{}", cert.pem(), self.cert_pem);
         write_file(&paths.server_key(), key.serialize_pem().as_bytes(), 0o600)?;
         write_file(&paths.server_cert(), chain.as_bytes(), 0o644)?;
-        write_file(
-            &paths.server_names(),
-            (names.join("\n") + "\n").as_bytes(),
-            0o644,
-        )?;
+        write_file(&paths.server_names(), (names.join("\n") + "\n").as_bytes(), 0o644)?;
         Ok(())
     }
 
     /// Re-issues the server certificate when it expires within 30 days.
     /// Returns whether it did.
-    pub fn renew_server_if_needed(
-        &self,
-        paths: &PkiPaths,
-        now: OffsetDateTime,
-    ) -> Result<bool, PkiError> {
+    pub fn renew_server_if_needed(&self, paths: &PkiPaths, now: OffsetDateTime) -> Result<bool, PkiError> {
         let pem_text = read(&paths.server_cert())?;
         let der = canhgac_proto::client::parse_certs(&pem_text, "server certificate")
             .map_err(|_| PkiError::Rcgen(rcgen::Error::CouldNotParseCertificate))?;
@@ -312,10 +278,7 @@ impl Ca {
         dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         params.subject_alt_names = vec![SanType::URI(
-            identity
-                .uri()
-                .try_into()
-                .map_err(|_| PkiError::BadIdentity(identity.to_string()))?,
+            identity.uri().try_into().map_err(|_| PkiError::BadIdentity(identity.to_string()))?,
         )];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -344,39 +307,24 @@ impl Ca {
         Ok(Issued {
             certificate_pem: cert.pem(),
             not_after: params.not_after,
-            serial: params
-                .serial_number
-                .map(|s| hex::encode(s.to_bytes()))
-                .unwrap_or_default(),
+            serial: params.serial_number.map(|s| hex::encode(s.to_bytes())).unwrap_or_default(),
         })
     }
 
     /// Issues an operator certificate with a fresh key.
-    pub fn issue_operator(
-        &self,
-        name: &str,
-        now: OffsetDateTime,
-    ) -> Result<IssuedWithKey, PkiError> {
+    pub fn issue_operator(&self, name: &str, now: OffsetDateTime) -> Result<IssuedWithKey, PkiError> {
         let identity = Identity::Operator(name.to_string());
         if Identity::from_uri(&identity.uri()).is_none() {
             return Err(PkiError::BadIdentity(name.to_string()));
         }
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let params = self.client_params(
-            &identity,
-            &format!("operator {name}"),
-            now,
-            OPERATOR_LIFETIME,
-        )?;
+        let params = self.client_params(&identity, &format!("operator {name}"), now, OPERATOR_LIFETIME)?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(IssuedWithKey {
             issued: Issued {
                 certificate_pem: cert.pem(),
                 not_after: params.not_after,
-                serial: params
-                    .serial_number
-                    .map(|s| hex::encode(s.to_bytes()))
-                    .unwrap_or_default(),
+                serial: params.serial_number.map(|s| hex::encode(s.to_bytes())).unwrap_or_default(),
             },
             private_key_pem: key.serialize_pem(),
         })
@@ -395,12 +343,7 @@ mod tests {
 
     fn csr() -> String {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        CertificateParams::new(vec![])
-            .unwrap()
-            .serialize_request(&key)
-            .unwrap()
-            .pem()
-            .unwrap()
+        CertificateParams::new(vec![]).unwrap().serialize_request(&key).unwrap().pem().unwrap()
     }
 
     #[test]
@@ -409,21 +352,13 @@ mod tests {
         let paths = PkiPaths::new(dir.path());
         let now = OffsetDateTime::now_utc();
         let ca = Ca::create(&paths, now).unwrap();
-        assert!(matches!(
-            Ca::create(&paths, now),
-            Err(PkiError::AlreadyInitialised(_))
-        ));
+        assert!(matches!(Ca::create(&paths, now), Err(PkiError::AlreadyInitialised(_))));
         let mode = fs::metadata(paths.ca_key()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
 
-        let issued = ca
-            .sign_agent(&csr(), "a1b2", now, Duration::from_secs(3600))
-            .unwrap();
+        let issued = ca.sign_agent(&csr(), "a1b2", now, Duration::from_secs(3600)).unwrap();
         let der = canhgac_proto::client::parse_certs(&issued.certificate_pem, "t").unwrap();
-        assert_eq!(
-            Identity::from_cert_der(&der[0]).unwrap(),
-            Identity::Agent("a1b2".into())
-        );
+        assert_eq!(Identity::from_cert_der(&der[0]).unwrap(), Identity::Agent("a1b2".into()));
         let not_after = x509_not_after(&der[0]).unwrap();
         assert!((not_after - (now + Duration::from_secs(3600))).abs() < time::Duration::seconds(2));
         assert_eq!(ca.pin(), Ca::load(&paths).unwrap().pin());
@@ -452,16 +387,9 @@ mod tests {
         let ca = Ca::create(&paths, OffsetDateTime::now_utc()).unwrap();
         let err = ca.issue_server(&paths, &["bad name".into()], OffsetDateTime::now_utc());
         assert!(matches!(err, Err(PkiError::BadServerName(_))));
-        ca.issue_server(
-            &paths,
-            &["soc.example.vn".into(), "10.0.0.1".into()],
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
-        assert!(
-            !ca.renew_server_if_needed(&paths, OffsetDateTime::now_utc())
-                .unwrap()
-        );
+        ca.issue_server(&paths, &["soc.example.vn".into(), "10.0.0.1".into()], OffsetDateTime::now_utc())
+            .unwrap();
+        assert!(!ca.renew_server_if_needed(&paths, OffsetDateTime::now_utc()).unwrap());
         let later = OffsetDateTime::now_utc() + Duration::from_secs(390 * 86_400);
         assert!(ca.renew_server_if_needed(&paths, later).unwrap());
     }

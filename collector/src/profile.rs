@@ -39,10 +39,7 @@ impl Profile {
         let src = Source::read(path)?;
         let p: Profile = src.parse()?;
         if p.version != 1 {
-            return Err(src.error(
-                Some("version"),
-                format!("unsupported profile version {}", p.version),
-            ));
+            return Err(src.error(Some("version"), format!("unsupported profile version {}", p.version)));
         }
         if let Err(e) = p.collector.parse::<CollectorAddr>() {
             return Err(src.error(Some("collector"), e.to_string()));

@@ -11,10 +11,13 @@ use std::{
 
 use tokio::sync::watch;
 
+/// Open streams of one agent: (stream id, close signal).
+type AgentStreams = Vec<(u64, watch::Sender<bool>)>;
+
 #[derive(Default)]
 pub struct StreamRegistry {
     next_id: AtomicU64,
-    open: Mutex<HashMap<String, Vec<(u64, watch::Sender<bool>)>>>,
+    open: Mutex<HashMap<String, AgentStreams>>,
 }
 
 /// Removes the stream from the registry when dropped.
@@ -38,25 +41,14 @@ impl Drop for StreamGuard {
 
 impl StreamRegistry {
     /// Registers a stream; the receiver turns `true` when it must close.
-    pub fn register(
-        self: &Arc<Self>,
-        agent_id: &str,
-    ) -> (StreamGuard, watch::Receiver<bool>, usize) {
+    pub fn register(self: &Arc<Self>, agent_id: &str) -> (StreamGuard, watch::Receiver<bool>, usize) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(false);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let streams = open.entry(agent_id.to_string()).or_default();
         streams.push((id, tx));
         let concurrent = streams.len();
-        (
-            StreamGuard {
-                registry: self.clone(),
-                agent_id: agent_id.to_string(),
-                id,
-            },
-            rx,
-            concurrent,
-        )
+        (StreamGuard { registry: self.clone(), agent_id: agent_id.to_string(), id }, rx, concurrent)
     }
 
     /// Asks every stream of `agent_id` to close; returns how many.
@@ -73,10 +65,7 @@ impl StreamRegistry {
     }
 
     pub fn is_connected(&self, agent_id: &str) -> bool {
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(agent_id)
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).contains_key(agent_id)
     }
 }
 

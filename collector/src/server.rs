@@ -85,14 +85,12 @@ pub async fn run(
     let auth = Auth::new(revoked);
     // Leave room above the batch limit so that an oversized batch still
     // decodes and gets a clean BatchRejected instead of a broken stream.
-    let decode_limit = (config.max_batch_bytes as usize)
-        .saturating_mul(4)
-        .max(16 * 1024 * 1024);
-    let telemetry = TelemetryServer::new(TelemetryService::new(shared.clone()))
-        .max_decoding_message_size(decode_limit);
+    let decode_limit = (config.max_batch_bytes as usize).saturating_mul(4).max(16 * 1024 * 1024);
+    let telemetry =
+        TelemetryServer::new(TelemetryService::new(shared.clone())).max_decoding_message_size(decode_limit);
     let operator = OperatorServer::new(OperatorService::new(shared.clone()));
-    let enrollment = EnrollmentServer::new(EnrollmentService::new(shared.clone()))
-        .max_decoding_message_size(64 * 1024);
+    let enrollment =
+        EnrollmentServer::new(EnrollmentService::new(shared.clone())).max_decoding_message_size(64 * 1024);
 
     if let Some(addr) = addr {
         tracing::info!(%addr, pin = %shared.ca.pin(), "canhgac-collector listening");

@@ -24,8 +24,7 @@ use std::{
 
 use canhgac_proto::identity::Identity;
 use rustls::{
-    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
-    SignatureScheme,
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
     client::danger::HandshakeSignatureValid,
     server::{
         WebPkiClientVerifier,
@@ -48,17 +47,11 @@ pub struct Revoked {
 
 impl Revoked {
     pub fn insert(&self, id: Identity) {
-        self.ids
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id);
+        self.ids.write().unwrap_or_else(|p| p.into_inner()).insert(id);
     }
 
     pub fn contains(&self, id: &Identity) -> bool {
-        self.ids
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(id)
+        self.ids.read().unwrap_or_else(|p| p.into_inner()).contains(id)
     }
 }
 
@@ -73,10 +66,7 @@ pub struct TlsStats {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: std::path::PathBuf, source: std::io::Error },
     #[error("invalid PEM: {0}")]
     Pem(#[from] canhgac_proto::client::ClientError),
     #[error("TLS configuration: {0}")]
@@ -86,17 +76,11 @@ pub enum TlsError {
 }
 
 fn read(path: &std::path::Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|source| TlsError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| TlsError::Read { path: path.to_path_buf(), source })
 }
 
 /// Builds the server configuration from the files under `DATA_DIR/pki`.
-pub fn server_config(
-    paths: &PkiPaths,
-    revoked: Arc<Revoked>,
-) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(paths: &PkiPaths, revoked: Arc<Revoked>) -> Result<Arc<ServerConfig>, TlsError> {
     use canhgac_proto::client::{parse_certs, parse_key, provider};
     let provider = provider();
     let mut roots = RootCertStore::empty();
@@ -144,8 +128,7 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+        self.inner.verify_client_cert(end_entity, intermediates, now)?;
         let identity = Identity::from_cert_der(end_entity).map_err(|_| {
             rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
         })?;

@@ -135,30 +135,19 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-pub fn parse_certs(
-    pem_text: &str,
-    what: &'static str,
-) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+pub fn parse_certs(pem_text: &str, what: &'static str) -> Result<Vec<CertificateDer<'static>>, ClientError> {
     let certs = CertificateDer::pem_slice_iter(pem_text.as_bytes())
         .collect::<Result<Vec<_>, pem::Error>>()
-        .map_err(|e| ClientError::BadPem {
-            what,
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| ClientError::BadPem { what, reason: e.to_string() })?;
     if certs.is_empty() {
         return Err(ClientError::NoCertificate(what));
     }
     Ok(certs)
 }
 
-pub fn parse_key(
-    pem_text: &str,
-    what: &'static str,
-) -> Result<PrivateKeyDer<'static>, ClientError> {
-    PrivateKeyDer::from_pem_slice(pem_text.as_bytes()).map_err(|e| ClientError::BadPem {
-        what,
-        reason: e.to_string(),
-    })
+pub fn parse_key(pem_text: &str, what: &'static str) -> Result<PrivateKeyDer<'static>, ClientError> {
+    PrivateKeyDer::from_pem_slice(pem_text.as_bytes())
+        .map_err(|e| ClientError::BadPem { what, reason: e.to_string() })
 }
 
 /// A prepared client: TLS configuration plus where to connect.
@@ -196,9 +185,7 @@ impl TlsClient {
                     presented: Mutex::new(None),
                 });
                 pinned = Some(verifier.clone());
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(verifier)
+                builder.dangerous().with_custom_certificate_verifier(verifier)
             }
         };
         let mut config = match identity {
@@ -211,12 +198,7 @@ impl TlsClient {
         config.alpn_protocols = vec![b"h2".to_vec()];
         let server_name = ServerName::try_from(addr.server_name().to_string())
             .map_err(|_| ClientError::BadServerName(addr.server_name().to_string()))?;
-        Ok(TlsClient {
-            config: Arc::new(config),
-            addr,
-            server_name,
-            pinned,
-        })
+        Ok(TlsClient { config: Arc::new(config), addr, server_name, pinned })
     }
 
     pub fn addr(&self) -> &CollectorAddr {
@@ -236,9 +218,7 @@ impl TlsClient {
             async move {
                 let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
                 tcp.set_nodelay(true)?;
-                let tls = tokio_rustls::TlsConnector::from(config)
-                    .connect(server_name, tcp)
-                    .await?;
+                let tls = tokio_rustls::TlsConnector::from(config).connect(server_name, tcp).await?;
                 Ok::<_, io::Error>(TokioIo::new(tls))
             }
         });
@@ -255,8 +235,7 @@ impl TlsClient {
             .http2_keep_alive_interval(Duration::from_secs(15))
             .keep_alive_timeout(Duration::from_secs(20))
             .keep_alive_while_idle(true);
-        let result =
-            tokio::time::timeout(timeout, endpoint.connect_with_connector(connector)).await;
+        let result = tokio::time::timeout(timeout, endpoint.connect_with_connector(connector)).await;
         match result {
             Ok(Ok(channel)) => Ok(channel),
             Ok(Err(e)) => Err(self.explain(error_chain(&e))),
@@ -270,15 +249,9 @@ impl TlsClient {
             && let Some(presented) = presented.as_ref()
             && *presented != pinned.pin
         {
-            return ClientError::PinMismatch {
-                expected: pinned.pin.clone(),
-                presented: presented.clone(),
-            };
+            return ClientError::PinMismatch { expected: pinned.pin.clone(), presented: presented.clone() };
         }
-        ClientError::Connect {
-            addr: self.addr.to_string(),
-            reason,
-        }
+        ClientError::Connect { addr: self.addr.to_string(), reason }
     }
 }
 
@@ -316,9 +289,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let ca = intermediates
-            .iter()
-            .find(|c| crate::cert_pin(c) == self.pin);
+        let ca = intermediates.iter().find(|c| crate::cert_pin(c) == self.pin);
         let Some(ca) = ca else {
             if let Ok(mut p) = self.presented.lock() {
                 *p = intermediates.last().map(|c| crate::cert_pin(c));
@@ -326,16 +297,13 @@ impl ServerCertVerifier for PinnedCaVerifier {
                     *p = Some(String::from("(no CA certificate in the chain)"));
                 }
             }
-            return Err(rustls::Error::General(
-                "collector CA does not match the pin".into(),
-            ));
+            return Err(rustls::Error::General("collector CA does not match the pin".into()));
         };
         let mut roots = RootCertStore::empty();
         roots.add(ca.clone().into_owned())?;
-        let inner =
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
-                .build()
-                .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
         inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
     }
 
@@ -345,9 +313,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls12NotOffered,
-        ))
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOffered))
     }
 
     fn verify_tls13_signature(
@@ -365,9 +331,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -384,14 +348,7 @@ mod tests {
         let a: CollectorAddr = "https://[::1]:9000/".parse().unwrap();
         assert_eq!((a.host.as_str(), a.port), ("::1", 9000));
         assert_eq!(a.to_string(), "https://[::1]:9000");
-        for bad in [
-            "http://x:1",
-            "https://",
-            "x:0",
-            "x:99999",
-            "https://x/path",
-            "::1:80",
-        ] {
+        for bad in ["http://x:1", "https://", "x:0", "x:99999", "https://x/path", "::1:80"] {
             assert!(bad.parse::<CollectorAddr>().is_err(), "{bad}");
         }
     }

@@ -56,10 +56,7 @@ impl Source {
             field: None,
             message: format!("cannot read: {e}"),
         })?;
-        Ok(Source {
-            file: path.to_path_buf(),
-            text,
-        })
+        Ok(Source { file: path.to_path_buf(), text })
     }
 
     /// Stage one: TOML into `T`.
@@ -103,27 +100,18 @@ impl Source {
     /// `table.key` of the assignment on the line holding `offset`, if any.
     fn field_at(&self, offset: usize) -> Option<String> {
         let line_start = self.text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0);
-        let line_end = self.text[offset..]
-            .find('\n')
-            .map(|i| offset + i)
-            .unwrap_or(self.text.len());
+        let line_end = self.text[offset..].find('\n').map(|i| offset + i).unwrap_or(self.text.len());
         let line = &self.text[line_start..line_end];
-        let key = line
-            .split_once('=')
-            .map(|(k, _)| k.trim().trim_matches('"').to_string())?;
+        let key = line.split_once('=').map(|(k, _)| k.trim().trim_matches('"').to_string())?;
         if key.is_empty() || key.starts_with('#') || key.starts_with('[') {
             return None;
         }
         let table = self.text[..line_start].lines().rev().find_map(|l| {
             let l = l.trim();
             if l.starts_with('[') && !l.starts_with("[[") {
-                l.strip_prefix('[')?
-                    .strip_suffix(']')
-                    .map(|t| t.trim().to_string())
+                l.strip_prefix('[')?.strip_suffix(']').map(|t| t.trim().to_string())
             } else if l.starts_with("[[") {
-                l.strip_prefix("[[")?
-                    .strip_suffix("]]")
-                    .map(|t| t.trim().to_string())
+                l.strip_prefix("[[")?.strip_suffix("]]").map(|t| t.trim().to_string())
             } else {
                 None
             }
@@ -136,9 +124,8 @@ impl Source {
 
     /// A duration such as `30s`, `5m`, `24h`, `30d`.
     pub fn duration(&self, v: &Spanned<String>) -> Result<Duration, ConfigError> {
-        humantime::parse_duration(v.get_ref()).map_err(|e| {
-            self.error_at(v.span(), format!("invalid duration `{}`: {e}", v.get_ref()))
-        })
+        humantime::parse_duration(v.get_ref())
+            .map_err(|e| self.error_at(v.span(), format!("invalid duration `{}`: {e}", v.get_ref())))
     }
 
     /// A size such as `512MiB`, `1GB`, `4096`.
@@ -180,10 +167,7 @@ mod tests {
     }
 
     fn src(text: &str) -> Source {
-        Source {
-            file: "agent.toml".into(),
-            text: text.into(),
-        }
+        Source { file: "agent.toml".into(), text: text.into() }
     }
 
     #[test]
@@ -201,9 +185,7 @@ mod tests {
 
     #[test]
     fn wrong_type_names_field() {
-        let err = src("version = 1\n[spool]\nbatch = \"x\"\n")
-            .parse::<Conf>()
-            .unwrap_err();
+        let err = src("version = 1\n[spool]\nbatch = \"x\"\n").parse::<Conf>().unwrap_err();
         assert_eq!(err.line, 3);
         assert_eq!(err.field.as_deref(), Some("spool.batch"));
     }

@@ -36,8 +36,7 @@ impl Identity {
         let valid = |s: &str| {
             !s.is_empty()
                 && s.len() <= 128
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
         };
         if let Some(id) = uri.strip_prefix(AGENT_PREFIX) {
             return valid(id).then(|| Identity::Agent(id.to_string()));
@@ -115,9 +114,6 @@ mod tests {
 
     #[test]
     fn garbage_certificate_is_an_error() {
-        assert_eq!(
-            Identity::from_cert_der(b"not a certificate"),
-            Err(IdentityError::BadCertificate)
-        );
+        assert_eq!(Identity::from_cert_der(b"not a certificate"), Err(IdentityError::BadCertificate));
     }
 }

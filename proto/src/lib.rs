@@ -22,8 +22,7 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of the v1 contract, for gRPC reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/canhgac_v1_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/canhgac_v1_descriptor.bin"));
 
 /// Telemetry protocol revision spoken by this build (sent in `Hello`).
 pub const TELEMETRY_PROTOCOL_VERSION: u32 = 1;
@@ -39,11 +38,6 @@ pub fn cert_pin(der: &[u8]) -> String {
 
 /// Normalises a pin given by a user: accepts upper case and `:` separators.
 pub fn normalize_pin(pin: &str) -> Option<String> {
-    let cleaned: String = pin
-        .trim()
-        .chars()
-        .filter(|c| *c != ':')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
+    let cleaned: String = pin.trim().chars().filter(|c| *c != ':').map(|c| c.to_ascii_lowercase()).collect();
     (cleaned.len() == 64 && cleaned.chars().all(|c| c.is_ascii_hexdigit())).then_some(cleaned)
 }

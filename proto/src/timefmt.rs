@@ -28,18 +28,15 @@ pub fn micros(t: OffsetDateTime) -> i64 {
 }
 
 pub fn from_micros(us: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 pub fn eve(t: OffsetDateTime) -> String {
-    t.format(EVE)
-        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00.000000+0000"))
+    t.format(EVE).unwrap_or_else(|_| String::from("1970-01-01T00:00:00.000000+0000"))
 }
 
 pub fn rfc3339(t: OffsetDateTime) -> String {
-    t.format(&Rfc3339)
-        .unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
+    t.format(&Rfc3339).unwrap_or_else(|_| String::from("1970-01-01T00:00:00Z"))
 }
 
 pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
@@ -67,10 +64,7 @@ mod tests {
 
     #[test]
     fn out_of_range_timestamp_does_not_panic() {
-        let t = from_timestamp(&Timestamp {
-            seconds: i64::MAX,
-            nanos: -5,
-        });
+        let t = from_timestamp(&Timestamp { seconds: i64::MAX, nanos: -5 });
         assert_eq!(t, OffsetDateTime::UNIX_EPOCH);
     }
 }

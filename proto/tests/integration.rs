@@ -7,11 +7,7 @@ use prost::Message as _;
 /// decodes in an older one and the other way round (unknown fields skipped).
 #[test]
 fn unknown_fields_are_skipped() {
-    let newer = v1::AgentCounters {
-        packets_captured: 7,
-        uptime_seconds: 9,
-        ..Default::default()
-    };
+    let newer = v1::AgentCounters { packets_captured: 7, uptime_seconds: 9, ..Default::default() };
     let mut bytes = newer.encode_to_vec();
     // A field number v1 does not define yet (999, varint 1).
     bytes.extend_from_slice(&[0xb8, 0x3e, 0x01]);
@@ -24,11 +20,7 @@ fn unknown_fields_are_skipped() {
 #[test]
 fn descriptor_set_lists_services() {
     let fds = prost_types::FileDescriptorSet::decode(canhgac_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let file = fds
-        .file
-        .iter()
-        .find(|f| f.package() == "canhgac.v1")
-        .unwrap();
+    let file = fds.file.iter().find(|f| f.package() == "canhgac.v1").unwrap();
     let names: Vec<_> = file.service.iter().map(|s| s.name()).collect();
     assert_eq!(names, ["Enrollment", "Telemetry", "Operator"]);
 }

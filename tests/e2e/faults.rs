@@ -77,7 +77,12 @@ fn sigkill_collector_and_agent_repeatedly_every_record_arrives_exactly_once() {
     let duplicated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(duplicated.is_empty(), "stored more than once: {:?}", &duplicated[..duplicated.len().min(10)]);
     let missing: Vec<_> = names.iter().filter(|n| !counts.contains_key(n.as_str())).collect();
-    assert!(missing.is_empty(), "{} records lost, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "{} records lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     assert_eq!(got.len(), N);
     let a = &c.agents()[0];
     eprintln!("collector saw {} duplicate resends (deduplicated)", a["records_duplicate"]);

@@ -120,8 +120,17 @@ fn oversized_batches_are_rejected_and_split() {
     let ioc = tmp.path().join("ioc.txt");
     std::fs::write(&ioc, "evil.example\n").unwrap();
     let cfg = tmp.path().join("agent.toml");
-    std::fs::write(&cfg, "version = 1\n[uplink]\nbatch_max_records = 5000\nbatch_max_bytes = \"8MiB\"\n").unwrap();
-    agent.start(&["--config", cfg.to_str().unwrap(), "--pcap", pcap.to_str().unwrap(), "--ioc", ioc.to_str().unwrap(), "--exit-when-drained"]);
+    std::fs::write(&cfg, "version = 1\n[uplink]\nbatch_max_records = 5000\nbatch_max_bytes = \"8MiB\"\n")
+        .unwrap();
+    agent.start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--ioc",
+        ioc.to_str().unwrap(),
+        "--exit-when-drained",
+    ]);
     assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
     assert_eq!(rrnames(&c.alerts()).len(), names.len());
     let agents = c.agents();
@@ -145,7 +154,15 @@ fn spool_cap_drops_are_counted_and_reported() {
     std::fs::write(&ioc, "evil.example\n").unwrap();
     let cfg = tmp.path().join("agent.toml");
     std::fs::write(&cfg, "version = 1\n[spool]\nmax_bytes = \"1MiB\"\n[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n").unwrap();
-    agent.start(&["--config", cfg.to_str().unwrap(), "--pcap", pcap.to_str().unwrap(), "--ioc", ioc.to_str().unwrap(), "--exit-when-drained"]);
+    agent.start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--ioc",
+        ioc.to_str().unwrap(),
+        "--exit-when-drained",
+    ]);
     wait_for("the replay to finish", Duration::from_secs(60), || {
         agent.logs().contains("capture replayed").then_some(())
     });
@@ -170,4 +187,116 @@ fn demo_shows_alerts() {
     for needle in ["drivres-update.info", "softupdates.info", "45.9.74.78", "DEMO"] {
         assert!(stdout.contains(needle), "{needle} missing:\n{stdout}");
     }
+}
+
+/// `canhgac alerts tail` follows new alerts and, when the collector restarts
+/// under it, resumes from its last cursor: every alert exactly once.
+#[test]
+fn alerts_tail_resumes_after_a_collector_restart_without_gaps() {
+    use std::io::BufRead as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut c, mut agent) = setup(tmp.path());
+    let mut tail = std::process::Command::new(bin("canhgac"))
+        .arg("--profile")
+        .arg(c.profile())
+        .args(["alerts", "tail", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = tail.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (frames, names) = dns_burst("evil.example", 600);
+    let pcap = tmp.path().join("burst.pcap");
+    write_raw_pcap(&pcap, &frames);
+    let ioc = tmp.path().join("ioc.txt");
+    std::fs::write(&ioc, "evil.example\n").unwrap();
+    let cfg = tmp.path().join("agent.toml");
+    std::fs::write(&cfg, "version = 1\n[uplink]\nbatch_max_records = 20\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n").unwrap();
+    agent.start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--ioc",
+        ioc.to_str().unwrap(),
+        "--replay-pps",
+        "300",
+        "--exit-when-drained",
+    ]);
+    wait_for("some alerts", Duration::from_secs(30), || (c.alerts().len() > 50).then_some(()));
+    c.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    c.start();
+    assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
+
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while seen.len() < names.len() && std::time::Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            seen.push(v["dns"]["query"][0]["rrname"].as_str().unwrap().to_string());
+        }
+    }
+    // nothing more arrives: no repeats
+    std::thread::sleep(Duration::from_millis(500));
+    while let Ok(line) = rx.try_recv() {
+        seen.push(line);
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert_eq!(seen.len(), names.len(), "tail printed {} of {}", seen.len(), names.len());
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), names.into_iter().collect::<HashSet<_>>());
+}
+
+/// Live capture with pnet on the loopback interface (needs CAP_NET_RAW; CI
+/// runs as root): UDP flows to a listed address raise one alert per flow.
+#[test]
+fn live_capture_on_loopback_raises_ioc_alerts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, mut agent) = setup(tmp.path());
+    let ioc = tmp.path().join("ioc.txt");
+    std::fs::write(&ioc, "127.77.0.1\n").unwrap();
+    agent.start(&["--interface", "lo", "--ioc", ioc.to_str().unwrap()]);
+    wait_for("the capture to start", Duration::from_secs(20), || {
+        let logs = agent.logs();
+        assert!(!logs.contains("permission denied"), "live capture needs CAP_NET_RAW (run as root): {logs}");
+        logs.contains("capturing").then_some(())
+    });
+    // A listener, so that no ICMP port-unreachable (a fourth flow) comes back.
+    let _sink = std::net::UdpSocket::bind("127.77.0.1:9999").unwrap();
+    let mut ports = Vec::new();
+    for _ in 0..3 {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        ports.push(s.local_addr().unwrap().port());
+        for _ in 0..5 {
+            s.send_to(b"beacon", "127.77.0.1:9999").unwrap();
+        }
+    }
+    let alerts = wait_for("three alerts", Duration::from_secs(30), || {
+        let a = c.alerts();
+        (a.len() >= 3).then_some(a)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let alerts = if c.alerts().len() > alerts.len() { c.alerts() } else { alerts };
+    assert_eq!(alerts.len(), 3, "one alert per flow: {alerts:?}");
+    let mut got: Vec<u64> = alerts.iter().map(|a| a["src_port"].as_u64().unwrap()).collect();
+    got.sort();
+    ports.sort();
+    assert_eq!(got, ports.iter().map(|p| u64::from(*p)).collect::<Vec<_>>());
+    for a in &alerts {
+        assert_eq!(a["dest_ip"], "127.77.0.1");
+        assert_eq!(a["canhgac"]["matched"], "dest_ip");
+    }
+    agent.kill();
 }

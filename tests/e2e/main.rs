@@ -2,10 +2,11 @@
 //! `canhgac` binaries as separate processes, mutual TLS on loopback, sled
 //! on disk, SIGKILL for faults.
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)]
+#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::disallowed_methods)]
 
 mod faults;
 mod flow;
+mod hygiene;
 mod security;
 
 use canhgac_tests::{Agent, Collector};

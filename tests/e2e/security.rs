@@ -122,17 +122,23 @@ fn foreign_ca_expired_plain_tcp_and_garbage_are_refused_and_service_continues() 
     let mut ca_params = CertificateParams::default();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let foreign = Issuer::new(ca_params, foreign_key);
-    let err = operator_call(&c, client_cert(&foreign, &Identity::Operator("admin".into()), false)).unwrap_err();
+    let err =
+        operator_call(&c, client_cert(&foreign, &Identity::Operator("admin".into()), false)).unwrap_err();
     eprintln!("foreign CA: {err}");
 
     // Our own CA, but expired.
     let ca_key = KeyPair::from_pem(&std::fs::read_to_string(c.dir.join("pki/ca.key")).unwrap()).unwrap();
-    let ours = Issuer::from_ca_cert_pem(&std::fs::read_to_string(c.dir.join("pki/ca.crt")).unwrap(), ca_key).unwrap();
+    let ours = Issuer::from_ca_cert_pem(&std::fs::read_to_string(c.dir.join("pki/ca.crt")).unwrap(), ca_key)
+        .unwrap();
     let err = operator_call(&c, client_cert(&ours, &Identity::Operator("admin".into()), true)).unwrap_err();
     eprintln!("expired: {err}");
 
     // Plain TCP and garbage: the server closes the connection.
-    for garbage in [&b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], &[0x16, 0x03, 0x01, 0xff, 0xff, 0, 0, 0][..], &[0u8; 64][..]] {
+    for garbage in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 0, 0, 0][..],
+        &[0u8; 64][..],
+    ] {
         let mut s = TcpStream::connect(c.addr()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         s.write_all(garbage).unwrap();
@@ -159,7 +165,8 @@ fn agent_and_operator_certificates_are_confined_to_their_services() {
     let tmp = tempfile::tempdir().unwrap();
     let (c, agent) = setup(tmp.path());
     let pem = std::fs::read_to_string(agent.state_dir.join("agent.pem")).unwrap();
-    let err = operator_call(&c, ClientIdentity { certificate_pem: pem.clone(), private_key_pem: pem }).unwrap_err();
+    let err =
+        operator_call(&c, ClientIdentity { certificate_pem: pem.clone(), private_key_pem: pem }).unwrap_err();
     assert!(err.contains("PermissionDenied"), "{err}");
 }
 
@@ -173,8 +180,18 @@ fn a_revoked_agent_is_cut_off_and_refused_at_the_handshake() {
     let ioc = tmp.path().join("ioc.txt");
     std::fs::write(&ioc, "evil.example\n").unwrap();
     let cfg = tmp.path().join("agent.toml");
-    std::fs::write(&cfg, "version = 1\n[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n").unwrap();
-    agent.start(&["--config", cfg.to_str().unwrap(), "--pcap", pcap.to_str().unwrap(), "--ioc", ioc.to_str().unwrap(), "--replay-pps", "100"]);
+    std::fs::write(&cfg, "version = 1\n[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n")
+        .unwrap();
+    agent.start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--ioc",
+        ioc.to_str().unwrap(),
+        "--replay-pps",
+        "100",
+    ]);
     let id = agent.agent_id();
     wait_for("records to arrive", Duration::from_secs(30), || (!c.alerts().is_empty()).then_some(()));
 
@@ -209,7 +226,12 @@ fn config_errors_exit_2_and_name_file_line_and_field() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let e = stderr(&out);
-    assert!(e.contains("agent.toml:3:1") && e.contains("field `uplink.batch_records`") && e.contains("unknown field"), "{e}");
+    assert!(
+        e.contains("agent.toml:3:1")
+            && e.contains("field `uplink.batch_records`")
+            && e.contains("unknown field"),
+        "{e}"
+    );
 
     let mut c = Collector::init(tmp.path());
     c.set_config("[limits]\nhandshake_timeout = \"soon\"\n");
@@ -217,12 +239,22 @@ fn config_errors_exit_2_and_name_file_line_and_field() {
     let out = std::process::Command::new(bin("canhgac-collector"))
         .args(["serve", "--data-dir"])
         .arg(&c.dir)
-        .args(["--config", c.config.as_ref().unwrap().to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--config",
+            c.config.as_ref().unwrap().to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let e = stderr(&out);
-    assert!(e.contains("collector.toml:3:") && e.contains("limits.handshake_timeout") && e.contains("invalid duration"), "{e}");
+    assert!(
+        e.contains("collector.toml:3:")
+            && e.contains("limits.handshake_timeout")
+            && e.contains("invalid duration"),
+        "{e}"
+    );
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing bound");
 }
 
@@ -245,8 +277,19 @@ fn agent_certificate_is_renewed_before_expiry() {
     let ioc = tmp.path().join("ioc.txt");
     std::fs::write(&ioc, "evil.example\n").unwrap();
     let cfg = tmp.path().join("agent.toml");
-    std::fs::write(&cfg, "version = 1\n[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n").unwrap();
-    agent.start(&["--config", cfg.to_str().unwrap(), "--pcap", pcap.to_str().unwrap(), "--ioc", ioc.to_str().unwrap(), "--replay-pps", "10", "--exit-when-drained"]);
+    std::fs::write(&cfg, "version = 1\n[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n")
+        .unwrap();
+    agent.start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--ioc",
+        ioc.to_str().unwrap(),
+        "--replay-pps",
+        "10",
+        "--exit-when-drained",
+    ]);
     wait_for("a renewed certificate", Duration::from_secs(30), || {
         let now = std::fs::read_to_string(agent.state_dir.join("agent.pem")).unwrap();
         (now != first).then_some(())

@@ -4,7 +4,7 @@
 //! Binaries are taken from the target directory next to the test
 //! executable (`cargo test --workspace` builds them first).
 
-#![allow(clippy::unwrap_used, clippy::print_stderr)]
+#![allow(clippy::unwrap_used, clippy::print_stderr, clippy::disallowed_methods)]
 
 use std::{
     io::Write as _,
@@ -346,7 +346,10 @@ pub fn dns_query(name: &str, id: u16, sport: u16) -> Vec<u8> {
     }
     m.extend_from_slice(&[0, 0, 1, 0, 1]);
     let mut v = Vec::new();
-    etherparse::PacketBuilder::ipv4([10, 0, 0, 5], [10, 0, 0, 53], 64).udp(sport, 53).write(&mut v, &m).unwrap();
+    etherparse::PacketBuilder::ipv4([10, 0, 0, 5], [10, 0, 0, 53], 64)
+        .udp(sport, 53)
+        .write(&mut v, &m)
+        .unwrap();
     v
 }
 
@@ -364,8 +367,5 @@ pub fn dns_burst(parent: &str, n: usize) -> (Vec<Vec<u8>>, Vec<String>) {
 
 /// The `rrname` of each DNS alert.
 pub fn rrnames(alerts: &[Value]) -> Vec<String> {
-    alerts
-        .iter()
-        .filter_map(|a| a["dns"]["query"][0]["rrname"].as_str().map(String::from))
-        .collect()
+    alerts.iter().filter_map(|a| a["dns"]["query"][0]["rrname"].as_str().map(String::from)).collect()
 }

@@ -8,7 +8,9 @@ use pnet_datalink::{Channel, Config, DataLinkReceiver, NetworkInterface};
 pub enum LiveError {
     #[error("no interface named `{name}` (available: {available})")]
     NoSuchInterface { name: String, available: String },
-    #[error("cannot capture on `{name}`: permission denied; the agent needs the CAP_NET_RAW capability (run as root or `setcap cap_net_raw+ep` the binary)")]
+    #[error(
+        "cannot capture on `{name}`: permission denied; the agent needs the CAP_NET_RAW capability (run as root or `setcap cap_net_raw+ep` the binary)"
+    )]
     Permission { name: String },
     #[error("cannot capture on `{name}`: {source}")]
     Io { name: String, source: std::io::Error },
@@ -19,7 +21,8 @@ pub enum LiveError {
 pub fn open(name: &str) -> Result<Box<dyn DataLinkReceiver>, LiveError> {
     let interfaces = pnet_datalink::interfaces();
     let Some(iface) = interfaces.iter().find(|i| i.name == name).cloned() else {
-        let available = interfaces.iter().map(|i: &NetworkInterface| i.name.clone()).collect::<Vec<_>>().join(", ");
+        let available =
+            interfaces.iter().map(|i: &NetworkInterface| i.name.clone()).collect::<Vec<_>>().join(", ");
         return Err(LiveError::NoSuchInterface { name: name.to_string(), available });
     };
     let config = Config {
@@ -30,7 +33,9 @@ pub fn open(name: &str) -> Result<Box<dyn DataLinkReceiver>, LiveError> {
     match pnet_datalink::channel(&iface, config) {
         Ok(Channel::Ethernet(_tx, rx)) => Ok(rx),
         Ok(_) => Err(LiveError::Unsupported(name.to_string())),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(LiveError::Permission { name: name.to_string() }),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(LiveError::Permission { name: name.to_string() })
+        }
         Err(source) => Err(LiveError::Io { name: name.to_string(), source }),
     }
 }

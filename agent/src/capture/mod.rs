@@ -79,7 +79,13 @@ pub struct Producer {
 }
 
 impl Producer {
-    pub fn new(spool: Spool, engine: Engine, counters: Arc<Counters>, stop: Arc<AtomicBool>, replay_pps: u64) -> Producer {
+    pub fn new(
+        spool: Spool,
+        engine: Engine,
+        counters: Arc<Counters>,
+        stop: Arc<AtomicBool>,
+        replay_pps: u64,
+    ) -> Producer {
         Producer {
             spool,
             engine,
@@ -161,7 +167,8 @@ impl Producer {
             .len();
         let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
         let source = format!("pcap:{}:{size}", canonical.display());
-        let (resume, done) = self.spool.checkpoint(&source)?.map(|v| decode_checkpoint(&v)).unwrap_or((0, false));
+        let (resume, done) =
+            self.spool.checkpoint(&source)?.map(|v| decode_checkpoint(&v)).unwrap_or((0, false));
         if done {
             tracing::info!(file = %path.display(), packets = resume, "capture already replayed completely; skipping");
             return Ok(());
@@ -203,6 +210,7 @@ impl Producer {
             if self.replay_pps > 0 {
                 let due = Duration::from_secs_f64((reader.index() - first) as f64 / self.replay_pps as f64);
                 if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    #[allow(clippy::disallowed_methods)] // the capture thread is not async
                     std::thread::sleep(wait.min(Duration::from_millis(200)));
                 }
             }
@@ -222,8 +230,16 @@ impl Producer {
             }
             match rx.next() {
                 Ok(frame) => self.process(1, OffsetDateTime::now_utc(), frame),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {}
-                Err(source) => return Err(live::LiveError::Io { name: name.to_string(), source }.into()),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(source) => {
+                    return Err(live::LiveError::Io { name: name.to_string(), source }.into());
+                }
             }
             if self.commit_due() {
                 self.commit(None)?;

@@ -9,10 +9,7 @@ use std::{
 
 use pcap_file::{
     pcap::PcapReader,
-    pcapng::{
-        Block, PcapNgReader,
-        blocks::interface_description::InterfaceDescriptionOption,
-    },
+    pcapng::{Block, PcapNgReader, blocks::interface_description::InterfaceDescriptionOption},
 };
 
 /// One captured frame.
@@ -89,7 +86,8 @@ impl PacketReader {
             .read_exact(&mut magic)
             .map_err(|e| PcapError::Format { path: path.to_path_buf(), reason: e.to_string() })?;
         let reader = BufReader::with_capacity(1 << 20, open()?);
-        let format_err = |e: pcap_file::PcapError| PcapError::Format { path: path.to_path_buf(), reason: e.to_string() };
+        let format_err =
+            |e: pcap_file::PcapError| PcapError::Format { path: path.to_path_buf(), reason: e.to_string() };
         let inner = if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
             Inner::PcapNg { reader: PcapNgReader::new(reader).map_err(format_err)?, interfaces: Vec::new() }
         } else {
@@ -106,7 +104,11 @@ impl PacketReader {
     /// The next frame; `Ok(None)` at the end. After an error the reader
     /// should not be used further (the file is damaged from there on).
     pub fn next_packet(&mut self) -> Result<Option<RawPacket>, PcapError> {
-        let err = |index, e: pcap_file::PcapError| PcapError::Packet { path: self.path.clone(), index, reason: e.to_string() };
+        let err = |index, e: pcap_file::PcapError| PcapError::Packet {
+            path: self.path.clone(),
+            index,
+            reason: e.to_string(),
+        };
         match &mut self.inner {
             Inner::Pcap(r) => {
                 let linktype = u32::from(r.header().datalink);
@@ -149,12 +151,20 @@ impl PacketReader {
                                 reason: format!("unknown interface {}", epb.interface_id),
                             })?;
                         let raw = epb.timestamp.as_nanos() as u64;
-                        return Ok(Some(RawPacket { ts: unit.to_duration(raw), linktype, data: epb.data.into_owned() }));
+                        return Ok(Some(RawPacket {
+                            ts: unit.to_duration(raw),
+                            linktype,
+                            data: epb.data.into_owned(),
+                        }));
                     }
                     Block::SimplePacket(spb) => {
                         self.index += 1;
                         let linktype = interfaces.first().map(|i| i.0).unwrap_or(1);
-                        return Ok(Some(RawPacket { ts: Duration::ZERO, linktype, data: spb.data.into_owned() }));
+                        return Ok(Some(RawPacket {
+                            ts: Duration::ZERO,
+                            linktype,
+                            data: spb.data.into_owned(),
+                        }));
                     }
                     _ => {}
                 }

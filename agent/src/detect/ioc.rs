@@ -148,15 +148,26 @@ impl IocSet {
         }
         if let Ok(net) = token.parse::<ipnet::IpNet>() {
             let (bits, addr) = split(net.network());
-            return self.insert_net(addr, net.prefix_len(), bits, IndicatorKind::Cidr, &net.trunc().to_string(), list);
+            return self.insert_net(
+                addr,
+                net.prefix_len(),
+                bits,
+                IndicatorKind::Cidr,
+                &net.trunc().to_string(),
+                list,
+            );
         }
         if token.contains("://") || token.contains('/') {
             return Err(format!("`{token}` is a URL; URL indicators are not supported by this detector"));
         }
-        if token.rsplit_once(':').is_some_and(|(h, p)| h.parse::<IpAddr>().is_ok() && p.parse::<u16>().is_ok()) {
+        if token
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| h.parse::<IpAddr>().is_ok() && p.parse::<u16>().is_ok())
+        {
             return Err(format!("`{token}` is an address with a port; list the address alone"));
         }
-        let domain = normalize_domain(token).ok_or_else(|| format!("`{token}` is not an IP address, a CIDR or a domain"))?;
+        let domain = normalize_domain(token)
+            .ok_or_else(|| format!("`{token}` is not an IP address, a CIDR or a domain"))?;
         if self.domains.contains_key(domain.as_str()) {
             self.duplicates += 1;
             return Ok(());
@@ -166,7 +177,15 @@ impl IocSet {
         Ok(())
     }
 
-    fn insert_net(&mut self, addr: u128, len: u8, bits: u8, kind: IndicatorKind, value: &str, list: u16) -> Result<(), String> {
+    fn insert_net(
+        &mut self,
+        addr: u128,
+        len: u8,
+        bits: u8,
+        kind: IndicatorKind,
+        value: &str,
+        list: u16,
+    ) -> Result<(), String> {
         let id = self.indicators.len() as u32;
         let map = if bits == 32 { &mut self.v4 } else { &mut self.v6 };
         if map.insert(addr, len, bits, id) {
@@ -239,7 +258,9 @@ fn normalize_domain(token: &str) -> Option<String> {
         && d.len() <= 253
         && d.contains('.')
         && d.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         && !d.bytes().all(|b| b.is_ascii_digit() || b == b'.');
     valid.then_some(d)
@@ -297,7 +318,8 @@ mod tests {
 
     #[test]
     fn bad_lines_are_reported_and_the_rest_load() {
-        let (s, errors) = set("1.2.3.4\nhttp://x.example/a\n1.2.3.4:8080\nnot a domain\n-\n5.6.7.8\n999.1.1.1\n");
+        let (s, errors) =
+            set("1.2.3.4\nhttp://x.example/a\n1.2.3.4:8080\nnot a domain\n-\n5.6.7.8\n999.1.1.1\n");
         assert_eq!(s.len(), 2);
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 3, 4, 5, 7]);

@@ -147,7 +147,10 @@ impl Engine {
             return;
         }
         self.ip_indicators(p, out);
-        if matches!(p.proto, PROTO_UDP | PROTO_TCP) && (p.dport == 53 || p.sport == 53) && !p.payload.is_empty() {
+        if matches!(p.proto, PROTO_UDP | PROTO_TCP)
+            && (p.dport == 53 || p.sport == 53)
+            && !p.payload.is_empty()
+        {
             self.dns(p, out);
         }
     }
@@ -165,7 +168,9 @@ impl Engine {
         if !self.dedup.first(key, out, &mut self.stats) {
             return;
         }
-        let Some(ind) = self.ioc.indicator(id) else { return };
+        let Some(ind) = self.ioc.indicator(id) else {
+            return;
+        };
         let list = self.ioc.list_name(ind).to_string();
         let direction = if matched == "dest_ip" { "to" } else { "from" };
         let info = AlertInfo {
@@ -198,8 +203,12 @@ impl Engine {
             return;
         }
         for q in &msg.questions {
-            let Some(id) = self.ioc.match_domain(&q.name) else { continue };
-            let Some(ind) = self.ioc.indicator(id) else { continue };
+            let Some(id) = self.ioc.match_domain(&q.name) else {
+                continue;
+            };
+            let Some(ind) = self.ioc.indicator(id) else {
+                continue;
+            };
             let list = self.ioc.list_name(ind).to_string();
             let info = AlertInfo {
                 signature_id: sid::IOC_DNS_QUERY,
@@ -233,7 +242,14 @@ impl Engine {
         }
     }
 
-    fn emit(&mut self, p: &Packet<'_>, info: AlertInfo<'_>, extra: Vec<(&str, serde_json::Value)>, canhgac: serde_json::Value, out: &mut Output) {
+    fn emit(
+        &mut self,
+        p: &Packet<'_>,
+        info: AlertInfo<'_>,
+        extra: Vec<(&str, serde_json::Value)>,
+        canhgac: serde_json::Value,
+        out: &mut Output,
+    ) {
         let severity = info.severity;
         let value = eve::alert(p, info, extra, canhgac);
         self.stats.alerts += 1;

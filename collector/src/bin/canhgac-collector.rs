@@ -6,11 +6,7 @@ use canhgac_collector::{admin, config::ServeConfig, server};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "canhgac-collector",
-    version,
-    about = "canhgac provincial collector"
-)]
+#[command(name = "canhgac-collector", version, about = "canhgac provincial collector")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,30 +49,28 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Init {
-            data_dir,
-            server_names,
-            address,
-        } => match admin::init(&data_dir, &server_names, address.as_deref()) {
-            Ok(o) => {
-                println!(
-                    "created the collector CA and server certificate in {}",
-                    data_dir.join("pki").display()
-                );
-                println!(
-                    "operator profile: {} (use with --profile or CANHGAC_PROFILE)",
-                    o.profile.display()
-                );
-                println!(
-                    "agents enroll with: canhgac-agent enroll --collector {} --token TOKEN --ca-pin PIN --state-dir DIR",
-                    o.address
-                );
-                println!("CA pin (SHA-256 of the CA certificate):");
-                println!("{}", o.pin);
-                ExitCode::SUCCESS
+        Command::Init { data_dir, server_names, address } => {
+            match admin::init(&data_dir, &server_names, address.as_deref()) {
+                Ok(o) => {
+                    println!(
+                        "created the collector CA and server certificate in {}",
+                        data_dir.join("pki").display()
+                    );
+                    println!(
+                        "operator profile: {} (use with --profile or CANHGAC_PROFILE)",
+                        o.profile.display()
+                    );
+                    println!(
+                        "agents enroll with: canhgac-agent enroll --collector {} --token TOKEN --ca-pin PIN --state-dir DIR",
+                        o.address
+                    );
+                    println!("CA pin (SHA-256 of the CA certificate):");
+                    println!("{}", o.pin);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(2, &e.to_string()),
             }
-            Err(e) => fail(2, &e.to_string()),
-        },
+        }
         Command::CaPin { data_dir } => match admin::ca_pin(&data_dir) {
             Ok(pin) => {
                 println!("{pin}");
@@ -84,11 +78,7 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(1, &e.to_string()),
         },
-        Command::Serve {
-            config,
-            data_dir,
-            listen,
-        } => serve(config, data_dir, listen),
+        Command::Serve { config, data_dir, listen } => serve(config, data_dir, listen),
     }
 }
 
@@ -111,16 +101,11 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
         match l.parse::<SocketAddr>() {
             Ok(a) => cfg.listen = a,
             Err(_) => {
-                return fail(
-                    2,
-                    &format!("invalid --listen address `{l}` (expected IP:PORT)"),
-                );
+                return fail(2, &format!("invalid --listen address `{l}` (expected IP:PORT)"));
             }
         }
     }
-    if let Err(e) =
-        canhgac_collector::pki::Ca::load(&canhgac_collector::pki::PkiPaths::new(&cfg.data_dir))
-    {
+    if let Err(e) = canhgac_collector::pki::Ca::load(&canhgac_collector::pki::PkiPaths::new(&cfg.data_dir)) {
         return fail(2, &e.to_string());
     }
     tracing_subscriber::fmt()
@@ -141,11 +126,10 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
             Err(e) => return fail(1, &format!("cannot listen on {}: {e}", cfg.listen)),
         };
         let shutdown = async {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => return std::future::pending().await,
-                };
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}

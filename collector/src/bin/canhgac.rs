@@ -6,10 +6,7 @@ use clap::Parser as _;
 
 fn main() -> ExitCode {
     let cli = canhgac_collector::cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("canhgac: error: cannot start the runtime: {e}");

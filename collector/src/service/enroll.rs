@@ -27,40 +27,25 @@ impl EnrollmentService {
 
 #[tonic::async_trait]
 impl Enrollment for EnrollmentService {
-    async fn enroll(
-        &self,
-        req: Request<EnrollRequest>,
-    ) -> Result<Response<EnrollResponse>, Status> {
+    async fn enroll(&self, req: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let r = req.into_inner();
         if r.token.is_empty() || r.token.len() > 256 {
-            return Err(Status::invalid_argument(
-                "missing or oversized enrollment token",
-            ));
+            return Err(Status::invalid_argument("missing or oversized enrollment token"));
         }
         if r.csr_pem.len() > 16 * 1024 {
-            return Err(Status::invalid_argument(
-                "certificate signing request too large",
-            ));
+            return Err(Status::invalid_argument("certificate signing request too large"));
         }
         let shared = &self.shared;
         let now = OffsetDateTime::now_utc();
         let now_us = timefmt::micros(now);
         let expected = (!r.expected_agency.is_empty()).then_some(r.expected_agency.as_str());
         // Check first so that a bad token costs no signature.
-        let token = shared
-            .store
-            .check_token(&r.token, expected, now_us)
-            .inspect_err(|e| {
-                tracing::warn!(%peer, reason = %e, "enrollment refused");
-            })?;
+        let token = shared.store.check_token(&r.token, expected, now_us).inspect_err(|e| {
+            tracing::warn!(%peer, reason = %e, "enrollment refused");
+        })?;
         let agent_id = uuid::Uuid::new_v4().to_string();
-        let issued = shared.ca.sign_agent(
-            &r.csr_pem,
-            &agent_id,
-            now,
-            shared.config.agent_certificate_ttl,
-        )?;
+        let issued = shared.ca.sign_agent(&r.csr_pem, &agent_id, now, shared.config.agent_certificate_ttl)?;
         let rec = AgentRec {
             version: RECORD_VERSION,
             agent_id: agent_id.clone(),
@@ -73,12 +58,9 @@ impl Enrollment for EnrollmentService {
             enrolled_with_token: hex::encode(&token_hash(&r.token)[..6]),
             ..Default::default()
         };
-        shared
-            .store
-            .enroll(&r.token, expected, now_us, rec)
-            .inspect_err(|e| {
-                tracing::warn!(%peer, reason = %e, "enrollment refused");
-            })?;
+        shared.store.enroll(&r.token, expected, now_us, rec).inspect_err(|e| {
+            tracing::warn!(%peer, reason = %e, "enrollment refused");
+        })?;
         shared.store.flush().await?;
         tracing::info!(%agent_id, agency = %token.agency, hostname = %r.hostname, %peer, "agent enrolled");
         Ok(Response::new(EnrollResponse {

@@ -7,10 +7,9 @@ use canhgac_proto::{
     identity::Identity,
     timefmt,
     v1::{
-        AddAgencyRequest, Agency, AgentInfo, CreateEnrollmentTokenRequest,
-        CreateEnrollmentTokenResponse, ListAgenciesRequest, ListAgenciesResponse,
-        ListAgentsRequest, ListAgentsResponse, ListAlertsRequest, ListAlertsResponse,
-        RevokeAgentRequest, RevokeAgentResponse, StoredAlert, SubscribeAlertsRequest,
+        AddAgencyRequest, Agency, AgentInfo, CreateEnrollmentTokenRequest, CreateEnrollmentTokenResponse,
+        ListAgenciesRequest, ListAgenciesResponse, ListAgentsRequest, ListAgentsResponse, ListAlertsRequest,
+        ListAlertsResponse, RevokeAgentRequest, RevokeAgentResponse, StoredAlert, SubscribeAlertsRequest,
         operator_server::Operator,
     },
 };
@@ -23,9 +22,7 @@ use crate::{
     auth,
     error::{ApiError, join_error},
     server::Shared,
-    store::{
-        AgencyRec, AgentRec, AlertQuery, PageKey, RecordRec, TokenRec, records::RECORD_VERSION,
-    },
+    store::{AgencyRec, AgentRec, AlertQuery, PageKey, RecordRec, TokenRec, records::RECORD_VERSION},
 };
 
 const DEFAULT_PAGE: usize = 100;
@@ -54,11 +51,7 @@ fn ts(us: i64) -> Option<prost_types::Timestamp> {
 }
 
 fn agency_msg(a: AgencyRec) -> Agency {
-    Agency {
-        code: a.code,
-        name: a.name,
-        created: ts(a.created_us),
-    }
+    Agency { code: a.code, name: a.name, created: ts(a.created_us) }
 }
 
 fn agent_info(a: AgentRec, connected: bool) -> AgentInfo {
@@ -112,10 +105,9 @@ impl Operator for OperatorService {
         }
         let name = r.name.trim();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(ApiError::InvalidArgument(
-                "agency name must be 1-200 printable characters".into(),
-            )
-            .into());
+            return Err(
+                ApiError::InvalidArgument("agency name must be 1-200 printable characters".into()).into()
+            );
         }
         let rec = self.shared.store.add_agency(AgencyRec {
             version: RECORD_VERSION,
@@ -134,13 +126,7 @@ impl Operator for OperatorService {
         req: Request<ListAgenciesRequest>,
     ) -> Result<Response<ListAgenciesResponse>, Status> {
         auth::operator(&req)?;
-        let agencies = self
-            .shared
-            .store
-            .agencies()?
-            .into_iter()
-            .map(agency_msg)
-            .collect();
+        let agencies = self.shared.store.agencies()?.into_iter().map(agency_msg).collect();
         Ok(Response::new(ListAgenciesResponse { agencies }))
     }
 
@@ -230,14 +216,10 @@ impl Operator for OperatorService {
             return Err(ApiError::NotFound(format!("agent `{}` not found", r.agent_id)).into());
         }
         self.shared.store.flush().await?;
-        self.shared
-            .revoked
-            .insert(Identity::Agent(r.agent_id.clone()));
+        self.shared.revoked.insert(Identity::Agent(r.agent_id.clone()));
         let closed = self.shared.streams.close(&r.agent_id);
         tracing::warn!(operator = %who.name, agent_id = %r.agent_id, streams_closed = closed, "agent revoked");
-        Ok(Response::new(RevokeAgentResponse {
-            streams_closed: closed as u32,
-        }))
+        Ok(Response::new(RevokeAgentResponse { streams_closed: closed as u32 }))
     }
 
     async fn list_alerts(
@@ -246,31 +228,23 @@ impl Operator for OperatorService {
     ) -> Result<Response<ListAlertsResponse>, Status> {
         auth::operator(&req)?;
         let r = req.into_inner();
-        let after =
-            match r.page_token.as_str() {
-                "" => None,
-                t => Some(PageKey::decode(t).ok_or_else(|| {
-                    ApiError::InvalidArgument(format!("invalid page_token `{t}`"))
-                })?),
-            };
+        let after = match r.page_token.as_str() {
+            "" => None,
+            t => Some(
+                PageKey::decode(t)
+                    .ok_or_else(|| ApiError::InvalidArgument(format!("invalid page_token `{t}`")))?,
+            ),
+        };
         if r.min_severity > 4 {
-            return Err(ApiError::InvalidArgument(format!(
-                "min_severity {} is not in 1..4",
-                r.min_severity
-            ))
-            .into());
+            return Err(
+                ApiError::InvalidArgument(format!("min_severity {} is not in 1..4", r.min_severity)).into()
+            );
         }
         let q = AlertQuery {
             agency: (!r.agency.is_empty()).then_some(r.agency),
             max_severity: (r.min_severity != 0).then_some(r.min_severity),
-            since_us: r
-                .since
-                .as_ref()
-                .map(|t| timefmt::micros(timefmt::from_timestamp(t))),
-            until_us: r
-                .until
-                .as_ref()
-                .map(|t| timefmt::micros(timefmt::from_timestamp(t))),
+            since_us: r.since.as_ref().map(|t| timefmt::micros(timefmt::from_timestamp(t))),
+            until_us: r.until.as_ref().map(|t| timefmt::micros(timefmt::from_timestamp(t))),
             limit: match r.limit as usize {
                 0 => DEFAULT_PAGE,
                 n => n.min(MAX_PAGE),
@@ -278,9 +252,8 @@ impl Operator for OperatorService {
             after,
         };
         let store = self.shared.store.clone();
-        let (page, next) = tokio::task::spawn_blocking(move || store.list_alerts(&q))
-            .await
-            .map_err(join_error)??;
+        let (page, next) =
+            tokio::task::spawn_blocking(move || store.list_alerts(&q)).await.map_err(join_error)??;
         Ok(Response::new(ListAlertsResponse {
             alerts: page.into_iter().map(|(c, r)| stored_alert(c, r)).collect(),
             next_page_token: next.map(|k| k.encode()).unwrap_or_default(),
@@ -307,18 +280,17 @@ impl Operator for OperatorService {
             loop {
                 committed.borrow_and_update();
                 let s = store.clone();
-                let batch =
-                    match tokio::task::spawn_blocking(move || s.alerts_after(cursor, 512)).await {
-                        Ok(Ok(b)) => b,
-                        Ok(Err(e)) => {
-                            let _ = tx.send(Err(Status::from(e))).await;
-                            return;
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(join_error(e))).await;
-                            return;
-                        }
-                    };
+                let batch = match tokio::task::spawn_blocking(move || s.alerts_after(cursor, 512)).await {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(join_error(e))).await;
+                        return;
+                    }
+                };
                 if batch.is_empty() {
                     tokio::select! {
                         changed = committed.changed() => if changed.is_err() { return },

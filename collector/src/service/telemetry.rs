@@ -11,9 +11,8 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 use canhgac_proto::{
     TELEMETRY_PROTOCOL_VERSION, timefmt,
     v1::{
-        Ack, AgentMessage, Batch, BatchRejected, Certificate, CollectorMessage, RecordKind,
-        Welcome, agent_message::Body as In, collector_message::Body as Out,
-        telemetry_server::Telemetry,
+        Ack, AgentMessage, Batch, BatchRejected, Certificate, CollectorMessage, RecordKind, Welcome,
+        agent_message::Body as In, collector_message::Body as Out, telemetry_server::Telemetry,
     },
 };
 use prost::Message as _;
@@ -62,9 +61,7 @@ impl Telemetry for TelemetryService {
             )));
         };
         if agent.revoked_us != 0 {
-            return Err(Status::permission_denied(format!(
-                "agent {agent_id} is revoked"
-            )));
+            return Err(Status::permission_denied(format!("agent {agent_id} is revoked")));
         }
         let (guard, close, concurrent) = self.shared.streams.register(&agent_id);
         if concurrent > 1 {
@@ -73,14 +70,8 @@ impl Telemetry for TelemetryService {
             tracing::warn!(%agent_id, concurrent, "agent has more than one open stream");
         }
         let (tx, rx) = mpsc::channel(64);
-        let session = Session {
-            shared: self.shared.clone(),
-            agent,
-            tx,
-            close,
-            _guard: guard,
-            last_seen_write: None,
-        };
+        let session =
+            Session { shared: self.shared.clone(), agent, tx, close, _guard: guard, last_seen_write: None };
         tokio::spawn(session.run(req.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -122,21 +113,14 @@ impl Session {
             }
         };
         let now = timefmt::micros(OffsetDateTime::now_utc());
-        if let Err(e) = self
-            .shared
-            .store
-            .update_agent(&agent_id, |a| a.last_seen_us = now)
-        {
+        if let Err(e) = self.shared.store.update_agent(&agent_id, |a| a.last_seen_us = now) {
             tracing::warn!(%agent_id, error = %e, "cannot record last_seen");
         }
         tracing::info!(%agent_id, %reason, "telemetry stream closed");
     }
 
     async fn send(&self, body: Out) -> Result<(), End> {
-        self.tx
-            .send(Ok(CollectorMessage { body: Some(body) }))
-            .await
-            .map_err(|_| End::Peer)
+        self.tx.send(Ok(CollectorMessage { body: Some(body) })).await.map_err(|_| End::Peer)
     }
 
     async fn next(&mut self, inbound: &mut Streaming<AgentMessage>) -> Result<AgentMessage, End> {
@@ -173,9 +157,7 @@ impl Session {
             Err(_) => return Err(Status::deadline_exceeded("no Hello within 30 seconds").into()),
         };
         let Some(In::Hello(hello)) = first.body else {
-            return Err(
-                Status::invalid_argument("the first message of a stream must be Hello").into(),
-            );
+            return Err(Status::invalid_argument("the first message of a stream must be Hello").into());
         };
         if hello.protocol_version > TELEMETRY_PROTOCOL_VERSION {
             tracing::info!(
@@ -221,7 +203,9 @@ impl Session {
                 Some(In::Batch(batch)) => self.batch(batch).await?,
                 Some(In::Heartbeat(hb)) => {
                     let counters = hb.counters;
-                    self.touch(move |a| {
+                    // Heartbeats always update: their counters are what
+                    // operators see (every 30 s by default).
+                    self.touch(true, move |a| {
                         if counters.is_some() {
                             a.counters = counters.clone();
                         }
@@ -229,9 +213,7 @@ impl Session {
                 }
                 Some(In::Renew(renew)) => self.renew(&renew.csr_pem).await?,
                 Some(In::Hello(_)) => {
-                    return Err(
-                        Status::invalid_argument("Hello may only be sent once per stream").into(),
-                    );
+                    return Err(Status::invalid_argument("Hello may only be sent once per stream").into());
                 }
                 None => {
                     // A message kind from a newer agent: ignore it.
@@ -240,11 +222,10 @@ impl Session {
         }
     }
 
-    /// Records liveness (and more) without writing on every message.
-    fn touch(&mut self, f: impl Fn(&mut AgentRec)) -> Result<(), Status> {
-        let due = self
-            .last_seen_write
-            .is_none_or(|t| t.elapsed() >= SEEN_WRITE_INTERVAL);
+    /// Records liveness (and more); unless forced, at most every few
+    /// seconds so that busy streams do not rewrite the agent record per batch.
+    fn touch(&mut self, force: bool, f: impl Fn(&mut AgentRec)) -> Result<(), Status> {
+        let due = force || self.last_seen_write.is_none_or(|t| t.elapsed() >= SEEN_WRITE_INTERVAL);
         if due {
             let now = timefmt::micros(OffsetDateTime::now_utc());
             self.shared.store.update_agent(&self.agent.agent_id, |a| {
@@ -262,30 +243,19 @@ impl Session {
         let last_seq = batch.records.last().map(|r| r.seq).unwrap_or(0);
         let size = batch.encoded_len();
         let reject = if batch.records.len() > cfg.max_batch_records as usize {
-            Some(format!(
-                "{} records exceed the limit of {}",
-                batch.records.len(),
-                cfg.max_batch_records
-            ))
+            Some(format!("{} records exceed the limit of {}", batch.records.len(), cfg.max_batch_records))
         } else if size > cfg.max_batch_bytes as usize {
-            Some(format!(
-                "{size} bytes exceed the limit of {}",
-                cfg.max_batch_bytes
-            ))
+            Some(format!("{size} bytes exceed the limit of {}", cfg.max_batch_bytes))
         } else if batch.records.iter().any(|r| r.seq == 0)
             || batch.records.windows(2).any(|w| w[0].seq >= w[1].seq)
         {
-            Some(String::from(
-                "sequence numbers must be non-zero and strictly increasing",
-            ))
+            Some(String::from("sequence numbers must be non-zero and strictly increasing"))
         } else {
             None
         };
         if let Some(reason) = reject {
             tracing::info!(agent_id = %self.agent.agent_id, first_seq, last_seq, %reason, "batch rejected");
-            self.shared
-                .store
-                .update_agent(&self.agent.agent_id, |a| a.batches_rejected += 1)?;
+            self.shared.store.update_agent(&self.agent.agent_id, |a| a.batches_rejected += 1)?;
             return self
                 .send(Out::Rejected(BatchRejected {
                     first_seq,
@@ -300,19 +270,15 @@ impl Session {
             return Ok(());
         }
         let received = OffsetDateTime::now_utc();
-        let incoming: Vec<Incoming> = batch
-            .records
-            .iter()
-            .map(|r| prepare(r, &self.agent, received))
-            .collect();
+        let incoming: Vec<Incoming> =
+            batch.records.iter().map(|r| prepare(r, &self.agent, received)).collect();
         let store = self.shared.store.clone();
         let (agent_id, agency) = (self.agent.agent_id.clone(), self.agent.agency.clone());
         let received_us = timefmt::micros(received);
-        let outcome = tokio::task::spawn_blocking(move || {
-            store.ingest(&agent_id, &agency, received_us, &incoming)
-        })
-        .await
-        .map_err(error::join_error)??;
+        let outcome =
+            tokio::task::spawn_blocking(move || store.ingest(&agent_id, &agency, received_us, &incoming))
+                .await
+                .map_err(error::join_error)??;
         let started = std::time::Instant::now();
         self.shared.store.flush().await?;
         if started.elapsed() > crate::store::SLOW_FLUSH {
@@ -321,7 +287,7 @@ impl Session {
         if outcome.invalid > 0 {
             tracing::warn!(agent_id = %self.agent.agent_id, invalid = outcome.invalid, "records quarantined");
         }
-        self.touch(|_| {})?;
+        self.touch(false, |_| {})?;
         self.send(Out::Ack(Ack {
             first_seq,
             last_seq,
@@ -373,22 +339,15 @@ impl From<crate::store::StoreError> for End {
 /// Validates one record and stamps the collector's view of the identity
 /// into its `canhgac` object. Bad records are kept for inspection.
 fn prepare(r: &canhgac_proto::v1::Record, agent: &AgentRec, received: OffsetDateTime) -> Incoming {
-    let invalid = |reason: &str| Incoming::Invalid {
-        seq: r.seq,
-        reason: reason.to_string(),
-        raw: r.eve_json.clone(),
-    };
+    let invalid =
+        |reason: &str| Incoming::Invalid { seq: r.seq, reason: reason.to_string(), raw: r.eve_json.clone() };
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&r.eve_json) else {
         return invalid("eve_json is not valid JSON");
     };
     let Some(obj) = value.as_object_mut() else {
         return invalid("eve_json is not a JSON object");
     };
-    let Some(event_type) = obj
-        .get("event_type")
-        .and_then(|v| v.as_str())
-        .map(String::from)
-    else {
+    let Some(event_type) = obj.get("event_type").and_then(|v| v.as_str()).map(String::from) else {
         return invalid("eve_json has no event_type");
     };
     let alert = event_type == "alert" || r.kind == RecordKind::Alert as i32;
@@ -399,19 +358,11 @@ fn prepare(r: &canhgac_proto::v1::Record, agent: &AgentRec, received: OffsetDate
             .and_then(|s| s.as_u64())
             .filter(|s| (1..=4).contains(s))
             .map(|s| s as u32);
-        from_json.unwrap_or(if (1..=4).contains(&r.severity) {
-            r.severity
-        } else {
-            3
-        })
+        from_json.unwrap_or(if (1..=4).contains(&r.severity) { r.severity } else { 3 })
     } else {
         0
     };
-    let time = r
-        .time
-        .as_ref()
-        .map(timefmt::from_timestamp)
-        .unwrap_or(received);
+    let time = r.time.as_ref().map(timefmt::from_timestamp).unwrap_or(received);
     let mut ours = match obj.remove("canhgac") {
         Some(serde_json::Value::Object(m)) => m,
         _ => serde_json::Map::new(),
@@ -452,12 +403,8 @@ mod tests {
             eve_json: br#"{"event_type":"alert","alert":{"severity":1},"canhgac":{"agent_id":"forged","agency":"OTHER","detector":"ioc"}}"#.to_vec(),
             time: None,
         };
-        let Incoming::Valid {
-            eve_json,
-            severity,
-            alert,
-            ..
-        } = prepare(&rec, &agent(), OffsetDateTime::now_utc())
+        let Incoming::Valid { eve_json, severity, alert, .. } =
+            prepare(&rec, &agent(), OffsetDateTime::now_utc())
         else {
             panic!("valid record refused");
         };
@@ -471,11 +418,7 @@ mod tests {
     #[test]
     fn bad_records_are_invalid_not_dropped() {
         for raw in [&b"\xff\xfe"[..], b"[1,2]", b"{\"no\":\"type\"}"] {
-            let rec = Record {
-                seq: 1,
-                eve_json: raw.to_vec(),
-                ..Default::default()
-            };
+            let rec = Record { seq: 1, eve_json: raw.to_vec(), ..Default::default() };
             match prepare(&rec, &agent(), OffsetDateTime::now_utc()) {
                 Incoming::Invalid { raw: kept, .. } => assert_eq!(kept, raw),
                 Incoming::Valid { .. } => panic!("accepted {raw:?}"),

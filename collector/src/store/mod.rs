@@ -56,18 +56,12 @@ pub enum StoreError {
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
     #[error("corrupt record in tree `{tree}` at key {key}: {reason}")]
-    Corrupt {
-        tree: &'static str,
-        key: String,
-        reason: String,
-    },
+    Corrupt { tree: &'static str, key: String, reason: String },
     #[error("{0} already exists")]
     AlreadyExists(String),
     #[error("{0} not found")]
     NotFound(String),
-    #[error(
-        "database schema version {found} is newer than this collector understands ({SCHEMA_VERSION})"
-    )]
+    #[error("database schema version {found} is newer than this collector understands ({SCHEMA_VERSION})")]
     Schema { found: u32 },
 }
 
@@ -90,18 +84,8 @@ pub enum EnrollError {
 
 /// A record from an agent batch, after validation.
 pub enum Incoming {
-    Valid {
-        seq: u64,
-        alert: bool,
-        severity: u32,
-        time_us: i64,
-        eve_json: String,
-    },
-    Invalid {
-        seq: u64,
-        reason: String,
-        raw: Vec<u8>,
-    },
+    Valid { seq: u64, alert: bool, severity: u32, time_us: i64, eve_json: String },
+    Invalid { seq: u64, reason: String, raw: Vec<u8> },
 }
 
 impl Incoming {
@@ -151,12 +135,12 @@ impl PageKey {
         if parts.next().is_some() {
             return None;
         }
-        Some(PageKey {
-            time_us: unsortable(t),
-            cursor,
-        })
+        Some(PageKey { time_us: unsortable(t), cursor })
     }
 }
+
+/// One page of alerts (cursor, record) and where the next page starts.
+pub type AlertPage = (Vec<(u64, RecordRec)>, Option<PageKey>);
 
 #[derive(Clone)]
 pub struct Store {
@@ -273,9 +257,7 @@ impl Store {
             next_cursor: Mutex::new(next_cursor),
             alert_cursor: watch::Sender::new(last_alert),
         };
-        Ok(Store {
-            inner: Arc::new(inner),
-        })
+        Ok(Store { inner: Arc::new(inner) })
     }
 
     /// Makes every write so far durable.
@@ -304,11 +286,7 @@ impl Store {
     }
 
     pub fn agency(&self, code: &str) -> Result<Option<AgencyRec>, StoreError> {
-        self.inner
-            .agencies
-            .get(code.as_bytes())?
-            .map(|v| decode("agencies", code.as_bytes(), &v))
-            .transpose()
+        self.inner.agencies.get(code.as_bytes())?.map(|v| decode("agencies", code.as_bytes(), &v)).transpose()
     }
 
     pub fn agencies(&self) -> Result<Vec<AgencyRec>, StoreError> {
@@ -325,9 +303,7 @@ impl Store {
     // ----- enrollment tokens -----
 
     pub fn add_token(&self, token: &str, rec: TokenRec) -> Result<(), StoreError> {
-        self.inner
-            .tokens
-            .insert(token_hash(token), rec.encode_to_vec())?;
+        self.inner.tokens.insert(token_hash(token), rec.encode_to_vec())?;
         Ok(())
     }
 
@@ -350,11 +326,7 @@ impl Store {
         Ok(rec)
     }
 
-    fn token_usable(
-        rec: &TokenRec,
-        expected_agency: Option<&str>,
-        now_us: i64,
-    ) -> Result<(), EnrollError> {
+    fn token_usable(rec: &TokenRec, expected_agency: Option<&str>, now_us: i64) -> Result<(), EnrollError> {
         if rec.used_us != 0 {
             return Err(EnrollError::Used);
         }
@@ -385,13 +357,13 @@ impl Store {
             let Some(v) = tokens.get(hash)? else {
                 return Err(abort(EnrollError::Unknown));
             };
-            let mut rec: TokenRec =
-                decode("tokens", &hash, &v).map_err(|e| abort(EnrollError::Store(e)))?;
+            let mut rec: TokenRec = decode("tokens", &hash, &v).map_err(|e| abort(EnrollError::Store(e)))?;
             Self::token_usable(&rec, expected_agency, now_us).map_err(abort)?;
             if agents.get(agent.agent_id.as_bytes())?.is_some() {
-                return Err(abort(EnrollError::Store(StoreError::AlreadyExists(
-                    format!("agent {}", agent.agent_id),
-                ))));
+                return Err(abort(EnrollError::Store(StoreError::AlreadyExists(format!(
+                    "agent {}",
+                    agent.agent_id
+                )))));
             }
             rec.used_us = now_us;
             rec.used_by = agent.agent_id.clone();
@@ -442,10 +414,7 @@ impl Store {
             let mut rec: AgentRec = decode("agents", agent_id.as_bytes(), &old)?;
             f(&mut rec);
             let new = rec.encode_to_vec();
-            if tree
-                .compare_and_swap(agent_id.as_bytes(), Some(&old), Some(new))?
-                .is_ok()
-            {
+            if tree.compare_and_swap(agent_id.as_bytes(), Some(&old), Some(new))?.is_ok() {
                 return Ok(Some(rec));
             }
         }
@@ -465,93 +434,76 @@ impl Store {
         let i = &self.inner;
         let mut next = i.next_cursor.lock().unwrap_or_else(|p| p.into_inner());
         let agency_prefix = agency_prefix(agency);
-        let res = (
-            &i.alerts,
-            &i.events,
-            &i.dedupe,
-            &i.by_time,
-            &i.by_agency,
-            &i.quarantine,
-            &i.agents,
-        )
-            .transaction(
-                |(alerts, events, dedupe, by_time, by_agency, quarantine, agents)| {
-                    let mut cursor = *next;
-                    let mut out = IngestOutcome::default();
-                    let mut last_alert = None;
-                    let mut highest = 0;
-                    for rec in batch {
-                        let dk = dedupe_key(agent_id, rec.seq());
-                        highest = highest.max(rec.seq());
-                        if dedupe.get(&dk)?.is_some() {
-                            out.duplicates += 1;
-                            continue;
-                        }
-                        match rec {
-                            Incoming::Valid {
-                                seq,
-                                alert,
-                                severity,
-                                time_us,
-                                eve_json,
-                            } => {
-                                let value = RecordRec {
-                                    version: records::RECORD_VERSION,
-                                    agent_id: agent_id.to_string(),
-                                    agency: agency.to_string(),
-                                    seq: *seq,
-                                    kind: if *alert {
-                                        canhgac_proto::v1::RecordKind::Alert as i32
-                                    } else {
-                                        canhgac_proto::v1::RecordKind::Event as i32
-                                    },
-                                    severity: *severity,
-                                    time_us: *time_us,
-                                    received_us,
-                                    eve_json: eve_json.clone(),
-                                }
-                                .encode_to_vec();
-                                let ck = cursor.to_be_bytes();
-                                if *alert {
-                                    alerts.insert(&ck, value)?;
-                                    by_time.insert(time_key(&[], *time_us, cursor), &[])?;
-                                    by_agency
-                                        .insert(time_key(&agency_prefix, *time_us, cursor), &[])?;
-                                    last_alert = Some(cursor);
+        let res = (&i.alerts, &i.events, &i.dedupe, &i.by_time, &i.by_agency, &i.quarantine, &i.agents)
+            .transaction(|(alerts, events, dedupe, by_time, by_agency, quarantine, agents)| {
+                let mut cursor = *next;
+                let mut out = IngestOutcome::default();
+                let mut last_alert = None;
+                let mut highest = 0;
+                for rec in batch {
+                    let dk = dedupe_key(agent_id, rec.seq());
+                    highest = highest.max(rec.seq());
+                    if dedupe.get(&dk)?.is_some() {
+                        out.duplicates += 1;
+                        continue;
+                    }
+                    match rec {
+                        Incoming::Valid { seq, alert, severity, time_us, eve_json } => {
+                            let value = RecordRec {
+                                version: records::RECORD_VERSION,
+                                agent_id: agent_id.to_string(),
+                                agency: agency.to_string(),
+                                seq: *seq,
+                                kind: if *alert {
+                                    canhgac_proto::v1::RecordKind::Alert as i32
                                 } else {
-                                    events.insert(&ck, value)?;
-                                }
-                                dedupe.insert(dk, &ck)?;
-                                cursor += 1;
-                                out.stored += 1;
+                                    canhgac_proto::v1::RecordKind::Event as i32
+                                },
+                                severity: *severity,
+                                time_us: *time_us,
+                                received_us,
+                                eve_json: eve_json.clone(),
                             }
-                            Incoming::Invalid { seq, reason, raw } => {
-                                let value = QuarantineRec {
-                                    version: records::RECORD_VERSION,
-                                    agent_id: agent_id.to_string(),
-                                    seq: *seq,
-                                    received_us,
-                                    reason: reason.clone(),
-                                    raw: raw.clone(),
-                                };
-                                quarantine.insert(dk.clone(), value.encode_to_vec())?;
-                                dedupe.insert(dk, &QUARANTINED.to_be_bytes())?;
-                                out.invalid += 1;
+                            .encode_to_vec();
+                            let ck = cursor.to_be_bytes();
+                            if *alert {
+                                alerts.insert(&ck, value)?;
+                                by_time.insert(time_key(&[], *time_us, cursor), &[])?;
+                                by_agency.insert(time_key(&agency_prefix, *time_us, cursor), &[])?;
+                                last_alert = Some(cursor);
+                            } else {
+                                events.insert(&ck, value)?;
                             }
+                            dedupe.insert(dk, &ck)?;
+                            cursor += 1;
+                            out.stored += 1;
+                        }
+                        Incoming::Invalid { seq, reason, raw } => {
+                            let value = QuarantineRec {
+                                version: records::RECORD_VERSION,
+                                agent_id: agent_id.to_string(),
+                                seq: *seq,
+                                received_us,
+                                reason: reason.clone(),
+                                raw: raw.clone(),
+                            };
+                            quarantine.insert(dk.clone(), value.encode_to_vec())?;
+                            dedupe.insert(dk, &QUARANTINED.to_be_bytes())?;
+                            out.invalid += 1;
                         }
                     }
-                    if let Some(v) = agents.get(agent_id.as_bytes())? {
-                        let mut a: AgentRec = decode("agents", agent_id.as_bytes(), &v)
-                            .map_err(ConflictableTransactionError::Abort)?;
-                        a.records_stored += u64::from(out.stored);
-                        a.records_duplicate += u64::from(out.duplicates);
-                        a.records_invalid += u64::from(out.invalid);
-                        a.highest_seq = a.highest_seq.max(highest);
-                        agents.insert(agent_id.as_bytes(), a.encode_to_vec())?;
-                    }
-                    Ok((cursor, out, last_alert))
-                },
-            );
+                }
+                if let Some(v) = agents.get(agent_id.as_bytes())? {
+                    let mut a: AgentRec = decode("agents", agent_id.as_bytes(), &v)
+                        .map_err(ConflictableTransactionError::Abort)?;
+                    a.records_stored += u64::from(out.stored);
+                    a.records_duplicate += u64::from(out.duplicates);
+                    a.records_invalid += u64::from(out.invalid);
+                    a.highest_seq = a.highest_seq.max(highest);
+                    agents.insert(agent_id.as_bytes(), a.encode_to_vec())?;
+                }
+                Ok((cursor, out, last_alert))
+            });
         match res {
             Ok((cursor, out, last_alert)) => {
                 *next = cursor;
@@ -572,11 +524,7 @@ impl Store {
     }
 
     /// Alerts with a cursor greater than `after`, in cursor order.
-    pub fn alerts_after(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, RecordRec)>, StoreError> {
+    pub fn alerts_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, RecordRec)>, StoreError> {
         let start = after.saturating_add(1).to_be_bytes();
         self.inner
             .alerts
@@ -590,11 +538,7 @@ impl Store {
     }
 
     /// Events (non-alert records) with a cursor greater than `after`.
-    pub fn events_after(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, RecordRec)>, StoreError> {
+    pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, RecordRec)>, StoreError> {
         let start = after.saturating_add(1).to_be_bytes();
         self.inner
             .events
@@ -608,10 +552,7 @@ impl Store {
     }
 
     /// Alerts newest event time first, filtered, one page.
-    pub fn list_alerts(
-        &self,
-        q: &AlertQuery,
-    ) -> Result<(Vec<(u64, RecordRec)>, Option<PageKey>), StoreError> {
+    pub fn list_alerts(&self, q: &AlertQuery) -> Result<AlertPage, StoreError> {
         let i = &self.inner;
         let (tree, prefix) = match &q.agency {
             Some(a) => (&i.by_agency, agency_prefix(a)),
@@ -635,16 +576,12 @@ impl Store {
         let limit = q.limit.max(1);
         let mut out = Vec::with_capacity(limit.min(1024));
         let mut next = None;
-        for kv in tree
-            .range((Bound::Included(lower), Bound::Excluded(upper)))
-            .rev()
-        {
+        for kv in tree.range((Bound::Included(lower), Bound::Excluded(upper))).rev() {
             let (k, _) = kv?;
             if k.len() < prefix.len() + 16 {
                 continue;
             }
             let tail = &k[prefix.len()..];
-            let time_us = unsortable(u64_of(&tail[..8]));
             let cursor = u64_of(&tail[8..16]);
             let Some(v) = i.alerts.get(cursor.to_be_bytes())? else {
                 continue; // removed by retention between index and record
@@ -656,13 +593,9 @@ impl Store {
                 continue;
             }
             if out.len() == limit {
-                next = out.last().map(|(c, r): &(u64, RecordRec)| PageKey {
-                    time_us: r.time_us,
-                    cursor: *c,
-                });
+                next = out.last().map(|(c, r): &(u64, RecordRec)| PageKey { time_us: r.time_us, cursor: *c });
                 break;
             }
-            let _ = time_us;
             out.push((cursor, rec));
         }
         Ok((out, next))
@@ -693,54 +626,27 @@ mod tests {
     use super::*;
 
     fn agent(id: &str, agency: &str) -> AgentRec {
-        AgentRec {
-            version: 1,
-            agent_id: id.into(),
-            agency: agency.into(),
-            ..Default::default()
-        }
+        AgentRec { version: 1, agent_id: id.into(), agency: agency.into(), ..Default::default() }
     }
 
     fn alert(seq: u64, severity: u32, time_us: i64) -> Incoming {
-        Incoming::Valid {
-            seq,
-            alert: true,
-            severity,
-            time_us,
-            eve_json: format!("{{\"seq\":{seq}}}"),
-        }
+        Incoming::Valid { seq, alert: true, severity, time_us, eve_json: format!("{{\"seq\":{seq}}}") }
     }
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("db")).unwrap();
-        s.add_agency(AgencyRec {
-            version: 1,
-            code: "A".into(),
-            name: "a".into(),
-            ..Default::default()
-        })
-        .unwrap();
-        s.add_agency(AgencyRec {
-            version: 1,
-            code: "B".into(),
-            name: "b".into(),
-            ..Default::default()
-        })
-        .unwrap();
+        s.add_agency(AgencyRec { version: 1, code: "A".into(), name: "a".into(), ..Default::default() })
+            .unwrap();
+        s.add_agency(AgencyRec { version: 1, code: "B".into(), name: "b".into(), ..Default::default() })
+            .unwrap();
         (dir, s)
     }
 
     #[test]
     fn agency_codes_are_unique() {
         let (_d, s) = store();
-        let err = s
-            .add_agency(AgencyRec {
-                version: 1,
-                code: "A".into(),
-                ..Default::default()
-            })
-            .unwrap_err();
+        let err = s.add_agency(AgencyRec { version: 1, code: "A".into(), ..Default::default() }).unwrap_err();
         assert!(matches!(err, StoreError::AlreadyExists(_)));
         assert_eq!(s.agencies().unwrap().len(), 2);
     }
@@ -756,37 +662,16 @@ mod tests {
         };
         s.add_token("t1", rec("A", 1_000)).unwrap();
         s.add_token("t2", rec("A", 10)).unwrap();
-        assert!(matches!(
-            s.enroll("nope", None, 5, agent("x", "A")),
-            Err(EnrollError::Unknown)
-        ));
-        assert!(matches!(
-            s.enroll("t2", None, 10, agent("x", "A")),
-            Err(EnrollError::Expired)
-        ));
-        assert!(matches!(
-            s.enroll("t1", Some("B"), 5, agent("x", "A")),
-            Err(EnrollError::WrongAgency)
-        ));
-        assert!(
-            s.agent("x").unwrap().is_none(),
-            "a refused token creates nothing"
-        );
+        assert!(matches!(s.enroll("nope", None, 5, agent("x", "A")), Err(EnrollError::Unknown)));
+        assert!(matches!(s.enroll("t2", None, 10, agent("x", "A")), Err(EnrollError::Expired)));
+        assert!(matches!(s.enroll("t1", Some("B"), 5, agent("x", "A")), Err(EnrollError::WrongAgency)));
+        assert!(s.agent("x").unwrap().is_none(), "a refused token creates nothing");
         s.enroll("t1", Some("A"), 5, agent("x", "A")).unwrap();
-        assert!(matches!(
-            s.enroll("t1", None, 6, agent("y", "A")),
-            Err(EnrollError::Used)
-        ));
+        assert!(matches!(s.enroll("t1", None, 6, agent("y", "A")), Err(EnrollError::Used)));
         assert!(s.agent("y").unwrap().is_none());
         assert!(s.agent("x").unwrap().is_some());
         // the token itself is never stored
-        let raw: Vec<_> = s
-            .inner
-            .tokens
-            .iter()
-            .keys()
-            .map(|k| k.unwrap().to_vec())
-            .collect();
+        let raw: Vec<_> = s.inner.tokens.iter().keys().map(|k| k.unwrap().to_vec()).collect();
         assert!(raw.iter().all(|k| k.as_slice() != b"t1"));
     }
 
@@ -795,28 +680,10 @@ mod tests {
         let (_d, s) = store();
         s.enroll_for_test(agent("x", "A"));
         s.enroll_for_test(agent("y", "A"));
-        let first = s
-            .ingest("x", "A", 0, &[alert(1, 2, 10), alert(2, 2, 20)])
-            .unwrap();
-        assert_eq!(
-            first,
-            IngestOutcome {
-                stored: 2,
-                duplicates: 0,
-                invalid: 0
-            }
-        );
-        let again = s
-            .ingest("x", "A", 0, &[alert(2, 2, 20), alert(3, 1, 30)])
-            .unwrap();
-        assert_eq!(
-            again,
-            IngestOutcome {
-                stored: 1,
-                duplicates: 1,
-                invalid: 0
-            }
-        );
+        let first = s.ingest("x", "A", 0, &[alert(1, 2, 10), alert(2, 2, 20)]).unwrap();
+        assert_eq!(first, IngestOutcome { stored: 2, duplicates: 0, invalid: 0 });
+        let again = s.ingest("x", "A", 0, &[alert(2, 2, 20), alert(3, 1, 30)]).unwrap();
+        assert_eq!(again, IngestOutcome { stored: 1, duplicates: 1, invalid: 0 });
         // the same seq from another agent is a different record
         let other = s.ingest("y", "A", 0, &[alert(1, 2, 10)]).unwrap();
         assert_eq!(other.stored, 1);
@@ -825,32 +692,21 @@ mod tests {
         let cursors: Vec<u64> = all.iter().map(|(c, _)| *c).collect();
         assert!(cursors.windows(2).all(|w| w[0] < w[1]));
         let a = s.agent("x").unwrap().unwrap();
-        assert_eq!(
-            (a.records_stored, a.records_duplicate, a.highest_seq),
-            (3, 1, 3)
-        );
+        assert_eq!((a.records_stored, a.records_duplicate, a.highest_seq), (3, 1, 3));
     }
 
     #[test]
     fn invalid_records_are_quarantined_not_lost() {
         let (_d, s) = store();
         s.enroll_for_test(agent("x", "A"));
-        let bad = Incoming::Invalid {
-            seq: 7,
-            reason: "not json".into(),
-            raw: b"\xff".to_vec(),
-        };
+        let bad = Incoming::Invalid { seq: 7, reason: "not json".into(), raw: b"\xff".to_vec() };
         let out = s.ingest("x", "A", 0, &[bad]).unwrap();
         assert_eq!(out.invalid, 1);
         let q = s.quarantined().unwrap();
         assert_eq!(q.len(), 1);
         assert_eq!(q[0].raw, b"\xff");
         // a resend is a duplicate, not a second quarantine entry
-        let bad = Incoming::Invalid {
-            seq: 7,
-            reason: "not json".into(),
-            raw: b"\xff".to_vec(),
-        };
+        let bad = Incoming::Invalid { seq: 7, reason: "not json".into(), raw: b"\xff".to_vec() };
         assert_eq!(s.ingest("x", "A", 0, &[bad]).unwrap().duplicates, 1);
     }
 
@@ -859,17 +715,11 @@ mod tests {
         let (_d, s) = store();
         s.enroll_for_test(agent("x", "A"));
         s.enroll_for_test(agent("y", "B"));
-        let batch: Vec<_> = (1..=50)
-            .map(|i| alert(i, 1 + (i % 4) as u32, i as i64 * 1000))
-            .collect();
+        let batch: Vec<_> = (1..=50).map(|i| alert(i, 1 + (i % 4) as u32, i as i64 * 1000)).collect();
         s.ingest("x", "A", 0, &batch).unwrap();
         s.ingest("y", "B", 0, &[alert(1, 1, 5_000_000)]).unwrap();
 
-        let mut q = AlertQuery {
-            agency: Some("A".into()),
-            limit: 7,
-            ..Default::default()
-        };
+        let mut q = AlertQuery { agency: Some("A".into()), limit: 7, ..Default::default() };
         let mut seen = Vec::new();
         loop {
             let (page, next) = s.list_alerts(&q).unwrap();
@@ -904,50 +754,29 @@ mod tests {
         {
             let s = Store::open(&path).unwrap();
             s.enroll_for_test(agent("x", "A"));
-            s.ingest("x", "A", 0, &[alert(1, 1, 1), alert(2, 1, 2)])
-                .unwrap();
+            s.ingest("x", "A", 0, &[alert(1, 1, 1), alert(2, 1, 2)]).unwrap();
             s.flush_blocking().unwrap();
         }
         let s = Store::open(&path).unwrap();
         assert_eq!(*s.alert_cursor().borrow(), 2);
         s.ingest("x", "A", 0, &[alert(3, 1, 3)]).unwrap();
-        let cursors: Vec<u64> = s
-            .alerts_after(0, 10)
-            .unwrap()
-            .iter()
-            .map(|(c, _)| *c)
-            .collect();
+        let cursors: Vec<u64> = s.alerts_after(0, 10).unwrap().iter().map(|(c, _)| *c).collect();
         assert_eq!(cursors, vec![1, 2, 3]);
-        assert_eq!(
-            s.ingest("x", "A", 0, &[alert(1, 1, 1)]).unwrap().duplicates,
-            1
-        );
+        assert_eq!(s.ingest("x", "A", 0, &[alert(1, 1, 1)]).unwrap().duplicates, 1);
     }
 
     #[test]
     fn page_tokens_reject_garbage() {
-        for bad in [
-            "",
-            "p1.",
-            "p1.zz.00",
-            "p2.0000000000000000.0000000000000001",
-            "p1.1.2.3",
-        ] {
+        for bad in ["", "p1.", "p1.zz.00", "p2.0000000000000000.0000000000000001", "p1.1.2.3"] {
             assert_eq!(PageKey::decode(bad), None, "{bad}");
         }
-        let k = PageKey {
-            time_us: -5,
-            cursor: 9,
-        };
+        let k = PageKey { time_us: -5, cursor: 9 };
         assert_eq!(PageKey::decode(&k.encode()), Some(k));
     }
 
     impl Store {
         fn enroll_for_test(&self, rec: AgentRec) {
-            self.inner
-                .agents
-                .insert(rec.agent_id.as_bytes(), rec.encode_to_vec())
-                .unwrap();
+            self.inner.agents.insert(rec.agent_id.as_bytes(), rec.encode_to_vec()).unwrap();
         }
     }
 }

@@ -44,12 +44,18 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let tmp = tempfile::tempdir()?;
     let root = tmp.path();
-    println!("canhgac DEMO: collector, agent and operator on this machine (working directory {})", root.display());
+    println!(
+        "canhgac DEMO: collector, agent and operator on this machine (working directory {})",
+        root.display()
+    );
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
     let col_dir = root.join("collector");
-    step(&format!("canhgac-collector init --data-dir {} --server-name 127.0.0.1 --address {url}", col_dir.display()));
+    step(&format!(
+        "canhgac-collector init --data-dir {} --server-name 127.0.0.1 --address {url}",
+        col_dir.display()
+    ));
     let init = admin::init(&col_dir, &["127.0.0.1".to_string()], Some(&url))?;
     println!("CA pin: {}", init.pin);
 
@@ -61,8 +67,14 @@ async fn main() -> anyhow::Result<()> {
 
     let profile = init.profile.clone();
     step("canhgac agency add --code SO-TTTT --name \"Sở Thông tin và Truyền thông\"");
-    operator(&profile, Command::Agency(AgencyCmd::Add { code: "SO-TTTT".into(), name: "Sở Thông tin và Truyền thông".into() }))
-        .await?;
+    operator(
+        &profile,
+        Command::Agency(AgencyCmd::Add {
+            code: "SO-TTTT".into(),
+            name: "Sở Thông tin và Truyền thông".into(),
+        }),
+    )
+    .await?;
 
     step("canhgac token create --agency SO-TTTT");
     let channel = Profile::load(&profile)?.client(None)?.connect(Duration::from_secs(10)).await?;
@@ -74,7 +86,11 @@ async fn main() -> anyhow::Result<()> {
     println!("{token}");
 
     let state_dir = root.join("agent");
-    step(&format!("canhgac-agent enroll --collector {url} --token {token} --ca-pin {} --state-dir {}", init.pin, state_dir.display()));
+    step(&format!(
+        "canhgac-agent enroll --collector {url} --token {token} --ca-pin {} --state-dir {}",
+        init.pin,
+        state_dir.display()
+    ));
     let id = enroll::enroll(enroll::EnrollOptions {
         collector: &url,
         token: &token,
@@ -108,18 +124,32 @@ async fn main() -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     debug_assert!(matches!(cfg.source, Some(Source::Pcap(_))));
-    let finished = tokio::time::timeout(Duration::from_secs(120), daemon::run(cfg, std::future::pending::<()>()))
-        .await
-        .context("the agent did not drain within 2 minutes")??;
+    let finished =
+        tokio::time::timeout(Duration::from_secs(120), daemon::run(cfg, std::future::pending::<()>()))
+            .await
+            .context("the agent did not drain within 2 minutes")??;
     anyhow::ensure!(finished == Finished::Drained, "agent stopped early: {finished:?}");
     println!("the agent replayed the captures and every alert was acknowledged");
 
     step("canhgac alerts list");
     let filter = AlertFilter { agency: None, min_severity: None };
-    operator(&profile, Command::Alerts(AlertsCmd::List { filter: filter.clone(), since: None, until: None, limit: 100, json: false }))
-        .await?;
+    operator(
+        &profile,
+        Command::Alerts(AlertsCmd::List {
+            filter: filter.clone(),
+            since: None,
+            until: None,
+            limit: 100,
+            json: false,
+        }),
+    )
+    .await?;
     step("canhgac alerts list --json --limit 1");
-    operator(&profile, Command::Alerts(AlertsCmd::List { filter, since: None, until: None, limit: 1, json: true })).await?;
+    operator(
+        &profile,
+        Command::Alerts(AlertsCmd::List { filter, since: None, until: None, limit: 1, json: true }),
+    )
+    .await?;
     step("canhgac agents list");
     operator(&profile, Command::Agents(AgentsCmd::List { agency: None, json: false })).await?;
 
