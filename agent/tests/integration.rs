@@ -1,5 +1,7 @@
 //! The agent binary's command-line contract (no collector needed).
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 fn agent() -> Command {

@@ -1,6 +1,8 @@
 //! The collector's telemetry protocol, in process: a real server on
 //! 127.0.0.1:0 with real TLS and sled, and a hand-driven agent stream.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use canhgac_collector::{admin, config::ServeConfig, profile::Profile, server};

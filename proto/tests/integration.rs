@@ -1,5 +1,7 @@
 //! Contract checks for the generated v1 code.
 
+#![allow(clippy::unwrap_used)]
+
 use canhgac_proto::v1;
 use prost::Message as _;
 
