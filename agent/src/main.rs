@@ -77,17 +77,6 @@ fn fail(code: u8, message: &str) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -152,7 +141,7 @@ fn main() -> ExitCode {
                     &canhgac_agent::state::StateError::NotEnrolled(cfg.state_dir.clone()).to_string(),
                 );
             }
-            init_tracing();
+            canhgac_proto::files::init_logging();
             let rt = match runtime() {
                 Ok(r) => r,
                 Err(c) => return c,

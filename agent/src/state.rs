@@ -15,8 +15,7 @@
 
 use std::{
     fs,
-    io::Write as _,
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
 };
 
@@ -44,26 +43,9 @@ pub fn create_private_dir(dir: &Path) -> Result<(), StateError> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io("chmod", dir))
 }
 
-/// Writes a file atomically (temporary file, fsync, rename, fsync dir).
+/// Writes a file atomically with `mode` (see [`canhgac_proto::files`]).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), StateError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io("create", &tmp))?;
-    f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io("chmod", &tmp))?;
-    f.write_all(contents).map_err(io("write", &tmp))?;
-    f.sync_all().map_err(io("sync", &tmp))?;
-    fs::rename(&tmp, path).map_err(io("rename", path))?;
-    if let Some(dir) = path.parent()
-        && let Ok(d) = fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    canhgac_proto::files::write_atomic(path, contents, mode).map_err(io("write", path))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -17,8 +17,7 @@
 
 use std::{
     fs,
-    io::Write as _,
-    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -62,20 +61,9 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Erro
     move |source| PkiError::Io { action, path: path.to_path_buf(), source }
 }
 
-/// Writes a file atomically (temporary file, fsync, rename) with `mode`.
+/// Writes a file atomically with `mode` (see [`canhgac_proto::files`]).
 pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err("create", &tmp))?;
-    f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err("chmod", &tmp))?;
-    f.write_all(contents).map_err(io_err("write", &tmp))?;
-    f.sync_all().map_err(io_err("sync", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_err("rename", path))
+    canhgac_proto::files::write_atomic(path, contents, mode).map_err(io_err("write", path))
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {

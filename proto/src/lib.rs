@@ -7,11 +7,13 @@
 //!   operator command line (TLS 1.3 only, one crypto provider: ring).
 //! * [`conf`]: two-stage TOML configuration with errors naming file, line
 //!   and field.
+//! * [`files`]: atomic file writes, logging set-up.
 //! * [`timefmt`]: conversions between protobuf timestamps, `OffsetDateTime`
 //!   and the EVE timestamp format.
 
 pub mod client;
 pub mod conf;
+pub mod files;
 pub mod identity;
 pub mod timefmt;
 

@@ -5,7 +5,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use canhgac_tests::{dns_burst, rrnames, write_raw_pcap};
+use canhgac_tests::{Burst, rrnames};
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 
 use crate::setup;
@@ -25,28 +25,13 @@ fn sigkill_collector_and_agent_repeatedly_every_record_arrives_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut c, mut agent) = setup(tmp.path());
     const N: usize = 3000;
-    let (frames, names) = dns_burst("evil.example", N);
-    let pcap = tmp.path().join("burst.pcap");
-    write_raw_pcap(&pcap, &frames);
-    let ioc = tmp.path().join("ioc.txt");
-    std::fs::write(&ioc, "evil.example\n").unwrap();
-    let cfg = tmp.path().join("agent.toml");
-    std::fs::write(
-        &cfg,
-        "version = 1\n[uplink]\nbatch_max_records = 64\nmax_in_flight = 8\nbackoff_initial = \"100ms\"\nbackoff_max = \"800ms\"\nheartbeat_interval = \"1s\"\n",
-    )
-    .unwrap();
-    agent.start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--ioc",
-        ioc.to_str().unwrap(),
-        "--replay-pps",
-        "350",
-        "--exit-when-drained",
-    ]);
+    let burst = Burst::new(
+        tmp.path(),
+        N,
+        "[uplink]\nbatch_max_records = 64\nmax_in_flight = 8\nbackoff_initial = \"100ms\"\nbackoff_max = \"800ms\"\nheartbeat_interval = \"1s\"\n",
+    );
+    let names = burst.names.clone();
+    agent.start(&burst.args(&["--replay-pps", "350", "--exit-when-drained"]));
 
     let mut kills = (0, 0);
     for round in 0..8 {

@@ -2,7 +2,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use canhgac_tests::{Agent, Collector, bin, dns_burst, rrnames, wait_for, workspace, write_raw_pcap};
+use canhgac_tests::{Agent, Burst, Collector, bin, rrnames, wait_for, workspace};
 
 use crate::setup;
 
@@ -74,22 +74,13 @@ fn collector_down_for_the_whole_replay_then_started() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut c, mut agent) = setup(tmp.path());
     c.kill();
-    let (frames, names) = dns_burst("evil.example", 400);
-    let pcap = tmp.path().join("burst.pcap");
-    write_raw_pcap(&pcap, &frames);
-    let ioc = tmp.path().join("ioc.txt");
-    std::fs::write(&ioc, "evil.example\n").unwrap();
-    let cfg = tmp.path().join("agent.toml");
-    std::fs::write(&cfg, "version = 1\n[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"500ms\"\nbatch_max_records = 50\n").unwrap();
-    agent.start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--ioc",
-        ioc.to_str().unwrap(),
-        "--exit-when-drained",
-    ]);
+    let burst = Burst::new(
+        tmp.path(),
+        400,
+        "[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"500ms\"\nbatch_max_records = 50\n",
+    );
+    let names = burst.names.clone();
+    agent.start(&burst.args(&["--exit-when-drained"]));
     // The replay finishes into the spool while nobody listens.
     wait_for("the replay to finish", Duration::from_secs(30), || {
         agent.logs().contains("capture replayed").then_some(())
@@ -114,23 +105,10 @@ fn oversized_batches_are_rejected_and_split() {
     c.add_agency("A", "Agency A");
     let mut agent = Agent::new(tmp.path(), "agent");
     agent.enroll(&c, &c.token("A", None));
-    let (frames, names) = dns_burst("evil.example", 600);
-    let pcap = tmp.path().join("burst.pcap");
-    write_raw_pcap(&pcap, &frames);
-    let ioc = tmp.path().join("ioc.txt");
-    std::fs::write(&ioc, "evil.example\n").unwrap();
-    let cfg = tmp.path().join("agent.toml");
-    std::fs::write(&cfg, "version = 1\n[uplink]\nbatch_max_records = 5000\nbatch_max_bytes = \"8MiB\"\n")
-        .unwrap();
-    agent.start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--ioc",
-        ioc.to_str().unwrap(),
-        "--exit-when-drained",
-    ]);
+    let burst =
+        Burst::new(tmp.path(), 600, "[uplink]\nbatch_max_records = 5000\nbatch_max_bytes = \"8MiB\"\n");
+    let names = burst.names.clone();
+    agent.start(&burst.args(&["--exit-when-drained"]));
     assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
     assert_eq!(rrnames(&c.alerts()).len(), names.len());
     let agents = c.agents();
@@ -147,22 +125,12 @@ fn spool_cap_drops_are_counted_and_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut c, mut agent) = setup(tmp.path());
     c.kill();
-    let (frames, _) = dns_burst("evil.example", 4000);
-    let pcap = tmp.path().join("burst.pcap");
-    write_raw_pcap(&pcap, &frames);
-    let ioc = tmp.path().join("ioc.txt");
-    std::fs::write(&ioc, "evil.example\n").unwrap();
-    let cfg = tmp.path().join("agent.toml");
-    std::fs::write(&cfg, "version = 1\n[spool]\nmax_bytes = \"1MiB\"\n[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n").unwrap();
-    agent.start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--ioc",
-        ioc.to_str().unwrap(),
-        "--exit-when-drained",
-    ]);
+    let burst = Burst::new(
+        tmp.path(),
+        4000,
+        "[spool]\nmax_bytes = \"1MiB\"\n[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n",
+    );
+    agent.start(&burst.args(&["--exit-when-drained"]));
     wait_for("the replay to finish", Duration::from_secs(60), || {
         agent.logs().contains("capture replayed").then_some(())
     });
@@ -216,24 +184,13 @@ fn alerts_tail_resumes_after_a_collector_restart_without_gaps() {
     });
     std::thread::sleep(Duration::from_millis(500));
 
-    let (frames, names) = dns_burst("evil.example", 600);
-    let pcap = tmp.path().join("burst.pcap");
-    write_raw_pcap(&pcap, &frames);
-    let ioc = tmp.path().join("ioc.txt");
-    std::fs::write(&ioc, "evil.example\n").unwrap();
-    let cfg = tmp.path().join("agent.toml");
-    std::fs::write(&cfg, "version = 1\n[uplink]\nbatch_max_records = 20\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n").unwrap();
-    agent.start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--ioc",
-        ioc.to_str().unwrap(),
-        "--replay-pps",
-        "300",
-        "--exit-when-drained",
-    ]);
+    let burst = Burst::new(
+        tmp.path(),
+        600,
+        "[uplink]\nbatch_max_records = 20\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n",
+    );
+    let names = burst.names.clone();
+    agent.start(&burst.args(&["--replay-pps", "300", "--exit-when-drained"]));
     wait_for("some alerts", Duration::from_secs(30), || (c.alerts().len() > 50).then_some(()));
     c.kill();
     std::thread::sleep(Duration::from_millis(500));

@@ -11,7 +11,7 @@ use canhgac_proto::{
     identity::Identity,
     v1::{ListAgenciesRequest, operator_client::OperatorClient},
 };
-use canhgac_tests::{Agent, Collector, bin, dns_burst, rrnames, wait_for, write_raw_pcap};
+use canhgac_tests::{Agent, Burst, Collector, bin, rrnames, wait_for};
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType};
 
 use crate::setup;
@@ -174,24 +174,9 @@ fn agent_and_operator_certificates_are_confined_to_their_services() {
 fn a_revoked_agent_is_cut_off_and_refused_at_the_handshake() {
     let tmp = tempfile::tempdir().unwrap();
     let (c, mut agent) = setup(tmp.path());
-    let (frames, _) = dns_burst("evil.example", 2000);
-    let pcap = tmp.path().join("burst.pcap");
-    write_raw_pcap(&pcap, &frames);
-    let ioc = tmp.path().join("ioc.txt");
-    std::fs::write(&ioc, "evil.example\n").unwrap();
-    let cfg = tmp.path().join("agent.toml");
-    std::fs::write(&cfg, "version = 1\n[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n")
-        .unwrap();
-    agent.start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--ioc",
-        ioc.to_str().unwrap(),
-        "--replay-pps",
-        "100",
-    ]);
+    let burst =
+        Burst::new(tmp.path(), 2000, "[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n");
+    agent.start(&burst.args(&["--replay-pps", "100"]));
     let id = agent.agent_id();
     wait_for("records to arrive", Duration::from_secs(30), || (!c.alerts().is_empty()).then_some(()));
 
@@ -271,25 +256,10 @@ fn agent_certificate_is_renewed_before_expiry() {
     agent.enroll(&c, &c.token("A", None));
     let enrolled = std::time::Instant::now();
     let first = std::fs::read_to_string(agent.state_dir.join("agent.pem")).unwrap();
-    let (frames, names) = dns_burst("evil.example", 300);
-    let pcap = tmp.path().join("burst.pcap");
-    write_raw_pcap(&pcap, &frames);
-    let ioc = tmp.path().join("ioc.txt");
-    std::fs::write(&ioc, "evil.example\n").unwrap();
-    let cfg = tmp.path().join("agent.toml");
-    std::fs::write(&cfg, "version = 1\n[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n")
-        .unwrap();
-    agent.start(&[
-        "--config",
-        cfg.to_str().unwrap(),
-        "--pcap",
-        pcap.to_str().unwrap(),
-        "--ioc",
-        ioc.to_str().unwrap(),
-        "--replay-pps",
-        "10",
-        "--exit-when-drained",
-    ]);
+    let burst =
+        Burst::new(tmp.path(), 300, "[uplink]\nbackoff_initial = \"100ms\"\nbackoff_max = \"300ms\"\n");
+    let names = burst.names.clone();
+    agent.start(&burst.args(&["--replay-pps", "10", "--exit-when-drained"]));
     wait_for("a renewed certificate", Duration::from_secs(30), || {
         let now = std::fs::read_to_string(agent.state_dir.join("agent.pem")).unwrap();
         (now != first).then_some(())

@@ -233,8 +233,8 @@ impl Agent {
     }
 
     /// Starts `canhgac-agent run --state-dir DIR ARGS...`.
-    pub fn start(&mut self, args: &[&str]) {
-        self.args = args.iter().map(|s| s.to_string()).collect();
+    pub fn start<S: AsRef<str>>(&mut self, args: &[S]) {
+        self.args = args.iter().map(|s| s.as_ref().to_string()).collect();
         self.restart();
     }
 
@@ -363,6 +363,41 @@ pub fn dns_burst(parent: &str, n: usize) -> (Vec<Vec<u8>>, Vec<String>) {
         .map(|(i, name)| dns_query(name, i as u16, 1024 + (i % 60000) as u16))
         .collect();
     (frames, names)
+}
+
+/// A generated replay: `n` DNS queries, each for a distinct subdomain of
+/// `evil.example`, the indicator list that flags every one of them, and an
+/// agent configuration file.
+pub struct Burst {
+    pub pcap: PathBuf,
+    pub ioc: PathBuf,
+    pub config: PathBuf,
+    pub names: Vec<String>,
+}
+
+impl Burst {
+    /// `agent_toml` is appended to `version = 1` in the agent configuration.
+    pub fn new(dir: &Path, n: usize, agent_toml: &str) -> Burst {
+        let (frames, names) = dns_burst("evil.example", n);
+        let pcap = dir.join("burst.pcap");
+        write_raw_pcap(&pcap, &frames);
+        let ioc = dir.join("ioc.txt");
+        std::fs::write(&ioc, "evil.example\n").unwrap();
+        let config = dir.join("agent.toml");
+        std::fs::write(&config, format!("version = 1\n{agent_toml}\n")).unwrap();
+        Burst { pcap, ioc, config, names }
+    }
+
+    /// `canhgac-agent run` arguments for this replay, then `extra`.
+    pub fn args(&self, extra: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = ["--config", "--pcap", "--ioc"]
+            .iter()
+            .zip([&self.config, &self.pcap, &self.ioc])
+            .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    }
 }
 
 /// The `rrname` of each DNS alert.

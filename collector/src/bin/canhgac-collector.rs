@@ -108,14 +108,7 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
     if let Err(e) = canhgac_collector::pki::Ca::load(&canhgac_collector::pki::PkiPaths::new(&cfg.data_dir)) {
         return fail(2, &e.to_string());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    canhgac_proto::files::init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return fail(1, &format!("cannot start the runtime: {e}")),
