@@ -51,6 +51,8 @@ pub struct AgentConfig {
     pub ioc_files: Vec<PathBuf>,
     pub ioc_severity: u32,
     pub dedup_capacity: usize,
+    /// Event types shipped besides alerts (`[eve] types`).
+    pub eve_types: crate::eve::EveTypes,
     pub spool_max_bytes: u64,
     pub uplink: UplinkConfig,
     /// With a capture file: exit once everything produced is acknowledged.
@@ -91,6 +93,8 @@ struct Raw {
     #[serde(default)]
     detect: RawDetect,
     #[serde(default)]
+    eve: RawEve,
+    #[serde(default)]
     spool: RawSpool,
     #[serde(default)]
     uplink: RawUplink,
@@ -123,6 +127,12 @@ struct RawIoc {
 #[serde(deny_unknown_fields)]
 struct RawDetect {
     dedup_capacity: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEve {
+    types: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -167,6 +177,7 @@ pub fn resolve(path: Option<&Path>, o: Overrides) -> Result<AgentConfig, Resolve
         ioc_files: Vec::new(),
         ioc_severity: 2,
         dedup_capacity: 100_000,
+        eve_types: crate::eve::EveTypes::default(),
         spool_max_bytes: DEFAULT_SPOOL,
         uplink: UplinkConfig::default(),
         exit_when_drained: o.exit_when_drained,
@@ -210,6 +221,11 @@ pub fn resolve(path: Option<&Path>, o: Overrides) -> Result<AgentConfig, Resolve
         }
         if let Some(d) = &raw.detect.dedup_capacity {
             c.dedup_capacity = in_range(&src, d, 1, 100_000_000)? as usize;
+        }
+        if let Some(t) = &raw.eve.types {
+            c.eve_types =
+                crate::eve::EveTypes::parse(&t.get_ref().join(",")).map_err(|e| src.error_at(t.span(), e))?;
+            c.eve_types.alert = true;
         }
         if let Some(m) = &raw.spool.max_bytes {
             let n = src.size(m)?;

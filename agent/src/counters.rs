@@ -22,6 +22,9 @@ pub struct Counters {
     pub ioc_lines_rejected: AtomicU64,
     pub batches_rejected: AtomicU64,
     pub connects: AtomicU64,
+    pub flows_evicted: AtomicU64,
+    pub defrag_dropped: AtomicU64,
+    pub tcp_gaps: AtomicU64,
     started: Instant,
 }
 
@@ -39,6 +42,9 @@ impl Default for Counters {
             ioc_lines_rejected: AtomicU64::new(0),
             batches_rejected: AtomicU64::new(0),
             connects: AtomicU64::new(0),
+            flows_evicted: AtomicU64::new(0),
+            defrag_dropped: AtomicU64::new(0),
+            tcp_gaps: AtomicU64::new(0),
             started: Instant::now(),
         }
     }
@@ -77,6 +83,9 @@ impl Counters {
             alerts_suppressed: self.alerts_suppressed.load(Relaxed),
             dedup_evictions: self.dedup_evictions.load(Relaxed),
             uptime_seconds: self.started.elapsed().as_secs(),
+            flows_evicted: self.flows_evicted.load(Relaxed),
+            fragments_dropped: self.defrag_dropped.load(Relaxed),
+            tcp_reassembly_gaps: self.tcp_gaps.load(Relaxed),
         }
     }
 }

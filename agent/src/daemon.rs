@@ -50,7 +50,12 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     counters.ioc_lines_rejected.store(rejected as u64, Ordering::Relaxed);
     let engine = Engine::new(
         Arc::new(ioc),
-        EngineConfig { ioc_severity: cfg.ioc_severity, dedup_capacity: cfg.dedup_capacity },
+        EngineConfig {
+            ioc_severity: cfg.ioc_severity,
+            dedup_capacity: cfg.dedup_capacity,
+            eve: cfg.eve_types,
+            ..Default::default()
+        },
         spool.detector_state()?,
     );
 

@@ -14,6 +14,7 @@ use nom::{IResult, Parser, number::complete::be_u16};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub id: u16,
+    pub flags: u16,
     pub response: bool,
     pub opcode: u8,
     pub rcode: u8,
@@ -180,6 +181,7 @@ pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
     }
     Ok(Message {
         id,
+        flags,
         response: flags & 0x8000 != 0,
         opcode: ((flags >> 11) & 0x0f) as u8,
         rcode: (flags & 0x000f) as u8,

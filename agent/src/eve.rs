@@ -11,13 +11,69 @@ use canhgac_proto::timefmt;
 use serde_json::{Map, Value, json};
 use sha2::Digest as _;
 
-use crate::decode::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Packet, proto_name};
+use crate::{
+    app::{http::HttpTx, ssh::SshState, tls},
+    decode::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, Packet, proto_name},
+    dns,
+    flow::{Dir, EndReason, Flow},
+};
 
 /// Signature ids of built-in detections (range 9000000-9099999).
 pub mod sid {
     pub const IOC_DEST_IP: u64 = 9_000_001;
     pub const IOC_SRC_IP: u64 = 9_000_002;
     pub const IOC_DNS_QUERY: u64 = 9_000_003;
+    pub const IOC_TLS_SNI: u64 = 9_000_004;
+    pub const IOC_HTTP_HOST: u64 = 9_000_005;
+    pub const IOC_URL: u64 = 9_000_006;
+    pub const IOC_JA3: u64 = 9_000_007;
+    pub const IOC_IP_PORT: u64 = 9_000_008;
+    pub const PORTSCAN_VERTICAL: u64 = 9_000_101;
+    pub const PORTSCAN_HORIZONTAL: u64 = 9_000_102;
+    pub const BRUTEFORCE: u64 = 9_000_111;
+    pub const DNS_TUNNEL: u64 = 9_000_121;
+    pub const ICMP_TUNNEL: u64 = 9_000_131;
+    pub const BEACON: u64 = 9_000_141;
+}
+
+/// Which event types to emit besides alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EveTypes {
+    pub alert: bool,
+    pub flow: bool,
+    pub dns: bool,
+    pub tls: bool,
+    pub http: bool,
+    pub ssh: bool,
+}
+
+impl Default for EveTypes {
+    fn default() -> Self {
+        EveTypes { alert: true, flow: false, dns: false, tls: false, http: false, ssh: false }
+    }
+}
+
+impl EveTypes {
+    /// `alert,flow,dns,tls,http,ssh` (any subset).
+    pub fn parse(list: &str) -> Result<EveTypes, String> {
+        let mut t = EveTypes { alert: false, flow: false, dns: false, tls: false, http: false, ssh: false };
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match item {
+                "alert" => t.alert = true,
+                "flow" => t.flow = true,
+                "dns" => t.dns = true,
+                "tls" => t.tls = true,
+                "http" => t.http = true,
+                "ssh" => t.ssh = true,
+                other => {
+                    return Err(format!(
+                        "unknown EVE type `{other}` (expected alert, flow, dns, tls, http, ssh)"
+                    ));
+                }
+            }
+        }
+        Ok(t)
+    }
 }
 
 /// Direction-independent flow key bytes: protocol, then the two endpoints
@@ -37,10 +93,13 @@ pub fn flow_key(p: &Packet<'_>) -> Vec<u8> {
     k
 }
 
-/// A stable flow id (same for both directions), within 2^53 so that
-/// JavaScript consumers read it exactly.
+/// A flow id for the flow starting with `p` (both directions share it),
+/// within 2^53 so that JavaScript consumers read it exactly.
 pub fn flow_id(p: &Packet<'_>) -> u64 {
-    let h = sha2::Sha256::digest(flow_key(p));
+    let mut h = sha2::Sha256::new();
+    h.update(flow_key(p));
+    h.update(timefmt::micros(p.ts).to_be_bytes());
+    let h = h.finalize();
     u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]) & ((1 << 53) - 1)
 }
 
@@ -54,18 +113,22 @@ pub fn community_id(p: &Packet<'_>) -> Option<String> {
     community_id::calculate_community_id(0, p.src, p.dst, sport, dport, p.proto, Default::default()).ok()
 }
 
-/// The fields every packet-based record starts with.
-pub fn base(p: &Packet<'_>, event_type: &str) -> Map<String, Value> {
+fn ports_of(proto: u8) -> bool {
+    matches!(proto, PROTO_TCP | PROTO_UDP)
+}
+
+/// Fields every packet-based record starts with (the packet's endpoints).
+pub fn base(p: &Packet<'_>, event_type: &str, flow: Option<&Flow>) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("timestamp".into(), timefmt::eve(p.ts).into());
-    m.insert("flow_id".into(), flow_id(p).into());
+    m.insert("flow_id".into(), flow.map(|f| f.id).unwrap_or_else(|| flow_id(p)).into());
     m.insert("event_type".into(), event_type.into());
     m.insert("src_ip".into(), p.src.to_string().into());
-    if matches!(p.proto, PROTO_TCP | PROTO_UDP) {
+    if ports_of(p.proto) {
         m.insert("src_port".into(), p.sport.into());
     }
     m.insert("dest_ip".into(), p.dst.to_string().into());
-    if matches!(p.proto, PROTO_TCP | PROTO_UDP) {
+    if ports_of(p.proto) {
         m.insert("dest_port".into(), p.dport.into());
     }
     m.insert("proto".into(), proto_name(p.proto).into());
@@ -73,37 +136,266 @@ pub fn base(p: &Packet<'_>, event_type: &str) -> Map<String, Value> {
         m.insert("icmp_type".into(), t.into());
         m.insert("icmp_code".into(), c.into());
     }
-    if let Some(id) = community_id(p) {
+    let cid = flow.and_then(|f| f.community_id.clone()).or_else(|| community_id(p));
+    if let Some(id) = cid {
         m.insert("community_id".into(), id.into());
+    }
+    if let Some(f) = flow {
+        let app = f.app.proto();
+        if app != crate::app::Proto::Unknown {
+            m.insert("app_proto".into(), app.name().into());
+        }
+    }
+    m
+}
+
+/// Fields of a record about a whole flow (client as source).
+pub fn flow_base(f: &Flow, event_type: &str, ts: time::OffsetDateTime) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("timestamp".into(), timefmt::eve(ts).into());
+    m.insert("flow_id".into(), f.id.into());
+    m.insert("event_type".into(), event_type.into());
+    m.insert("src_ip".into(), f.client.0.to_string().into());
+    if ports_of(f.proto) {
+        m.insert("src_port".into(), f.client.1.into());
+    }
+    m.insert("dest_ip".into(), f.server.0.to_string().into());
+    if ports_of(f.proto) {
+        m.insert("dest_port".into(), f.server.1.into());
+    }
+    m.insert("proto".into(), proto_name(f.proto).into());
+    if let Some((t, c)) = f.icmp {
+        m.insert("icmp_type".into(), t.into());
+        m.insert("icmp_code".into(), c.into());
+    }
+    if let Some(id) = &f.community_id {
+        m.insert("community_id".into(), id.clone().into());
     }
     m
 }
 
 /// The `alert` object.
-pub struct AlertInfo<'a> {
+pub struct AlertInfo {
     pub signature_id: u64,
+    pub gid: u32,
+    pub rev: u32,
     pub signature: String,
-    pub category: &'a str,
+    pub category: String,
     pub severity: u32,
+    pub action: &'static str,
+    pub metadata: Option<Value>,
 }
 
-pub fn alert(p: &Packet<'_>, info: AlertInfo<'_>, extra: Vec<(&str, Value)>, canhgac: Value) -> Value {
-    let mut m = base(p, "alert");
-    m.insert(
-        "alert".into(),
-        json!({
-            "action": "allowed",
-            "gid": 1,
-            "signature_id": info.signature_id,
-            "rev": 1,
-            "signature": info.signature,
-            "category": info.category,
-            "severity": info.severity,
-        }),
-    );
+impl AlertInfo {
+    pub fn builtin(signature_id: u64, signature: String, category: &str, severity: u32) -> AlertInfo {
+        AlertInfo {
+            signature_id,
+            gid: 1,
+            rev: 1,
+            signature,
+            category: category.to_string(),
+            severity,
+            action: "allowed",
+            metadata: None,
+        }
+    }
+}
+
+pub fn alert(
+    mut m: Map<String, Value>,
+    info: AlertInfo,
+    dir: Option<Dir>,
+    extra: Vec<(&str, Value)>,
+    canhgac: Value,
+) -> Value {
+    if let Some(d) = dir {
+        m.insert("direction".into(), if d == Dir::ToServer { "to_server" } else { "to_client" }.into());
+    }
+    let mut a = json!({
+        "action": info.action,
+        "gid": info.gid,
+        "signature_id": info.signature_id,
+        "rev": info.rev,
+        "signature": info.signature,
+        "category": info.category,
+        "severity": info.severity,
+    });
+    if let (Some(md), Some(obj)) = (info.metadata, a.as_object_mut()) {
+        obj.insert("metadata".into(), md);
+    }
+    m.insert("alert".into(), a);
     for (k, v) in extra {
         m.insert(k.into(), v);
     }
     m.insert("canhgac".into(), canhgac);
+    Value::Object(m)
+}
+
+/// Suricata's `dns` object of a query, one per question.
+pub fn dns_query(msg: &dns::Message, q: &dns::Question) -> Value {
+    json!({
+        "type": "query",
+        "id": msg.id,
+        "rrname": q.name,
+        "rrtype": dns::rrtype_name(q.qtype),
+        "tx_id": 0,
+        "opcode": msg.opcode,
+    })
+}
+
+/// Suricata's `dns` object of an answer (EVE dns version 2).
+pub fn dns_answer(msg: &dns::Message) -> Value {
+    let q = msg.questions.first();
+    let mut answers = Vec::new();
+    let mut grouped: Map<String, Value> = Map::new();
+    for a in &msg.answers {
+        let rdata = match &a.data {
+            dns::RData::A(ip) => Some(ip.to_string()),
+            dns::RData::Aaaa(ip) => Some(ip.to_string()),
+            dns::RData::Name(n) => Some(n.clone()),
+            dns::RData::Other(_) => None,
+        };
+        let rrtype = dns::rrtype_name(a.rtype);
+        let mut entry = json!({"rrname": a.name, "rrtype": rrtype, "ttl": a.ttl});
+        if let (Some(r), Some(obj)) = (&rdata, entry.as_object_mut()) {
+            obj.insert("rdata".into(), r.clone().into());
+            if let Value::Array(v) = grouped.entry(rrtype.clone()).or_insert_with(|| Value::Array(Vec::new()))
+            {
+                v.push(r.clone().into());
+            }
+        }
+        answers.push(entry);
+    }
+    let mut v = json!({
+        "version": 2,
+        "type": "answer",
+        "id": msg.id,
+        "flags": format!("{:x}", msg.flags),
+        "qr": true,
+        "opcode": msg.opcode,
+        "rcode": dns::rcode_name(msg.rcode),
+    });
+    if let Some(obj) = v.as_object_mut() {
+        if let Some(q) = q {
+            obj.insert("rrname".into(), q.name.clone().into());
+            obj.insert("rrtype".into(), dns::rrtype_name(q.qtype).into());
+        }
+        if !answers.is_empty() {
+            obj.insert("answers".into(), Value::Array(answers));
+            obj.insert("grouped".into(), Value::Object(grouped));
+        }
+    }
+    v
+}
+
+/// Suricata's `tls` object.
+pub fn tls(state: &tls::TlsState) -> Value {
+    let mut m = Map::new();
+    if let Some(c) = &state.cert {
+        m.insert("subject".into(), c.subject.clone().into());
+        m.insert("issuerdn".into(), c.issuer.clone().into());
+        m.insert("serial".into(), c.serial.clone().into());
+        m.insert("fingerprint".into(), c.fingerprint.clone().into());
+        m.insert("notbefore".into(), c.not_before.clone().into());
+        m.insert("notafter".into(), c.not_after.clone().into());
+    }
+    if let Some(h) = &state.client_hello {
+        if let Some(sni) = &h.sni {
+            m.insert("sni".into(), sni.clone().into());
+        }
+        m.insert("ja3".into(), json!({"hash": h.ja3_hash, "string": h.ja3_string}));
+        m.insert("ja4".into(), h.ja4.clone().into());
+        if !h.alpn.is_empty() {
+            m.insert("client_alpns".into(), h.alpn.clone().into());
+        }
+    }
+    let version = state
+        .server_hello
+        .as_ref()
+        .map(|s| s.version)
+        .or_else(|| state.client_hello.as_ref().map(|c| c.version))
+        .unwrap_or(0);
+    m.insert("version".into(), tls::version_name(version).into());
+    if let Some(s) = &state.server_hello {
+        m.insert("ja3s".into(), json!({"hash": s.ja3s_hash, "string": s.ja3s_string}));
+    }
+    Value::Object(m)
+}
+
+/// Suricata's `http` object of a transaction.
+pub fn http(tx: &HttpTx) -> Value {
+    let text = |v: Option<&[u8]>| v.map(|b| String::from_utf8_lossy(b).into_owned());
+    let mut m = Map::new();
+    if let Some(h) = tx.host() {
+        m.insert("hostname".into(), h.into());
+    }
+    m.insert("url".into(), tx.uri.clone().into());
+    if let Some(ua) = text(tx.request_header("user-agent")) {
+        m.insert("http_user_agent".into(), ua.into());
+    }
+    if let Some(ct) = text(tx.response_header("content-type")) {
+        m.insert("http_content_type".into(), ct.into());
+    }
+    if let Some(r) = text(tx.request_header("referer")) {
+        m.insert("http_refer".into(), r.into());
+    }
+    m.insert("http_method".into(), tx.method.clone().into());
+    m.insert("protocol".into(), tx.protocol.clone().into());
+    if let Some(s) = tx.status {
+        m.insert("status".into(), s.into());
+    }
+    m.insert("length".into(), tx.response_body_len.into());
+    m.insert("request_body_len".into(), tx.request_body_len.into());
+    Value::Object(m)
+}
+
+/// Suricata's `ssh` object.
+pub fn ssh(state: &SshState) -> Value {
+    let side = |b: &Option<crate::app::ssh::Banner>| {
+        b.as_ref().map(|b| json!({"proto_version": b.proto_version, "software_version": b.software}))
+    };
+    let mut m = Map::new();
+    if let Some(c) = side(&state.banners[0]) {
+        m.insert("client".into(), c);
+    }
+    if let Some(s) = side(&state.banners[1]) {
+        m.insert("server".into(), s);
+    }
+    Value::Object(m)
+}
+
+/// A `flow` record for a flow that left the table.
+pub fn flow(f: &Flow, reason: EndReason) -> Value {
+    let mut m = flow_base(f, "flow", f.last_ts);
+    let app = f.app.proto();
+    m.insert("app_proto".into(), app.name().into());
+    m.insert(
+        "flow".into(),
+        json!({
+            "pkts_toserver": f.pkts[0],
+            "pkts_toclient": f.pkts[1],
+            "bytes_toserver": f.bytes[0],
+            "bytes_toclient": f.bytes[1],
+            "start": timefmt::eve(f.first_ts),
+            "end": timefmt::eve(f.last_ts),
+            "age": f.age_secs(),
+            "state": f.state_name(),
+            "reason": reason.name(),
+            "alerted": f.alerted,
+        }),
+    );
+    if let Some(t) = &f.tcp {
+        let flags = |b: u8| format!("{b:02x}");
+        m.insert(
+            "tcp".into(),
+            json!({
+                "tcp_flags": flags(t.flags[0] | t.flags[1]),
+                "tcp_flags_ts": flags(t.flags[0]),
+                "tcp_flags_tc": flags(t.flags[1]),
+                "state": format!("{:?}", t.state).to_ascii_lowercase(),
+                "gaps": t.streams[0].stats.gaps + t.streams[1].stats.gaps,
+            }),
+        );
+    }
     Value::Object(m)
 }

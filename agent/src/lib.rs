@@ -1,19 +1,23 @@
 //! canhgac agent: the agency side.
 //!
-//! Data flow: capture ([`capture`]) → decode ([`decode`], [`dns`]) →
-//! detection ([`detect`], pure, no I/O) → durable spool ([`spool`]) →
-//! uplink ([`uplink`]) → collector. [`daemon`] wires them; [`enroll`] and
-//! [`state`] handle identity.
+//! Data flow: capture ([`capture`]) → decode ([`decode`], [`defrag`]) →
+//! flows and TCP reassembly ([`flow`]) → application layer ([`app`],
+//! [`dns`]) → detection ([`detect`], pure, no I/O) → EVE records ([`eve`])
+//! → durable spool ([`spool`]) → uplink ([`uplink`]) → collector.
+//! [`daemon`] wires them; [`enroll`] and [`state`] handle identity.
 
+pub mod app;
 pub mod capture;
 pub mod config;
 pub mod counters;
 pub mod daemon;
 pub mod decode;
+pub mod defrag;
 pub mod detect;
 pub mod dns;
 pub mod enroll;
 pub mod eve;
+pub mod flow;
 pub mod inventory;
 pub mod spool;
 pub mod state;

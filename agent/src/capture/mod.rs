@@ -26,7 +26,6 @@ use time::OffsetDateTime;
 
 use crate::{
     counters::Counters,
-    decode::{self, LinkType},
     detect::{Engine, Output, StateChange},
     spool::{Spool, SpoolError},
 };
@@ -101,11 +100,11 @@ impl Producer {
     pub fn run(&mut self, source: &Source) -> Result<(), CaptureError> {
         match source {
             Source::Pcap(files) => {
-                for f in files {
+                for (i, f) in files.iter().enumerate() {
                     if self.stop.load(Ordering::Relaxed) {
                         break;
                     }
-                    self.replay(f)?;
+                    self.replay(f, i + 1 == files.len())?;
                 }
                 Ok(())
             }
@@ -118,18 +117,8 @@ impl Producer {
     }
 
     fn process(&mut self, linktype: u32, ts: OffsetDateTime, data: &[u8]) {
-        Counters::add(&self.counters.packets_captured, 1);
-        Counters::add(&self.counters.bytes_captured, data.len() as u64);
         self.since_commit += 1;
-        let Some(link) = LinkType::from_linktype(linktype) else {
-            Counters::add(&self.counters.decode_errors, 1);
-            return;
-        };
-        match decode::decode(link, ts, data) {
-            Ok(Some(p)) => self.engine.on_packet(&p, &mut self.out),
-            Ok(None) => {}
-            Err(_) => Counters::add(&self.counters.decode_errors, 1),
-        }
+        self.engine.on_frame(linktype, ts, data, &mut self.out);
     }
 
     fn commit_due(&self) -> bool {
@@ -153,15 +142,27 @@ impl Producer {
             self.spool.append_with_state(out.records, checkpoint, state)?;
             self.spool.flush()?;
         }
-        let s = self.engine.stats;
-        self.counters.alerts_suppressed.store(s.suppressed, Ordering::Relaxed);
-        self.counters.dedup_evictions.store(s.dedup_evictions, Ordering::Relaxed);
+        self.publish_stats();
         self.last_commit = Instant::now();
         self.since_commit = 0;
         Ok(())
     }
 
-    fn replay(&mut self, path: &PathBuf) -> Result<(), CaptureError> {
+    /// Copies the engine's counters into the ones the heartbeats report.
+    fn publish_stats(&self) {
+        let s = self.engine.stats();
+        let c = &self.counters;
+        c.packets_captured.store(s.packets, Ordering::Relaxed);
+        c.bytes_captured.store(s.bytes, Ordering::Relaxed);
+        c.decode_errors.store(s.decode_errors + s.unknown_link, Ordering::Relaxed);
+        c.alerts_suppressed.store(s.suppressed, Ordering::Relaxed);
+        c.dedup_evictions.store(s.dedup_evictions, Ordering::Relaxed);
+        c.flows_evicted.store(s.flows.evicted, Ordering::Relaxed);
+        c.defrag_dropped.store(s.defrag.timeouts + s.defrag.evicted + s.defrag.invalid, Ordering::Relaxed);
+        c.tcp_gaps.store(s.tcp_gaps, Ordering::Relaxed);
+    }
+
+    fn replay(&mut self, path: &PathBuf, last: bool) -> Result<(), CaptureError> {
         let size = std::fs::metadata(path)
             .map_err(|source| pcap::PcapError::Open { path: path.clone(), source })?
             .len();
@@ -215,6 +216,10 @@ impl Producer {
                 }
             }
         }
+        if last {
+            // the capture is over: every flow ends and is logged
+            self.engine.finish(&mut self.out);
+        }
         self.commit(Some((&source, &encode_checkpoint(reader.index(), true))))?;
         tracing::info!(file = %path.display(), packets = reader.index(), "capture replayed");
         Ok(())
@@ -223,10 +228,16 @@ impl Producer {
     fn live(&mut self, name: &str) -> Result<(), CaptureError> {
         let mut rx = live::open(name)?;
         tracing::info!(interface = name, "capturing");
+        let mut last_tick = Instant::now();
         loop {
             if self.stopping() {
+                self.engine.finish(&mut self.out);
                 self.commit(None)?;
                 return Ok(());
+            }
+            if last_tick.elapsed() >= Duration::from_secs(1) {
+                self.engine.tick(OffsetDateTime::now_utc(), &mut self.out);
+                last_tick = Instant::now();
             }
             match rx.next() {
                 Ok(frame) => self.process(1, OffsetDateTime::now_utc(), frame),

@@ -1,10 +1,16 @@
-//! The detection core: decoded packets in, EVE records out.
+//! The detection core: frames in, EVE records out.
+//!
+//! Per packet: decode → IP reassembly → flow table → TCP reassembly →
+//! application-layer parsers → indicators, signatures and behavioural
+//! detectors → EVE records (alerts, and flow/dns/tls/http/ssh events when
+//! asked).
 //!
 //! Architecture invariant: no I/O, no async, no clock. Time comes from the
-//! packet; state that must survive a restart is handed back to the caller
-//! as [`StateChange`]s, which the spool commits atomically with the records
-//! and the input checkpoint, so a replay from a checkpoint after a crash
-//! produces exactly the records that were lost.
+//! packets; state that must survive a restart (the "one alert per flow and
+//! indicator" memory) is handed back as [`StateChange`]s, which the spool
+//! commits atomically with the records and the input checkpoint, so a replay
+//! from a checkpoint after a crash produces exactly the records that were
+//! lost.
 
 pub mod ioc;
 
@@ -14,31 +20,43 @@ use std::{
 };
 
 use canhgac_proto::v1::RecordKind;
-use serde_json::json;
+use serde_json::{Value, json};
 use sha2::Digest as _;
+use time::OffsetDateTime;
 
 use crate::{
-    decode::{PROTO_TCP, PROTO_UDP, Packet},
-    dns,
-    eve::{self, AlertInfo, sid},
+    app::{AppErrors, AppEvent, AppState, http::HttpEvent, tls::TlsEvent},
+    decode::{self, DecodeError, LinkType, PROTO_TCP, PROTO_UDP, Packet, TCP_FIN, TCP_RST},
+    defrag::{Defrag, DefragConfig, DefragStats},
+    eve::{self, AlertInfo, EveTypes, sid},
+    flow::{Dir, EndReason, Flow, FlowConfig, FlowStats, FlowTable},
     spool::NewRecord,
 };
 pub use ioc::IocSet;
 
-/// Detector state key prefix for per-flow IOC deduplication.
+/// Detector state key prefix for per-flow indicator deduplication.
 const DEDUP_PREFIX: u8 = b'd';
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Severity of IOC alerts (1 highest .. 4).
+    /// Severity of indicator alerts (1 highest .. 4).
     pub ioc_severity: u32,
     /// Flows remembered for "one alert per flow and indicator".
     pub dedup_capacity: usize,
+    pub eve: EveTypes,
+    pub flow: FlowConfig,
+    pub defrag: DefragConfig,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { ioc_severity: 2, dedup_capacity: 100_000 }
+        EngineConfig {
+            ioc_severity: 2,
+            dedup_capacity: 100_000,
+            eve: EveTypes::default(),
+            flow: FlowConfig::default(),
+            defrag: DefragConfig::default(),
+        }
     }
 }
 
@@ -63,12 +81,23 @@ impl Output {
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EngineStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub decode_errors: u64,
+    /// Frames of an unsupported link type.
+    pub unknown_link: u64,
     pub alerts: u64,
+    pub events: u64,
     /// Alerts not raised because the flow already alerted on the indicator.
     pub suppressed: u64,
     /// Flows forgotten at the dedup capacity (they may alert again).
     pub dedup_evictions: u64,
     pub dns_errors: u64,
+    pub tls_errors: u64,
+    pub http_errors: u64,
+    pub tcp_gaps: u64,
+    pub flows: FlowStats,
+    pub defrag: DefragStats,
 }
 
 /// One alert per (flow, indicator), with bounded memory.
@@ -128,146 +157,466 @@ fn state_key(k: &[u8; 16]) -> Vec<u8> {
     v
 }
 
-pub struct Engine {
+fn dedup_key(p: &Packet<'_>, indicator: u32) -> [u8; 16] {
+    let mut h = sha2::Sha256::new();
+    h.update(eve::flow_key(p));
+    h.update(indicator.to_be_bytes());
+    h.finalize()[..16].try_into().unwrap_or([0; 16])
+}
+
+/// Everything but the flow table, so that a flow borrowed from the table
+/// and the detectors can be used together.
+struct Detect {
     ioc: Arc<IocSet>,
     cfg: EngineConfig,
     dedup: Dedup,
-    pub stats: EngineStats,
+    stats: EngineStats,
+}
+
+pub struct Engine {
+    flows: FlowTable,
+    defrag: Defrag,
+    det: Detect,
+    ended: Vec<(Flow, EndReason)>,
 }
 
 impl Engine {
     /// `restored`: detector state saved by earlier runs (see [`StateChange`]).
     pub fn new(ioc: Arc<IocSet>, cfg: EngineConfig, restored: Vec<(Vec<u8>, Vec<u8>)>) -> Engine {
         let dedup = Dedup::new(cfg.dedup_capacity, restored);
-        Engine { ioc, cfg, dedup, stats: EngineStats::default() }
+        Engine {
+            flows: FlowTable::new(cfg.flow.clone()),
+            defrag: Defrag::new(cfg.defrag.clone()),
+            det: Detect { ioc, cfg, dedup, stats: EngineStats::default() },
+            ended: Vec::new(),
+        }
+    }
+
+    /// Replaces the indicator set (a policy update), keeping flows.
+    pub fn set_ioc(&mut self, ioc: Arc<IocSet>) {
+        self.det.ioc = ioc;
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        let mut s = self.det.stats;
+        s.flows = self.flows.stats;
+        s.defrag = self.defrag.stats;
+        s
+    }
+
+    /// A captured frame of pcap link type `linktype`.
+    pub fn on_frame(&mut self, linktype: u32, ts: OffsetDateTime, data: &[u8], out: &mut Output) {
+        self.det.stats.packets += 1;
+        self.det.stats.bytes += data.len() as u64;
+        let Some(link) = LinkType::from_linktype(linktype) else {
+            self.det.stats.unknown_link += 1;
+            return;
+        };
+        match decode::decode(link, ts, data) {
+            Ok(Some(p)) => self.on_packet(&p, out),
+            Ok(None) => {}
+            Err(_) => self.det.stats.decode_errors += 1,
+        }
     }
 
     pub fn on_packet(&mut self, p: &Packet<'_>, out: &mut Output) {
-        if self.ioc.is_empty() {
-            return;
-        }
-        self.ip_indicators(p, out);
-        if matches!(p.proto, PROTO_UDP | PROTO_TCP)
-            && (p.dport == 53 || p.sport == 53)
-            && !p.payload.is_empty()
-        {
-            self.dns(p, out);
-        }
-    }
-
-    fn ip_indicators(&mut self, p: &Packet<'_>, out: &mut Output) {
-        let (id, matched, sid) = match (self.ioc.match_ip(p.dst), self.ioc.match_ip(p.src)) {
-            (Some(id), _) => (id, "dest_ip", sid::IOC_DEST_IP),
-            (None, Some(id)) => (id, "src_ip", sid::IOC_SRC_IP),
-            (None, None) => return,
-        };
-        let mut h = sha2::Sha256::new();
-        h.update(eve::flow_key(p));
-        h.update(id.to_be_bytes());
-        let key: [u8; 16] = h.finalize()[..16].try_into().unwrap_or([0; 16]);
-        if !self.dedup.first(key, out, &mut self.stats) {
-            return;
-        }
-        let Some(ind) = self.ioc.indicator(id) else {
-            return;
-        };
-        let list = self.ioc.list_name(ind).to_string();
-        let direction = if matched == "dest_ip" { "to" } else { "from" };
-        let info = AlertInfo {
-            signature_id: sid,
-            signature: format!("CANHGAC IOC traffic {direction} listed address {} ({list})", ind.value),
-            category: "Potentially Bad Traffic",
-            severity: self.cfg.ioc_severity,
-        };
-        let canhgac = json!({
-            "detector": "ioc",
-            "technique": "T1071",
-            "indicator": ind.value,
-            "indicator_type": ind.kind.as_str(),
-            "list": list,
-            "matched": matched,
-        });
-        self.emit(p, info, Vec::new(), canhgac, out);
-    }
-
-    fn dns(&mut self, p: &Packet<'_>, out: &mut Output) {
-        let parsed = if p.proto == PROTO_UDP { dns::parse(p.payload) } else { dns::parse_tcp(p.payload) };
-        let msg = match parsed {
-            Ok(m) => m,
-            Err(_) => {
-                self.stats.dns_errors += 1;
-                return;
+        if p.frag.is_some() {
+            if let Some((info, proto, payload)) = self.defrag.add(p) {
+                match decode::transport(&info, proto, &payload) {
+                    Ok(Some(whole)) if whole.frag.is_none() => self.on_packet(&whole, out),
+                    Ok(_) => {}
+                    Err(DecodeError::Truncated(_) | DecodeError::Malformed(_)) => {
+                        self.det.stats.decode_errors += 1
+                    }
+                }
             }
-        };
-        if msg.response {
             return;
         }
-        for q in &msg.questions {
-            let Some(id) = self.ioc.match_domain(&q.name) else {
-                continue;
-            };
-            let Some(ind) = self.ioc.indicator(id) else {
-                continue;
-            };
-            let list = self.ioc.list_name(ind).to_string();
-            let info = AlertInfo {
-                signature_id: sid::IOC_DNS_QUERY,
-                signature: format!("CANHGAC IOC DNS query for listed domain {} ({list})", ind.value),
-                category: "Potentially Bad Traffic",
-                severity: self.cfg.ioc_severity,
-            };
-            let extra = vec![
-                ("app_proto", json!("dns")),
-                (
-                    "dns",
-                    json!({"query": [{
-                        "type": "query",
-                        "id": msg.id,
-                        "rrname": q.name,
-                        "rrtype": dns::rrtype_name(q.qtype),
-                        "tx_id": 0,
-                        "opcode": msg.opcode,
-                    }]}),
-                ),
-            ];
-            let canhgac = json!({
-                "detector": "ioc",
-                "technique": "T1071.004",
-                "indicator": ind.value,
-                "indicator_type": ind.kind.as_str(),
-                "list": list,
-                "matched": "dns.query",
-            });
-            self.emit(p, info, extra, canhgac, out);
+        let (flow, dir) = self.flows.packet(p, &mut self.ended);
+        self.det.packet(flow, dir, p, out);
+        if !self.ended.is_empty() {
+            for (f, reason) in std::mem::take(&mut self.ended) {
+                self.det.end_flow(f, reason, out);
+            }
         }
     }
 
-    fn emit(
+    /// Expires idle flows up to `now` (live capture calls this when quiet).
+    pub fn tick(&mut self, now: OffsetDateTime, out: &mut Output) {
+        self.flows.sweep(canhgac_proto::timefmt::micros(now), &mut self.ended);
+        for (f, reason) in std::mem::take(&mut self.ended) {
+            self.det.end_flow(f, reason, out);
+        }
+    }
+
+    /// End of input: every flow ends and is logged.
+    pub fn finish(&mut self, out: &mut Output) {
+        self.flows.drain(&mut self.ended);
+        for (f, reason) in std::mem::take(&mut self.ended) {
+            self.det.end_flow(f, reason, out);
+        }
+    }
+}
+
+fn ports(flow: &Flow) -> (u16, u16) {
+    (flow.client.1, flow.server.1)
+}
+
+impl Detect {
+    fn packet(&mut self, flow: &mut Flow, dir: Dir, p: &Packet<'_>, out: &mut Output) {
+        if !self.ioc.is_empty() {
+            self.ip_indicators(flow, dir, p, out);
+        }
+        let mut events = Vec::new();
+        let mut errors = AppErrors::default();
+        match p.proto {
+            PROTO_TCP => {
+                let mut data = Vec::new();
+                let mut seen = 0;
+                if let (Some(tcp), Some(session)) = (p.tcp, flow.tcp.as_mut()) {
+                    let d = dir as usize;
+                    let before = session.streams[d].stats.delivered as usize;
+                    let gaps = session.streams[d].stats.gaps;
+                    session.packet(d, &tcp, p.payload, &mut data);
+                    self.stats.tcp_gaps += session.streams[d].stats.gaps - gaps;
+                    seen = before;
+                }
+                let ports = ports(flow);
+                flow.app.on_stream(dir as usize, ports, seen, &data, &mut events, &mut errors);
+                if p.tcp_flags & TCP_RST != 0 {
+                    flow.app.on_close(0, &mut events);
+                    flow.app.on_close(1, &mut events);
+                } else if p.tcp_flags & TCP_FIN != 0 {
+                    flow.app.on_close(dir as usize, &mut events);
+                }
+            }
+            PROTO_UDP => flow.app.on_datagram((p.sport, p.dport), p.payload, &mut events, &mut errors),
+            _ => {}
+        }
+        self.stats.dns_errors += errors.dns;
+        for ev in events {
+            self.app_event(flow, dir, p, ev, out);
+        }
+    }
+
+    fn push(&mut self, kind: RecordKind, severity: u32, ts: OffsetDateTime, value: Value, out: &mut Output) {
+        if kind == RecordKind::Alert {
+            self.stats.alerts += 1;
+        } else {
+            self.stats.events += 1;
+        }
+        out.records.push(NewRecord { kind, severity, time: ts, eve_json: value.to_string().into_bytes() });
+    }
+
+    /// Raises an indicator alert unless this flow already alerted on it.
+    #[allow(clippy::too_many_arguments)]
+    fn ioc_alert(
         &mut self,
+        flow: &mut Flow,
+        dir: Dir,
         p: &Packet<'_>,
-        info: AlertInfo<'_>,
-        extra: Vec<(&str, serde_json::Value)>,
-        canhgac: serde_json::Value,
+        hit: ioc::Hit,
+        signature_id: u64,
+        what: &str,
+        matched: &str,
+        technique: &str,
+        extra: Vec<(&str, Value)>,
+        dedup: bool,
         out: &mut Output,
     ) {
-        let severity = info.severity;
-        let value = eve::alert(p, info, extra, canhgac);
-        self.stats.alerts += 1;
-        out.records.push(NewRecord {
-            kind: RecordKind::Alert,
+        if dedup && !self.dedup.first(dedup_key(p, hit.id), out, &mut self.stats) {
+            return;
+        }
+        let severity = self.cfg.ioc_severity;
+        let info = AlertInfo::builtin(
+            signature_id,
+            format!("CANHGAC IOC {what} {} ({})", hit.value, hit.list),
+            "Potentially Bad Traffic",
             severity,
-            time: p.ts,
-            eve_json: value.to_string().into_bytes(),
+        );
+        let canhgac = json!({
+            "detector": "ioc",
+            "technique": technique,
+            "indicator": hit.value,
+            "indicator_type": hit.kind.as_str(),
+            "list": hit.list,
+            "matched": matched,
         });
+        flow.alerted = true;
+        let value = eve::alert(eve::base(p, "alert", Some(flow)), info, Some(dir), extra, canhgac);
+        self.push(RecordKind::Alert, severity, p.ts, value, out);
+    }
+
+    fn ip_indicators(&mut self, flow: &mut Flow, dir: Dir, p: &Packet<'_>, out: &mut Output) {
+        let ioc = self.ioc.clone();
+        if let Some(hit) = ioc.match_ip_port(p.dst, p.dport) {
+            let what = "traffic to listed address and port";
+            self.ioc_alert(
+                flow,
+                dir,
+                p,
+                hit,
+                sid::IOC_IP_PORT,
+                what,
+                "dest_ip",
+                "T1071",
+                Vec::new(),
+                true,
+                out,
+            );
+            return;
+        }
+        let (hit, matched, sid, what) = match (ioc.match_ip(p.dst), ioc.match_ip(p.src)) {
+            (Some(h), _) => (h, "dest_ip", sid::IOC_DEST_IP, "traffic to listed address"),
+            (None, Some(h)) => (h, "src_ip", sid::IOC_SRC_IP, "traffic from listed address"),
+            (None, None) => return,
+        };
+        self.ioc_alert(flow, dir, p, hit, sid, what, matched, "T1071", Vec::new(), true, out);
+    }
+
+    fn app_event(&mut self, flow: &mut Flow, dir: Dir, p: &Packet<'_>, ev: AppEvent, out: &mut Output) {
+        let ioc = self.ioc.clone();
+        match ev {
+            AppEvent::Dns(msg) => {
+                if msg.response {
+                    if self.cfg.eve.dns {
+                        let mut m = eve::base(p, "dns", Some(flow));
+                        m.insert("dns".into(), eve::dns_answer(&msg));
+                        self.push(RecordKind::Event, 0, p.ts, Value::Object(m), out);
+                    }
+                    return;
+                }
+                for q in &msg.questions {
+                    if self.cfg.eve.dns {
+                        let mut m = eve::base(p, "dns", Some(flow));
+                        m.insert("dns".into(), eve::dns_query(&msg, q));
+                        self.push(RecordKind::Event, 0, p.ts, Value::Object(m), out);
+                    }
+                    if let Some(hit) = ioc.match_domain(&q.name) {
+                        let extra = vec![("dns", json!({"query": [eve::dns_query(&msg, q)]}))];
+                        let what = "DNS query for listed domain";
+                        self.ioc_alert(
+                            flow,
+                            dir,
+                            p,
+                            hit,
+                            sid::IOC_DNS_QUERY,
+                            what,
+                            "dns.query",
+                            "T1071.004",
+                            extra,
+                            false,
+                            out,
+                        );
+                    }
+                }
+            }
+            AppEvent::Tls(TlsEvent::ClientHello) => {
+                let AppState::Tls(state) = &flow.app else { return };
+                let Some(hello) = state.client_hello.clone() else { return };
+                let tls_obj = eve::tls(state);
+                if let Some(sni) = &hello.sni
+                    && let Some(hit) = ioc.match_domain(sni)
+                {
+                    let extra = vec![("tls", tls_obj.clone())];
+                    let what = "TLS connection to listed domain";
+                    self.ioc_alert(
+                        flow,
+                        dir,
+                        p,
+                        hit,
+                        sid::IOC_TLS_SNI,
+                        what,
+                        "tls.sni",
+                        "T1071.001",
+                        extra,
+                        true,
+                        out,
+                    );
+                }
+                if let Some(hit) = ioc.match_ja3(&hello.ja3_hash) {
+                    let extra = vec![("tls", tls_obj)];
+                    let what = "TLS client with listed JA3 fingerprint";
+                    self.ioc_alert(
+                        flow,
+                        dir,
+                        p,
+                        hit,
+                        sid::IOC_JA3,
+                        what,
+                        "tls.ja3.hash",
+                        "T1071.001",
+                        extra,
+                        true,
+                        out,
+                    );
+                }
+            }
+            AppEvent::Tls(TlsEvent::ServerHello | TlsEvent::Certificate) => {
+                let AppState::Tls(state) = &mut flow.app else { return };
+                let complete =
+                    state.cert.is_some() || state.server_hello.as_ref().is_some_and(|s| s.version == 0x0304);
+                if complete && !state.logged {
+                    state.logged = true;
+                    if self.cfg.eve.tls {
+                        let tls_obj = eve::tls(state);
+                        let mut m = eve::flow_base(flow, "tls", p.ts);
+                        m.insert("tls".into(), tls_obj);
+                        self.push(RecordKind::Event, 0, p.ts, Value::Object(m), out);
+                    }
+                }
+            }
+            AppEvent::Http(HttpEvent::Request(id)) => {
+                let AppState::Http(state) = &flow.app else { return };
+                let Some(tx) = state.tx(id) else { return };
+                let host = tx.host();
+                let uri = tx.uri.clone();
+                let http_obj = eve::http(tx);
+                if let Some(h) = &host
+                    && let Some(hit) = ioc.match_domain(h)
+                {
+                    let extra = vec![("http", http_obj.clone())];
+                    let what = "HTTP request to listed domain";
+                    self.ioc_alert(
+                        flow,
+                        dir,
+                        p,
+                        hit,
+                        sid::IOC_HTTP_HOST,
+                        what,
+                        "http.host",
+                        "T1071.001",
+                        extra,
+                        true,
+                        out,
+                    );
+                }
+                let host_for_url = host.unwrap_or_else(|| p.dst.to_string());
+                if let Some(hit) = ioc.match_url(&host_for_url, &uri) {
+                    let extra = vec![("http", http_obj)];
+                    let what = "HTTP request for listed URL";
+                    self.ioc_alert(
+                        flow,
+                        dir,
+                        p,
+                        hit,
+                        sid::IOC_URL,
+                        what,
+                        "http.url",
+                        "T1071.001",
+                        extra,
+                        true,
+                        out,
+                    );
+                }
+            }
+            AppEvent::Http(HttpEvent::Response(id)) => {
+                let base = self.cfg.eve.http.then(|| eve::flow_base(flow, "http", p.ts));
+                let AppState::Http(state) = &mut flow.app else { return };
+                let value = match (base, state.tx(id)) {
+                    (Some(mut m), Some(tx)) => {
+                        m.insert("http".into(), eve::http(tx));
+                        Some(Value::Object(m))
+                    }
+                    _ => None,
+                };
+                state.remove(id);
+                if let Some(v) = value {
+                    self.push(RecordKind::Event, 0, p.ts, v, out);
+                }
+            }
+            AppEvent::Ssh => {
+                let base = self.cfg.eve.ssh.then(|| eve::flow_base(flow, "ssh", p.ts));
+                let AppState::Ssh(state) = &mut flow.app else { return };
+                if state.both() && !state.logged {
+                    state.logged = true;
+                    if let Some(mut m) = base {
+                        m.insert("ssh".into(), eve::ssh(state));
+                        self.push(RecordKind::Event, 0, p.ts, Value::Object(m), out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A flow left the table: log what was not logged yet, then the flow.
+    fn end_flow(&mut self, mut flow: Flow, reason: EndReason, out: &mut Output) {
+        let ts = flow.last_ts;
+        let ports = ports(&flow);
+        if let Some(tcp) = flow.tcp.as_mut() {
+            // deliver what is left across holes, then close both sides
+            let mut events = Vec::new();
+            let mut errors = AppErrors::default();
+            for d in 0..2 {
+                let mut rest = Vec::new();
+                tcp.streams[d].flush(&mut rest);
+                let seen = tcp.streams[d].stats.delivered as usize;
+                flow.app.on_stream(d, ports, seen, &rest, &mut events, &mut errors);
+                flow.app.on_close(d, &mut events);
+            }
+            self.stats.dns_errors += errors.dns;
+            for ev in events {
+                if let AppEvent::Http(HttpEvent::Response(id)) = ev
+                    && self.cfg.eve.http
+                    && let AppState::Http(state) = &flow.app
+                    && let Some(tx) = state.tx(id)
+                {
+                    let mut m = eve::flow_base(&flow, "http", ts);
+                    m.insert("http".into(), eve::http(tx));
+                    self.push(RecordKind::Event, 0, ts, Value::Object(m), out);
+                }
+            }
+        }
+        match &mut flow.app {
+            AppState::Tls(t) => {
+                self.stats.tls_errors += t.parse_errors;
+                if !t.logged && t.client_hello.is_some() && self.cfg.eve.tls {
+                    t.logged = true;
+                    let mut m = eve::flow_base(&flow, "tls", ts);
+                    if let AppState::Tls(t) = &flow.app {
+                        m.insert("tls".into(), eve::tls(t));
+                    }
+                    self.push(RecordKind::Event, 0, ts, Value::Object(m), out);
+                }
+            }
+            AppState::Http(h) => {
+                self.stats.http_errors += h.parse_errors;
+                if self.cfg.eve.http {
+                    let pending: Vec<Value> = h
+                        .open_transactions()
+                        .filter(|t| t.request_done && !t.response_done)
+                        .map(eve::http)
+                        .collect();
+                    for obj in pending {
+                        let mut m = eve::flow_base(&flow, "http", ts);
+                        m.insert("http".into(), obj);
+                        self.push(RecordKind::Event, 0, ts, Value::Object(m), out);
+                    }
+                }
+            }
+            AppState::Ssh(s) => {
+                if !s.logged && (s.banners[0].is_some() || s.banners[1].is_some()) && self.cfg.eve.ssh {
+                    s.logged = true;
+                    let mut m = eve::flow_base(&flow, "ssh", ts);
+                    if let AppState::Ssh(s) = &flow.app {
+                        m.insert("ssh".into(), eve::ssh(s));
+                    }
+                    self.push(RecordKind::Event, 0, ts, Value::Object(m), out);
+                }
+            }
+            _ => {}
+        }
+        if self.cfg.eve.flow {
+            let value = eve::flow(&flow, reason);
+            self.push(RecordKind::Event, 0, ts, value, out);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{LinkType, decode};
     use etherparse::PacketBuilder;
-    use time::OffsetDateTime;
 
     fn ioc(lines: &str) -> Arc<IocSet> {
         let mut s = IocSet::default();
@@ -275,6 +624,7 @@ mod tests {
         for l in lines.lines() {
             s.add_line(l, 0).unwrap();
         }
+        s.seal();
         Arc::new(s)
     }
 
@@ -299,10 +649,13 @@ mod tests {
     fn run(engine: &mut Engine, frames: &[Vec<u8>]) -> Output {
         let mut out = Output::default();
         for f in frames {
-            let p = decode(LinkType::RawIp, OffsetDateTime::UNIX_EPOCH, f).unwrap().unwrap();
-            engine.on_packet(&p, &mut out);
+            engine.on_frame(101, OffsetDateTime::UNIX_EPOCH, f, &mut out);
         }
         out
+    }
+
+    fn json(r: &NewRecord) -> Value {
+        serde_json::from_slice(&r.eve_json).unwrap()
     }
 
     #[test]
@@ -313,8 +666,8 @@ mod tests {
         let other = tcp([10, 0, 0, 5], 50001, [45, 9, 74, 78], 80);
         let out = run(&mut e, &[a.clone(), back, a, other]);
         assert_eq!(out.records.len(), 2);
-        assert_eq!(e.stats.suppressed, 2);
-        let v: serde_json::Value = serde_json::from_slice(&out.records[0].eve_json).unwrap();
+        assert_eq!(e.stats().suppressed, 2);
+        let v = json(&out.records[0]);
         assert_eq!(v["event_type"], "alert");
         assert_eq!(v["alert"]["signature_id"], sid::IOC_DEST_IP);
         assert_eq!(v["canhgac"]["detector"], "ioc");
@@ -347,21 +700,34 @@ mod tests {
         let frames: Vec<_> = (0..3).map(|i| tcp([10, 0, 0, 5], 50000 + i, [45, 9, 74, 78], 80)).collect();
         let out = run(&mut e, &frames);
         assert_eq!(out.records.len(), 3);
-        assert_eq!(e.stats.dedup_evictions, 1);
+        assert_eq!(e.stats().dedup_evictions, 1);
         assert!(out.state.iter().any(|c| matches!(c, StateChange::Delete(_))));
     }
 
     #[test]
-    fn dns_queries_match_subdomains_and_responses_do_not_alert() {
-        let mut e = Engine::new(ioc("drivres-update.info"), EngineConfig::default(), Vec::new());
-        let out = run(&mut e, &[dns_query("www.drivres-update.info"), dns_query("example.org")]);
-        assert_eq!(out.records.len(), 1);
-        let v: serde_json::Value = serde_json::from_slice(&out.records[0].eve_json).unwrap();
-        assert_eq!(v["alert"]["signature_id"], sid::IOC_DNS_QUERY);
-        assert_eq!(v["dns"]["query"][0]["rrname"], "www.drivres-update.info");
-        assert_eq!(v["canhgac"]["technique"], "T1071.004");
-        let mut response = dns_query("www.drivres-update.info");
-        response[20 + 8 + 2] |= 0x80; // QR bit in the DNS header after IPv4+UDP
-        assert!(run(&mut e, &[response]).records.is_empty());
+    fn dns_queries_match_subdomains_responses_do_not_alert_and_events_are_optional() {
+        let cfg = EngineConfig { eve: EveTypes::parse("alert,dns,flow").unwrap(), ..Default::default() };
+        let mut e = Engine::new(ioc("drivres-update.info"), cfg, Vec::new());
+        let mut out = run(&mut e, &[dns_query("www.drivres-update.info"), dns_query("example.org")]);
+        e.finish(&mut out);
+        let types: Vec<String> =
+            out.records.iter().map(|r| json(r)["event_type"].as_str().unwrap().to_string()).collect();
+        assert_eq!(types, ["dns", "alert", "dns", "flow"]);
+        let alert = json(&out.records[1]);
+        assert_eq!(alert["alert"]["signature_id"], sid::IOC_DNS_QUERY);
+        assert_eq!(alert["dns"]["query"][0]["rrname"], "www.drivres-update.info");
+        assert_eq!(alert["canhgac"]["technique"], "T1071.004");
+        assert_eq!(json(&out.records[3])["flow"]["pkts_toserver"], 2);
+    }
+
+    #[test]
+    fn garbage_frames_are_counted() {
+        let mut e = Engine::new(ioc("1.1.1.1"), EngineConfig::default(), Vec::new());
+        let mut out = Output::default();
+        e.on_frame(1, OffsetDateTime::UNIX_EPOCH, &[0xff; 30], &mut out);
+        e.on_frame(101, OffsetDateTime::UNIX_EPOCH, &[0x45, 0, 0], &mut out);
+        e.on_frame(9999, OffsetDateTime::UNIX_EPOCH, &[1, 2, 3], &mut out);
+        let s = e.stats();
+        assert_eq!((s.packets, s.decode_errors, s.unknown_link), (3, 1, 1));
     }
 }

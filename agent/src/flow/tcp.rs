@@ -1,0 +1,281 @@
+//! TCP session state and in-order stream reassembly.
+//!
+//! Each direction keeps the next expected sequence number and a bounded
+//! buffer of out-of-order segments. Data is handed to the application layer
+//! strictly in order and once: retransmitted bytes are trimmed, overlapping
+//! data keeps the first copy. When the out-of-order buffer exceeds its cap
+//! the stream skips the hole (counted as a gap) and resynchronises.
+
+use std::collections::BTreeMap;
+
+use crate::decode::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, TcpInfo};
+
+/// Out-of-order bytes kept per direction before a hole is given up.
+pub const MAX_PENDING: usize = 256 * 1024;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StreamStats {
+    pub segments: u64,
+    /// Bytes delivered in order.
+    pub delivered: u64,
+    /// Holes skipped (data never seen).
+    pub gaps: u64,
+    pub gap_bytes: u64,
+    /// Segments that were entirely retransmissions.
+    pub retransmissions: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Stream {
+    /// Absolute position (bytes from the first data byte) of the next
+    /// expected byte, and the sequence number it has.
+    next: Option<(u64, u32)>,
+    pending: BTreeMap<u64, Vec<u8>>,
+    pending_bytes: usize,
+    pub fin: bool,
+    pub stats: StreamStats,
+}
+
+impl Stream {
+    fn init(&mut self, seq: u32) {
+        if self.next.is_none() {
+            self.next = Some((0, seq));
+        }
+    }
+
+    /// Absolute position of `seq`, relative to the next expected byte.
+    fn position(&self, seq: u32) -> Option<i64> {
+        let (pos, next_seq) = self.next?;
+        Some(pos as i64 + i64::from(seq.wrapping_sub(next_seq) as i32))
+    }
+
+    /// Feeds a segment; appends newly in-order bytes to `out`.
+    pub fn segment(&mut self, seq: u32, data: &[u8], out: &mut Vec<u8>) {
+        self.stats.segments += 1;
+        if data.is_empty() {
+            return;
+        }
+        self.init(seq);
+        let Some(at) = self.position(seq) else { return };
+        let Some((pos, _)) = self.next else { return };
+        let end = at + data.len() as i64;
+        if end <= pos as i64 {
+            self.stats.retransmissions += 1;
+            return;
+        }
+        if at > pos as i64 {
+            // out of order: keep it (first copy wins)
+            let at = at as u64;
+            if let std::collections::btree_map::Entry::Vacant(e) = self.pending.entry(at) {
+                self.pending_bytes += data.len();
+                e.insert(data.to_vec());
+            }
+            if self.pending_bytes > MAX_PENDING {
+                self.skip_hole(out);
+            }
+            return;
+        }
+        let skip = (pos as i64 - at) as usize;
+        self.deliver(&data[skip..], out);
+        self.drain_pending(out);
+    }
+
+    fn deliver(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        if let Some((pos, seq)) = self.next.as_mut() {
+            out.extend_from_slice(data);
+            *pos += data.len() as u64;
+            *seq = seq.wrapping_add(data.len() as u32);
+            self.stats.delivered += data.len() as u64;
+        }
+    }
+
+    fn drain_pending(&mut self, out: &mut Vec<u8>) {
+        while let Some((&at, _)) = self.pending.first_key_value() {
+            let Some((pos, _)) = self.next else { return };
+            if at > pos {
+                return;
+            }
+            let Some(data) = self.pending.remove(&at) else { return };
+            self.pending_bytes -= data.len();
+            let end = at + data.len() as u64;
+            if end > pos {
+                let skip = (pos - at) as usize;
+                self.deliver(&data[skip..], out);
+            }
+        }
+    }
+
+    /// Gives up the hole before the first pending segment.
+    fn skip_hole(&mut self, out: &mut Vec<u8>) {
+        let Some((&at, _)) = self.pending.first_key_value() else { return };
+        if let Some((pos, seq)) = self.next.as_mut()
+            && at > *pos
+        {
+            let gap = at - *pos;
+            *seq = seq.wrapping_add(gap as u32);
+            *pos = at;
+            self.stats.gaps += 1;
+            self.stats.gap_bytes += gap;
+        }
+        self.drain_pending(out);
+    }
+
+    /// At the end of the flow: deliver what is pending across holes.
+    pub fn flush(&mut self, out: &mut Vec<u8>) {
+        while !self.pending.is_empty() {
+            self.skip_hole(out);
+        }
+    }
+
+    /// Bytes held out of order.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+}
+
+/// Connection state as Suricata's `flow.state` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpState {
+    New,
+    SynSent,
+    SynRecv,
+    Established,
+    Closing,
+    Closed,
+}
+
+impl TcpState {
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpState::New | TcpState::SynSent | TcpState::SynRecv => "new",
+            TcpState::Established => "established",
+            TcpState::Closing => "closed",
+            TcpState::Closed => "closed",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TcpSession {
+    pub state: TcpState,
+    /// Index 0: client to server, 1: server to client.
+    pub streams: [Stream; 2],
+    /// Flags seen per direction (Suricata's tcp.tcp_flags_ts/tc).
+    pub flags: [u8; 2],
+    pub rst: bool,
+}
+
+impl Default for TcpSession {
+    fn default() -> Self {
+        TcpSession {
+            state: TcpState::New,
+            streams: [Stream::default(), Stream::default()],
+            flags: [0, 0],
+            rst: false,
+        }
+    }
+}
+
+impl TcpSession {
+    /// Updates the state with a segment in direction `dir` (0 to server)
+    /// and reassembles its payload into `out`.
+    pub fn packet(&mut self, dir: usize, tcp: &TcpInfo, payload: &[u8], out: &mut Vec<u8>) {
+        let f = tcp.flags;
+        self.flags[dir] |= f;
+        if f & TCP_SYN != 0 {
+            // SYN consumes one sequence number.
+            self.streams[dir].init(tcp.seq.wrapping_add(1));
+            self.state = match (self.state, dir, f & TCP_ACK != 0) {
+                (TcpState::New, 0, false) => TcpState::SynSent,
+                (TcpState::New | TcpState::SynSent, 1, true) => TcpState::SynRecv,
+                (s, _, _) => s,
+            };
+        } else if f & TCP_ACK != 0 && dir == 0 && self.state == TcpState::SynRecv {
+            self.state = TcpState::Established;
+        } else if self.state == TcpState::New && !payload.is_empty() {
+            // picked up in the middle of a connection
+            self.state = TcpState::Established;
+        }
+        if f & TCP_RST != 0 {
+            self.rst = true;
+            self.state = TcpState::Closed;
+        }
+        if f & TCP_SYN == 0 {
+            self.streams[dir].segment(tcp.seq, payload, out);
+        }
+        if f & TCP_FIN != 0 {
+            self.streams[dir].fin = true;
+            if self.state == TcpState::Established {
+                self.state = TcpState::Closing;
+            }
+            if self.streams[0].fin && self.streams[1].fin {
+                self.state = TcpState::Closed;
+            }
+        }
+    }
+
+    pub fn established(&self) -> bool {
+        matches!(self.state, TcpState::Established | TcpState::Closing)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(s: &mut Stream, seq: u32, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        s.segment(seq, data, &mut out);
+        out
+    }
+
+    #[test]
+    fn in_order_out_of_order_and_retransmission() {
+        let mut s = Stream::default();
+        s.init(1000);
+        assert_eq!(feed(&mut s, 1000, b"abc"), b"abc");
+        assert_eq!(feed(&mut s, 1006, b"ghi"), b"");
+        assert_eq!(feed(&mut s, 1003, b"def"), b"defghi");
+        assert_eq!(feed(&mut s, 1000, b"abcdef"), b"", "retransmission");
+        assert_eq!(feed(&mut s, 1007, b"hijk"), b"jk", "partial overlap trimmed");
+        assert_eq!(s.stats.delivered, 11);
+    }
+
+    #[test]
+    fn sequence_wraps_around() {
+        let mut s = Stream::default();
+        s.init(u32::MAX - 1);
+        assert_eq!(feed(&mut s, u32::MAX - 1, b"ab"), b"ab");
+        assert_eq!(feed(&mut s, 0, b"cd"), b"cd");
+    }
+
+    #[test]
+    fn holes_are_skipped_when_the_buffer_is_full() {
+        let mut s = Stream::default();
+        s.init(0);
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut out = Vec::new();
+        for i in 1..=5u32 {
+            s.segment(100 + i * chunk.len() as u32, &chunk, &mut out);
+        }
+        assert!(!out.is_empty(), "data after the hole is delivered");
+        assert_eq!(s.stats.gaps, 1);
+        assert!(s.pending_bytes() <= MAX_PENDING);
+    }
+
+    #[test]
+    fn handshake_states() {
+        let mut t = TcpSession::default();
+        let mut out = Vec::new();
+        let info = |seq, flags| TcpInfo { seq, ack: 0, flags, window: 0 };
+        t.packet(0, &info(10, TCP_SYN), b"", &mut out);
+        t.packet(1, &info(50, TCP_SYN | TCP_ACK), b"", &mut out);
+        t.packet(0, &info(11, TCP_ACK), b"", &mut out);
+        assert!(t.established());
+        t.packet(0, &info(11, TCP_ACK | crate::decode::TCP_PSH), b"GET /", &mut out);
+        assert_eq!(out, b"GET /");
+        t.packet(0, &info(16, TCP_FIN | TCP_ACK), b"", &mut out);
+        t.packet(1, &info(51, TCP_FIN | TCP_ACK), b"", &mut out);
+        assert_eq!(t.state, TcpState::Closed);
+    }
+}
