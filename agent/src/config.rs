@@ -169,6 +169,15 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
 
 /// Reads the file (if any), applies the flags and validates the result.
 pub fn resolve(path: Option<&Path>, o: Overrides) -> Result<AgentConfig, ResolveError> {
+    let mut c = load_file(path)?;
+    c.exit_when_drained = o.exit_when_drained;
+    apply(&mut c, o)?;
+    Ok(c)
+}
+
+/// Reads and validates the file alone (defaults when `None`); the result
+/// may still lack a state directory or a capture source.
+pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
     let mut c = AgentConfig {
         state_dir: PathBuf::new(),
         collector: None,
@@ -180,7 +189,7 @@ pub fn resolve(path: Option<&Path>, o: Overrides) -> Result<AgentConfig, Resolve
         eve_types: crate::eve::EveTypes::default(),
         spool_max_bytes: DEFAULT_SPOOL,
         uplink: UplinkConfig::default(),
-        exit_when_drained: o.exit_when_drained,
+        exit_when_drained: false,
     };
     if let Some(path) = path {
         let src = Source::read(path)?;
@@ -265,6 +274,10 @@ pub fn resolve(path: Option<&Path>, o: Overrides) -> Result<AgentConfig, Resolve
             c.uplink.heartbeat_interval = d;
         }
     }
+    Ok(c)
+}
+
+fn apply(c: &mut AgentConfig, o: Overrides) -> Result<(), ResolveError> {
     if let Some(d) = o.state_dir {
         c.state_dir = d;
     }
@@ -300,7 +313,7 @@ pub fn resolve(path: Option<&Path>, o: Overrides) -> Result<AgentConfig, Resolve
             "--exit-when-drained needs --pcap (a live capture never drains)".into(),
         ));
     }
-    Ok(c)
+    Ok(())
 }
 
 #[cfg(test)]

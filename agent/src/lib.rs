@@ -6,6 +6,7 @@
 //! → durable spool ([`spool`]) → uplink ([`uplink`]) → collector.
 //! [`daemon`] wires them; [`enroll`] and [`state`] handle identity.
 
+pub mod analyze;
 pub mod app;
 pub mod capture;
 pub mod config;

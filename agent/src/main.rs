@@ -65,6 +65,25 @@ enum Command {
         #[arg(long)]
         collector: Option<String>,
     },
+    /// Runs the detection engine over capture files: EVE JSON lines on
+    /// stdout (alerts only by default), a summary on stderr.
+    Analyze {
+        /// Capture file (pcap or pcapng); repeatable.
+        #[arg(long, required = true)]
+        pcap: Vec<PathBuf>,
+        /// Suricata rule file; repeatable.
+        #[arg(long)]
+        rules: Vec<PathBuf>,
+        /// Indicator list, `[FORMAT:]PATH`; repeatable.
+        #[arg(long)]
+        ioc: Vec<PathBuf>,
+        /// Agent configuration (indicator lists, detector settings).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Event types to print: any of alert,flow,dns,tls,http,ssh.
+        #[arg(long, value_parser = canhgac_agent::eve::EveTypes::parse)]
+        eve_types: Option<canhgac_agent::eve::EveTypes>,
+    },
     /// Prints the identity and the spool state.
     Status {
         #[arg(long)]
@@ -159,6 +178,22 @@ fn main() -> ExitCode {
             };
             match rt.block_on(daemon::run(cfg, shutdown)) {
                 Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(1, &e.to_string()),
+            }
+        }
+        Command::Analyze { pcap, rules, ioc, config, eve_types } => {
+            canhgac_proto::files::init_logging();
+            let opts = canhgac_agent::analyze::AnalyzeOptions { pcaps: pcap, ioc, rules, config, eve: eve_types };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match canhgac_agent::analyze::run(&opts, &mut out) {
+                Ok(summary) => {
+                    drop(out);
+                    eprintln!("{}", summary.line());
+                    ExitCode::SUCCESS
+                }
+                Err(e @ canhgac_agent::analyze::AnalyzeError::Config(_)) => fail(2, &e.to_string()),
+                Err(e @ canhgac_agent::analyze::AnalyzeError::Usage(_)) => fail(2, &e.to_string()),
                 Err(e) => fail(1, &e.to_string()),
             }
         }

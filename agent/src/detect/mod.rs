@@ -12,6 +12,7 @@
 //! from a checkpoint after a crash produces exactly the records that were
 //! lost.
 
+pub mod behaviour;
 pub mod ioc;
 
 use std::{
@@ -46,6 +47,7 @@ pub struct EngineConfig {
     pub eve: EveTypes,
     pub flow: FlowConfig,
     pub defrag: DefragConfig,
+    pub behaviour: behaviour::BehaviourConfig,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +58,7 @@ impl Default for EngineConfig {
             eve: EveTypes::default(),
             flow: FlowConfig::default(),
             defrag: DefragConfig::default(),
+            behaviour: behaviour::BehaviourConfig::default(),
         }
     }
 }
@@ -98,6 +101,7 @@ pub struct EngineStats {
     pub tcp_gaps: u64,
     pub flows: FlowStats,
     pub defrag: DefragStats,
+    pub behaviour: behaviour::BehaviourStats,
 }
 
 /// One alert per (flow, indicator), with bounded memory.
@@ -170,6 +174,8 @@ struct Detect {
     ioc: Arc<IocSet>,
     cfg: EngineConfig,
     dedup: Dedup,
+    behaviour: behaviour::Behaviour,
+    findings: Vec<behaviour::Finding>,
     stats: EngineStats,
 }
 
@@ -187,7 +193,14 @@ impl Engine {
         Engine {
             flows: FlowTable::new(cfg.flow.clone()),
             defrag: Defrag::new(cfg.defrag.clone()),
-            det: Detect { ioc, cfg, dedup, stats: EngineStats::default() },
+            det: Detect {
+                behaviour: behaviour::Behaviour::new(cfg.behaviour.clone()),
+                findings: Vec::new(),
+                ioc,
+                cfg,
+                dedup,
+                stats: EngineStats::default(),
+            },
             ended: Vec::new(),
         }
     }
@@ -201,6 +214,7 @@ impl Engine {
         let mut s = self.det.stats;
         s.flows = self.flows.stats;
         s.defrag = self.defrag.stats;
+        s.behaviour = self.det.behaviour.stats;
         s
     }
 
@@ -232,8 +246,8 @@ impl Engine {
             }
             return;
         }
-        let (flow, dir) = self.flows.packet(p, &mut self.ended);
-        self.det.packet(flow, dir, p, out);
+        let (flow, dir, new) = self.flows.packet(p, &mut self.ended);
+        self.det.packet(flow, dir, new, p, out);
         if !self.ended.is_empty() {
             for (f, reason) in std::mem::take(&mut self.ended) {
                 self.det.end_flow(f, reason, out);
@@ -263,7 +277,7 @@ fn ports(flow: &Flow) -> (u16, u16) {
 }
 
 impl Detect {
-    fn packet(&mut self, flow: &mut Flow, dir: Dir, p: &Packet<'_>, out: &mut Output) {
+    fn packet(&mut self, flow: &mut Flow, dir: Dir, new: bool, p: &Packet<'_>, out: &mut Output) {
         if !self.ioc.is_empty() {
             self.ip_indicators(flow, dir, p, out);
         }
@@ -282,6 +296,11 @@ impl Detect {
                     seen = before;
                 }
                 let ports = ports(flow);
+                if ports.1 == 21 && dir == Dir::ToClient {
+                    for line in data.split(|b| *b == b'\n') {
+                        self.behaviour.ftp_reply(flow, line);
+                    }
+                }
                 flow.app.on_stream(dir as usize, ports, seen, &data, &mut events, &mut errors);
                 if p.tcp_flags & TCP_RST != 0 {
                     flow.app.on_close(0, &mut events);
@@ -296,6 +315,40 @@ impl Detect {
         self.stats.dns_errors += errors.dns;
         for ev in events {
             self.app_event(flow, dir, p, ev, out);
+        }
+        let mut findings = std::mem::take(&mut self.findings);
+        self.behaviour.packet(flow, dir, p, new, &mut findings);
+        self.report(&mut findings, Some(p), flow, out);
+        self.findings = findings;
+    }
+
+    /// Turns behavioural findings into alerts.
+    fn report(&mut self, findings: &mut Vec<behaviour::Finding>, p: Option<&Packet<'_>>, flow: &mut Flow, out: &mut Output) {
+        for f in findings.drain(..) {
+            let ts = p.map(|p| p.ts).unwrap_or(flow.last_ts);
+            let mut m = eve::flow_base(flow, "alert", ts);
+            // the finding names the actors: attacker as source
+            m.insert("src_ip".into(), f.src.to_string().into());
+            if let Some(d) = f.dst {
+                m.insert("dest_ip".into(), d.to_string().into());
+            }
+            match f.dst_port {
+                Some(port) => {
+                    m.insert("dest_port".into(), port.into());
+                }
+                None => {
+                    m.remove("dest_port");
+                }
+            }
+            m.remove("src_port");
+            let info = AlertInfo::builtin(f.signature_id, f.signature.clone(), f.category, f.severity);
+            let mut canhgac = json!({"detector": f.detector, "technique": f.technique});
+            if let (Some(obj), serde_json::Value::Object(details)) = (canhgac.as_object_mut(), f.details.clone()) {
+                obj.extend(details);
+            }
+            flow.alerted = true;
+            let value = eve::alert(m, info, None, Vec::new(), canhgac);
+            self.push(RecordKind::Alert, f.severity, ts, value, out);
         }
     }
 
@@ -387,6 +440,11 @@ impl Detect {
                     return;
                 }
                 for q in &msg.questions {
+                    let mut findings = std::mem::take(&mut self.findings);
+                    let ts = canhgac_proto::timefmt::micros(p.ts);
+                    self.behaviour.dns_query(p.src, p.dst, &q.name, q.qtype, ts, &mut findings);
+                    self.report(&mut findings, Some(p), flow, out);
+                    self.findings = findings;
                     if self.cfg.eve.dns {
                         let mut m = eve::base(p, "dns", Some(flow));
                         m.insert("dns".into(), eve::dns_query(&msg, q));
@@ -606,6 +664,10 @@ impl Detect {
             }
             _ => {}
         }
+        let mut findings = std::mem::take(&mut self.findings);
+        self.behaviour.flow_end(&flow, &mut findings);
+        self.report(&mut findings, None, &mut flow, out);
+        self.findings = findings;
         if self.cfg.eve.flow {
             let value = eve::flow(&flow, reason);
             self.push(RecordKind::Event, 0, ts, value, out);

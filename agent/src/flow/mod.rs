@@ -206,7 +206,6 @@ pub struct FlowStats {
 pub struct FlowTable {
     cfg: FlowConfig,
     flows: LinkedHashMap<FlowKey, Flow>,
-    next_id: u64,
     next_sweep_us: i64,
     pub stats: FlowStats,
 }
@@ -216,22 +215,22 @@ impl FlowTable {
         FlowTable {
             cfg,
             flows: LinkedHashMap::new(),
-            next_id: 1,
             next_sweep_us: i64::MIN,
             stats: FlowStats::default(),
         }
     }
 
-    /// The flow of `p` (created when new), after recording the packet's
-    /// counters; flows that had to leave the table go to `ended`.
-    pub fn packet(&mut self, p: &Packet<'_>, ended: &mut Vec<(Flow, EndReason)>) -> (&mut Flow, Dir) {
+    /// The flow of `p` (created when new: the flag), after recording the
+    /// packet's counters; flows that had to leave the table go to `ended`.
+    pub fn packet(&mut self, p: &Packet<'_>, ended: &mut Vec<(Flow, EndReason)>) -> (&mut Flow, Dir, bool) {
         let now = canhgac_proto::timefmt::micros(p.ts);
         if now >= self.next_sweep_us {
             self.sweep(now, ended);
             self.next_sweep_us = now + 1_000_000;
         }
         let key = FlowKey::of(p);
-        if self.flows.contains_key(&key) {
+        let new = !self.flows.contains_key(&key);
+        if !new {
             self.flows.to_back(&key);
         } else {
             while self.flows.len() >= self.cfg.max_flows.max(1) {
@@ -244,7 +243,6 @@ impl FlowTable {
                 }
             }
             let id = crate::eve::flow_id(p);
-            self.next_id += 1;
             self.flows.insert(key.clone(), Flow::new(p, id));
             self.stats.created += 1;
         }
@@ -256,7 +254,7 @@ impl FlowTable {
         flow.bytes[dir as usize] += p.len as u64;
         flow.last_us = flow.last_us.max(now);
         flow.last_ts = flow.last_ts.max(p.ts);
-        (flow, dir)
+        (flow, dir, new)
     }
 
     /// Removes flows idle longer than their timeout.
@@ -324,11 +322,11 @@ mod tests {
         let syn = tcp([10, 0, 0, 1], 40000, [10, 0, 0, 2], 80, true, false);
         let synack = tcp([10, 0, 0, 2], 80, [10, 0, 0, 1], 40000, true, true);
         let p = decode(LinkType::RawIp, at(0), &synack).unwrap().unwrap();
-        let (f, dir) = t.packet(&p, &mut ended);
+        let (f, dir, _) = t.packet(&p, &mut ended);
         assert_eq!(dir, Dir::ToClient, "a SYN-ACK first still makes the SYN-ACK receiver the client");
         let id = f.id;
         let p = decode(LinkType::RawIp, at(1), &syn).unwrap().unwrap();
-        let (f, dir) = t.packet(&p, &mut ended);
+        let (f, dir, _) = t.packet(&p, &mut ended);
         assert_eq!((f.id, dir), (id, Dir::ToServer));
         assert_eq!(f.pkts, [1, 1]);
         assert_eq!(t.len(), 1);

@@ -163,6 +163,8 @@ pub struct TcpSession {
     /// Flags seen per direction (Suricata's tcp.tcp_flags_ts/tc).
     pub flags: [u8; 2],
     pub rst: bool,
+    /// The connection reached the established state at some point.
+    pub was_established: bool,
 }
 
 impl Default for TcpSession {
@@ -172,6 +174,7 @@ impl Default for TcpSession {
             streams: [Stream::default(), Stream::default()],
             flags: [0, 0],
             rst: false,
+            was_established: false,
         }
     }
 }
@@ -196,6 +199,9 @@ impl TcpSession {
             // picked up in the middle of a connection
             self.state = TcpState::Established;
         }
+        if self.state == TcpState::Established {
+            self.was_established = true;
+        }
         if f & TCP_RST != 0 {
             self.rst = true;
             self.state = TcpState::Closed;
@@ -214,8 +220,9 @@ impl TcpSession {
         }
     }
 
+    /// Handshake completed (or picked up with data), even if closed since.
     pub fn established(&self) -> bool {
-        matches!(self.state, TcpState::Established | TcpState::Closing)
+        self.was_established || matches!(self.state, TcpState::Established | TcpState::Closing)
     }
 }
 
