@@ -183,7 +183,8 @@ fn main() -> ExitCode {
         }
         Command::Analyze { pcap, rules, ioc, config, eve_types } => {
             canhgac_proto::files::init_logging();
-            let opts = canhgac_agent::analyze::AnalyzeOptions { pcaps: pcap, ioc, rules, config, eve: eve_types };
+            let opts =
+                canhgac_agent::analyze::AnalyzeOptions { pcaps: pcap, ioc, rules, config, eve: eve_types };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             match canhgac_agent::analyze::run(&opts, &mut out) {

@@ -76,3 +76,123 @@ fn enroll_reports_an_unreachable_collector() {
     assert!(e.contains("cannot connect"), "{e}");
     assert!(!dir.path().join("identity.toml").exists());
 }
+
+/// Detection cases in the style of suricata-verify: every directory of
+/// `tests/detect/` with a `test.toml` (captures, indicator lists, rules,
+/// event types, and the expected records) runs through the same engine as
+/// `canhgac-agent analyze`. All failures are reported together.
+#[test]
+fn detection_cases() {
+    use std::path::{Path, PathBuf};
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Case {
+        #[allow(dead_code)]
+        description: String,
+        pcap: Vec<String>,
+        #[serde(default)]
+        ioc: Vec<String>,
+        #[serde(default)]
+        rules: Vec<String>,
+        eve_types: Option<String>,
+        expect: Vec<Expect>,
+    }
+
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Expect {
+        count: Option<usize>,
+        at_least: Option<usize>,
+        #[serde(rename = "match")]
+        fields: toml::Table,
+    }
+
+    fn lookup<'a>(v: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+        path.split('.').try_fold(v, |v, key| match key.parse::<usize>() {
+            Ok(i) => v.get(i),
+            Err(_) => v.get(key),
+        })
+    }
+
+    fn equal(j: &serde_json::Value, t: &toml::Value) -> bool {
+        match t {
+            toml::Value::String(s) => j.as_str() == Some(s.as_str()),
+            toml::Value::Integer(i) => {
+                j.as_i64() == Some(*i) || j.as_u64().is_some_and(|u| i64::try_from(u) == Ok(*i))
+            }
+            toml::Value::Boolean(b) => j.as_bool() == Some(*b),
+            toml::Value::Float(f) => j.as_f64() == Some(*f),
+            _ => false,
+        }
+    }
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/detect");
+    let rel = |dir: &Path, spec: &str| -> PathBuf {
+        match spec.split_once(':') {
+            Some((fmt, path)) if !fmt.contains('/') => {
+                PathBuf::from(format!("{fmt}:{}", dir.join(path).display()))
+            }
+            _ => dir.join(spec),
+        }
+    };
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("test.toml").exists())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 8, "detection cases missing under {}", root.display());
+    let mut failures = Vec::new();
+    for dir in &dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let case: Case = toml::from_str(&std::fs::read_to_string(dir.join("test.toml")).unwrap())
+            .unwrap_or_else(|e| panic!("{name}/test.toml: {e}"));
+        let opts = canhgac_agent::analyze::AnalyzeOptions {
+            pcaps: case.pcap.iter().map(|p| dir.join(p)).collect(),
+            ioc: case.ioc.iter().map(|p| rel(dir, p)).collect(),
+            rules: case.rules.iter().map(|p| dir.join(p)).collect(),
+            config: None,
+            eve: case.eve_types.as_deref().map(|t| canhgac_agent::eve::EveTypes::parse(t).unwrap()),
+        };
+        let mut out = Vec::new();
+        let summary = match canhgac_agent::analyze::run(&opts, &mut out) {
+            Ok(s) => s,
+            Err(e) => {
+                failures.push(format!("{name}: analyze failed: {e}"));
+                continue;
+            }
+        };
+        let records: Vec<serde_json::Value> =
+            String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        for (i, exp) in case.expect.iter().enumerate() {
+            let n = records
+                .iter()
+                .filter(|r| exp.fields.iter().all(|(k, v)| lookup(r, k).is_some_and(|j| equal(j, v))))
+                .count();
+            let ok = match (exp.count, exp.at_least) {
+                (Some(c), _) => n == c,
+                (None, Some(a)) => n >= a,
+                (None, None) => n >= 1,
+            };
+            if !ok {
+                failures.push(format!(
+                    "{name}: expectation {} ({:?}) matched {n} records (count {:?}, at least {:?}); {} records, {}",
+                    i + 1,
+                    exp.fields,
+                    exp.count,
+                    exp.at_least,
+                    records.len(),
+                    summary.line()
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        dirs.len(),
+        failures.join("\n")
+    );
+}

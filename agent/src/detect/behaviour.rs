@@ -71,7 +71,13 @@ pub struct PortscanConfig {
 
 impl Default for PortscanConfig {
     fn default() -> Self {
-        PortscanConfig { enabled: true, vertical_ports: 25, horizontal_hosts: 20, window_secs: 120, suppress_secs: 3600 }
+        PortscanConfig {
+            enabled: true,
+            vertical_ports: 25,
+            horizontal_hosts: 20,
+            window_secs: 120,
+            suppress_secs: 3600,
+        }
     }
 }
 
@@ -144,8 +150,9 @@ impl Default for DnsTunnelConfig {
     }
 }
 
-/// ICMP echo carrying data: payloads larger than ping's or with
-/// near-random content, many of them between the same two hosts.
+/// ICMP echo carrying data: payloads that change from one packet to the
+/// next (ping repeats one pattern after its timestamp) and are either larger
+/// than ping's or near-random, many of them between the same two hosts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IcmpTunnelConfig {
@@ -162,7 +169,14 @@ pub struct IcmpTunnelConfig {
 
 impl Default for IcmpTunnelConfig {
     fn default() -> Self {
-        IcmpTunnelConfig { enabled: true, min_payload: 128, min_entropy: 4.5, packets: 10, window_secs: 120, suppress_secs: 3600 }
+        IcmpTunnelConfig {
+            enabled: true,
+            min_payload: 128,
+            min_entropy: 4.5,
+            packets: 10,
+            window_secs: 120,
+            suppress_secs: 3600,
+        }
     }
 }
 
@@ -294,6 +308,7 @@ struct DnsState {
 struct IcmpState {
     times: VecDeque<i64>,
     bytes: u64,
+    last_digest: Option<u64>,
 }
 
 #[derive(Default)]
@@ -335,8 +350,28 @@ pub fn entropy(data: &[u8]) -> f64 {
 /// Public suffixes with two labels that matter here (Vietnamese and common
 /// ones); the parent of `a.b.gov.vn` is `b.gov.vn`.
 const TWO_LABEL_SUFFIXES: &[&str] = &[
-    "gov.vn", "com.vn", "net.vn", "org.vn", "edu.vn", "ac.vn", "info.vn", "int.vn", "name.vn", "pro.vn", "biz.vn",
-    "health.vn", "co.uk", "org.uk", "ac.uk", "com.au", "net.au", "co.jp", "com.cn", "com.br", "co.kr", "com.sg",
+    "gov.vn",
+    "com.vn",
+    "net.vn",
+    "org.vn",
+    "edu.vn",
+    "ac.vn",
+    "info.vn",
+    "int.vn",
+    "name.vn",
+    "pro.vn",
+    "biz.vn",
+    "health.vn",
+    "co.uk",
+    "org.uk",
+    "ac.uk",
+    "com.au",
+    "net.au",
+    "co.jp",
+    "com.cn",
+    "com.br",
+    "co.kr",
+    "com.sg",
 ];
 
 /// The registered domain of a name, and the part in front of it. Tunnels
@@ -346,11 +381,12 @@ pub fn split_parent(name: &str) -> (String, String) {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     let labels: Vec<&str> = name.split('.').collect();
     let n = labels.len();
-    let keep = if n >= 3 && TWO_LABEL_SUFFIXES.contains(&format!("{}.{}", labels[n - 2], labels[n - 1]).as_str()) {
-        3
-    } else {
-        2
-    };
+    let keep =
+        if n >= 3 && TWO_LABEL_SUFFIXES.contains(&format!("{}.{}", labels[n - 2], labels[n - 1]).as_str()) {
+            3
+        } else {
+            2
+        };
     if n <= keep {
         return (name, String::new());
     }
@@ -385,11 +421,13 @@ impl Behaviour {
         if matches!(p.proto, PROTO_ICMP | PROTO_ICMPV6) {
             if let Some((t, code)) = p.icmp {
                 // port unreachable answers a UDP probe
-                let unreachable = (p.proto == PROTO_ICMP && t == 3 && code == 3) || (p.proto == PROTO_ICMPV6 && t == 1 && code == 4);
+                let unreachable = (p.proto == PROTO_ICMP && t == 3 && code == 3)
+                    || (p.proto == PROTO_ICMPV6 && t == 1 && code == 4);
                 if unreachable && self.cfg.portscan.enabled {
                     self.icmp_unreachable(p, now, out);
                 }
-                let echo = (p.proto == PROTO_ICMP && (t == 8 || t == 0)) || (p.proto == PROTO_ICMPV6 && (t == 128 || t == 129));
+                let echo = (p.proto == PROTO_ICMP && (t == 8 || t == 0))
+                    || (p.proto == PROTO_ICMPV6 && (t == 128 || t == 129));
                 if echo && self.cfg.icmp_tunnel.enabled {
                     self.icmp_echo(p, now, out);
                 }
@@ -414,7 +452,8 @@ impl Behaviour {
             st.probes.remove(&(target, port));
             return;
         }
-        let probe = (dir == Dir::ToServer && syn_only) || (dir == Dir::ToClient && p.tcp_flags & TCP_RST != 0);
+        let probe =
+            (dir == Dir::ToServer && syn_only) || (dir == Dir::ToClient && p.tcp_flags & TCP_RST != 0);
         if !probe {
             return;
         }
@@ -445,13 +484,16 @@ impl Behaviour {
         if ports_of_target >= cfg.vertical_ports
             && self.quiet.allow(format!("scan-v|{scanner}|{target}"), now, cfg.suppress_secs * US)
         {
-            let mut ports: Vec<u16> = st.probes.keys().filter(|(h, _)| *h == target).map(|(_, p)| *p).collect();
+            let mut ports: Vec<u16> =
+                st.probes.keys().filter(|(h, _)| *h == target).map(|(_, p)| *p).collect();
             ports.sort_unstable();
             self.stats.findings += 1;
             out.push(Finding {
                 detector: "portscan",
                 signature_id: crate::eve::sid::PORTSCAN_VERTICAL,
-                signature: format!("CANHGAC SCAN vertical port scan of {target} from {scanner} ({ports_of_target} ports)"),
+                signature: format!(
+                    "CANHGAC SCAN vertical port scan of {target} from {scanner} ({ports_of_target} ports)"
+                ),
                 category: "Attempted Information Leak",
                 severity: 2,
                 technique: "T1046",
@@ -470,13 +512,16 @@ impl Behaviour {
             && self.quiet.allow(format!("scan-h|{scanner}|{port}"), now, cfg.suppress_secs * US)
         {
             let Some(st) = self.scans.map.get(&scanner) else { return };
-            let mut hosts: Vec<String> = st.probes.keys().filter(|(_, pt)| *pt == port).map(|(h, _)| h.to_string()).collect();
+            let mut hosts: Vec<String> =
+                st.probes.keys().filter(|(_, pt)| *pt == port).map(|(h, _)| h.to_string()).collect();
             hosts.sort();
             self.stats.findings += 1;
             out.push(Finding {
                 detector: "portscan",
                 signature_id: crate::eve::sid::PORTSCAN_HORIZONTAL,
-                signature: format!("CANHGAC SCAN horizontal scan of port {port} from {scanner} ({hosts_on_port} hosts)"),
+                signature: format!(
+                    "CANHGAC SCAN horizontal scan of port {port} from {scanner} ({hosts_on_port} hosts)"
+                ),
                 category: "Attempted Information Leak",
                 severity: 2,
                 technique: "T1046",
@@ -504,6 +549,17 @@ impl Behaviour {
 
     /// A flow ended (closed or timed out).
     pub fn flow_end(&mut self, flow: &Flow, out: &mut Vec<Finding>) {
+        if flow.proto == crate::decode::PROTO_UDP
+            && self.cfg.portscan.enabled
+            && flow.pkts[1] == 0
+            && flow.pkts[0] <= 3
+        {
+            // an unanswered UDP datagram: a probe (counted at its start)
+            let (scanner, target, port) = (flow.client.0, flow.server.0, flow.server.1);
+            let st = self.scans.entry(&scanner, &mut self.stats.evictions);
+            st.probes.insert((target, port), flow.first_us);
+            self.check_scan(scanner, target, port, flow.last_us, out);
+        }
         if !self.cfg.bruteforce.enabled || flow.proto != PROTO_TCP {
             return;
         }
@@ -525,13 +581,18 @@ impl Behaviour {
         }
         let n = st.attempts.len();
         let failed = st.failed_logins;
-        if n >= cfg.attempts && self.quiet.allow(format!("brute|{}|{}|{port}", key.0, key.1), now, cfg.suppress_secs * US) {
+        if n >= cfg.attempts
+            && self.quiet.allow(format!("brute|{}|{}|{port}", key.0, key.1), now, cfg.suppress_secs * US)
+        {
             let service = service_name(port);
             self.stats.findings += 1;
             out.push(Finding {
                 detector: "bruteforce",
                 signature_id: crate::eve::sid::BRUTEFORCE,
-                signature: format!("CANHGAC BRUTEFORCE {service} guessing against {} from {} ({n} short sessions)", key.1, key.0),
+                signature: format!(
+                    "CANHGAC BRUTEFORCE {service} guessing against {} from {} ({n} short sessions)",
+                    key.1, key.0
+                ),
                 category: "Attempted User Privilege Gain",
                 severity: 2,
                 technique: "T1110",
@@ -549,7 +610,15 @@ impl Behaviour {
     }
 
     /// A DNS query from `client`.
-    pub fn dns_query(&mut self, client: IpAddr, server: IpAddr, name: &str, qtype: u16, ts_us: i64, out: &mut Vec<Finding>) {
+    pub fn dns_query(
+        &mut self,
+        client: IpAddr,
+        server: IpAddr,
+        name: &str,
+        qtype: u16,
+        ts_us: i64,
+        out: &mut Vec<Finding>,
+    ) {
         if !self.cfg.dns_tunnel.enabled || name.is_empty() {
             return;
         }
@@ -587,7 +656,8 @@ impl Behaviour {
         let mean_entropy = st.entropy_sum / unique as f64;
         let mean_len = st.length_sum / unique as f64;
         let qtype_ratio = st.tunnel_qtypes as f64 / st.queries as f64;
-        let encoded = mean_entropy >= cfg.min_entropy || mean_len >= cfg.min_label_length || st.long_names >= 3;
+        let encoded =
+            mean_entropy >= cfg.min_entropy || mean_len >= cfg.min_label_length || st.long_names >= 3;
         let suspicious = encoded || qtype_ratio >= cfg.min_tunnel_qtype_ratio;
         if !suspicious {
             return;
@@ -600,7 +670,9 @@ impl Behaviour {
         out.push(Finding {
             detector: "dns-tunnel",
             signature_id: crate::eve::sid::DNS_TUNNEL,
-            signature: format!("CANHGAC DNS tunnel suspected: {unique} unique names under {parent} from {client}"),
+            signature: format!(
+                "CANHGAC DNS tunnel suspected: {unique} unique names under {parent} from {client}"
+            ),
             category: "Potentially Bad Traffic",
             severity: 2,
             technique: "T1071.004",
@@ -623,13 +695,20 @@ impl Behaviour {
         let cfg = self.cfg.icmp_tunnel.clone();
         // ICMP echo: 4 bytes of identifier and sequence, then data
         let data = p.payload.get(4..).unwrap_or(&[]);
-        let big = data.len() > cfg.min_payload;
-        let random = data.len() >= 32 && entropy(data) >= cfg.min_entropy;
-        if !big && !random {
-            return;
-        }
         let (a, b) = if p.src <= p.dst { (p.src, p.dst) } else { (p.dst, p.src) };
         let st = self.icmp.entry(&(a, b), &mut self.stats.evictions);
+        // ping repeats one pattern (after a timestamp); tunnels carry data
+        let tail = data.get(16..).unwrap_or(&[]);
+        let digest = tail
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+        let changed = st.last_digest.is_some_and(|d| d != digest);
+        st.last_digest = Some(digest);
+        let big = data.len() > cfg.min_payload;
+        let random = data.len() >= 32 && entropy(data) >= cfg.min_entropy;
+        if !changed || (!big && !random) {
+            return;
+        }
         st.times.push_back(now);
         st.bytes += data.len() as u64;
         while st.times.front().is_some_and(|t| now - *t > cfg.window_secs * US) {
@@ -645,7 +724,9 @@ impl Behaviour {
             out.push(Finding {
                 detector: "icmp-tunnel",
                 signature_id: crate::eve::sid::ICMP_TUNNEL,
-                signature: format!("CANHGAC ICMP tunnel suspected between {client} and {server} ({n} data-carrying echoes)"),
+                signature: format!(
+                    "CANHGAC ICMP tunnel suspected between {client} and {server} ({n} data-carrying echoes)"
+                ),
                 category: "Potentially Bad Traffic",
                 severity: 2,
                 technique: "T1095",
@@ -663,7 +744,8 @@ impl Behaviour {
 
     fn beacon(&mut self, flow: &Flow, now: i64, out: &mut Vec<Finding>) {
         let cfg = self.cfg.beacon.clone();
-        if cfg.ignore_ports.contains(&flow.server.1) || flow.proto == PROTO_ICMP || flow.proto == PROTO_ICMPV6 {
+        if cfg.ignore_ports.contains(&flow.server.1) || flow.proto == PROTO_ICMP || flow.proto == PROTO_ICMPV6
+        {
             return;
         }
         let key = (flow.client.0, flow.server.0, flow.server.1);
@@ -693,10 +775,7 @@ impl Behaviour {
         out.push(Finding {
             detector: "beacon",
             signature_id: crate::eve::sid::BEACON,
-            signature: format!(
-                "CANHGAC BEACON {} contacts {}:{} every {:.0}s",
-                key.0, key.1, key.2, mean
-            ),
+            signature: format!("CANHGAC BEACON {} contacts {}:{} every {:.0}s", key.0, key.1, key.2, mean),
             category: "Potentially Bad Traffic",
             severity: 3,
             technique: "T1071",
@@ -756,8 +835,17 @@ mod tests {
         }
         assert!(out.is_empty(), "short, low-entropy names are not a tunnel");
         for i in 0..60 {
-            let label: String = (0..40).map(|j| char::from(b"abcdefghijklmnopqrstuvwxyz234567"[((i * 7 + j * 13) % 32) as usize])).collect();
-            b.dns_query(ip("10.0.0.2"), ip("10.0.0.53"), &format!("{label}.t.pirate.sea"), 10, i * US, &mut out);
+            let label: String = (0..40)
+                .map(|j| char::from(b"abcdefghijklmnopqrstuvwxyz234567"[((i * 7 + j * 13) % 32) as usize]))
+                .collect();
+            b.dns_query(
+                ip("10.0.0.2"),
+                ip("10.0.0.53"),
+                &format!("{label}.t.pirate.sea"),
+                10,
+                i * US,
+                &mut out,
+            );
         }
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].detector, "dns-tunnel");

@@ -323,7 +323,13 @@ impl Detect {
     }
 
     /// Turns behavioural findings into alerts.
-    fn report(&mut self, findings: &mut Vec<behaviour::Finding>, p: Option<&Packet<'_>>, flow: &mut Flow, out: &mut Output) {
+    fn report(
+        &mut self,
+        findings: &mut Vec<behaviour::Finding>,
+        p: Option<&Packet<'_>>,
+        flow: &mut Flow,
+        out: &mut Output,
+    ) {
         for f in findings.drain(..) {
             let ts = p.map(|p| p.ts).unwrap_or(flow.last_ts);
             let mut m = eve::flow_base(flow, "alert", ts);
@@ -343,7 +349,9 @@ impl Detect {
             m.remove("src_port");
             let info = AlertInfo::builtin(f.signature_id, f.signature.clone(), f.category, f.severity);
             let mut canhgac = json!({"detector": f.detector, "technique": f.technique});
-            if let (Some(obj), serde_json::Value::Object(details)) = (canhgac.as_object_mut(), f.details.clone()) {
+            if let (Some(obj), serde_json::Value::Object(details)) =
+                (canhgac.as_object_mut(), f.details.clone())
+            {
                 obj.extend(details);
             }
             flow.alerted = true;

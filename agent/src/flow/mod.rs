@@ -212,12 +212,7 @@ pub struct FlowTable {
 
 impl FlowTable {
     pub fn new(cfg: FlowConfig) -> FlowTable {
-        FlowTable {
-            cfg,
-            flows: LinkedHashMap::new(),
-            next_sweep_us: i64::MIN,
-            stats: FlowStats::default(),
-        }
+        FlowTable { cfg, flows: LinkedHashMap::new(), next_sweep_us: i64::MIN, stats: FlowStats::default() }
     }
 
     /// The flow of `p` (created when new: the flag), after recording the
