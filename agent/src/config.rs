@@ -48,6 +48,10 @@ pub struct AgentConfig {
     pub collector: Option<String>,
     pub source: Option<capture::Source>,
     pub replay_pps: u64,
+    /// Live capture workers (PACKET_FANOUT by flow hash when above 1).
+    pub capture_threads: usize,
+    /// Thresholds of the behavioural detectors (`[detect.portscan]`, ...).
+    pub behaviour: crate::detect::behaviour::BehaviourConfig,
     pub ioc_files: Vec<PathBuf>,
     pub ioc_severity: u32,
     pub dedup_capacity: usize,
@@ -113,6 +117,7 @@ struct RawCapture {
     #[serde(default)]
     pcap: Vec<PathBuf>,
     replay_pps: Option<u64>,
+    threads: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -127,6 +132,12 @@ struct RawIoc {
 #[serde(deny_unknown_fields)]
 struct RawDetect {
     dedup_capacity: Option<Spanned<u64>>,
+    portscan: Option<crate::detect::behaviour::PortscanConfig>,
+    bruteforce: Option<crate::detect::behaviour::BruteforceConfig>,
+    dns_tunnel: Option<crate::detect::behaviour::DnsTunnelConfig>,
+    icmp_tunnel: Option<crate::detect::behaviour::IcmpTunnelConfig>,
+    beacon: Option<crate::detect::behaviour::BeaconConfig>,
+    max_tracked: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -183,6 +194,8 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
         collector: None,
         source: None,
         replay_pps: 0,
+        capture_threads: 1,
+        behaviour: crate::detect::behaviour::BehaviourConfig::default(),
         ioc_files: Vec::new(),
         ioc_severity: 2,
         dedup_capacity: 100_000,
@@ -224,11 +237,34 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
             (None, true) => {}
         }
         c.replay_pps = raw.capture.replay_pps.unwrap_or(0);
+        if let Some(t) = &raw.capture.threads {
+            c.capture_threads = in_range(&src, t, 1, 64)? as usize;
+        }
+        let d = raw.detect;
+        let b = &mut c.behaviour;
+        if let Some(v) = d.portscan {
+            b.portscan = v;
+        }
+        if let Some(v) = d.bruteforce {
+            b.bruteforce = v;
+        }
+        if let Some(v) = d.dns_tunnel {
+            b.dns_tunnel = v;
+        }
+        if let Some(v) = d.icmp_tunnel {
+            b.icmp_tunnel = v;
+        }
+        if let Some(v) = d.beacon {
+            b.beacon = v;
+        }
+        if let Some(v) = &d.max_tracked {
+            b.max_tracked = in_range(&src, v, 1000, 10_000_000)? as usize;
+        }
         c.ioc_files = raw.ioc.files.into_iter().map(rel).collect();
         if let Some(s) = &raw.ioc.severity {
             c.ioc_severity = in_range(&src, s, 1, 4)?;
         }
-        if let Some(d) = &raw.detect.dedup_capacity {
+        if let Some(d) = &d.dedup_capacity {
             c.dedup_capacity = in_range(&src, d, 1, 100_000_000)? as usize;
         }
         if let Some(t) = &raw.eve.types {

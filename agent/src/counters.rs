@@ -1,50 +1,48 @@
 //! Counters of the running agent, reported in every heartbeat.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering::Relaxed},
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
     time::Instant,
 };
 
 use canhgac_proto::v1::{AgentCounters, SeverityCount};
 
-use crate::spool::SpoolStats;
+use crate::{detect::EngineStats, spool::SpoolStats};
+
+/// What one capture worker reports.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WorkerStats {
+    pub engine: EngineStats,
+    /// Dropped by the kernel before the worker read them (live capture).
+    pub kernel_drops: u64,
+    /// Dropped inside the agent.
+    pub user_drops: u64,
+}
 
 #[derive(Debug)]
 pub struct Counters {
-    pub packets_captured: AtomicU64,
-    pub bytes_captured: AtomicU64,
-    pub packets_dropped_kernel: AtomicU64,
-    pub packets_dropped_user: AtomicU64,
-    pub decode_errors: AtomicU64,
-    pub alerts_suppressed: AtomicU64,
-    pub dedup_evictions: AtomicU64,
+    workers: Mutex<Vec<WorkerStats>>,
     pub ioc_entries: AtomicU64,
     pub ioc_lines_rejected: AtomicU64,
     pub batches_rejected: AtomicU64,
     pub connects: AtomicU64,
-    pub flows_evicted: AtomicU64,
-    pub defrag_dropped: AtomicU64,
-    pub tcp_gaps: AtomicU64,
+    /// Capture files that ended in damage (the rest of the file is lost).
+    pub input_errors: AtomicU64,
     started: Instant,
 }
 
 impl Default for Counters {
     fn default() -> Self {
         Counters {
-            packets_captured: AtomicU64::new(0),
-            bytes_captured: AtomicU64::new(0),
-            packets_dropped_kernel: AtomicU64::new(0),
-            packets_dropped_user: AtomicU64::new(0),
-            decode_errors: AtomicU64::new(0),
-            alerts_suppressed: AtomicU64::new(0),
-            dedup_evictions: AtomicU64::new(0),
+            workers: Mutex::new(Vec::new()),
             ioc_entries: AtomicU64::new(0),
             ioc_lines_rejected: AtomicU64::new(0),
             batches_rejected: AtomicU64::new(0),
             connects: AtomicU64::new(0),
-            flows_evicted: AtomicU64::new(0),
-            defrag_dropped: AtomicU64::new(0),
-            tcp_gaps: AtomicU64::new(0),
+            input_errors: AtomicU64::new(0),
             started: Instant::now(),
         }
     }
@@ -55,13 +53,44 @@ impl Counters {
         c.fetch_add(n, Relaxed);
     }
 
+    /// Records the latest figures of capture worker `index`.
+    pub fn publish(&self, index: usize, stats: WorkerStats) {
+        let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        if w.len() <= index {
+            w.resize(index + 1, WorkerStats::default());
+        }
+        w[index] = stats;
+    }
+
+    /// Sum over the workers.
+    pub fn workers(&self) -> WorkerStats {
+        let w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = WorkerStats::default();
+        for s in w.iter() {
+            let e = &s.engine;
+            t.engine.packets += e.packets;
+            t.engine.bytes += e.bytes;
+            t.engine.decode_errors += e.decode_errors + e.unknown_link;
+            t.engine.suppressed += e.suppressed;
+            t.engine.dedup_evictions += e.dedup_evictions;
+            t.engine.flows.evicted += e.flows.evicted;
+            t.engine.defrag.timeouts += e.defrag.timeouts + e.defrag.evicted + e.defrag.invalid;
+            t.engine.tcp_gaps += e.tcp_gaps;
+            t.engine.behaviour.evictions = t.engine.behaviour.evictions.max(e.behaviour.evictions);
+            t.kernel_drops += s.kernel_drops;
+            t.user_drops += s.user_drops;
+        }
+        t
+    }
+
     pub fn snapshot(&self, spool: &SpoolStats) -> AgentCounters {
+        let w = self.workers();
         AgentCounters {
-            packets_captured: self.packets_captured.load(Relaxed),
-            bytes_captured: self.bytes_captured.load(Relaxed),
-            packets_dropped_kernel: self.packets_dropped_kernel.load(Relaxed),
-            packets_dropped_user: self.packets_dropped_user.load(Relaxed),
-            decode_errors: self.decode_errors.load(Relaxed),
+            packets_captured: w.engine.packets,
+            bytes_captured: w.engine.bytes,
+            packets_dropped_kernel: w.kernel_drops,
+            packets_dropped_user: w.user_drops,
+            decode_errors: w.engine.decode_errors + self.input_errors.load(Relaxed),
             records_produced: spool.produced,
             records_acked: spool.acked,
             spool_records: spool.records,
@@ -80,12 +109,12 @@ impl Counters {
             connects: self.connects.load(Relaxed),
             ioc_lines_rejected: self.ioc_lines_rejected.load(Relaxed),
             ioc_entries: self.ioc_entries.load(Relaxed),
-            alerts_suppressed: self.alerts_suppressed.load(Relaxed),
-            dedup_evictions: self.dedup_evictions.load(Relaxed),
+            alerts_suppressed: w.engine.suppressed,
+            dedup_evictions: w.engine.dedup_evictions + w.engine.behaviour.evictions,
             uptime_seconds: self.started.elapsed().as_secs(),
-            flows_evicted: self.flows_evicted.load(Relaxed),
-            fragments_dropped: self.defrag_dropped.load(Relaxed),
-            tcp_reassembly_gaps: self.tcp_gaps.load(Relaxed),
+            flows_evicted: w.engine.flows.evicted,
+            fragments_dropped: w.engine.defrag.timeouts,
+            tcp_reassembly_gaps: w.engine.tcp_gaps,
         }
     }
 }

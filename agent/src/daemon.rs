@@ -15,7 +15,7 @@ use crate::{
     capture::{CaptureError, Producer},
     config::AgentConfig,
     counters::Counters,
-    detect::{Engine, EngineConfig, ioc},
+    detect::{EngineBuilder, EngineConfig, ioc},
     spool::{Spool, SpoolError},
     state::{AgentIdentity, Paths, StateError},
     uplink::{Finished, Uplink},
@@ -48,12 +48,13 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
         .map_err(|e| RunError::Thread(e.to_string()))??;
     counters.ioc_entries.store(ioc.len() as u64, Ordering::Relaxed);
     counters.ioc_lines_rejected.store(rejected as u64, Ordering::Relaxed);
-    let engine = Engine::new(
+    let builder = EngineBuilder::new(
         Arc::new(ioc),
         EngineConfig {
             ioc_severity: cfg.ioc_severity,
             dedup_capacity: cfg.dedup_capacity,
             eve: cfg.eve_types,
+            behaviour: cfg.behaviour.clone(),
             ..Default::default()
         },
         spool.detector_state()?,
@@ -64,7 +65,14 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (result_tx, mut result_rx) = oneshot::channel();
     let source = cfg.source.clone().ok_or_else(|| RunError::Thread("no capture source".into()))?;
-    let mut producer = Producer::new(spool.clone(), engine, counters.clone(), stop.clone(), cfg.replay_pps);
+    let mut producer = Producer::new(
+        spool.clone(),
+        Arc::new(builder),
+        counters.clone(),
+        stop.clone(),
+        cfg.replay_pps,
+        cfg.capture_threads,
+    );
     let thread = std::thread::Builder::new()
         .name("canhgac-capture".into())
         .spawn(move || {

@@ -88,7 +88,7 @@ impl Defrag {
         self.expire(now);
         let key = Key { src: p.src, dst: p.dst, proto: p.proto, id: frag.id };
         let end = frag.offset.saturating_add(p.payload.len() as u32);
-        if end > MAX_DATAGRAM || (frag.more && p.payload.len() % 8 != 0) {
+        if end > MAX_DATAGRAM || (frag.more && !p.payload.len().is_multiple_of(8)) {
             self.stats.invalid += 1;
             return None;
         }
@@ -110,12 +110,13 @@ impl Defrag {
             self.stats.invalid += 1;
             return None;
         }
-        if entry.pieces.contains_key(&frag.offset) {
-            self.stats.overlaps += 1;
-        } else {
-            entry.pieces.insert(frag.offset, p.payload.to_vec());
-            entry.bytes += p.payload.len();
-            self.bytes += p.payload.len();
+        match entry.pieces.entry(frag.offset) {
+            std::collections::btree_map::Entry::Occupied(_) => self.stats.overlaps += 1,
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert(p.payload.to_vec());
+                entry.bytes += p.payload.len();
+                self.bytes += p.payload.len();
+            }
         }
         let total = entry.end?;
         // Complete when the pieces cover 0..total without holes.

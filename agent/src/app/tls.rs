@@ -256,13 +256,11 @@ fn client_extensions(ext: &[u8], hello: &mut ClientHello) {
     for (t, data) in extensions(ext) {
         hello.extensions.push(t);
         match t {
-            0 => {
-                // server_name list: len(2), then type(1) len(2) name
-                if data.len() >= 5 && data[2] == 0 {
-                    let n = usize::from(u16::from_be_bytes([data[3], data[4]]));
-                    if let Some(name) = data.get(5..5 + n) {
-                        hello.sni = Some(String::from_utf8_lossy(name).into_owned());
-                    }
+            // server_name list: len(2), then type(1) len(2) name
+            0 if data.len() >= 5 && data[2] == 0 => {
+                let n = usize::from(u16::from_be_bytes([data[3], data[4]]));
+                if let Some(name) = data.get(5..5 + n) {
+                    hello.sni = Some(String::from_utf8_lossy(name).into_owned());
                 }
             }
             10 if data.len() >= 2 => hello.groups = u16_list(&data[2..]),

@@ -26,7 +26,7 @@ use time::OffsetDateTime;
 
 use crate::{
     counters::Counters,
-    detect::{Engine, Output, StateChange},
+    detect::{Engine, EngineBuilder, Output, StateChange},
     spool::{Spool, SpoolError},
 };
 
@@ -67,11 +67,16 @@ fn decode_checkpoint(v: &[u8]) -> (u64, bool) {
 
 pub struct Producer {
     pub spool: Spool,
+    pub builder: Arc<EngineBuilder>,
     pub engine: Engine,
     pub counters: Arc<Counters>,
     pub stop: Arc<AtomicBool>,
     /// Packets per second when replaying a file; 0 = as fast as possible.
     pub replay_pps: u64,
+    /// Capture workers on a live interface (PACKET_FANOUT when above 1).
+    pub threads: usize,
+    worker: usize,
+    kernel_drops: u64,
     out: Output,
     last_commit: Instant,
     since_commit: u64,
@@ -80,17 +85,34 @@ pub struct Producer {
 impl Producer {
     pub fn new(
         spool: Spool,
-        engine: Engine,
+        builder: Arc<EngineBuilder>,
         counters: Arc<Counters>,
         stop: Arc<AtomicBool>,
         replay_pps: u64,
+        threads: usize,
+    ) -> Producer {
+        Producer::worker(spool, builder, counters, stop, replay_pps, threads, 0)
+    }
+
+    fn worker(
+        spool: Spool,
+        builder: Arc<EngineBuilder>,
+        counters: Arc<Counters>,
+        stop: Arc<AtomicBool>,
+        replay_pps: u64,
+        threads: usize,
+        worker: usize,
     ) -> Producer {
         Producer {
+            engine: builder.build(),
             spool,
-            engine,
+            builder,
             counters,
             stop,
             replay_pps,
+            threads: threads.max(1),
+            worker,
+            kernel_drops: 0,
             out: Output::default(),
             last_commit: Instant::now(),
             since_commit: 0,
@@ -148,18 +170,16 @@ impl Producer {
         Ok(())
     }
 
-    /// Copies the engine's counters into the ones the heartbeats report.
+    /// Copies this worker's counters into the ones heartbeats report.
     fn publish_stats(&self) {
-        let s = self.engine.stats();
-        let c = &self.counters;
-        c.packets_captured.store(s.packets, Ordering::Relaxed);
-        c.bytes_captured.store(s.bytes, Ordering::Relaxed);
-        c.decode_errors.store(s.decode_errors + s.unknown_link, Ordering::Relaxed);
-        c.alerts_suppressed.store(s.suppressed, Ordering::Relaxed);
-        c.dedup_evictions.store(s.dedup_evictions, Ordering::Relaxed);
-        c.flows_evicted.store(s.flows.evicted, Ordering::Relaxed);
-        c.defrag_dropped.store(s.defrag.timeouts + s.defrag.evicted + s.defrag.invalid, Ordering::Relaxed);
-        c.tcp_gaps.store(s.tcp_gaps, Ordering::Relaxed);
+        self.counters.publish(
+            self.worker,
+            crate::counters::WorkerStats {
+                engine: self.engine.stats(),
+                kernel_drops: self.kernel_drops,
+                user_drops: 0,
+            },
+        );
     }
 
     fn replay(&mut self, path: &PathBuf, last: bool) -> Result<(), CaptureError> {
@@ -201,7 +221,7 @@ impl Producer {
                 Err(e) => {
                     // A damaged or truncated file: keep what was read.
                     tracing::warn!(error = %e, "capture file damaged; stopping this file here");
-                    Counters::add(&self.counters.decode_errors, 1);
+                    Counters::add(&self.counters.input_errors, 1);
                     break;
                 }
             }
@@ -225,9 +245,56 @@ impl Producer {
         Ok(())
     }
 
+    /// Live capture with `threads` workers sharing one fanout group.
     fn live(&mut self, name: &str) -> Result<(), CaptureError> {
-        let mut rx = live::open(name)?;
-        tracing::info!(interface = name, "capturing");
+        let fanout = (self.threads > 1).then(rand::random::<u16>);
+        // Open every socket first, so that a bad interface or a missing
+        // capability fails before anything runs.
+        let mut captures = Vec::with_capacity(self.threads);
+        for _ in 0..self.threads {
+            captures.push(live::open(name, fanout)?);
+        }
+        tracing::info!(interface = name, workers = self.threads, "capturing");
+        let mut first = captures.remove(0);
+        std::thread::scope(|scope| {
+            let mut handles = Vec::new();
+            for (i, capture) in captures.into_iter().enumerate() {
+                let mut w = Producer::worker(
+                    self.spool.clone(),
+                    self.builder.clone(),
+                    self.counters.clone(),
+                    self.stop.clone(),
+                    0,
+                    self.threads,
+                    i + 1,
+                );
+                let name = name.to_string();
+                handles.push(scope.spawn(move || {
+                    let mut capture = capture;
+                    w.live_loop(&name, &mut capture)
+                }));
+            }
+            let mut result = self.live_loop(name, &mut first);
+            // one worker failing stops the others
+            self.stop.store(true, Ordering::Relaxed);
+            for h in handles {
+                match h.join() {
+                    Ok(Err(e)) if result.is_ok() => result = Err(e),
+                    Err(_) if result.is_ok() => {
+                        result = Err(live::LiveError::Io {
+                            name: name.to_string(),
+                            source: std::io::Error::other("capture worker panicked"),
+                        }
+                        .into())
+                    }
+                    _ => {}
+                }
+            }
+            result
+        })
+    }
+
+    fn live_loop(&mut self, name: &str, capture: &mut live::Capture) -> Result<(), CaptureError> {
         let mut last_tick = Instant::now();
         loop {
             if self.stopping() {
@@ -237,9 +304,20 @@ impl Producer {
             }
             if last_tick.elapsed() >= Duration::from_secs(1) {
                 self.engine.tick(OffsetDateTime::now_utc(), &mut self.out);
+                if let Some(k) = capture.kernel_stats() {
+                    self.kernel_drops += k.drops;
+                    if k.drops > 0 {
+                        tracing::warn!(
+                            interface = name,
+                            dropped = k.drops,
+                            "the kernel dropped packets: capture too slow"
+                        );
+                    }
+                }
+                self.publish_stats();
                 last_tick = Instant::now();
             }
-            match rx.next() {
+            match capture.rx.next() {
                 Ok(frame) => self.process(1, OffsetDateTime::now_utc(), frame),
                 Err(e)
                     if matches!(
@@ -248,9 +326,7 @@ impl Producer {
                             | std::io::ErrorKind::WouldBlock
                             | std::io::ErrorKind::Interrupted
                     ) => {}
-                Err(source) => {
-                    return Err(live::LiveError::Io { name: name.to_string(), source }.into());
-                }
+                Err(source) => return Err(live::LiveError::Io { name: name.to_string(), source }.into()),
             }
             if self.commit_due() {
                 self.commit(None)?;

@@ -418,8 +418,10 @@ impl Behaviour {
         if p.proto == PROTO_TCP && self.cfg.portscan.enabled {
             self.portscan_tcp(flow, dir, p, now, out);
         }
-        if matches!(p.proto, PROTO_ICMP | PROTO_ICMPV6) {
-            if let Some((t, code)) = p.icmp {
+        if matches!(p.proto, PROTO_ICMP | PROTO_ICMPV6)
+            && let Some((t, code)) = p.icmp
+        {
+            {
                 // port unreachable answers a UDP probe
                 let unreachable = (p.proto == PROTO_ICMP && t == 3 && code == 3)
                     || (p.proto == PROTO_ICMPV6 && t == 1 && code == 4);
@@ -835,9 +837,10 @@ mod tests {
         }
         assert!(out.is_empty(), "short, low-entropy names are not a tunnel");
         for i in 0..60 {
-            let label: String = (0..40)
+            let noise: String = (0..36)
                 .map(|j| char::from(b"abcdefghijklmnopqrstuvwxyz234567"[((i * 7 + j * 13) % 32) as usize]))
                 .collect();
+            let label = format!("{i:04}{noise}");
             b.dns_query(
                 ip("10.0.0.2"),
                 ip("10.0.0.53"),

@@ -17,7 +17,7 @@ pub mod ioc;
 
 use std::{
     collections::{HashMap, VecDeque},
-    sync::Arc,
+    sync::{Arc, Mutex},
 };
 
 use canhgac_proto::v1::RecordKind;
@@ -174,7 +174,9 @@ struct Detect {
     ioc: Arc<IocSet>,
     cfg: EngineConfig,
     dedup: Dedup,
-    behaviour: behaviour::Behaviour,
+    /// Shared by the capture workers of one agent, so that a scan spread
+    /// over flows that the kernel hashed to different workers is seen whole.
+    behaviour: Arc<Mutex<behaviour::Behaviour>>,
     findings: Vec<behaviour::Finding>,
     stats: EngineStats,
 }
@@ -186,21 +188,48 @@ pub struct Engine {
     ended: Vec<(Flow, EndReason)>,
 }
 
+/// Makes engines that share the behavioural detectors (one per capture
+/// worker).
+pub struct EngineBuilder {
+    pub ioc: Arc<IocSet>,
+    pub cfg: EngineConfig,
+    pub restored: Vec<(Vec<u8>, Vec<u8>)>,
+    behaviour: Arc<Mutex<behaviour::Behaviour>>,
+}
+
+impl EngineBuilder {
+    pub fn new(ioc: Arc<IocSet>, cfg: EngineConfig, restored: Vec<(Vec<u8>, Vec<u8>)>) -> EngineBuilder {
+        let behaviour = Arc::new(Mutex::new(behaviour::Behaviour::new(cfg.behaviour.clone())));
+        EngineBuilder { ioc, cfg, restored, behaviour }
+    }
+
+    pub fn build(&self) -> Engine {
+        Engine::with_behaviour(
+            self.ioc.clone(),
+            self.cfg.clone(),
+            self.restored.clone(),
+            self.behaviour.clone(),
+        )
+    }
+}
+
 impl Engine {
     /// `restored`: detector state saved by earlier runs (see [`StateChange`]).
     pub fn new(ioc: Arc<IocSet>, cfg: EngineConfig, restored: Vec<(Vec<u8>, Vec<u8>)>) -> Engine {
+        EngineBuilder::new(ioc, cfg, restored).build()
+    }
+
+    fn with_behaviour(
+        ioc: Arc<IocSet>,
+        cfg: EngineConfig,
+        restored: Vec<(Vec<u8>, Vec<u8>)>,
+        behaviour: Arc<Mutex<behaviour::Behaviour>>,
+    ) -> Engine {
         let dedup = Dedup::new(cfg.dedup_capacity, restored);
         Engine {
             flows: FlowTable::new(cfg.flow.clone()),
             defrag: Defrag::new(cfg.defrag.clone()),
-            det: Detect {
-                behaviour: behaviour::Behaviour::new(cfg.behaviour.clone()),
-                findings: Vec::new(),
-                ioc,
-                cfg,
-                dedup,
-                stats: EngineStats::default(),
-            },
+            det: Detect { behaviour, findings: Vec::new(), ioc, cfg, dedup, stats: EngineStats::default() },
             ended: Vec::new(),
         }
     }
@@ -214,7 +243,7 @@ impl Engine {
         let mut s = self.det.stats;
         s.flows = self.flows.stats;
         s.defrag = self.defrag.stats;
-        s.behaviour = self.det.behaviour.stats;
+        s.behaviour = self.det.behaviour.lock().map(|b| b.stats).unwrap_or_default();
         s
     }
 
@@ -296,9 +325,12 @@ impl Detect {
                     seen = before;
                 }
                 let ports = ports(flow);
-                if ports.1 == 21 && dir == Dir::ToClient {
+                if ports.1 == 21
+                    && dir == Dir::ToClient
+                    && let Ok(mut b) = self.behaviour.lock()
+                {
                     for line in data.split(|b| *b == b'\n') {
-                        self.behaviour.ftp_reply(flow, line);
+                        b.ftp_reply(flow, line);
                     }
                 }
                 flow.app.on_stream(dir as usize, ports, seen, &data, &mut events, &mut errors);
@@ -317,7 +349,9 @@ impl Detect {
             self.app_event(flow, dir, p, ev, out);
         }
         let mut findings = std::mem::take(&mut self.findings);
-        self.behaviour.packet(flow, dir, p, new, &mut findings);
+        if let Ok(mut b) = self.behaviour.lock() {
+            b.packet(flow, dir, p, new, &mut findings);
+        }
         self.report(&mut findings, Some(p), flow, out);
         self.findings = findings;
     }
@@ -450,7 +484,9 @@ impl Detect {
                 for q in &msg.questions {
                     let mut findings = std::mem::take(&mut self.findings);
                     let ts = canhgac_proto::timefmt::micros(p.ts);
-                    self.behaviour.dns_query(p.src, p.dst, &q.name, q.qtype, ts, &mut findings);
+                    if let Ok(mut b) = self.behaviour.lock() {
+                        b.dns_query(p.src, p.dst, &q.name, q.qtype, ts, &mut findings);
+                    }
                     self.report(&mut findings, Some(p), flow, out);
                     self.findings = findings;
                     if self.cfg.eve.dns {
@@ -660,20 +696,22 @@ impl Detect {
                     }
                 }
             }
-            AppState::Ssh(s) => {
-                if !s.logged && (s.banners[0].is_some() || s.banners[1].is_some()) && self.cfg.eve.ssh {
-                    s.logged = true;
-                    let mut m = eve::flow_base(&flow, "ssh", ts);
-                    if let AppState::Ssh(s) = &flow.app {
-                        m.insert("ssh".into(), eve::ssh(s));
-                    }
-                    self.push(RecordKind::Event, 0, ts, Value::Object(m), out);
+            AppState::Ssh(s)
+                if !s.logged && (s.banners[0].is_some() || s.banners[1].is_some()) && self.cfg.eve.ssh =>
+            {
+                s.logged = true;
+                let mut m = eve::flow_base(&flow, "ssh", ts);
+                if let AppState::Ssh(s) = &flow.app {
+                    m.insert("ssh".into(), eve::ssh(s));
                 }
+                self.push(RecordKind::Event, 0, ts, Value::Object(m), out);
             }
             _ => {}
         }
         let mut findings = std::mem::take(&mut self.findings);
-        self.behaviour.flow_end(&flow, &mut findings);
+        if let Ok(mut b) = self.behaviour.lock() {
+            b.flow_end(&flow, &mut findings);
+        }
         self.report(&mut findings, None, &mut flow, out);
         self.findings = findings;
         if self.cfg.eve.flow {

@@ -29,7 +29,7 @@ use canhgac_agent::{
     counters::Counters,
     daemon,
     decode::{self, LinkType},
-    detect::{Engine, EngineConfig, IocSet, Output},
+    detect::{Engine, EngineBuilder, EngineConfig, IocSet, Output},
     enroll,
     spool::Spool,
     uplink::Finished,
@@ -43,6 +43,7 @@ fn ioc() -> Arc<IocSet> {
     let mut s = IocSet::default();
     s.lists.push("bench.txt".into());
     let _ = s.add("evil.example", 0);
+    s.seal();
     Arc::new(s)
 }
 
@@ -68,14 +69,15 @@ fn detect_only(pcap: &Path) -> anyhow::Result<(u64, u64, Duration)> {
 
 fn spool_only(pcap: &Path, dir: &Path) -> anyhow::Result<(u64, Duration)> {
     let spool = Spool::open(dir, u64::MAX)?;
-    let engine = Engine::new(ioc(), EngineConfig::default(), Vec::new());
+    let builder = Arc::new(EngineBuilder::new(ioc(), EngineConfig::default(), Vec::new()));
     let started = Instant::now();
     let mut producer = Producer::new(
         spool.clone(),
-        engine,
+        builder,
         Arc::new(Counters::default()),
         Arc::new(AtomicBool::new(false)),
         0,
+        1,
     );
     producer.run(&Source::Pcap(vec![pcap.to_path_buf()]))?;
     Ok((spool.stats().produced, started.elapsed()))
