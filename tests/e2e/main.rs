@@ -7,6 +7,7 @@
 mod faults;
 mod flow;
 mod hygiene;
+mod live;
 mod security;
 
 use canhgac_tests::{Agent, Collector};
