@@ -22,9 +22,9 @@
 //! # Memory
 //!
 //! Millions of indicators stay compact: domains and URLs live in one byte
-//! arena with a sorted index (8 bytes per entry besides the text), exact
-//! addresses in sorted vectors, CIDRs in per-prefix-length hash maps (few
-//! distinct lengths), and per-indicator metadata in 4 bytes.
+//! arena with an index and a hash table (about 25 bytes per entry besides
+//! the text), exact addresses in sorted vectors, CIDRs in per-prefix-length
+//! hash maps (few distinct lengths), and per-indicator metadata in 4 bytes.
 
 use std::{collections::HashMap, net::IpAddr, path::PathBuf};
 
@@ -126,13 +126,23 @@ struct Meta {
     _pad: u8,
 }
 
-/// Strings in one arena, sorted index for binary search.
+/// Strings in one arena, a sorted index (for de-duplication) and a hash
+/// index for constant-time lookups.
 #[derive(Debug, Default)]
 struct StrSet {
     arena: Vec<u8>,
-    /// (start, len, id) before [`StrSet::seal`]; sorted by text after.
+    /// (start, len, id); sorted by text after [`StrSet::seal`].
     index: Vec<(u32, u16, u32)>,
+    /// Hash of the text → position in `index`.
+    by_hash: HashMap<u64, u32>,
+    /// The rare texts whose hash another text already took.
+    collisions: HashMap<Box<[u8]>, u32>,
     sealed: bool,
+}
+
+fn text_hash(s: &[u8]) -> u64 {
+    use std::hash::{BuildHasher as _, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(s)
 }
 
 impl StrSet {
@@ -151,14 +161,27 @@ impl StrSet {
         &self.arena[e.0 as usize..e.0 as usize + e.1 as usize]
     }
 
-    /// Sorts and removes duplicates (keeping the first id); returns the
-    /// number of duplicates removed.
+    /// Sorts, removes duplicates (keeping the first id) and builds the hash
+    /// index; returns the number of duplicates removed.
     fn seal(&mut self) -> u64 {
         let arena = std::mem::take(&mut self.arena);
         let text = |e: &(u32, u16, u32)| &arena[e.0 as usize..e.0 as usize + e.1 as usize];
         self.index.sort_by(|a, b| text(a).cmp(text(b)).then(a.2.cmp(&b.2)));
         let before = self.index.len();
         self.index.dedup_by(|b, a| text(a) == text(b));
+        self.by_hash = HashMap::with_capacity(self.index.len());
+        self.collisions.clear();
+        for (pos, e) in self.index.iter().enumerate() {
+            let t = text(e);
+            match self.by_hash.entry(text_hash(t)) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(pos as u32);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    self.collisions.insert(t.into(), e.2);
+                }
+            }
+        }
         self.arena = arena;
         self.sealed = true;
         (before - self.index.len()) as u64
@@ -166,7 +189,16 @@ impl StrSet {
 
     fn get(&self, s: &[u8]) -> Option<u32> {
         debug_assert!(self.sealed);
-        self.index.binary_search_by(|e| self.text(e).cmp(s)).ok().map(|i| self.index[i].2)
+        if let Some(pos) = self.by_hash.get(&text_hash(s)) {
+            let e = &self.index[*pos as usize];
+            if self.text(e) == s {
+                return Some(e.2);
+            }
+        }
+        if self.collisions.is_empty() {
+            return None;
+        }
+        self.collisions.get(s).copied()
     }
 
     fn len(&self) -> usize {
@@ -438,7 +470,7 @@ impl IocSet {
 
     /// Bytes held by the lookup structures (approximate).
     pub fn memory_bytes(&self) -> usize {
-        let strs = |s: &StrSet| s.arena.capacity() + s.index.capacity() * 12;
+        let strs = |s: &StrSet| s.arena.capacity() + s.index.capacity() * 12 + s.by_hash.capacity() * 13;
         self.meta.capacity() * 4
             + self.v4.capacity() * 8
             + self.v6.capacity() * 32
