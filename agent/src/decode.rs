@@ -273,14 +273,10 @@ pub fn ip(data: &[u8], ts: OffsetDateTime, depth: u8, len: usize) -> Result<Opti
         }
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
-            let frag = v6.extensions().clone().into_iter().find_map(|e| match e {
-                Ipv6ExtensionSlice::Fragment(f) if f.is_fragmenting_payload() => Some(Fragment {
-                    id: f.identification(),
-                    offset: u32::from(f.fragment_offset().value()) * 8,
-                    more: f.more_fragments(),
-                }),
-                _ => None,
-            });
+            // The extension chain is walked here rather than with
+            // etherparse's extension iterator, which indexes out of bounds
+            // on some truncated chains (found by the `engine` fuzz target).
+            let frag = v6.is_payload_fragmented().then(|| ipv6_fragment(data)).flatten();
             (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), h.hop_limit(), frag)
         }
     };
@@ -292,6 +288,38 @@ pub fn ip(data: &[u8], ts: OffsetDateTime, depth: u8, len: usize) -> Result<Opti
         return Ok(Some(p));
     }
     transport(&info, payload.ip_number.0, payload.payload)
+}
+
+/// The fragment header of an IPv6 packet, found by walking its extension
+/// headers (hop-by-hop, routing, destination options, authentication).
+fn ipv6_fragment(data: &[u8]) -> Option<Fragment> {
+    let mut next = *data.get(6)?;
+    let mut at = 40usize;
+    for _ in 0..16 {
+        match next {
+            44 => {
+                let f = data.get(at..at + 8)?;
+                let off_flags = u16::from_be_bytes([f[2], f[3]]);
+                return Some(Fragment {
+                    id: u32::from_be_bytes([f[4], f[5], f[6], f[7]]),
+                    offset: u32::from(off_flags >> 3) * 8,
+                    more: off_flags & 1 == 1,
+                });
+            }
+            0 | 43 | 60 => {
+                let h = data.get(at..at + 2)?;
+                next = h[0];
+                at += (usize::from(h[1]) + 1) * 8;
+            }
+            51 => {
+                let h = data.get(at..at + 2)?;
+                next = h[0];
+                at += (usize::from(h[1]) + 2) * 4;
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// Decodes the transport layer of a (possibly reassembled) IP payload.
@@ -523,6 +551,24 @@ mod tests {
         PacketBuilder::ipv4([1, 1, 1, 1], [2, 2, 2, 2], 64).udp(5555, 4789).write(&mut outer, &vx).unwrap();
         let p = decode(LinkType::RawIp, OffsetDateTime::UNIX_EPOCH, &outer).unwrap().unwrap();
         assert_eq!((p.src.to_string().as_str(), p.dport), ("172.16.0.1", 2));
+    }
+
+    #[test]
+    fn truncated_ipv6_extension_chains_do_not_panic() {
+        // found by the engine fuzz target (etherparse's iterator indexed out
+        // of bounds on this input)
+        let mut frame = vec![0x60, 0x82, 0, 0, 0, 0, 0, 0];
+        frame.extend_from_slice(&[0; 48]);
+        frame.extend_from_slice(&[43, 0]);
+        frame[6] = 0; // hop-by-hop first
+        let _ = decode(LinkType::RawIp, OffsetDateTime::UNIX_EPOCH, &frame);
+        let crash = [
+            96, 130, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 43, 0,
+        ];
+        for link in [LinkType::RawIp, LinkType::Ipv6] {
+            let _ = decode(link, OffsetDateTime::UNIX_EPOCH, &crash);
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod dns;
 pub mod enroll;
 pub mod eve;
 pub mod flow;
+pub mod fuzzing;
 pub mod inventory;
 pub mod spool;
 pub mod state;

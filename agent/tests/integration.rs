@@ -196,3 +196,75 @@ fn detection_cases() {
         failures.join("\n")
     );
 }
+
+/// The fuzz targets (see `fuzz/`) on mutated real traffic: every frame of
+/// the detection-case captures, truncated, bit-flipped and spliced. A short
+/// run on every test run; `cargo fuzz run TARGET` goes deeper.
+#[test]
+fn fuzz_smoke() {
+    use canhgac_agent::{capture::pcap::PacketReader, fuzzing};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/detect");
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    for dir in ["_pcap", "_gen"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "pcap") {
+                let mut r = PacketReader::open(&path).unwrap();
+                while let Ok(Some(p)) = r.next_packet() {
+                    frames.push(p.data);
+                }
+            }
+        }
+    }
+    assert!(frames.len() > 1000);
+    let mut seed: u64 =
+        std::env::var("CANHGAC_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x9e37_79b9);
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let iterations = 20_000;
+    for _ in 0..iterations {
+        let base = &frames[(rnd() as usize) % frames.len()];
+        let mut data = base.clone();
+        match rnd() % 4 {
+            0 => data.truncate((rnd() as usize) % (data.len() + 1)),
+            1 => {
+                for _ in 0..(1 + rnd() % 8) {
+                    if !data.is_empty() {
+                        let i = (rnd() as usize) % data.len();
+                        data[i] ^= 1 << (rnd() % 8);
+                    }
+                }
+            }
+            2 => {
+                let other = &frames[(rnd() as usize) % frames.len()];
+                let cut = (rnd() as usize) % (data.len() + 1);
+                data.truncate(cut);
+                data.extend_from_slice(&other[(rnd() as usize) % (other.len() + 1)..]);
+            }
+            _ => {
+                for _ in 0..(1 + rnd() % 16) {
+                    if !data.is_empty() {
+                        let i = (rnd() as usize) % data.len();
+                        data[i] = rnd() as u8;
+                    }
+                }
+            }
+        }
+        fuzzing::frame(&data);
+        let mut e = vec![(rnd() % 8) as u8];
+        e.extend_from_slice(&data);
+        fuzzing::engine(&e);
+        // application payloads: skip the headers at a random depth
+        let start = (rnd() as usize) % (data.len().min(80) + 1);
+        let payload = &data[start.min(data.len())..];
+        fuzzing::dns(payload);
+        fuzzing::tls(payload);
+        fuzzing::http(payload);
+        fuzzing::ssh(payload);
+        fuzzing::indicators(payload);
+    }
+}

@@ -1,0 +1,5 @@
+//! The whole detection pipeline (see `canhgac_agent::fuzzing::engine`).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| canhgac_agent::fuzzing::engine(data));
