@@ -13,7 +13,7 @@
 
 use std::net::IpAddr;
 
-use etherparse::{Icmpv4Slice, Icmpv6Slice, Ipv6ExtensionSlice, LaxIpSlice, TcpSlice, UdpSlice};
+use etherparse::{Icmpv4Slice, Icmpv6Slice, LaxIpSlice, TcpSlice, UdpSlice};
 use time::OffsetDateTime;
 
 /// Link types (the pcap `LINKTYPE_*` / `DLT_*` numbers).
