@@ -117,8 +117,13 @@ fn write_human(
     let pre: usize = stats.prefiltered.iter().map(|x| x.1).sum();
     writeln!(
         out,
-        "\nprefilter: {pre} rules by fast pattern, {} by required buffer only, {} header-only ({} IP-only); {} with pcre, {} datasets",
-        stats.no_fast_pattern, stats.header_only, stats.ip_only, stats.pcre, stats.datasets
+        "\nprefilter: {pre} rules by fast pattern, {} by required buffer only, {} header-only ({} IP-only), {} KiB; {} with pcre, {} datasets",
+        stats.no_fast_pattern,
+        stats.header_only,
+        stats.ip_only,
+        stats.prefilter_bytes / 1024,
+        stats.pcre,
+        stats.datasets
     )?;
     Ok(())
 }

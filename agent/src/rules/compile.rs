@@ -324,8 +324,8 @@ impl<'v> Builder<'v> {
             }
             "pcre" => {
                 let spec = pcre::parse(need()?).map_err(|e| Skip::new(e.category(), format!("pcre: {e}")))?;
-                let re = pcre::compile(&spec.translated)
-                    .map_err(|e| Skip::new(e.category(), format!("pcre: {e}")))?;
+                // validated now, compiled again on first use (see `PcreItem`)
+                pcre::compile(&spec.translated).map_err(|e| Skip::new(e.category(), format!("pcre: {e}")))?;
                 let list = match spec.buffer {
                     Some(b) => st.list_idx(Target::Buf(b), &[]),
                     None => st.current_list(),
@@ -333,11 +333,11 @@ impl<'v> Builder<'v> {
                 st.push_item(
                     list,
                     Item::Pcre(Box::new(PcreItem {
-                        re,
+                        translated: spec.translated,
+                        re: std::sync::OnceLock::new(),
                         relative: spec.relative,
                         negated: spec.negated,
                         retry_next: false,
-                        source: need()?.to_string(),
                     })),
                 );
                 st.last_match = Some(list);
@@ -1010,7 +1010,11 @@ fn parse_byte_test(st: &RuleState, v: &str) -> Result<ByteTest, Skip> {
         "^" => ByteOp::Xor,
         o => return Err(Skip::malformed(format!("invalid byte_test operator `{o}`"))),
     };
-    let value = st.val("byte_test", value)?;
+    // the value is unsigned 64-bit; kept bit-for-bit in the i64
+    let value = match parse_u64(value) {
+        Some(v) => Val::Const(v as i64),
+        None => st.val("byte_test", value)?,
+    };
     let offset = st.val("byte_test", offset)?;
     let mut bt = ByteTest {
         nbytes: nb,

@@ -3,6 +3,8 @@
 //! and Suricata's matching algorithm over them (relative anchoring at the
 //! previous match, retries of earlier matches, discontinuation).
 
+use std::sync::OnceLock;
+
 use memchr::{memchr, memchr2, memmem};
 use regex::bytes::Regex;
 
@@ -184,15 +186,23 @@ pub(crate) struct ByteExtract {
     pub align: u64,
 }
 
+/// A `pcre`. The pattern was compiled once at load to validate it; the
+/// compiled form is built again on first use and kept (most patterns of a
+/// large rule set are never reached past the prefilter, and a compiled
+/// pattern costs tens of kilobytes).
 #[derive(Debug)]
 pub(crate) struct PcreItem {
-    pub re: Regex,
+    pub translated: String,
+    pub re: OnceLock<Option<Regex>>,
     pub relative: bool,
     pub negated: bool,
     pub retry_next: bool,
-    /// The pattern as written, for diagnostics.
-    #[allow(dead_code)]
-    pub source: String,
+}
+
+impl PcreItem {
+    fn regex(&self) -> Option<&Regex> {
+        self.re.get_or_init(|| super::pcre::compile(&self.translated).ok()).as_ref()
+    }
 }
 
 #[derive(Debug)]
@@ -303,8 +313,9 @@ fn inspect_from(items: &[Item], i: usize, buf: &[u8], cursor: usize, mc: &mut Ma
         Item::Pcre(p) => {
             let base = if p.relative { cursor.min(buf.len()) } else { 0 };
             let hay = buf.get(base..).unwrap_or_default();
+            let Some(re) = p.regex() else { return R::Stop };
             if p.negated {
-                return if p.re.is_match(hay) { R::No } else { next(items, i, buf, cursor, mc) };
+                return if re.is_match(hay) { R::No } else { next(items, i, buf, cursor, mc) };
             }
             let mut start = 0usize;
             loop {
@@ -313,7 +324,7 @@ fn inspect_from(items: &[Item], i: usize, buf: &[u8], cursor: usize, mc: &mut Ma
                     return R::Stop;
                 }
                 mc.budget -= 1;
-                let Some(m) = p.re.find_at(hay, start) else { return R::No };
+                let Some(m) = re.find_at(hay, start) else { return R::No };
                 let new_cursor = base + m.end();
                 if !p.retry_next {
                     return next(items, i, buf, new_cursor, mc);
@@ -336,7 +347,7 @@ fn inspect_from(items: &[Item], i: usize, buf: &[u8], cursor: usize, mc: &mut Ma
             }
             let fail = if is_var { R::No } else { R::Stop };
             if *relative {
-                if cursor as i64 + dataat > len {
+                if (cursor as i64).saturating_add(dataat) > len {
                     if *negated { next(items, i, buf, cursor, mc) } else { fail }
                 } else if *negated {
                     R::No
@@ -548,10 +559,10 @@ fn start(buf: &[u8], cursor: usize, offset: i64, relative: bool) -> Option<(i64,
         return None;
     }
     let (ptr, rem) = if relative {
-        let p = cursor as i64 + offset;
-        (p, len - p)
+        let p = (cursor as i64).saturating_add(offset);
+        (p, len.saturating_sub(p))
     } else {
-        (offset, len - offset)
+        (offset, len.saturating_sub(offset))
     };
     if rem <= 0 && relative {
         return None;
@@ -593,16 +604,16 @@ fn byte_jump(bj: &ByteJump, buf: &[u8], cursor: usize, mc: &MatchCtx<'_>) -> Opt
     let mut v = i128::from(apply_mask(v, bj.bitmask));
     v = v.saturating_mul(i128::from(bj.multiplier));
     if bj.align && v % 4 != 0 {
-        v += 4 - (v % 4);
+        v = v.saturating_add(4 - (v % 4));
     }
-    v += i128::from(bj.post_offset);
+    v = v.saturating_add(i128::from(bj.post_offset));
     let len = buf.len() as i128;
     let jump = if bj.from_beginning {
         v
     } else if bj.from_end {
-        len + v
+        len.saturating_add(v)
     } else {
-        i128::from(ptr) + v + i128::from(nbytes)
+        i128::from(ptr).saturating_add(v).saturating_add(i128::from(nbytes))
     };
     if jump < 0 || jump >= len {
         return None;

@@ -570,6 +570,7 @@ impl Engine {
         s.prefiltered = pre;
         s.no_fast_pattern = nofp;
         s.datasets = self.datasets.len();
+        s.prefilter_bytes = self.prefilter.memory_usage();
         s
     }
 }

@@ -106,6 +106,7 @@
 //! * `noalert` rules are returned with [`RuleMatch::noalert`] set: apply
 //!   nothing, emit nothing; they exist for their flowbits and counters.
 
+mod anchors;
 pub mod check;
 mod classify;
 mod compile;
@@ -658,6 +659,8 @@ pub struct RuleSetStats {
     pub protocols: Vec<(String, usize)>,
     pub pcre: usize,
     pub datasets: usize,
+    /// Heap bytes of the prefilter automata and tables.
+    pub prefilter_bytes: usize,
 }
 
 impl RuleSet {

@@ -104,7 +104,7 @@ pub(crate) fn parse_u64(s: &str) -> Option<u64> {
 pub(crate) fn parse_i64(s: &str) -> Option<i64> {
     let t = s.trim();
     if let Some(r) = t.strip_prefix('-') {
-        parse_u64(r).and_then(|v| i64::try_from(v).ok()).map(|v| -v)
+        parse_u64(r).and_then(|v| i64::try_from(-i128::from(v)).ok())
     } else {
         parse_u64(t.strip_prefix('+').unwrap_or(t)).and_then(|v| i64::try_from(v).ok())
     }
@@ -129,5 +129,7 @@ mod tests {
         assert!(UintCmp::parse("x", 255).is_err());
         assert!(UintCmp::parse("", 255).is_err());
         assert_eq!(parse_i64("-0x10"), Some(-16));
+        assert_eq!(parse_i64("-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64("9223372036854775808"), None);
     }
 }

@@ -1013,7 +1013,155 @@ fn et_open_corpus_loads() {
     assert!(t0.elapsed() < std::time::Duration::from_secs(60));
 }
 
+/// Rough cost of `inspect` with the ET Open set of the corpus (when present):
+/// `cargo test --release -p canhgac-agent --lib rules::tests::bench_et -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn bench_et() {
+    let dir = PathBuf::from("/work/shared/corpus/Suricata_Repository");
+    let Ok(rd) = std::fs::read_dir(&dir) else { return };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rules"))
+        .collect();
+    files.sort();
+    let rss = || -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let before = rss();
+    let t0 = std::time::Instant::now();
+    let (set, rep) = RuleSet::load(&files, &Vars::default(), None).unwrap();
+    let took = t0.elapsed();
+    drop(rep);
+    println!("load: {} rules in {took:?}, RSS {} kB -> {} kB", set.len(), before, rss());
+    println!("prefilter: {} kB", set.stats().prefilter_bytes / 1024);
+    let mut e = Eng::with(set);
+    let text: Vec<u8> = (0..1400u32)
+        .map(|i| b"lorem ipsum dolor sit amet, consectetur adipiscing elit "[(i % 56) as usize])
+        .collect();
+    let body: Vec<u8> = (0..16384u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let req_payload = b"GET /images/logo.png?v=3 HTTP/1.1\r\nHost: www.example.gov.vn\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\nAccept: */*\r\nAccept-Encoding: gzip, deflate\r\nConnection: keep-alive\r\n\r\n";
+    let header = b"Host: www.example.gov.vn\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\nAccept: */*\r\nAccept-Encoding: gzip, deflate\r\nConnection: keep-alive\r\n";
+    let http_req = Ev {
+        app: AppProto::Http,
+        src: "192.168.1.10",
+        dst: "203.0.113.5",
+        payload: req_payload,
+        bufs: vec![
+            (Buffer::HttpMethod, b"GET"),
+            (Buffer::HttpUri, b"/images/logo.png?v=3"),
+            (Buffer::HttpRawUri, b"/images/logo.png?v=3"),
+            (Buffer::HttpHost, b"www.example.gov.vn"),
+            (Buffer::HttpUserAgent, b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"),
+            (Buffer::HttpHeader, header),
+            (Buffer::HttpRawHeader, header),
+            (Buffer::HttpHeaderNames, b"\r\nHost\r\nUser-Agent\r\nAccept\r\nAccept-Encoding\r\nConnection\r\n\r\n"),
+            (Buffer::HttpAccept, b"*/*"),
+            (Buffer::HttpConnection, b"keep-alive"),
+            (Buffer::HttpProtocol, b"HTTP/1.1"),
+        ],
+        ..Default::default()
+    };
+    let mut http_resp = Ev { payload: &body[..1400], ..http_req.reply() };
+    http_resp.bufs = vec![
+        (Buffer::HttpStatCode, b"200"),
+        (Buffer::HttpStatMsg, b"OK"),
+        (Buffer::HttpContentType, b"image/png"),
+        (Buffer::HttpResponseBody, &body),
+        (Buffer::HttpHeader, b"Content-Type: image/png\r\nContent-Length: 16384\r\n"),
+    ];
+    let tcp_data =
+        Ev { src: "192.168.1.10", dst: "203.0.113.5", dport: 8443, payload: &text, ..Default::default() };
+    let tcp_bin = Ev { payload: &body[..1400], ..tcp_data.clone() };
+    let dns = Ev {
+        proto: 17,
+        dport: 53,
+        src: "192.168.1.10",
+        dst: "192.168.1.1",
+        app: AppProto::Dns,
+        payload:
+            b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x07example\x03com\x00\x00\x01\x00\x01",
+        bufs: vec![(Buffer::DnsQuery, b"www.example.com")],
+        ..Default::default()
+    };
+    let tls = Ev {
+        dport: 443,
+        src: "192.168.1.10",
+        dst: "203.0.113.5",
+        app: AppProto::Tls,
+        payload: &body[..517],
+        bufs: vec![(Buffer::TlsSni, b"www.example.com")],
+        ..Default::default()
+    };
+    let ack = Ev { payload: b"", flags: 0x10, ..tcp_data.clone() };
+    let events = [
+        ("http request", http_req),
+        ("http response 16k body", http_resp),
+        ("tcp 1400 text", tcp_data),
+        ("tcp 1400 binary", tcp_bin),
+        ("dns query", dns),
+        ("tls hello", tls),
+        ("tcp ack", ack),
+    ];
+    for (name, ev) in &events {
+        let n = 2000u32;
+        let mut fired = 0usize;
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            let ev = Ev { flow_id: u64::from(i % 64), ts_us: i64::from(i) * 1000, ..ev.clone() };
+            fired += e.matches(&ev).len();
+        }
+        let per = t.elapsed() / n;
+
+        println!("{name:24} {per:>10?} per inspect, {:>8.0} /s, {fired} matches", 1.0 / per.as_secs_f64());
+    }
+    println!("RSS after inspections (lazily compiled pcre included): {} kB", rss());
+}
+
 // ---------------------------------------------------------------- robustness
+
+#[test]
+fn rule_set_is_shareable_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<RuleSet>();
+    fn assert_send<T: Send>() {}
+    assert_send::<GlobalRuleState>();
+    assert_send::<FlowRuleState>();
+}
+
+/// Extreme numbers in rules neither panic (overflow) nor match by accident.
+#[test]
+fn extreme_values() {
+    let max = i64::MAX;
+    let min = i64::MIN;
+    let rules = format!(
+        "alert tcp any any -> any any (content:\"a\"; isdataat:{max},relative; sid:1;)\n\
+         alert tcp any any -> any any (content:\"a\"; byte_jump:8,{max},relative,multiplier 18446744073709551615,post_offset {min}; sid:2;)\n\
+         alert tcp any any -> any any (content:\"a\"; byte_jump:8,0,relative,multiplier 18446744073709551615,align,from_end; sid:3;)\n\
+         alert tcp any any -> any any (content:\"a\"; byte_test:8,>,18446744073709551615,{min},relative; sid:4;)\n\
+         alert tcp any any -> any any (content:\"a\"; content:\"b\"; distance:{min}; within:{max}; sid:5;)\n\
+         alert tcp any any -> any any (content:\"a\"; offset:{max}; depth:{max}; sid:6;)\n\
+         alert tcp any any -> any any (content:\"a\"; byte_extract:8,0,v,relative,multiplier 18446744073709551615,align 4; isdataat:v,relative; content:\"b\"; distance:v; within:v; sid:7;)\n\
+         alert tcp any any -> any any (content:\"a\"; byte_test:20,=,1,0,relative,string,dec; sid:8;)\n\
+         alert tcp any any -> any any (dsize:65535; threshold:type threshold, track by_src, count 4294967295, seconds 4294967295; sid:9;)"
+    );
+    let mut e = Eng::new(&rules);
+    let fired = e.sids(&Ev {
+        ts_us: i64::MAX,
+        payload: b"a\xff\xff\xff\xff\xff\xff\xff\xffb99999999999999999999999",
+        ..Default::default()
+    });
+    // only the wrapped-around distance/within rule is arguable; nothing else can match
+    assert!(fired.iter().all(|s| *s == 5), "{fired:?}");
+    let _ = e.sids(&Ev { ts_us: i64::MIN, payload: b"a", ..Default::default() });
+}
 
 mod robustness {
     use proptest::prelude::*;
