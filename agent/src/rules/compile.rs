@@ -4,6 +4,7 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use super::{
@@ -52,9 +53,9 @@ pub(crate) struct Builder<'v> {
     rules: Vec<(Rule, usize, usize)>,
     by_sid: HashMap<(u32, u32), usize>,
     report: LoadReport,
-    flowbits: HashMap<String, u32>,
     datasets: Vec<Dataset>,
     ds_names: HashMap<String, u32>,
+    strings: HashMap<String, Arc<str>>,
 }
 
 impl<'v> Builder<'v> {
@@ -65,9 +66,9 @@ impl<'v> Builder<'v> {
             rules: Vec::new(),
             by_sid: HashMap::new(),
             report: LoadReport::default(),
-            flowbits: HashMap::new(),
             datasets: Vec::new(),
             ds_names: HashMap::new(),
+            strings: HashMap::new(),
         }
     }
 
@@ -154,9 +155,20 @@ impl<'v> Builder<'v> {
         (RuleSet { engine }, self.report)
     }
 
-    fn flowbit(&mut self, name: &str) -> u32 {
-        let n = self.flowbits.len() as u32;
-        *self.flowbits.entry(name.to_string()).or_insert(n)
+    /// One shared copy of a repeated string (class names and descriptions).
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.strings.insert(s.to_string(), a.clone());
+        a
+    }
+
+    /// Flowbit ids are hashes of the names, so that flow state survives a
+    /// rule reload.
+    fn flowbit(&mut self, name: &str) -> u64 {
+        name_hash(name)
     }
 
     fn compile(&mut self, text: &str, base: &Path) -> Result<Rule, Skip> {
@@ -207,7 +219,10 @@ impl<'v> Builder<'v> {
                 let (desc, prio) = self.classes.get(c).ok_or_else(|| {
                     Skip::new("unknown classtype", format!("unknown classtype `{}`", trunc(c)))
                 })?;
-                st.classtype = Some((c.to_string(), desc.clone(), *prio));
+                let (name, desc, prio) = (c.to_ascii_lowercase(), desc.clone(), *prio);
+                let name = self.intern(&name);
+                let desc = self.intern(&desc);
+                st.classtype = Some((name, desc, prio));
             }
             "priority" => {
                 let v = need()?;
@@ -218,7 +233,13 @@ impl<'v> Builder<'v> {
                 }
                 st.priority = Some(p);
             }
-            "reference" => st.references.push(need()?.trim().to_string()),
+            "reference" => {
+                let r = need()?.trim().replace('\n', " ");
+                if !st.references.is_empty() {
+                    st.references.push('\n');
+                }
+                st.references.push_str(&r);
+            }
             "metadata" => {
                 for part in need()?.split(',') {
                     let p = part.trim();
@@ -226,7 +247,12 @@ impl<'v> Builder<'v> {
                         continue;
                     }
                     let (k, v) = p.split_once(char::is_whitespace).unwrap_or((p, ""));
-                    st.metadata.push((k.to_string(), v.trim().to_string()));
+                    if !st.metadata.is_empty() {
+                        st.metadata.push('\n');
+                    }
+                    st.metadata.push_str(k);
+                    st.metadata.push(' ');
+                    st.metadata.push_str(&v.trim().replace('\n', " "));
                 }
             }
             "target" => {
@@ -281,8 +307,8 @@ impl<'v> Builder<'v> {
             }
             "uricontent" => {
                 let (neg, pat) = content::parse_content(need()?).map_err(Skip::malformed)?;
-                st.push_content(Content::new(pat, neg));
-                st.move_last_content(key, Target::Buf(Buffer::HttpUri))?;
+                let list = st.list_idx(Target::Buf(Buffer::HttpUri), &[]);
+                st.push_content_to(list, Content::new(pat, neg));
             }
             "nocase" => st.content_mut(key)?.nocase = true,
             "depth" | "offset" | "distance" | "within" => {
@@ -458,7 +484,7 @@ impl<'v> Builder<'v> {
         if list.iter().any(|n| n.is_empty() || n.contains(char::is_whitespace)) {
             return Err(Skip::malformed(format!("invalid flowbit name `{}`", trunc(names))));
         }
-        let ids: Vec<u32> = list.iter().map(|n| self.flowbit(n)).collect();
+        let ids: Vec<u64> = list.iter().map(|n| self.flowbit(n)).collect();
         match cmd {
             "set" => st.fb_actions.push(FbAction::Set(ids)),
             "unset" => st.fb_actions.push(FbAction::Unset(ids)),
@@ -553,7 +579,7 @@ impl<'v> Builder<'v> {
             }
         };
         let ty = self.datasets.get(id as usize).map(|d| d.ty).unwrap_or(DsType::String);
-        Ok(DatasetOp { id, ty, cmd, subdomain })
+        Ok(DatasetOp { id, key: name_hash(name), ty, cmd, subdomain })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -621,20 +647,20 @@ impl<'v> Builder<'v> {
             && stream_mode == StreamMode::Both;
         let (classtype, category, class_prio) = match st.classtype {
             Some((c, d, p)) => (Some(c), d, p),
-            None => (None, String::new(), DEFAULT_PRIORITY),
+            None => (None, Arc::from(""), DEFAULT_PRIORITY),
         };
         let prio = st.priority.unwrap_or(class_prio);
         Ok(Rule {
             gid: st.gid.unwrap_or(1),
             sid,
             rev: st.rev,
-            msg: st.msg.unwrap_or_default(),
+            msg: st.msg.unwrap_or_default().into_boxed_str(),
             action,
             classtype,
             category,
             severity: prio.clamp(1, 4),
-            references: st.references,
-            metadata: st.metadata,
+            references: st.references.into_boxed_str(),
+            metadata: st.metadata.into_boxed_str(),
             target: st.target,
             proto,
             src,
@@ -1173,6 +1199,11 @@ fn parse_byte_extract(st: &mut RuleState, v: &str) -> Result<ByteExtract, Skip> 
     Ok(be)
 }
 
+/// FNV-1a, 64 bits: stable ids for flowbit and dataset names.
+pub(crate) fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
 /// The `sid` of a rule text, for reporting skipped rules.
 fn quick_sid(text: &str) -> Option<u32> {
     let mut rest = text;
@@ -1208,10 +1239,10 @@ struct RuleState {
     sid: Option<u32>,
     rev: u32,
     gid: Option<u32>,
-    classtype: Option<(String, String, u8)>,
+    classtype: Option<(Arc<str>, Arc<str>, u8)>,
     priority: Option<u8>,
-    references: Vec<String>,
-    metadata: Vec<(String, String)>,
+    references: String,
+    metadata: String,
     target: Option<AlertTarget>,
     noalert: bool,
     flow_dir: Option<bool>,
@@ -1278,6 +1309,10 @@ impl RuleState {
 
     fn push_content(&mut self, c: Content) {
         let list = self.current_list();
+        self.push_content_to(list, c);
+    }
+
+    fn push_content_to(&mut self, list: usize, c: Content) {
         if let Some(l) = self.lists.get_mut(list) {
             l.items.push(Item::Content(Box::new(c)));
             self.last_content = Some((list, l.items.len() - 1));

@@ -49,7 +49,6 @@ pub(crate) struct Content {
     pub fast: FastPattern,
     /// Retry at the next occurrence when a following keyword fails.
     pub retry_next: bool,
-    finder: Option<memmem::Finder<'static>>,
 }
 
 impl Content {
@@ -66,7 +65,6 @@ impl Content {
             endswith: false,
             fast: FastPattern::Unset,
             retry_next: false,
-            finder: None,
         }
     }
 
@@ -74,23 +72,20 @@ impl Content {
         self.distance.is_some() || self.within.is_some()
     }
 
-    /// Prepares the searcher once the modifiers are known.
+    /// Prepares the pattern once the modifiers are known. (No searcher is
+    /// kept: a prepared `memmem::Finder` costs ~300 bytes per content, tens of
+    /// megabytes for a large rule set, and contents are only searched for
+    /// rules that passed the prefilter.)
     pub fn finalize(&mut self) {
         if self.nocase {
             self.pat.make_ascii_lowercase();
-            self.finder = None;
-        } else {
-            self.finder = Some(memmem::Finder::new(&self.pat).into_owned());
         }
+        self.pat.shrink_to_fit();
     }
 
     /// Start of the first occurrence in `hay`.
     pub fn find(&self, hay: &[u8]) -> Option<usize> {
-        match &self.finder {
-            Some(f) => f.find(hay),
-            None if self.nocase => find_nocase(hay, &self.pat),
-            None => memmem::find(hay, &self.pat),
-        }
+        if self.nocase { find_nocase(hay, &self.pat) } else { memmem::find(hay, &self.pat) }
     }
 
     /// The bytes entered in the prefilter, if this content can be one.

@@ -58,7 +58,11 @@ pub(crate) enum DsCmd {
 
 #[derive(Debug, Clone)]
 pub(crate) struct DatasetOp {
+    /// Index of the loaded set in the rule set.
     pub id: u32,
+    /// Hash of the set's name: runtime changes are keyed by it, so they
+    /// survive a rule reload.
+    pub key: u64,
     pub ty: DsType,
     pub cmd: DsCmd,
     /// `match subdomain`: the value or any parent domain is in the set.
@@ -68,8 +72,8 @@ pub(crate) struct DatasetOp {
 /// Runtime additions and removals, bounded.
 #[derive(Debug, Default)]
 pub(crate) struct Runtime {
-    added: HashMap<u32, HashSet<Box<[u8]>>>,
-    removed: HashMap<u32, HashSet<Box<[u8]>>>,
+    added: HashMap<u64, HashSet<Box<[u8]>>>,
+    removed: HashMap<u64, HashSet<Box<[u8]>>>,
     count: usize,
     capacity: usize,
 }
@@ -85,12 +89,12 @@ impl Runtime {
         if self.capacity == 0 { DEFAULT_CAPACITY } else { self.capacity }
     }
 
-    fn contains(&self, sets: &[Dataset], id: u32, key: &[u8]) -> bool {
-        if self.removed.get(&id).is_some_and(|r| r.contains(key)) {
+    fn contains(&self, sets: &[Dataset], op: &DatasetOp, key: &[u8]) -> bool {
+        if self.removed.get(&op.key).is_some_and(|r| r.contains(key)) {
             return false;
         }
-        sets.get(id as usize).is_some_and(|s| s.data.contains(key))
-            || self.added.get(&id).is_some_and(|a| a.contains(key))
+        sets.get(op.id as usize).is_some_and(|s| s.data.contains(key))
+            || self.added.get(&op.key).is_some_and(|a| a.contains(key))
     }
 }
 
@@ -138,18 +142,18 @@ pub(crate) fn apply(
     match op.cmd {
         DsCmd::IsSet | DsCmd::IsNotSet => {
             let found = if op.subdomain && op.ty == DsType::String {
-                subdomain_keys(&key).any(|k| rt.contains(sets, op.id, k))
+                subdomain_keys(&key).any(|k| rt.contains(sets, op, k))
             } else {
-                rt.contains(sets, op.id, &key)
+                rt.contains(sets, op, &key)
             };
             found == (op.cmd == DsCmd::IsSet)
         }
         DsCmd::Set => {
-            if rt.contains(sets, op.id, &key) {
+            if rt.contains(sets, op, &key) {
                 return false;
             }
             let boxed: Box<[u8]> = key.into_boxed_slice();
-            if let Some(r) = rt.removed.get_mut(&op.id)
+            if let Some(r) = rt.removed.get_mut(&op.key)
                 && r.remove(&boxed)
             {
                 return true;
@@ -159,15 +163,15 @@ pub(crate) fn apply(
                 return false;
             }
             rt.count += 1;
-            rt.added.entry(op.id).or_default().insert(boxed);
+            rt.added.entry(op.key).or_default().insert(boxed);
             true
         }
         DsCmd::Unset => {
-            if !rt.contains(sets, op.id, &key) {
+            if !rt.contains(sets, op, &key) {
                 return false;
             }
             let boxed: Box<[u8]> = key.into_boxed_slice();
-            if let Some(a) = rt.added.get_mut(&op.id)
+            if let Some(a) = rt.added.get_mut(&op.key)
                 && a.remove(&boxed)
             {
                 rt.count = rt.count.saturating_sub(1);
@@ -178,7 +182,7 @@ pub(crate) fn apply(
                 return false;
             }
             rt.count += 1;
-            rt.removed.entry(op.id).or_default().insert(boxed);
+            rt.removed.entry(op.key).or_default().insert(boxed);
             true
         }
     }
@@ -313,7 +317,7 @@ mod tests {
         let mut rt = Runtime::default();
         rt.set_capacity(1);
         let mut refused = 0;
-        let set = DatasetOp { id: 0, ty: DsType::String, cmd: DsCmd::Set, subdomain: false };
+        let set = DatasetOp { id: 0, key: 7, ty: DsType::String, cmd: DsCmd::Set, subdomain: false };
         let isset = DatasetOp { cmd: DsCmd::IsSet, ..set.clone() };
         let unset = DatasetOp { cmd: DsCmd::Unset, ..set.clone() };
         assert!(!apply(&isset, b"ua1", &sets, &mut rt, &mut refused));

@@ -1,6 +1,6 @@
 //! Compiled rules and the inspection of one event.
 
-use std::{collections::BTreeMap, net::IpAddr};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 use sha2::Digest as _;
 
@@ -308,16 +308,16 @@ impl PktCheck {
 /// `flowbits` condition.
 #[derive(Debug, Clone)]
 pub(crate) enum FbCheck {
-    IsSet { bits: Vec<u32>, all: bool },
-    IsNotSet { bits: Vec<u32>, all: bool },
+    IsSet { bits: Vec<u64>, all: bool },
+    IsNotSet { bits: Vec<u64>, all: bool },
 }
 
 /// `flowbits` action, applied when the rule matches.
 #[derive(Debug, Clone)]
 pub(crate) enum FbAction {
-    Set(Vec<u32>),
-    Unset(Vec<u32>),
-    Toggle(Vec<u32>),
+    Set(Vec<u64>),
+    Unset(Vec<u64>),
+    Toggle(Vec<u64>),
 }
 
 #[derive(Debug)]
@@ -325,13 +325,16 @@ pub(crate) struct Rule {
     pub gid: u32,
     pub sid: u32,
     pub rev: u32,
-    pub msg: String,
+    pub msg: Box<str>,
     pub action: Action,
-    pub classtype: Option<String>,
-    pub category: String,
+    /// Shared with the other rules of the class.
+    pub classtype: Option<Arc<str>>,
+    pub category: Arc<str>,
     pub severity: u8,
-    pub references: Vec<String>,
-    pub metadata: Vec<(String, String)>,
+    /// References joined by `\n` (one allocation per rule instead of one per value).
+    pub references: Box<str>,
+    /// Metadata as `key value` lines joined by `\n`.
+    pub metadata: Box<str>,
     pub target: Option<AlertTarget>,
     pub proto: Proto,
     pub src: AddrSet,
@@ -525,13 +528,26 @@ impl Engine {
                 gid: rule.gid,
                 sid: rule.sid,
                 rev: rule.rev,
-                msg: rule.msg.clone(),
-                classtype: rule.classtype.clone(),
-                category: rule.category.clone(),
+                msg: rule.msg.to_string(),
+                classtype: rule.classtype.as_deref().map(str::to_string),
+                category: rule.category.to_string(),
                 severity: rule.severity,
                 action: rule.action,
-                references: rule.references.clone(),
-                metadata: rule.metadata.clone(),
+                references: rule
+                    .references
+                    .split('\n')
+                    .filter(|r| !r.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                metadata: rule
+                    .metadata
+                    .split('\n')
+                    .filter(|m| !m.is_empty())
+                    .map(|m| {
+                        let (k, v) = m.split_once(' ').unwrap_or((m, ""));
+                        (k.to_string(), v.to_string())
+                    })
+                    .collect(),
                 noalert: rule.noalert,
                 target: rule.target,
             });

@@ -79,11 +79,13 @@
 //!
 //! * **Packet rules** (no sticky buffer): evaluated on every call; their
 //!   content matches `stream` (when given and the rule may use the stream)
-//!   and/or `payload`. `stream` must hold in-order reassembled data of this
-//!   direction that was *not* presented in an earlier call (for instance
-//!   the newly in-order bytes, possibly preceded by a short overlap): the
-//!   engine fires a rule at most once per call, so repeated bytes can
-//!   repeat alerts. With no `stream`, stream-only rules inspect `payload`.
+//!   and/or `payload`. For TCP, pass in `stream` the in-order reassembled
+//!   data of this direction that this packet made available (its payload
+//!   when in order, plus data it released from the out-of-order queue,
+//!   optionally preceded by a short tail of earlier data so that patterns
+//!   crossing packet boundaries are seen): the engine fires a rule at most
+//!   once per call, so bytes presented again in a later call can alert
+//!   again. With no `stream`, stream-only rules inspect `payload`.
 //! * **Transaction rules** (with sticky buffers): evaluated only in calls
 //!   whose [`Buffers`] hold every buffer they use, and only in the rule's
 //!   direction: explicitly from `flow:to_server/to_client`, otherwise implied
@@ -105,6 +107,11 @@
 //!   every call of an identified flow, not only on transaction calls.
 //! * `noalert` rules are returned with [`RuleMatch::noalert`] set: apply
 //!   nothing, emit nothing; they exist for their flowbits and counters.
+//! * State is keyed so that it survives a rule reload: flowbits and runtime
+//!   dataset changes by a hash of their names, thresholds by gid and sid.
+//!   One [`GlobalRuleState`] per worker thread is fine (the [`RuleSet`] is
+//!   `Sync` and shared), but then `by_src`/`by_dst` thresholds count per
+//!   worker; share one behind a lock for exact engine-wide counts.
 
 mod anchors;
 pub mod check;
@@ -473,8 +480,8 @@ pub struct Inspect<'a> {
 /// Per-flow rule state (flowbits, IP-only marks); the caller keeps one per flow.
 #[derive(Debug, Default, Clone)]
 pub struct FlowRuleState {
-    /// Set flowbits, sorted ids.
-    bits: Vec<u32>,
+    /// Set flowbits: sorted hashes of their names (stable across rule reloads).
+    bits: Vec<u64>,
     /// IP-only rules already evaluated for the to-server / to-client direction.
     iponly_ts: bool,
     iponly_tc: bool,
@@ -486,17 +493,17 @@ impl FlowRuleState {
         self.bits.len()
     }
 
-    pub(crate) fn is_set(&self, id: u32) -> bool {
+    pub(crate) fn is_set(&self, id: u64) -> bool {
         self.bits.binary_search(&id).is_ok()
     }
 
-    pub(crate) fn set(&mut self, id: u32) {
+    pub(crate) fn set(&mut self, id: u64) {
         if let Err(pos) = self.bits.binary_search(&id) {
             self.bits.insert(pos, id);
         }
     }
 
-    pub(crate) fn unset(&mut self, id: u32) {
+    pub(crate) fn unset(&mut self, id: u64) {
         if let Ok(pos) = self.bits.binary_search(&id) {
             self.bits.remove(pos);
         }

@@ -23,8 +23,9 @@ use super::Buffer;
 
 /// Largest compiled program accepted per pattern.
 pub const SIZE_LIMIT: usize = 2 << 20;
-/// Lazy DFA cache per pattern (allocated only when used).
-pub const DFA_SIZE_LIMIT: usize = 1 << 20;
+/// Lazy DFA cache per pattern and thread (grows only when used; a full cache
+/// is cleared and rebuilt, matching stays linear-time).
+pub const DFA_SIZE_LIMIT: usize = 256 << 10;
 
 /// Why a pattern cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -870,6 +870,118 @@ fn app_layer_protocol_gating() {
     assert_eq!(e.sids(&Ev { app: AppProto::Dns, proto: 17, ..p.clone() }), vec![2]);
 }
 
+#[test]
+fn state_survives_a_rule_reload() {
+    let a = "alert tcp any any -> any any (content:\"login\"; flowbits:set,logged_in; noalert; sid:1;)\n\
+             alert tcp any any -> any any (content:\"x\"; threshold:type limit, track by_src, count 1, seconds 60; sid:3;)";
+    let b = "alert tcp any any -> any any (content:\"other\"; flowbits:set,other; sid:9;)\n\
+             alert tcp any any -> any any (content:\"get\"; flowbits:isset,logged_in; sid:2;)\n\
+             alert tcp any any -> any any (content:\"x\"; threshold:type limit, track by_src, count 1, seconds 60; sid:3;)";
+    let mut e = Eng::new(a);
+    assert_eq!(e.sids(&Ev { payload: b"login x", ..Default::default() }), vec![3]);
+    let (set, _) = RuleSet::from_str(b, &Vars::default());
+    e.set = set;
+    assert_eq!(
+        e.sids(&Ev { payload: b"get x", ..Default::default() }),
+        vec![2],
+        "flowbit and threshold kept"
+    );
+}
+
+/// Rules copied from the ET Open set (BSD licence, see the corpus), on
+/// the inputs they are written for.
+#[test]
+fn et_open_samples() {
+    let rules = r#"
+alert dns $HOME_NET any -> any 53 (msg:"ET TROJAN OSX/Proton.C/D Domain (handbrakestore .com in DNS Lookup)"; dns_query; content:"handbrakestore.com"; isdataat:!1,relative; metadata: former_category TROJAN; reference:url,www.welivesecurity.com/2017/10/20/osx-proton-supply-chain-attack-elmedia; classtype:trojan-activity; sid:2024890; rev:3; metadata:affected_product Mac_OSX, attack_target Client_Endpoint, deployment Perimeter, signature_severity Major, created_at 2017_10_20, malware_family Proton, performance_impact Moderate, updated_at 2017_10_24;)
+alert tls $HOME_NET any -> $EXTERNAL_NET any (msg:"ET TROJAN Observed Evrial Domain (cryptoclipper .ru in TLS SNI)"; flow:established,to_server; tls_sni; content:"cryptoclipper.ru"; isdataat:!1,relative; metadata: former_category TROJAN; reference:md5,5a71cc1c1ea541eb47638218a25c4123; classtype:trojan-activity; sid:2025201; rev:1; metadata:affected_product Windows_XP_Vista_7_8_10_Server_32_64_Bit, attack_target Client_Endpoint, deployment Perimeter, signature_severity Major, created_at 2018_01_16, malware_family Evrial, performance_impact Moderate, updated_at 2018_01_16;)
+alert http $HOME_NET any -> $EXTERNAL_NET $HTTP_PORTS (msg:"ET USER_AGENTS Vaccineprogram.co.kr Related Spyware User Agent (pcsafe)"; flow:established,to_server; content:"User-Agent|3a| pcsafe"; reference:url,doc.emergingthreats.net/2006420; classtype:trojan-activity; sid:2006420; rev:7; metadata:created_at 2010_07_30, updated_at 2010_07_30;)
+alert tcp $HOME_NET any -> $EXTERNAL_NET 443 (msg:"ET TROJAN Possible Variant.Kazy.53640 Malformed Client Hello SSL 3.0 (Cipher_Suite length greater than Client_Hello Length)"; flow:to_server,established; content:"|16 03 00|"; depth:3; content:"|01|"; distance:2; within:1; byte_extract:3,0,SSL.Client_Hello.length,relative; byte_jump:1,34,relative; byte_test:2,>,SSL.Client_Hello.length,0,relative; reference:md5,a01d75158cf4618677f494f9626b1c4c; classtype:trojan-activity; sid:2014635; rev:1; metadata:created_at 2012_04_24, updated_at 2012_04_24;)
+alert http $HOME_NET any -> $EXTERNAL_NET any (msg:"ET TROJAN Trojan Generic - POST To gate.php with no referer"; flow:established,to_server; content:"POST"; http_method; content:"/gate.php"; http_uri; http_header_names; content:!"Referer"; classtype:trojan-activity; sid:2017930; rev:10; metadata:created_at 2014_01_03, updated_at 2014_01_03;)
+alert http $EXTERNAL_NET any -> $HOME_NET any (msg:"ET CURRENT_EVENTS DRIVEBY Generic - 8Char.JAR Naming Algorithm"; flow:established,to_client; content:"-Disposition|3a| inline"; http_header; nocase; content:".jar"; http_header; fast_pattern:only; pcre:"/[="]\w{8}\.jar/Hi"; file_data; content:"PK"; within:2; classtype:attempted-user; sid:2015695; rev:4; metadata:affected_product Any, attack_target Client_Endpoint, deployment Perimeter, tag DriveBy, signature_severity Major, created_at 2012_09_11, updated_at 2016_07_01;)
+"#;
+    let mut e = Eng::new(rules);
+    let home = "192.168.1.10";
+    let dns = |q: &'static [u8]| Ev {
+        src: home,
+        dst: "8.8.8.8",
+        proto: 17,
+        dport: 53,
+        established: false,
+        app: AppProto::Dns,
+        payload: b"\x00\x01\x01\x00",
+        bufs: vec![(Buffer::DnsQuery, q)],
+        ..Default::default()
+    };
+    assert_eq!(e.sids(&dns(b"handbrakestore.com")), vec![2024890]);
+    assert_eq!(e.sids(&dns(b"handbrakestore.com.example")), Vec::<u32>::new());
+    let tls = |sni: &'static [u8]| Ev {
+        src: home,
+        dst: "203.0.113.9",
+        dport: 443,
+        app: AppProto::Tls,
+        payload: b"\x16\x03\x01",
+        bufs: vec![(Buffer::TlsSni, sni)],
+        ..Default::default()
+    };
+    assert_eq!(e.sids(&tls(b"cryptoclipper.ru")), vec![2025201]);
+    assert_eq!(e.sids(&tls(b"cryptoclipper.ru.example")), Vec::<u32>::new());
+    let ua = Ev {
+        src: home,
+        dst: "203.0.113.9",
+        app: AppProto::Http,
+        payload: b"GET / HTTP/1.1\r\nUser-Agent: pcsafe\r\n\r\n",
+        ..Default::default()
+    };
+    assert_eq!(e.sids(&ua), vec![2006420]);
+    assert_eq!(e.sids(&Ev { dport: 8080, ..ua.clone() }), Vec::<u32>::new(), "$HTTP_PORTS is 80");
+    // SSL 3.0 ClientHello whose cipher-suite length exceeds the hello length
+    let mut hello = vec![0x16, 0x03, 0x00, 0x00, 0x40, 0x01, 0x00, 0x00, 0x30];
+    hello.extend_from_slice(&[0u8; 34]); // version + random
+    hello.push(0); // session id length
+    hello.extend_from_slice(&[0x01, 0x00]); // cipher suites length 256 > 48
+    hello.extend_from_slice(&[0u8; 8]);
+    let kazy = Ev { src: home, dst: "203.0.113.9", dport: 443, payload: &hello, ..Default::default() };
+    assert_eq!(e.sids(&kazy), vec![2014635]);
+    let mut ok = hello.clone();
+    ok[44] = 0x00;
+    ok[45] = 0x10;
+    assert_eq!(e.sids(&Ev { payload: &ok, ..kazy.clone() }), Vec::<u32>::new());
+    let gate = |names: &'static [u8]| Ev {
+        src: home,
+        dst: "203.0.113.9",
+        app: AppProto::Http,
+        payload: b"POST /gate.php HTTP/1.1\r\n",
+        bufs: vec![
+            (Buffer::HttpMethod, b"POST"),
+            (Buffer::HttpUri, b"/gate.php"),
+            (Buffer::HttpHeaderNames, names),
+        ],
+        ..Default::default()
+    };
+    assert_eq!(e.sids(&gate(b"\r\nHost\r\nContent-Length\r\n\r\n")), vec![2017930]);
+    assert_eq!(e.sids(&gate(b"\r\nHost\r\nReferer\r\n\r\n")), Vec::<u32>::new());
+    let jar = |body: &'static [u8]| {
+        Ev {
+        src: "203.0.113.9",
+        sport: 80,
+        dst: home,
+        dport: 1234,
+        to_server: false,
+        app: AppProto::Http,
+        payload: b"HTTP/1.1 200 OK\r\n",
+        bufs: vec![
+            (Buffer::HttpStatCode, b"200"),
+            (Buffer::HttpHeader, b"Content-Type: application/java-archive\r\nContent-Disposition: inline; filename=abcdefgh.jar\r\n"),
+            (Buffer::HttpResponseBody, body),
+        ],
+        ..Default::default()
+    }
+    };
+    assert_eq!(e.sids(&jar(b"PK\x03\x04....")), vec![2015695]);
+    assert_eq!(e.sids(&jar(b"MZ\x90\x00")), Vec::<u32>::new());
+}
+
 // ---------------------------------------------------------------- loading
 
 #[test]
@@ -1040,7 +1152,12 @@ fn bench_et() {
     let (set, rep) = RuleSet::load(&files, &Vars::default(), None).unwrap();
     let took = t0.elapsed();
     drop(rep);
-    println!("load: {} rules in {took:?}, RSS {} kB -> {} kB", set.len(), before, rss());
+    let after = rss();
+    println!("load: {} rules in {took:?}, RSS {before} kB -> {after} kB", set.len());
+    // a second copy: its growth approximates the retained size of one rule set
+    let (set2, _) = RuleSet::load(&files, &Vars::default(), None).unwrap();
+    println!("a second loaded copy adds {} kB", rss().saturating_sub(after));
+    drop(set2);
     println!("prefilter: {} kB", set.stats().prefilter_bytes / 1024);
     let mut e = Eng::with(set);
     let text: Vec<u8> = (0..1400u32)
