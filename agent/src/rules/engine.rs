@@ -137,14 +137,21 @@ impl Target {
         }
     }
 
-    /// Calls `f` on every value of the target until it returns `true`.
+    /// Calls `f` on every value of the target until it returns `true`. For
+    /// the payload, a packet payload that the stream ends with is not
+    /// passed separately (callers needing both, the rule verification, do
+    /// not use this).
     pub fn any_instance(self, ctx: &Inspect<'_>, mut f: impl FnMut(&[u8]) -> bool) -> bool {
         match self {
             Target::Payload => {
-                if !ctx.payload.is_empty() && f(ctx.payload) {
+                let stream = ctx.stream.filter(|s| !s.is_empty());
+                // the usual case: the stream ends with this packet's payload,
+                // which then need not be scanned on its own
+                let covered = stream.is_some_and(|s| s.ends_with(ctx.payload));
+                if !covered && !ctx.payload.is_empty() && f(ctx.payload) {
                     return true;
                 }
-                ctx.stream.is_some_and(|s| !s.is_empty() && f(s))
+                stream.is_some_and(f)
             }
             Target::Buf(b) => ctx.buffers.get(b).any(f),
             Target::FileData => {

@@ -43,8 +43,11 @@
 //!   `ip.dst`; transforms `dotprefix`, `to_lowercase`, `to_uppercase`,
 //!   `strip_whitespace`, `compress_whitespace`, `url_decode`, `to_sha256`.
 //! * Packet: `flow` (`to_server`, `to_client`, `from_client`, `from_server`,
-//!   `established`, `not_established`, `stateless`, `only_stream`,
-//!   `no_stream`), `flags` (with `+ * !` and a mask), `itype`, `icode`, `ttl`,
+//!   `established`, `not_established`, `stateless`; `only_stream` and
+//!   `no_stream` approximated: the payload keywords of such a rule look only
+//!   at `Inspect::stream`, respectively only at `Inspect::payload`, and an
+//!   `only_stream` rule looks at the payload when the caller gives no
+//!   stream), `flags` (with `+ * !` and a mask), `itype`, `icode`, `ttl`,
 //!   `ip_proto`, `sameip`, `app-layer-protocol`.
 //! * State: `flowbits` (`set`, `unset`, `toggle`, `isset`, `isnotset`,
 //!   `noalert`; `|` is "any", `&` is "all"), `threshold` (`limit`,
