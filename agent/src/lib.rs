@@ -1,7 +1,7 @@
 //! canhgac agent: the agency side.
 //!
 //! Data flow: capture ([`capture`]) → decode ([`decode`], [`dns`]) →
-//! detection ([`detect`] and the Suricata rule engine [`rules`], pure, no I/O) → durable spool ([`spool`]) →
+//! detection ([`detect`], pure, no I/O) → durable spool ([`spool`]) →
 //! uplink ([`uplink`]) → collector. [`daemon`] wires them; [`enroll`] and
 //! [`state`] handle identity.
 

@@ -115,6 +115,21 @@
 //!   One [`GlobalRuleState`] per worker thread is fine (the [`RuleSet`] is
 //!   `Sync` and shared), but then `by_src`/`by_dst` thresholds count per
 //!   worker; share one behind a lock for exact engine-wide counts.
+//! * For ICMP, `payload` is the data after the 8-byte ICMP header (as in
+//!   Suricata); `icmp` carries type and code.
+//!
+//! # Cost
+//!
+//! Candidates come from a prefilter (the `prefilter` module): one fast
+//! pattern per rule, grouped per buffer (Aho-Corasick for short buffers,
+//! hashed anchors for payloads, streams and bodies), an address index for
+//! header-only rules; only candidates are verified, header first. `inspect`
+//! allocates nothing per call in steady state except for matches
+//! ([`RuleMatch`] owns its strings) and for buffers with transforms. `pcre`
+//! patterns are validated at load but compiled on first use. With the ET
+//! Open set of the corpus (13,041 rules loaded) loading takes about 0.5 s
+//! and the rule set about 30 MB; see `tests::bench_et` for the per-event
+//! cost.
 
 mod anchors;
 pub mod check;
