@@ -89,6 +89,30 @@ enum Command {
         #[arg(long)]
         state_dir: PathBuf,
     },
+    /// Suricata rule files.
+    Rules {
+        #[command(subcommand)]
+        cmd: RulesCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCmd {
+    /// Loads rule files and explains every rule that cannot be loaded.
+    Check {
+        /// Rule files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Address or port variable, NAME=VALUE (repeatable; Suricata's defaults otherwise).
+        #[arg(long = "var")]
+        vars: Vec<String>,
+        /// classification.config (Suricata's built-in table otherwise).
+        #[arg(long)]
+        classification: Option<PathBuf>,
+        /// One JSON object per skipped rule, then a summary object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
@@ -196,6 +220,13 @@ fn main() -> ExitCode {
                 Err(e @ canhgac_agent::analyze::AnalyzeError::Config(_)) => fail(2, &e.to_string()),
                 Err(e @ canhgac_agent::analyze::AnalyzeError::Usage(_)) => fail(2, &e.to_string()),
                 Err(e) => fail(1, &e.to_string()),
+            }
+        }
+        Command::Rules { cmd: RulesCmd::Check { files, vars, classification, json } } => {
+            let args = canhgac_agent::rules::check::CheckArgs { files, vars, classification, json };
+            match canhgac_agent::rules::check::run(&args, &mut std::io::stdout().lock()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(e.exit_code(), &e.to_string()),
             }
         }
         Command::Status { state_dir } => {

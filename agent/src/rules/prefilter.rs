@@ -1,0 +1,350 @@
+//! Candidate selection, so that thousands of rules cost little per event.
+//!
+//! * Every rule with a usable content gets one fast pattern (an explicit
+//!   `fast_pattern`, else — Suricata's choice — the longest content, with
+//!   sticky-buffer contents preferred over payload ones). Patterns are grouped
+//!   per target (payload/stream, each buffer), case-insensitively: short
+//!   buffers (URI, headers, names, DNS query, certificate fields) in one
+//!   Aho-Corasick automaton per buffer; bulk data (payload/stream, request
+//!   and response bodies, file data) through hashed anchors ([`Anchors`]),
+//!   several times faster per byte than an automaton that does not fit in
+//!   the cache. A hit makes the rule a candidate; the full rule is then
+//!   verified (so the case and position of the pattern are checked there).
+//! * Rules with keyword lists but no usable content (only `pcre`, negated
+//!   contents, `urilen`, ...) are candidates whenever one target they need is
+//!   present.
+//! * Header-only rules are found through an index of the addresses of their
+//!   narrower side (CIDR blocks per prefix length, looked up with the
+//!   event's source and destination), else through a short list per IP
+//!   protocol class. IP-only rules have their own index, consulted on the
+//!   first packet of each flow direction only.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::IpAddr,
+};
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+use super::{
+    Buffer, Inspect,
+    anchors::{AnchorScratch, Anchors},
+    content::{FastPattern, Item},
+    engine::{Rule, Target, proto_class},
+    header::AddrSet,
+};
+
+/// Most CIDR blocks a rule may contribute to the address index.
+const MAX_INDEXED_BLOCKS: usize = 4096;
+
+/// How a group looks for its patterns.
+enum Scanner {
+    /// Short buffers (URIs, headers, names): Aho-Corasick.
+    Ac(AhoCorasick),
+    /// Bulk data (payloads, streams, bodies): hashed anchors.
+    Anchors(Anchors),
+}
+
+struct Group {
+    target: Target,
+    scanner: Scanner,
+    /// First global pattern number of this group.
+    offset: usize,
+    /// Rules per pattern.
+    pats: Vec<Vec<u32>>,
+    nrules: usize,
+}
+
+#[derive(Default)]
+struct AddrIndex {
+    v4: Vec<(u8, HashMap<u32, Vec<u32>>)>,
+    v6: Vec<(u8, HashMap<u128, Vec<u32>>)>,
+}
+
+impl AddrIndex {
+    fn insert(&mut self, set: &AddrSet, rule: u32) -> bool {
+        let Some((v4, v6)) = set.cidrs(MAX_INDEXED_BLOCKS) else { return false };
+        for (a, p) in v4 {
+            let pos = match self.v4.iter().position(|(q, _)| *q == p) {
+                Some(i) => i,
+                None => {
+                    self.v4.push((p, HashMap::new()));
+                    self.v4.len() - 1
+                }
+            };
+            if let Some((_, m)) = self.v4.get_mut(pos) {
+                m.entry(a).or_default().push(rule);
+            }
+        }
+        for (a, p) in v6 {
+            let pos = match self.v6.iter().position(|(q, _)| *q == p) {
+                Some(i) => i,
+                None => {
+                    self.v6.push((p, HashMap::new()));
+                    self.v6.len() - 1
+                }
+            };
+            if let Some((_, m)) = self.v6.get_mut(pos) {
+                m.entry(a).or_default().push(rule);
+            }
+        }
+        true
+    }
+
+    fn lookup(&self, ip: IpAddr, out: &mut Vec<u32>) {
+        let v4 = match ip {
+            IpAddr::V4(a) => Some(u32::from(a)),
+            IpAddr::V6(a) => {
+                let x = u128::from(a);
+                for (p, m) in &self.v6 {
+                    let mask = if *p == 0 { 0 } else { u128::MAX << (128 - u32::from(*p)) };
+                    if let Some(v) = m.get(&(x & mask)) {
+                        out.extend_from_slice(v);
+                    }
+                }
+                a.to_ipv4_mapped().map(u32::from)
+            }
+        };
+        if let Some(x) = v4 {
+            for (p, m) in &self.v4 {
+                let mask = if *p == 0 { 0 } else { u32::MAX << (32 - u32::from(*p)) };
+                if let Some(v) = m.get(&(x & mask)) {
+                    out.extend_from_slice(v);
+                }
+            }
+        }
+    }
+}
+
+pub(crate) struct Prefilter {
+    groups: Vec<Group>,
+    npatterns: usize,
+    nofp: Vec<(Target, Vec<u32>)>,
+    pkt_generic: [Vec<u32>; 4],
+    pkt_index: AddrIndex,
+    iponly_generic: [Vec<u32>; 4],
+    iponly_index: AddrIndex,
+}
+
+/// Reusable per-engine scratch space (kept in the global state).
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    pub cand: Vec<u32>,
+    stamp: Vec<u32>,
+    generation: u32,
+    anchors: AnchorScratch,
+}
+
+/// The fast pattern of a rule: target and lower-cased bytes.
+fn fast_pattern(rule: &Rule) -> Option<(Target, Vec<u8>)> {
+    // score: (explicit, not payload, length)
+    type Best<'r> = ((bool, bool, usize), Target, &'r [u8]);
+    let mut best: Option<Best<'_>> = None;
+    for l in &rule.lists {
+        if !l.transforms.is_empty() || matches!(l.target, Target::IpSrc | Target::IpDst) {
+            continue;
+        }
+        for item in &l.items {
+            let Item::Content(c) = item else { continue };
+            let Some(b) = c.fast_bytes() else { continue };
+            let score = (c.fast != FastPattern::Unset, l.target != Target::Payload, b.len());
+            if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+                best = Some((score, l.target, b));
+            }
+        }
+    }
+    best.map(|(_, t, b)| (t, b.to_ascii_lowercase()))
+}
+
+/// The target whose presence a rule without fast pattern waits for.
+fn required_target(rule: &Rule) -> Target {
+    rule.lists
+        .iter()
+        .map(|l| l.target)
+        .find(|t| matches!(t, Target::Buf(_) | Target::FileData))
+        .or_else(|| rule.lists.iter().map(|l| l.target).find(|t| *t == Target::Payload))
+        .unwrap_or(Target::IpSrc)
+}
+
+fn size(set: &AddrSet) -> u128 {
+    let v4: u128 = set.v4.iter().map(|(a, b)| u128::from(b - a) + 1).sum();
+    let v6 = set.v6.iter().fold(0u128, |acc, (a, b)| acc.saturating_add((b - a).saturating_add(1)));
+    v4.saturating_add(v6)
+}
+
+impl Prefilter {
+    pub fn build(rules: &[Rule]) -> Prefilter {
+        let mut pf = Prefilter {
+            groups: Vec::new(),
+            npatterns: 0,
+            nofp: Vec::new(),
+            pkt_generic: Default::default(),
+            pkt_index: AddrIndex::default(),
+            iponly_generic: Default::default(),
+            iponly_index: AddrIndex::default(),
+        };
+        // target key -> (target, pattern -> id, patterns, rules per pattern)
+        type G = (Target, HashMap<Vec<u8>, usize>, Vec<Vec<u8>>, Vec<Vec<u32>>);
+        let mut groups: BTreeMap<usize, G> = BTreeMap::new();
+        let mut nofp: BTreeMap<usize, (Target, Vec<u32>)> = BTreeMap::new();
+        for (i, r) in rules.iter().enumerate() {
+            let ri = i as u32;
+            if r.header_only() {
+                let (generic, index) = if r.ip_only {
+                    (&mut pf.iponly_generic, &mut pf.iponly_index)
+                } else {
+                    (&mut pf.pkt_generic, &mut pf.pkt_index)
+                };
+                let mut sides: Vec<&AddrSet> = [&r.src, &r.dst].into_iter().filter(|s| !s.is_any()).collect();
+                sides.sort_by_key(|s| size(s));
+                let indexed = sides.first().is_some_and(|s| index.insert(s, ri));
+                if !indexed {
+                    for (c, on) in r.proto.classes().iter().enumerate() {
+                        if *on && let Some(v) = generic.get_mut(c) {
+                            v.push(ri);
+                        }
+                    }
+                }
+                continue;
+            }
+            match fast_pattern(r) {
+                Some((t, pat)) => {
+                    let g =
+                        groups.entry(t.key()).or_insert_with(|| (t, HashMap::new(), Vec::new(), Vec::new()));
+                    let id = match g.1.get(&pat) {
+                        Some(id) => *id,
+                        None => {
+                            let id = g.2.len();
+                            g.1.insert(pat.clone(), id);
+                            g.2.push(pat);
+                            g.3.push(Vec::new());
+                            id
+                        }
+                    };
+                    if let Some(v) = g.3.get_mut(id) {
+                        v.push(ri);
+                    }
+                }
+                None => {
+                    let t = required_target(r);
+                    nofp.entry(t.key()).or_insert_with(|| (t, Vec::new())).1.push(ri);
+                }
+            }
+        }
+        for (_, (t, _, pats, rules_of)) in groups {
+            let bulk = matches!(
+                t,
+                Target::Payload
+                    | Target::FileData
+                    | Target::Buf(Buffer::HttpRequestBody | Buffer::HttpResponseBody | Buffer::FileData)
+            );
+            let built = if bulk {
+                Ok(Scanner::Anchors(Anchors::new(&pats)))
+            } else {
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&pats)
+                    .map(Scanner::Ac)
+            };
+            match built {
+                Ok(scanner) => {
+                    let nrules = rules_of.iter().map(Vec::len).sum();
+                    pf.groups.push(Group {
+                        target: t,
+                        scanner,
+                        offset: pf.npatterns,
+                        pats: rules_of,
+                        nrules,
+                    });
+                    pf.npatterns += pats.len();
+                }
+                Err(_) => {
+                    // cannot happen with byte patterns; stay correct anyway
+                    let e = nofp.entry(t.key()).or_insert_with(|| (t, Vec::new()));
+                    e.1.extend(rules_of.into_iter().flatten());
+                }
+            }
+        }
+        pf.nofp = nofp.into_values().collect();
+        pf
+    }
+
+    /// Fills `s.cand` with the candidate rules, sorted (evaluation order).
+    pub fn candidates(&self, ctx: &Inspect<'_>, first_in_dir: bool, s: &mut Scratch) {
+        s.cand.clear();
+        if s.stamp.len() != self.npatterns {
+            s.stamp = vec![0; self.npatterns];
+            s.generation = 0;
+        }
+        s.generation = s.generation.wrapping_add(1);
+        if s.generation == 0 {
+            s.stamp.fill(0);
+            s.generation = 1;
+        }
+        let generation = s.generation;
+        for g in &self.groups {
+            if !g.target.present(ctx) {
+                continue;
+            }
+            let Scratch { cand, stamp, anchors, .. } = s;
+            let mut hit = |p: usize| {
+                if let Some(st) = stamp.get_mut(g.offset + p)
+                    && *st != generation
+                {
+                    *st = generation;
+                    if let Some(rs) = g.pats.get(p) {
+                        cand.extend_from_slice(rs);
+                    }
+                }
+            };
+            g.target.any_instance(ctx, |d| {
+                match &g.scanner {
+                    Scanner::Ac(ac) => ac.find_overlapping_iter(d).for_each(|m| hit(m.pattern().as_usize())),
+                    Scanner::Anchors(a) => a.scan(d, anchors, |p| hit(p as usize)),
+                }
+                false
+            });
+        }
+        for (t, rs) in &self.nofp {
+            if t.present(ctx) {
+                s.cand.extend_from_slice(rs);
+            }
+        }
+        if !ctx.buffers.tx_only() {
+            let class = proto_class(ctx.proto);
+            if let Some(v) = self.pkt_generic.get(class) {
+                s.cand.extend_from_slice(v);
+            }
+            self.pkt_index.lookup(ctx.src, &mut s.cand);
+            self.pkt_index.lookup(ctx.dst, &mut s.cand);
+            if first_in_dir {
+                if let Some(v) = self.iponly_generic.get(class) {
+                    s.cand.extend_from_slice(v);
+                }
+                self.iponly_index.lookup(ctx.src, &mut s.cand);
+                self.iponly_index.lookup(ctx.dst, &mut s.cand);
+            }
+        }
+        s.cand.sort_unstable();
+        s.cand.dedup();
+    }
+
+    /// Rules per prefilter group and rules without fast pattern.
+    pub fn memory_usage(&self) -> usize {
+        self.groups
+            .iter()
+            .map(|g| match &g.scanner {
+                Scanner::Ac(ac) => ac.memory_usage(),
+                Scanner::Anchors(a) => a.memory_usage(),
+            })
+            .sum()
+    }
+
+    pub fn counts(&self) -> (Vec<(&'static str, usize)>, usize) {
+        let mut v: Vec<(&'static str, usize)> =
+            self.groups.iter().map(|g| (g.target.name(), g.nrules)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        (v, self.nofp.iter().map(|(_, r)| r.len()).sum())
+    }
+}
