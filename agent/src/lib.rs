@@ -15,6 +15,7 @@ pub mod dns;
 pub mod enroll;
 pub mod eve;
 pub mod inventory;
+pub mod policy;
 pub mod spool;
 pub mod state;
 pub mod uplink;
