@@ -155,7 +155,12 @@ impl OperatorCaller {
     }
 
     fn denied(&self, agency: &str) -> Status {
-        self.target(agency.to_string());
+        {
+            let mut note = self.note.lock().unwrap_or_else(|p| p.into_inner());
+            if note.target.is_empty() {
+                note.target = agency.to_string();
+            }
+        }
         Status::permission_denied(format!(
             "operator `{}` of agency `{}` may not see data of agency `{agency}`",
             self.name,

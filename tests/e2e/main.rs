@@ -8,6 +8,7 @@ mod faults;
 mod flow;
 mod hygiene;
 mod security;
+mod supervision;
 
 use canhgac_tests::{Agent, Collector};
 
