@@ -8,7 +8,10 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use canhgac_proto::conf::{ConfigError, Source, Spanned};
 use serde::Deserialize;
 
-use crate::rules::{Regulation, RegulationFiles};
+use crate::{
+    forward::{ForwardConfig, Target},
+    rules::{Regulation, RegulationFiles},
+};
 
 pub const DEFAULT_MAX_BATCH_BYTES: u32 = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_BATCH_RECORDS: u32 = 10_000;
@@ -39,6 +42,8 @@ pub struct ServeConfig {
     pub retention_interval: Duration,
     /// Regulatory data (categories, rule packs, periods).
     pub regulation: Arc<Regulation>,
+    /// Forwarding of alerts and incident changes to a SIEM or upstream.
+    pub forward: Option<ForwardConfig>,
 }
 
 impl ServeConfig {
@@ -57,6 +62,7 @@ impl ServeConfig {
             correlation_window: Duration::from_secs(3600),
             retention_interval: Duration::from_secs(3600),
             regulation: Arc::new(Regulation::embedded()),
+            forward: None,
         }
     }
 
@@ -143,6 +149,61 @@ impl ServeConfig {
         }
         let base = path.parent().unwrap_or(std::path::Path::new("."));
         let rel = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+        if let Some(f) = &raw.forward {
+            let target = Target::parse(f.url.get_ref()).map_err(|e| src.error_at(f.url.span(), e))?;
+            let read = |p: &Spanned<PathBuf>| {
+                std::fs::read_to_string(rel(p.get_ref())).map_err(|e| {
+                    src.error_at(p.span(), format!("cannot read {}: {e}", p.get_ref().display()))
+                })
+            };
+            let ca_pem = read(&f.ca_file)?;
+            if canhgac_proto::client::parse_certs(&ca_pem, "forwarder CA").is_err() {
+                return Err(src.error_at(f.ca_file.span(), "no PEM certificate in the file"));
+            }
+            let client = match (&f.client_cert_file, &f.client_key_file) {
+                (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+                (None, None) => None,
+                _ => {
+                    return Err(src
+                        .error(Some("forward"), "set both client_cert_file and client_key_file, or neither"));
+                }
+            };
+            let mut fc = ForwardConfig {
+                target,
+                ca_pem,
+                client,
+                server_name: f.server_name.clone(),
+                alerts: f.alerts.unwrap_or(true),
+                incidents: f.incidents.unwrap_or(true),
+                min_severity: 4,
+                max_queue_bytes: 256 * 1024 * 1024,
+                batch_max: 500,
+                retry_max: Duration::from_secs(60),
+            };
+            if let Some(v) = &f.min_severity {
+                if !(1..=4).contains(v.get_ref()) {
+                    return Err(src.error_at(v.span(), "must be between 1 and 4"));
+                }
+                fc.min_severity = *v.get_ref();
+            }
+            if let Some(v) = &f.max_queue_bytes {
+                let n = src.size(v)?;
+                if n < 1024 * 1024 {
+                    return Err(src.error_at(v.span(), "must be at least 1MiB"));
+                }
+                fc.max_queue_bytes = n;
+            }
+            if let Some(v) = &f.batch_max {
+                if !(1..=10_000).contains(v.get_ref()) {
+                    return Err(src.error_at(v.span(), "must be between 1 and 10000"));
+                }
+                fc.batch_max = *v.get_ref() as usize;
+            }
+            if let Some(v) = &f.retry_max {
+                fc.retry_max = bounded(v, Duration::from_secs(1), Duration::from_secs(3600))?;
+            }
+            c.forward = Some(fc);
+        }
         let files = RegulationFiles {
             regulation: raw.regulation.regulation_file.as_ref().map(rel),
             categories: raw.regulation.categories_file.as_ref().map(rel),
@@ -181,6 +242,23 @@ struct RawConfig {
     incidents: RawIncidents,
     #[serde(default)]
     regulation: RawRegulation,
+    forward: Option<RawForward>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    url: Spanned<String>,
+    ca_file: Spanned<PathBuf>,
+    client_cert_file: Option<Spanned<PathBuf>>,
+    client_key_file: Option<Spanned<PathBuf>>,
+    server_name: Option<String>,
+    alerts: Option<bool>,
+    incidents: Option<bool>,
+    min_severity: Option<Spanned<u32>>,
+    max_queue_bytes: Option<Spanned<String>>,
+    batch_max: Option<Spanned<u32>>,
+    retry_max: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

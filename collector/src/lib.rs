@@ -14,6 +14,7 @@
 //! * [`audit`]: the hash-chained audit log.
 //! * [`policy`]: central policy files for agents.
 //! * [`supervise`]: agent-silence watchdog and retention.
+//! * [`forward`]: syslog/HTTPS forwarder with a durable queue.
 
 #![recursion_limit = "256"]
 
@@ -25,6 +26,7 @@ pub mod cli_supervision;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod forward;
 pub mod incidents;
 pub mod pki;
 pub mod policy;

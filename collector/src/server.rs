@@ -104,6 +104,10 @@ pub async fn run(
     ));
     tokio::spawn(crate::supervise::run_watchdog(shared.clone()));
     tokio::spawn(crate::supervise::run_retention(shared.clone()));
+    if let Some(f) = config.forward.clone() {
+        tracing::info!(target = ?f.target, "forwarding alerts and incident changes");
+        tokio::spawn(crate::forward::run(shared.clone(), f));
+    }
 
     let addr = listener.local_addr().ok();
     let incoming = tls::incoming(listener, tls_config, config.handshake_timeout, tls_stats);

@@ -28,7 +28,8 @@
 //! | `incident_alerts`  | incident id (u64 BE), alert cursor (u64 BE)      | empty          |
 //! | `incident_changes` | change cursor (u64 BE)                           | [`IncidentChangeRec`] |
 //! | `policies`         | policy version (u64 BE)                          | [`PolicyRec`]  |
-//! | `counters`         | `system`, `incident`, `policy`, `correlated`     | u64 BE: last id used / last alert cursor correlated |
+//! | `counters`         | `system`, `incident`, `policy`, `correlated`, `fwd_*` | u64 BE: last id used / last alert cursor correlated / forwarder positions and totals |
+//! | `forward_queue`    | seq (u64 BE)                                     | one formatted message for the forwarder |
 //!
 //! Cursors are assigned under one lock in commit order, so a reader that
 //! has seen cursor `c` has seen every record with a smaller cursor: the
@@ -62,7 +63,7 @@ pub use records::{
 };
 
 mod supervision;
-pub use supervision::{CorrelationInput, IncidentFilter, IncidentPage};
+pub use supervision::{CorrelationInput, ForwardStats, IncidentFilter, IncidentPage};
 
 const SCHEMA_VERSION: u32 = 1;
 const QUARANTINED: u64 = u64::MAX;
@@ -184,6 +185,7 @@ struct Inner {
     incident_changes: sled::Tree,
     policies: sled::Tree,
     counters: sled::Tree,
+    forward_queue: sled::Tree,
     /// Serialises audit appends (the chain needs the previous hash).
     audit_lock: Mutex<()>,
     /// Next incident change cursor; the lock serialises incident commits.
@@ -288,6 +290,7 @@ impl Store {
             incident_changes,
             policies: db.open_tree("policies")?,
             counters: db.open_tree("counters")?,
+            forward_queue: db.open_tree("forward_queue")?,
             audit_lock: Mutex::new(()),
             next_change: Mutex::new(last_change + 1),
             change_cursor: watch::Sender::new(last_change),

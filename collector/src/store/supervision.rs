@@ -48,6 +48,16 @@ pub struct IncidentFilter {
     pub limit: usize,
 }
 
+/// The forwarder's durable queue.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardStats {
+    pub queued: u64,
+    pub queued_bytes: u64,
+    pub sent: u64,
+    /// Evicted (oldest first) at the queue cap.
+    pub dropped: u64,
+}
+
 /// A page of incidents and the id to continue before.
 pub type IncidentPage = (Vec<IncidentRec>, Option<u64>);
 
@@ -513,6 +523,97 @@ impl Store {
         Ok(None)
     }
 
+    // ----- forwarder queue -----
+
+    fn counter(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self.inner.counters.get(name.as_bytes())?.map(|v| u64_of(&v)).unwrap_or(0))
+    }
+
+    /// Where the forwarder's enqueuer stands: (alert cursor, incident
+    /// change cursor); `None` before the first run.
+    pub fn forward_positions(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        if self.inner.counters.get(b"fwd_alert")?.is_none() {
+            return Ok(None);
+        }
+        Ok(Some((self.counter("fwd_alert")?, self.counter("fwd_change")?)))
+    }
+
+    /// Appends messages and moves the enqueuer's positions, atomically;
+    /// then evicts the oldest messages beyond `max_bytes` (counted).
+    pub fn forward_enqueue(
+        &self,
+        messages: &[Vec<u8>],
+        alert_pos: u64,
+        change_pos: u64,
+        max_bytes: u64,
+    ) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let r = (&i.forward_queue, &i.counters).transaction(|(queue, counters)| {
+            let mut seq = counters.get(b"fwd_seq")?.map(|v| u64_of(&v)).unwrap_or(0);
+            let mut bytes = counters.get(b"fwd_bytes")?.map(|v| u64_of(&v)).unwrap_or(0);
+            for m in messages {
+                seq += 1;
+                bytes += m.len() as u64;
+                queue.insert(&seq.to_be_bytes(), m.as_slice())?;
+            }
+            counters.insert(b"fwd_seq".as_slice(), &seq.to_be_bytes())?;
+            counters.insert(b"fwd_bytes".as_slice(), &bytes.to_be_bytes())?;
+            counters.insert(b"fwd_alert".as_slice(), &alert_pos.to_be_bytes())?;
+            counters.insert(b"fwd_change".as_slice(), &change_pos.to_be_bytes())?;
+            Ok::<_, ConflictableTransactionError<StoreError>>(())
+        });
+        tx_result(r)?;
+        let mut bytes = self.counter("fwd_bytes")?;
+        while bytes > max_bytes {
+            let Some((k, v)) = i.forward_queue.first()? else { break };
+            self.forward_remove(&[(u64_of(&k), v.len() as u64)], false)?;
+            bytes = self.counter("fwd_bytes")?;
+        }
+        Ok(())
+    }
+
+    /// The oldest queued messages.
+    pub fn forward_peek(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.inner
+            .forward_queue
+            .iter()
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((u64_of(&k), v.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Removes messages (seq, size): delivered, or evicted when `!sent`.
+    pub fn forward_remove(&self, done: &[(u64, u64)], sent: bool) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let r = (&i.forward_queue, &i.counters).transaction(|(queue, counters)| {
+            let mut bytes = counters.get(b"fwd_bytes")?.map(|v| u64_of(&v)).unwrap_or(0);
+            let name: &[u8] = if sent { b"fwd_sent" } else { b"fwd_dropped" };
+            let mut n = counters.get(name)?.map(|v| u64_of(&v)).unwrap_or(0);
+            for (seq, size) in done {
+                if queue.remove(&seq.to_be_bytes())?.is_some() {
+                    bytes = bytes.saturating_sub(*size);
+                    n += 1;
+                }
+            }
+            counters.insert(b"fwd_bytes".as_slice(), &bytes.to_be_bytes())?;
+            counters.insert(name, &n.to_be_bytes())?;
+            Ok::<_, ConflictableTransactionError<StoreError>>(())
+        });
+        tx_result(r)
+    }
+
+    pub fn forward_stats(&self) -> Result<ForwardStats, StoreError> {
+        Ok(ForwardStats {
+            queued: self.inner.forward_queue.len() as u64,
+            queued_bytes: self.counter("fwd_bytes")?,
+            sent: self.counter("fwd_sent")?,
+            dropped: self.counter("fwd_dropped")?,
+        })
+    }
+
     // ----- retention -----
 
     /// Deletes alerts and events received before the cutoff of their
@@ -628,6 +729,29 @@ mod tests {
         // a closed incident is not joined
         s.correlate(&[input(8, "203.0.113.7", 5_000_000)], 8, w, 10).unwrap();
         assert_eq!(s.incident(4).unwrap().unwrap().alert_count, 1);
+    }
+
+    #[test]
+    fn forward_queue_is_durable_ordered_and_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let s = Store::open(&path).unwrap();
+            assert_eq!(s.forward_positions().unwrap(), None);
+            let msgs: Vec<Vec<u8>> = (0..5).map(|i| vec![i as u8; 10]).collect();
+            s.forward_enqueue(&msgs, 7, 3, 1000).unwrap();
+            s.flush_blocking().unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.forward_positions().unwrap(), Some((7, 3)));
+        let head = s.forward_peek(2).unwrap();
+        assert_eq!(head.iter().map(|(k, v)| (*k, v[0])).collect::<Vec<_>>(), vec![(1, 0), (2, 1)]);
+        s.forward_remove(&[(1, 10), (2, 10)], true).unwrap();
+        // the cap evicts the oldest, counted
+        s.forward_enqueue(&[vec![9; 30]], 8, 3, 40).unwrap();
+        let st = s.forward_stats().unwrap();
+        assert_eq!((st.sent, st.dropped, st.queued, st.queued_bytes), (2, 2, 2, 40));
+        assert_eq!(s.forward_peek(10).unwrap()[0].0, 5);
     }
 
     #[test]
