@@ -252,6 +252,7 @@ impl Auth {
 
     /// Decides an operator call: the caller, or the refusal and what is
     /// known of the caller for the audit log.
+    #[allow(clippy::result_large_err)] // built once per call, not propagated
     fn operator_call(
         &self,
         id: Option<Identity>,
@@ -375,7 +376,7 @@ where
                 .headers()
                 .get("grpc-message")
                 .and_then(|v| v.to_str().ok())
-                .map(|m| percent_decode(m))
+                .map(percent_decode)
                 .unwrap_or_default();
             let note = std::mem::take(&mut *caller.note.lock().unwrap_or_else(|p| p.into_inner()));
             let entry = AuditRec {
@@ -409,8 +410,8 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%'
-            && i + 2 < b.len() + 0
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+            && let Some(hex) = s.get(i + 1..i + 3)
+            && let Ok(v) = u8::from_str_radix(hex, 16)
         {
             out.push(v);
             i += 3;

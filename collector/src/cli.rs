@@ -340,7 +340,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             tail(&client, filter, from_cursor, json).await?;
         }
         other => {
-            drop(say);
+            let _ = &mut say;
             drop(out);
             crate::cli_supervision::run(other, &client, &profile, cli.collector.as_deref()).await?;
         }

@@ -164,8 +164,10 @@ impl ServeConfig {
                 (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
                 (None, None) => None,
                 _ => {
-                    return Err(src
-                        .error(Some("forward"), "set both client_cert_file and client_key_file, or neither"));
+                    return Err(src.error(
+                        Some("forward"),
+                        "set both client_cert_file and client_key_file, or neither",
+                    ));
                 }
             };
             let mut fc = ForwardConfig {

@@ -546,7 +546,7 @@ mod tests {
         let reg = Regulation::embedded();
         let sys = SystemRec { level: 4, ..Default::default() };
         let mut inc = IncidentRec { category: "state_secret_exposure".into(), ..Default::default() };
-        assert_eq!(seriousness(&inc, Some(&sys), &reg).0, false);
+        assert!(!seriousness(&inc, Some(&sys), &reg).0);
         assert!(seriousness(&inc, Some(&sys), &reg).1);
         inc.owner_cannot_handle = true;
         assert!(seriousness(&inc, Some(&sys), &reg).0);

@@ -187,6 +187,25 @@ async fn syslog_receiver(
     }
 }
 
+/// Reads forwarded messages until `want` distinct alerts arrived (20 s at most).
+async fn collect_alerts(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    alerts: &mut std::collections::BTreeSet<u64>,
+    want: usize,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while alerts.len() < want {
+        let Ok(Some(m)) = tokio::time::timeout_at(deadline, rx.recv()).await else { return };
+        assert!(m.starts_with("<162>1 ") || m.starts_with("<163>1 "), "{m}");
+        let json = &m[m.find('{').unwrap()..];
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        if v["type"] == "alert" {
+            assert_eq!(v["agency"], "A");
+            assert!(alerts.insert(v["cursor"].as_u64().unwrap()), "alert forwarded twice: {m}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_forwarder_delivers_alerts_as_syslog_over_tls_and_queues_while_the_receiver_is_down() {
     // The receiver's own CA and certificate for 127.0.0.1.
@@ -243,25 +262,7 @@ async fn the_forwarder_delivers_alerts_as_syslog_over_tls_and_queues_while_the_r
     inbound.message().await.unwrap().unwrap();
 
     let mut alerts = std::collections::BTreeSet::new();
-    let collect = |rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
-                   alerts: &mut std::collections::BTreeSet<u64>,
-                   want: usize| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while alerts.len() < want && std::time::Instant::now() < deadline {
-            if let Ok(m) = rx.try_recv() {
-                assert!(m.starts_with("<162>1 ") || m.starts_with("<163>1 "), "{m}");
-                let json = &m[m.find('{').unwrap()..];
-                let v: serde_json::Value = serde_json::from_str(json).unwrap();
-                if v["type"] == "alert" {
-                    assert_eq!(v["agency"], "A");
-                    assert!(alerts.insert(v["cursor"].as_u64().unwrap()), "alert forwarded twice: {m}");
-                }
-            } else {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
-    collect(&mut rx, &mut alerts, 5);
+    collect_alerts(&mut rx, &mut alerts, 5).await;
     assert_eq!(alerts.len(), 5);
 
     // The receiver goes away; alerts queue up durably; it comes back.
@@ -273,7 +274,7 @@ async fn the_forwarder_delivers_alerts_as_syslog_over_tls_and_queues_while_the_r
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     tokio::spawn(syslog_receiver(listener, acceptor, tx));
     let mut more = alerts.clone();
-    tokio::task::block_in_place(|| collect(&mut rx, &mut more, 10));
+    collect_alerts(&mut rx, &mut more, 10).await;
     assert_eq!(more.len(), 10, "every alert forwarded once: {more:?}");
 }
 

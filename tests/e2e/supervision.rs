@@ -567,17 +567,16 @@ fn a_policy_push_reaches_every_connected_agent_and_applies_live() {
         rules.to_str().unwrap(),
     ]);
     let version = last_line(&out);
+    let version_n: u64 = version.parse().unwrap();
     assert!(out.contains("sent to 2 connected agent(s)"), "{out}");
     let cov = wait_for("both agents on the new version", Duration::from_secs(10), || {
         let cov = json_lines(&c.cli(&["coverage", "--json"]));
-        let on: Vec<&Value> = cov
-            .iter()
-            .filter(|v| v["type"] == "agent" && v["policy_version"].to_string() == version)
-            .collect();
+        let on: Vec<&Value> =
+            cov.iter().filter(|v| v["type"] == "agent" && v["policy_version"] == version_n).collect();
         (on.len() == 2).then_some(cov)
     });
     eprintln!("policy version {version} on both agents after {:?}", pushed.elapsed());
-    assert!(cov.iter().filter(|v| v["type"] == "agency").all(|v| v["policy_version"].to_string() == version));
+    assert!(cov.iter().filter(|v| v["type"] == "agency").all(|v| v["policy_version"] == version_n));
     // applied live: alerts for the pushed indicator, at the pushed severity
     let alerts = wait_for("alerts from the pushed list", Duration::from_secs(15), || {
         let a = c.alerts();
@@ -614,14 +613,10 @@ fn a_policy_push_reaches_every_connected_agent_and_applies_live() {
     assert_eq!(history.len(), 2);
 }
 
-fn operator_client(
-    c: &Collector,
-) -> impl std::future::Future<Output = OperatorClient<tonic::transport::Channel>> + '_ {
-    async move {
-        let p = Profile::load(&c.profile()).unwrap();
-        let ch = p.client(Some(&c.url())).unwrap().connect(Duration::from_secs(5)).await.unwrap();
-        OperatorClient::new(ch)
-    }
+async fn operator_client(c: &Collector) -> OperatorClient<tonic::transport::Channel> {
+    let p = Profile::load(&c.profile()).unwrap();
+    let ch = p.client(Some(&c.url())).unwrap().connect(Duration::from_secs(5)).await.unwrap();
+    OperatorClient::new(ch)
 }
 
 /// A subscriber that disconnects in the middle of a burst resumes from its
