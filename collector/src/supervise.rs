@@ -68,6 +68,51 @@ pub fn check_silence(shared: &Shared, now_us: i64) -> Result<usize, StoreError> 
     Ok(raised)
 }
 
+/// Marks newly missed deadlines on open incidents: one `overdue` event in
+/// the incident's history per missed deadline, which also reaches
+/// incident subscribers and the forwarder. Returns how many.
+pub fn flag_overdue(shared: &Shared, now_us: i64) -> Result<usize, StoreError> {
+    let store = &shared.store;
+    let reg = &shared.config.regulation;
+    let (open, _) = store.incidents(&crate::store::IncidentFilter {
+        open_only: true,
+        limit: usize::MAX,
+        ..Default::default()
+    })?;
+    let mut flagged = 0;
+    for inc in open {
+        let system = store.system(inc.system)?;
+        let (serious, _, _) = crate::incidents::seriousness(&inc, system.as_ref(), reg);
+        let missed: Vec<String> = crate::incidents::deadlines(&inc, serious, reg, now_us)
+            .into_iter()
+            .filter(|d| d.overdue && !inc.milestones_us.contains_key(&format!("overdue:{}", d.id)))
+            .map(|d| format!("{}: {}", d.id, d.description))
+            .collect();
+        if missed.is_empty() {
+            continue;
+        }
+        store
+            .update_incident(inc.id, |i| {
+                for m in &missed {
+                    let id = m.split(':').next().unwrap_or_default();
+                    i.milestones_us.insert(format!("overdue:{id}"), now_us);
+                    i.history.push(crate::incidents::event(
+                        now_us,
+                        "collector",
+                        "overdue",
+                        format!("deadline missed: {m}"),
+                    ));
+                }
+                i.updated_us = now_us;
+                Ok::<(), ()>(())
+            })?
+            .ok();
+        tracing::warn!(incident = inc.id, agency = %inc.agency, deadlines = ?missed, "incident deadline missed");
+        flagged += 1;
+    }
+    Ok(flagged)
+}
+
 pub async fn run_watchdog(shared: Arc<Shared>) {
     let every =
         (shared.config.agent_silence_limit / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
@@ -79,7 +124,11 @@ pub async fn run_watchdog(shared: Arc<Shared>) {
         }
         let s = shared.clone();
         let now = timefmt::micros(OffsetDateTime::now_utc());
-        match tokio::task::spawn_blocking(move || check_silence(&s, now)).await {
+        match tokio::task::spawn_blocking(move || {
+            Ok::<_, StoreError>(check_silence(&s, now)? + flag_overdue(&s, now)?)
+        })
+        .await
+        {
             Ok(Ok(n)) if n > 0 => {
                 let _ = shared.store.flush().await;
             }

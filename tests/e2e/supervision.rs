@@ -747,3 +747,43 @@ fn subscriptions_resume_from_the_cursor_without_gaps_or_repeats() {
     let listed = incidents(&c);
     assert_eq!(listed.len(), 150);
 }
+
+/// Rule packs are data: a pack from the configuration with a 2-second
+/// notification deadline flags the incident overdue, records it in the
+/// history once, and meeting the milestone clears the flag.
+#[test]
+fn a_configured_rule_pack_sets_deadlines_and_missed_ones_are_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Collector::init(tmp.path());
+    std::fs::write(
+        c.dir.join("packs.toml"),
+        "version = 1\n[[pack]]\nid = \"drill\"\nname = \"exercise\"\n[[pack.deadline]]\nid = \"notify\"\n\
+         description = \"notify within 2 seconds\"\napplies = \"all\"\nfrom = \"detected\"\nwithin = \"2s\"\nmet_by = \"notified\"\n",
+    )
+    .unwrap();
+    c.set_config(
+        "[supervision]\nagent_silence_limit = \"40s\"\n[incidents]\nrule_packs = [\"drill\"]\n[regulation]\nrule_packs_file = \"packs.toml\"\n",
+    );
+    c.start();
+    c.add_agency("SO-A", "A");
+    let mut agent = Agent::new(tmp.path(), "agent");
+    agent.enroll(&c, &c.token("SO-A", None));
+    let (pcap, ioc) = scan(tmp.path(), [203, 0, 113, 9], [198, 51, 100, 9], &[22, 80]);
+    agent.start(&["--pcap", pcap.to_str().unwrap(), "--ioc", ioc.to_str().unwrap(), "--exit-when-drained"]);
+    assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
+    let inc = wait_for("the incident", Duration::from_secs(20), || incidents(&c).into_iter().next());
+    assert_eq!(inc["deadline_id"], "drill/notify");
+    assert_eq!(time_of(&inc["deadline"]) - time_of(&inc["detected"]), time::Duration::seconds(2));
+    let id = inc["id"].as_u64().unwrap().to_string();
+    let overdue = wait_for("the overdue flag", Duration::from_secs(30), || {
+        let v: Value = serde_json::from_str(&c.cli(&["incidents", "show", &id, "--json"])).unwrap();
+        v["history"].as_array().unwrap().iter().any(|h| h["action"] == "overdue").then_some(v)
+    });
+    assert_eq!(overdue["overdue"], true);
+    assert_eq!(json_lines(&c.cli(&["incidents", "list", "--overdue", "--json"])).len(), 1);
+    c.cli(&["incidents", "transition", &id, "notified"]);
+    let v: Value = serde_json::from_str(&c.cli(&["incidents", "show", &id, "--json"])).unwrap();
+    assert_eq!(v["overdue"], false, "{v}");
+    assert_eq!(v["history"].as_array().unwrap().iter().filter(|h| h["action"] == "overdue").count(), 1);
+    assert!(json_lines(&c.cli(&["incidents", "list", "--overdue", "--json"])).is_empty());
+}
