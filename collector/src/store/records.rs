@@ -3,7 +3,8 @@
 //! Every record has `version` as field 1 (currently 1). Fields are only ever
 //! added, with new tags; a reader ignores tags it does not know, so older
 //! data stays readable and newer data does not break an older collector.
-//! `tests/golden/` holds encoded samples of each version.
+//! `collector/tests/golden/` holds encoded samples of each version (checked
+//! by the `golden` test below).
 
 use std::collections::BTreeMap;
 
@@ -350,4 +351,127 @@ pub struct AgencyStatsRec {
     pub event_bytes: u64,
     #[prost(uint64, tag = "6")]
     pub deleted_by_retention: u64,
+}
+
+#[cfg(test)]
+mod golden {
+    //! Encoded samples of each record version (`collector/tests/golden/`):
+    //! a newer collector must keep reading them. Regenerate only for a new
+    //! version, with `CANHGAC_WRITE_GOLDEN=1 cargo test -p canhgac-collector golden`.
+
+    use super::*;
+    use prost::Message as _;
+
+    fn samples() -> Vec<(&'static str, Vec<u8>)> {
+        let mut fields = BTreeMap::new();
+        fields.insert("response.mobile".to_string(), "0912 345 678".to_string());
+        let mut changed = BTreeMap::new();
+        changed.insert("response".to_string(), 1_700_000_000_000_000);
+        let mut milestones = BTreeMap::new();
+        milestones.insert("detected".to_string(), 1_700_000_000_000_000);
+        vec![
+            (
+                "agency_v1.bin",
+                AgencyRec {
+                    version: 1,
+                    code: "SO-A".into(),
+                    name: "Sở A".into(),
+                    fields,
+                    changed_us: changed,
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "agent_v1.bin",
+                AgentRec {
+                    version: 1,
+                    agent_id: "a1".into(),
+                    agency: "SO-A".into(),
+                    systems: vec![3],
+                    policy: Some(v1::PolicyStatus { version: 2, ..Default::default() }),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "system_v1.bin",
+                SystemRec {
+                    version: 1,
+                    id: 3,
+                    agency: "SO-A".into(),
+                    name: "Cổng".into(),
+                    level: 3,
+                    state_secrets: true,
+                    public_ips: vec!["198.51.100.10".into()],
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "incident_v1.bin",
+                IncidentRec {
+                    version: 1,
+                    id: 7,
+                    agency: "SO-A".into(),
+                    system: 3,
+                    category: "intrusion".into(),
+                    state: "notified".into(),
+                    alert_count: 6,
+                    milestones_us: milestones,
+                    history: vec![IncidentEventRec { action: "detected".into(), ..Default::default() }],
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "audit_v1.bin",
+                AuditRec {
+                    version: 1,
+                    seq: 1,
+                    operator: "admin".into(),
+                    hash: "ab".into(),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "policy_v1.bin",
+                PolicyRec { version: 1, policy_version: 2, scope: "*".into(), ..Default::default() }
+                    .encode_to_vec(),
+            ),
+            (
+                "operator_v1.bin",
+                OperatorRec {
+                    version: 1,
+                    name: "op".into(),
+                    role: "agency".into(),
+                    agency: "SO-A".into(),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn golden_records_stay_readable() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        let write = std::env::var_os("CANHGAC_WRITE_GOLDEN").is_some();
+        for (name, bytes) in samples() {
+            let path = dir.join(name);
+            if write {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &bytes).unwrap();
+            }
+            let stored = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(stored, bytes, "{name}: the encoding of version 1 changed");
+        }
+        let a = AgencyRec::decode(std::fs::read(dir.join("agency_v1.bin")).unwrap().as_slice()).unwrap();
+        assert_eq!(a.fields["response.mobile"], "0912 345 678");
+        let i = IncidentRec::decode(std::fs::read(dir.join("incident_v1.bin")).unwrap().as_slice()).unwrap();
+        assert_eq!((i.id, i.alert_count, i.state.as_str()), (7, 6, "notified"));
+        let g = AgentRec::decode(std::fs::read(dir.join("agent_v1.bin")).unwrap().as_slice()).unwrap();
+        assert_eq!(g.systems, vec![3]);
+    }
 }
