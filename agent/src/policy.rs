@@ -227,7 +227,7 @@ impl Policy {
         self.inner.active.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Turns `true`... rather: changes when a new policy must be swapped in.
+    /// Changes when a new policy must be swapped in.
     pub fn swap_signal(&self) -> watch::Receiver<u64> {
         self.inner.swap.subscribe()
     }

@@ -413,7 +413,7 @@ fn agent_state(a: &AgentInfo) -> &'static str {
     }
 }
 
-pub(crate) fn agent_json(a: &AgentInfo) -> Value {
+fn agent_json(a: &AgentInfo) -> Value {
     let c = a.counters.clone().unwrap_or_default();
     json!({
         "agent_id": a.agent_id,

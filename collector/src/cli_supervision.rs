@@ -3,12 +3,12 @@
 
 use std::{collections::HashMap, io::Write as _, path::PathBuf, time::Duration};
 
-use canhgac_proto::{client::TlsClient, timefmt, v1::*};
+use canhgac_proto::{client::TlsClient, v1::*};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::{
-    cli::{Command, Failure, agent_json, connect, table, time_str},
+    cli::{Command, Failure, connect, table, time_str},
     profile::Profile,
     store::AuditRec,
 };
@@ -940,7 +940,5 @@ fn coverage(r: &GetCoverageResponse, json: bool) -> Result<(), Failure> {
         })
         .collect();
     say(table(&["AGENT", "AGENCY", "HOST", "STATE", "LAST SEEN", "SYSTEMS", "VERSION", "POLICY"], rows))?;
-    let _ = timefmt::rfc3339;
-    let _ = agent_json;
     Ok(())
 }

@@ -31,7 +31,6 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::{
-    directory,
     rules::Regulation,
     store::{
         AgencyRec, AgentRec, CorrelationInput, IncidentEventRec, IncidentRec, RecordRec, Store, StoreError,
@@ -501,11 +500,6 @@ pub fn apply_fields(
         }
     }
     Ok(())
-}
-
-/// For error messages and views: date of a microsecond timestamp.
-pub fn date_of(us: i64) -> String {
-    directory::date_str(timefmt::from_micros(us).date())
 }
 
 #[cfg(test)]
