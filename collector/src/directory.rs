@@ -527,6 +527,19 @@ pub fn render_rows(
     }
 }
 
+/// Whether following `parent` links from `code` comes back to it.
+pub fn parent_cycle(code: &str, parent_of: &dyn Fn(&str) -> Option<String>) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let mut cur = parent_of(code);
+    while let Some(p) = cur {
+        if p == code || !seen.insert(p.clone()) {
+            return true;
+        }
+        cur = parent_of(&p);
+    }
+    false
+}
+
 /// Validates every agency row against the existing agencies; returns the
 /// records to store (new or updated) or every error, row and field named.
 pub fn import_agencies(
@@ -589,6 +602,18 @@ pub fn import_agencies(
                 .map(|(n, _)| *n)
                 .unwrap_or(0);
             errors.push(format!("row {n}: field `parent`: unknown agency `{p}`"));
+        }
+    }
+    let parent_of = |c: &str| -> Option<String> {
+        out.iter()
+            .find(|a| a.code == c)
+            .or_else(|| existing.get(c))
+            .and_then(|a| a.fields.get("parent").cloned())
+    };
+    for (n, cells) in rows {
+        let code = cells.iter().find(|(k, _)| k == "code").map(|(_, v)| v.trim()).unwrap_or_default();
+        if out.iter().any(|a| a.code == code) && parent_cycle(code, &parent_of) {
+            errors.push(format!("row {n}: field `parent`: agency `{code}` would be its own ancestor"));
         }
     }
     if errors.is_empty() { Ok((out, created, updated)) } else { Err(errors) }
@@ -671,6 +696,10 @@ mod tests {
         assert!(errs[0].starts_with("row 2: field `networks`: invalid CIDR `10.2.0.0/33`"), "{errs:?}");
         assert!(errs[1].contains("row 3: field `monitoring.email`"), "{errs:?}");
         assert!(errs[2].contains("row 3: field `last_inspection`: invalid date `2025-02-30`"), "{errs:?}");
+        let cyc = "code,name,parent\nX,X,Y\nY,Y,X\n";
+        let errs = import_agencies(&parse_rows("csv", cyc.as_bytes()).unwrap(), &HashMap::new(), 1, "t")
+            .unwrap_err();
+        assert!(errs[0].contains("row 1: field `parent`: agency `X` would be its own ancestor"), "{errs:?}");
         let ok = "code,name,parent\nUBND,UBND tỉnh,\nSO-A,Sở A,UBND\n";
         let (recs, created, _) =
             import_agencies(&parse_rows("csv", ok.as_bytes()).unwrap(), &HashMap::new(), 1, "t").unwrap();

@@ -580,10 +580,26 @@ impl Operator for OperatorService {
         let r = req.into_inner();
         who.target(r.code.clone());
         who.detail(r.set.keys().cloned().collect::<Vec<_>>().join(","));
-        if let Some(p) = r.set.get("parent").filter(|p| !p.trim().is_empty())
-            && self.shared.store.agency(p.trim())?.is_none()
-        {
-            return Err(invalid(format!("field `parent`: unknown agency `{}`", p.trim())));
+        if let Some(p) = r.set.get("parent").map(|p| p.trim().to_string()).filter(|p| !p.is_empty()) {
+            if self.shared.store.agency(&p)?.is_none() {
+                return Err(invalid(format!("field `parent`: unknown agency `{p}`")));
+            }
+            let all: HashMap<String, AgencyRec> =
+                self.shared.store.agencies()?.into_iter().map(|a| (a.code.clone(), a)).collect();
+            let code = r.code.clone();
+            let parent_of = |c: &str| -> Option<String> {
+                if c == code {
+                    Some(p.clone())
+                } else {
+                    all.get(c).and_then(|a| a.fields.get("parent").cloned())
+                }
+            };
+            if directory::parent_cycle(&r.code, &parent_of) {
+                return Err(invalid(format!(
+                    "field `parent`: agency `{}` would be its own ancestor",
+                    r.code
+                )));
+            }
         }
         let now = now_us();
         let set: BTreeMap<String, String> = r.set.into_iter().collect();
