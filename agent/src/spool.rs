@@ -514,7 +514,7 @@ mod tests {
             s.ack(1, 1).unwrap();
             s.flush().unwrap();
         }
-        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let s = reopen(dir.path(), 1 << 20);
         let st = s.stats();
         assert_eq!((st.records, st.acked, st.produced, st.next_seq), (2, 1, 3, 4));
         assert_eq!(s.read_after(0, 10, 1 << 20).unwrap()[0].seq, 2);
@@ -538,6 +538,19 @@ mod tests {
         assert!(st.bytes <= 250);
         assert_eq!(st.dropped_total(), out.evicted);
         assert_eq!(st.produced, st.records + st.acked + st.dropped_total() + st.oversize);
+    }
+
+    /// sled's flusher thread may hold the file lock for a moment after the
+    /// last handle is dropped; a restarted process never sees this.
+    #[allow(clippy::disallowed_methods)]
+    fn reopen(dir: &std::path::Path, cap: u64) -> Spool {
+        for _ in 0..100 {
+            if let Ok(s) = Spool::open(dir, cap) {
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Spool::open(dir, cap).unwrap()
     }
 
     #[derive(Debug, Clone)]
@@ -598,7 +611,7 @@ mod tests {
                     Op::Reopen => {
                         s.flush().unwrap();
                         drop(s);
-                        s = Spool::open(dir.path(), cap).unwrap();
+                        s = reopen(dir.path(), cap);
                     }
                 }
                 let st = s.stats();
