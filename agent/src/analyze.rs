@@ -36,6 +36,8 @@ pub enum AnalyzeError {
     Ioc(#[from] ioc::IocError),
     #[error(transparent)]
     Pcap(#[from] PcapError),
+    #[error("cannot read rules: {0}")]
+    Rules(std::io::Error),
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
     #[error("{0}")]
@@ -50,6 +52,9 @@ pub struct Summary {
     pub damaged_files: usize,
     pub ioc_entries: usize,
     pub ioc_lines_skipped: usize,
+    /// Signature rules loaded and rules seen (enabled lines).
+    pub rules_loaded: usize,
+    pub rules_total: usize,
     pub elapsed: Duration,
 }
 
@@ -60,7 +65,8 @@ impl Summary {
         format!(
             "packets={} bytes={} flows={} alerts={} events={} decode_errors={} unknown_link={} damaged_files={} \
              dropped_flows={} dropped_fragments={} tcp_gaps={} dns_errors={} tls_errors={} http_errors={} \
-             ioc_entries={} ioc_lines_skipped={} elapsed={:.3}s packets_per_sec={:.0}",
+             ioc_entries={} ioc_lines_skipped={} rules_loaded={} rules_total={} elapsed={:.3}s \
+             packets_per_sec={:.0}",
             s.packets,
             s.bytes,
             s.flows.created,
@@ -77,6 +83,8 @@ impl Summary {
             s.http_errors,
             self.ioc_entries,
             self.ioc_lines_skipped,
+            self.rules_loaded,
+            self.rules_total,
             secs,
             s.packets as f64 / secs,
         )
@@ -95,10 +103,31 @@ pub fn run(opts: &AnalyzeOptions, out: &mut impl Write) -> Result<Summary, Analy
         tracing::warn!(error = %e, "indicator line skipped");
     }
     let ioc_entries = ioc.len();
+    let mut rule_files = cfg.rule_files.clone();
+    rule_files.extend(opts.rules.iter().cloned());
+    let (rules, rules_loaded, rules_total) = if rule_files.is_empty() {
+        (None, 0, 0)
+    } else {
+        let (set, report) =
+            crate::rules::RuleSet::load(&rule_files, &cfg.rule_vars, cfg.classification.as_deref())
+                .map_err(AnalyzeError::Rules)?;
+        if !report.skipped.is_empty() {
+            let reasons: Vec<String> =
+                report.reasons().iter().take(8).map(|(r, n)| format!("{r}: {n}")).collect();
+            tracing::warn!(
+                skipped = report.skipped.len(),
+                reasons = %reasons.join("; "),
+                "rules skipped (`canhgac-agent rules check` lists them)"
+            );
+        }
+        (Some(Arc::new(set)), report.loaded, report.total)
+    };
     let engine_cfg = EngineConfig {
         ioc_severity: cfg.ioc_severity,
         dedup_capacity: cfg.dedup_capacity,
         eve: opts.eve.unwrap_or(cfg.eve_types),
+        behaviour: cfg.behaviour.clone(),
+        rules,
         ..Default::default()
     };
     let mut engine = Engine::new(Arc::new(ioc), engine_cfg, Vec::new());
@@ -133,6 +162,8 @@ pub fn run(opts: &AnalyzeOptions, out: &mut impl Write) -> Result<Summary, Analy
         damaged_files: damaged,
         ioc_entries,
         ioc_lines_skipped: skipped.len(),
+        rules_loaded,
+        rules_total,
         elapsed: started.elapsed(),
     })
 }

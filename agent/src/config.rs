@@ -54,6 +54,12 @@ pub struct AgentConfig {
     pub behaviour: crate::detect::behaviour::BehaviourConfig,
     pub ioc_files: Vec<PathBuf>,
     pub ioc_severity: u32,
+    /// Suricata rule files (`[rules] files`, `--rules`).
+    pub rule_files: Vec<PathBuf>,
+    /// `$HOME_NET` and the other rule variables (`[rules.vars]`).
+    pub rule_vars: crate::rules::Vars,
+    /// A `classification.config` (else Suricata's built-in table).
+    pub classification: Option<PathBuf>,
     pub dedup_capacity: usize,
     /// Event types shipped besides alerts (`[eve] types`).
     pub eve_types: crate::eve::EveTypes,
@@ -71,6 +77,7 @@ pub struct Overrides {
     pub pcap: Vec<PathBuf>,
     pub interface: Option<String>,
     pub ioc: Vec<PathBuf>,
+    pub rules: Vec<PathBuf>,
     pub replay_pps: Option<u64>,
     pub exit_when_drained: bool,
 }
@@ -94,6 +101,8 @@ struct Raw {
     capture: RawCapture,
     #[serde(default)]
     ioc: RawIoc,
+    #[serde(default)]
+    rules: RawRules,
     #[serde(default)]
     detect: RawDetect,
     #[serde(default)]
@@ -126,6 +135,16 @@ struct RawIoc {
     #[serde(default)]
     files: Vec<PathBuf>,
     severity: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    #[serde(default)]
+    files: Vec<PathBuf>,
+    classification: Option<PathBuf>,
+    #[serde(default)]
+    vars: std::collections::BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -198,6 +217,9 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
         behaviour: crate::detect::behaviour::BehaviourConfig::default(),
         ioc_files: Vec::new(),
         ioc_severity: 2,
+        rule_files: Vec::new(),
+        rule_vars: crate::rules::Vars::default(),
+        classification: None,
         dedup_capacity: 100_000,
         eve_types: crate::eve::EveTypes::default(),
         spool_max_bytes: DEFAULT_SPOOL,
@@ -261,6 +283,13 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
             b.max_tracked = in_range(&src, v, 1000, 10_000_000)? as usize;
         }
         c.ioc_files = raw.ioc.files.into_iter().map(rel).collect();
+        c.rule_files = raw.rules.files.into_iter().map(rel).collect();
+        c.classification = raw.rules.classification.map(rel);
+        for (name, value) in &raw.rules.vars {
+            c.rule_vars
+                .set(name, value.get_ref())
+                .map_err(|e| src.error_at(value.span(), format!("rules.vars.{name}: {e}")))?;
+        }
         if let Some(s) = &raw.ioc.severity {
             c.ioc_severity = in_range(&src, s, 1, 4)?;
         }
@@ -334,6 +363,9 @@ fn apply(c: &mut AgentConfig, o: Overrides) -> Result<(), ResolveError> {
     if !o.ioc.is_empty() {
         c.ioc_files = o.ioc;
     }
+    if !o.rules.is_empty() {
+        c.rule_files = o.rules;
+    }
     if c.state_dir.as_os_str().is_empty() {
         return Err(ResolveError::Usage(
             "no state directory: pass --state-dir DIR or set state_dir in the config".into(),
@@ -402,6 +434,34 @@ mod tests {
         let ResolveError::Config(e) = resolve(Some(&p), Overrides::default()).unwrap_err() else { panic!() };
         assert_eq!(e.line, 3);
         assert!(e.message.contains("unknown field `heartbeat`"));
+    }
+
+    #[test]
+    fn rules_section() {
+        let (_d, p) = write(
+            "version = 1\n[rules]\nfiles = [\"et.rules\"]\nclassification = \"c.config\"\n\
+             [rules.vars]\nHOME_NET = \"[10.1.0.0/16]\"\nHTTP_PORTS = \"[80,8080]\"\n",
+        );
+        let c = load_file(Some(&p)).unwrap();
+        let dir = p.parent().unwrap();
+        assert_eq!(c.rule_files, vec![dir.join("et.rules")]);
+        assert_eq!(c.classification, Some(dir.join("c.config")));
+        let (set, report) = crate::rules::RuleSet::from_str(
+            "alert tcp $HOME_NET any -> any $HTTP_PORTS (msg:\"x\"; sid:1;)",
+            &c.rule_vars,
+        );
+        assert_eq!((set.len(), report.skipped.len()), (1, 0));
+        // a bad value is reported at its line, naming the variable
+        let (_d, p) = write("version = 1\n[rules.vars]\n\nHOME_NET = \"[10.1.0.0/33]\"\n");
+        let ResolveError::Config(e) = load_file(Some(&p)).unwrap_err() else { panic!() };
+        assert_eq!(e.line, 4);
+        assert!(e.message.contains("HOME_NET"), "{e}");
+        // --rules replaces the files of the configuration
+        let (_d, p) = write(
+            "version = 1\nstate_dir = \"/s\"\n[capture]\ninterface = \"x\"\n[rules]\nfiles = [\"a\"]\n",
+        );
+        let c = resolve(Some(&p), Overrides { rules: vec!["b.rules".into()], ..Default::default() }).unwrap();
+        assert_eq!(c.rule_files, vec![PathBuf::from("b.rules")]);
     }
 
     #[test]

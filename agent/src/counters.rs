@@ -27,6 +27,8 @@ pub struct Counters {
     workers: Mutex<Vec<WorkerStats>>,
     pub ioc_entries: AtomicU64,
     pub ioc_lines_rejected: AtomicU64,
+    pub rules_loaded: AtomicU64,
+    pub rules_skipped: AtomicU64,
     pub batches_rejected: AtomicU64,
     pub connects: AtomicU64,
     /// Capture files that ended in damage (the rest of the file is lost).
@@ -40,6 +42,8 @@ impl Default for Counters {
             workers: Mutex::new(Vec::new()),
             ioc_entries: AtomicU64::new(0),
             ioc_lines_rejected: AtomicU64::new(0),
+            rules_loaded: AtomicU64::new(0),
+            rules_skipped: AtomicU64::new(0),
             batches_rejected: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             input_errors: AtomicU64::new(0),
@@ -76,6 +80,9 @@ impl Counters {
             t.engine.flows.evicted += e.flows.evicted;
             t.engine.defrag.timeouts += e.defrag.timeouts + e.defrag.evicted + e.defrag.invalid;
             t.engine.tcp_gaps += e.tcp_gaps;
+            t.engine.rules.threshold_evictions += e.rules.threshold_evictions;
+            t.engine.rules.dataset_refused += e.rules.dataset_refused;
+            t.engine.rules.inspection_limit_hits += e.rules.inspection_limit_hits;
             t.engine.behaviour.evictions = t.engine.behaviour.evictions.max(e.behaviour.evictions);
             t.kernel_drops += s.kernel_drops;
             t.user_drops += s.user_drops;
@@ -115,6 +122,11 @@ impl Counters {
             flows_evicted: w.engine.flows.evicted,
             fragments_dropped: w.engine.defrag.timeouts,
             tcp_reassembly_gaps: w.engine.tcp_gaps,
+            rules_loaded: self.rules_loaded.load(Relaxed),
+            rules_skipped: self.rules_skipped.load(Relaxed),
+            rule_threshold_evictions: w.engine.rules.threshold_evictions,
+            rule_dataset_refused: w.engine.rules.dataset_refused,
+            rule_inspection_limit_hits: w.engine.rules.inspection_limit_hits,
         }
     }
 }

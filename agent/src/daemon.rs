@@ -1,5 +1,13 @@
 //! Wiring of the agent: spool, indicator lists, detection engine, the
 //! capture thread and the uplink task.
+//!
+//! Central policy ([`crate::policy`]) is swapped in at a safe point: the
+//! capture loop stops its producer (which commits its records, detector
+//! state and checkpoint), builds a new engine from the configured and the
+//! pushed indicator lists and settings, restores the committed detector
+//! state and resumes from the checkpoint. Capture files lose nothing; a
+//! live capture reopens its socket (packets in that gap of milliseconds
+//! are not seen).
 
 use std::{
     future::Future,
@@ -16,6 +24,7 @@ use crate::{
     config::AgentConfig,
     counters::Counters,
     detect::{EngineBuilder, EngineConfig, ioc},
+    policy::{Policy, PolicyError},
     spool::{Spool, SpoolError},
     state::{AgentIdentity, Paths, StateError},
     uplink::{Finished, Uplink},
@@ -33,6 +42,44 @@ pub enum RunError {
     Capture(#[from] CaptureError),
     #[error("capture thread: {0}")]
     Thread(String),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("cannot read rule files: {0}")]
+    Rules(std::io::Error),
+}
+
+/// Builds the detection engines' factory from the configuration and the
+/// policy in force (indicator lists, rule files, settings); updates the
+/// indicator counters.
+fn build_engine(
+    cfg: &AgentConfig,
+    policy: &Policy,
+    spool: &Spool,
+    counters: &Counters,
+) -> Result<(Arc<EngineBuilder>, u64), RunError> {
+    let active = policy.active();
+    let mut files = cfg.ioc_files.clone();
+    files.extend(active.ioc_files.iter().cloned());
+    let (ioc, rejected) = ioc::load_logged(&files)?;
+    counters.ioc_entries.store(ioc.len() as u64, Ordering::Relaxed);
+    counters.ioc_lines_rejected.store(rejected as u64, Ordering::Relaxed);
+    let mut rule_files = cfg.rule_files.clone();
+    rule_files.extend(active.rule_files.iter().cloned());
+    let (rules, skipped) =
+        crate::detect::load_rules_logged(&rule_files, &cfg.rule_vars, cfg.classification.as_deref())
+            .map_err(RunError::Rules)?;
+    counters.rules_loaded.store(rules.as_ref().map(|r| r.len() as u64).unwrap_or(0), Ordering::Relaxed);
+    counters.rules_skipped.store(skipped as u64, Ordering::Relaxed);
+    let engine_cfg = EngineConfig {
+        ioc_severity: active.settings.ioc.severity.unwrap_or(cfg.ioc_severity),
+        dedup_capacity: active.settings.detect.dedup_capacity.unwrap_or(cfg.dedup_capacity),
+        eve: cfg.eve_types,
+        behaviour: cfg.behaviour.clone(),
+        rules,
+        ..Default::default()
+    };
+    let builder = EngineBuilder::new(Arc::new(ioc), engine_cfg, spool.detector_state()?);
+    Ok((Arc::new(builder), active.version))
 }
 
 /// Runs until `shutdown` resolves, or (with `exit_when_drained`) until
@@ -42,45 +89,83 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     tracing::info!(agent_id = %identity.file.agent_id, agency = %identity.file.agency, "starting agent");
     let spool = Spool::open(&Paths::spool(&cfg.state_dir), cfg.spool_max_bytes)?;
     let counters = Arc::new(Counters::default());
-    let ioc_files = cfg.ioc_files.clone();
-    let (ioc, rejected) = tokio::task::spawn_blocking(move || ioc::load_logged(&ioc_files))
-        .await
-        .map_err(|e| RunError::Thread(e.to_string()))??;
-    counters.ioc_entries.store(ioc.len() as u64, Ordering::Relaxed);
-    counters.ioc_lines_rejected.store(rejected as u64, Ordering::Relaxed);
-    let builder = EngineBuilder::new(
-        Arc::new(ioc),
-        EngineConfig {
-            ioc_severity: cfg.ioc_severity,
-            dedup_capacity: cfg.dedup_capacity,
-            eve: cfg.eve_types,
-            behaviour: cfg.behaviour.clone(),
-            ..Default::default()
-        },
-        spool.detector_state()?,
-    );
+    let policy = Policy::open(&cfg.state_dir)?;
+    let (engine, version) = {
+        let (cfg, policy, spool, counters) = (cfg.clone(), policy.clone(), spool.clone(), counters.clone());
+        tokio::task::spawn_blocking(move || build_engine(&cfg, &policy, &spool, &counters))
+            .await
+            .map_err(|e| RunError::Thread(e.to_string()))??
+    };
+    if version > 0 {
+        tracing::info!(version, "running central policy");
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let swap_requested = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = watch::channel(false);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (result_tx, mut result_rx) = oneshot::channel();
     let source = cfg.source.clone().ok_or_else(|| RunError::Thread("no capture source".into()))?;
     let mut producer = Producer::new(
         spool.clone(),
-        Arc::new(builder),
+        engine,
         counters.clone(),
         stop.clone(),
         cfg.replay_pps,
         cfg.capture_threads,
     );
-    let thread = std::thread::Builder::new()
-        .name("canhgac-capture".into())
-        .spawn(move || {
-            let r = producer.run(&source);
-            done_tx.send_replace(true);
-            let _ = result_tx.send(r);
+    // A pushed policy stops the producer at its next commit point.
+    let watcher = {
+        let mut swap = policy.swap_signal();
+        let (stop, swap_requested) = (stop.clone(), swap_requested.clone());
+        tokio::spawn(async move {
+            while swap.changed().await.is_ok() {
+                swap_requested.store(true, Ordering::SeqCst);
+                stop.store(true, Ordering::SeqCst);
+            }
         })
-        .map_err(|e| RunError::Thread(e.to_string()))?;
+    };
+    policy.set_running(true);
+    let thread = {
+        let (cfg, policy, spool, counters) = (cfg.clone(), policy.clone(), spool.clone(), counters.clone());
+        let (stop, shutting_down, swap_requested) =
+            (stop.clone(), shutting_down.clone(), swap_requested.clone());
+        std::thread::Builder::new()
+            .name("canhgac-capture".into())
+            .spawn(move || {
+                let r = loop {
+                    let r = producer.run(&source);
+                    if r.is_err()
+                        || shutting_down.load(Ordering::SeqCst)
+                        || !swap_requested.swap(false, Ordering::SeqCst)
+                    {
+                        break r.map_err(RunError::from);
+                    }
+                    stop.store(false, Ordering::SeqCst);
+                    match build_engine(&cfg, &policy, &spool, &counters) {
+                        Ok((engine, version)) => {
+                            producer = Producer::new(
+                                spool.clone(),
+                                engine,
+                                counters.clone(),
+                                stop.clone(),
+                                cfg.replay_pps,
+                                cfg.capture_threads,
+                            );
+                            policy.mark_applied(version);
+                            tracing::info!(version, "detection engine swapped to the new policy");
+                        }
+                        Err(e) => break Err(e),
+                    }
+                };
+                policy.set_running(false);
+                policy.mark_applied(u64::MAX);
+                done_tx.send_replace(true);
+                let _ = result_tx.send(r);
+            })
+            .map_err(|e| RunError::Thread(e.to_string()))?
+    };
 
     let uplink = Uplink {
         spool: spool.clone(),
@@ -91,6 +176,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
         producer_done: done_rx,
         exit_when_drained: cfg.exit_when_drained,
         shutdown: shutdown_rx,
+        policy: Some(policy.clone()),
     };
     let uplink = tokio::spawn(uplink.run());
     tokio::pin!(uplink);
@@ -101,6 +187,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
             r = &mut uplink => break r.map_err(|e| RunError::Thread(e.to_string()))??,
             _ = &mut shutdown => {
                 tracing::info!("shutting down");
+                shutting_down.store(true, Ordering::SeqCst);
                 stop.store(true, Ordering::Relaxed);
                 shutdown_tx.send_replace(true);
             }
@@ -113,21 +200,23 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
                         shutdown_tx.send_replace(true);
                     }
                     Err(_) => {
-                        producer_failed = Some(Some(CaptureError::Spool(SpoolError::Corrupt { seq: 0, reason: "capture thread ended".into() })));
+                        producer_failed = Some(Some(RunError::Capture(CaptureError::Spool(SpoolError::Corrupt { seq: 0, reason: "capture thread ended".into() }))));
                         shutdown_tx.send_replace(true);
                     }
                 }
             }
         }
     };
+    shutting_down.store(true, Ordering::SeqCst);
     stop.store(true, Ordering::Relaxed);
+    watcher.abort();
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     spool.flush()?;
     if let Some(Some(e)) = producer_failed {
-        return Err(e.into());
+        return Err(e);
     }
     if let Ok(Err(e)) = result_rx.try_recv() {
-        return Err(e.into());
+        return Err(e);
     }
     Ok(finished)
 }

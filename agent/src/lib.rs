@@ -21,6 +21,7 @@ pub mod eve;
 pub mod flow;
 pub mod fuzzing;
 pub mod inventory;
+pub mod policy;
 pub mod rules;
 pub mod spool;
 pub mod state;

@@ -55,6 +55,9 @@ enum Command {
         /// Indicator list: one IP, CIDR or domain per line (repeatable).
         #[arg(long)]
         ioc: Vec<PathBuf>,
+        /// Suricata rule file (repeatable); replaces `[rules] files`.
+        #[arg(long)]
+        rules: Vec<PathBuf>,
         /// With --pcap: exit 0 once everything produced is acknowledged.
         #[arg(long)]
         exit_when_drained: bool,
@@ -166,12 +169,21 @@ fn main() -> ExitCode {
             pcap,
             interface,
             ioc,
+            rules,
             exit_when_drained,
             replay_pps,
             collector,
         } => {
-            let overrides =
-                Overrides { state_dir, collector, pcap, interface, ioc, replay_pps, exit_when_drained };
+            let overrides = Overrides {
+                state_dir,
+                collector,
+                pcap,
+                interface,
+                ioc,
+                rules,
+                replay_pps,
+                exit_when_drained,
+            };
             // Everything is validated before anything starts.
             let cfg = match config::resolve(config.as_deref(), overrides) {
                 Ok(c) => c,

@@ -8,6 +8,7 @@
 //! | `agent.pem`     | 0600 | private key, then the agent certificate         |
 //! | `ca.crt`        | 0644 | the collector CA (its SHA-256 is the pin)       |
 //! | `spool/`        | 0700 | durable spool (sled), see [`crate::spool`]      |
+//! | `policy/`       | 0700 | central policy pushed by the collector, see [`crate::policy`] |
 //!
 //! Key and certificate share one file so that a renewal replaces both with
 //! one atomic rename: the agent never holds a key that does not match its

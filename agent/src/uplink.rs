@@ -15,7 +15,7 @@ use canhgac_proto::{
     client::{ClientError, error_chain},
     timefmt,
     v1::{
-        AgentMessage, Batch, Heartbeat, Hello, RenewCertificate, agent_message::Body as Out,
+        AgentMessage, Batch, Heartbeat, Hello, PolicyStatus, RenewCertificate, agent_message::Body as Out,
         collector_message::Body as In, telemetry_client::TelemetryClient,
     },
 };
@@ -100,6 +100,8 @@ pub struct Uplink {
     pub producer_done: watch::Receiver<bool>,
     pub exit_when_drained: bool,
     pub shutdown: watch::Receiver<bool>,
+    /// Central policy: reported in Hello and heartbeats, updated on push.
+    pub policy: Option<crate::policy::Policy>,
 }
 
 enum SessionEnd {
@@ -137,6 +139,10 @@ impl Uplink {
         self.counters.snapshot(&self.spool.stats())
     }
 
+    fn policy_status(&self) -> Option<PolicyStatus> {
+        self.policy.as_ref().map(|p| p.status())
+    }
+
     async fn session(&mut self, backoff: &mut Backoff) -> Result<SessionEnd, SessionError> {
         let mut identity = AgentIdentity::load(&self.state_dir)?;
         let client = identity.client(self.collector.as_deref())?;
@@ -157,6 +163,7 @@ impl Uplink {
                 agent_version: crate::AGENT_VERSION.to_string(),
                 inventory: Some(inventory),
                 counters: Some(self.counters()),
+                policy: self.policy_status(),
             }),
         )
         .await?;
@@ -227,6 +234,7 @@ impl Uplink {
                     Out::Heartbeat(Heartbeat {
                         time: Some(timefmt::to_timestamp(OffsetDateTime::now_utc())),
                         counters: Some(self.counters()),
+                        policy: self.policy_status(),
                     }),
                 )
                 .await?;
@@ -283,6 +291,13 @@ impl Uplink {
                                 None => tracing::warn!("unexpected certificate from the collector; ignored"),
                             }
                         }
+                        Some(In::Policy(update)) => {
+                            if let Some(p) = &self.policy {
+                                tracing::info!(version = update.version, files = update.files.len(), "policy received");
+                                let applied = p.apply(update).await;
+                                send(&tx, Out::PolicyApplied(applied)).await?;
+                            }
+                        }
                         Some(In::Welcome(_)) | None => {}
                     }
                 }
@@ -292,6 +307,7 @@ impl Uplink {
                     send(&tx, Out::Heartbeat(Heartbeat {
                         time: Some(timefmt::to_timestamp(OffsetDateTime::now_utc())),
                         counters: Some(self.counters()),
+                        policy: self.policy_status(),
                     })).await?;
                 }
                 _ = &mut renew_check => {

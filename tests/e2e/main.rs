@@ -9,6 +9,7 @@ mod flow;
 mod hygiene;
 mod live;
 mod security;
+mod supervision;
 
 use canhgac_tests::{Agent, Collector};
 

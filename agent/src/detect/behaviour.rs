@@ -695,8 +695,9 @@ impl Behaviour {
 
     fn icmp_echo(&mut self, p: &Packet<'_>, now: i64, out: &mut Vec<Finding>) {
         let cfg = self.cfg.icmp_tunnel.clone();
-        // ICMP echo: 4 bytes of identifier and sequence, then data
-        let data = p.payload.get(4..).unwrap_or(&[]);
+        // ICMP echo: the decoder's payload is the data after the 8-byte
+        // header (type, code, checksum, identifier, sequence)
+        let data = p.payload;
         let (a, b) = if p.src <= p.dst { (p.src, p.dst) } else { (p.dst, p.src) };
         let st = self.icmp.entry(&(a, b), &mut self.stats.evictions);
         // ping repeats one pattern (after a timestamp); tunnels carry data

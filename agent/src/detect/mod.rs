@@ -14,6 +14,7 @@
 
 pub mod behaviour;
 pub mod ioc;
+mod signatures;
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -48,6 +49,8 @@ pub struct EngineConfig {
     pub flow: FlowConfig,
     pub defrag: DefragConfig,
     pub behaviour: behaviour::BehaviourConfig,
+    /// Signature rules (`None`: no rule files).
+    pub rules: Option<Arc<crate::rules::RuleSet>>,
 }
 
 impl Default for EngineConfig {
@@ -59,8 +62,32 @@ impl Default for EngineConfig {
             flow: FlowConfig::default(),
             defrag: DefragConfig::default(),
             behaviour: behaviour::BehaviourConfig::default(),
+            rules: None,
         }
     }
+}
+
+/// Loads signature rule files for the engine (`None` without files) and
+/// the number of rules skipped; logs the loaded/total figure and why rules were skipped; `canhgac-agent
+/// rules check` lists every skipped rule.
+pub fn load_rules_logged(
+    files: &[std::path::PathBuf],
+    vars: &crate::rules::Vars,
+    classification: Option<&std::path::Path>,
+) -> std::io::Result<(Option<Arc<crate::rules::RuleSet>>, usize)> {
+    if files.is_empty() {
+        return Ok((None, 0));
+    }
+    let (set, report) = crate::rules::RuleSet::load(files, vars, classification)?;
+    let reasons: Vec<String> = report.reasons().iter().take(8).map(|(r, n)| format!("{r}: {n}")).collect();
+    tracing::info!(
+        loaded = report.loaded,
+        total = report.total,
+        skipped = report.skipped.len(),
+        reasons = %reasons.join("; "),
+        "signature rules loaded (see `canhgac-agent rules check` for each skipped rule)"
+    );
+    Ok((Some(Arc::new(set)), report.skipped.len()))
 }
 
 /// A change to persisted detector state, keyed without the spool's prefix.
@@ -102,6 +129,9 @@ pub struct EngineStats {
     pub flows: FlowStats,
     pub defrag: DefragStats,
     pub behaviour: behaviour::BehaviourStats,
+    /// Signature engine state: threshold evictions, refused dataset
+    /// additions, inspections cut short.
+    pub rules: crate::rules::GlobalRuleStats,
 }
 
 /// One alert per (flow, indicator), with bounded memory.
@@ -178,6 +208,8 @@ struct Detect {
     /// over flows that the kernel hashed to different workers is seen whole.
     behaviour: Arc<Mutex<behaviour::Behaviour>>,
     findings: Vec<behaviour::Finding>,
+    rule_global: crate::rules::GlobalRuleState,
+    matches: Vec<crate::rules::RuleMatch>,
     stats: EngineStats,
 }
 
@@ -229,7 +261,16 @@ impl Engine {
         Engine {
             flows: FlowTable::new(cfg.flow.clone()),
             defrag: Defrag::new(cfg.defrag.clone()),
-            det: Detect { behaviour, findings: Vec::new(), ioc, cfg, dedup, stats: EngineStats::default() },
+            det: Detect {
+                behaviour,
+                findings: Vec::new(),
+                ioc,
+                cfg,
+                dedup,
+                rule_global: crate::rules::GlobalRuleState::default(),
+                matches: Vec::new(),
+                stats: EngineStats::default(),
+            },
             ended: Vec::new(),
         }
     }
@@ -312,9 +353,9 @@ impl Detect {
         }
         let mut events = Vec::new();
         let mut errors = AppErrors::default();
+        let mut data = Vec::new();
         match p.proto {
             PROTO_TCP => {
-                let mut data = Vec::new();
                 let mut seen = 0;
                 if let (Some(tcp), Some(session)) = (p.tcp, flow.tcp.as_mut()) {
                     let d = dir as usize;
@@ -345,6 +386,12 @@ impl Detect {
             _ => {}
         }
         self.stats.dns_errors += errors.dns;
+        if let Some(rules) = self.cfg.rules.clone() {
+            let txs: Vec<signatures::Tx> =
+                events.iter().filter_map(|ev| signatures::transaction(ev, &flow.app, dir)).collect();
+            let stream = (p.proto == PROTO_TCP && flow.tcp.is_some()).then_some(data.as_slice());
+            self.signatures(&rules, flow, dir, p, stream, &txs, out);
+        }
         for ev in events {
             self.app_event(flow, dir, p, ev, out);
         }
@@ -354,6 +401,68 @@ impl Detect {
         }
         self.report(&mut findings, Some(p), flow, out);
         self.findings = findings;
+    }
+
+    /// Runs the signature rules on this packet: once with its payload, the
+    /// stream data it released and the first transaction it completed, then
+    /// once more per further transaction (buffers only).
+    #[allow(clippy::too_many_arguments)]
+    fn signatures(
+        &mut self,
+        rules: &crate::rules::RuleSet,
+        flow: &mut Flow,
+        dir: Dir,
+        p: &Packet<'_>,
+        stream: Option<&[u8]>,
+        txs: &[signatures::Tx],
+        out: &mut Output,
+    ) {
+        let app_proto = signatures::app_proto(flow);
+        let established = flow.established();
+        let mut matches = std::mem::take(&mut self.matches);
+        let calls = txs.len().max(1);
+        for i in 0..calls {
+            let tx = txs.get(i);
+            let mut buffers = crate::rules::Buffers::default();
+            if let Some(tx) = tx {
+                for (b, v) in &tx.buffers {
+                    buffers.push(*b, v);
+                }
+            }
+            buffers.set_tx_only(i > 0);
+            let ctx = crate::rules::Inspect {
+                ts_us: canhgac_proto::timefmt::micros(p.ts),
+                src: p.src,
+                dst: p.dst,
+                sport: p.sport,
+                dport: p.dport,
+                proto: p.proto,
+                ttl: p.ttl,
+                tcp_flags: p.tcp_flags,
+                icmp: p.icmp,
+                payload: p.payload,
+                stream,
+                to_server: dir == Dir::ToServer,
+                established,
+                app_proto,
+                buffers: &buffers,
+                flow_id: flow.id,
+            };
+            rules.inspect(&ctx, &mut flow.rules, &mut self.rule_global, &mut matches);
+            for m in matches.drain(..) {
+                if m.noalert {
+                    continue;
+                }
+                let severity = u32::from(m.severity);
+                flow.alerted = true;
+                let app = tx.and_then(|t| t.app.as_ref());
+                let value = signatures::alert(eve::base(p, "alert", Some(flow)), m, dir, app);
+                self.push(RecordKind::Alert, severity, p.ts, value, out);
+            }
+        }
+        self.matches = matches;
+        let g = self.rule_global.stats();
+        self.stats.rules = g;
     }
 
     /// Turns behavioural findings into alerts.

@@ -90,6 +90,8 @@ pub struct Flow {
     pub community_id: Option<String>,
     /// ICMP type/code of the first packet (for flow records).
     pub icmp: Option<(u8, u8)>,
+    /// Signature state of this flow (flowbits).
+    pub rules: crate::rules::FlowRuleState,
 }
 
 impl Flow {
@@ -120,6 +122,7 @@ impl Flow {
             alerted: false,
             community_id: crate::eve::community_id(p),
             icmp: p.icmp,
+            rules: crate::rules::FlowRuleState::default(),
         }
     }
 

@@ -1,28 +1,30 @@
 //! `Operator`: the API behind the `canhgac` command line.
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    pin::Pin,
+    sync::Arc,
+    time::Duration,
+};
 
 use base64::Engine as _;
-use canhgac_proto::{
-    identity::Identity,
-    timefmt,
-    v1::{
-        AddAgencyRequest, Agency, AgentInfo, CreateEnrollmentTokenRequest, CreateEnrollmentTokenResponse,
-        ListAgenciesRequest, ListAgenciesResponse, ListAgentsRequest, ListAgentsResponse, ListAlertsRequest,
-        ListAlertsResponse, RevokeAgentRequest, RevokeAgentResponse, StoredAlert, SubscribeAlertsRequest,
-        operator_server::Operator,
-    },
-};
+use canhgac_proto::{identity::Identity, timefmt, v1::operator_server::Operator, v1::*};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    auth,
+    auth::{self, OperatorCaller},
+    directory,
     error::{ApiError, join_error},
+    incidents,
     server::Shared,
-    store::{AgencyRec, AgentRec, AlertQuery, PageKey, RecordRec, TokenRec, records::RECORD_VERSION},
+    store::{
+        AgencyRec, AgentRec, AlertQuery, IncidentFilter, IncidentRec, OperatorRec, PageKey, PolicyRec,
+        RecordRec, SystemRec, TokenRec, records::RECORD_VERSION,
+    },
+    supervise,
 };
 
 const DEFAULT_PAGE: usize = 100;
@@ -38,24 +40,42 @@ impl OperatorService {
     }
 }
 
-/// Agency codes: what departments use today (`SO-TTTT`, `UBND.HBT`, ...).
-pub fn valid_agency_code(code: &str) -> bool {
-    let mut chars = code.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && code.len() <= 32
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+pub use crate::directory::valid_agency_code;
+
+fn now_us() -> i64 {
+    timefmt::micros(OffsetDateTime::now_utc())
+}
+
+fn invalid(m: impl Into<String>) -> Status {
+    ApiError::InvalidArgument(m.into()).into()
+}
+
+fn not_found(m: impl Into<String>) -> Status {
+    ApiError::NotFound(m.into()).into()
+}
+
+/// Runs blocking storage work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f).await.map_err(join_error)?
 }
 
 fn ts(us: i64) -> Option<prost_types::Timestamp> {
     (us != 0).then(|| timefmt::to_timestamp(timefmt::from_micros(us)))
 }
 
-fn agency_msg(a: AgencyRec) -> Agency {
-    Agency { code: a.code, name: a.name, created: ts(a.created_us) }
+fn agency_msg(a: AgencyRec, reg: &crate::rules::Regulation) -> Agency {
+    let fields =
+        directory::agency_row(&a, reg).into_iter().filter(|(k, _)| k != "code" && k != "name").collect();
+    Agency { code: a.code, name: a.name, created: ts(a.created_us), fields }
 }
 
-fn agent_info(a: AgentRec, connected: bool) -> AgentInfo {
+fn agent_info(a: AgentRec, connected: bool, online: bool) -> AgentInfo {
     AgentInfo {
+        systems: a.systems.clone(),
+        policy: a.policy.clone(),
+        online,
         agent_id: a.agent_id,
         agency: a.agency,
         hostname: a.hostname,
@@ -90,43 +110,291 @@ pub fn stored_alert(cursor: u64, r: RecordRec) -> StoredAlert {
 }
 
 type AlertStream = Pin<Box<dyn Stream<Item = Result<StoredAlert, Status>> + Send>>;
+type IncidentStream = Pin<Box<dyn Stream<Item = Result<IncidentChange, Status>> + Send>>;
+
+fn system_msg(s: SystemRec, agents: Vec<String>, reg: &crate::rules::Regulation) -> System {
+    let (due, overdue) = directory::system_next_assessment(&s, reg, directory::today());
+    System {
+        id: s.id,
+        agency: s.agency,
+        name: s.name,
+        r#type: s.kind,
+        level: s.level,
+        dossier_status: s.dossier_status,
+        decision_number: s.decision_number,
+        decision_date: s.decision_date,
+        state_secrets: s.state_secrets,
+        public_ips: s.public_ips,
+        domains: s.domains,
+        last_assessment: s.last_assessment,
+        next_assessment_due: directory::date_str(due),
+        assessment_overdue: overdue,
+        agents,
+        created: ts(s.created_us),
+        updated: ts(s.updated_us),
+    }
+}
+
+fn field_error(e: directory::FieldError) -> Status {
+    invalid(e.to_string())
+}
+
+fn page_id(token: &str, prefix: char) -> Result<Option<u64>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    token
+        .strip_prefix(prefix)
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| invalid(format!("invalid page_token `{token}`")))
+}
+
+fn policy_msg(p: PolicyRec, with_content: bool) -> Policy {
+    Policy {
+        version: p.policy_version,
+        scope: p.scope,
+        digest: p.digest,
+        files: p
+            .files
+            .into_iter()
+            .map(|mut f| {
+                if !with_content {
+                    f.content.clear();
+                }
+                f
+            })
+            .collect(),
+        created: ts(p.created_us),
+        created_by: p.created_by,
+        delivered_to: 0,
+    }
+}
+
+impl OperatorService {
+    fn online(&self, a: &AgentRec, now: i64) -> bool {
+        supervise::online(
+            self.shared.streams.is_connected(&a.agent_id),
+            a.last_seen_us,
+            now,
+            self.shared.config.agent_silence_limit,
+        )
+    }
+
+    fn agents_by_system(&self) -> Result<HashMap<u64, Vec<String>>, Status> {
+        let mut m: HashMap<u64, Vec<String>> = HashMap::new();
+        for a in self.shared.store.agents()? {
+            for s in &a.systems {
+                m.entry(*s).or_default().push(a.agent_id.clone());
+            }
+        }
+        Ok(m)
+    }
+
+    fn systems_map(&self) -> Result<HashMap<u64, SystemRec>, Status> {
+        Ok(self.shared.store.systems()?.into_iter().map(|s| (s.id, s)).collect())
+    }
+
+    fn incident_view(&self, inc: &IncidentRec) -> Result<Incident, Status> {
+        let systems = self.systems_map()?;
+        let v = incidents::View { reg: &self.shared.config.regulation, systems: &systems, now_us: now_us() };
+        Ok(incidents::incident_msg(inc, &v))
+    }
+
+    /// Loads an incident the caller may see.
+    fn visible_incident(&self, caller: &OperatorCaller, id: u64) -> Result<IncidentRec, Status> {
+        caller.target(format!("incident {id}"));
+        let inc =
+            self.shared.store.incident(id)?.ok_or_else(|| not_found(format!("incident {id} not found")))?;
+        caller.may_see(&inc.agency)?;
+        Ok(inc)
+    }
+
+    /// Applies an incident change made by `caller`; `f` may refuse.
+    async fn change_incident(
+        &self,
+        caller: &OperatorCaller,
+        id: u64,
+        f: impl Fn(&mut IncidentRec) -> Result<(), String> + Send + 'static,
+    ) -> Result<Response<Incident>, Status> {
+        self.visible_incident(caller, id)?;
+        let store = self.shared.store.clone();
+        let updated = blocking(move || {
+            store
+                .update_incident(id, |inc| {
+                    f(inc)?;
+                    inc.updated_us = now_us();
+                    Ok::<(), String>(())
+                })?
+                .map_err(invalid)
+        })
+        .await?
+        .ok_or_else(|| not_found(format!("incident {id} not found")))?;
+        self.shared.store.flush().await?;
+        Ok(Response::new(self.incident_view(&updated)?))
+    }
+
+    fn coverage(&self, agency: Option<&str>) -> Result<GetCoverageResponse, Status> {
+        let store = &self.shared.store;
+        let reg = &self.shared.config.regulation;
+        let now = now_us();
+        let today = directory::today();
+        let agents = store.agents()?;
+        let systems = store.systems()?;
+        let retention = supervise::retention_days(store, reg)?;
+        let (all_incidents, _) = store.incidents(&IncidentFilter {
+            agency: agency.map(String::from),
+            open_only: true,
+            limit: usize::MAX,
+            ..Default::default()
+        })?;
+        let sys_map: HashMap<u64, SystemRec> = systems.iter().map(|s| (s.id, s.clone())).collect();
+        let view = incidents::View { reg, systems: &sys_map, now_us: now };
+        let mut resp = GetCoverageResponse::default();
+        for a in store.agencies()? {
+            if agency.is_some_and(|x| x != a.code) {
+                continue;
+            }
+            let mine: Vec<&SystemRec> = systems.iter().filter(|s| s.agency == a.code).collect();
+            let my_agents: Vec<&AgentRec> =
+                agents.iter().filter(|g| g.agency == a.code && g.revoked_us == 0).collect();
+            let online: Vec<&&AgentRec> = my_agents.iter().filter(|g| self.online(g, now)).collect();
+            let supervised: Vec<u64> = mine
+                .iter()
+                .filter(|s| online.iter().any(|g| g.systems.contains(&s.id)))
+                .map(|s| s.id)
+                .collect();
+            let f = |k: &str| a.fields.get(k).cloned().unwrap_or_default();
+            let inspection_ok = directory::parse_date(&f("last_inspection"))
+                .is_some_and(|d| crate::rules::add_months(d, reg.assessment.agency_months) >= today);
+            let layers = vec![
+                Layer { name: "on_site".into(), ok: !f("onsite_team").is_empty(), detail: f("onsite_team") },
+                Layer {
+                    name: "supervision_provider".into(),
+                    ok: !f("supervision_provider").is_empty(),
+                    detail: f("supervision_provider"),
+                },
+                Layer {
+                    name: "independent_inspection".into(),
+                    ok: inspection_ok,
+                    detail: if f("last_inspection").is_empty() {
+                        "never".into()
+                    } else {
+                        format!("last {}", f("last_inspection"))
+                    },
+                },
+                Layer {
+                    name: "upstream".into(),
+                    ok: !f("upstream_connection").is_empty(),
+                    detail: f("upstream_connection"),
+                },
+            ];
+            let stats = store.agency_stats(&a.code)?;
+            let open: Vec<&IncidentRec> = all_incidents.iter().filter(|i| i.agency == a.code).collect();
+            let overdue = open.iter().filter(|i| incidents::incident_msg(i, &view).overdue).count();
+            resp.agencies.push(AgencyCoverage {
+                agency: a.code.clone(),
+                name: a.name.clone(),
+                systems: mine.len() as u32,
+                systems_supervised: supervised.len() as u32,
+                systems_unsupervised: mine
+                    .iter()
+                    .map(|s| s.id)
+                    .filter(|id| !supervised.contains(id))
+                    .collect(),
+                systems_without_approved_level: mine
+                    .iter()
+                    .filter(|s| s.dossier_status != "approved")
+                    .map(|s| s.id)
+                    .collect(),
+                systems_assessment_overdue: mine
+                    .iter()
+                    .filter(|s| directory::system_next_assessment(s, reg, today).1)
+                    .map(|s| s.id)
+                    .collect(),
+                agency_assessment_overdue: directory::agency_next_assessment(&a, reg) < today,
+                missing_contacts: directory::missing_contacts(&a),
+                layers,
+                agents: my_agents.len() as u32,
+                agents_online: online.len() as u32,
+                stored_alerts: stats.alerts,
+                stored_bytes: stats.alert_bytes + stats.event_bytes,
+                retention_days: retention.get(&a.code).copied().unwrap_or(0),
+                open_incidents: open.len() as u32,
+                overdue_incidents: overdue as u32,
+            });
+            if let Some(p) = store.effective_policy(&a.code)? {
+                resp.policy_versions.insert(a.code.clone(), p.policy_version);
+            }
+        }
+        for g in agents {
+            if g.revoked_us != 0 || agency.is_some_and(|x| x != g.agency) {
+                continue;
+            }
+            let online = self.online(&g, now);
+            let silent = !online && g.last_seen_us != 0;
+            resp.agents.push(AgentCoverage {
+                online,
+                silent,
+                last_seen: ts(g.last_seen_us),
+                systems: g.systems.clone(),
+                agent_version: g.agent_version.clone(),
+                policy: g.policy.clone(),
+                counters: g.counters.clone(),
+                agent_id: g.agent_id,
+                agency: g.agency,
+                hostname: g.hostname,
+            });
+        }
+        Ok(resp)
+    }
+}
 
 #[tonic::async_trait]
 impl Operator for OperatorService {
     async fn add_agency(&self, req: Request<AddAgencyRequest>) -> Result<Response<Agency>, Status> {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
+        who.target(r.code.clone());
         if !valid_agency_code(&r.code) {
-            return Err(ApiError::InvalidArgument(format!(
+            return Err(invalid(format!(
                 "invalid agency code `{}`: 1-32 letters, digits, `-`, `_` or `.`, starting with a letter or digit",
                 r.code
-            ))
-            .into());
+            )));
         }
         let name = r.name.trim();
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(
-                ApiError::InvalidArgument("agency name must be 1-200 printable characters".into()).into()
-            );
+            return Err(invalid("agency name must be 1-200 printable characters"));
         }
+        let now = now_us();
         let rec = self.shared.store.add_agency(AgencyRec {
             version: RECORD_VERSION,
             code: r.code,
             name: name.to_string(),
-            created_us: timefmt::micros(OffsetDateTime::now_utc()),
+            created_us: now,
             created_by: who.name.clone(),
+            updated_us: now,
+            ..Default::default()
         })?;
         self.shared.store.flush().await?;
         tracing::info!(operator = %who.name, code = %rec.code, "agency added");
-        Ok(Response::new(agency_msg(rec)))
+        Ok(Response::new(agency_msg(rec, &self.shared.config.regulation)))
     }
 
     async fn list_agencies(
         &self,
         req: Request<ListAgenciesRequest>,
     ) -> Result<Response<ListAgenciesResponse>, Status> {
-        auth::operator(&req)?;
-        let agencies = self.shared.store.agencies()?.into_iter().map(agency_msg).collect();
+        let who = auth::operator(&req)?;
+        let reg = &self.shared.config.regulation;
+        let agencies = self
+            .shared
+            .store
+            .agencies()?
+            .into_iter()
+            .filter(|a| who.sees(&a.code))
+            .map(|a| agency_msg(a, reg))
+            .collect();
         Ok(Response::new(ListAgenciesResponse { agencies }))
     }
 
@@ -136,21 +404,21 @@ impl Operator for OperatorService {
     ) -> Result<Response<CreateEnrollmentTokenResponse>, Status> {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
+        who.target(r.agency.clone());
         let cfg = &self.shared.config;
         if self.shared.store.agency(&r.agency)?.is_none() {
-            return Err(ApiError::NotFound(format!("agency `{}` not found", r.agency)).into());
+            return Err(not_found(format!("agency `{}` not found", r.agency)));
         }
         let ttl = match r.ttl_seconds {
             0 => cfg.enrollment_token_ttl,
             s => Duration::from_secs(s),
         };
         if ttl > cfg.max_enrollment_token_ttl {
-            return Err(ApiError::InvalidArgument(format!(
+            return Err(invalid(format!(
                 "token validity {} exceeds the maximum of {}",
                 humantime::format_duration(ttl),
                 humantime::format_duration(cfg.max_enrollment_token_ttl)
-            ))
-            .into());
+            )));
         }
         let token = format!(
             "cgt_{}",
@@ -182,20 +450,32 @@ impl Operator for OperatorService {
         &self,
         req: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, Status> {
-        auth::operator(&req)?;
+        let who = auth::operator(&req)?;
         let r = req.into_inner();
-        let agents = self
-            .shared
-            .store
-            .agents()?
-            .into_iter()
-            .filter(|a| r.agency.is_empty() || a.agency == r.agency)
-            .map(|a| {
-                let connected = self.shared.streams.is_connected(&a.agent_id);
-                agent_info(a, connected)
-            })
-            .collect();
-        Ok(Response::new(ListAgentsResponse { agents }))
+        let agency = who.agency_filter(&r.agency)?;
+        let after = r.page_token.strip_prefix('a').map(String::from);
+        if !r.page_token.is_empty() && after.is_none() {
+            return Err(invalid(format!("invalid page_token `{}`", r.page_token)));
+        }
+        let now = now_us();
+        let limit = if r.limit == 0 { usize::MAX } else { r.limit as usize };
+        let mut agents = Vec::new();
+        let mut next = String::new();
+        for a in self.shared.store.agents()? {
+            if agency.as_ref().is_some_and(|x| &a.agency != x)
+                || after.as_ref().is_some_and(|x| &a.agent_id <= x)
+            {
+                continue;
+            }
+            if agents.len() == limit {
+                next = agents.last().map(|x: &AgentInfo| format!("a{}", x.agent_id)).unwrap_or_default();
+                break;
+            }
+            let connected = self.shared.streams.is_connected(&a.agent_id);
+            let online = self.online(&a, now);
+            agents.push(agent_info(a, connected, online));
+        }
+        Ok(Response::new(ListAgentsResponse { agents, next_page_token: next }))
     }
 
     async fn revoke_agent(
@@ -204,7 +484,8 @@ impl Operator for OperatorService {
     ) -> Result<Response<RevokeAgentResponse>, Status> {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
-        let now = timefmt::micros(OffsetDateTime::now_utc());
+        who.target(format!("agent {}", r.agent_id));
+        let now = now_us();
         let reason = crate::service::clean_text(&r.reason, 500);
         let updated = self.shared.store.update_agent(&r.agent_id, |a| {
             if a.revoked_us == 0 {
@@ -213,7 +494,7 @@ impl Operator for OperatorService {
             }
         })?;
         if updated.is_none() {
-            return Err(ApiError::NotFound(format!("agent `{}` not found", r.agent_id)).into());
+            return Err(not_found(format!("agent `{}` not found", r.agent_id)));
         }
         self.shared.store.flush().await?;
         self.shared.revoked.insert(Identity::Agent(r.agent_id.clone()));
@@ -226,22 +507,18 @@ impl Operator for OperatorService {
         &self,
         req: Request<ListAlertsRequest>,
     ) -> Result<Response<ListAlertsResponse>, Status> {
-        auth::operator(&req)?;
+        let who = auth::operator(&req)?;
         let r = req.into_inner();
+        let agency = who.agency_filter(&r.agency)?;
         let after = match r.page_token.as_str() {
             "" => None,
-            t => Some(
-                PageKey::decode(t)
-                    .ok_or_else(|| ApiError::InvalidArgument(format!("invalid page_token `{t}`")))?,
-            ),
+            t => Some(PageKey::decode(t).ok_or_else(|| invalid(format!("invalid page_token `{t}`")))?),
         };
         if r.min_severity > 4 {
-            return Err(
-                ApiError::InvalidArgument(format!("min_severity {} is not in 1..4", r.min_severity)).into()
-            );
+            return Err(invalid(format!("min_severity {} is not in 1..4", r.min_severity)));
         }
         let q = AlertQuery {
-            agency: (!r.agency.is_empty()).then_some(r.agency),
+            agency,
             max_severity: (r.min_severity != 0).then_some(r.min_severity),
             since_us: r.since.as_ref().map(|t| timefmt::micros(timefmt::from_timestamp(t))),
             until_us: r.until.as_ref().map(|t| timefmt::micros(timefmt::from_timestamp(t))),
@@ -252,8 +529,7 @@ impl Operator for OperatorService {
             after,
         };
         let store = self.shared.store.clone();
-        let (page, next) =
-            tokio::task::spawn_blocking(move || store.list_alerts(&q)).await.map_err(join_error)??;
+        let (page, next) = blocking(move || Ok(store.list_alerts(&q)?)).await?;
         Ok(Response::new(ListAlertsResponse {
             alerts: page.into_iter().map(|(c, r)| stored_alert(c, r)).collect(),
             next_page_token: next.map(|k| k.encode()).unwrap_or_default(),
@@ -266,21 +542,765 @@ impl Operator for OperatorService {
         &self,
         req: Request<SubscribeAlertsRequest>,
     ) -> Result<Response<Self::SubscribeAlertsStream>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        let agency = who.agency_filter(&r.agency)?;
+        let store = self.shared.store.clone();
+        let committed = store.alert_cursor();
+        let min_severity = r.min_severity;
+        let feed = Feed {
+            committed,
+            after: r.after_cursor,
+            shutdown: self.shared.shutdown.clone(),
+            read: move |c| store.alerts_after(c, 512),
+        };
+        let rx = feed.spawn(move |c, rec: RecordRec| {
+            let keep = agency.as_ref().is_none_or(|a| &rec.agency == a)
+                && (min_severity == 0 || rec.severity <= min_severity);
+            keep.then(|| stored_alert(c, rec))
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn get_agency(&self, req: Request<GetAgencyRequest>) -> Result<Response<Agency>, Status> {
+        let who = auth::operator(&req)?;
+        let code = req.into_inner().code;
+        who.target(code.clone());
+        who.may_see(&code)?;
+        let a = self
+            .shared
+            .store
+            .agency(&code)?
+            .ok_or_else(|| not_found(format!("agency `{code}` not found")))?;
+        Ok(Response::new(agency_msg(a, &self.shared.config.regulation)))
+    }
+
+    async fn update_agency(&self, req: Request<UpdateAgencyRequest>) -> Result<Response<Agency>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        who.target(r.code.clone());
+        who.detail(r.set.keys().cloned().collect::<Vec<_>>().join(","));
+        if let Some(p) = r.set.get("parent").map(|p| p.trim().to_string()).filter(|p| !p.is_empty()) {
+            if self.shared.store.agency(&p)?.is_none() {
+                return Err(invalid(format!("field `parent`: unknown agency `{p}`")));
+            }
+            let all: HashMap<String, AgencyRec> =
+                self.shared.store.agencies()?.into_iter().map(|a| (a.code.clone(), a)).collect();
+            let code = r.code.clone();
+            let parent_of = |c: &str| -> Option<String> {
+                if c == code {
+                    Some(p.clone())
+                } else {
+                    all.get(c).and_then(|a| a.fields.get("parent").cloned())
+                }
+            };
+            if directory::parent_cycle(&r.code, &parent_of) {
+                return Err(invalid(format!(
+                    "field `parent`: agency `{}` would be its own ancestor",
+                    r.code
+                )));
+            }
+        }
+        let now = now_us();
+        let set: BTreeMap<String, String> = r.set.into_iter().collect();
+        let updated = self.shared.store.update_agency(&r.code, |a| {
+            for (k, v) in &set {
+                directory::set_agency_field(a, k, v, now)?;
+            }
+            a.updated_us = now;
+            Ok::<(), directory::FieldError>(())
+        })?;
+        let rec = updated
+            .map_err(field_error)?
+            .ok_or_else(|| not_found(format!("agency `{}` not found", r.code)))?;
+        self.shared.store.flush().await?;
+        Ok(Response::new(agency_msg(rec, &self.shared.config.regulation)))
+    }
+
+    async fn add_system(&self, req: Request<AddSystemRequest>) -> Result<Response<System>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        who.target(r.agency.clone());
+        if self.shared.store.agency(&r.agency)?.is_none() {
+            return Err(not_found(format!("agency `{}` not found", r.agency)));
+        }
+        let now = now_us();
+        let mut rec = SystemRec {
+            version: RECORD_VERSION,
+            agency: r.agency.clone(),
+            dossier_status: "draft".into(),
+            state_secrets: r.state_secrets,
+            created_us: now,
+            updated_us: now,
+            ..Default::default()
+        };
+        directory::set_system_field(&mut rec, "name", &r.name).map_err(field_error)?;
+        rec.level = directory::parse_level(&r.level.to_string()).map_err(field_error)?;
+        for (k, v) in &r.set {
+            if k == "agency" || k == "id" {
+                return Err(invalid(format!("field `{k}` cannot be set here")));
+            }
+            directory::set_system_field(&mut rec, k, v).map_err(field_error)?;
+        }
+        directory::validate_system(&rec).map_err(field_error)?;
+        let rec = self.shared.store.put_systems(vec![rec])?.remove(0);
+        self.shared.store.flush().await?;
+        who.target(format!("{} system {}", r.agency, rec.id));
+        tracing::info!(operator = %who.name, agency = %rec.agency, id = rec.id, level = rec.level, "system added");
+        Ok(Response::new(system_msg(rec, Vec::new(), &self.shared.config.regulation)))
+    }
+
+    async fn update_system(&self, req: Request<UpdateSystemRequest>) -> Result<Response<System>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        who.target(format!("system {}", r.id));
+        let mut rec =
+            self.shared.store.system(r.id)?.ok_or_else(|| not_found(format!("system {} not found", r.id)))?;
+        for (k, v) in &r.set {
+            directory::set_system_field(&mut rec, k, v).map_err(field_error)?;
+        }
+        directory::validate_system(&rec).map_err(field_error)?;
+        if self.shared.store.agency(&rec.agency)?.is_none() {
+            return Err(invalid(format!("field `agency`: unknown agency `{}`", rec.agency)));
+        }
+        rec.updated_us = now_us();
+        let rec = self.shared.store.put_systems(vec![rec])?.remove(0);
+        self.shared.store.flush().await?;
+        let agents = self.agents_by_system()?.remove(&rec.id).unwrap_or_default();
+        Ok(Response::new(system_msg(rec, agents, &self.shared.config.regulation)))
+    }
+
+    async fn get_system(&self, req: Request<GetSystemRequest>) -> Result<Response<System>, Status> {
+        let who = auth::operator(&req)?;
+        let id = req.into_inner().id;
+        who.target(format!("system {id}"));
+        let rec = self.shared.store.system(id)?.ok_or_else(|| not_found(format!("system {id} not found")))?;
+        who.may_see(&rec.agency)?;
+        let agents = self.agents_by_system()?.remove(&rec.id).unwrap_or_default();
+        Ok(Response::new(system_msg(rec, agents, &self.shared.config.regulation)))
+    }
+
+    async fn list_systems(
+        &self,
+        req: Request<ListSystemsRequest>,
+    ) -> Result<Response<ListSystemsResponse>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        let agency = who.agency_filter(&r.agency)?;
+        let after = page_id(&r.page_token, 's')?.unwrap_or(0);
+        let limit = if r.limit == 0 { usize::MAX } else { r.limit as usize };
+        let mut by_system = self.agents_by_system()?;
+        let reg = &self.shared.config.regulation;
+        let mut systems = Vec::new();
+        let mut next = String::new();
+        for s in self.shared.store.systems()? {
+            if s.id <= after || agency.as_ref().is_some_and(|a| &s.agency != a) {
+                continue;
+            }
+            if systems.len() == limit {
+                next = systems.last().map(|x: &System| format!("s{}", x.id)).unwrap_or_default();
+                break;
+            }
+            let agents = by_system.remove(&s.id).unwrap_or_default();
+            systems.push(system_msg(s, agents, reg));
+        }
+        Ok(Response::new(ListSystemsResponse { systems, next_page_token: next }))
+    }
+
+    async fn import_registry(
+        &self,
+        req: Request<ImportRegistryRequest>,
+    ) -> Result<Response<ImportRegistryResponse>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        who.target(format!("{} ({})", r.kind, r.format));
+        let rows = directory::parse_rows(&r.format, &r.content).map_err(invalid)?;
+        let now = now_us();
+        let store = &self.shared.store;
+        let agencies: HashMap<String, AgencyRec> =
+            store.agencies()?.into_iter().map(|a| (a.code.clone(), a)).collect();
+        let report = |errs: Vec<String>| {
+            let n = errs.len();
+            let mut shown: Vec<String> = errs.into_iter().take(50).collect();
+            if n > 50 {
+                shown.push(format!("... and {} more", n - 50));
+            }
+            invalid(format!("nothing imported; {n} error(s):\n{}", shown.join("\n")))
+        };
+        let resp = match r.kind.as_str() {
+            "agencies" => {
+                let (recs, created, updated) =
+                    directory::import_agencies(&rows, &agencies, now, &who.name).map_err(report)?;
+                if !r.dry_run {
+                    store.put_agencies(&recs)?;
+                }
+                ImportRegistryResponse { created, updated, system_ids: Vec::new() }
+            }
+            "systems" => {
+                let existing: HashMap<u64, SystemRec> =
+                    store.systems()?.into_iter().map(|s| (s.id, s)).collect();
+                let (recs, created, updated) =
+                    directory::import_systems(&rows, &existing, &agencies, now).map_err(report)?;
+                let ids = if r.dry_run {
+                    Vec::new()
+                } else {
+                    store.put_systems(recs)?.into_iter().map(|s| s.id).collect()
+                };
+                ImportRegistryResponse { created, updated, system_ids: ids }
+            }
+            other => return Err(invalid(format!("unknown registry kind `{other}` (agencies or systems)"))),
+        };
+        store.flush().await?;
+        who.detail(format!(
+            "created {}, updated {}{}",
+            resp.created,
+            resp.updated,
+            if r.dry_run { " (dry run)" } else { "" }
+        ));
+        Ok(Response::new(resp))
+    }
+
+    async fn export_registry(
+        &self,
+        req: Request<ExportRegistryRequest>,
+    ) -> Result<Response<ExportRegistryResponse>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        let agency = who.agency_filter(&r.agency)?;
+        let reg = &self.shared.config.regulation;
+        let content = match r.kind.as_str() {
+            "agencies" => {
+                let rows: Vec<_> = self
+                    .shared
+                    .store
+                    .agencies()?
+                    .iter()
+                    .filter(|a| agency.as_ref().is_none_or(|x| &a.code == x))
+                    .map(|a| directory::agency_row(a, reg))
+                    .collect();
+                directory::render_rows(&r.format, &directory::agency_columns(), &rows)
+            }
+            "systems" => {
+                let mut by_system = self.agents_by_system()?;
+                let today = directory::today();
+                let rows: Vec<_> = self
+                    .shared
+                    .store
+                    .systems()?
+                    .iter()
+                    .filter(|s| agency.as_ref().is_none_or(|x| &s.agency == x))
+                    .map(|s| {
+                        directory::system_row(s, &by_system.remove(&s.id).unwrap_or_default(), reg, today)
+                    })
+                    .collect();
+                directory::render_rows(&r.format, &directory::system_columns(), &rows)
+            }
+            other => return Err(invalid(format!("unknown registry kind `{other}` (agencies or systems)"))),
+        }
+        .map_err(invalid)?;
+        Ok(Response::new(ExportRegistryResponse { content }))
+    }
+
+    async fn link_agent(&self, req: Request<LinkAgentRequest>) -> Result<Response<AgentInfo>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        who.target(format!("agent {}", r.agent_id));
+        let agent = self
+            .shared
+            .store
+            .agent(&r.agent_id)?
+            .ok_or_else(|| not_found(format!("agent `{}` not found", r.agent_id)))?;
+        for id in &r.system_ids {
+            let s =
+                self.shared.store.system(*id)?.ok_or_else(|| not_found(format!("system {id} not found")))?;
+            if s.agency != agent.agency {
+                return Err(invalid(format!(
+                    "system {id} belongs to agency `{}`, the agent to `{}`",
+                    s.agency, agent.agency
+                )));
+            }
+        }
+        let ids = r.system_ids.clone();
+        let unlink = r.unlink;
+        let a = self
+            .shared
+            .store
+            .update_agent(&r.agent_id, |a| {
+                if unlink {
+                    a.systems.retain(|s| !ids.contains(s));
+                } else {
+                    for id in &ids {
+                        if !a.systems.contains(id) {
+                            a.systems.push(*id);
+                        }
+                    }
+                    a.systems.sort_unstable();
+                }
+            })?
+            .ok_or_else(|| not_found(format!("agent `{}` not found", r.agent_id)))?;
+        self.shared.store.flush().await?;
+        let connected = self.shared.streams.is_connected(&a.agent_id);
+        let online = self.online(&a, now_us());
+        Ok(Response::new(agent_info(a, connected, online)))
+    }
+
+    async fn get_coverage(
+        &self,
+        req: Request<GetCoverageRequest>,
+    ) -> Result<Response<GetCoverageResponse>, Status> {
+        let who = auth::operator(&req)?;
+        let agency = who.agency_filter(&req.into_inner().agency)?;
+        Ok(Response::new(self.coverage(agency.as_deref())?))
+    }
+
+    async fn list_incidents(
+        &self,
+        req: Request<ListIncidentsRequest>,
+    ) -> Result<Response<ListIncidentsResponse>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        let agency = who.agency_filter(&r.agency)?;
+        if !r.state.is_empty() && !incidents::STATES.contains(&r.state.as_str()) {
+            return Err(invalid(format!(
+                "unknown state `{}` (one of {})",
+                r.state,
+                incidents::STATES.join(", ")
+            )));
+        }
+        let limit = match r.limit as usize {
+            0 => DEFAULT_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let systems = self.systems_map()?;
+        let v = incidents::View { reg: &self.shared.config.regulation, systems: &systems, now_us: now_us() };
+        let mut before = page_id(&r.page_token, 'i')?;
+        let mut out = Vec::new();
+        let mut next = String::new();
+        loop {
+            let f = IncidentFilter {
+                agency: agency.clone(),
+                state: (!r.state.is_empty()).then(|| r.state.clone()),
+                system: (r.system != 0).then_some(r.system),
+                category: (!r.category.is_empty()).then(|| r.category.clone()),
+                open_only: r.open_only,
+                before_id: before,
+                limit,
+            };
+            let (page, more) = self.shared.store.incidents(&f)?;
+            for inc in &page {
+                let m = incidents::incident_msg(inc, &v);
+                if r.overdue_only && !m.overdue {
+                    continue;
+                }
+                if out.len() == limit {
+                    next = out.last().map(|x: &Incident| format!("i{}", x.id)).unwrap_or_default();
+                    break;
+                }
+                out.push(m);
+            }
+            match more {
+                Some(id) if next.is_empty() && out.len() < limit => before = Some(id),
+                Some(_) if next.is_empty() => {
+                    next = out.last().map(|x| format!("i{}", x.id)).unwrap_or_default();
+                    break;
+                }
+                _ => break,
+            }
+        }
+        Ok(Response::new(ListIncidentsResponse { incidents: out, next_page_token: next }))
+    }
+
+    async fn get_incident(
+        &self,
+        req: Request<GetIncidentRequest>,
+    ) -> Result<Response<IncidentDetail>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        let inc = self.visible_incident(&who, r.id)?;
+        let limit = if r.alert_limit == 0 { 100 } else { r.alert_limit.min(10_000) as usize };
+        let mut alerts = Vec::new();
+        for c in self.shared.store.incident_alert_cursors(r.id, limit)? {
+            if let Some(rec) = self.shared.store.alert(c)? {
+                alerts.push(stored_alert(c, rec));
+            }
+        }
+        Ok(Response::new(IncidentDetail { incident: Some(self.incident_view(&inc)?), alerts }))
+    }
+
+    async fn ack_incident(&self, req: Request<IncidentActionRequest>) -> Result<Response<Incident>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        let name = who.name.clone();
+        self.change_incident(&who, r.id, move |inc| {
+            let now = now_us();
+            if inc.acknowledged_us == 0 {
+                inc.acknowledged_us = now;
+                inc.acknowledged_by = name.clone();
+            }
+            inc.history.push(incidents::event(now, &name, "ack", r.note.clone()));
+            Ok(())
+        })
+        .await
+    }
+
+    async fn assign_incident(
+        &self,
+        req: Request<IncidentActionRequest>,
+    ) -> Result<Response<Incident>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        let assignee = crate::service::clean_text(r.value.trim(), 128);
+        if assignee.is_empty() {
+            return Err(invalid("the assignee must not be empty"));
+        }
+        let name = who.name.clone();
+        self.change_incident(&who, r.id, move |inc| {
+            let text = format!(
+                "assigned to {assignee}{}",
+                if r.note.is_empty() { String::new() } else { format!(": {}", r.note) }
+            );
+            inc.assignee = assignee.clone();
+            inc.history.push(incidents::event(now_us(), &name, "assign", text));
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_incident_note(
+        &self,
+        req: Request<IncidentActionRequest>,
+    ) -> Result<Response<Incident>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        let text = crate::service::clean_text(&r.value.replace('\n', " "), 5000);
+        if text.trim().is_empty() {
+            return Err(invalid("the note must not be empty"));
+        }
+        let name = who.name.clone();
+        self.change_incident(&who, r.id, move |inc| {
+            inc.history.push(incidents::event(now_us(), &name, "note", text.clone()));
+            Ok(())
+        })
+        .await
+    }
+
+    async fn transition_incident(
+        &self,
+        req: Request<IncidentActionRequest>,
+    ) -> Result<Response<Incident>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        who.detail(format!("→ {}", r.value));
+        let name = who.name.clone();
+        self.change_incident(&who, r.id, move |inc| {
+            incidents::check_transition(&inc.state, &r.value)?;
+            let now = now_us();
+            let mut ev = incidents::event(now, &name, "transition", r.note.clone());
+            ev.from_state = inc.state.clone();
+            ev.to_state = r.value.clone();
+            inc.history.push(ev);
+            inc.state = r.value.clone();
+            inc.milestones_us.entry(r.value.clone()).or_insert(now);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_incident(
+        &self,
+        req: Request<UpdateIncidentRequest>,
+    ) -> Result<Response<Incident>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        who.detail(r.set.keys().cloned().collect::<Vec<_>>().join(","));
+        let set: BTreeMap<String, String> = r.set.into_iter().collect();
+        let name = who.name.clone();
+        let reg = self.shared.config.regulation.clone();
+        self.change_incident(&who, r.id, move |inc| {
+            incidents::apply_fields(inc, &set, &reg)?;
+            let keys: Vec<&str> = set.keys().map(String::as_str).collect();
+            inc.history.push(incidents::event(now_us(), &name, "update", format!("set {}", keys.join(", "))));
+            Ok(())
+        })
+        .await
+    }
+
+    async fn incident_report(
+        &self,
+        req: Request<IncidentReportRequest>,
+    ) -> Result<Response<IncidentReportResponse>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        who.detail(format!("{} report", r.kind));
+        let mut inc = self.visible_incident(&who, r.id)?;
+        let kind = r.kind.clone();
+        if kind == "completion"
+            && inc.state == "closed"
+            && !inc.milestones_us.contains_key("completion_report")
+        {
+            let name = who.name.clone();
+            let store = self.shared.store.clone();
+            let id = r.id;
+            inc = blocking(move || {
+                Ok(store
+                    .update_incident(id, |i| {
+                        let now = now_us();
+                        i.milestones_us.entry("completion_report".into()).or_insert(now);
+                        i.history.push(incidents::event(now, &name, "report", "completion report generated"));
+                        Ok::<_, String>(())
+                    })?
+                    .map_err(invalid)?
+                    .unwrap_or_default())
+            })
+            .await?;
+            self.shared.store.flush().await?;
+        }
+        let view = self.incident_view(&inc)?;
+        let agency = self.shared.store.agency(&inc.agency)?;
+        let system = self.shared.store.system(inc.system)?;
+        let (text, json) =
+            incidents::report(&kind, &view, agency.as_ref(), system.as_ref()).map_err(invalid)?;
+        Ok(Response::new(IncidentReportResponse { kind, text, json: json.to_string() }))
+    }
+
+    type SubscribeIncidentsStream = IncidentStream;
+
+    async fn subscribe_incidents(
+        &self,
+        req: Request<SubscribeIncidentsRequest>,
+    ) -> Result<Response<Self::SubscribeIncidentsStream>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        let agency = who.agency_filter(&r.agency)?;
+        let store = self.shared.store.clone();
+        let committed = store.incident_change_cursor();
+        let reg = self.shared.config.regulation.clone();
+        let store2 = store.clone();
+        let feed = Feed {
+            committed,
+            after: r.after_cursor,
+            shutdown: self.shared.shutdown.clone(),
+            read: move |c| store.incident_changes_after(c, 256),
+        };
+        let rx = feed.spawn(move |c, ch: crate::store::IncidentChangeRec| {
+            let inc = ch.incident?;
+            if agency.as_ref().is_some_and(|a| &inc.agency != a) {
+                return None;
+            }
+            let systems: HashMap<u64, SystemRec> =
+                store2.system(inc.system).ok().flatten().map(|s| (s.id, s)).into_iter().collect();
+            let v = incidents::View { reg: &reg, systems: &systems, now_us: now_us() };
+            Some(IncidentChange {
+                cursor: c,
+                incident: Some(incidents::incident_msg(&inc, &v)),
+                change: ch.change,
+            })
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn push_policy(&self, req: Request<PushPolicyRequest>) -> Result<Response<Policy>, Status> {
+        let who = auth::operator(&req)?;
+        let mut r = req.into_inner();
+        let scope = match (r.all, r.agency.as_str()) {
+            (true, "") => "*".to_string(),
+            (false, a) if !a.is_empty() => {
+                if self.shared.store.agency(a)?.is_none() {
+                    return Err(not_found(format!("agency `{a}` not found")));
+                }
+                a.to_string()
+            }
+            _ => return Err(invalid("give exactly one of agency or all")),
+        };
+        who.target(scope.clone());
+        crate::policy::validate(&mut r.files).map_err(invalid)?;
+        let digest = crate::policy::digest(&r.files);
+        let rec = self.shared.store.add_policy(PolicyRec {
+            version: RECORD_VERSION,
+            scope,
+            digest,
+            files: r.files,
+            created_us: now_us(),
+            created_by: who.name.clone(),
+            ..Default::default()
+        })?;
+        self.shared.store.flush().await?;
+        who.detail(format!("version {} ({} files)", rec.policy_version, rec.files.len()));
+        let delivered = self
+            .shared
+            .store
+            .agents()?
+            .iter()
+            .filter(|a| {
+                (rec.scope == "*" || a.agency == rec.scope) && self.shared.streams.is_connected(&a.agent_id)
+            })
+            .count();
+        self.shared.policy_changed.send_replace(rec.policy_version);
+        tracing::info!(operator = %who.name, version = rec.policy_version, scope = %rec.scope, "policy pushed");
+        let mut msg = policy_msg(rec, false);
+        msg.delivered_to = delivered as u32;
+        Ok(Response::new(msg))
+    }
+
+    async fn list_policies(
+        &self,
+        req: Request<ListPoliciesRequest>,
+    ) -> Result<Response<ListPoliciesResponse>, Status> {
+        let who = auth::operator(&req)?;
+        let agency = who.agency_filter(&req.into_inner().agency)?;
+        let policies = self
+            .shared
+            .store
+            .policies()?
+            .into_iter()
+            .filter(|p| agency.as_ref().is_none_or(|a| p.scope == "*" || &p.scope == a))
+            .map(|p| policy_msg(p, false))
+            .collect();
+        Ok(Response::new(ListPoliciesResponse { policies }))
+    }
+
+    async fn add_operator(
+        &self,
+        req: Request<AddOperatorRequest>,
+    ) -> Result<Response<AddOperatorResponse>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        who.target(format!("operator {}", r.name));
+        who.detail(format!("role {} {}", r.role, r.agency));
+        if Identity::from_uri(&Identity::Operator(r.name.clone()).uri()).is_none() {
+            return Err(invalid(format!(
+                "invalid operator name `{}` (letters, digits, `-`, `_`, `.`, `@`)",
+                r.name
+            )));
+        }
+        let Some(role) = auth::Role::parse(&r.role) else {
+            return Err(invalid(format!(
+                "invalid role `{}` (one of {})",
+                r.role,
+                auth::Role::NAMES.join(", ")
+            )));
+        };
+        match (role, r.agency.as_str()) {
+            (auth::Role::Agency, "") => return Err(invalid("the agency role needs an agency")),
+            (auth::Role::Agency, a) => {
+                if self.shared.store.agency(a)?.is_none() {
+                    return Err(not_found(format!("agency `{a}` not found")));
+                }
+            }
+            (_, "") => {}
+            (_, _) => {
+                return Err(invalid(format!("only the agency role is bound to an agency, not `{}`", r.role)));
+            }
+        }
+        if self.shared.store.operator(&r.name)?.is_some() {
+            return Err(ApiError::Store(crate::store::StoreError::AlreadyExists(format!(
+                "operator `{}`",
+                r.name
+            )))
+            .into());
+        }
+        let issued = self.shared.ca.sign_operator(&r.csr_pem, &r.name, OffsetDateTime::now_utc())?;
+        self.shared.store.add_operator(OperatorRec {
+            version: RECORD_VERSION,
+            name: r.name.clone(),
+            role: role.as_str().into(),
+            agency: r.agency.clone(),
+            created_us: now_us(),
+            created_by: who.name.clone(),
+            cert_serial: issued.serial.clone(),
+        })?;
+        self.shared.store.flush().await?;
+        tracing::info!(operator = %who.name, new = %r.name, role = role.as_str(), "operator added");
+        Ok(Response::new(AddOperatorResponse {
+            certificate_pem: issued.certificate_pem,
+            ca_pem: self.shared.ca.cert_pem().to_string(),
+            not_after: Some(timefmt::to_timestamp(issued.not_after)),
+        }))
+    }
+
+    async fn list_operators(
+        &self,
+        req: Request<ListOperatorsRequest>,
+    ) -> Result<Response<ListOperatorsResponse>, Status> {
+        auth::operator(&req)?;
+        let operators = self
+            .shared
+            .store
+            .operators()?
+            .into_iter()
+            .map(|o| OperatorAccount {
+                name: o.name,
+                role: o.role,
+                agency: o.agency,
+                created: ts(o.created_us),
+                created_by: o.created_by,
+            })
+            .collect();
+        Ok(Response::new(ListOperatorsResponse { operators }))
+    }
+
+    async fn list_audit(
+        &self,
+        req: Request<ListAuditRequest>,
+    ) -> Result<Response<ListAuditResponse>, Status> {
         auth::operator(&req)?;
         let r = req.into_inner();
-        let store = self.shared.store.clone();
-        let mut committed = store.alert_cursor();
-        let mut cursor = match r.after_cursor {
+        let limit = if r.limit == 0 { 1000 } else { r.limit.min(10_000) as usize };
+        let entries = self
+            .shared
+            .store
+            .audit_after(r.after_seq, limit)?
+            .into_iter()
+            .map(|e| AuditEntry {
+                seq: e.seq,
+                time: ts(e.time_us),
+                time_us: e.time_us,
+                operator: e.operator,
+                role: e.role,
+                operator_agency: e.operator_agency,
+                action: e.action,
+                target: e.target,
+                outcome: e.outcome,
+                detail: e.detail,
+                prev_hash: e.prev_hash,
+                hash: e.hash,
+            })
+            .collect();
+        Ok(Response::new(ListAuditResponse { entries }))
+    }
+}
+
+/// A gap-free feed over a committed cursor: reads records after a cursor,
+/// waits for the cursor to move, resumes from where it was.
+struct Feed<R> {
+    committed: tokio::sync::watch::Receiver<u64>,
+    /// `None`: only what is committed from now on.
+    after: Option<u64>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    read: R,
+}
+
+impl<R, T> Feed<R>
+where
+    R: Fn(u64) -> Result<Vec<(u64, T)>, crate::store::StoreError> + Send + Sync + 'static,
+    T: Send + 'static,
+{
+    fn spawn<M: Send + 'static>(
+        self,
+        map: impl Fn(u64, T) -> Option<M> + Send + 'static,
+    ) -> mpsc::Receiver<Result<M, Status>> {
+        let Feed { mut committed, after, mut shutdown, read } = self;
+        let read = Arc::new(read);
+        let mut cursor = match after {
             Some(c) => c,
             None => *committed.borrow_and_update(),
         };
-        let mut shutdown = self.shared.shutdown.clone();
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             loop {
                 committed.borrow_and_update();
-                let s = store.clone();
-                let batch = match tokio::task::spawn_blocking(move || s.alerts_after(cursor, 512)).await {
+                let r = read.clone();
+                let batch = match tokio::task::spawn_blocking(move || r(cursor)).await {
                     Ok(Ok(b)) => b,
                     Ok(Err(e)) => {
                         let _ = tx.send(Err(Status::from(e))).await;
@@ -302,20 +1322,17 @@ impl Operator for OperatorService {
                     }
                     continue;
                 }
-                for (c, rec) in batch {
+                for (c, item) in batch {
                     cursor = c;
-                    if (!r.agency.is_empty() && rec.agency != r.agency)
-                        || (r.min_severity != 0 && rec.severity > r.min_severity)
+                    if let Some(m) = map(c, item)
+                        && tx.send(Ok(m)).await.is_err()
                     {
-                        continue;
-                    }
-                    if tx.send(Ok(stored_alert(c, rec))).await.is_err() {
                         return;
                     }
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        rx
     }
 }
 

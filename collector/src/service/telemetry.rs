@@ -11,8 +11,9 @@ use std::{pin::Pin, sync::Arc, time::Duration};
 use canhgac_proto::{
     TELEMETRY_PROTOCOL_VERSION, timefmt,
     v1::{
-        Ack, AgentMessage, Batch, BatchRejected, Certificate, CollectorMessage, RecordKind, Welcome,
-        agent_message::Body as In, collector_message::Body as Out, telemetry_server::Telemetry,
+        Ack, AgentMessage, Batch, BatchRejected, Certificate, CollectorMessage, PolicyStatus, PolicyUpdate,
+        RecordKind, Welcome, agent_message::Body as In, collector_message::Body as Out,
+        telemetry_server::Telemetry,
     },
 };
 use prost::Message as _;
@@ -70,8 +71,17 @@ impl Telemetry for TelemetryService {
             tracing::warn!(%agent_id, concurrent, "agent has more than one open stream");
         }
         let (tx, rx) = mpsc::channel(64);
-        let session =
-            Session { shared: self.shared.clone(), agent, tx, close, _guard: guard, last_seen_write: None };
+        let policy_rx = self.shared.policy_changed.subscribe();
+        let session = Session {
+            shared: self.shared.clone(),
+            agent,
+            tx,
+            close,
+            _guard: guard,
+            last_seen_write: None,
+            policy_rx,
+            policy_sent: None,
+        };
         tokio::spawn(session.run(req.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -84,6 +94,10 @@ struct Session {
     close: watch::Receiver<bool>,
     _guard: StreamGuard,
     last_seen_write: Option<tokio::time::Instant>,
+    /// Wakes the session when an operator pushes a policy.
+    policy_rx: watch::Receiver<u64>,
+    /// Policy version sent on this stream (sent once per stream).
+    policy_sent: Option<u64>,
 }
 
 enum End {
@@ -123,10 +137,12 @@ impl Session {
         self.tx.send(Ok(CollectorMessage { body: Some(body) })).await.map_err(|_| End::Peer)
     }
 
-    async fn next(&mut self, inbound: &mut Streaming<AgentMessage>) -> Result<AgentMessage, End> {
+    /// The next message, or `None` when a policy was pushed.
+    async fn next(&mut self, inbound: &mut Streaming<AgentMessage>) -> Result<Option<AgentMessage>, End> {
         let mut shutdown = self.shared.shutdown.clone();
         tokio::select! {
             biased;
+            _ = self.policy_rx.changed() => Ok(None),
             _ = crate::registry::until_true(&mut self.close) => {
                 Err(End::Status(Status::permission_denied(format!("agent {} was revoked", self.agent.agent_id))))
             }
@@ -134,7 +150,7 @@ impl Session {
                 Err(End::Status(Status::unavailable("collector is shutting down")))
             }
             msg = inbound.message() => match msg {
-                Ok(Some(m)) => Ok(m),
+                Ok(Some(m)) => Ok(Some(m)),
                 Ok(None) => Err(End::Peer),
                 Err(status) => {
                     tracing::debug!(agent_id = %self.agent.agent_id, %status, "inbound stream error");
@@ -152,9 +168,15 @@ impl Session {
     }
 
     async fn serve_inner(&mut self, inbound: &mut Streaming<AgentMessage>) -> Result<(), End> {
-        let first = match tokio::time::timeout(HELLO_TIMEOUT, self.next(inbound)).await {
-            Ok(m) => m?,
-            Err(_) => return Err(Status::deadline_exceeded("no Hello within 30 seconds").into()),
+        self.policy_rx.borrow_and_update();
+        let first = loop {
+            match tokio::time::timeout(HELLO_TIMEOUT, self.next(inbound)).await {
+                Ok(m) => match m? {
+                    Some(m) => break m,
+                    None => continue,
+                },
+                Err(_) => return Err(Status::deadline_exceeded("no Hello within 30 seconds").into()),
+            }
         };
         let Some(In::Hello(hello)) = first.body else {
             return Err(Status::invalid_argument("the first message of a stream must be Hello").into());
@@ -176,6 +198,7 @@ impl Session {
             if hello.counters.is_some() {
                 a.counters = hello.counters.clone();
             }
+            a.policy = hello.policy.clone();
             if a.first_seen_us == 0 {
                 a.first_seen_us = now;
             }
@@ -196,20 +219,52 @@ impl Session {
             ))),
         }))
         .await?;
+        self.offer_policy().await?;
 
         loop {
-            let msg = self.next(inbound).await?;
+            let Some(msg) = self.next(inbound).await? else {
+                self.offer_policy().await?;
+                continue;
+            };
             match msg.body {
                 Some(In::Batch(batch)) => self.batch(batch).await?,
                 Some(In::Heartbeat(hb)) => {
                     let counters = hb.counters;
+                    let policy = hb.policy;
                     // Heartbeats always update: their counters are what
                     // operators see (every 30 s by default).
                     self.touch(true, move |a| {
                         if counters.is_some() {
                             a.counters = counters.clone();
                         }
+                        if policy.is_some() {
+                            a.policy = policy.clone();
+                        }
                     })?;
+                }
+                Some(In::PolicyApplied(p)) => {
+                    if p.ok {
+                        tracing::info!(agent_id = %self.agent.agent_id, version = p.version, "agent applied the policy");
+                    } else {
+                        tracing::warn!(agent_id = %self.agent.agent_id, version = p.version, error = %p.error, "agent could not apply the policy");
+                    }
+                    let updated = self.shared.store.update_agent(&self.agent.agent_id, |a| {
+                        let old = a.policy.clone().unwrap_or_default();
+                        a.policy = Some(if p.ok {
+                            PolicyStatus {
+                                version: p.version,
+                                digest: p.digest.clone(),
+                                error: String::new(),
+                                ioc_entries: p.ioc_entries,
+                            }
+                        } else {
+                            PolicyStatus { error: clean_text(&p.error, 500), ..old }
+                        });
+                    })?;
+                    if let Some(a) = updated {
+                        self.agent = a;
+                    }
+                    self.shared.store.flush().await?;
                 }
                 Some(In::Renew(renew)) => self.renew(&renew.csr_pem).await?,
                 Some(In::Hello(_)) => {
@@ -220,6 +275,27 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Sends the agency's current policy unless the agent runs it already
+    /// or it was sent on this stream.
+    async fn offer_policy(&mut self) -> Result<(), End> {
+        let Some(p) = self.shared.store.effective_policy(&self.agent.agency)? else {
+            return Ok(());
+        };
+        let runs = self.shared.store.agent(&self.agent.agent_id)?.and_then(|a| a.policy).map(|s| s.version);
+        if runs == Some(p.policy_version) || self.policy_sent == Some(p.policy_version) {
+            return Ok(());
+        }
+        self.policy_sent = Some(p.policy_version);
+        tracing::info!(agent_id = %self.agent.agent_id, version = p.policy_version, "sending policy");
+        self.send(Out::Policy(PolicyUpdate {
+            version: p.policy_version,
+            digest: p.digest,
+            files: p.files,
+            created: Some(timefmt::to_timestamp(timefmt::from_micros(p.created_us))),
+        }))
+        .await
     }
 
     /// Records liveness (and more); unless forced, at most every few

@@ -19,6 +19,17 @@
 //! | `alerts_by_time`   | time (sortable i64 BE), cursor                   | empty          |
 //! | `alerts_by_agency` | agency code, 0x00, time (sortable i64 BE), cursor| empty          |
 //! | `quarantine`       | agent id, 0x00, seq (u64 BE)                     | [`QuarantineRec`] |
+//! | `agency_stats`     | agency code                                      | [`AgencyStatsRec`] |
+//! | `systems`          | system id (u64 BE)                               | [`SystemRec`]  |
+//! | `operators`        | operator name                                    | [`OperatorRec`] |
+//! | `audit`            | seq (u64 BE), from 1                             | [`AuditRec`]   |
+//! | `incidents`        | incident id (u64 BE)                             | [`IncidentRec`] |
+//! | `incident_keys`    | correlation key (agency 0x00 system 0x00 category 0x00 attacker) | incident id (u64 BE) |
+//! | `incident_alerts`  | incident id (u64 BE), alert cursor (u64 BE)      | empty          |
+//! | `incident_changes` | change cursor (u64 BE)                           | [`IncidentChangeRec`] |
+//! | `policies`         | policy version (u64 BE)                          | [`PolicyRec`]  |
+//! | `counters`         | `system`, `incident`, `policy`, `correlated`, `fwd_*` | u64 BE: last id used / last alert cursor correlated / forwarder positions and totals |
+//! | `forward_queue`    | seq (u64 BE)                                     | one formatted message for the forwarder |
 //!
 //! Cursors are assigned under one lock in commit order, so a reader that
 //! has seen cursor `c` has seen every record with a smaller cursor: the
@@ -46,7 +57,13 @@ use sled::{
 };
 use tokio::sync::watch;
 
-pub use records::{AgencyRec, AgentRec, QuarantineRec, RecordRec, TokenRec};
+pub use records::{
+    AgencyRec, AgencyStatsRec, AgentRec, AuditRec, IncidentChangeRec, IncidentEventRec, IncidentRec,
+    OperatorRec, PolicyRec, QuarantineRec, RecordRec, SystemRec, TokenRec,
+};
+
+mod supervision;
+pub use supervision::{CorrelationInput, ForwardStats, IncidentFilter, IncidentPage};
 
 const SCHEMA_VERSION: u32 = 1;
 const QUARANTINED: u64 = u64::MAX;
@@ -158,6 +175,23 @@ struct Inner {
     by_time: sled::Tree,
     by_agency: sled::Tree,
     quarantine: sled::Tree,
+    agency_stats: sled::Tree,
+    systems: sled::Tree,
+    operators: sled::Tree,
+    audit: sled::Tree,
+    incidents: sled::Tree,
+    incident_keys: sled::Tree,
+    incident_alerts: sled::Tree,
+    incident_changes: sled::Tree,
+    policies: sled::Tree,
+    counters: sled::Tree,
+    forward_queue: sled::Tree,
+    /// Serialises audit appends (the chain needs the previous hash).
+    audit_lock: Mutex<()>,
+    /// Next incident change cursor; the lock serialises incident commits.
+    next_change: Mutex<u64>,
+    /// Highest committed incident change cursor (0: none).
+    change_cursor: watch::Sender<u64>,
     /// Next cursor to assign; the lock serialises ingest commits.
     next_cursor: Mutex<u64>,
     /// Highest committed alert cursor (0: none).
@@ -243,7 +277,23 @@ impl Store {
         };
         let last_alert = last(&alerts)?;
         let next_cursor = last_alert.max(last(&events)?) + 1;
+        let incident_changes = db.open_tree("incident_changes")?;
+        let last_change = last(&incident_changes)?;
         let inner = Inner {
+            agency_stats: db.open_tree("agency_stats")?,
+            systems: db.open_tree("systems")?,
+            operators: db.open_tree("operators")?,
+            audit: db.open_tree("audit")?,
+            incidents: db.open_tree("incidents")?,
+            incident_keys: db.open_tree("incident_keys")?,
+            incident_alerts: db.open_tree("incident_alerts")?,
+            incident_changes,
+            policies: db.open_tree("policies")?,
+            counters: db.open_tree("counters")?,
+            forward_queue: db.open_tree("forward_queue")?,
+            audit_lock: Mutex::new(()),
+            next_change: Mutex::new(last_change + 1),
+            change_cursor: watch::Sender::new(last_change),
             agencies: db.open_tree("agencies")?,
             tokens: db.open_tree("tokens")?,
             agents: db.open_tree("agents")?,
@@ -434,76 +484,102 @@ impl Store {
         let i = &self.inner;
         let mut next = i.next_cursor.lock().unwrap_or_else(|p| p.into_inner());
         let agency_prefix = agency_prefix(agency);
-        let res = (&i.alerts, &i.events, &i.dedupe, &i.by_time, &i.by_agency, &i.quarantine, &i.agents)
-            .transaction(|(alerts, events, dedupe, by_time, by_agency, quarantine, agents)| {
-                let mut cursor = *next;
-                let mut out = IngestOutcome::default();
-                let mut last_alert = None;
-                let mut highest = 0;
-                for rec in batch {
-                    let dk = dedupe_key(agent_id, rec.seq());
-                    highest = highest.max(rec.seq());
-                    if dedupe.get(&dk)?.is_some() {
-                        out.duplicates += 1;
-                        continue;
-                    }
-                    match rec {
-                        Incoming::Valid { seq, alert, severity, time_us, eve_json } => {
-                            let value = RecordRec {
-                                version: records::RECORD_VERSION,
-                                agent_id: agent_id.to_string(),
-                                agency: agency.to_string(),
-                                seq: *seq,
-                                kind: if *alert {
-                                    canhgac_proto::v1::RecordKind::Alert as i32
+        let res = (
+            &i.alerts,
+            &i.events,
+            &i.dedupe,
+            &i.by_time,
+            &i.by_agency,
+            &i.quarantine,
+            &i.agents,
+            &i.agency_stats,
+        )
+            .transaction(
+                |(alerts, events, dedupe, by_time, by_agency, quarantine, agents, agency_stats)| {
+                    let mut cursor = *next;
+                    let mut out = IngestOutcome::default();
+                    let mut stats: AgencyStatsRec = match agency_stats.get(agency.as_bytes())? {
+                        Some(v) => decode("agency_stats", agency.as_bytes(), &v)
+                            .map_err(ConflictableTransactionError::Abort)?,
+                        None => AgencyStatsRec { version: records::RECORD_VERSION, ..Default::default() },
+                    };
+                    let mut last_alert = None;
+                    let mut highest = 0;
+                    for rec in batch {
+                        let dk = dedupe_key(agent_id, rec.seq());
+                        highest = highest.max(rec.seq());
+                        if dedupe.get(&dk)?.is_some() {
+                            out.duplicates += 1;
+                            continue;
+                        }
+                        match rec {
+                            Incoming::Valid { seq, alert, severity, time_us, eve_json } => {
+                                let value = RecordRec {
+                                    version: records::RECORD_VERSION,
+                                    agent_id: agent_id.to_string(),
+                                    agency: agency.to_string(),
+                                    seq: *seq,
+                                    kind: if *alert {
+                                        canhgac_proto::v1::RecordKind::Alert as i32
+                                    } else {
+                                        canhgac_proto::v1::RecordKind::Event as i32
+                                    },
+                                    severity: *severity,
+                                    time_us: *time_us,
+                                    received_us,
+                                    eve_json: eve_json.clone(),
+                                }
+                                .encode_to_vec();
+                                let ck = cursor.to_be_bytes();
+                                if *alert {
+                                    stats.alerts += 1;
+                                    stats.alert_bytes += value.len() as u64;
                                 } else {
-                                    canhgac_proto::v1::RecordKind::Event as i32
-                                },
-                                severity: *severity,
-                                time_us: *time_us,
-                                received_us,
-                                eve_json: eve_json.clone(),
+                                    stats.events += 1;
+                                    stats.event_bytes += value.len() as u64;
+                                }
+                                if *alert {
+                                    alerts.insert(&ck, value)?;
+                                    by_time.insert(time_key(&[], *time_us, cursor), &[])?;
+                                    by_agency.insert(time_key(&agency_prefix, *time_us, cursor), &[])?;
+                                    last_alert = Some(cursor);
+                                } else {
+                                    events.insert(&ck, value)?;
+                                }
+                                dedupe.insert(dk, &ck)?;
+                                cursor += 1;
+                                out.stored += 1;
                             }
-                            .encode_to_vec();
-                            let ck = cursor.to_be_bytes();
-                            if *alert {
-                                alerts.insert(&ck, value)?;
-                                by_time.insert(time_key(&[], *time_us, cursor), &[])?;
-                                by_agency.insert(time_key(&agency_prefix, *time_us, cursor), &[])?;
-                                last_alert = Some(cursor);
-                            } else {
-                                events.insert(&ck, value)?;
+                            Incoming::Invalid { seq, reason, raw } => {
+                                let value = QuarantineRec {
+                                    version: records::RECORD_VERSION,
+                                    agent_id: agent_id.to_string(),
+                                    seq: *seq,
+                                    received_us,
+                                    reason: reason.clone(),
+                                    raw: raw.clone(),
+                                };
+                                quarantine.insert(dk.clone(), value.encode_to_vec())?;
+                                dedupe.insert(dk, &QUARANTINED.to_be_bytes())?;
+                                out.invalid += 1;
                             }
-                            dedupe.insert(dk, &ck)?;
-                            cursor += 1;
-                            out.stored += 1;
-                        }
-                        Incoming::Invalid { seq, reason, raw } => {
-                            let value = QuarantineRec {
-                                version: records::RECORD_VERSION,
-                                agent_id: agent_id.to_string(),
-                                seq: *seq,
-                                received_us,
-                                reason: reason.clone(),
-                                raw: raw.clone(),
-                            };
-                            quarantine.insert(dk.clone(), value.encode_to_vec())?;
-                            dedupe.insert(dk, &QUARANTINED.to_be_bytes())?;
-                            out.invalid += 1;
                         }
                     }
-                }
-                if let Some(v) = agents.get(agent_id.as_bytes())? {
-                    let mut a: AgentRec = decode("agents", agent_id.as_bytes(), &v)
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    a.records_stored += u64::from(out.stored);
-                    a.records_duplicate += u64::from(out.duplicates);
-                    a.records_invalid += u64::from(out.invalid);
-                    a.highest_seq = a.highest_seq.max(highest);
-                    agents.insert(agent_id.as_bytes(), a.encode_to_vec())?;
-                }
-                Ok((cursor, out, last_alert))
-            });
+                    if let Some(v) = agents.get(agent_id.as_bytes())? {
+                        let mut a: AgentRec = decode("agents", agent_id.as_bytes(), &v)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        a.records_stored += u64::from(out.stored);
+                        a.records_duplicate += u64::from(out.duplicates);
+                        a.records_invalid += u64::from(out.invalid);
+                        a.highest_seq = a.highest_seq.max(highest);
+                        agents.insert(agent_id.as_bytes(), a.encode_to_vec())?;
+                    }
+                    if out.stored > 0 {
+                        agency_stats.insert(agency.as_bytes(), stats.encode_to_vec())?;
+                    }
+                    Ok((cursor, out, last_alert))
+                },
+            );
         match res {
             Ok((cursor, out, last_alert)) => {
                 *next = cursor;

@@ -3,7 +3,10 @@
 //! Every record has `version` as field 1 (currently 1). Fields are only ever
 //! added, with new tags; a reader ignores tags it does not know, so older
 //! data stays readable and newer data does not break an older collector.
-//! `tests/golden/` holds encoded samples of each version.
+//! `collector/tests/golden/` holds encoded samples of each version (checked
+//! by the `golden` test below).
+
+use std::collections::BTreeMap;
 
 use canhgac_proto::v1;
 
@@ -21,6 +24,14 @@ pub struct AgencyRec {
     pub created_us: i64,
     #[prost(string, tag = "5")]
     pub created_by: String,
+    /// Registry columns (see `crate::directory`), by column name.
+    #[prost(btree_map = "string, string", tag = "6")]
+    pub fields: BTreeMap<String, String>,
+    /// When each contact group (`head`, `monitoring`, `response`) last changed.
+    #[prost(btree_map = "string, int64", tag = "7")]
+    pub changed_us: BTreeMap<String, i64>,
+    #[prost(int64, tag = "8")]
+    pub updated_us: i64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -86,6 +97,15 @@ pub struct AgentRec {
     pub highest_seq: u64,
     #[prost(string, tag = "20")]
     pub enrolled_with_token: String,
+    /// Information systems this agent watches.
+    #[prost(uint64, repeated, tag = "21")]
+    pub systems: Vec<u64>,
+    /// Central policy the agent reports running.
+    #[prost(message, optional, tag = "22")]
+    pub policy: Option<v1::PolicyStatus>,
+    /// Start of the silence an `agent-silent` alert was raised for (0: none).
+    #[prost(int64, tag = "23")]
+    pub silent_alerted_us: i64,
 }
 
 /// One stored alert or event.
@@ -126,4 +146,332 @@ pub struct QuarantineRec {
     pub reason: String,
     #[prost(bytes = "vec", tag = "6")]
     pub raw: Vec<u8>,
+}
+
+/// An information system of an agency.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SystemRec {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(uint64, tag = "2")]
+    pub id: u64,
+    #[prost(string, tag = "3")]
+    pub agency: String,
+    #[prost(string, tag = "4")]
+    pub name: String,
+    #[prost(string, tag = "5")]
+    pub kind: String,
+    #[prost(uint32, tag = "6")]
+    pub level: u32,
+    #[prost(string, tag = "7")]
+    pub dossier_status: String,
+    #[prost(string, tag = "8")]
+    pub decision_number: String,
+    #[prost(string, tag = "9")]
+    pub decision_date: String,
+    #[prost(bool, tag = "10")]
+    pub state_secrets: bool,
+    #[prost(string, repeated, tag = "11")]
+    pub public_ips: Vec<String>,
+    #[prost(string, repeated, tag = "12")]
+    pub domains: Vec<String>,
+    #[prost(string, tag = "13")]
+    pub last_assessment: String,
+    #[prost(int64, tag = "14")]
+    pub created_us: i64,
+    #[prost(int64, tag = "15")]
+    pub updated_us: i64,
+}
+
+/// Operator identities and their roles.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct OperatorRec {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    /// admin, analyst, agency, auditor.
+    #[prost(string, tag = "3")]
+    pub role: String,
+    #[prost(string, tag = "4")]
+    pub agency: String,
+    #[prost(int64, tag = "5")]
+    pub created_us: i64,
+    #[prost(string, tag = "6")]
+    pub created_by: String,
+    #[prost(string, tag = "7")]
+    pub cert_serial: String,
+}
+
+/// One audit-log entry; `hash` chains it to the previous one (see
+/// `crate::audit`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AuditRec {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    #[prost(int64, tag = "3")]
+    pub time_us: i64,
+    #[prost(string, tag = "4")]
+    pub operator: String,
+    #[prost(string, tag = "5")]
+    pub role: String,
+    #[prost(string, tag = "6")]
+    pub operator_agency: String,
+    #[prost(string, tag = "7")]
+    pub action: String,
+    #[prost(string, tag = "8")]
+    pub target: String,
+    #[prost(string, tag = "9")]
+    pub outcome: String,
+    #[prost(string, tag = "10")]
+    pub detail: String,
+    #[prost(string, tag = "11")]
+    pub prev_hash: String,
+    #[prost(string, tag = "12")]
+    pub hash: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct IncidentEventRec {
+    #[prost(int64, tag = "1")]
+    pub time_us: i64,
+    #[prost(string, tag = "2")]
+    pub actor: String,
+    #[prost(string, tag = "3")]
+    pub action: String,
+    #[prost(string, tag = "4")]
+    pub from_state: String,
+    #[prost(string, tag = "5")]
+    pub to_state: String,
+    #[prost(string, tag = "6")]
+    pub text: String,
+}
+
+/// An incident: alerts grouped by agency, system, category and attacker.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct IncidentRec {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(uint64, tag = "2")]
+    pub id: u64,
+    #[prost(string, tag = "3")]
+    pub agency: String,
+    #[prost(uint64, tag = "4")]
+    pub system: u64,
+    #[prost(string, tag = "5")]
+    pub category: String,
+    #[prost(string, tag = "6")]
+    pub attacker: String,
+    #[prost(string, tag = "7")]
+    pub state: String,
+    #[prost(uint32, tag = "8")]
+    pub severity: u32,
+    #[prost(uint64, tag = "9")]
+    pub alert_count: u64,
+    #[prost(int64, tag = "10")]
+    pub first_seen_us: i64,
+    #[prost(int64, tag = "11")]
+    pub last_seen_us: i64,
+    #[prost(int64, tag = "12")]
+    pub detected_us: i64,
+    #[prost(string, tag = "13")]
+    pub assignee: String,
+    #[prost(string, tag = "14")]
+    pub acknowledged_by: String,
+    #[prost(int64, tag = "15")]
+    pub acknowledged_us: i64,
+    #[prost(string, repeated, tag = "16")]
+    pub impacts: Vec<String>,
+    #[prost(bool, tag = "17")]
+    pub owner_cannot_handle: bool,
+    /// Report fields (description, actions_taken, cause, ...).
+    #[prost(btree_map = "string, string", tag = "18")]
+    pub fields: BTreeMap<String, String>,
+    #[prost(message, repeated, tag = "19")]
+    pub history: Vec<IncidentEventRec>,
+    /// When each milestone was reached: state names, `completion_report`.
+    #[prost(btree_map = "string, int64", tag = "20")]
+    pub milestones_us: BTreeMap<String, i64>,
+    #[prost(int64, tag = "21")]
+    pub updated_us: i64,
+    /// The correlation key this incident was opened for.
+    #[prost(string, tag = "22")]
+    pub key: String,
+    /// Received time of the last alert added.
+    #[prost(int64, tag = "23")]
+    pub last_received_us: i64,
+}
+
+/// One entry of the incident change feed: the incident as it was after
+/// the change.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct IncidentChangeRec {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(string, tag = "2")]
+    pub change: String,
+    #[prost(message, optional, tag = "3")]
+    pub incident: Option<IncidentRec>,
+}
+
+/// A central policy version.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PolicyRec {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(uint64, tag = "2")]
+    pub policy_version: u64,
+    /// Agency code or `*`.
+    #[prost(string, tag = "3")]
+    pub scope: String,
+    #[prost(string, tag = "4")]
+    pub digest: String,
+    #[prost(message, repeated, tag = "5")]
+    pub files: Vec<v1::PolicyFile>,
+    #[prost(int64, tag = "6")]
+    pub created_us: i64,
+    #[prost(string, tag = "7")]
+    pub created_by: String,
+}
+
+/// Stored volume of one agency.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AgencyStatsRec {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(uint64, tag = "2")]
+    pub alerts: u64,
+    #[prost(uint64, tag = "3")]
+    pub alert_bytes: u64,
+    #[prost(uint64, tag = "4")]
+    pub events: u64,
+    #[prost(uint64, tag = "5")]
+    pub event_bytes: u64,
+    #[prost(uint64, tag = "6")]
+    pub deleted_by_retention: u64,
+}
+
+#[cfg(test)]
+mod golden {
+    //! Encoded samples of each record version (`collector/tests/golden/`):
+    //! a newer collector must keep reading them. Regenerate only for a new
+    //! version, with `CANHGAC_WRITE_GOLDEN=1 cargo test -p canhgac-collector golden`.
+
+    use super::*;
+    use prost::Message as _;
+
+    fn samples() -> Vec<(&'static str, Vec<u8>)> {
+        let mut fields = BTreeMap::new();
+        fields.insert("response.mobile".to_string(), "0912 345 678".to_string());
+        let mut changed = BTreeMap::new();
+        changed.insert("response".to_string(), 1_700_000_000_000_000);
+        let mut milestones = BTreeMap::new();
+        milestones.insert("detected".to_string(), 1_700_000_000_000_000);
+        vec![
+            (
+                "agency_v1.bin",
+                AgencyRec {
+                    version: 1,
+                    code: "SO-A".into(),
+                    name: "Sở A".into(),
+                    fields,
+                    changed_us: changed,
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "agent_v1.bin",
+                AgentRec {
+                    version: 1,
+                    agent_id: "a1".into(),
+                    agency: "SO-A".into(),
+                    systems: vec![3],
+                    policy: Some(v1::PolicyStatus { version: 2, ..Default::default() }),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "system_v1.bin",
+                SystemRec {
+                    version: 1,
+                    id: 3,
+                    agency: "SO-A".into(),
+                    name: "Cổng".into(),
+                    level: 3,
+                    state_secrets: true,
+                    public_ips: vec!["198.51.100.10".into()],
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "incident_v1.bin",
+                IncidentRec {
+                    version: 1,
+                    id: 7,
+                    agency: "SO-A".into(),
+                    system: 3,
+                    category: "intrusion".into(),
+                    state: "notified".into(),
+                    alert_count: 6,
+                    milestones_us: milestones,
+                    history: vec![IncidentEventRec { action: "detected".into(), ..Default::default() }],
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "audit_v1.bin",
+                AuditRec {
+                    version: 1,
+                    seq: 1,
+                    operator: "admin".into(),
+                    hash: "ab".into(),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+            (
+                "policy_v1.bin",
+                PolicyRec { version: 1, policy_version: 2, scope: "*".into(), ..Default::default() }
+                    .encode_to_vec(),
+            ),
+            (
+                "operator_v1.bin",
+                OperatorRec {
+                    version: 1,
+                    name: "op".into(),
+                    role: "agency".into(),
+                    agency: "SO-A".into(),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn golden_records_stay_readable() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+        let write = std::env::var_os("CANHGAC_WRITE_GOLDEN").is_some();
+        for (name, bytes) in samples() {
+            let path = dir.join(name);
+            if write {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &bytes).unwrap();
+            }
+            let stored = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(stored, bytes, "{name}: the encoding of version 1 changed");
+        }
+        let a = AgencyRec::decode(std::fs::read(dir.join("agency_v1.bin")).unwrap().as_slice()).unwrap();
+        assert_eq!(a.fields["response.mobile"], "0912 345 678");
+        let i = IncidentRec::decode(std::fs::read(dir.join("incident_v1.bin")).unwrap().as_slice()).unwrap();
+        assert_eq!((i.id, i.alert_count, i.state.as_str()), (7, 6, "notified"));
+        let g = AgentRec::decode(std::fs::read(dir.join("agent_v1.bin")).unwrap().as_slice()).unwrap();
+        assert_eq!(g.systems, vec![3]);
+    }
 }

@@ -39,7 +39,11 @@ struct Frame {
 fn vm_hwm_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -80,11 +84,15 @@ fn main() -> anyhow::Result<()> {
         find_lists(&trails, &mut lists);
         iocs = lists.into_iter().map(|p| PathBuf::from(format!("maltrail:{}", p.display()))).collect();
     }
-    if rules.is_empty() {
-        if let Ok(entries) = std::fs::read_dir(corpus.join("Suricata_Repository")) {
-            rules = entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "rules")).collect();
-            rules.sort();
-        }
+    if rules.is_empty()
+        && let Ok(entries) = std::fs::read_dir(corpus.join("Suricata_Repository"))
+    {
+        rules = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "rules"))
+            .collect();
+        rules.sort();
     }
     anyhow::ensure!(!pcaps.is_empty(), "no captures: pass --pcap FILE or provide ../shared/corpus");
 
@@ -129,7 +137,14 @@ fn main() -> anyhow::Result<()> {
     let (ioc, skipped) = IocSet::load(&iocs)?;
     let ioc_len = ioc.len();
     let cfg = EngineConfig::default();
-    let (engine_rules, rules_loaded) = canhgac_agent::detect::load_rules(&rules)?;
+    let classification = corpus.join("Suricata_Repository/classification.config");
+    let classification = classification.exists().then_some(classification);
+    let (engine_rules, _skipped) = canhgac_agent::detect::load_rules_logged(
+        &rules,
+        &canhgac_agent::rules::Vars::default(),
+        classification.as_deref(),
+    )?;
+    let rules_loaded = engine_rules.as_ref().map_or(0, |r| r.len());
     let mut engine = Engine::new(Arc::new(ioc), EngineConfig { rules: engine_rules, ..cfg }, Vec::new());
     let load = load.elapsed();
     let started = Instant::now();
@@ -159,7 +174,9 @@ fn main() -> anyhow::Result<()> {
         skipped.len(),
         load.as_secs_f64()
     );
-    println!("pass                      packets      seconds     packets/s     Gbit/s     flows/s   peak RSS MiB");
+    println!(
+        "pass                      packets      seconds     packets/s     Gbit/s     flows/s   peak RSS MiB"
+    );
     println!(
         "decode only (baseline) {packets:>10} {:>12.3} {:>13.0} {:>10.3} {:>11} {:>14.1}",
         base.as_secs_f64(),
@@ -177,7 +194,10 @@ fn main() -> anyhow::Result<()> {
         full_hwm as f64 / 1024.0
     );
     println!("engine / baseline packets/s: {:.3}", pps(full) / pps(base));
-    println!("flows {}  alerts {alerts}  decode errors {}  (decoded {decoded})", stats.flows.created, stats.decode_errors);
+    println!(
+        "flows {}  alerts {alerts}  decode errors {}  (decoded {decoded})",
+        stats.flows.created, stats.decode_errors
+    );
     Ok(())
 }
 

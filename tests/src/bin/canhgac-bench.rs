@@ -127,8 +127,10 @@ async fn end_to_end(pcap: &Path, root: &Path) -> anyhow::Result<(u64, Duration)>
     let finished = daemon::run(cfg, std::future::pending::<()>()).await?;
     let elapsed = started.elapsed();
     anyhow::ensure!(finished == Finished::Drained);
-    let agents =
-        op.list_agents(canhgac_proto::v1::ListAgentsRequest { agency: String::new() }).await?.into_inner();
+    let agents = op
+        .list_agents(canhgac_proto::v1::ListAgentsRequest { agency: String::new(), ..Default::default() })
+        .await?
+        .into_inner();
     let stored = agents.agents.first().map(|a| a.records_stored).unwrap_or(0);
     let _ = stop_tx.send(());
     server.await??;

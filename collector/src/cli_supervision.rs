@@ -1,0 +1,944 @@
+//! `canhgac` commands for supervision: registry, systems, incidents,
+//! coverage, policy, operators and the audit log.
+
+use std::{collections::HashMap, io::Write as _, path::PathBuf, time::Duration};
+
+use canhgac_proto::{client::TlsClient, v1::*};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use crate::{
+    cli::{Command, Failure, connect, table, time_str},
+    profile::Profile,
+    store::AuditRec,
+};
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCmd {
+    /// Registers an information system; prints its id on the last line.
+    Add {
+        #[arg(long)]
+        agency: String,
+        #[arg(long)]
+        name: String,
+        /// Security level 1..5 (Decree 85/2016).
+        #[arg(long)]
+        level: String,
+        /// The system processes state secrets (requires level 3 or higher).
+        #[arg(long)]
+        state_secrets: bool,
+        /// Kind of system (portal, public services, email, ...).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// A public IP address of the system (repeatable).
+        #[arg(long = "public-ip")]
+        public_ips: Vec<String>,
+        /// A domain of the system (repeatable).
+        #[arg(long = "domain")]
+        domains: Vec<String>,
+    },
+    /// Sets columns: `canhgac system set 3 dossier_status=approved decision_number=12/QĐ`.
+    Set {
+        id: u64,
+        #[arg(required = true, value_name = "COLUMN=VALUE")]
+        fields: Vec<String>,
+    },
+    Show {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    List {
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Imports systems from CSV or JSON (all rows or none); rows with an id update.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Exports systems as CSV or JSON to standard output.
+    Export {
+        #[arg(long, default_value = "csv")]
+        format: String,
+        #[arg(long)]
+        agency: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IncidentsCmd {
+    /// Lists incidents, newest first.
+    List {
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        /// Only incidents not closed.
+        #[arg(long)]
+        open: bool,
+        /// Only incidents with a missed deadline.
+        #[arg(long)]
+        overdue: bool,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledges an incident (records who saw it first).
+    Ack {
+        id: u64,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    Assign {
+        id: u64,
+        assignee: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    Note {
+        id: u64,
+        text: String,
+    },
+    /// Moves an incident: notified, initial_report, in_progress, closed.
+    Transition {
+        id: u64,
+        state: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Sets report fields: description, actions_taken, cause, scope, remedy,
+    /// consequences, assistance_needed, impacts, owner_cannot_handle.
+    Set {
+        id: u64,
+        #[arg(required = true, value_name = "FIELD=VALUE")]
+        fields: Vec<String>,
+    },
+    /// Prints the initial or completion report with the national form's fields.
+    Report {
+        id: u64,
+        #[arg(long, default_value = "initial")]
+        kind: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follows incident changes; resumes after disconnects from the last cursor.
+    Tail {
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long)]
+        from_cursor: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCmd {
+    /// Uploads a new policy version (files: *.rules rule files, *.toml
+    /// detector settings, anything else an indicator list).
+    Push {
+        #[arg(long, conflicts_with = "all")]
+        agency: Option<String>,
+        #[arg(long)]
+        all: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    List {
+        #[arg(long)]
+        agency: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorCmd {
+    /// Issues an operator certificate with a role and writes a profile.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// admin, analyst, agency or auditor.
+        #[arg(long)]
+        role: String,
+        /// The agency of an `agency` operator.
+        #[arg(long)]
+        agency: Option<String>,
+        /// Where to write the new profile (mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Prints the audit log, one JSON object per line (an export to verify later).
+    List {
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Checks the hash chain of the collector's log (or of an exported file);
+    /// exits 1 naming the first bad entry.
+    Verify {
+        /// An export made with `canhgac audit list`.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+}
+
+fn say(line: impl AsRef<str>) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", line.as_ref())
+        .and_then(|_| out.flush())
+        .map_err(|e| Failure::runtime(format!("cannot write output: {e}")))
+}
+
+fn pairs(fields: &[String]) -> Result<HashMap<String, String>, Failure> {
+    fields
+        .iter()
+        .map(|f| {
+            f.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| Failure::usage(format!("`{f}` is not COLUMN=VALUE")))
+        })
+        .collect()
+}
+
+fn ts(t: &Option<prost_types::Timestamp>) -> Value {
+    t.as_ref().map(|t| Value::from(time_str(t))).unwrap_or(Value::Null)
+}
+
+fn read_file(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+    std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))
+}
+
+fn format_of(path: &std::path::Path, given: Option<String>) -> String {
+    given.unwrap_or_else(|| {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+            "json".into()
+        } else {
+            "csv".into()
+        }
+    })
+}
+
+pub fn system_json(s: &System) -> Value {
+    json!({
+        "id": s.id, "agency": s.agency, "name": s.name, "type": s.r#type, "level": s.level,
+        "dossier_status": s.dossier_status, "decision_number": s.decision_number,
+        "decision_date": s.decision_date, "state_secrets": s.state_secrets,
+        "public_ips": s.public_ips, "domains": s.domains, "last_assessment": s.last_assessment,
+        "next_assessment_due": s.next_assessment_due, "assessment_overdue": s.assessment_overdue,
+        "agents": s.agents,
+    })
+}
+
+pub fn incident_json(i: &Incident) -> Value {
+    json!({
+        "id": i.id, "agency": i.agency, "system": i.system, "system_name": i.system_name,
+        "system_level": i.system_level, "category": i.category, "category_name": i.category_name,
+        "attacker": i.attacker, "state": i.state, "severity": i.severity, "alert_count": i.alert_count,
+        "first_seen": ts(&i.first_seen), "last_seen": ts(&i.last_seen), "detected": ts(&i.detected),
+        "deadline": ts(&i.deadline), "deadline_id": i.deadline_id, "overdue": i.overdue,
+        "serious": i.serious, "possibly_serious": i.possibly_serious, "serious_reason": i.serious_reason,
+        "assignee": i.assignee, "acknowledged_by": i.acknowledged_by, "impacts": i.impacts,
+        "fields": i.fields,
+    })
+}
+
+fn incident_detail_json(i: &Incident, alerts: &[StoredAlert]) -> Value {
+    let mut v = incident_json(i);
+    v["deadlines"] = i
+        .deadlines
+        .iter()
+        .map(|d| json!({"id": d.id, "description": d.description, "due": ts(&d.due), "met": ts(&d.met), "overdue": d.overdue}))
+        .collect();
+    v["history"] = i
+        .history
+        .iter()
+        .map(|h| json!({"time": ts(&h.time), "actor": h.actor, "action": h.action, "from": h.from_state, "to": h.to_state, "text": h.text}))
+        .collect();
+    v["alerts"] = alerts.iter().map(|a| Value::from(a.cursor)).collect();
+    v
+}
+
+fn incident_row(i: &Incident) -> Vec<String> {
+    vec![
+        i.id.to_string(),
+        i.agency.clone(),
+        if i.system == 0 { "-".into() } else { format!("{} {}", i.system, i.system_name) },
+        i.category.clone(),
+        i.attacker.clone(),
+        i.state.clone(),
+        i.severity.to_string(),
+        i.alert_count.to_string(),
+        i.deadline
+            .as_ref()
+            .map(time_str)
+            .map(|d| if i.overdue { format!("{d} OVERDUE") } else { d })
+            .unwrap_or_else(|| "-".into()),
+        if i.serious {
+            "SERIOUS".into()
+        } else if i.possibly_serious {
+            "possibly".into()
+        } else {
+            String::new()
+        },
+    ]
+}
+
+fn audit_json(e: &AuditEntry) -> Value {
+    json!({
+        "seq": e.seq, "time_us": e.time_us, "time": ts(&e.time), "operator": e.operator, "role": e.role,
+        "operator_agency": e.operator_agency, "action": e.action, "target": e.target,
+        "outcome": e.outcome, "detail": e.detail, "prev_hash": e.prev_hash, "hash": e.hash,
+    })
+}
+
+fn audit_rec(v: &Value) -> AuditRec {
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+    AuditRec {
+        seq: v["seq"].as_u64().unwrap_or(0),
+        time_us: v["time_us"].as_i64().unwrap_or(0),
+        operator: s("operator"),
+        role: s("role"),
+        operator_agency: s("operator_agency"),
+        action: s("action"),
+        target: s("target"),
+        outcome: s("outcome"),
+        detail: s("detail"),
+        prev_hash: s("prev_hash"),
+        hash: s("hash"),
+        ..Default::default()
+    }
+}
+
+pub async fn run(
+    command: Command,
+    client: &TlsClient,
+    profile: &Profile,
+    collector: Option<&str>,
+) -> Result<(), Failure> {
+    use crate::cli::{AgencyCmd, AgentsCmd};
+    let mut c = connect(client).await?;
+    match command {
+        Command::Agency(AgencyCmd::Show { code, json }) => {
+            let a = c.get_agency(GetAgencyRequest { code }).await?.into_inner();
+            if json {
+                say(json!({"code": a.code, "name": a.name, "fields": a.fields}).to_string())?;
+            } else {
+                say(format!("{}  {}", a.code, a.name))?;
+                let mut keys: Vec<_> = a.fields.iter().collect();
+                keys.sort();
+                for (k, v) in keys {
+                    say(format!("  {k}: {v}"))?;
+                }
+            }
+        }
+        Command::Agency(AgencyCmd::Set { code, fields }) => {
+            let a = c.update_agency(UpdateAgencyRequest { code, set: pairs(&fields)? }).await?.into_inner();
+            say(format!("updated agency {}", a.code))?;
+        }
+        Command::Agency(AgencyCmd::Import { file, format, dry_run }) => {
+            let format = format_of(&file, format);
+            let r = c
+                .import_registry(ImportRegistryRequest {
+                    kind: "agencies".into(),
+                    format,
+                    content: read_file(&file)?,
+                    dry_run,
+                })
+                .await?
+                .into_inner();
+            say(format!(
+                "{}agencies: {} created, {} updated",
+                if dry_run { "(dry run) " } else { "" },
+                r.created,
+                r.updated
+            ))?;
+        }
+        Command::Agency(AgencyCmd::Export { format, agency }) => {
+            let r = c
+                .export_registry(ExportRegistryRequest {
+                    kind: "agencies".into(),
+                    format,
+                    agency: agency.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            std::io::stdout().lock().write_all(&r.content).map_err(|e| Failure::runtime(e.to_string()))?;
+        }
+        Command::Agents(AgentsCmd::Link { agent_id, systems, unlink }) => {
+            let a =
+                c.link_agent(LinkAgentRequest { agent_id, system_ids: systems, unlink }).await?.into_inner();
+            say(format!(
+                "agent {} watches system(s): {}",
+                a.agent_id,
+                if a.systems.is_empty() {
+                    "none".into()
+                } else {
+                    a.systems.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+                }
+            ))?;
+        }
+        Command::System(cmd) => system(&mut c, cmd).await?,
+        Command::Incidents(IncidentsCmd::Tail { agency, from_cursor, json }) => {
+            incident_tail(client, agency, from_cursor, json).await?;
+        }
+        Command::Incidents(cmd) => incident(&mut c, cmd).await?,
+        Command::Coverage { agency, json } => {
+            let r =
+                c.get_coverage(GetCoverageRequest { agency: agency.unwrap_or_default() }).await?.into_inner();
+            coverage(&r, json)?;
+        }
+        Command::Policy(PolicyCmd::Push { agency, all, files }) => {
+            if agency.is_none() && !all {
+                return Err(Failure::usage("give --agency CODE or --all"));
+            }
+            let mut pf = Vec::new();
+            for f in &files {
+                let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+                pf.push(PolicyFile {
+                    kind: crate::policy::kind_of(&name).into(),
+                    name,
+                    content: read_file(f)?,
+                    sha256: String::new(),
+                });
+            }
+            let p = c
+                .push_policy(PushPolicyRequest { agency: agency.unwrap_or_default(), all, files: pf })
+                .await?
+                .into_inner();
+            say(format!(
+                "policy version {} for {} ({} file(s), digest {}); sent to {} connected agent(s)",
+                p.version,
+                if p.scope == "*" { "all agencies".to_string() } else { format!("agency {}", p.scope) },
+                p.files.len(),
+                &p.digest[..12.min(p.digest.len())],
+                p.delivered_to
+            ))?;
+            say(p.version.to_string())?;
+        }
+        Command::Policy(PolicyCmd::List { agency, json }) => {
+            let r = c
+                .list_policies(ListPoliciesRequest { agency: agency.unwrap_or_default() })
+                .await?
+                .into_inner();
+            if json {
+                for p in &r.policies {
+                    say(json!({"version": p.version, "scope": p.scope, "digest": p.digest, "created": ts(&p.created),
+                        "created_by": p.created_by,
+                        "files": p.files.iter().map(|f| json!({"name": f.name, "kind": f.kind, "sha256": f.sha256})).collect::<Vec<_>>()})
+                    .to_string())?;
+                }
+            } else {
+                let rows = r
+                    .policies
+                    .iter()
+                    .map(|p| {
+                        vec![
+                            p.version.to_string(),
+                            p.scope.clone(),
+                            p.files.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", "),
+                            p.created.as_ref().map(time_str).unwrap_or_default(),
+                            p.created_by.clone(),
+                        ]
+                    })
+                    .collect();
+                say(table(&["VERSION", "SCOPE", "FILES", "CREATED", "BY"], rows))?;
+            }
+        }
+        Command::Operator(OperatorCmd::Add { name, role, agency, out }) => {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                .map_err(|e| Failure::runtime(format!("cannot create a key: {e}")))?;
+            let csr = rcgen::CertificateParams::default()
+                .serialize_request(&key)
+                .and_then(|r| r.pem())
+                .map_err(|e| Failure::runtime(format!("cannot create a request: {e}")))?;
+            let r = c
+                .add_operator(AddOperatorRequest {
+                    name: name.clone(),
+                    role: role.clone(),
+                    agency: agency.unwrap_or_default(),
+                    csr_pem: csr,
+                })
+                .await?
+                .into_inner();
+            let p = Profile {
+                version: 1,
+                collector: collector.map(String::from).unwrap_or_else(|| profile.collector.clone()),
+                operator: name.clone(),
+                ca: r.ca_pem,
+                certificate: r.certificate_pem,
+                private_key: key.serialize_pem(),
+            };
+            p.write(&out).map_err(|e| Failure::runtime(e.to_string()))?;
+            say(format!("operator {name} (role {role}) written to {}", out.display()))?;
+        }
+        Command::Operator(OperatorCmd::List { json }) => {
+            let r = c.list_operators(ListOperatorsRequest {}).await?.into_inner();
+            if json {
+                for o in &r.operators {
+                    say(json!({"name": o.name, "role": o.role, "agency": o.agency, "created": ts(&o.created), "created_by": o.created_by}).to_string())?;
+                }
+            } else {
+                let rows = r
+                    .operators
+                    .iter()
+                    .map(|o| vec![o.name.clone(), o.role.clone(), o.agency.clone(), o.created_by.clone()])
+                    .collect();
+                say(table(&["NAME", "ROLE", "AGENCY", "CREATED BY"], rows))?;
+            }
+        }
+        Command::Audit(AuditCmd::List { after }) => {
+            let mut after = after;
+            loop {
+                let r = c.list_audit(ListAuditRequest { after_seq: after, limit: 5000 }).await?.into_inner();
+                let Some(last) = r.entries.last().map(|e| e.seq) else { break };
+                for e in &r.entries {
+                    say(audit_json(e).to_string())?;
+                }
+                after = last;
+                // Each call is itself audited: stop at a short page, or the
+                // listing would chase its own entries.
+                if r.entries.len() < 5000 {
+                    break;
+                }
+            }
+        }
+        Command::Audit(AuditCmd::Verify { file }) => {
+            let entries: Vec<AuditRec> = match file {
+                Some(f) => {
+                    let text = String::from_utf8(read_file(&f)?)
+                        .map_err(|_| Failure::usage("the export is not UTF-8"))?;
+                    let mut v = Vec::new();
+                    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                        let j: Value = serde_json::from_str(line).map_err(|e| {
+                            Failure::runtime(format!("line {}: not an audit entry: {e}", i + 1))
+                        })?;
+                        v.push(audit_rec(&j));
+                    }
+                    v
+                }
+                None => {
+                    let mut v = Vec::new();
+                    let mut after = 0;
+                    loop {
+                        let r = c
+                            .list_audit(ListAuditRequest { after_seq: after, limit: 5000 })
+                            .await?
+                            .into_inner();
+                        let Some(last) = r.entries.last().map(|e| e.seq) else { break };
+                        v.extend(r.entries.iter().map(|e| audit_rec(&audit_json(e))));
+                        after = last;
+                        if r.entries.len() < 5000 {
+                            break;
+                        }
+                    }
+                    v
+                }
+            };
+            match crate::audit::verify(&entries) {
+                Ok(n) => say(format!(
+                    "audit log intact: {n} entries, head {}",
+                    entries.last().map(|e| e.hash.as_str()).unwrap_or("-")
+                ))?,
+                Err(e) => return Err(Failure::runtime(format!("audit log broken: {e}"))),
+            }
+        }
+        other => return Err(Failure::usage(format!("unsupported command {other:?}"))),
+    }
+    Ok(())
+}
+
+async fn system(
+    c: &mut operator_client::OperatorClient<tonic::transport::Channel>,
+    cmd: SystemCmd,
+) -> Result<(), Failure> {
+    match cmd {
+        SystemCmd::Add { agency, name, level, state_secrets, kind, public_ips, domains } => {
+            let level: u32 = level
+                .trim()
+                .parse()
+                .ok()
+                .filter(|l| (1..=5).contains(l))
+                .ok_or_else(|| Failure::usage(format!("invalid security level `{level}` (1 to 5)")))?;
+            let mut set = HashMap::new();
+            if let Some(k) = kind {
+                set.insert("type".to_string(), k);
+            }
+            if !public_ips.is_empty() {
+                set.insert("public_ips".to_string(), public_ips.join(";"));
+            }
+            if !domains.is_empty() {
+                set.insert("domains".to_string(), domains.join(";"));
+            }
+            let s = c
+                .add_system(AddSystemRequest { agency, name, level, state_secrets, set })
+                .await?
+                .into_inner();
+            say(format!("added system {} of agency {} (level {}); id:", s.name, s.agency, s.level))?;
+            say(s.id.to_string())?;
+        }
+        SystemCmd::Set { id, fields } => {
+            let s = c.update_system(UpdateSystemRequest { id, set: pairs(&fields)? }).await?.into_inner();
+            say(format!("updated system {}", s.id))?;
+        }
+        SystemCmd::Show { id, json } => {
+            let s = c.get_system(GetSystemRequest { id }).await?.into_inner();
+            let v = system_json(&s);
+            if json {
+                say(v.to_string())?;
+            } else if let Some(m) = v.as_object() {
+                for (k, x) in m {
+                    say(format!("{k}: {}", x.as_str().map(String::from).unwrap_or_else(|| x.to_string())))?;
+                }
+            }
+        }
+        SystemCmd::List { agency, json } => {
+            let r = c
+                .list_systems(ListSystemsRequest { agency: agency.unwrap_or_default(), ..Default::default() })
+                .await?
+                .into_inner();
+            if json {
+                for s in &r.systems {
+                    say(system_json(s).to_string())?;
+                }
+            } else {
+                let rows = r
+                    .systems
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.id.to_string(),
+                            s.agency.clone(),
+                            s.name.clone(),
+                            s.level.to_string(),
+                            s.dossier_status.clone(),
+                            if s.state_secrets { "yes".into() } else { String::new() },
+                            s.public_ips.join(" "),
+                            format!(
+                                "{}{}",
+                                s.next_assessment_due,
+                                if s.assessment_overdue { " OVERDUE" } else { "" }
+                            ),
+                            s.agents.len().to_string(),
+                        ]
+                    })
+                    .collect();
+                say(table(
+                    &[
+                        "ID",
+                        "AGENCY",
+                        "NAME",
+                        "LEVEL",
+                        "DOSSIER",
+                        "SECRETS",
+                        "PUBLIC IPS",
+                        "NEXT ASSESSMENT",
+                        "AGENTS",
+                    ],
+                    rows,
+                ))?;
+            }
+        }
+        SystemCmd::Import { file, format, dry_run } => {
+            let format = format_of(&file, format);
+            let r = c
+                .import_registry(ImportRegistryRequest {
+                    kind: "systems".into(),
+                    format,
+                    content: read_file(&file)?,
+                    dry_run,
+                })
+                .await?
+                .into_inner();
+            say(format!(
+                "{}systems: {} created, {} updated",
+                if dry_run { "(dry run) " } else { "" },
+                r.created,
+                r.updated
+            ))?;
+        }
+        SystemCmd::Export { format, agency } => {
+            let r = c
+                .export_registry(ExportRegistryRequest {
+                    kind: "systems".into(),
+                    format,
+                    agency: agency.unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            std::io::stdout().lock().write_all(&r.content).map_err(|e| Failure::runtime(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+async fn incident(
+    c: &mut operator_client::OperatorClient<tonic::transport::Channel>,
+    cmd: IncidentsCmd,
+) -> Result<(), Failure> {
+    let action = |id: u64, value: String, note: String| IncidentActionRequest { id, value, note };
+    let done = |i: Incident, what: &str| say(format!("incident {} {what} (state {})", i.id, i.state));
+    match cmd {
+        IncidentsCmd::List { agency, state, open, overdue, limit, json } => {
+            let mut page_token = String::new();
+            let mut all = Vec::new();
+            while all.len() < limit {
+                let r = c
+                    .list_incidents(ListIncidentsRequest {
+                        agency: agency.clone().unwrap_or_default(),
+                        state: state.clone().unwrap_or_default(),
+                        open_only: open,
+                        overdue_only: overdue,
+                        limit: (limit - all.len()).min(1000) as u32,
+                        page_token: page_token.clone(),
+                        ..Default::default()
+                    })
+                    .await?
+                    .into_inner();
+                let empty = r.incidents.is_empty();
+                all.extend(r.incidents);
+                if r.next_page_token.is_empty() || empty {
+                    break;
+                }
+                page_token = r.next_page_token;
+            }
+            if json {
+                for i in &all {
+                    say(incident_json(i).to_string())?;
+                }
+            } else {
+                say(table(
+                    &[
+                        "ID", "AGENCY", "SYSTEM", "CATEGORY", "ATTACKER", "STATE", "SEV", "ALERTS",
+                        "DEADLINE", "",
+                    ],
+                    all.iter().map(incident_row).collect(),
+                ))?;
+            }
+        }
+        IncidentsCmd::Show { id, json } => {
+            let d = c.get_incident(GetIncidentRequest { id, alert_limit: 1000 }).await?.into_inner();
+            let i = d.incident.unwrap_or_default();
+            if json {
+                say(incident_detail_json(&i, &d.alerts).to_string())?;
+            } else {
+                say(table(
+                    &[
+                        "ID", "AGENCY", "SYSTEM", "CATEGORY", "ATTACKER", "STATE", "SEV", "ALERTS",
+                        "DEADLINE", "",
+                    ],
+                    vec![incident_row(&i)],
+                ))?;
+                say(format!("category: {}", i.category_name))?;
+                if !i.serious_reason.is_empty() {
+                    say(format!("serious: {} ({})", i.serious, i.serious_reason))?;
+                }
+                for dl in &i.deadlines {
+                    say(format!(
+                        "deadline {}: {} due {}{}",
+                        dl.id,
+                        dl.description,
+                        dl.due.as_ref().map(time_str).unwrap_or_default(),
+                        match (&dl.met, dl.overdue) {
+                            (Some(m), _) => format!(", met {}", time_str(m)),
+                            (None, true) => ", OVERDUE".into(),
+                            (None, false) => String::new(),
+                        }
+                    ))?;
+                }
+                for h in &i.history {
+                    let t = h.time.as_ref().map(time_str).unwrap_or_default();
+                    let change = if h.to_state.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {} → {}", h.from_state, h.to_state)
+                    };
+                    say(format!("{t}  {}  {}{change}  {}", h.actor, h.action, h.text))?;
+                }
+                say(format!("alerts ({}):", d.alerts.len()))?;
+                for a in &d.alerts {
+                    say(format!("  {}", crate::cli::alert_row(a).join("  ")))?;
+                }
+            }
+        }
+        IncidentsCmd::Ack { id, note } => {
+            done(c.ack_incident(action(id, String::new(), note)).await?.into_inner(), "acknowledged")?
+        }
+        IncidentsCmd::Assign { id, assignee, note } => {
+            done(c.assign_incident(action(id, assignee, note)).await?.into_inner(), "assigned")?
+        }
+        IncidentsCmd::Note { id, text } => {
+            done(c.add_incident_note(action(id, text, String::new())).await?.into_inner(), "noted")?
+        }
+        IncidentsCmd::Transition { id, state, note } => {
+            done(c.transition_incident(action(id, state, note)).await?.into_inner(), "moved")?
+        }
+        IncidentsCmd::Set { id, fields } => done(
+            c.update_incident(UpdateIncidentRequest { id, set: pairs(&fields)? }).await?.into_inner(),
+            "updated",
+        )?,
+        IncidentsCmd::Report { id, kind, json } => {
+            let r = c.incident_report(IncidentReportRequest { id, kind }).await?.into_inner();
+            say(if json { r.json } else { r.text })?;
+        }
+        IncidentsCmd::Tail { .. } => {}
+    }
+    Ok(())
+}
+
+/// Follows incident changes; on a broken stream reconnects after the last
+/// cursor printed.
+async fn incident_tail(
+    client: &TlsClient,
+    agency: Option<String>,
+    from_cursor: Option<u64>,
+    json: bool,
+) -> Result<(), Failure> {
+    let mut cursor = from_cursor;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            let mut c = connect(client).await?;
+            let mut stream = c
+                .subscribe_incidents(SubscribeIncidentsRequest {
+                    after_cursor: cursor,
+                    agency: agency.clone().unwrap_or_default(),
+                })
+                .await?
+                .into_inner();
+            while let Some(ch) = stream.message().await? {
+                let i = ch.incident.clone().unwrap_or_default();
+                if json {
+                    let mut v = incident_json(&i);
+                    v["cursor"] = json!(ch.cursor);
+                    v["change"] = json!(ch.change);
+                    say(v.to_string())?;
+                } else {
+                    say(format!("{}  {}  {}", ch.cursor, ch.change, incident_row(&i).join("  ")))?;
+                }
+                cursor = Some(ch.cursor);
+            }
+            Ok::<(), Failure>(())
+        };
+        match attempt.await {
+            Ok(()) => {}
+            Err(f) if f.code == 2 => return Err(f),
+            Err(f) => eprintln!("canhgac: incident stream interrupted: {}; resuming", f.message),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn coverage(r: &GetCoverageResponse, json: bool) -> Result<(), Failure> {
+    if json {
+        for a in &r.agencies {
+            say(json!({
+                "type": "agency", "agency": a.agency, "name": a.name, "systems": a.systems,
+                "systems_supervised": a.systems_supervised, "systems_unsupervised": a.systems_unsupervised,
+                "systems_without_approved_level": a.systems_without_approved_level,
+                "systems_assessment_overdue": a.systems_assessment_overdue,
+                "agency_assessment_overdue": a.agency_assessment_overdue,
+                "missing_contacts": a.missing_contacts,
+                "layers": a.layers.iter().map(|l| json!({"name": l.name, "ok": l.ok, "detail": l.detail})).collect::<Vec<_>>(),
+                "agents": a.agents, "agents_online": a.agents_online, "stored_alerts": a.stored_alerts,
+                "stored_bytes": a.stored_bytes, "retention_days": a.retention_days,
+                "open_incidents": a.open_incidents, "overdue_incidents": a.overdue_incidents,
+                "policy_version": r.policy_versions.get(&a.agency).copied().unwrap_or(0),
+            })
+            .to_string())?;
+        }
+        for g in &r.agents {
+            say(json!({
+                "type": "agent", "agent_id": g.agent_id, "agency": g.agency, "hostname": g.hostname,
+                "online": g.online, "silent": g.silent, "last_seen": ts(&g.last_seen), "systems": g.systems,
+                "agent_version": g.agent_version,
+                "policy_version": g.policy.as_ref().map(|p| p.version).unwrap_or(0),
+                "policy_error": g.policy.as_ref().map(|p| p.error.clone()).unwrap_or_default(),
+                "counters": g.counters.as_ref().map(|c| json!({"packets_captured": c.packets_captured,
+                    "packets_dropped": c.packets_dropped_kernel + c.packets_dropped_user,
+                    "records_produced": c.records_produced, "records_acked": c.records_acked,
+                    "spool_records": c.spool_records, "spool_bytes": c.spool_bytes, "ioc_entries": c.ioc_entries})),
+            })
+            .to_string())?;
+        }
+        return Ok(());
+    }
+    let rows = r
+        .agencies
+        .iter()
+        .map(|a| {
+            let layer = |n: &str| {
+                a.layers.iter().find(|l| l.name == n).map(|l| if l.ok { "yes" } else { "NO" }).unwrap_or("-")
+            };
+            vec![
+                a.agency.clone(),
+                format!("{}/{}", a.systems_supervised, a.systems),
+                a.systems_without_approved_level.len().to_string(),
+                (a.systems_assessment_overdue.len() + usize::from(a.agency_assessment_overdue)).to_string(),
+                if a.missing_contacts.is_empty() { "-".into() } else { a.missing_contacts.join(",") },
+                format!(
+                    "{} {} {} {}",
+                    layer("on_site"),
+                    layer("supervision_provider"),
+                    layer("independent_inspection"),
+                    layer("upstream")
+                ),
+                format!("{}/{}", a.agents_online, a.agents),
+                format!("{}/{}", a.open_incidents, a.overdue_incidents),
+                format!("{} ({} d)", bytesize::ByteSize(a.stored_bytes), a.retention_days),
+            ]
+        })
+        .collect();
+    say(table(
+        &[
+            "AGENCY",
+            "SUPERVISED",
+            "NO LEVEL",
+            "ASSESS DUE",
+            "MISSING CONTACTS",
+            "LAYERS 1-4",
+            "AGENTS ON",
+            "INCIDENTS OPEN/LATE",
+            "STORED (KEEP)",
+        ],
+        rows,
+    ))?;
+    let rows = r
+        .agents
+        .iter()
+        .map(|g| {
+            vec![
+                g.agent_id.clone(),
+                g.agency.clone(),
+                g.hostname.clone(),
+                if g.online { "online".into() } else { "SILENT".into() },
+                g.last_seen.as_ref().map(time_str).unwrap_or_else(|| "-".into()),
+                g.systems.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+                g.agent_version.clone(),
+                g.policy.as_ref().map(|p| p.version.to_string()).unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    say(table(&["AGENT", "AGENCY", "HOST", "STATE", "LAST SEEN", "SYSTEMS", "VERSION", "POLICY"], rows))?;
+    Ok(())
+}

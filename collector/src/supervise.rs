@@ -1,0 +1,238 @@
+//! Background supervision: the agent-silence watchdog and retention.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use canhgac_proto::{timefmt, v1::RecordKind};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::{
+    server::Shared,
+    store::{RecordRec, Store, StoreError, records::RECORD_VERSION},
+};
+
+/// Signature id of `agent-silent` alerts.
+pub const SID_AGENT_SILENT: u64 = 9_100_001;
+
+/// Whether an agent counts as online: connected, or heard from within the
+/// silence limit.
+pub fn online(connected: bool, last_seen_us: i64, now_us: i64, limit: Duration) -> bool {
+    connected || (last_seen_us != 0 && now_us - last_seen_us <= limit.as_micros() as i64)
+}
+
+/// One watchdog pass: raises an `agent-silent` alert for every agent
+/// silent longer than `limit`, once per silence. Returns how many.
+pub fn check_silence(shared: &Shared, now_us: i64) -> Result<usize, StoreError> {
+    let limit = shared.config.agent_silence_limit;
+    let limit_us = limit.as_micros() as i64;
+    let mut raised = 0;
+    for a in shared.store.agents()? {
+        if a.revoked_us != 0 || a.first_seen_us == 0 || a.last_seen_us == 0 {
+            continue;
+        }
+        if now_us - a.last_seen_us <= limit_us || a.silent_alerted_us == a.last_seen_us {
+            continue;
+        }
+        let since = a.last_seen_us;
+        let eve = json!({
+            "timestamp": timefmt::eve(timefmt::from_micros(now_us)),
+            "event_type": "alert",
+            "alert": {
+                "action": "allowed", "gid": 1, "signature_id": SID_AGENT_SILENT, "rev": 1,
+                "signature": format!("CANHGAC agent silent for more than {}", humantime::format_duration(limit)),
+                "category": "Sensor Outage", "severity": 2,
+            },
+            "canhgac": {
+                "agent_id": a.agent_id, "agency": a.agency, "hostname": a.hostname,
+                "detector": "agent-silent",
+                "last_seen": timefmt::rfc3339(timefmt::from_micros(since)),
+                "silence_limit_seconds": limit.as_secs(),
+                "connected": shared.streams.is_connected(&a.agent_id),
+            },
+        });
+        shared.store.insert_collector_alert(RecordRec {
+            version: RECORD_VERSION,
+            agent_id: a.agent_id.clone(),
+            agency: a.agency.clone(),
+            seq: 0,
+            kind: RecordKind::Alert as i32,
+            severity: 2,
+            time_us: now_us,
+            received_us: now_us,
+            eve_json: eve.to_string(),
+        })?;
+        shared.store.update_agent(&a.agent_id, |r| r.silent_alerted_us = since)?;
+        tracing::warn!(agent_id = %a.agent_id, agency = %a.agency, "agent silent; alert raised");
+        raised += 1;
+    }
+    Ok(raised)
+}
+
+/// Marks newly missed deadlines on open incidents: one `overdue` event in
+/// the incident's history per missed deadline, which also reaches
+/// incident subscribers and the forwarder. Returns how many.
+pub fn flag_overdue(shared: &Shared, now_us: i64) -> Result<usize, StoreError> {
+    let store = &shared.store;
+    let reg = &shared.config.regulation;
+    let (open, _) = store.incidents(&crate::store::IncidentFilter {
+        open_only: true,
+        limit: usize::MAX,
+        ..Default::default()
+    })?;
+    let mut flagged = 0;
+    for inc in open {
+        let system = store.system(inc.system)?;
+        let (serious, _, _) = crate::incidents::seriousness(&inc, system.as_ref(), reg);
+        let missed: Vec<String> = crate::incidents::deadlines(&inc, serious, reg, now_us)
+            .into_iter()
+            .filter(|d| d.overdue && !inc.milestones_us.contains_key(&format!("overdue:{}", d.id)))
+            .map(|d| format!("{}: {}", d.id, d.description))
+            .collect();
+        if missed.is_empty() {
+            continue;
+        }
+        store
+            .update_incident(inc.id, |i| {
+                for m in &missed {
+                    let id = m.split(':').next().unwrap_or_default();
+                    i.milestones_us.insert(format!("overdue:{id}"), now_us);
+                    i.history.push(crate::incidents::event(
+                        now_us,
+                        "collector",
+                        "overdue",
+                        format!("deadline missed: {m}"),
+                    ));
+                }
+                i.updated_us = now_us;
+                Ok::<(), ()>(())
+            })?
+            .ok();
+        tracing::warn!(incident = inc.id, agency = %inc.agency, deadlines = ?missed, "incident deadline missed");
+        flagged += 1;
+    }
+    Ok(flagged)
+}
+
+pub async fn run_watchdog(shared: Arc<Shared>) {
+    let every =
+        (shared.config.agent_silence_limit / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = crate::registry::until_true(&mut shutdown) => return,
+        }
+        let s = shared.clone();
+        let now = timefmt::micros(OffsetDateTime::now_utc());
+        match tokio::task::spawn_blocking(move || {
+            Ok::<_, StoreError>(check_silence(&s, now)? + flag_overdue(&s, now)?)
+        })
+        .await
+        {
+            Ok(Ok(n)) if n > 0 => {
+                let _ = shared.store.flush().await;
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "silence watchdog failed"),
+            Err(e) => tracing::error!(error = %e, "silence watchdog task failed"),
+        }
+    }
+}
+
+/// Retention days for each agency: the period of its highest system level.
+pub fn retention_days(
+    store: &Store,
+    reg: &crate::rules::Regulation,
+) -> Result<HashMap<String, u32>, StoreError> {
+    let mut level: HashMap<String, u32> = HashMap::new();
+    for s in store.systems()? {
+        let e = level.entry(s.agency.clone()).or_default();
+        *e = (*e).max(s.level);
+    }
+    let mut out = HashMap::new();
+    for a in store.agencies()? {
+        out.insert(a.code.clone(), reg.retention_days(level.get(&a.code).copied().unwrap_or(0)));
+    }
+    Ok(out)
+}
+
+/// One retention pass; returns records deleted.
+pub fn retention_once(store: &Store, reg: &crate::rules::Regulation, now_us: i64) -> Result<u64, StoreError> {
+    let days = retention_days(store, reg)?;
+    let day_us = 86_400_000_000i64;
+    let min_days = i64::from(reg.retention.min_days);
+    let floor = now_us - min_days * day_us;
+    let mut total = 0;
+    loop {
+        let n = store.retention_sweep(
+            |agency| now_us - i64::from(days.get(agency).copied().unwrap_or(reg.retention_days(0))) * day_us,
+            floor,
+            50_000,
+        )?;
+        total += n;
+        if n < 50_000 {
+            return Ok(total);
+        }
+    }
+}
+
+pub async fn run_retention(shared: Arc<Shared>) {
+    let every = shared.config.retention_interval;
+    if every.is_zero() {
+        return;
+    }
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let (store, reg) = (shared.store.clone(), shared.config.regulation.clone());
+        let now = timefmt::micros(OffsetDateTime::now_utc());
+        match tokio::task::spawn_blocking(move || retention_once(&store, &reg, now)).await {
+            Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "retention removed old records"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
+            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = crate::registry::until_true(&mut shutdown) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{AgencyRec, Incoming, SystemRec};
+
+    #[test]
+    fn retention_keeps_by_the_highest_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        let reg = crate::rules::Regulation::embedded();
+        for code in ["A", "B"] {
+            s.add_agency(AgencyRec { code: code.into(), ..Default::default() }).unwrap();
+        }
+        s.put_systems(vec![SystemRec { agency: "B".into(), level: 4, ..Default::default() }]).unwrap();
+        let day = 86_400_000_000i64;
+        let now = 400 * day;
+        let alert =
+            |seq| Incoming::Valid { seq, alert: true, severity: 2, time_us: 0, eve_json: "{}".into() };
+        // 100 days old: past A's 30 days, within B's 180
+        s.ingest("a", "A", now - 100 * day, &[alert(1)]).unwrap();
+        s.ingest("b", "B", now - 100 * day, &[alert(1)]).unwrap();
+        s.ingest("a", "A", now - day, &[alert(2)]).unwrap();
+        assert_eq!(retention_once(&s, &reg, now).unwrap(), 1);
+        let left: Vec<String> = s.alerts_after(0, 10).unwrap().into_iter().map(|(_, r)| r.agency).collect();
+        assert_eq!(left, vec!["B", "A"]);
+        assert_eq!(s.agency_stats("A").unwrap().alerts, 1);
+        assert_eq!(s.agency_stats("A").unwrap().deleted_by_retention, 1);
+        // a deleted record's (agent, seq) can be stored again
+        let (page, _) = s
+            .list_alerts(&crate::store::AlertQuery {
+                agency: Some("A".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(page.len(), 1);
+    }
+}

@@ -1,0 +1,789 @@
+//! Supervision: registry, incidents and their workflow, tenancy and the
+//! audit log, agent silence, central policy, gap-free subscriptions.
+
+use std::{
+    collections::{BTreeSet, HashSet},
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use canhgac_collector::profile::Profile;
+use canhgac_proto::{
+    timefmt,
+    v1::{SubscribeAlertsRequest, SubscribeIncidentsRequest, operator_client::OperatorClient},
+};
+use canhgac_tests::{Agent, Burst, Collector, bin, dns_query, wait_for, write_raw_pcap};
+use serde_json::Value;
+
+fn cli_as(profile: &Path, c: &Collector, args: &[&str]) -> Output {
+    Command::new(bin("canhgac"))
+        .arg("--profile")
+        .arg(profile)
+        .arg("--collector")
+        .arg(c.url())
+        .args(args)
+        .env_remove("CANHGAC_PROFILE")
+        .env_remove("CANHGAC_COLLECTOR")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn incidents(c: &Collector) -> Vec<Value> {
+    json_lines(&c.cli(&["incidents", "list", "--json"]))
+}
+
+/// A TCP SYN from `src:sport` to `dst:dport`, raw IPv4.
+fn syn(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    etherparse::PacketBuilder::ipv4(src, dst, 64)
+        .tcp(sport, dport, 1, 1024)
+        .syn()
+        .write(&mut v, &[])
+        .unwrap();
+    v
+}
+
+/// A scan by `attacker` of `ports` on `target`, and an indicator list
+/// naming the attacker: one alert per probed port.
+fn scan(dir: &Path, attacker: [u8; 4], target: [u8; 4], ports: &[u16]) -> (PathBuf, PathBuf) {
+    let frames: Vec<Vec<u8>> =
+        ports.iter().enumerate().map(|(i, p)| syn(attacker, 40000 + i as u16, target, *p)).collect();
+    let pcap = dir.join("scan.pcap");
+    write_raw_pcap(&pcap, &frames);
+    let ioc = dir.join("attackers.txt");
+    let a = attacker;
+    std::fs::write(&ioc, format!("# known attackers\n{}.{}.{}.{}\n", a[0], a[1], a[2], a[3])).unwrap();
+    (pcap, ioc)
+}
+
+fn last_line(s: &str) -> String {
+    s.lines().last().unwrap_or_default().trim().to_string()
+}
+
+fn time_of(v: &Value) -> time::OffsetDateTime {
+    timefmt::parse_rfc3339(v.as_str().unwrap()).unwrap()
+}
+
+/// Register an agency with a level-3 system, enroll and link an agent,
+/// replay a scan: one incident with the right agency, system, category and
+/// deadline; it moves through every state; both reports carry the form's
+/// fields. Bad input is refused with row and field named.
+#[test]
+fn scripted_incident_flow_from_registry_to_completion_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Collector::init(tmp.path());
+    c.start();
+    c.add_agency("SO-TNMT", "Sở Tài nguyên và Môi trường");
+    c.cli(&[
+        "agency",
+        "set",
+        "SO-TNMT",
+        "monitoring.name=Nguyễn Văn An",
+        "monitoring.unit=Phòng CNTT",
+        "monitoring.position=Chuyên viên",
+        "monitoring.phone=0243 123 456",
+        "monitoring.mobile=0912 345 678",
+        "monitoring.email=an.nv@tnmt.example.gov.vn",
+        "networks=10.20.0.0/16;198.51.100.0/24",
+    ]);
+    let out = c.cli(&[
+        "system",
+        "add",
+        "--agency",
+        "SO-TNMT",
+        "--name",
+        "Cổng thông tin điện tử",
+        "--level",
+        "3",
+        "--public-ip",
+        "198.51.100.10",
+        "--domain",
+        "tnmt.example.gov.vn",
+    ]);
+    let system: u64 = last_line(&out).parse().unwrap_or_else(|_| panic!("no id on the last line: {out}"));
+    // bad levels and state secrets below level 3 are refused
+    let bad = c.cli_output(&["system", "add", "--agency", "SO-TNMT", "--name", "x", "--level", "7"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("invalid security level `7`"), "{}", stderr(&bad));
+    let bad = c.cli_output(&[
+        "system",
+        "add",
+        "--agency",
+        "SO-TNMT",
+        "--name",
+        "x",
+        "--level",
+        "2",
+        "--state-secrets",
+    ]);
+    assert!(stderr(&bad).contains("state secrets is level 3 or higher"), "{}", stderr(&bad));
+    // a CSV with a bad row imports nothing and names the row and field
+    let csv = tmp.path().join("agencies.csv");
+    std::fs::write(
+        &csv,
+        "code,name,networks,response.email\nSO-A,Sở A,10.1.0.0/16,a@x.vn\nSO-B,Sở B,10.2.0.0/33,b@x.vn\n",
+    )
+    .unwrap();
+    let bad = c.cli_output(&["agency", "import", csv.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("row 2: field `networks`: invalid CIDR `10.2.0.0/33`"), "{}", stderr(&bad));
+    assert!(!c.cli(&["agency", "list"]).contains("SO-A"), "nothing half-imported");
+
+    let mut agent = Agent::new(tmp.path(), "agent");
+    agent.enroll(&c, &c.token("SO-TNMT", None));
+    let agent_id = agent.agent_id();
+    let linked = c.cli(&["agent", "link", &agent_id, "--system", &system.to_string()]);
+    assert!(linked.contains(&system.to_string()), "{linked}");
+
+    let ports = [21, 22, 23, 80, 443, 3389, 8080];
+    let (pcap, ioc) = scan(tmp.path(), [203, 0, 113, 7], [198, 51, 100, 10], &ports);
+    agent.start(&["--pcap", pcap.to_str().unwrap(), "--ioc", ioc.to_str().unwrap(), "--exit-when-drained"]);
+    assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
+    assert_eq!(c.alerts().len(), ports.len());
+
+    let list = wait_for("the incident", Duration::from_secs(20), || {
+        let l = incidents(&c);
+        (l.len() == 1 && l[0]["alert_count"] == ports.len() as u64).then_some(l)
+    });
+    let inc = &list[0];
+    assert_eq!(inc["agency"], "SO-TNMT");
+    assert_eq!(inc["system"], system);
+    assert_eq!(inc["system_level"], 3);
+    assert_eq!(inc["category"], "intrusion");
+    assert_eq!(inc["attacker"], "203.0.113.7");
+    assert_eq!(inc["state"], "detected");
+    assert_eq!(inc["severity"], 2);
+    // the 2017 pack: notify within 5 days of detection
+    assert_eq!(inc["deadline_id"], "2017/notify");
+    assert_eq!(time_of(&inc["deadline"]) - time_of(&inc["detected"]), time::Duration::days(5));
+    let id = inc["id"].as_u64().unwrap().to_string();
+    let shown: Value = serde_json::from_str(&c.cli(&["incidents", "show", &id, "--json"])).unwrap();
+    assert_eq!(shown["alerts"].as_array().unwrap().len(), ports.len());
+
+    // illegal transitions are refused naming the allowed ones
+    let bad = c.cli_output(&["incidents", "transition", &id, "in_progress"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("allowed from `detected`: notified, closed"), "{}", stderr(&bad));
+
+    c.cli(&["incidents", "ack", &id]);
+    c.cli(&["incidents", "assign", &id, "tran.thi.b"]);
+    c.cli(&["incidents", "note", &id, "blocked 203.0.113.7 at the perimeter firewall"]);
+    c.cli(&[
+        "incidents",
+        "set",
+        &id,
+        "description=Port scan and login attempts against the portal",
+        "actions_taken=Source blocked on the firewall",
+        "cause=Exposed management ports",
+        "scope=Portal front end only",
+        "remedy=Management ports closed to the Internet",
+    ]);
+    c.cli(&["incidents", "transition", &id, "notified"]);
+    c.cli(&["incidents", "transition", &id, "initial_report"]);
+    let initial = c.cli(&["incidents", "report", &id, "--kind", "initial"]);
+    for needle in [
+        "BÁO CÁO BAN ĐẦU SỰ CỐ",
+        "Sở Tài nguyên và Môi trường",
+        "Nguyễn Văn An",
+        "0912 345 678",
+        "Cổng thông tin điện tử",
+        "Cấp độ / Security level: 3",
+        "198.51.100.10",
+        "tnmt.example.gov.vn",
+        "Thời điểm phát hiện / Detection time",
+        "intrusion",
+        "Port scan and login attempts",
+        "Source blocked on the firewall",
+        "Tình trạng / Status: initial_report",
+    ] {
+        assert!(initial.contains(needle), "`{needle}` missing from the initial report:\n{initial}");
+    }
+    let early = c.cli_output(&["incidents", "report", &id, "--kind", "completion"]);
+    assert!(stderr(&early).contains("needs a closed incident"), "{}", stderr(&early));
+    c.cli(&["incidents", "transition", &id, "in_progress"]);
+    c.cli(&["incidents", "transition", &id, "closed"]);
+    let bad = c.cli_output(&["incidents", "transition", &id, "notified"]);
+    assert!(stderr(&bad).contains("cannot change state"), "{}", stderr(&bad));
+    let completion: Value =
+        serde_json::from_str(&c.cli(&["incidents", "report", &id, "--kind", "completion", "--json"]))
+            .unwrap();
+    for field in
+        ["response_ended", "cause", "scope", "remedy", "detection_time", "description", "actions_taken"]
+    {
+        assert!(completion[field].as_str().is_some_and(|s| !s.is_empty()), "{field} in {completion}");
+    }
+    assert_eq!(completion["affected_system"]["security_level"], 3);
+    assert_eq!(completion["reporting_unit"]["contact_email"], "an.nv@tnmt.example.gov.vn");
+    let done: Value = serde_json::from_str(&c.cli(&["incidents", "show", &id, "--json"])).unwrap();
+    assert_eq!(done["state"], "closed");
+    assert_eq!(done["assignee"], "tran.thi.b");
+    assert!(done["deadline"].is_null(), "every deadline met: {done}");
+    let actions: Vec<&str> =
+        done["history"].as_array().unwrap().iter().map(|h| h["action"].as_str().unwrap()).collect();
+    for a in ["detected", "ack", "assign", "note", "update", "transition", "report"] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    assert!(done["history"].as_array().unwrap().iter().any(|h| h["actor"] == "admin"));
+
+    // the coverage view: supervised system, contact gaps, four layers
+    let cov = json_lines(&c.cli(&["coverage", "--json", "--agency", "SO-TNMT"]));
+    let a = cov.iter().find(|v| v["type"] == "agency").unwrap();
+    assert_eq!(a["systems"], 1);
+    assert_eq!(a["systems_without_approved_level"].as_array().unwrap().len(), 1);
+    assert!(a["missing_contacts"].as_array().unwrap().iter().any(|m| m == "response"), "{a}");
+    assert_eq!(a["layers"].as_array().unwrap().len(), 4);
+    assert!(a["stored_alerts"].as_u64().unwrap() >= ports.len() as u64);
+    assert_eq!(a["retention_days"], 90);
+}
+
+/// Two agencies with agents, alerts and incidents.
+fn two_agencies(tmp: &Path) -> (Collector, Vec<Agent>, u64, u64) {
+    let mut c = Collector::init(tmp);
+    c.start();
+    let mut agents = Vec::new();
+    let mut systems = Vec::new();
+    for (code, attacker, target) in
+        [("SO-A", [203, 0, 113, 1], [198, 51, 100, 1]), ("SO-B", [203, 0, 113, 2], [198, 51, 100, 2])]
+    {
+        c.add_agency(code, &format!("Agency {code}"));
+        let ip = format!("{}.{}.{}.{}", target[0], target[1], target[2], target[3]);
+        let out = c.cli(&[
+            "system",
+            "add",
+            "--agency",
+            code,
+            "--name",
+            "Portal",
+            "--level",
+            "2",
+            "--public-ip",
+            &ip,
+        ]);
+        systems.push(last_line(&out).parse::<u64>().unwrap());
+        let dir = tmp.join(code);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut agent = Agent::new(&dir, "agent");
+        agent.enroll(&c, &c.token(code, None));
+        let (pcap, ioc) = scan(&dir, attacker, target, &[22, 80, 443]);
+        agent.start(&[
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--ioc",
+            ioc.to_str().unwrap(),
+            "--exit-when-drained",
+        ]);
+        assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
+        agents.push(agent);
+    }
+    wait_for("both incidents", Duration::from_secs(20), || (incidents(&c).len() == 2).then_some(()));
+    (c, agents, systems[0], systems[1])
+}
+
+/// An `agency` operator of A sees nothing of B through any RPC; every
+/// refusal is in the audit log; `audit verify` detects tampering of an
+/// export and of the stored log.
+#[test]
+fn agency_operator_is_confined_and_the_audit_chain_detects_tampering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut c, agents, sys_a, sys_b) = two_agencies(tmp.path());
+    let pa = tmp.path().join("op-a.profile");
+    let out = c.cli(&[
+        "operator",
+        "add",
+        "--name",
+        "op-a",
+        "--role",
+        "agency",
+        "--agency",
+        "SO-A",
+        "--out",
+        pa.to_str().unwrap(),
+    ]);
+    assert!(out.contains("op-a"), "{out}");
+    let bad = c.cli_output(&["operator", "add", "--name", "x", "--role", "agency", "--out", "/tmp/never"]);
+    assert!(stderr(&bad).contains("the agency role needs an agency"), "{}", stderr(&bad));
+    let all = incidents(&c);
+    let inc_b = all.iter().find(|i| i["agency"] == "SO-B").unwrap()["id"].as_u64().unwrap().to_string();
+    let agent_b = agents[1].agent_id();
+
+    let ok = |args: &[&str]| {
+        let o = cli_as(&pa, &c, args);
+        assert!(o.status.success(), "canhgac {args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let denied = |args: &[&str]| {
+        let o = cli_as(&pa, &c, args);
+        assert_eq!(o.status.code(), Some(1), "canhgac {args:?} must be refused: {}", stdout(&o));
+        assert!(stderr(&o).contains("PermissionDenied"), "canhgac {args:?}: {}", stderr(&o));
+    };
+    // what A may see: only A
+    for v in json_lines(&ok(&["agents", "list", "--json"])) {
+        assert_eq!(v["agency"], "SO-A");
+    }
+    let alerts = json_lines(&ok(&["alerts", "list", "--json"]));
+    assert_eq!(alerts.len(), 3);
+    assert!(alerts.iter().all(|a| a["canhgac"]["agency"] == "SO-A"));
+    let mine = json_lines(&ok(&["incidents", "list", "--json"]));
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0]["agency"], "SO-A");
+    let sys = json_lines(&ok(&["system", "list", "--json"]));
+    assert_eq!(sys.iter().map(|s| s["id"].as_u64().unwrap()).collect::<Vec<_>>(), vec![sys_a]);
+    assert!(!ok(&["agency", "list"]).contains("SO-B"));
+    assert!(!ok(&["system", "export", "--format", "json"]).contains("SO-B"));
+    assert!(!ok(&["agency", "export"]).contains("SO-B"));
+    let cov = ok(&["coverage", "--json"]);
+    assert!(cov.contains("SO-A") && !cov.contains("SO-B"), "{cov}");
+    ok(&["policy", "list"]);
+    ok(&["incidents", "note", &mine[0]["id"].as_u64().unwrap().to_string(), "seen by the agency"]);
+    // asking for B: refused
+    denied(&["agents", "list", "--agency", "SO-B"]);
+    denied(&["alerts", "list", "--agency", "SO-B"]);
+    denied(&["incidents", "list", "--agency", "SO-B"]);
+    denied(&["incidents", "show", &inc_b]);
+    denied(&["incidents", "note", &inc_b, "x"]);
+    denied(&["incidents", "report", &inc_b]);
+    denied(&["system", "show", &sys_b.to_string()]);
+    denied(&["system", "list", "--agency", "SO-B"]);
+    denied(&["system", "export", "--agency", "SO-B"]);
+    denied(&["agency", "show", "SO-B"]);
+    denied(&["coverage", "--agency", "SO-B"]);
+    denied(&["policy", "list", "--agency", "SO-B"]);
+    // what the role may not do at all
+    denied(&["incidents", "transition", &inc_b, "notified"]);
+    denied(&["system", "add", "--agency", "SO-A", "--name", "x", "--level", "1"]);
+    denied(&["agent", "revoke", &agent_b]);
+    denied(&["agent", "link", &agent_b, "--system", &sys_a.to_string()]);
+    denied(&["token", "create", "--agency", "SO-B"]);
+    denied(&["audit", "verify"]);
+    denied(&["operator", "add", "--name", "y", "--role", "admin", "--out", "/tmp/never"]);
+    // the subscription is refused too
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let prof = Profile::load(&pa).unwrap();
+    let code = rt.block_on(async {
+        let ch = prof.client(Some(&c.url())).unwrap().connect(Duration::from_secs(5)).await.unwrap();
+        let mut op = OperatorClient::new(ch);
+        let a = op
+            .subscribe_alerts(SubscribeAlertsRequest {
+                after_cursor: Some(0),
+                agency: "SO-B".into(),
+                min_severity: 0,
+            })
+            .await;
+        let i = op
+            .subscribe_incidents(SubscribeIncidentsRequest { after_cursor: Some(0), agency: "SO-B".into() })
+            .await;
+        (a.err().map(|s| s.code()), i.err().map(|s| s.code()))
+    });
+    assert_eq!(code, (Some(tonic::Code::PermissionDenied), Some(tonic::Code::PermissionDenied)));
+    // an unfiltered incident subscription carries only A
+    let changes = rt.block_on(async {
+        let ch = prof.client(Some(&c.url())).unwrap().connect(Duration::from_secs(5)).await.unwrap();
+        let mut s = OperatorClient::new(ch)
+            .subscribe_incidents(SubscribeIncidentsRequest { after_cursor: Some(0), agency: String::new() })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut got = Vec::new();
+        while let Ok(Ok(Some(m))) = tokio::time::timeout(Duration::from_secs(2), s.message()).await {
+            got.push(m.incident.unwrap().agency);
+        }
+        got
+    });
+    assert!(!changes.is_empty() && changes.iter().all(|a| a == "SO-A"), "{changes:?}");
+
+    // the auditor reads the log but changes nothing
+    let pq = tmp.path().join("auditor.profile");
+    c.cli(&["operator", "add", "--name", "inspector", "--role", "auditor", "--out", pq.to_str().unwrap()]);
+    let o = cli_as(&pq, &c, &["incidents", "transition", &inc_b, "notified"]);
+    assert!(stderr(&o).contains("PermissionDenied"), "{}", stderr(&o));
+    let o = cli_as(&pq, &c, &["audit", "verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let log = json_lines(&c.cli(&["audit", "list"]));
+    let refused: Vec<&Value> =
+        log.iter().filter(|e| e["operator"] == "op-a" && e["outcome"] == "PermissionDenied").collect();
+    assert!(refused.len() >= 18, "{} refusals logged", refused.len());
+    assert!(refused.iter().any(|e| e["action"] == "ListAlerts" && e["target"] == "SO-B"), "{refused:?}");
+    assert!(
+        refused.iter().any(|e| e["action"] == "GetIncident" && e["target"] == format!("incident {inc_b}"))
+    );
+    assert!(refused.iter().any(|e| e["action"] == "SubscribeAlerts"));
+    assert!(log.iter().any(|e| e["operator"] == "inspector"
+        && e["action"] == "TransitionIncident"
+        && e["outcome"] == "PermissionDenied"));
+    assert!(
+        log.iter().any(|e| e["operator"] == "admin" && e["action"] == "AddSystem" && e["outcome"] == "ok")
+    );
+    let v = c.cli(&["audit", "verify"]);
+    assert!(v.contains("audit log intact"), "{v}");
+
+    // a tampered export: the first bad entry is named
+    let export = c.cli(&["audit", "list"]);
+    let mut lines: Vec<String> = export.lines().map(String::from).collect();
+    let victim = lines
+        .iter()
+        .position(|l| l.contains("\"operator\":\"op-a\"") && l.contains("PermissionDenied"))
+        .unwrap();
+    let seq = json_lines(&lines[victim])[0]["seq"].as_u64().unwrap();
+    lines[victim] = lines[victim].replace("PermissionDenied", "ok");
+    let file = tmp.path().join("audit.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let o = c.cli_output(&["audit", "verify", "--file", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(&format!("entry {seq}: hash does not match")), "{}", stderr(&o));
+
+    // the stored log, tampered in the database while the collector is down
+    c.kill();
+    {
+        let store = canhgac_collector::store::Store::open(&c.dir.join("db")).unwrap();
+        let mut e = store.audit_after(seq - 1, 1).unwrap().remove(0);
+        e.target = "SO-A".into();
+        store.overwrite_audit_for_tests(&e).unwrap();
+        store.flush_blocking().unwrap();
+    }
+    c.start();
+    let o = c.cli_output(&["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains(&format!("entry {seq}: hash does not match")), "{}", stderr(&o));
+}
+
+/// Stopping an agent raises `agent-silent` within the configured limit;
+/// coverage shows it silent; no incident is opened for it.
+#[test]
+fn a_stopped_agent_raises_agent_silent_within_the_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Collector::init(tmp.path());
+    c.set_config("[telemetry]\nheartbeat_interval = \"1s\"\n[supervision]\nagent_silence_limit = \"3s\"\n");
+    c.start();
+    c.add_agency("SO-A", "Agency A");
+    let mut agent = Agent::new(tmp.path(), "agent");
+    agent.enroll(&c, &c.token("SO-A", None));
+    let burst = Burst::new(tmp.path(), 5, "[uplink]\nheartbeat_interval = \"1s\"\n");
+    agent.start(&burst.args(&[]));
+    wait_for("the agent online", Duration::from_secs(30), || {
+        let cov = json_lines(&c.cli(&["coverage", "--json"]));
+        cov.iter().any(|v| v["type"] == "agent" && v["online"] == true).then_some(())
+    });
+    // running agents stay quiet
+    std::thread::sleep(Duration::from_secs(5));
+    let silent =
+        |c: &Collector| c.alerts().into_iter().filter(|a| a["canhgac"]["detector"] == "agent-silent").count();
+    assert_eq!(silent(&c), 0, "a heartbeating agent is not silent");
+    agent.kill();
+    let stopped = Instant::now();
+    wait_for("agent-silent", Duration::from_secs(15), || (silent(&c) == 1).then_some(()));
+    let took = stopped.elapsed();
+    assert!(took >= Duration::from_millis(2500) && took <= Duration::from_secs(6), "raised after {took:?}");
+    let a = c.alerts().into_iter().find(|a| a["canhgac"]["detector"] == "agent-silent").unwrap();
+    assert_eq!(a["canhgac"]["agent_id"], agent.agent_id().as_str());
+    assert_eq!(a["canhgac"]["agency"], "SO-A");
+    assert_eq!(a["alert"]["signature_id"], 9_100_001);
+    let cov = json_lines(&c.cli(&["coverage", "--json"]));
+    let g = cov.iter().find(|v| v["type"] == "agent").unwrap();
+    assert_eq!((g["online"].as_bool(), g["silent"].as_bool()), (Some(false), Some(true)));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(silent(&c), 1, "one alert per silence");
+    assert!(incidents(&c).iter().all(|i| i["category"] != "sensor_outage"));
+    // back online, then silent again: a second alert
+    agent.restart();
+    wait_for("the agent back", Duration::from_secs(30), || {
+        let cov = json_lines(&c.cli(&["coverage", "--json"]));
+        cov.iter().any(|v| v["type"] == "agent" && v["online"] == true).then_some(())
+    });
+    agent.kill();
+    wait_for("a second agent-silent", Duration::from_secs(15), || (silent(&c) == 2).then_some(()));
+}
+
+/// A policy pushed with `--all` reaches every connected agent; the
+/// indicator list is applied live (alerts start without a restart) and
+/// the coverage view shows the version.
+#[test]
+fn a_policy_push_reaches_every_connected_agent_and_applies_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Collector::init(tmp.path());
+    c.set_config("[telemetry]\nheartbeat_interval = \"1s\"\n");
+    c.start();
+    let mut agents = Vec::new();
+    for code in ["SO-A", "SO-B"] {
+        c.add_agency(code, code);
+        let dir = tmp.path().join(code);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut agent = Agent::new(&dir, "agent");
+        agent.enroll(&c, &c.token(code, None));
+        // 20 s of DNS queries for late.example, not on any list yet
+        let frames: Vec<Vec<u8>> =
+            (0..400).map(|i| dns_query(&format!("q{i}.late.example"), i as u16, 1024 + i as u16)).collect();
+        let pcap = dir.join("slow.pcap");
+        write_raw_pcap(&pcap, &frames);
+        let ioc = dir.join("local.txt");
+        std::fs::write(&ioc, "unrelated.example\n").unwrap();
+        let cfg = dir.join("agent.toml");
+        std::fs::write(&cfg, "version = 1\n[uplink]\nheartbeat_interval = \"1s\"\n").unwrap();
+        agent.start(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--ioc",
+            ioc.to_str().unwrap(),
+            "--replay-pps",
+            "20",
+        ]);
+        agents.push(agent);
+    }
+    wait_for("both agents online", Duration::from_secs(30), || {
+        let cov = json_lines(&c.cli(&["coverage", "--json"]));
+        (cov.iter().filter(|v| v["type"] == "agent" && v["online"] == true).count() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(c.alerts().is_empty());
+
+    let list = tmp.path().join("national-ioc.txt");
+    std::fs::write(&list, "# pushed by the department\nlate.example\n").unwrap();
+    let settings = tmp.path().join("detectors.toml");
+    std::fs::write(&settings, "[ioc]\nseverity = 1\n").unwrap();
+    let rules = tmp.path().join("local.rules");
+    std::fs::write(&rules, "alert tcp any any -> any 23 (msg:\"telnet\"; sid:1000001;)\n").unwrap();
+    let pushed = Instant::now();
+    let out = c.cli(&[
+        "policy",
+        "push",
+        "--all",
+        list.to_str().unwrap(),
+        settings.to_str().unwrap(),
+        rules.to_str().unwrap(),
+    ]);
+    let version = last_line(&out);
+    let version_n: u64 = version.parse().unwrap();
+    assert!(out.contains("sent to 2 connected agent(s)"), "{out}");
+    let cov = wait_for("both agents on the new version", Duration::from_secs(10), || {
+        let cov = json_lines(&c.cli(&["coverage", "--json"]));
+        let on: Vec<&Value> =
+            cov.iter().filter(|v| v["type"] == "agent" && v["policy_version"] == version_n).collect();
+        (on.len() == 2).then_some(cov)
+    });
+    eprintln!("policy version {version} on both agents after {:?}", pushed.elapsed());
+    assert!(cov.iter().filter(|v| v["type"] == "agency").all(|v| v["policy_version"] == version_n));
+    // applied live: alerts for the pushed indicator, at the pushed severity
+    let alerts = wait_for("alerts from the pushed list", Duration::from_secs(15), || {
+        let a = c.alerts();
+        let agencies: HashSet<String> =
+            a.iter().map(|x| x["canhgac"]["agency"].as_str().unwrap().to_string()).collect();
+        (agencies.len() == 2).then_some(a)
+    });
+    assert!(
+        alerts.iter().all(|a| a["canhgac"]["list"] == "national-ioc.txt" && a["alert"]["severity"] == 1),
+        "{:?}",
+        alerts[0]
+    );
+    for agent in &agents {
+        let logs = agent.logs();
+        assert!(logs.contains("detection engine swapped"), "{logs}");
+        assert!(agent.state_dir.join(format!("policy/v{version}/local.rules")).exists());
+    }
+    // one agency only; a restarted agent keeps its policy
+    let out = c.cli(&["policy", "push", "--agency", "SO-B", list.to_str().unwrap()]);
+    let v2 = last_line(&out);
+    wait_for("SO-B on the second version", Duration::from_secs(10), || {
+        let a = json_lines(&c.cli(&["agents", "list", "--json"]));
+        let by: Vec<(String, String)> = a
+            .iter()
+            .map(|x| (x["agency"].as_str().unwrap().into(), x["policy_version"].to_string()))
+            .collect();
+        (by.contains(&("SO-B".into(), v2.clone())) && by.contains(&("SO-A".into(), version.clone())))
+            .then_some(())
+    });
+    let bad =
+        c.cli_output(&["policy", "push", "--agency", "SO-B", tmp.path().join("nope").to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(2));
+    let history = json_lines(&c.cli(&["policy", "list", "--json"]));
+    assert_eq!(history.len(), 2);
+}
+
+async fn operator_client(c: &Collector) -> OperatorClient<tonic::transport::Channel> {
+    let p = Profile::load(&c.profile()).unwrap();
+    let ch = p.client(Some(&c.url())).unwrap().connect(Duration::from_secs(5)).await.unwrap();
+    OperatorClient::new(ch)
+}
+
+/// A subscriber that disconnects in the middle of a burst resumes from its
+/// last cursor and receives every alert, and every incident change,
+/// exactly once.
+#[test]
+fn subscriptions_resume_from_the_cursor_without_gaps_or_repeats() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Collector::init(tmp.path());
+    c.start();
+    c.add_agency("SO-A", "A");
+    let mut agent = Agent::new(tmp.path(), "agent");
+    agent.enroll(&c, &c.token("SO-A", None));
+    // 600 queries for 150 listed domains: 600 alerts, 150 incidents
+    let n = 600;
+    let frames: Vec<Vec<u8>> =
+        (0..n).map(|i| dns_query(&format!("q{i}.d{}.example", i % 150), i as u16, 1024 + i as u16)).collect();
+    let pcap = tmp.path().join("burst.pcap");
+    write_raw_pcap(&pcap, &frames);
+    let ioc = tmp.path().join("ioc.txt");
+    std::fs::write(&ioc, (0..150).map(|i| format!("d{i}.example\n")).collect::<String>()).unwrap();
+    let cfg = tmp.path().join("agent.toml");
+    std::fs::write(&cfg, "version = 1\n[uplink]\nbatch_max_records = 10\n").unwrap();
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (alerts, changes) = rt.block_on(async {
+        let mut op = operator_client(&c).await;
+        let mut a = op
+            .subscribe_alerts(SubscribeAlertsRequest { after_cursor: None, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut i = op
+            .subscribe_incidents(SubscribeIncidentsRequest { after_cursor: None, ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        agent.start(&[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--ioc",
+            ioc.to_str().unwrap(),
+            "--replay-pps",
+            "400",
+            "--exit-when-drained",
+        ]);
+        // read part of the burst, then drop both streams and the connection
+        let mut alerts: Vec<(u64, String)> = Vec::new();
+        let mut changes: Vec<(u64, u64, u64)> = Vec::new();
+        while alerts.len() < 120 {
+            let m = a.message().await.unwrap().unwrap();
+            alerts.push((m.cursor, m.eve_json));
+        }
+        while changes.len() < 30 {
+            let m = i.message().await.unwrap().unwrap();
+            let inc = m.incident.unwrap();
+            changes.push((m.cursor, inc.id, inc.alert_count));
+        }
+        drop(a);
+        drop(i);
+        drop(op);
+        tokio::time::sleep(Duration::from_millis(1500)).await; // the burst goes on
+        let mut op = operator_client(&c).await;
+        let last_a = alerts.last().unwrap().0;
+        let last_i = changes.last().unwrap().0;
+        let mut a = op
+            .subscribe_alerts(SubscribeAlertsRequest { after_cursor: Some(last_a), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut i = op
+            .subscribe_incidents(SubscribeIncidentsRequest {
+                after_cursor: Some(last_i),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while alerts.len() < n && Instant::now() < deadline {
+            if let Ok(Ok(Some(m))) = tokio::time::timeout(Duration::from_secs(2), a.message()).await {
+                alerts.push((m.cursor, m.eve_json));
+            }
+        }
+        // incident changes until every incident has all its alerts
+        let mut counts = std::collections::HashMap::new();
+        for (_, id, count) in &changes {
+            counts.insert(*id, *count);
+        }
+        while (counts.len() < 150 || counts.values().sum::<u64>() < n as u64) && Instant::now() < deadline {
+            if let Ok(Ok(Some(m))) = tokio::time::timeout(Duration::from_secs(2), i.message()).await {
+                let inc = m.incident.unwrap();
+                counts.insert(inc.id, inc.alert_count);
+                changes.push((m.cursor, inc.id, inc.alert_count));
+            }
+        }
+        // nothing more: no repeats
+        while let Ok(Ok(Some(m))) = tokio::time::timeout(Duration::from_secs(2), a.message()).await {
+            alerts.push((m.cursor, m.eve_json));
+        }
+        while let Ok(Ok(Some(m))) = tokio::time::timeout(Duration::from_millis(500), i.message()).await {
+            let inc = m.incident.unwrap();
+            changes.push((m.cursor, inc.id, inc.alert_count));
+        }
+        (alerts, changes)
+    });
+    assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
+    assert_eq!(alerts.len(), n, "every alert once");
+    let names: BTreeSet<String> = alerts
+        .iter()
+        .map(|(_, e)| {
+            serde_json::from_str::<Value>(e).unwrap()["dns"]["query"][0]["rrname"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names.len(), n, "no alert twice");
+    assert!(alerts.windows(2).all(|w| w[0].0 < w[1].0), "cursor order");
+    let cursors: Vec<u64> = changes.iter().map(|c| c.0).collect();
+    assert!(cursors.windows(2).all(|w| w[1] == w[0] + 1), "incident changes without gaps or repeats");
+    let ids: BTreeSet<u64> = changes.iter().map(|c| c.1).collect();
+    assert_eq!(ids.len(), 150);
+    let final_counts: u64 = ids.iter().map(|id| changes.iter().rev().find(|c| c.1 == *id).unwrap().2).sum();
+    assert_eq!(final_counts, n as u64);
+    let listed = incidents(&c);
+    assert_eq!(listed.len(), 150);
+}
+
+/// Rule packs are data: a pack from the configuration with a 2-second
+/// notification deadline flags the incident overdue, records it in the
+/// history once, and meeting the milestone clears the flag.
+#[test]
+fn a_configured_rule_pack_sets_deadlines_and_missed_ones_are_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Collector::init(tmp.path());
+    std::fs::write(
+        c.dir.join("packs.toml"),
+        "version = 1\n[[pack]]\nid = \"drill\"\nname = \"exercise\"\n[[pack.deadline]]\nid = \"notify\"\n\
+         description = \"notify within 2 seconds\"\napplies = \"all\"\nfrom = \"detected\"\nwithin = \"2s\"\nmet_by = \"notified\"\n",
+    )
+    .unwrap();
+    c.set_config(
+        "[supervision]\nagent_silence_limit = \"40s\"\n[incidents]\nrule_packs = [\"drill\"]\n[regulation]\nrule_packs_file = \"packs.toml\"\n",
+    );
+    c.start();
+    c.add_agency("SO-A", "A");
+    let mut agent = Agent::new(tmp.path(), "agent");
+    agent.enroll(&c, &c.token("SO-A", None));
+    let (pcap, ioc) = scan(tmp.path(), [203, 0, 113, 9], [198, 51, 100, 9], &[22, 80]);
+    agent.start(&["--pcap", pcap.to_str().unwrap(), "--ioc", ioc.to_str().unwrap(), "--exit-when-drained"]);
+    assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
+    let inc = wait_for("the incident", Duration::from_secs(20), || incidents(&c).into_iter().next());
+    assert_eq!(inc["deadline_id"], "drill/notify");
+    assert_eq!(time_of(&inc["deadline"]) - time_of(&inc["detected"]), time::Duration::seconds(2));
+    let id = inc["id"].as_u64().unwrap().to_string();
+    let overdue = wait_for("the overdue flag", Duration::from_secs(30), || {
+        let v: Value = serde_json::from_str(&c.cli(&["incidents", "show", &id, "--json"])).unwrap();
+        v["history"].as_array().unwrap().iter().any(|h| h["action"] == "overdue").then_some(v)
+    });
+    assert_eq!(overdue["overdue"], true);
+    assert_eq!(json_lines(&c.cli(&["incidents", "list", "--overdue", "--json"])).len(), 1);
+    c.cli(&["incidents", "transition", &id, "notified"]);
+    let v: Value = serde_json::from_str(&c.cli(&["incidents", "show", &id, "--json"])).unwrap();
+    assert_eq!(v["overdue"], false, "{v}");
+    assert_eq!(v["history"].as_array().unwrap().iter().filter(|h| h["action"] == "overdue").count(), 1);
+    assert!(json_lines(&c.cli(&["incidents", "list", "--overdue", "--json"])).is_empty());
+}
