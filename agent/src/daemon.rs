@@ -64,7 +64,8 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     let (done_tx, done_rx) = watch::channel(false);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (result_tx, mut result_rx) = oneshot::channel();
-    let source = cfg.source.clone().ok_or_else(|| RunError::Thread("no capture source".into()))?;
+    // a host-only agent has no capture source: the capture thread ends at once
+    let source = cfg.source.clone().unwrap_or(crate::capture::Source::Pcap(Vec::new()));
     let mut producer = Producer::new(
         spool.clone(),
         Arc::new(builder),

@@ -33,7 +33,16 @@ pub fn engine(data: &[u8]) {
     let Some((&first, rest)) = data.split_first() else { return };
     let linktype = [0u32, 1, 101, 108, 113, 228, 229, 276][usize::from(first) % 8];
     let cfg = EngineConfig {
-        eve: EveTypes { alert: true, flow: true, dns: true, tls: true, http: true, ssh: true },
+        eve: EveTypes {
+            alert: true,
+            flow: true,
+            dns: true,
+            tls: true,
+            http: true,
+            ssh: true,
+            auth: true,
+            fim: true,
+        },
         ..Default::default()
     };
     let mut engine = Engine::new(ioc(), cfg, Vec::new());

@@ -65,12 +65,19 @@ enum Command {
         #[arg(long)]
         collector: Option<String>,
     },
-    /// Runs the detection engine over capture files: EVE JSON lines on
-    /// stdout (alerts only by default), a summary on stderr.
+    /// Runs the detection engine over capture files and log files: EVE
+    /// JSON lines on stdout (alerts only by default), a summary on stderr.
     Analyze {
         /// Capture file (pcap or pcapng); repeatable.
-        #[arg(long, required = true)]
+        #[arg(long, required_unless_present = "log")]
         pcap: Vec<PathBuf>,
+        /// Authentication log (syslog, RFC 5424, journal JSON, sshd -E;
+        /// `.gz` too); repeatable.
+        #[arg(long)]
+        log: Vec<PathBuf>,
+        /// Format of the --log files.
+        #[arg(long, default_value = "auto", value_parser = canhgac_agent::host::logfmt::LogFormat::parse)]
+        log_format: canhgac_agent::host::logfmt::LogFormat,
         /// Suricata rule file; repeatable.
         #[arg(long)]
         rules: Vec<PathBuf>,
@@ -80,7 +87,7 @@ enum Command {
         /// Agent configuration (indicator lists, detector settings).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Event types to print: any of alert,flow,dns,tls,http,ssh.
+        /// Event types to print: any of alert,flow,dns,tls,http,ssh,auth,fim.
         #[arg(long, value_parser = canhgac_agent::eve::EveTypes::parse)]
         eve_types: Option<canhgac_agent::eve::EveTypes>,
     },
@@ -181,8 +188,34 @@ fn main() -> ExitCode {
                 Err(e) => fail(1, &e.to_string()),
             }
         }
-        Command::Analyze { pcap, rules, ioc, config, eve_types } => {
+        Command::Analyze { pcap, log, log_format, rules, ioc, config, eve_types } => {
             canhgac_proto::files::init_logging();
+            if !log.is_empty() {
+                let opts = canhgac_agent::host::analyze::LogAnalyzeOptions {
+                    logs: log,
+                    format: log_format,
+                    config: config.clone(),
+                    eve: eve_types,
+                };
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::new(stdout.lock());
+                match canhgac_agent::host::analyze::run(&opts, &mut out) {
+                    Ok(summary) => {
+                        drop(out);
+                        eprintln!("{}", summary.line());
+                    }
+                    Err(e @ canhgac_agent::analyze::AnalyzeError::Config(_)) => {
+                        return fail(2, &e.to_string());
+                    }
+                    Err(e @ canhgac_agent::analyze::AnalyzeError::Usage(_)) => {
+                        return fail(2, &e.to_string());
+                    }
+                    Err(e) => return fail(1, &e.to_string()),
+                }
+                if pcap.is_empty() {
+                    return ExitCode::SUCCESS;
+                }
+            }
             let opts =
                 canhgac_agent::analyze::AnalyzeOptions { pcaps: pcap, ioc, rules, config, eve: eve_types };
             let stdout = std::io::stdout();

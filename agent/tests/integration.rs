@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+mod host;
+
 fn agent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_canhgac-agent"))
 }
