@@ -31,6 +31,8 @@ pub struct Counters {
     pub connects: AtomicU64,
     /// Capture files that ended in damage (the rest of the file is lost).
     pub input_errors: AtomicU64,
+    /// The host sensor's counters.
+    pub host: std::sync::Arc<crate::host::HostCounters>,
     started: Instant,
 }
 
@@ -43,6 +45,7 @@ impl Default for Counters {
             batches_rejected: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             input_errors: AtomicU64::new(0),
+            host: Default::default(),
             started: Instant::now(),
         }
     }
@@ -115,6 +118,15 @@ impl Counters {
             flows_evicted: w.engine.flows.evicted,
             fragments_dropped: w.engine.defrag.timeouts,
             tcp_reassembly_gaps: w.engine.tcp_gaps,
+            host_log_lines: self.host.log_lines.load(Relaxed),
+            host_log_lines_skipped: self.host.log_lines_skipped.load(Relaxed),
+            host_log_read_errors: self.host.log_read_errors.load(Relaxed),
+            host_journal_unavailable: self.host.journal_unavailable.load(Relaxed),
+            host_auth_events: self.host.auth_events.load(Relaxed),
+            host_fim_files: self.host.fim_files.load(Relaxed),
+            host_fim_changes: self.host.fim_changes.load(Relaxed),
+            host_fim_skipped: self.host.fim_skipped.load(Relaxed),
+            host_tracker_evictions: self.host.tracker_evictions.load(Relaxed),
         }
     }
 }

@@ -60,6 +60,8 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
         spool.detector_state()?,
     );
 
+    let host = crate::host::HostSensor::start(&cfg, &spool, counters.host.clone(), &builder.restored)?;
+
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = watch::channel(false);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -123,6 +125,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     };
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    let _ = tokio::task::spawn_blocking(move || host.stop()).await;
     spool.flush()?;
     if let Some(Some(e)) = producer_failed {
         return Err(e.into());

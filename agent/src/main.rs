@@ -91,10 +91,34 @@ enum Command {
         #[arg(long, value_parser = canhgac_agent::eve::EveTypes::parse)]
         eve_types: Option<canhgac_agent::eve::EveTypes>,
     },
+    /// File integrity administration.
+    Fim {
+        #[command(subcommand)]
+        command: FimCommand,
+    },
     /// Prints the identity and the spool state.
     Status {
         #[arg(long)]
         state_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum FimCommand {
+    /// Opens a maintenance window: changes under these paths are taken into
+    /// the baseline without alerts until it closes (a deployment). The
+    /// running agent picks it up within a second.
+    Accept {
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// How long the window stays open.
+        #[arg(long = "for", default_value = "1h", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Closes every open window instead.
+        #[arg(long)]
+        clear: bool,
+        #[arg(required_unless_present = "clear")]
+        paths: Vec<PathBuf>,
     },
 }
 
@@ -229,6 +253,28 @@ fn main() -> ExitCode {
                 Err(e @ canhgac_agent::analyze::AnalyzeError::Config(_)) => fail(2, &e.to_string()),
                 Err(e @ canhgac_agent::analyze::AnalyzeError::Usage(_)) => fail(2, &e.to_string()),
                 Err(e) => fail(1, &e.to_string()),
+            }
+        }
+        Command::Fim { command: FimCommand::Accept { state_dir, duration, clear, paths } } => {
+            if !state_dir.is_dir() {
+                return fail(2, &format!("no state directory `{}`", state_dir.display()));
+            }
+            let r = if clear {
+                canhgac_agent::host::fim::accept_clear(&state_dir).map(|_| 0)
+            } else {
+                canhgac_agent::host::fim::accept(&state_dir, &paths, duration)
+            };
+            match r {
+                Ok(0) => {
+                    println!("maintenance windows closed");
+                    ExitCode::SUCCESS
+                }
+                Ok(until) => {
+                    let until = time::OffsetDateTime::from_unix_timestamp(until).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                    println!("changes under {} accepted until {}", paths.len(), canhgac_proto::timefmt::rfc3339(until));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, &format!("cannot write the maintenance file: {e}")),
             }
         }
         Command::Status { state_dir } => {
