@@ -270,7 +270,14 @@ impl Follower {
         let current = std::fs::metadata(&self.path).ok();
         let rotated = current.as_ref().is_some_and(|m| m.dev() != open.pos.dev || m.ino() != open.pos.ino);
         let size = open.reader.get_ref().metadata().map(|m| m.len()).unwrap_or(0);
-        if !rotated && size < open.pos.offset {
+        let pos_now = open.pos.clone();
+        // truncated, possibly already written again past our offset
+        let regrown = !rotated && size >= pos_now.offset && pos_now.head_len > 0 && {
+            let path = self.path.clone();
+            !self.head_matches(&path, &pos_now)
+        };
+        let Some(open) = self.open.as_mut() else { return n };
+        if !rotated && (size < open.pos.offset || regrown) {
             // copytruncate: finish from the copy, then start over
             self.stats.truncations += 1;
             let pos = open.pos.clone();

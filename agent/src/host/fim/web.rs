@@ -235,6 +235,8 @@ const WEAK: &[&str] = &[
     "$_post[",
     "request.getparameter(",
     "request.form(",
+    "request.form[",
+    "request.querystring",
 ];
 
 /// Web-shell constructs found (empty: none).
@@ -249,7 +251,10 @@ pub fn webshell(data: &[u8]) -> Vec<String> {
         ["shell_exec(", "passthru(", "system(", "proc_open(", "popen(", "runtime.getruntime().exec(", "processbuilder", "process.start(", "cmd.exe", "/bin/sh", "create_function("]
             .contains(&w.as_str())
     });
-    let input = weak.iter().any(|w| ["$_request[", "$_post[", "request.getparameter(", "request.form(", "move_uploaded_file("].contains(&w.as_str()));
+    let input = weak.iter().any(|w| {
+        ["$_request[", "$_post[", "request.getparameter(", "request.form(", "request.form[", "request.querystring", "move_uploaded_file("]
+            .contains(&w.as_str())
+    });
     if weak.len() >= 2 && exec && (input || weak.len() >= 3) { weak } else { Vec::new() }
 }
 
