@@ -113,3 +113,26 @@ pub fn indicators(data: &[u8]) {
         let _ = s.match_url(line, line);
     }
 }
+
+/// Authentication log lines in every format through the parser and the
+/// detectors (a stateful run: the lines are one log).
+pub fn auth_log(data: &[u8]) {
+    use crate::host::{auth::AuthPipeline, logfmt};
+    let mut p = AuthPipeline::new(Default::default(), true, &[]);
+    let clock = logfmt::Clock::utc(time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000));
+    let mut out = Output::default();
+    for (i, line) in data.split(|b| *b == b'\n').enumerate().take(256) {
+        let format = [logfmt::LogFormat::Auto, logfmt::LogFormat::Syslog, logfmt::LogFormat::Rfc5424, logfmt::LogFormat::JournalJson][i % 4];
+        p.line(line, false, "fuzz", Some(i as u64), format, &clock, &mut out);
+    }
+    p.take_state(&mut out);
+}
+
+/// Web page and script content analysis.
+pub fn web_content(data: &[u8]) {
+    use crate::host::fim::web;
+    let (a, b) = data.split_at(data.len() / 2);
+    let old = web::profile(a);
+    let _ = web::defacement(Some(&old), b);
+    let _ = web::webshell(data);
+}
