@@ -122,7 +122,12 @@ pub fn auth_log(data: &[u8]) {
     let clock = logfmt::Clock::utc(time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000));
     let mut out = Output::default();
     for (i, line) in data.split(|b| *b == b'\n').enumerate().take(256) {
-        let format = [logfmt::LogFormat::Auto, logfmt::LogFormat::Syslog, logfmt::LogFormat::Rfc5424, logfmt::LogFormat::JournalJson][i % 4];
+        let format = [
+            logfmt::LogFormat::Auto,
+            logfmt::LogFormat::Syslog,
+            logfmt::LogFormat::Rfc5424,
+            logfmt::LogFormat::JournalJson,
+        ][i % 4];
         p.line(line, false, "fuzz", Some(i as u64), format, &clock, &mut out);
     }
     p.take_state(&mut out);

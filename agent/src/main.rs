@@ -270,8 +270,13 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Ok(until) => {
-                    let until = time::OffsetDateTime::from_unix_timestamp(until).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-                    println!("changes under {} accepted until {}", paths.len(), canhgac_proto::timefmt::rfc3339(until));
+                    let until = time::OffsetDateTime::from_unix_timestamp(until)
+                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                    println!(
+                        "changes under {} accepted until {}",
+                        paths.len(),
+                        canhgac_proto::timefmt::rfc3339(until)
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(1, &format!("cannot write the maintenance file: {e}")),

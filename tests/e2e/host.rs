@@ -14,7 +14,13 @@ use serde_json::Value;
 use crate::setup;
 
 fn append(path: &Path, text: &str) {
-    std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
 }
 
 fn host_config(dir: &Path, body: &str) -> String {
@@ -155,7 +161,8 @@ fn web_defacement_within_5s_and_maintenance_window_is_quiet() {
     )
     .unwrap();
     for i in 0..20 {
-        std::fs::write(www.join(format!("tin-tuc/{i}.html")), page("Tin tức", &format!("Bài viết số {i}"))).unwrap();
+        std::fs::write(www.join(format!("tin-tuc/{i}.html")), page("Tin tức", &format!("Bài viết số {i}")))
+            .unwrap();
     }
     let config = host_config(
         tmp.path(),
@@ -166,7 +173,9 @@ fn web_defacement_within_5s_and_maintenance_window_is_quiet() {
         ),
     );
     agent.start(&["--config", config.as_str()]);
-    wait_for("the baseline", Duration::from_secs(30), || agent.logs().contains("baseline ready").then_some(()));
+    wait_for("the baseline", Duration::from_secs(30), || {
+        agent.logs().contains("baseline ready").then_some(())
+    });
     // a deployment inside a maintenance window: nothing
     let out = Command::new(canhgac_tests::bin("canhgac-agent"))
         .args(["fim", "accept", "--for", "10m", "--state-dir"])
@@ -176,16 +185,31 @@ fn web_defacement_within_5s_and_maintenance_window_is_quiet() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::thread::sleep(Duration::from_millis(1500));
-    std::fs::write(www.join("index.html"), page("Cổng thông tin điện tử Sở Tài chính - giao diện mới", "Trang chủ mới: dịch vụ công trực tuyến mức độ 4, tra cứu hồ sơ, hỏi đáp.")).unwrap();
+    std::fs::write(
+        www.join("index.html"),
+        page(
+            "Cổng thông tin điện tử Sở Tài chính - giao diện mới",
+            "Trang chủ mới: dịch vụ công trực tuyến mức độ 4, tra cứu hồ sơ, hỏi đáp.",
+        ),
+    )
+    .unwrap();
     for i in 20..60 {
-        std::fs::write(www.join(format!("tin-tuc/{i}.html")), page("Tin tức", &format!("Bài viết số {i}"))).unwrap();
+        std::fs::write(www.join(format!("tin-tuc/{i}.html")), page("Tin tức", &format!("Bài viết số {i}")))
+            .unwrap();
     }
     std::fs::remove_file(www.join("tin-tuc/0.html")).unwrap();
     std::thread::sleep(Duration::from_secs(4));
     let host_alerts = |a: &[Value]| -> Vec<Value> {
-        a.iter().filter(|v| matches!(v["canhgac"]["detector"].as_str(), Some("fim" | "defacement" | "webshell"))).cloned().collect()
+        a.iter()
+            .filter(|v| matches!(v["canhgac"]["detector"].as_str(), Some("fim" | "defacement" | "webshell")))
+            .cloned()
+            .collect()
     };
-    assert!(host_alerts(&c.alerts()).is_empty(), "alerts during the maintenance window: {:?}", host_alerts(&c.alerts()));
+    assert!(
+        host_alerts(&c.alerts()).is_empty(),
+        "alerts during the maintenance window: {:?}",
+        host_alerts(&c.alerts())
+    );
     let out = Command::new(canhgac_tests::bin("canhgac-agent"))
         .args(["fim", "accept", "--clear", "--state-dir"])
         .arg(&agent.state_dir)
@@ -217,7 +241,9 @@ fn web_defacement_within_5s_and_maintenance_window_is_quiet() {
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -227,7 +253,12 @@ fn sh(cmd: &str) -> std::process::Output {
 
 fn must(cmd: &str) {
     let out = sh(cmd);
-    assert!(out.status.success(), "{cmd}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Acceptance 3: password guessing against a real OpenSSH server from
@@ -239,7 +270,9 @@ fn must(cmd: &str) {
 fn sshd_password_guessing_in_a_namespace() {
     assert!(is_root(), "this test runs sshd and creates network namespaces: run it as root (CI does)");
     if sh("test -x /usr/sbin/sshd && command -v sshpass").status.code() != Some(0) {
-        must("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server sshpass");
+        must(
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server sshpass",
+        );
     }
     must("mkdir -p /run/sshd && ssh-keygen -A >/dev/null");
     let id = std::process::id() % 10_000;
@@ -252,7 +285,10 @@ fn sshd_password_guessing_in_a_namespace() {
     struct Cleanup(String, String, String);
     impl Drop for Cleanup {
         fn drop(&mut self) {
-            let _ = sh(&format!("ip link del {} 2>/dev/null; ip netns del {} 2>/dev/null; userdel -r {} 2>/dev/null", self.1, self.0, self.2));
+            let _ = sh(&format!(
+                "ip link del {} 2>/dev/null; ip netns del {} 2>/dev/null; userdel -r {} 2>/dev/null",
+                self.1, self.0, self.2
+            ));
         }
     }
     let user = format!("cgt{id}");
@@ -270,7 +306,18 @@ fn sshd_password_guessing_in_a_namespace() {
     let mut sshd = Command::new("/usr/sbin/sshd")
         .args(["-D", "-E"])
         .arg(&log)
-        .args(["-p", "2222", "-o", &format!("ListenAddress={host_ip}"), "-o", "PasswordAuthentication=yes", "-o", "PidFile=none", "-o", "MaxStartups=100"])
+        .args([
+            "-p",
+            "2222",
+            "-o",
+            &format!("ListenAddress={host_ip}"),
+            "-o",
+            "PasswordAuthentication=yes",
+            "-o",
+            "PidFile=none",
+            "-o",
+            "MaxStartups=100",
+        ])
         .spawn()
         .unwrap();
     struct Kill(std::process::Child);

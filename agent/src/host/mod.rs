@@ -266,7 +266,11 @@ impl AuthRunner {
                 let source = f.path.display().to_string();
                 let (pipeline, format) = (&mut self.pipeline, self.format);
                 progress += f.poll(CHUNK_RECORDS, |g| {
-                    let src = if g.file == std::path::Path::new(&source) { source.clone() } else { g.file.display().to_string() };
+                    let src = if g.file == std::path::Path::new(&source) {
+                        source.clone()
+                    } else {
+                        g.file.display().to_string()
+                    };
                     pipeline.line(g.data, g.truncated, &src, Some(g.offset), format, &clock, &mut out);
                 });
             }
@@ -292,7 +296,10 @@ impl AuthRunner {
                 }
             }
             dirty |= progress > 0;
-            if out.records.len() >= CHUNK_RECORDS || (dirty && last_commit.elapsed() >= CHUNK_TIME) || stopping {
+            if out.records.len() >= CHUNK_RECORDS
+                || (dirty && last_commit.elapsed() >= CHUNK_TIME)
+                || stopping
+            {
                 self.pipeline.take_state(&mut out);
                 let cp = self.checkpoint();
                 let changed = cp != last_checkpoint;

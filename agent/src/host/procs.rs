@@ -87,7 +87,9 @@ pub fn parse_table(text: &str, proto: &'static str, ephemeral: (u32, u32)) -> Ve
     let mut out = Vec::new();
     for line in text.lines().skip(1) {
         let cols: Vec<&str> = line.split_whitespace().collect();
-        let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9)) else { continue };
+        let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9)) else {
+            continue;
+        };
         let listening = match proto {
             "tcp" => *state == "0A",
             _ => *state == "07",
@@ -107,7 +109,12 @@ pub fn parse_table(text: &str, proto: &'static str, ephemeral: (u32, u32)) -> Ve
 pub fn listeners() -> Vec<Listener> {
     let eph = ephemeral_range();
     let mut out = Vec::new();
-    for (file, proto) in [("/proc/net/tcp", "tcp"), ("/proc/net/tcp6", "tcp"), ("/proc/net/udp", "udp"), ("/proc/net/udp6", "udp")] {
+    for (file, proto) in [
+        ("/proc/net/tcp", "tcp"),
+        ("/proc/net/tcp6", "tcp"),
+        ("/proc/net/udp", "udp"),
+        ("/proc/net/udp6", "udp"),
+    ] {
         if let Ok(text) = std::fs::read_to_string(file) {
             out.extend(parse_table(&text, proto, eph));
         }
@@ -128,9 +135,15 @@ pub fn socket_owners() -> HashMap<u64, (u32, String)> {
         for fd in fds.flatten() {
             let Ok(target) = std::fs::read_link(fd.path()) else { continue };
             let t = target.to_string_lossy();
-            if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')).and_then(|i| i.parse().ok()) {
+            if let Some(inode) =
+                t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')).and_then(|i| i.parse().ok())
+            {
                 let name = comm
-                    .get_or_insert_with(|| std::fs::read_to_string(e.path().join("comm")).map(|s| s.trim().to_string()).unwrap_or_default())
+                    .get_or_insert_with(|| {
+                        std::fs::read_to_string(e.path().join("comm"))
+                            .map(|s| s.trim().to_string())
+                            .unwrap_or_default()
+                    })
                     .clone();
                 out.entry(inode).or_insert((pid, name));
             }
@@ -145,7 +158,9 @@ pub fn suspicious_exe(exe: &str) -> Option<&'static str> {
         return Some("runs from memory (memfd)");
     }
     if let Some(path) = exe.strip_suffix(" (deleted)") {
-        let system = ["/usr/", "/bin/", "/sbin/", "/lib", "/opt/", "/snap/", "/nix/"].iter().any(|p| path.starts_with(p));
+        let system = ["/usr/", "/bin/", "/sbin/", "/lib", "/opt/", "/snap/", "/nix/"]
+            .iter()
+            .any(|p| path.starts_with(p));
         if !system {
             return Some("binary deleted while running");
         }
@@ -176,7 +191,12 @@ fn key(prefix: &[u8], k: &str) -> Vec<u8> {
 }
 
 impl ProcRunner {
-    pub fn new(cfg: &HostConfig, spool: Spool, counters: Arc<HostCounters>, restored: &[(Vec<u8>, Vec<u8>)]) -> ProcRunner {
+    pub fn new(
+        cfg: &HostConfig,
+        spool: Spool,
+        counters: Arc<HostCounters>,
+        restored: &[(Vec<u8>, Vec<u8>)],
+    ) -> ProcRunner {
         let mut known = BTreeSet::new();
         let mut reported = BTreeSet::new();
         for (k, _) in restored {
@@ -230,7 +250,10 @@ impl ProcRunner {
                 continue;
             }
             if self.known.len() >= MAX_KEYS {
-                HostCounters::set(&self.counters.tracker_evictions, self.counters.tracker_evictions.load(Relaxed) + 1);
+                HostCounters::set(
+                    &self.counters.tracker_evictions,
+                    self.counters.tracker_evictions.load(Relaxed) + 1,
+                );
                 continue;
             }
             self.known.insert(k.clone());
@@ -270,7 +293,9 @@ impl ProcRunner {
             let Some(why) = suspicious_exe(&exe) else { continue };
             let start = std::fs::read_to_string(e.path().join("stat"))
                 .ok()
-                .and_then(|s| s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(19).map(String::from)))
+                .and_then(|s| {
+                    s.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(19).map(String::from))
+                })
                 .unwrap_or_default();
             let k = format!("{pid}:{start}");
             if self.reported.contains(&k) || self.reported.len() >= MAX_KEYS {
@@ -279,11 +304,22 @@ impl ProcRunner {
             self.reported.insert(k.clone());
             out.state.push(StateChange::Put(key(PROCESS_KEY, &k), Vec::new()));
             let cmdline = std::fs::read(e.path().join("cmdline"))
-                .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim().chars().take(512).collect::<String>())
+                .map(|b| {
+                    String::from_utf8_lossy(&b)
+                        .replace('\0', " ")
+                        .trim()
+                        .chars()
+                        .take(512)
+                        .collect::<String>()
+                })
                 .unwrap_or_default();
             let user = std::fs::read_to_string(e.path().join("status"))
                 .ok()
-                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:").and_then(|u| u.split_whitespace().next().map(String::from))))
+                .and_then(|s| {
+                    s.lines().find_map(|l| {
+                        l.strip_prefix("Uid:").and_then(|u| u.split_whitespace().next().map(String::from))
+                    })
+                })
                 .unwrap_or_default();
             let mut m = Map::new();
             m.insert("timestamp".into(), canhgac_proto::timefmt::eve(now).into());
@@ -291,15 +327,32 @@ impl ProcRunner {
             let sig = format!("CANHGAC HOST suspicious process {pid} {exe}: {why}");
             let c = json!({"detector": "suspicious-process", "technique": "T1036", "pid": pid, "exe": exe,
                 "cmdline": cmdline, "uid": user, "reason": why});
-            push(out, m, AlertInfo::builtin(sid::SUSPICIOUS_PROCESS, sig, "A Network Trojan was detected", 2), c, now);
+            push(
+                out,
+                m,
+                AlertInfo::builtin(sid::SUSPICIOUS_PROCESS, sig, "A Network Trojan was detected", 2),
+                c,
+                now,
+            );
         }
     }
 }
 
-fn push(out: &mut Output, m: Map<String, serde_json::Value>, info: AlertInfo, c: serde_json::Value, now: OffsetDateTime) {
+fn push(
+    out: &mut Output,
+    m: Map<String, serde_json::Value>,
+    info: AlertInfo,
+    c: serde_json::Value,
+    now: OffsetDateTime,
+) {
     let severity = info.severity;
     let v = eve::alert(m, info, None, Vec::new(), c);
-    out.records.push(NewRecord { kind: RecordKind::Alert, severity, time: now, eve_json: v.to_string().into_bytes() });
+    out.records.push(NewRecord {
+        kind: RecordKind::Alert,
+        severity,
+        time: now,
+        eve_json: v.to_string().into_bytes(),
+    });
 }
 
 #[cfg(test)]
@@ -314,7 +367,11 @@ mod tests {
         let l = parse_table(tcp, "tcp", (32768, 60999));
         assert_eq!(l, vec![Listener { proto: "tcp", address: "0.0.0.0".into(), port: 22, inode: 1234 }]);
         let udp = "hdr\n   0: 00000000:0035 00000000:0000 07 0 0 0 0 0 55\n   1: 00000000:9C41 00000000:0000 07 0 0 0 0 0 56\n";
-        assert_eq!(parse_table(udp, "udp", (32768, 60999)).len(), 1, "ephemeral client sockets are not listeners");
+        assert_eq!(
+            parse_table(udp, "udp", (32768, 60999)).len(),
+            1,
+            "ephemeral client sockets are not listeners"
+        );
         assert!(suspicious_exe("/tmp/.x/kworker").is_some());
         assert!(suspicious_exe("/dev/shm/miner").is_some());
         assert!(suspicious_exe("/memfd:payload (deleted)").is_some());

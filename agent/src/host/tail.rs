@@ -104,7 +104,14 @@ impl Follower {
     /// in a file seen for the first time (the rest of an existing log is
     /// history, not news).
     pub fn new(path: PathBuf, resume: Option<Position>, from_end: bool) -> Follower {
-        let mut f = Follower { path, open: None, backlog: None, stats: TailStats::default(), buf: Vec::new(), missing_logged: false };
+        let mut f = Follower {
+            path,
+            open: None,
+            backlog: None,
+            stats: TailStats::default(),
+            buf: Vec::new(),
+            missing_logged: false,
+        };
         f.start(resume, from_end);
         f
     }
@@ -119,7 +126,9 @@ impl Follower {
         };
         match resume {
             Some(pos) => {
-                let same_file = meta.dev() == pos.dev && meta.ino() == pos.ino && self.head_matches(&self.path.clone(), &pos);
+                let same_file = meta.dev() == pos.dev
+                    && meta.ino() == pos.ino
+                    && self.head_matches(&self.path.clone(), &pos);
                 if same_file && meta.len() >= pos.offset {
                     self.open_at(pos.offset);
                 } else {
@@ -152,7 +161,10 @@ impl Follower {
         if pos.offset == 0 && pos.head_len == 0 {
             return;
         }
-        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name().and_then(|n| n.to_str())) else { return };
+        let (Some(dir), Some(name)) = (self.path.parent(), self.path.file_name().and_then(|n| n.to_str()))
+        else {
+            return;
+        };
         let mut candidates: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
@@ -339,7 +351,13 @@ mod tests {
     use super::*;
 
     fn append(path: &Path, text: &str) {
-        std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap().write_all(text.as_bytes()).unwrap();
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
 
     fn drain(f: &mut Follower) -> Vec<String> {
@@ -377,7 +395,8 @@ mod tests {
         let rotated = dir.path().join("auth.log.3");
         std::fs::rename(&log, &rotated).unwrap();
         let gz = dir.path().join("auth.log.3.gz");
-        let mut enc = flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::default());
+        let mut enc =
+            flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::default());
         enc.write_all(&std::fs::read(&rotated).unwrap()).unwrap();
         enc.finish().unwrap();
         std::fs::remove_file(&rotated).unwrap();

@@ -158,7 +158,12 @@ pub struct FimRunner {
 }
 
 impl FimRunner {
-    pub fn new(cfg: &AgentConfig, spool: &Spool, counters: Arc<HostCounters>, restored: &[(Vec<u8>, Vec<u8>)]) -> FimRunner {
+    pub fn new(
+        cfg: &AgentConfig,
+        spool: &Spool,
+        counters: Arc<HostCounters>,
+        restored: &[(Vec<u8>, Vec<u8>)],
+    ) -> FimRunner {
         let h = &cfg.host;
         let mut roots: Vec<PathBuf> = Vec::new();
         if h.fim.enabled {
@@ -216,7 +221,12 @@ impl FimRunner {
     }
 
     fn root_of(&self, p: &Path) -> PathBuf {
-        self.roots.iter().filter(|r| p.starts_with(r)).max_by_key(|r| r.as_os_str().len()).cloned().unwrap_or_else(|| p.to_path_buf())
+        self.roots
+            .iter()
+            .filter(|r| p.starts_with(r))
+            .max_by_key(|r| r.as_os_str().len())
+            .cloned()
+            .unwrap_or_else(|| p.to_path_buf())
     }
 
     fn reload_accept(&mut self) {
@@ -268,7 +278,8 @@ impl FimRunner {
             } else {
                 self.skipped += 1;
             }
-            if with_page && web::is_page(&p.to_string_lossy())
+            if with_page
+                && web::is_page(&p.to_string_lossy())
                 && let Ok(head) = super::lines::head(p, web::SAMPLE)
             {
                 m.page = Some(web::profile(&head));
@@ -326,7 +337,11 @@ impl FimRunner {
         tracing::info!(roots = self.roots.len(), baseline = self.baseline.len(), "file integrity: scanning");
         let started = Instant::now();
         self.rescan(first_run)?;
-        tracing::info!(files = self.baseline.len(), secs = started.elapsed().as_secs_f64(), "file integrity: baseline ready");
+        tracing::info!(
+            files = self.baseline.len(),
+            secs = started.elapsed().as_secs_f64(),
+            "file integrity: baseline ready"
+        );
         let mut pending: BTreeSet<PathBuf> = BTreeSet::new();
         let mut last_event = Instant::now();
         let mut last_rescan = Instant::now();
@@ -437,7 +452,11 @@ impl FimRunner {
                     if let Ok(rd) = std::fs::read_dir(&d) {
                         for e in rd.flatten() {
                             let ep = e.path();
-                            if ep.is_dir() { stack.push(ep) } else if self.rules.wanted(&ep) { paths.insert(ep); }
+                            if ep.is_dir() {
+                                stack.push(ep)
+                            } else if self.rules.wanted(&ep) {
+                                paths.insert(ep);
+                            }
                         }
                     }
                 }
@@ -488,13 +507,23 @@ impl FimRunner {
             if !silent {
                 self.changes += 1;
                 let accepted = self.is_accepted(&p, now_s);
-                let mut change = Change { path: p.clone(), kinds, accepted, why: Vec::new(), severity: self.rules.severity(&p) };
+                let mut change = Change {
+                    path: p.clone(),
+                    kinds,
+                    accepted,
+                    why: Vec::new(),
+                    severity: self.rules.severity(&p),
+                };
                 let mut detector = "fim";
                 if web && !accepted {
                     change.severity = self.web_severity;
                     let s = p.to_string_lossy();
-                    let content_changed = change.kinds.contains(&ChangeKind::Created) || change.kinds.contains(&ChangeKind::Modified);
-                    if content_changed && web::is_server_script(&s) && let Ok(data) = super::lines::head(&p, web::SAMPLE) {
+                    let content_changed = change.kinds.contains(&ChangeKind::Created)
+                        || change.kinds.contains(&ChangeKind::Modified);
+                    if content_changed
+                        && web::is_server_script(&s)
+                        && let Ok(data) = super::lines::head(&p, web::SAMPLE)
+                    {
                         let found = web::webshell(&data);
                         if !found.is_empty() {
                             detector = "webshell";
@@ -502,11 +531,16 @@ impl FimRunner {
                             change.why = found;
                         }
                     }
-                    if detector == "fim" && content_changed && web::is_page(&s) && let Ok(data) = super::lines::head(&p, web::SAMPLE) {
+                    if detector == "fim"
+                        && content_changed
+                        && web::is_page(&s)
+                        && let Ok(data) = super::lines::head(&p, web::SAMPLE)
+                    {
                         let (_, why) = web::defacement(old.as_ref().and_then(|o| o.page.as_ref()), &data);
                         if !why.is_empty() {
                             detector = "defacement";
-                            change.severity = if why.iter().any(|w| w.starts_with("defacer phrase")) { 1 } else { 2 };
+                            change.severity =
+                                if why.iter().any(|w| w.starts_with("defacer phrase")) { 1 } else { 2 };
                             change.why = why;
                         }
                     }
@@ -628,7 +662,9 @@ fn report(detector: &'static str, root: &Path, changes: Vec<Change>, now: Offset
     if changes.len() <= BURST {
         for c in changes {
             let what = match detector {
-                "defacement" => format!("CANHGAC HOST web page defaced: {} ({})", c.path.display(), c.why.join("; ")),
+                "defacement" => {
+                    format!("CANHGAC HOST web page defaced: {} ({})", c.path.display(), c.why.join("; "))
+                }
                 "webshell" => format!("CANHGAC HOST web shell: {} ({})", c.path.display(), c.why.join(", ")),
                 _ => format!("CANHGAC HOST file {}: {}", kinds_text(&c.kinds), c.path.display()),
             };
@@ -649,7 +685,8 @@ fn report(detector: &'static str, root: &Path, changes: Vec<Change>, now: Offset
             *counts.entry(k.as_str()).or_default() += 1;
         }
     }
-    let sample: Vec<String> = changes.iter().take(SAMPLE_PATHS).map(|c| c.path.display().to_string()).collect();
+    let sample: Vec<String> =
+        changes.iter().take(SAMPLE_PATHS).map(|c| c.path.display().to_string()).collect();
     let mut d = Map::new();
     d.insert("watched".into(), root.display().to_string().into());
     d.insert("files".into(), (changes.len() as u64).into());
@@ -687,8 +724,14 @@ fn push_alert(
     if let Some(obj) = c.as_object_mut() {
         obj.extend(details);
     }
-    let value = eve::alert(m, AlertInfo::builtin(signature_id, signature, category, severity), None, Vec::new(), c);
-    out.records.push(NewRecord { kind: RecordKind::Alert, severity, time: now, eve_json: value.to_string().into_bytes() });
+    let value =
+        eve::alert(m, AlertInfo::builtin(signature_id, signature, category, severity), None, Vec::new(), c);
+    out.records.push(NewRecord {
+        kind: RecordKind::Alert,
+        severity,
+        time: now,
+        eve_json: value.to_string().into_bytes(),
+    });
 }
 
 /// `canhgac-agent fim accept PATH...`: opens a maintenance window by
@@ -700,7 +743,9 @@ pub fn accept(state_dir: &Path, paths: &[PathBuf], duration: Duration) -> std::i
     let mut text: String = std::fs::read_to_string(&file)
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.split_once('\t').and_then(|(_, u)| u.trim().parse::<i64>().ok()).is_some_and(|u| u >= now))
+        .filter(|l| {
+            l.split_once('\t').and_then(|(_, u)| u.trim().parse::<i64>().ok()).is_some_and(|u| u >= now)
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     for p in paths {

@@ -55,14 +55,19 @@ const PHRASES: &[&str] = &[
 
 pub fn is_page(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    [".html", ".htm", ".shtml", ".xhtml", ".php", ".asp", ".aspx", ".jsp", ".txt"].iter().any(|e| lower.ends_with(e))
+    [".html", ".htm", ".shtml", ".xhtml", ".php", ".asp", ".aspx", ".jsp", ".txt"]
+        .iter()
+        .any(|e| lower.ends_with(e))
 }
 
 pub fn is_server_script(path: &str) -> bool {
     let lower = path.to_ascii_lowercase();
-    [".php", ".phtml", ".php3", ".php4", ".php5", ".php7", ".phar", ".jsp", ".jspx", ".asp", ".aspx", ".ashx", ".asmx", ".cfm"]
-        .iter()
-        .any(|e| lower.ends_with(e))
+    [
+        ".php", ".phtml", ".php3", ".php4", ".php5", ".php7", ".phar", ".jsp", ".jspx", ".asp", ".aspx",
+        ".ashx", ".asmx", ".cfm",
+    ]
+    .iter()
+    .any(|e| lower.ends_with(e))
 }
 
 fn lower(data: &[u8]) -> String {
@@ -112,15 +117,16 @@ fn hidden_frame(text: &str) -> bool {
     text.match_indices("<iframe").any(|(i, _)| {
         let end = text[i..].find('>').map(|e| i + e).unwrap_or(text.len());
         let t = text[i..end].replace(' ', "");
-        t.contains("width=\"0\"") || t.contains("height=\"0\"") || t.contains("width=0") || t.contains("display:none") || t.contains("visibility:hidden")
+        t.contains("width=\"0\"")
+            || t.contains("height=\"0\"")
+            || t.contains("width=0")
+            || t.contains("display:none")
+            || t.contains("visibility:hidden")
     })
 }
 
 fn sketch(text: &str) -> Vec<u32> {
-    let words: Vec<&str> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
+    let words: Vec<&str> = text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
     let mut mins = vec![u32::MAX; SKETCH];
     let shingles = words.windows(4.min(words.len().max(1)));
     let mut any = false;
@@ -169,11 +175,17 @@ pub fn defacement(old: Option<&PageProfile>, new_data: &[u8]) -> (PageProfile, V
     if let Some(o) = old {
         let added: Vec<&String> = new.external.iter().filter(|h| !o.external.contains(h)).collect();
         if !added.is_empty() {
-            why.push(format!("script or frame from a new host: {}", added.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
+            why.push(format!(
+                "script or frame from a new host: {}",
+                added.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
         }
         let sim = similarity(&o.sketch, &new.sketch);
         if !o.sketch.is_empty() && sim < 0.2 && o.title != new.title {
-            why.push(format!("content replaced (similarity {sim:.2}, title \"{}\" → \"{}\")", o.title, new.title));
+            why.push(format!(
+                "content replaced (similarity {sim:.2}, title \"{}\" → \"{}\")",
+                o.title, new.title
+            ));
         }
     }
     if hidden_frame(&text) && !old.is_some_and(|o| o.phrases.iter().any(|p| p == "hidden-frame")) {
@@ -242,18 +254,39 @@ const WEAK: &[&str] = &[
 /// Web-shell constructs found (empty: none).
 pub fn webshell(data: &[u8]) -> Vec<String> {
     let text: String = lower(data).chars().filter(|c| !c.is_whitespace()).collect();
-    let strong: Vec<String> = STRONG.iter().filter(|s| text.contains(&s.replace(' ', ""))).map(|s| s.to_string()).collect();
+    let strong: Vec<String> =
+        STRONG.iter().filter(|s| text.contains(&s.replace(' ', ""))).map(|s| s.to_string()).collect();
     if !strong.is_empty() {
         return strong;
     }
     let weak: Vec<String> = WEAK.iter().filter(|s| text.contains(*s)).map(|s| s.to_string()).collect();
     let exec = weak.iter().any(|w| {
-        ["shell_exec(", "passthru(", "system(", "proc_open(", "popen(", "runtime.getruntime().exec(", "processbuilder", "process.start(", "cmd.exe", "/bin/sh", "create_function("]
-            .contains(&w.as_str())
+        [
+            "shell_exec(",
+            "passthru(",
+            "system(",
+            "proc_open(",
+            "popen(",
+            "runtime.getruntime().exec(",
+            "processbuilder",
+            "process.start(",
+            "cmd.exe",
+            "/bin/sh",
+            "create_function(",
+        ]
+        .contains(&w.as_str())
     });
     let input = weak.iter().any(|w| {
-        ["$_request[", "$_post[", "request.getparameter(", "request.form(", "request.form[", "request.querystring", "move_uploaded_file("]
-            .contains(&w.as_str())
+        [
+            "$_request[",
+            "$_post[",
+            "request.getparameter(",
+            "request.form(",
+            "request.form[",
+            "request.querystring",
+            "move_uploaded_file(",
+        ]
+        .contains(&w.as_str())
     });
     if weak.len() >= 2 && exec && (input || weak.len() >= 3) { weak } else { Vec::new() }
 }
@@ -273,8 +306,12 @@ mod tests {
         assert!(defacement(Some(&old), edit.as_bytes()).1.is_empty(), "an edit is not a defacement");
         let hacked = "<html><head><title>HACKED</title></head><body bgcolor=black><h1>Hacked by Kurd3x Team</h1>greetz to all</body></html>";
         let why = defacement(Some(&old), hacked.as_bytes()).1;
-        assert!(why.iter().any(|w| w.contains("hacked by")) && why.iter().any(|w| w.contains("content replaced")), "{why:?}");
-        let injected = PAGE.replace("</body>", "<script src=\"https://cdn-stats.example.ru/x.js\"></script></body>");
+        assert!(
+            why.iter().any(|w| w.contains("hacked by")) && why.iter().any(|w| w.contains("content replaced")),
+            "{why:?}"
+        );
+        let injected =
+            PAGE.replace("</body>", "<script src=\"https://cdn-stats.example.ru/x.js\"></script></body>");
         let why = defacement(Some(&old), injected.as_bytes()).1;
         assert!(why.iter().any(|w| w.contains("cdn-stats.example.ru")), "{why:?}");
         let hidden = PAGE.replace("</body>", "<iframe src=\"/x\" width=\"0\" height=\"0\"></iframe></body>");
@@ -287,7 +324,12 @@ mod tests {
         assert!(!webshell(b"<?php echo shell_exec($_GET['c']); ?>").is_empty());
         assert!(!webshell(b"<%@ page import=\"java.io.*\" %><% Process p = Runtime.getRuntime().exec(request.getParameter(\"cmd\")); %>").is_empty());
         assert!(!webshell(b"<%@ Page Language=\"C#\" %><% System.Diagnostics.Process.Start(\"cmd.exe\", Request.Form[\"c\"]); %>").is_empty());
-        assert!(webshell(b"<?php $title = 'Trang chu'; include 'header.php'; echo htmlspecialchars($_GET['q']); ?>").is_empty());
+        assert!(
+            webshell(
+                b"<?php $title = 'Trang chu'; include 'header.php'; echo htmlspecialchars($_GET['q']); ?>"
+            )
+            .is_empty()
+        );
         assert!(webshell(b"<?php $data = base64_decode($row['photo']); ?>").is_empty());
     }
 }
