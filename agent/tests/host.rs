@@ -59,10 +59,11 @@ fn labelled(path: &Path) -> Vec<Labelled> {
         if let Some(json) = l.strip_prefix("# failJSON:") {
             pending =
                 Some(serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("line {}: {e}", i + 1)));
-        } else if !l.starts_with('#') && !l.trim().is_empty() {
-            if let Some(label) = pending.take() {
-                out.push(Labelled { line: i + 1, offset, label, text: l.to_string() });
-            }
+        } else if !l.starts_with('#')
+            && !l.trim().is_empty()
+            && let Some(label) = pending.take()
+        {
+            out.push(Labelled { line: i + 1, offset, label, text: l.to_string() });
         }
         offset += line.len() as u64;
     }

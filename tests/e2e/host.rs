@@ -99,7 +99,7 @@ fn auth_log_rotation_with_sigkill_loses_and_repeats_nothing() {
     write(50);
     agent.restart();
     let total = n;
-    let alerts = wait_for("every account line reported", Duration::from_secs(60), || {
+    wait_for("every account line reported", Duration::from_secs(60), || {
         let a = c.alerts();
         (alerted_users(&a).len() >= total).then_some(a)
     });

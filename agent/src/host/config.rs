@@ -362,7 +362,7 @@ impl HostConfig {
                 rules.push((glob(src, &r.glob)?, severity(src, &r.severity)?));
             }
             // configured rules come first, the defaults still apply after
-            rules.extend(c.fim.rules.drain(..));
+            rules.append(&mut c.fim.rules);
             c.fim.rules = rules;
         }
         let w = raw.web;

@@ -176,11 +176,12 @@ impl Follower {
                 Some((e.metadata().ok()?.modified().ok()?, p))
             })
             .collect();
-        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
         for (_, cand) in candidates.into_iter().take(16) {
             let Ok(meta) = std::fs::metadata(&cand) else { continue };
             let same_inode = meta.dev() == pos.dev && meta.ino() == pos.ino;
-            if !(same_inode || self.head_matches(&cand, pos)) || (pos.head_len == 0 && !same_inode) {
+            let same_start = pos.head_len > 0 && self.head_matches(&cand, pos);
+            if !(same_inode || same_start) {
                 continue;
             }
             match lines::open(&cand) {

@@ -595,7 +595,7 @@ impl AuthParser {
                     || conn.pending_keys > 0
                     || conn.pending_probe
                     || conn.pending_too_many;
-                let emit = (pending && !conn.failed) || (preauth && !conn.failed) || kind == "invalid user";
+                let emit = (!conn.failed && (pending || preauth)) || kind == "invalid user";
                 if emit {
                     let mut f = base(Outcome::Failure);
                     f.user = user.or(conn.user.clone()).or_else(|| conn.pending_pam.first().cloned());

@@ -31,6 +31,7 @@ fn summary(e: &AuthEvent) -> (Outcome, Option<&str>, Option<&str>, Option<u16>, 
 }
 
 #[test]
+#[allow(clippy::type_complexity)]
 fn openssh_results_across_versions() {
     use Outcome::*;
     let cases: &[(&str, (Outcome, Option<&str>, Option<&str>, Option<u16>, u32))] = &[
