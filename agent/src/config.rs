@@ -67,6 +67,8 @@ pub struct AgentConfig {
     pub uplink: UplinkConfig,
     /// With a capture file: exit once everything produced is acknowledged.
     pub exit_when_drained: bool,
+    /// The host sensor (`[host]`).
+    pub host: crate::host::config::HostConfig,
 }
 
 /// Command-line values that override the file.
@@ -111,6 +113,7 @@ struct Raw {
     spool: RawSpool,
     #[serde(default)]
     uplink: RawUplink,
+    host: Option<crate::host::config::RawHost>,
 }
 
 #[derive(Deserialize, Default)]
@@ -225,6 +228,7 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
         spool_max_bytes: DEFAULT_SPOOL,
         uplink: UplinkConfig::default(),
         exit_when_drained: false,
+        host: crate::host::config::HostConfig::default(),
     };
     if let Some(path) = path {
         let src = Source::read(path)?;
@@ -308,6 +312,7 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
             }
             c.spool_max_bytes = n;
         }
+        c.host = crate::host::config::HostConfig::resolve(&src, raw.host, &rel)?;
         let u = &raw.uplink;
         if let Some(v) = &u.batch_max_records {
             c.uplink.batch_max_records = in_range(&src, v, 1, 1_000_000)?;
@@ -371,9 +376,11 @@ fn apply(c: &mut AgentConfig, o: Overrides) -> Result<(), ResolveError> {
             "no state directory: pass --state-dir DIR or set state_dir in the config".into(),
         ));
     }
-    if c.source.is_none() {
+    if c.source.is_none() && !c.host.enabled {
         return Err(ResolveError::Usage(
-            "no capture source: pass --interface NAME or --pcap FILE, or set capture.interface or capture.pcap".into(),
+            "no capture source: pass --interface NAME or --pcap FILE, or set capture.interface or capture.pcap \
+             (or turn on the host sensor with a [host] section)"
+                .into(),
         ));
     }
     if c.exit_when_drained && !matches!(c.source, Some(capture::Source::Pcap(_))) {

@@ -33,6 +33,8 @@ pub struct Counters {
     pub connects: AtomicU64,
     /// Capture files that ended in damage (the rest of the file is lost).
     pub input_errors: AtomicU64,
+    /// The host sensor's counters.
+    pub host: std::sync::Arc<crate::host::HostCounters>,
     started: Instant,
 }
 
@@ -47,6 +49,7 @@ impl Default for Counters {
             batches_rejected: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             input_errors: AtomicU64::new(0),
+            host: Default::default(),
             started: Instant::now(),
         }
     }
@@ -127,6 +130,15 @@ impl Counters {
             rule_threshold_evictions: w.engine.rules.threshold_evictions,
             rule_dataset_refused: w.engine.rules.dataset_refused,
             rule_inspection_limit_hits: w.engine.rules.inspection_limit_hits,
+            host_log_lines: self.host.log_lines.load(Relaxed),
+            host_log_lines_skipped: self.host.log_lines_skipped.load(Relaxed),
+            host_log_read_errors: self.host.log_read_errors.load(Relaxed),
+            host_journal_unavailable: self.host.journal_unavailable.load(Relaxed),
+            host_auth_events: self.host.auth_events.load(Relaxed),
+            host_fim_files: self.host.fim_files.load(Relaxed),
+            host_fim_changes: self.host.fim_changes.load(Relaxed),
+            host_fim_skipped: self.host.fim_skipped.load(Relaxed),
+            host_tracker_evictions: self.host.tracker_evictions.load(Relaxed),
         }
     }
 }

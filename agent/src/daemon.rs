@@ -100,13 +100,16 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
         tracing::info!(version, "running central policy");
     }
 
+    let host = crate::host::HostSensor::start(&cfg, &spool, counters.host.clone(), &engine.restored)?;
+
     let stop = Arc::new(AtomicBool::new(false));
     let shutting_down = Arc::new(AtomicBool::new(false));
     let swap_requested = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = watch::channel(false);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (result_tx, mut result_rx) = oneshot::channel();
-    let source = cfg.source.clone().ok_or_else(|| RunError::Thread("no capture source".into()))?;
+    // a host-only agent has no capture source: the capture thread ends at once
+    let source = cfg.source.clone().unwrap_or(crate::capture::Source::Pcap(Vec::new()));
     let mut producer = Producer::new(
         spool.clone(),
         engine,
@@ -211,6 +214,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     stop.store(true, Ordering::Relaxed);
     watcher.abort();
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    let _ = tokio::task::spawn_blocking(move || host.stop()).await;
     spool.flush()?;
     if let Some(Some(e)) = producer_failed {
         return Err(e);

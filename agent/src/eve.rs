@@ -34,6 +34,17 @@ pub mod sid {
     pub const DNS_TUNNEL: u64 = 9_000_121;
     pub const ICMP_TUNNEL: u64 = 9_000_131;
     pub const BEACON: u64 = 9_000_141;
+    // host sensor: 9000200-9000299
+    pub const AUTH_BRUTEFORCE: u64 = 9_000_201;
+    pub const AUTH_SPRAY: u64 = 9_000_202;
+    pub const AUTH_SUCCESS_AFTER_FAILURES: u64 = 9_000_203;
+    pub const PRIVILEGED_ACCOUNT_CHANGE: u64 = 9_000_204;
+    pub const AUTH_ROOT_LOGIN: u64 = 9_000_205;
+    pub const FIM: u64 = 9_000_211;
+    pub const DEFACEMENT: u64 = 9_000_212;
+    pub const WEBSHELL: u64 = 9_000_213;
+    pub const NEW_LISTENER: u64 = 9_000_221;
+    pub const SUSPICIOUS_PROCESS: u64 = 9_000_222;
 }
 
 /// Which event types to emit besides alerts.
@@ -45,18 +56,40 @@ pub struct EveTypes {
     pub tls: bool,
     pub http: bool,
     pub ssh: bool,
+    /// Host sensor: one `auth` event per interpreted log line.
+    pub auth: bool,
+    /// Host sensor: one `fim` event per file change.
+    pub fim: bool,
 }
 
 impl Default for EveTypes {
     fn default() -> Self {
-        EveTypes { alert: true, flow: false, dns: false, tls: false, http: false, ssh: false }
+        EveTypes {
+            alert: true,
+            flow: false,
+            dns: false,
+            tls: false,
+            http: false,
+            ssh: false,
+            auth: false,
+            fim: false,
+        }
     }
 }
 
 impl EveTypes {
-    /// `alert,flow,dns,tls,http,ssh` (any subset).
+    /// `alert,flow,dns,tls,http,ssh,auth,fim` (any subset).
     pub fn parse(list: &str) -> Result<EveTypes, String> {
-        let mut t = EveTypes { alert: false, flow: false, dns: false, tls: false, http: false, ssh: false };
+        let mut t = EveTypes {
+            alert: false,
+            flow: false,
+            dns: false,
+            tls: false,
+            http: false,
+            ssh: false,
+            auth: false,
+            fim: false,
+        };
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match item {
                 "alert" => t.alert = true,
@@ -65,9 +98,11 @@ impl EveTypes {
                 "tls" => t.tls = true,
                 "http" => t.http = true,
                 "ssh" => t.ssh = true,
+                "auth" => t.auth = true,
+                "fim" => t.fim = true,
                 other => {
                     return Err(format!(
-                        "unknown EVE type `{other}` (expected alert, flow, dns, tls, http, ssh)"
+                        "unknown EVE type `{other}` (expected alert, flow, dns, tls, http, ssh, auth, fim)"
                     ));
                 }
             }

@@ -33,7 +33,16 @@ pub fn engine(data: &[u8]) {
     let Some((&first, rest)) = data.split_first() else { return };
     let linktype = [0u32, 1, 101, 108, 113, 228, 229, 276][usize::from(first) % 8];
     let cfg = EngineConfig {
-        eve: EveTypes { alert: true, flow: true, dns: true, tls: true, http: true, ssh: true },
+        eve: EveTypes {
+            alert: true,
+            flow: true,
+            dns: true,
+            tls: true,
+            http: true,
+            ssh: true,
+            auth: true,
+            fim: true,
+        },
         ..Default::default()
     };
     let mut engine = Engine::new(ioc(), cfg, Vec::new());
@@ -103,4 +112,32 @@ pub fn indicators(data: &[u8]) {
         let _ = s.match_domain(line);
         let _ = s.match_url(line, line);
     }
+}
+
+/// Authentication log lines in every format through the parser and the
+/// detectors (a stateful run: the lines are one log).
+pub fn auth_log(data: &[u8]) {
+    use crate::host::{auth::AuthPipeline, logfmt};
+    let mut p = AuthPipeline::new(Default::default(), true, &[]);
+    let clock = logfmt::Clock::utc(time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000));
+    let mut out = Output::default();
+    for (i, line) in data.split(|b| *b == b'\n').enumerate().take(256) {
+        let format = [
+            logfmt::LogFormat::Auto,
+            logfmt::LogFormat::Syslog,
+            logfmt::LogFormat::Rfc5424,
+            logfmt::LogFormat::JournalJson,
+        ][i % 4];
+        p.line(line, false, "fuzz", Some(i as u64), format, &clock, &mut out);
+    }
+    p.take_state(&mut out);
+}
+
+/// Web page and script content analysis.
+pub fn web_content(data: &[u8]) {
+    use crate::host::fim::web;
+    let (a, b) = data.split_at(data.len() / 2);
+    let old = web::profile(a);
+    let _ = web::defacement(Some(&old), b);
+    let _ = web::webshell(data);
 }

@@ -20,8 +20,24 @@ fn os_release() -> String {
         .unwrap_or_else(|| std::env::consts::OS.to_string())
 }
 
-/// Listening TCP sockets and bound UDP sockets from `/proc/net/*`.
+/// Listening TCP sockets and bound UDP sockets from `/proc/net/*`, with
+/// the owning program (from `/proc/*/fd`) when visible.
 pub fn listeners() -> Vec<ListeningService> {
+    let owners = crate::host::procs::socket_owners();
+    crate::host::procs::listeners()
+        .into_iter()
+        .map(|l| ListeningService {
+            proto: l.proto.into(),
+            address: l.address,
+            port: l.port,
+            process: owners.get(&l.inode).map(|o| o.1.clone()).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The listeners as the first inventory listed them (without owners).
+#[allow(dead_code)]
+fn listeners_plain() -> Vec<ListeningService> {
     let mut out = Vec::new();
     for (file, proto, listen_state) in [
         ("/proc/net/tcp", "tcp", Some("0A")),

@@ -4,7 +4,9 @@
 //! flows and TCP reassembly ([`flow`]) → application layer ([`app`],
 //! [`dns`]) → detection ([`detect`], pure, no I/O) → EVE records ([`eve`])
 //! → durable spool ([`spool`]) → uplink ([`uplink`]) → collector.
-//! [`daemon`] wires them; [`enroll`] and [`state`] handle identity.
+//! [`daemon`] wires them; [`enroll`] and [`state`] handle identity. The host
+//! sensor ([`host`]: authentication logs, file integrity, listeners and
+//! processes) feeds the same spool.
 
 pub mod analyze;
 pub mod app;
@@ -20,6 +22,7 @@ pub mod enroll;
 pub mod eve;
 pub mod flow;
 pub mod fuzzing;
+pub mod host;
 pub mod inventory;
 pub mod policy;
 pub mod rules;

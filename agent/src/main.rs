@@ -68,12 +68,19 @@ enum Command {
         #[arg(long)]
         collector: Option<String>,
     },
-    /// Runs the detection engine over capture files: EVE JSON lines on
-    /// stdout (alerts only by default), a summary on stderr.
+    /// Runs the detection engine over capture files and log files: EVE
+    /// JSON lines on stdout (alerts only by default), a summary on stderr.
     Analyze {
         /// Capture file (pcap or pcapng); repeatable.
-        #[arg(long, required = true)]
+        #[arg(long, required_unless_present = "log")]
         pcap: Vec<PathBuf>,
+        /// Authentication log (syslog, RFC 5424, journal JSON, sshd -E;
+        /// `.gz` too); repeatable.
+        #[arg(long)]
+        log: Vec<PathBuf>,
+        /// Format of the --log files.
+        #[arg(long, default_value = "auto", value_parser = canhgac_agent::host::logfmt::LogFormat::parse)]
+        log_format: canhgac_agent::host::logfmt::LogFormat,
         /// Suricata rule file; repeatable.
         #[arg(long)]
         rules: Vec<PathBuf>,
@@ -83,9 +90,14 @@ enum Command {
         /// Agent configuration (indicator lists, detector settings).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Event types to print: any of alert,flow,dns,tls,http,ssh.
+        /// Event types to print: any of alert,flow,dns,tls,http,ssh,auth,fim.
         #[arg(long, value_parser = canhgac_agent::eve::EveTypes::parse)]
         eve_types: Option<canhgac_agent::eve::EveTypes>,
+    },
+    /// File integrity administration.
+    Fim {
+        #[command(subcommand)]
+        command: FimCommand,
     },
     /// Prints the identity and the spool state.
     Status {
@@ -115,6 +127,25 @@ enum RulesCmd {
         /// One JSON object per skipped rule, then a summary object.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FimCommand {
+    /// Opens a maintenance window: changes under these paths are taken into
+    /// the baseline without alerts until it closes (a deployment). The
+    /// running agent picks it up within a second.
+    Accept {
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// How long the window stays open.
+        #[arg(long = "for", default_value = "1h", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Closes every open window instead.
+        #[arg(long)]
+        clear: bool,
+        #[arg(required_unless_present = "clear")]
+        paths: Vec<PathBuf>,
     },
 }
 
@@ -217,8 +248,34 @@ fn main() -> ExitCode {
                 Err(e) => fail(1, &e.to_string()),
             }
         }
-        Command::Analyze { pcap, rules, ioc, config, eve_types } => {
+        Command::Analyze { pcap, log, log_format, rules, ioc, config, eve_types } => {
             canhgac_proto::files::init_logging();
+            if !log.is_empty() {
+                let opts = canhgac_agent::host::analyze::LogAnalyzeOptions {
+                    logs: log,
+                    format: log_format,
+                    config: config.clone(),
+                    eve: eve_types,
+                };
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::new(stdout.lock());
+                match canhgac_agent::host::analyze::run(&opts, &mut out) {
+                    Ok(summary) => {
+                        drop(out);
+                        eprintln!("{}", summary.line());
+                    }
+                    Err(e @ canhgac_agent::analyze::AnalyzeError::Config(_)) => {
+                        return fail(2, &e.to_string());
+                    }
+                    Err(e @ canhgac_agent::analyze::AnalyzeError::Usage(_)) => {
+                        return fail(2, &e.to_string());
+                    }
+                    Err(e) => return fail(1, &e.to_string()),
+                }
+                if pcap.is_empty() {
+                    return ExitCode::SUCCESS;
+                }
+            }
             let opts =
                 canhgac_agent::analyze::AnalyzeOptions { pcaps: pcap, ioc, rules, config, eve: eve_types };
             let stdout = std::io::stdout();
@@ -239,6 +296,33 @@ fn main() -> ExitCode {
             match canhgac_agent::rules::check::run(&args, &mut std::io::stdout().lock()) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(e.exit_code(), &e.to_string()),
+            }
+        }
+        Command::Fim { command: FimCommand::Accept { state_dir, duration, clear, paths } } => {
+            if !state_dir.is_dir() {
+                return fail(2, &format!("no state directory `{}`", state_dir.display()));
+            }
+            let r = if clear {
+                canhgac_agent::host::fim::accept_clear(&state_dir).map(|_| 0)
+            } else {
+                canhgac_agent::host::fim::accept(&state_dir, &paths, duration)
+            };
+            match r {
+                Ok(0) => {
+                    println!("maintenance windows closed");
+                    ExitCode::SUCCESS
+                }
+                Ok(until) => {
+                    let until = time::OffsetDateTime::from_unix_timestamp(until)
+                        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                    println!(
+                        "changes under {} accepted until {}",
+                        paths.len(),
+                        canhgac_proto::timefmt::rfc3339(until)
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, &format!("cannot write the maintenance file: {e}")),
             }
         }
         Command::Status { state_dir } => {

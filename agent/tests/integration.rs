@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+mod host;
+
 fn agent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_canhgac-agent"))
 }
@@ -274,5 +276,34 @@ fn fuzz_smoke() {
         fuzzing::http(payload);
         fuzzing::ssh(payload);
         fuzzing::indicators(payload);
+    }
+    // the host sensor's parsers: mutated real authentication logs and pages
+    let logs = [
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/host/elastic-auth.log")).unwrap(),
+        br#"{"__CURSOR":"s=1","__REALTIME_TIMESTAMP":"1700000000000000","SYSLOG_IDENTIFIER":"sshd","_PID":"7","MESSAGE":"Failed password for root from 1.2.3.4 port 5 ssh2"}
+<38>1 2019-07-08T17:40:17.954167-04:00 h sshd 55555 - [a b="[x]"] Failed unknown for invalid user r from 192.0.2.2 port 55555 ssh2
+<html><title>x</title><script src="https://a.example/x.js"></script><iframe width="0" src="//b"></iframe>hacked by x <?php eval($_POST['a']); ?>"#
+            .to_vec(),
+    ];
+    let lines: Vec<&[u8]> = logs.iter().flat_map(|l| l.split(|b| *b == b'\n')).collect();
+    for _ in 0..3_000 {
+        let mut chunk = Vec::new();
+        let start = (rnd() as usize) % lines.len();
+        for l in lines.iter().skip(start).take(1 + (rnd() % 20) as usize) {
+            chunk.extend_from_slice(l);
+            chunk.push(b'\n');
+        }
+        for _ in 0..(rnd() % 12) {
+            if !chunk.is_empty() {
+                let i = (rnd() as usize) % chunk.len();
+                chunk[i] = rnd() as u8;
+            }
+        }
+        if rnd() % 4 == 0 {
+            let cut = (rnd() as usize) % (chunk.len() + 1);
+            chunk.truncate(cut);
+        }
+        fuzzing::auth_log(&chunk);
+        fuzzing::web_content(&chunk);
     }
 }

@@ -468,6 +468,15 @@ fn agent_json(a: &AgentInfo) -> Value {
             "rule_threshold_evictions": c.rule_threshold_evictions,
             "rule_dataset_refused": c.rule_dataset_refused,
             "rule_inspection_limit_hits": c.rule_inspection_limit_hits,
+            "host_log_lines": c.host_log_lines,
+            "host_log_lines_skipped": c.host_log_lines_skipped,
+            "host_log_read_errors": c.host_log_read_errors,
+            "host_journal_unavailable": c.host_journal_unavailable,
+            "host_auth_events": c.host_auth_events,
+            "host_fim_files": c.host_fim_files,
+            "host_fim_changes": c.host_fim_changes,
+            "host_fim_skipped": c.host_fim_skipped,
+            "host_tracker_evictions": c.host_tracker_evictions,
         },
     })
 }

@@ -6,6 +6,7 @@
 
 mod faults;
 mod flow;
+mod host;
 mod hygiene;
 mod live;
 mod security;

@@ -1,0 +1,387 @@
+//! `[host]` in the agent configuration (see `deploy/agent.toml`): stage one
+//! (serde, unknown fields refused) and stage two (validated values).
+//!
+//! Without a `[host]` section the host sensor is off, so that an agent
+//! configured only for capture behaves as before; `deploy/agent.toml`
+//! turns it on.
+
+use std::{path::PathBuf, time::Duration};
+
+use canhgac_proto::conf::{ConfigError, Source, Spanned};
+use serde::Deserialize;
+use time::UtcOffset;
+
+use super::{auth::AuthDetectConfig, logfmt::LogFormat};
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawHost {
+    enabled: Option<bool>,
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    auth: RawAuth,
+    #[serde(default)]
+    fim: RawFim,
+    #[serde(default)]
+    web: RawWeb,
+    #[serde(default)]
+    listeners: RawPoll,
+    #[serde(default)]
+    processes: RawPoll,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    enabled: Option<bool>,
+    files: Option<Vec<PathBuf>>,
+    journal: Option<Spanned<String>>,
+    format: Option<Spanned<String>>,
+    start_at: Option<Spanned<String>>,
+    #[serde(default)]
+    detect: AuthDetectConfig,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFim {
+    enabled: Option<bool>,
+    paths: Option<Vec<String>>,
+    exclude: Option<Vec<Spanned<String>>>,
+    include: Option<Vec<Spanned<String>>>,
+    rescan_interval: Option<Spanned<String>>,
+    hash: Option<Spanned<String>>,
+    max_file_size: Option<Spanned<String>>,
+    max_files: Option<Spanned<u64>>,
+    severity: Option<Spanned<u32>>,
+    coalesce: Option<Spanned<String>>,
+    #[serde(default)]
+    rule: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    glob: Spanned<String>,
+    severity: Spanned<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWeb {
+    roots: Option<Vec<PathBuf>>,
+    maintenance: Option<bool>,
+    severity: Option<Spanned<u32>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPoll {
+    enabled: Option<bool>,
+    interval: Option<Spanned<String>>,
+}
+
+/// Where a log file seen for the first time is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    Start,
+    End,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journal {
+    /// Follow the journal when `journalctl` is there and works.
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub enabled: bool,
+    pub files: Vec<PathBuf>,
+    pub journal: Journal,
+    pub format: LogFormat,
+    pub start_at: StartAt,
+    pub detect: AuthDetectConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlgo {
+    Blake3,
+    Sha256,
+}
+
+#[derive(Debug, Clone)]
+pub struct FimConfig {
+    pub enabled: bool,
+    /// Watched files and directories (`~/` is every home directory).
+    pub paths: Vec<String>,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub rescan_interval: Duration,
+    pub hash: HashAlgo,
+    /// Larger files are tracked by metadata only (counted).
+    pub max_file_size: u64,
+    /// Most files in the baseline (beyond: counted, not tracked).
+    pub max_files: u64,
+    pub severity: u32,
+    /// (glob, severity), first match wins.
+    pub rules: Vec<(String, u32)>,
+    /// Changes within this delay are reported together.
+    pub coalesce: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebConfig {
+    pub roots: Vec<PathBuf>,
+    /// Every web-root change is accepted (a deployment): nothing raised.
+    pub maintenance: bool,
+    pub severity: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct PollConfig {
+    pub enabled: bool,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub enabled: bool,
+    /// Offset of RFC 3164 timestamps.
+    pub timezone: Option<UtcOffset>,
+    pub auth: AuthConfig,
+    pub fim: FimConfig,
+    pub web: WebConfig,
+    pub listeners: PollConfig,
+    pub processes: PollConfig,
+}
+
+pub const DEFAULT_FIM_PATHS: &[&str] = &[
+    "/etc",
+    "/usr/bin",
+    "/usr/sbin",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+    "~/.ssh/authorized_keys",
+    "/etc/cron.d",
+    "/etc/cron.daily",
+    "/etc/cron.hourly",
+    "/var/spool/cron",
+];
+
+pub const DEFAULT_FIM_EXCLUDE: &[&str] = &[
+    "/etc/mtab",
+    "/etc/adjtime",
+    "/etc/ld.so.cache",
+    "/etc/resolv.conf",
+    "/etc/.pwd.lock",
+    "**/*.swp",
+    "**/*~",
+    "**/.#*",
+];
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            enabled: false,
+            timezone: None,
+            auth: AuthConfig {
+                enabled: true,
+                files: vec!["/var/log/auth.log".into(), "/var/log/secure".into()],
+                journal: Journal::Auto,
+                format: LogFormat::Auto,
+                start_at: StartAt::End,
+                detect: AuthDetectConfig::default(),
+            },
+            fim: FimConfig {
+                enabled: true,
+                paths: DEFAULT_FIM_PATHS.iter().map(|s| s.to_string()).collect(),
+                include: Vec::new(),
+                exclude: DEFAULT_FIM_EXCLUDE.iter().map(|s| s.to_string()).collect(),
+                rescan_interval: Duration::from_secs(3600),
+                hash: HashAlgo::Blake3,
+                max_file_size: 64 * 1024 * 1024,
+                max_files: 500_000,
+                severity: 3,
+                rules: vec![
+                    ("/etc/shadow".into(), 2),
+                    ("/etc/passwd".into(), 2),
+                    ("/etc/sudoers".into(), 2),
+                    ("/etc/sudoers.d/**".into(), 2),
+                    ("**/.ssh/authorized_keys".into(), 2),
+                    ("/etc/ssh/sshd_config".into(), 2),
+                    ("/etc/cron*/**".into(), 2),
+                    ("/var/spool/cron/**".into(), 2),
+                    ("/etc/ld.so.preload".into(), 1),
+                ],
+                coalesce: Duration::from_secs(2),
+            },
+            web: WebConfig { roots: Vec::new(), maintenance: false, severity: 2 },
+            listeners: PollConfig { enabled: true, interval: Duration::from_secs(10) },
+            processes: PollConfig { enabled: true, interval: Duration::from_secs(10) },
+        }
+    }
+}
+
+fn severity(src: &Source, v: &Spanned<u32>) -> Result<u32, ConfigError> {
+    let s = *v.get_ref();
+    if !(1..=4).contains(&s) {
+        return Err(src.error_at(v.span(), format!("{s} is out of range (1 to 4)")));
+    }
+    Ok(s)
+}
+
+fn glob(src: &Source, v: &Spanned<String>) -> Result<String, ConfigError> {
+    globset::Glob::new(v.get_ref())
+        .map_err(|e| src.error_at(v.span(), format!("invalid glob `{}`: {e}", v.get_ref())))?;
+    Ok(v.get_ref().clone())
+}
+
+impl HostConfig {
+    /// Stage two; `rel` makes paths relative to the file's directory.
+    pub fn resolve(
+        src: &Source,
+        raw: Option<RawHost>,
+        rel: &dyn Fn(PathBuf) -> PathBuf,
+    ) -> Result<HostConfig, ConfigError> {
+        let mut c = HostConfig::default();
+        let Some(raw) = raw else { return Ok(c) };
+        c.enabled = raw.enabled.unwrap_or(true);
+        if let Some(tz) = &raw.timezone
+            && tz.get_ref() != "local"
+        {
+            c.timezone = Some(super::logfmt::parse_offset(tz.get_ref()).ok_or_else(|| {
+                src.error_at(
+                    tz.span(),
+                    format!(
+                        "invalid timezone `{}` (expected \"local\" or an offset such as \"+07:00\")",
+                        tz.get_ref()
+                    ),
+                )
+            })?);
+        }
+        let a = raw.auth;
+        c.auth.enabled = a.enabled.unwrap_or(true);
+        if let Some(f) = a.files {
+            c.auth.files = f.into_iter().map(rel).collect();
+        }
+        if let Some(j) = &a.journal {
+            c.auth.journal = match j.get_ref().as_str() {
+                "auto" => Journal::Auto,
+                "on" => Journal::On,
+                "off" => Journal::Off,
+                other => {
+                    return Err(
+                        src.error_at(j.span(), format!("invalid value `{other}` (expected auto, on, off)"))
+                    );
+                }
+            };
+        }
+        if let Some(f) = &a.format {
+            c.auth.format = LogFormat::parse(f.get_ref()).map_err(|e| src.error_at(f.span(), e))?;
+        }
+        if let Some(s) = &a.start_at {
+            c.auth.start_at = match s.get_ref().as_str() {
+                "start" => StartAt::Start,
+                "end" => StartAt::End,
+                other => {
+                    return Err(
+                        src.error_at(s.span(), format!("invalid value `{other}` (expected start, end)"))
+                    );
+                }
+            };
+        }
+        let d = a.detect;
+        if d.bruteforce.failures == 0 || d.bruteforce.window_secs <= 0 {
+            return Err(
+                src.error(Some("host.auth.detect.bruteforce"), "failures and window_secs must be positive")
+            );
+        }
+        if d.max_tracked < 100 {
+            return Err(src.error(Some("host.auth.detect.max_tracked"), "must be at least 100"));
+        }
+        c.auth.detect = d;
+
+        let f = raw.fim;
+        c.fim.enabled = f.enabled.unwrap_or(true);
+        if let Some(p) = f.paths {
+            c.fim.paths = p
+                .into_iter()
+                .map(|s| {
+                    if s.starts_with('/') || s.starts_with("~/") {
+                        s
+                    } else {
+                        rel(PathBuf::from(s)).display().to_string()
+                    }
+                })
+                .collect();
+        }
+        if let Some(x) = &f.exclude {
+            c.fim.exclude = x.iter().map(|g| glob(src, g)).collect::<Result<_, _>>()?;
+        }
+        if let Some(x) = &f.include {
+            c.fim.include = x.iter().map(|g| glob(src, g)).collect::<Result<_, _>>()?;
+        }
+        if let Some(d) = &f.rescan_interval {
+            c.fim.rescan_interval = src.duration(d)?;
+            if c.fim.rescan_interval < Duration::from_secs(10) {
+                return Err(src.error_at(d.span(), "must be at least 10s"));
+            }
+        }
+        if let Some(h) = &f.hash {
+            c.fim.hash = match h.get_ref().as_str() {
+                "blake3" => HashAlgo::Blake3,
+                "sha256" => HashAlgo::Sha256,
+                other => {
+                    return Err(
+                        src.error_at(h.span(), format!("unknown hash `{other}` (expected blake3, sha256)"))
+                    );
+                }
+            };
+        }
+        if let Some(m) = &f.max_file_size {
+            c.fim.max_file_size = src.size(m)?;
+        }
+        if let Some(m) = &f.max_files {
+            c.fim.max_files = *m.get_ref();
+            if c.fim.max_files < 1 {
+                return Err(src.error_at(m.span(), "must be at least 1"));
+            }
+        }
+        if let Some(s) = &f.severity {
+            c.fim.severity = severity(src, s)?;
+        }
+        if let Some(d) = &f.coalesce {
+            c.fim.coalesce = src.duration(d)?;
+        }
+        if !f.rule.is_empty() {
+            let mut rules = Vec::new();
+            for r in &f.rule {
+                rules.push((glob(src, &r.glob)?, severity(src, &r.severity)?));
+            }
+            // configured rules come first, the defaults still apply after
+            rules.append(&mut c.fim.rules);
+            c.fim.rules = rules;
+        }
+        let w = raw.web;
+        if let Some(r) = w.roots {
+            c.web.roots = r.into_iter().map(rel).collect();
+        }
+        c.web.maintenance = w.maintenance.unwrap_or(false);
+        if let Some(s) = &w.severity {
+            c.web.severity = severity(src, s)?;
+        }
+        for (raw, out) in [(raw.listeners, &mut c.listeners), (raw.processes, &mut c.processes)] {
+            out.enabled = raw.enabled.unwrap_or(true);
+            if let Some(i) = &raw.interval {
+                out.interval = src.duration(i)?;
+                if out.interval < Duration::from_secs(1) {
+                    return Err(src.error_at(i.span(), "must be at least 1s"));
+                }
+            }
+        }
+        Ok(c)
+    }
+}
