@@ -208,6 +208,9 @@ impl Uplink {
         let mut pending_key: Option<(String, tokio::time::Instant)> = None;
         let mut durable = self.spool.durable();
         let mut producer_done = self.producer_done.clone();
+        // once the input is exhausted (or the capture thread has gone and
+        // dropped the sender) `changed()` would return at once forever
+        let mut done_seen = *producer_done.borrow();
         let mut shutdown = self.shutdown.clone();
         let mut last_sent = 0u64;
         let mut in_flight: VecDeque<(u64, u64)> = VecDeque::new();
@@ -302,7 +305,9 @@ impl Uplink {
                     }
                 }
                 _ = durable.changed() => {}
-                _ = producer_done.changed() => {}
+                r = producer_done.changed(), if !done_seen => {
+                    done_seen = r.is_err() || *producer_done.borrow();
+                }
                 _ = heartbeat.tick() => {
                     send(&tx, Out::Heartbeat(Heartbeat {
                         time: Some(timefmt::to_timestamp(OffsetDateTime::now_utc())),

@@ -103,6 +103,31 @@ fn run_with_rules_delivers_signature_alerts() {
     assert_eq!(agents[0]["counters"]["rules_skipped"], 1);
 }
 
+/// After a replay without `--exit-when-drained` the agent waits, idle:
+/// it must not spin on the finished input (it did, at 100% of two cores).
+#[test]
+fn finished_replay_leaves_the_agent_idle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, mut agent) = setup(tmp.path());
+    let demo = workspace().join("deploy/demo");
+    agent.start(&[
+        "--pcap",
+        demo.join("sofacy-dns.pcap").to_str().unwrap(),
+        "--ioc",
+        demo.join("ioc.txt").to_str().unwrap(),
+    ]);
+    wait_for("the alerts", Duration::from_secs(30), || (c.alerts().len() == 2).then_some(()));
+    let pid = agent.pid().unwrap();
+    let before = canhgac_tests::cpu_time(pid);
+    let wall = std::time::Instant::now();
+    wait_for("three seconds", Duration::from_secs(10), || {
+        (wall.elapsed() >= Duration::from_secs(3)).then_some(())
+    });
+    let used = canhgac_tests::cpu_time(pid) - before;
+    assert!(used < Duration::from_millis(600), "an idle agent used {used:?} of CPU in 3 s");
+    assert!(agent.try_wait().is_none(), "the agent keeps running after the replay");
+}
+
 /// The collector is down for the whole replay, then started: everything
 /// spooled is delivered.
 #[test]

@@ -267,6 +267,10 @@ impl Agent {
         self.child.is_some()
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Waits for the process to exit; returns its exit code.
     pub fn wait(&mut self, timeout: Duration) -> i32 {
         let child = self.child.as_mut().expect("agent not running");
@@ -403,4 +407,14 @@ impl Burst {
 /// The `rrname` of each DNS alert.
 pub fn rrnames(alerts: &[Value]) -> Vec<String> {
     alerts.iter().filter_map(|a| a["dns"]["query"][0]["rrname"].as_str().map(String::from)).collect()
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat`.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // USER_HZ is 100 on Linux
+    Duration::from_millis(ticks * 10)
 }
