@@ -314,7 +314,15 @@ impl FimRunner {
         let (tx, rx) = sync_channel::<notify::Result<notify::Event>>(65_536);
         let overflow = Arc::new(AtomicBool::new(false));
         let ovf = overflow.clone();
-        let mut watcher = match notify::recommended_watcher(move |ev| {
+        let mut watcher = match notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            // inotify also reports every open (IN_OPEN): our own hashing
+            // would feed the queue with events for every file it reads
+            if let Ok(e) = &ev
+                && let notify::EventKind::Access(a) = e.kind
+                && a != notify::event::AccessKind::Close(notify::event::AccessMode::Write)
+            {
+                return;
+            }
             if let Err(TrySendError::Full(_)) = tx.try_send(ev) {
                 ovf.store(true, Relaxed);
             }
