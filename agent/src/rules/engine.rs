@@ -477,7 +477,8 @@ impl Engine {
             } else {
                 !std::mem::replace(&mut flow.iponly_tc, true)
             };
-        let mut scratch = std::mem::take(&mut global.scratch);
+        // kept between calls: a fresh one allocates and zeroes 128 KiB of tables
+        let mut scratch = global.scratch.take().unwrap_or_default();
         self.prefilter.candidates(ctx, first_in_dir, &mut scratch);
         for &ri in &scratch.cand {
             let Some(rule) = self.rules.get(ri as usize) else { continue };
@@ -559,7 +560,7 @@ impl Engine {
                 target: rule.target,
             });
         }
-        global.scratch = scratch;
+        global.scratch = Some(scratch);
     }
 
     pub fn stats(&self) -> RuleSetStats {

@@ -545,7 +545,7 @@ pub struct GlobalRuleStats {
 pub struct GlobalRuleState {
     pub(crate) thresholds: threshold::Table,
     pub(crate) datasets: dataset::Runtime,
-    pub(crate) scratch: prefilter::Scratch,
+    pub(crate) scratch: Option<prefilter::Scratch>,
     pub(crate) stats: GlobalRuleStats,
 }
 

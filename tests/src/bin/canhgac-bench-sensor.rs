@@ -3,14 +3,16 @@
 //!
 //! The input is every capture given (by default all of
 //! `../shared/corpus/**/*.pcap*`) loaded into memory once and replayed
-//! `--repeat` times, so that disk reads are not measured. Two passes:
+//! `--repeat` times, so that disk reads are not measured. Three passes:
 //!
 //! 1. baseline: link-layer, IP and transport decoding only;
-//! 2. engine: the full detection engine (IP reassembly, flows, TCP
+//! 2. the engine without signature rules (same as 3 minus the rules);
+//! 3. engine: the full detection engine (IP reassembly, flows, TCP
 //!    reassembly, DNS/TLS/HTTP/SSH parsers, indicators, signatures,
 //!    behavioural detectors), alerts only, as the daemon runs it.
 //!
-//! Prints packets/s, Gbit/s, flows/s and peak RSS for each, and the ratio.
+//! Prints packets/s, Gbit/s, flows/s and peak RSS (high-water mark so far)
+//! for each, and the ratios to the baseline.
 //!
 //! Usage: `cargo run --release --bin canhgac-bench-sensor -- [--repeat N]
 //! [--pcap FILE]... [--ioc FILE]... [--rules FILE]...`
@@ -132,11 +134,37 @@ fn main() -> anyhow::Result<()> {
     let base = started.elapsed();
     let base_hwm = vm_hwm_kib();
 
-    // 2. the engine
+    // 2. the engine without signatures, 3. the full engine
+    let replay = |engine: &mut Engine| -> (Duration, u64) {
+        let started = Instant::now();
+        let mut out = Output::default();
+        let mut alerts = 0u64;
+        for round in 0..repeat {
+            for f in &frames {
+                let ts = OffsetDateTime::UNIX_EPOCH + f.ts + Duration::from_secs(round as u64 * 100_000);
+                engine.on_frame(f.linktype, ts, &f.data, &mut out);
+                if out.records.len() > 4096 {
+                    alerts += out.records.len() as u64;
+                    out.records.clear();
+                    out.state.clear();
+                }
+            }
+        }
+        engine.finish(&mut out);
+        (started.elapsed(), alerts + out.records.len() as u64)
+    };
     let load = Instant::now();
     let (ioc, skipped) = IocSet::load(&iocs)?;
+    let ioc_load = load.elapsed();
     let ioc_len = ioc.len();
-    let cfg = EngineConfig::default();
+    let ioc = Arc::new(ioc);
+    let mut engine = Engine::new(ioc.clone(), EngineConfig::default(), Vec::new());
+    let (norules, norules_alerts) = replay(&mut engine);
+    let norules_flows = engine.stats().flows.created;
+    drop(engine);
+    let norules_hwm = vm_hwm_kib();
+
+    let load = Instant::now();
     let classification = corpus.join("Suricata_Repository/classification.config");
     let classification = classification.exists().then_some(classification);
     let (engine_rules, _skipped) = canhgac_agent::detect::load_rules_logged(
@@ -145,57 +173,41 @@ fn main() -> anyhow::Result<()> {
         classification.as_deref(),
     )?;
     let rules_loaded = engine_rules.as_ref().map_or(0, |r| r.len());
-    let mut engine = Engine::new(Arc::new(ioc), EngineConfig { rules: engine_rules, ..cfg }, Vec::new());
-    let load = load.elapsed();
-    let started = Instant::now();
-    let mut out = Output::default();
-    let mut alerts = 0u64;
-    for round in 0..repeat {
-        for f in &frames {
-            let ts = OffsetDateTime::UNIX_EPOCH + f.ts + Duration::from_secs(round as u64 * 100_000);
-            engine.on_frame(f.linktype, ts, &f.data, &mut out);
-            if out.records.len() > 4096 {
-                alerts += out.records.len() as u64;
-                out.records.clear();
-                out.state.clear();
-            }
-        }
-    }
-    engine.finish(&mut out);
-    alerts += out.records.len() as u64;
-    let full = started.elapsed();
+    let rules_load = load.elapsed();
+    let mut engine =
+        Engine::new(ioc, EngineConfig { rules: engine_rules, ..EngineConfig::default() }, Vec::new());
+    let (full, alerts) = replay(&mut engine);
     let stats = engine.stats();
     let full_hwm = vm_hwm_kib();
 
     let gbit = |d: Duration| bytes as f64 * 8.0 / d.as_secs_f64() / 1e9;
     let pps = |d: Duration| packets as f64 / d.as_secs_f64();
     println!(
-        "loaded {ioc_len} indicators ({} lines skipped) and {rules_loaded} rules in {:.2} s",
+        "loaded {ioc_len} indicators ({} lines skipped) in {:.2} s and {rules_loaded} rules in {:.2} s",
         skipped.len(),
-        load.as_secs_f64()
+        ioc_load.as_secs_f64(),
+        rules_load.as_secs_f64()
     );
     println!(
         "pass                      packets      seconds     packets/s     Gbit/s     flows/s   peak RSS MiB"
     );
-    println!(
-        "decode only (baseline) {packets:>10} {:>12.3} {:>13.0} {:>10.3} {:>11} {:>14.1}",
-        base.as_secs_f64(),
-        pps(base),
-        gbit(base),
-        "-",
-        base_hwm.max(hwm_start) as f64 / 1024.0
-    );
-    println!(
-        "full engine            {packets:>10} {:>12.3} {:>13.0} {:>10.3} {:>11.0} {:>14.1}",
-        full.as_secs_f64(),
-        pps(full),
-        gbit(full),
-        stats.flows.created as f64 / full.as_secs_f64(),
-        full_hwm as f64 / 1024.0
-    );
+    let row = |name: &str, d: Duration, flows: Option<u64>, hwm: u64| {
+        println!(
+            "{name:<22} {packets:>10} {:>12.3} {:>13.0} {:>10.3} {:>11} {:>14.1}",
+            d.as_secs_f64(),
+            pps(d),
+            gbit(d),
+            flows.map_or("-".to_string(), |f| format!("{:.0}", f as f64 / d.as_secs_f64())),
+            hwm as f64 / 1024.0
+        );
+    };
+    row("decode only (baseline)", base, None, base_hwm.max(hwm_start));
+    row("engine, no signatures", norules, Some(norules_flows), norules_hwm);
+    row("full engine", full, Some(stats.flows.created), full_hwm);
+    println!("engine without signatures / baseline packets/s: {:.3}", pps(norules) / pps(base));
     println!("engine / baseline packets/s: {:.3}", pps(full) / pps(base));
     println!(
-        "flows {}  alerts {alerts}  decode errors {}  (decoded {decoded})",
+        "flows {}  alerts {alerts} (without signatures {norules_alerts})  decode errors {}  (decoded {decoded})",
         stats.flows.created, stats.decode_errors
     );
     Ok(())
