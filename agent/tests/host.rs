@@ -76,6 +76,7 @@ fn labelled(path: &Path) -> Vec<Labelled> {
 /// checked, constrained ones included: the parser reads the log once, in
 /// order, as the agent does.
 #[test]
+#[ignore = "reads fail2ban's GPL logs in ../shared/corpus: run tests/acceptance/corpus.sh"]
 fn acceptance_fail2ban_labelled_sshd_logs() {
     let dir = corpus().join("fail2ban/fail2ban/tests/files/logs");
     let mut report = Vec::new();

@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+mod corpus;
 mod host;
 
 fn agent() -> Command {

@@ -263,7 +263,8 @@ mod bench {
     #[test]
     #[ignore]
     fn anchors_vs_ac() {
-        let dir = std::path::PathBuf::from("/work/shared/corpus/Suricata_Repository");
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/corpus/Suricata_Repository");
         let Ok(rd) = std::fs::read_dir(&dir) else { return };
         let mut pats: Vec<Vec<u8>> = Vec::new();
         for e in rd.flatten() {
