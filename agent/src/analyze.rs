@@ -168,7 +168,9 @@ pub fn run(opts: &AnalyzeOptions, out: &mut impl Write) -> Result<Summary, Analy
     })
 }
 
-fn flush(batch: &mut Output, out: &mut impl Write) -> Result<(), AnalyzeError> {
+/// Writes the batch's records as EVE lines (state changes are dropped:
+/// offline analysis persists nothing).
+pub(crate) fn flush(batch: &mut Output, out: &mut impl Write) -> Result<(), AnalyzeError> {
     for r in batch.records.drain(..) {
         out.write_all(&r.eve_json).map_err(AnalyzeError::Output)?;
         out.write_all(b"\n").map_err(AnalyzeError::Output)?;

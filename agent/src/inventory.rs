@@ -61,7 +61,7 @@ fn listeners_plain() -> Vec<ListeningService> {
             if listen_state.is_none() && *state != "07" {
                 continue;
             }
-            if let Some((address, port)) = parse_proc_addr(local) {
+            if let Some((address, port)) = crate::host::procs::parse_proc_addr(local) {
                 out.push(ListeningService { proto: proto.into(), address, port, process: String::new() });
             }
         }
@@ -69,25 +69,6 @@ fn listeners_plain() -> Vec<ListeningService> {
     out.sort_by(|a, b| (a.port, &a.proto, &a.address).cmp(&(b.port, &b.proto, &b.address)));
     out.dedup();
     out
-}
-
-/// `0100007F:1F90` → ("127.0.0.1", 8080); IPv6 in four little-endian words.
-fn parse_proc_addr(s: &str) -> Option<(String, u32)> {
-    let (addr, port) = s.split_once(':')?;
-    let port = u32::from_str_radix(port, 16).ok()?;
-    let ip = match addr.len() {
-        8 => std::net::IpAddr::V4(std::net::Ipv4Addr::from(u32::from_str_radix(addr, 16).ok()?.swap_bytes())),
-        32 => {
-            let mut bytes = [0u8; 16];
-            for (i, chunk) in addr.as_bytes().chunks(8).enumerate() {
-                let word = u32::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?.swap_bytes();
-                bytes[i * 4..i * 4 + 4].copy_from_slice(&word.to_be_bytes());
-            }
-            std::net::IpAddr::V6(std::net::Ipv6Addr::from(bytes))
-        }
-        _ => return None,
-    };
-    Some((ip.to_string(), port))
 }
 
 pub fn collect() -> HostInventory {
@@ -115,9 +96,12 @@ mod tests {
 
     #[test]
     fn proc_addresses() {
-        assert_eq!(parse_proc_addr("0100007F:1F90"), Some(("127.0.0.1".into(), 8080)));
-        assert_eq!(parse_proc_addr("00000000000000000000000001000000:0016"), Some(("::1".into(), 22)));
-        assert_eq!(parse_proc_addr("zz:1"), None);
+        assert_eq!(crate::host::procs::parse_proc_addr("0100007F:1F90"), Some(("127.0.0.1".into(), 8080)));
+        assert_eq!(
+            crate::host::procs::parse_proc_addr("00000000000000000000000001000000:0016"),
+            Some(("::1".into(), 22))
+        );
+        assert_eq!(crate::host::procs::parse_proc_addr("zz:1"), None);
     }
 
     #[test]

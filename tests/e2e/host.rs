@@ -238,15 +238,6 @@ fn web_defacement_within_5s_and_maintenance_window_is_quiet() {
     agent.kill();
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn sh(cmd: &str) -> std::process::Output {
     Command::new("bash").arg("-c").arg(cmd).output().unwrap()
 }
@@ -268,7 +259,10 @@ fn must(cmd: &str) {
 /// sshpass with apt-get when missing; needs root (CI runs as root).
 #[test]
 fn sshd_password_guessing_in_a_namespace() {
-    assert!(is_root(), "this test runs sshd and creates network namespaces: run it as root (CI does)");
+    assert!(
+        canhgac_tests::is_root(),
+        "this test runs sshd and creates network namespaces: run it as root (CI does)"
+    );
     if sh("test -x /usr/sbin/sshd && command -v sshpass").status.code() != Some(0) {
         must(
             "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server sshpass",

@@ -31,15 +31,6 @@ impl Drop for Netns {
     }
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 /// printf escapes of a DNS query for `name`.
 fn dns_query_printf(name: &str) -> String {
     let mut m = vec![0x42, 0x42, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
@@ -53,7 +44,10 @@ fn dns_query_printf(name: &str) -> String {
 
 #[test]
 fn live_capture_between_namespaces_raises_scan_dns_and_http_alerts() {
-    assert!(is_root(), "this test creates network namespaces and captures packets: run it as root (CI does)");
+    assert!(
+        canhgac_tests::is_root(),
+        "this test creates network namespaces and captures packets: run it as root (CI does)"
+    );
     let id = std::process::id() % 10_000;
     let net = Netns { name: format!("cgt{id}"), host_if: format!("cgh{id}") };
     let ns_if = format!("cgn{id}");

@@ -418,3 +418,13 @@ pub fn cpu_time(pid: u32) -> Duration {
     // USER_HZ is 100 on Linux
     Duration::from_millis(ticks * 10)
 }
+
+/// Whether the tests run as root (namespaces, raw capture, sshd need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}

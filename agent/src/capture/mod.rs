@@ -152,14 +152,7 @@ impl Producer {
     /// Commits pending records, detector state and checkpoint, then flushes.
     fn commit(&mut self, checkpoint: Option<(&str, &[u8])>) -> Result<(), CaptureError> {
         let out = std::mem::take(&mut self.out);
-        let state = out
-            .state
-            .into_iter()
-            .map(|c| match c {
-                StateChange::Put(k, v) => (k, Some(v)),
-                StateChange::Delete(k) => (k, None),
-            })
-            .collect();
+        let state = out.state.into_iter().map(StateChange::into_pair).collect();
         if !out.records.is_empty() || checkpoint.is_some() {
             self.spool.append_with_state(out.records, checkpoint, state)?;
             self.spool.flush()?;

@@ -97,6 +97,16 @@ pub enum StateChange {
     Delete(Vec<u8>),
 }
 
+impl StateChange {
+    /// As the spool takes it: key and new value, `None` to delete.
+    pub fn into_pair(self) -> (Vec<u8>, Option<Vec<u8>>) {
+        match self {
+            StateChange::Put(k, v) => (k, Some(v)),
+            StateChange::Delete(k) => (k, None),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Output {
     pub records: Vec<NewRecord>,

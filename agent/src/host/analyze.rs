@@ -101,11 +101,11 @@ pub fn run(opts: &LogAnalyzeOptions, out: &mut impl Write) -> Result<LogSummary,
                 }
             }
             if batch.records.len() >= 256 {
-                flush(&mut batch, out)?;
+                crate::analyze::flush(&mut batch, out)?;
             }
         }
     }
-    flush(&mut batch, out)?;
+    crate::analyze::flush(&mut batch, out)?;
     out.flush().map_err(AnalyzeError::Output)?;
     Ok(LogSummary {
         files: opts.logs.len(),
@@ -114,13 +114,4 @@ pub fn run(opts: &LogAnalyzeOptions, out: &mut impl Write) -> Result<LogSummary,
         stats: pipeline.stats,
         elapsed: started.elapsed(),
     })
-}
-
-fn flush(batch: &mut Output, out: &mut impl Write) -> Result<(), AnalyzeError> {
-    for r in batch.records.drain(..) {
-        out.write_all(&r.eve_json).map_err(AnalyzeError::Output)?;
-        out.write_all(b"\n").map_err(AnalyzeError::Output)?;
-    }
-    batch.state.clear();
-    Ok(())
 }

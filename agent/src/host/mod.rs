@@ -141,14 +141,7 @@ pub fn commit(spool: &Spool, out: &mut Output, checkpoint: Option<(&str, &[u8])>
     if out.records.is_empty() && out.state.is_empty() && checkpoint.is_none() {
         return Ok(());
     }
-    let state = out
-        .state
-        .into_iter()
-        .map(|c| match c {
-            StateChange::Put(k, v) => (k, Some(v)),
-            StateChange::Delete(k) => (k, None),
-        })
-        .collect();
+    let state = out.state.into_iter().map(StateChange::into_pair).collect();
     spool.append_with_state(out.records, checkpoint, state)?;
     spool.flush()
 }
