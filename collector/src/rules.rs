@@ -334,6 +334,25 @@ mod tests {
         assert_eq!(r.categorize(&to), "c2");
         assert_eq!(r.categorize(&json!({})), "other");
         assert!(!r.category("sensor_outage").unwrap().creates_incident);
+        // host detectors
+        for (detector, category) in [
+            ("defacement", "defacement"),
+            ("webshell", "intrusion"),
+            ("auth-bruteforce", "intrusion"),
+            ("auth-success-after-failures", "intrusion"),
+            ("fim", "intrusion"),
+            ("suspicious-process", "malware"),
+        ] {
+            assert_eq!(r.categorize(&json!({"canhgac": {"detector": detector}})), category, "{detector}");
+        }
+        // signature rules: by technique, then by Suricata category
+        let rule = |technique: &str, category: &str| {
+            json!({"canhgac": {"detector": "rule", "technique": technique}, "alert": {"category": category}})
+        };
+        assert_eq!(r.categorize(&rule("T1190", "Web Application Attack")), "intrusion");
+        assert_eq!(r.categorize(&rule("T1071", "A Network Trojan was detected")), "c2");
+        assert_eq!(r.categorize(&rule("T1595", "Detection of a Network Scan")), "scanning");
+        assert_eq!(r.categorize(&rule("", "A Network Trojan was detected")), "malware");
     }
 
     #[test]
