@@ -122,6 +122,7 @@ pub fn run(opts: &AnalyzeOptions, out: &mut impl Write) -> Result<Summary, Analy
         }
         (Some(Arc::new(set)), report.loaded, report.total)
     };
+    crate::eve::set_community_id_seed(cfg.community_id_seed);
     let engine_cfg = EngineConfig {
         ioc_severity: cfg.ioc_severity,
         dedup_capacity: cfg.dedup_capacity,

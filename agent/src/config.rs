@@ -63,6 +63,9 @@ pub struct AgentConfig {
     pub dedup_capacity: usize,
     /// Event types shipped besides alerts (`[eve] types`).
     pub eve_types: crate::eve::EveTypes,
+    /// Seed of the Community ID hash (`[eve] community_id_seed`, Suricata's
+    /// `community-id-seed`; 0 by default, as everywhere).
+    pub community_id_seed: u16,
     pub spool_max_bytes: u64,
     pub uplink: UplinkConfig,
     /// With a capture file: exit once everything produced is acknowledged.
@@ -166,6 +169,7 @@ struct RawDetect {
 #[serde(deny_unknown_fields)]
 struct RawEve {
     types: Option<Spanned<Vec<String>>>,
+    community_id_seed: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -225,6 +229,7 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
         classification: None,
         dedup_capacity: 100_000,
         eve_types: crate::eve::EveTypes::default(),
+        community_id_seed: 0,
         spool_max_bytes: DEFAULT_SPOOL,
         uplink: UplinkConfig::default(),
         exit_when_drained: false,
@@ -304,6 +309,9 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
             c.eve_types =
                 crate::eve::EveTypes::parse(&t.get_ref().join(",")).map_err(|e| src.error_at(t.span(), e))?;
             c.eve_types.alert = true;
+        }
+        if let Some(s) = &raw.eve.community_id_seed {
+            c.community_id_seed = in_range(&src, s, 0, u32::from(u16::MAX))? as u16;
         }
         if let Some(m) = &raw.spool.max_bytes {
             let n = src.size(m)?;

@@ -70,6 +70,7 @@ fn build_engine(
             .map_err(RunError::Rules)?;
     counters.rules_loaded.store(rules.as_ref().map(|r| r.len() as u64).unwrap_or(0), Ordering::Relaxed);
     counters.rules_skipped.store(skipped as u64, Ordering::Relaxed);
+    crate::eve::set_community_id_seed(cfg.community_id_seed);
     let engine_cfg = EngineConfig {
         ioc_severity: active.settings.ioc.severity.unwrap_or(cfg.ioc_severity),
         dedup_capacity: active.settings.detect.dedup_capacity.unwrap_or(cfg.dedup_capacity),

@@ -138,6 +138,14 @@ pub fn flow_id(p: &Packet<'_>) -> u64 {
     u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]) & ((1 << 53) - 1)
 }
 
+static COMMUNITY_ID_SEED: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+
+/// Sets the Community ID seed for this process (`[eve] community_id_seed`);
+/// every sensor of a deployment must use the same one.
+pub fn set_community_id_seed(seed: u16) {
+    COMMUNITY_ID_SEED.store(seed, std::sync::atomic::Ordering::Relaxed);
+}
+
 pub fn community_id(p: &Packet<'_>) -> Option<String> {
     let ports = matches!(p.proto, PROTO_TCP | PROTO_UDP | 132);
     let (sport, dport) = match (p.proto, p.icmp) {
@@ -145,7 +153,8 @@ pub fn community_id(p: &Packet<'_>) -> Option<String> {
         _ if ports => (Some(p.sport), Some(p.dport)),
         _ => (None, None),
     };
-    community_id::calculate_community_id(0, p.src, p.dst, sport, dport, p.proto, Default::default()).ok()
+    let seed = COMMUNITY_ID_SEED.load(std::sync::atomic::Ordering::Relaxed);
+    community_id::calculate_community_id(seed, p.src, p.dst, sport, dport, p.proto, Default::default()).ok()
 }
 
 fn ports_of(proto: u8) -> bool {

@@ -102,6 +102,8 @@ fn detection_cases() {
         /// pass because its rules were skipped).
         rules_loaded: Option<usize>,
         eve_types: Option<String>,
+        /// An agent configuration file (`analyze --config`).
+        config: Option<String>,
         expect: Vec<Expect>,
     }
 
@@ -158,7 +160,7 @@ fn detection_cases() {
             pcaps: case.pcap.iter().map(|p| dir.join(p)).collect(),
             ioc: case.ioc.iter().map(|p| rel(dir, p)).collect(),
             rules: case.rules.iter().map(|p| dir.join(p)).collect(),
-            config: None,
+            config: case.config.as_ref().map(|c| dir.join(c)),
             eve: case.eve_types.as_deref().map(|t| canhgac_agent::eve::EveTypes::parse(t).unwrap()),
         };
         let mut out = Vec::new();
@@ -277,6 +279,48 @@ fn fuzz_smoke() {
         fuzzing::http(payload);
         fuzzing::ssh(payload);
         fuzzing::indicators(payload);
+    }
+    // the rule parser and engine: mutated real rules (the suricata-verify
+    // cases and the fuzz harness's own), each run on a mutated payload
+    let mut rule_lines: Vec<Vec<u8>> =
+        fuzzing::FIXED_RULES.lines().filter(|l| !l.is_empty()).map(|l| l.as_bytes().to_vec()).collect();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path().join("test.rules");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            rule_lines.extend(text.lines().filter(|l| l.starts_with("alert")).map(|l| l.as_bytes().to_vec()));
+        }
+    }
+    assert!(rule_lines.len() > 20, "rule lines: {}", rule_lines.len());
+    for _ in 0..3_000 {
+        let mut text = rule_lines[(rnd() as usize) % rule_lines.len()].clone();
+        match rnd() % 4 {
+            0 => text.truncate((rnd() as usize) % (text.len() + 1)),
+            1 => {
+                // splice: the head of one rule, the options of another
+                let other = &rule_lines[(rnd() as usize) % rule_lines.len()];
+                text.truncate((rnd() as usize) % (text.len() + 1));
+                text.extend_from_slice(&other[(rnd() as usize) % (other.len() + 1)..]);
+            }
+            2 => {
+                for _ in 0..(1 + rnd() % 6) {
+                    let i = (rnd() as usize) % text.len();
+                    const SYNTAX: &[u8] = b" ;:,!|\\\"()0123456789-<>";
+                    text[i] = SYNTAX[(rnd() as usize) % SYNTAX.len()];
+                }
+            }
+            _ => {
+                for _ in 0..(1 + rnd() % 6) {
+                    let i = (rnd() as usize) % text.len();
+                    text[i] = (rnd() as u8) | 1;
+                }
+            }
+        }
+        text.push(b'\n');
+        text.extend_from_slice(&rule_lines[(rnd() as usize) % rule_lines.len()]);
+        text.push(0);
+        let frame = &frames[(rnd() as usize) % frames.len()];
+        text.extend_from_slice(&frame[((rnd() as usize) % 60).min(frame.len())..]);
+        fuzzing::rules(&text);
     }
     // the host sensor's parsers: mutated real authentication logs and pages
     let logs = [

@@ -346,9 +346,7 @@ mod tests {
             assert_eq!(r.categorize(&json!({"canhgac": {"detector": detector}})), category, "{detector}");
         }
         // signature rules: by technique, then by Suricata category
-        let rule = |technique: &str, category: &str| {
-            json!({"canhgac": {"detector": "rule", "technique": technique}, "alert": {"category": category}})
-        };
+        let rule = |technique: &str, category: &str| json!({"canhgac": {"detector": "rule", "technique": technique}, "alert": {"category": category}});
         assert_eq!(r.categorize(&rule("T1190", "Web Application Attack")), "intrusion");
         assert_eq!(r.categorize(&rule("T1071", "A Network Trojan was detected")), "c2");
         assert_eq!(r.categorize(&rule("T1595", "Detection of a Network Scan")), "scanning");

@@ -77,7 +77,7 @@ fn run_with_rules_delivers_signature_alerts() {
     let rules = tmp.path().join("local.rules");
     let mut text = std::fs::read_to_string(case.join("rule-sv-bug-28/test.rules")).unwrap();
     text.push_str(
-        "alert tcp any any -> any any (msg:\"needs a backreference\"; pcre:\"/(a)\\1/\"; sid:7;)\n",
+        "alert tcp any any -> any any (msg:\"needs recursion\"; pcre:\"/(a(?R)?b)/\"; sid:7;)\n",
     );
     std::fs::write(&rules, text).unwrap();
     agent.start(&[

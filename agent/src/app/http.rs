@@ -2,7 +2,10 @@
 //! into transactions (pipelining included), headers parsed with `httparse`,
 //! bodies framed by Content-Length, chunked encoding or connection close and
 //! kept up to [`BODY_LIMIT`] bytes for inspection (lengths are always
-//! counted in full). Compressed bodies are inspected as sent.
+//! counted in full). Response bodies sent with `Content-Encoding: gzip` or
+//! `deflate` are inspected decompressed, as Suricata's `file.data` does
+//! (at most two layers, output bounded by [`BODY_LIMIT`], what decodes of a
+//! truncated body is kept); other encodings are inspected as sent.
 
 use std::collections::VecDeque;
 
@@ -49,6 +52,15 @@ impl HttpTx {
     }
 
     /// Host header without the port, lower case (Suricata's `http.host`).
+    /// The response body as content inspection sees it: decompressed when
+    /// the response says gzip or deflate (see the module documentation).
+    pub fn response_body_decoded(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.response_header("content-encoding") {
+            Some(enc) => decode_body(enc, &self.response_body),
+            None => std::borrow::Cow::Borrowed(&self.response_body),
+        }
+    }
+
     pub fn host(&self) -> Option<String> {
         let raw = String::from_utf8_lossy(self.request_header("host")?).trim().to_string();
         let host = if raw.starts_with('[') {
@@ -477,6 +489,56 @@ impl HttpState {
     }
 }
 
+/// Content codings undone for inspection, at most this many.
+const MAX_DECODE_LAYERS: usize = 2;
+
+/// Undoes the content codings of `enc` (last applied first). A coding it
+/// does not know, or one whose data does not decode at all, leaves the body
+/// as it was at that layer; a stream cut short (the body limit, a lost
+/// segment) keeps what decoded.
+fn decode_body<'a>(enc: &[u8], body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+    use std::borrow::Cow;
+    let enc = String::from_utf8_lossy(enc).to_ascii_lowercase();
+    let mut out: Cow<'a, [u8]> = Cow::Borrowed(body);
+    for (layer, coding) in enc.rsplit(',').map(str::trim).filter(|c| !c.is_empty()).enumerate() {
+        if layer >= MAX_DECODE_LAYERS {
+            break;
+        }
+        let decoded = match coding {
+            "gzip" | "x-gzip" => inflate(flate2::read::MultiGzDecoder::new(&out[..])),
+            // "deflate" is zlib-wrapped by the RFC; servers that send raw
+            // deflate are common, so both are tried (as libhtp does)
+            "deflate" => inflate(flate2::read::ZlibDecoder::new(&out[..]))
+                .or_else(|| inflate(flate2::read::DeflateDecoder::new(&out[..]))),
+            "identity" => continue,
+            _ => None,
+        };
+        match decoded {
+            Some(d) => out = Cow::Owned(d),
+            None => break,
+        }
+    }
+    out
+}
+
+/// Reads a decoder to its end or its first error, at most [`BODY_LIMIT`]
+/// bytes; `None` when nothing decoded.
+fn inflate(r: impl std::io::Read) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let mut r = r.take(BODY_LIMIT as u64);
+    let mut chunk = [0u8; 8192];
+    loop {
+        match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// How a message body is delimited.
 fn framing(headers: &[(String, Vec<u8>)], response: bool) -> Body {
     if find(headers, "transfer-encoding")
@@ -530,6 +592,66 @@ mod tests {
         s.on_close(1, &mut ev);
         assert!(ev.contains(&HttpEvent::Response(1)));
         assert_eq!(s.tx(1).unwrap().response_body, b"body");
+    }
+
+    #[test]
+    fn compressed_response_bodies_are_inspected_decoded() {
+        use std::io::Write;
+        let mut page = b"<html><script>eval(unescape('%75'))</script>".to_vec();
+        for i in 0u64..2000 {
+            page.extend_from_slice(
+                format!("<p id={i}>{}</p>", i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40).as_bytes(),
+            );
+        }
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&page).unwrap();
+            e.finish().unwrap()
+        };
+        let zlib = {
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&page).unwrap();
+            e.finish().unwrap()
+        };
+        let raw = {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&page).unwrap();
+            e.finish().unwrap()
+        };
+        for (enc, body) in [("gzip", &gz), ("x-gzip", &gz), ("deflate", &zlib), ("deflate", &raw)] {
+            let mut s = HttpState::default();
+            let mut ev = Vec::new();
+            s.on_data(0, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &mut ev);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Encoding: {enc}\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            s.on_data(1, &[head.as_bytes(), body].concat(), &mut ev);
+            let tx = s.tx(0).unwrap();
+            assert_eq!(tx.response_body, *body, "kept as sent");
+            assert_eq!(tx.response_body_len, body.len() as u64);
+            assert_eq!(&tx.response_body_decoded()[..], &page[..], "{enc}");
+        }
+        // two layers; a truncated stream keeps what decoded; garbage and
+        // unknown codings are inspected as sent
+        let twice = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&gz).unwrap();
+            e.finish().unwrap()
+        };
+        assert_eq!(&decode_body(b"gzip, gzip", &twice)[..], &page[..]);
+        assert_eq!(&decode_body(b"GZIP,identity", &gz)[..], &page[..]);
+        let cut = decode_body(b"gzip", &gz[..gz.len() / 2]);
+        assert!(!cut.is_empty() && page.starts_with(&cut), "{} bytes", cut.len());
+        assert_eq!(&decode_body(b"gzip", b"not gzip at all")[..], b"not gzip at all");
+        assert_eq!(&decode_body(b"br", &gz)[..], &gz[..]);
+        // a bomb is bounded by the body limit
+        let bomb = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(&vec![b'A'; 10 << 20]).unwrap();
+            e.finish().unwrap()
+        };
+        assert_eq!(decode_body(b"gzip", &bomb).len(), BODY_LIMIT);
     }
 
     #[test]

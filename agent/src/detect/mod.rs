@@ -947,6 +947,39 @@ mod tests {
         assert_eq!(json(&out.records[3])["flow"]["pkts_toserver"], 2);
     }
 
+    /// A `file.data` rule sees the response body decompressed, and an
+    /// uncompressed rule on the compressed bytes does not fire.
+    #[test]
+    fn rules_inspect_gzip_response_bodies_decompressed() {
+        use std::io::Write;
+        let page =
+            b"<html><body><script>document.write(unescape('%3Ciframe%20src%3D'))</script></body></html>";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(page).unwrap();
+        let gz = gz.finish().unwrap();
+        let rules = "alert http any any -> any any (msg:\"unescape iframe\"; flow:established,to_client; file.data; content:\"unescape(|27|%3Ciframe\"; nocase; pcre:\"/document\\.write\\s*\\(\\s*unescape(?=\\()/\"; sid:1000001; rev:1;)\n";
+        let (set, report) = crate::rules::RuleSet::from_str(rules, &crate::rules::Vars::default());
+        assert_eq!(report.loaded, 1, "{report:?}");
+        let cfg = EngineConfig { rules: Some(Arc::new(set)), ..Default::default() };
+        let mut engine = Engine::new(ioc(""), cfg, Vec::new());
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            gz.len()
+        );
+        let resp = [head.as_bytes(), &gz].concat();
+        let frames = crate::fuzzing::tcp_session(b"GET / HTTP/1.1\r\nHost: portal.example\r\n\r\n", &resp);
+        let mut out = run(&mut engine, &frames);
+        engine.finish(&mut out);
+        let sids: Vec<u64> = out
+            .records
+            .iter()
+            .map(json)
+            .filter(|v| v["event_type"] == "alert")
+            .filter_map(|v| v["alert"]["signature_id"].as_u64())
+            .collect();
+        assert_eq!(sids, [1000001]);
+    }
+
     #[test]
     fn garbage_frames_are_counted() {
         let mut e = Engine::new(ioc("1.1.1.1"), EngineConfig::default(), Vec::new());

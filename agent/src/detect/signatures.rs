@@ -171,7 +171,7 @@ pub(super) fn transaction(ev: &AppEvent, app: &AppState, dir: Dir) -> Option<Tx>
                     ("location", Buffer::HttpLocation),
                 ],
             );
-            b.push((Buffer::HttpResponseBody, tx.response_body.clone()));
+            b.push((Buffer::HttpResponseBody, tx.response_body_decoded().into_owned()));
             Some(("http", eve::http(tx)))
         }
         (AppEvent::Ssh, AppState::Ssh(s)) => {

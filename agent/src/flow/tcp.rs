@@ -43,6 +43,16 @@ impl Stream {
         }
     }
 
+    /// Sets the next expected sequence number again, as long as no data was
+    /// seen: a client may send several SYNs with different initial sequence
+    /// numbers (SYN floods spoofing the real client, port reuse), and the
+    /// SYN/ACK says which one the server took.
+    fn resync(&mut self, seq: u32) {
+        if self.stats.delivered == 0 && self.pending.is_empty() {
+            self.next = Some((0, seq));
+        }
+    }
+
     /// Absolute position of `seq`, relative to the next expected byte.
     fn position(&self, seq: u32) -> Option<i64> {
         let (pos, next_seq) = self.next?;
@@ -186,8 +196,12 @@ impl TcpSession {
         let f = tcp.flags;
         self.flags[dir] |= f;
         if f & TCP_SYN != 0 {
-            // SYN consumes one sequence number.
-            self.streams[dir].init(tcp.seq.wrapping_add(1));
+            // SYN consumes one sequence number; the last SYN before data
+            // counts, and a SYN/ACK's acknowledgement names the peer's
+            if f & TCP_ACK != 0 {
+                self.streams[1 - dir].resync(tcp.ack);
+            }
+            self.streams[dir].resync(tcp.seq.wrapping_add(1));
             self.state = match (self.state, dir, f & TCP_ACK != 0) {
                 (TcpState::New, 0, false) => TcpState::SynSent,
                 (TcpState::New | TcpState::SynSent, 1, true) => TcpState::SynRecv,
@@ -274,15 +288,37 @@ mod tests {
     fn handshake_states() {
         let mut t = TcpSession::default();
         let mut out = Vec::new();
-        let info = |seq, flags| TcpInfo { seq, ack: 0, flags, window: 0 };
-        t.packet(0, &info(10, TCP_SYN), b"", &mut out);
-        t.packet(1, &info(50, TCP_SYN | TCP_ACK), b"", &mut out);
-        t.packet(0, &info(11, TCP_ACK), b"", &mut out);
+        let info = |seq, ack, flags| TcpInfo { seq, ack, flags, window: 0 };
+        t.packet(0, &info(10, 0, TCP_SYN), b"", &mut out);
+        t.packet(1, &info(50, 11, TCP_SYN | TCP_ACK), b"", &mut out);
+        t.packet(0, &info(11, 51, TCP_ACK), b"", &mut out);
         assert!(t.established());
-        t.packet(0, &info(11, TCP_ACK | crate::decode::TCP_PSH), b"GET /", &mut out);
+        t.packet(0, &info(11, 51, TCP_ACK | crate::decode::TCP_PSH), b"GET /", &mut out);
         assert_eq!(out, b"GET /");
-        t.packet(0, &info(16, TCP_FIN | TCP_ACK), b"", &mut out);
-        t.packet(1, &info(51, TCP_FIN | TCP_ACK), b"", &mut out);
+        t.packet(0, &info(16, 51, TCP_FIN | TCP_ACK), b"", &mut out);
+        t.packet(1, &info(51, 17, TCP_FIN | TCP_ACK), b"", &mut out);
         assert_eq!(t.state, TcpState::Closed);
+    }
+
+    /// suricata-verify bug-7657: spoofed SYNs with random sequence numbers
+    /// around the real one; the SYN/ACK's acknowledgement picks the stream.
+    #[test]
+    fn the_syn_ack_names_the_client_isn_among_many_syns() {
+        let info = |seq, ack, flags| TcpInfo { seq, ack, flags, window: 0 };
+        for last_syn in [4_291_095_205u32, 1_492_084_391] {
+            let mut t = TcpSession::default();
+            let mut out = Vec::new();
+            for seq in [1_317_897_315u32, 4_291_095_205, 56_964_388, last_syn] {
+                t.packet(0, &info(seq, 0, TCP_SYN), b"", &mut out);
+            }
+            t.packet(1, &info(1_611_862_386, 4_291_095_206, TCP_SYN | TCP_ACK), b"", &mut out);
+            t.packet(0, &info(4_291_095_206, 1_611_862_387, TCP_ACK), b"", &mut out);
+            t.packet(0, &info(4_291_095_206, 1_611_862_387, TCP_ACK), b"POST / HTTP/1.1\r\n", &mut out);
+            // a late spoofed SYN after data changes nothing
+            t.packet(0, &info(7, 0, TCP_SYN), b"", &mut out);
+            t.packet(0, &info(4_291_095_223, 1_611_862_387, TCP_ACK), b"Host: a\r\n", &mut out);
+            assert_eq!(out, b"POST / HTTP/1.1\r\nHost: a\r\n");
+            assert_eq!(t.streams[0].stats.gaps, 0);
+        }
     }
 }

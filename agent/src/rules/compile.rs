@@ -351,7 +351,8 @@ impl<'v> Builder<'v> {
             "pcre" => {
                 let spec = pcre::parse(need()?).map_err(|e| Skip::new(e.category(), format!("pcre: {e}")))?;
                 // validated now, compiled again on first use (see `PcreItem`)
-                pcre::compile(&spec.translated).map_err(|e| Skip::new(e.category(), format!("pcre: {e}")))?;
+                pcre::compile(&spec.translated, spec.backtrack)
+                    .map_err(|e| Skip::new(e.category(), format!("pcre: {e}")))?;
                 let list = match spec.buffer {
                     Some(b) => st.list_idx(Target::Buf(b), &[]),
                     None => st.current_list(),
@@ -360,6 +361,7 @@ impl<'v> Builder<'v> {
                     list,
                     Item::Pcre(Box::new(PcreItem {
                         translated: spec.translated,
+                        backtrack: spec.backtrack,
                         re: std::sync::OnceLock::new(),
                         relative: spec.relative,
                         negated: spec.negated,

@@ -6,7 +6,6 @@
 use std::sync::OnceLock;
 
 use memchr::{memchr, memchr2, memmem};
-use regex::bytes::Regex;
 
 use super::{
     dataset::{self, DatasetOp},
@@ -188,15 +187,16 @@ pub(crate) struct ByteExtract {
 #[derive(Debug)]
 pub(crate) struct PcreItem {
     pub translated: String,
-    pub re: OnceLock<Option<Regex>>,
+    pub backtrack: bool,
+    pub re: OnceLock<Option<super::pcre::Matcher>>,
     pub relative: bool,
     pub negated: bool,
     pub retry_next: bool,
 }
 
 impl PcreItem {
-    fn regex(&self) -> Option<&Regex> {
-        self.re.get_or_init(|| super::pcre::compile(&self.translated).ok()).as_ref()
+    fn regex(&self) -> Option<&super::pcre::Matcher> {
+        self.re.get_or_init(|| super::pcre::compile(&self.translated, self.backtrack).ok()).as_ref()
     }
 }
 
@@ -309,8 +309,18 @@ fn inspect_from(items: &[Item], i: usize, buf: &[u8], cursor: usize, mc: &mut Ma
             let base = if p.relative { cursor.min(buf.len()) } else { 0 };
             let hay = buf.get(base..).unwrap_or_default();
             let Some(re) = p.regex() else { return R::Stop };
+            // a backtracking pattern that gives up at its step limit is no
+            // match, counted like the other inspection limits
+            let limit = |mc: &mut MatchCtx<'_>| {
+                mc.limit_hit = true;
+                R::Stop
+            };
             if p.negated {
-                return if re.is_match(hay) { R::No } else { next(items, i, buf, cursor, mc) };
+                return match re.is_match(hay) {
+                    Ok(true) => R::No,
+                    Ok(false) => next(items, i, buf, cursor, mc),
+                    Err(_) => limit(mc),
+                };
             }
             let mut start = 0usize;
             loop {
@@ -319,8 +329,12 @@ fn inspect_from(items: &[Item], i: usize, buf: &[u8], cursor: usize, mc: &mut Ma
                     return R::Stop;
                 }
                 mc.budget -= 1;
-                let Some(m) = re.find_at(hay, start) else { return R::No };
-                let new_cursor = base + m.end();
+                let (m_start, m_end) = match re.find_at(hay, start) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return R::No,
+                    Err(_) => return limit(mc),
+                };
+                let new_cursor = base + m_end;
                 if !p.retry_next {
                     return next(items, i, buf, new_cursor, mc);
                 }
@@ -328,7 +342,7 @@ fn inspect_from(items: &[Item], i: usize, buf: &[u8], cursor: usize, mc: &mut Ma
                     R::No => {}
                     r => return r,
                 }
-                start = m.start() + 1;
+                start = m_start + 1;
                 if start > hay.len() {
                     return R::No;
                 }

@@ -60,10 +60,11 @@
 //!
 //! # What is skipped, with the reason in [`Skipped`]
 //!
-//! `pcre` that the `regex` crate cannot express (backreferences, lookahead
-//! and lookbehind, atomic groups and possessive quantifiers, `\G`, `\K`,
-//! recursion, conditionals, callouts) or whose compiled form exceeds the size
-//! limit; keywords that need data the caller does not provide
+//! `pcre` that neither the `regex` crate nor, for lookaround,
+//! backreferences, atomic groups and possessive quantifiers, the bounded
+//! backtracking of `fancy-regex` can express (`\G`, `\K`, relative
+//! backreferences, recursion, conditionals, callouts; see `pcre.rs`) or whose
+//! compiled form exceeds the size limit; keywords that need data the caller does not provide
 //! (`stream_size`, `ssl_state`, `ssl_version`, `tls.version`, certificate
 //! dates, `id`, `icmp_id`, `icmp_seq`, `seq`, `ack`, `window`, `fragbits`,
 //! `tos`, events such as `app-layer-event`, file keywords, DCE/SMB/Kerberos

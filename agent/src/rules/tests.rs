@@ -995,7 +995,7 @@ fn load_report_files_lines_and_reasons() {
          #alert tcp any any -> any any (msg:\"disabled\"; sid:2; rev:1;)\n\
          alert tcp any any -> any any (msg:\"bad\"; content:\"|zz|\"; sid:3; rev:1;)\n\
          alert tcp any any -> any any (msg:\"multi\"; \\\n   content:\"b\"; \\\n   sid:4; rev:1;)\n\
-         alert tcp any any -> any any (msg:\"lookahead\"; pcre:\"/a(?!b)/\"; sid:5; rev:1;)\n\
+         alert tcp any any -> any any (msg:\"relative backref\"; pcre:\"/(a)\\g{-1}/\"; sid:5; rev:1;)\n\
          alert tcp any any -> any any (msg:\"stream\"; stream_size:server,>,10; sid:6; rev:1;)\n\
          alert tcp any any -> any any (msg:\"class\"; classtype:no-such-class; sid:7; rev:1;)\n\
          alert tcp any any -> any any (msg:\"dup\"; content:\"c\"; sid:1; rev:2;)\n\
@@ -1014,7 +1014,7 @@ fn load_report_files_lines_and_reasons() {
     let by_line: Vec<(usize, Option<u32>, &str)> =
         rep.skipped.iter().map(|s| (s.line, s.sid, s.category.as_str())).collect();
     assert!(by_line.contains(&(4, Some(3), "malformed rule")), "{by_line:?}");
-    assert!(by_line.contains(&(8, Some(5), "pcre: lookahead/lookbehind")));
+    assert!(by_line.contains(&(8, Some(5), "pcre: relative backreference")), "{by_line:?}");
     assert!(by_line.contains(&(9, Some(6), "unsupported keyword `stream_size`")));
     assert!(by_line.contains(&(10, Some(7), "unknown classtype")));
     assert!(by_line.contains(&(2, Some(1), "duplicate sid")), "rev 2 supersedes rev 1");
@@ -1399,7 +1399,7 @@ mod robustness {
         #[test]
         fn pcre_translation_never_panics(p in ".{0,60}", flags in "[ismxAEGRUIPQHDMCSYVWBOZ]{0,4}") {
             if let Ok(spec) = pcre::parse(&format!("\"/{p}/{flags}\"")) {
-                let _ = pcre::compile(&spec.translated);
+                let _ = pcre::compile(&spec.translated, spec.backtrack);
             }
         }
     }
