@@ -20,6 +20,8 @@ pub struct Message {
     pub rcode: u8,
     pub questions: Vec<Question>,
     pub answers: Vec<Answer>,
+    /// The authority section (read best-effort, like the answers).
+    pub authorities: Vec<Answer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +44,8 @@ pub enum RData {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
     Name(String),
+    /// The character-strings of a TXT record, non-printable bytes as `\xNN`.
+    Txt(Vec<String>),
     Other(usize),
 }
 
@@ -141,12 +145,13 @@ struct Header {
     flags: u16,
     questions: u16,
     answers: u16,
+    authorities: u16,
 }
 
 fn header(i: &[u8]) -> IResult<&[u8], Header> {
-    let (rest, (id, flags, questions, answers, _authority, _additional)) =
+    let (rest, (id, flags, questions, answers, authorities, _additional)) =
         (be_u16, be_u16, be_u16, be_u16, be_u16, be_u16).parse(i)?;
-    Ok((rest, Header { id, flags, questions, answers }))
+    Ok((rest, Header { id, flags, questions, answers, authorities }))
 }
 
 fn u16_at(msg: &[u8], pos: usize) -> Result<u16, DnsError> {
@@ -155,7 +160,7 @@ fn u16_at(msg: &[u8], pos: usize) -> Result<u16, DnsError> {
 }
 
 pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
-    let (_, Header { id, flags, questions: qd, answers: an }) =
+    let (_, Header { id, flags, questions: qd, answers: an, authorities: ns }) =
         header(msg).map_err(|_| DnsError::Incomplete)?;
     if qd as usize > MAX_QUESTIONS {
         return Err(DnsError::Malformed("too many questions"));
@@ -170,13 +175,29 @@ pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
         questions.push(Question { name, qtype, qclass });
     }
     let mut answers = Vec::new();
+    let mut authorities = Vec::new();
+    let mut complete = true;
     for _ in 0..(an as usize).min(MAX_ANSWERS) {
         match answer(msg, pos) {
             Ok((a, next)) => {
                 answers.push(a);
                 pos = next;
             }
-            Err(_) => break,
+            Err(_) => {
+                complete = false;
+                break;
+            }
+        }
+    }
+    if complete && an as usize <= MAX_ANSWERS {
+        for _ in 0..(ns as usize).min(MAX_ANSWERS) {
+            match answer(msg, pos) {
+                Ok((a, next)) => {
+                    authorities.push(a);
+                    pos = next;
+                }
+                Err(_) => break,
+            }
         }
     }
     Ok(Message {
@@ -187,6 +208,7 @@ pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
         rcode: (flags & 0x000f) as u8,
         questions,
         answers,
+        authorities,
     })
 }
 
@@ -205,9 +227,30 @@ fn answer(msg: &[u8], pos: usize) -> Result<(Answer, usize), DnsError> {
             RData::Aaaa(Ipv6Addr::from(b))
         }
         (2 | 5 | 12, _) => RData::Name(name_at(msg, start)?.0),
+        (16, _) => RData::Txt(txt_strings(rdata)),
         _ => RData::Other(rdlen),
     };
     Ok((Answer { name, rtype, ttl, data }, start + rdlen))
+}
+
+/// The character-strings of TXT rdata (a length byte, then the bytes; a
+/// string cut short by the rdata end keeps what is there).
+fn txt_strings(mut rdata: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some((&len, rest)) = rdata.split_first() {
+        let s = &rest[..rest.len().min(len as usize)];
+        let mut text = String::with_capacity(s.len());
+        for &b in s {
+            if b.is_ascii_graphic() || b == b' ' {
+                text.push(b as char);
+            } else {
+                text.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+        out.push(text);
+        rdata = &rest[s.len()..];
+    }
+    out
 }
 
 /// DNS over TCP: a 2-byte length, then the message. Only whole messages in

@@ -287,28 +287,48 @@ pub fn dns_query(msg: &dns::Message, q: &dns::Question) -> Value {
     })
 }
 
+/// The rdata of a record as EVE shows it: one string per TXT
+/// character-string, one for addresses and names, none for other types.
+fn rdata_strings(d: &dns::RData) -> Vec<Option<String>> {
+    match d {
+        dns::RData::A(ip) => vec![Some(ip.to_string())],
+        dns::RData::Aaaa(ip) => vec![Some(ip.to_string())],
+        dns::RData::Name(n) => vec![Some(n.clone())],
+        dns::RData::Txt(t) if !t.is_empty() => t.iter().cloned().map(Some).collect(),
+        dns::RData::Txt(_) | dns::RData::Other(_) => vec![None],
+    }
+}
+
 /// Suricata's `dns` object of an answer (EVE dns version 2).
 pub fn dns_answer(msg: &dns::Message) -> Value {
     let q = msg.questions.first();
     let mut answers = Vec::new();
     let mut grouped: Map<String, Value> = Map::new();
     for a in &msg.answers {
-        let rdata = match &a.data {
-            dns::RData::A(ip) => Some(ip.to_string()),
-            dns::RData::Aaaa(ip) => Some(ip.to_string()),
-            dns::RData::Name(n) => Some(n.clone()),
-            dns::RData::Other(_) => None,
-        };
         let rrtype = dns::rrtype_name(a.rtype);
-        let mut entry = json!({"rrname": a.name, "rrtype": rrtype, "ttl": a.ttl});
-        if let (Some(r), Some(obj)) = (&rdata, entry.as_object_mut()) {
-            obj.insert("rdata".into(), r.clone().into());
-            if let Value::Array(v) = grouped.entry(rrtype.clone()).or_insert_with(|| Value::Array(Vec::new()))
-            {
-                v.push(r.clone().into());
+        // a TXT record gives one entry per character-string, as Suricata's
+        for rdata in rdata_strings(&a.data) {
+            let mut entry = json!({"rrname": a.name, "rrtype": rrtype, "ttl": a.ttl});
+            if let (Some(r), Some(obj)) = (&rdata, entry.as_object_mut()) {
+                obj.insert("rdata".into(), r.clone().into());
+                if let Value::Array(v) =
+                    grouped.entry(rrtype.clone()).or_insert_with(|| Value::Array(Vec::new()))
+                {
+                    v.push(r.clone().into());
+                }
             }
+            answers.push(entry);
         }
-        answers.push(entry);
+    }
+    let mut authorities = Vec::new();
+    for a in &msg.authorities {
+        for rdata in rdata_strings(&a.data) {
+            let mut entry = json!({"rrname": a.name, "rrtype": dns::rrtype_name(a.rtype), "ttl": a.ttl});
+            if let (Some(r), Some(obj)) = (rdata, entry.as_object_mut()) {
+                obj.insert("rdata".into(), r.into());
+            }
+            authorities.push(entry);
+        }
     }
     let mut v = json!({
         "version": 2,
@@ -327,6 +347,9 @@ pub fn dns_answer(msg: &dns::Message) -> Value {
         if !answers.is_empty() {
             obj.insert("answers".into(), Value::Array(answers));
             obj.insert("grouped".into(), Value::Object(grouped));
+        }
+        if !authorities.is_empty() {
+            obj.insert("authorities".into(), Value::Array(authorities));
         }
     }
     v

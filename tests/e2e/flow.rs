@@ -76,9 +76,7 @@ fn run_with_rules_delivers_signature_alerts() {
     let case = workspace().join("tests/detect");
     let rules = tmp.path().join("local.rules");
     let mut text = std::fs::read_to_string(case.join("rule-sv-bug-28/test.rules")).unwrap();
-    text.push_str(
-        "alert tcp any any -> any any (msg:\"needs recursion\"; pcre:\"/(a(?R)?b)/\"; sid:7;)\n",
-    );
+    text.push_str("alert tcp any any -> any any (msg:\"needs recursion\"; pcre:\"/(a(?R)?b)/\"; sid:7;)\n");
     std::fs::write(&rules, text).unwrap();
     agent.start(&[
         "--pcap",
