@@ -457,6 +457,8 @@ impl Detect {
                 app_proto,
                 buffers: &buffers,
                 flow_id: flow.id,
+                flow_pkts: flow.pkts,
+                flow_bytes: flow.bytes,
             };
             rules.inspect(&ctx, &mut flow.rules, &mut self.rule_global, &mut matches);
             for m in matches.drain(..) {

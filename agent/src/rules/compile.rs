@@ -278,6 +278,29 @@ impl<'v> Builder<'v> {
                 st.dsize = true;
             }
             "ttl" => st.pkt.push(PktCheck::Ttl(uint(key, need()?, 255)?)),
+            "flow.pkts" | "flow.bytes" => {
+                // flow.pkts:toserver|toclient|either,CMP
+                let v = need()?;
+                let (d, cmp) = v.split_once(',').ok_or_else(|| {
+                    Skip::malformed(format!("{key}: expected `toserver|toclient|either,NUMBER`, got `{v}`"))
+                })?;
+                let dir = match d.trim() {
+                    "toserver" => 0,
+                    "toclient" => 1,
+                    "either" => 2,
+                    other => return Err(Skip::malformed(format!("{key}: unknown direction `{other}`"))),
+                };
+                let cmp = uint(key, cmp, u64::MAX)?;
+                st.pkt.push(PktCheck::FlowCount { bytes: key == "flow.bytes", dir, cmp });
+            }
+            "flow.pkts_toserver" | "flow.pkts_toclient" | "flow.bytes_toserver" | "flow.bytes_toclient" => {
+                let cmp = uint(key, need()?, u64::MAX)?;
+                st.pkt.push(PktCheck::FlowCount {
+                    bytes: key.starts_with("flow.bytes"),
+                    dir: u8::from(key.ends_with("toclient")),
+                    cmp,
+                });
+            }
             "itype" => st.pkt.push(PktCheck::Itype(uint(key, need()?, 255)?)),
             "icode" => st.pkt.push(PktCheck::Icode(uint(key, need()?, 255)?)),
             "ip_proto" => st.pkt.push(PktCheck::IpProto(parse_ip_proto(need()?)?)),

@@ -278,12 +278,25 @@ pub(crate) enum FlagMode {
 pub(crate) enum PktCheck {
     Dsize(UintCmp),
     Ttl(UintCmp),
-    Flags { flags: u8, ignore: u8, mode: FlagMode },
+    Flags {
+        flags: u8,
+        ignore: u8,
+        mode: FlagMode,
+    },
     Itype(UintCmp),
     Icode(UintCmp),
     IpProto(UintCmp),
     SameIp,
-    AppLayer { proto: AppProto, negated: bool },
+    AppLayer {
+        proto: AppProto,
+        negated: bool,
+    },
+    /// `flow.pkts` / `flow.bytes`: `dir` 0 to server, 1 to client, 2 either.
+    FlowCount {
+        bytes: bool,
+        dir: u8,
+        cmp: UintCmp,
+    },
 }
 
 impl PktCheck {
@@ -308,6 +321,13 @@ impl PktCheck {
             PktCheck::IpProto(c) => c.matches(u64::from(ctx.proto)),
             PktCheck::SameIp => ctx.src == ctx.dst,
             PktCheck::AppLayer { proto, negated } => app_matches(*proto, ctx.app_proto) != *negated,
+            PktCheck::FlowCount { bytes, dir, cmp } => {
+                let v = if *bytes { ctx.flow_bytes } else { ctx.flow_pkts };
+                match dir {
+                    0 | 1 => cmp.matches(v[usize::from(*dir)]),
+                    _ => cmp.matches(v[0]) || cmp.matches(v[1]),
+                }
+            }
         }
     }
 }

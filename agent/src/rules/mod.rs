@@ -47,7 +47,9 @@
 //!   `no_stream` approximated: the payload keywords of such a rule look only
 //!   at `Inspect::stream`, respectively only at `Inspect::payload`, and an
 //!   `only_stream` rule looks at the payload when the caller gives no
-//!   stream), `flags` (with `+ * !` and a mask), `itype`, `icode`, `ttl`,
+//!   stream), `flow.pkts` / `flow.bytes` (`toserver`, `toclient`, `either`;
+//!   and the older `flow.pkts_toserver`-style keywords), `flags` (with
+//!   `+ * !` and a mask), `itype`, `icode`, `ttl`,
 //!   `ip_proto`, `sameip`, `app-layer-protocol`.
 //! * State: `flowbits` (`set`, `unset`, `toggle`, `isset`, `isnotset`,
 //!   `noalert`; `|` is "any", `&` is "all"), `threshold` (`limit`,
@@ -494,6 +496,10 @@ pub struct Inspect<'a> {
     pub buffers: &'a Buffers<'a>,
     /// Stable per flow.
     pub flow_id: u64,
+    /// Packets and bytes of the flow so far, this packet included
+    /// (`[to server, to client]`), for `flow.pkts` / `flow.bytes`.
+    pub flow_pkts: [u64; 2],
+    pub flow_bytes: [u64; 2],
 }
 
 /// Per-flow rule state (flowbits, IP-only marks); the caller keeps one per flow.

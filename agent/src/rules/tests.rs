@@ -25,6 +25,8 @@ struct Ev<'a> {
     established: bool,
     app: AppProto,
     flow_id: u64,
+    flow_pkts: [u64; 2],
+    flow_bytes: [u64; 2],
     bufs: Vec<(Buffer, &'a [u8])>,
     tx_only: bool,
 }
@@ -47,6 +49,8 @@ impl Default for Ev<'_> {
             established: true,
             app: AppProto::Unknown,
             flow_id: 1,
+            flow_pkts: [1, 0],
+            flow_bytes: [60, 0],
             bufs: Vec::new(),
             tx_only: false,
         }
@@ -109,6 +113,8 @@ impl Eng {
             app_proto: ev.app,
             buffers: &b,
             flow_id: ev.flow_id,
+            flow_pkts: ev.flow_pkts,
+            flow_bytes: ev.flow_bytes,
         };
         let flow = self.flows.entry(ev.flow_id).or_default();
         let mut out = Vec::new();
@@ -980,6 +986,27 @@ alert http $EXTERNAL_NET any -> $HOME_NET any (msg:"ET CURRENT_EVENTS DRIVEBY Ge
     };
     assert_eq!(e.sids(&jar(b"PK\x03\x04....")), vec![2015695]);
     assert_eq!(e.sids(&jar(b"MZ\x90\x00")), Vec::<u32>::new());
+}
+
+#[test]
+fn flow_packet_and_byte_counts() {
+    // suricata-verify detect-flow-pkts, both syntaxes
+    let mut e = Eng::new(
+        "alert ip any any -> any any (msg:\"10 pkts\"; flow.pkts:toclient,=10; flow.pkts:toserver,=10; flow.bytes:toserver,<3000; flow.bytes:toclient,>8000; sid:1;)\n\
+         alert ip any any -> any any (msg:\"old\"; flow.pkts_toclient:10; flow.pkts_toserver:10; flow.bytes_toserver:<3000; flow.bytes_toclient:>8000; sid:2;)\n\
+         alert ip any any -> any any (msg:\"either\"; flow.pkts:either,>=20; sid:3;)\n",
+    );
+    let ev = |pkts, bytes| Ev { flow_pkts: pkts, flow_bytes: bytes, ..Default::default() };
+    assert_eq!(e.sids(&ev([10, 10], [2000, 9000])), vec![1, 2]);
+    assert!(e.sids(&ev([10, 9], [2000, 9000])).is_empty());
+    assert!(e.sids(&ev([10, 10], [3000, 9000])).is_empty());
+    assert_eq!(e.sids(&ev([20, 1], [0, 0])), vec![3]);
+    let (_, rep) = RuleSet::from_str(
+        "alert ip any any -> any any (flow.pkts:sideways,=1; sid:4;)\nalert ip any any -> any any (flow.bytes:10; sid:5;)\n",
+        &Vars::default(),
+    );
+    assert_eq!(rep.skipped.len(), 2, "{rep:?}");
+    assert!(rep.skipped[0].reason.contains("sideways"), "{}", rep.skipped[0].reason);
 }
 
 // ---------------------------------------------------------------- loading
