@@ -111,7 +111,8 @@ pub fn access(method: &str) -> Option<Access> {
         | "LinkAgent"
         | "CreateEnrollmentToken"
         | "RevokeAgent"
-        | "AddOperator" => Admin,
+        | "AddOperator"
+        | "RevokeOperator" => Admin,
         "ListAudit" | "ListOperators" => Audit,
         _ => return None,
     })
@@ -277,6 +278,11 @@ impl Auth {
         };
         entry.role = rec.role.clone();
         entry.operator_agency = rec.agency.clone();
+        if rec.revoked_us != 0 {
+            // also refused at the handshake once the collector knows; this
+            // covers the calls already on an open connection
+            return Err((Status::permission_denied(format!("operator `{name}` is revoked")), entry));
+        }
         let Some(role) = Role::parse(&rec.role) else {
             return Err((Status::permission_denied(format!("operator `{name}` has an unknown role")), entry));
         };

@@ -180,6 +180,13 @@ pub enum OperatorCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Revokes an operator's certificate (refused from now on, open
+    /// subscriptions end); its name cannot be reused.
+    Revoke {
+        name: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     List {
         #[arg(long)]
         json: bool,
@@ -491,19 +498,35 @@ pub async fn run(
             p.write(&out).map_err(|e| Failure::runtime(e.to_string()))?;
             say(format!("operator {name} (role {role}) written to {}", out.display()))?;
         }
+        Command::Operator(OperatorCmd::Revoke { name, reason }) => {
+            let o = c.revoke_operator(RevokeOperatorRequest { name, reason }).await?.into_inner();
+            say(format!(
+                "revoked operator {} ({}) at {}",
+                o.name,
+                o.role,
+                ts(&o.revoked).as_str().unwrap_or("?")
+            ))?;
+        }
         Command::Operator(OperatorCmd::List { json }) => {
             let r = c.list_operators(ListOperatorsRequest {}).await?.into_inner();
             if json {
                 for o in &r.operators {
-                    say(json!({"name": o.name, "role": o.role, "agency": o.agency, "created": ts(&o.created), "created_by": o.created_by}).to_string())?;
+                    say(json!({"name": o.name, "role": o.role, "agency": o.agency, "created": ts(&o.created), "created_by": o.created_by, "revoked": ts(&o.revoked), "revoked_by": o.revoked_by, "revoke_reason": o.revoke_reason}).to_string())?;
                 }
             } else {
                 let rows = r
                     .operators
                     .iter()
-                    .map(|o| vec![o.name.clone(), o.role.clone(), o.agency.clone(), o.created_by.clone()])
+                    .map(|o| {
+                        let state = if o.revoked.is_some() {
+                            format!("revoked by {}", o.revoked_by)
+                        } else {
+                            "valid".into()
+                        };
+                        vec![o.name.clone(), o.role.clone(), o.agency.clone(), o.created_by.clone(), state]
+                    })
                     .collect();
-                say(table(&["NAME", "ROLE", "AGENCY", "CREATED BY"], rows))?;
+                say(table(&["NAME", "ROLE", "AGENCY", "CREATED BY", "STATE"], rows))?;
             }
         }
         Command::Audit(AuditCmd::List { after }) => {

@@ -30,6 +30,7 @@ impl From<ApiError> for Status {
                 Status::already_exists(format!("{what} already exists"))
             }
             ApiError::Store(StoreError::NotFound(what)) => Status::not_found(format!("{what} not found")),
+            ApiError::Store(StoreError::Conflict(what)) => Status::failed_precondition(what),
             ApiError::Store(e) => {
                 tracing::error!(error = %e, "storage error");
                 Status::unavailable("collector storage error; retry later")

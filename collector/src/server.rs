@@ -83,6 +83,11 @@ pub async fn run(
             revoked.insert(Identity::Agent(agent.agent_id));
         }
     }
+    for op in store.operators()? {
+        if op.revoked_us != 0 {
+            revoked.insert(Identity::Operator(op.name));
+        }
+    }
     let tls_config = tls::server_config(&paths, revoked.clone())?;
     let tls_stats = Arc::new(TlsStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);

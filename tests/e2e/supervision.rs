@@ -787,3 +787,83 @@ fn a_configured_rule_pack_sets_deadlines_and_missed_ones_are_flagged() {
     assert_eq!(v["history"].as_array().unwrap().iter().filter(|h| h["action"] == "overdue").count(), 1);
     assert!(json_lines(&c.cli(&["incidents", "list", "--overdue", "--json"])).is_empty());
 }
+
+/// An admin revokes an analyst: its open subscription ends, its next calls
+/// and handshakes are refused (also after a collector restart), the
+/// revocation is in the audit log and its name cannot be given again; the
+/// last admin cannot be revoked.
+#[test]
+fn a_revoked_operator_is_refused_everywhere() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Collector::init(tmp.path());
+    c.start();
+    c.cli(&["agency", "add", "--code", "SO-A", "--name", "A"]);
+    let pa = tmp.path().join("analyst.profile");
+    c.cli(&["operator", "add", "--name", "analyst-1", "--role", "analyst", "--out", pa.to_str().unwrap()]);
+    let o = cli_as(&pa, &c, &["agency", "list"]);
+    assert!(o.status.success() && stdout(&o).contains("SO-A"), "{}", stderr(&o));
+
+    // an open subscription of the analyst
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let prof = Profile::load(&pa).unwrap();
+    let url = c.url();
+    let mut sub = rt.block_on(async {
+        let ch = prof.client(Some(&url)).unwrap().connect(Duration::from_secs(5)).await.unwrap();
+        OperatorClient::new(ch)
+            .subscribe_alerts(SubscribeAlertsRequest { after_cursor: Some(0), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner()
+    });
+
+    // the last admin cannot be revoked, an unknown operator is not found
+    let o = c.cli_output(&["operator", "revoke", "admin"]);
+    assert!(!o.status.success() && stderr(&o).contains("last admin"), "{}", stderr(&o));
+    let o = c.cli_output(&["operator", "revoke", "nobody"]);
+    assert!(!o.status.success() && stderr(&o).contains("not found"), "{}", stderr(&o));
+    // an analyst may not revoke
+    let o = cli_as(&pa, &c, &["operator", "revoke", "admin"]);
+    assert!(stderr(&o).contains("PermissionDenied"), "{}", stderr(&o));
+
+    let out = c.cli(&["operator", "revoke", "analyst-1", "--reason", "left the department"]);
+    assert!(out.contains("revoked operator analyst-1"), "{out}");
+    // the subscription ends with the refusal within a couple of seconds
+    let end = rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), sub.message()).await });
+    match end {
+        Ok(Err(s)) => assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}"),
+        other => panic!("the subscription goes on after the revocation: {other:?}"),
+    }
+    let o = cli_as(&pa, &c, &["agency", "list"]);
+    assert!(!o.status.success(), "a revoked operator still reads: {}", stdout(&o));
+    let list = json_lines(&c.cli(&["operator", "list", "--json"]));
+    let rec = list.iter().find(|o| o["name"] == "analyst-1").unwrap();
+    assert_eq!(rec["revoked_by"], "admin");
+    assert_eq!(rec["revoke_reason"], "left the department");
+    assert!(rec["revoked"].is_string(), "{rec}");
+    let log = json_lines(&c.cli(&["audit", "list"]));
+    assert!(log.iter().any(|e| e["action"] == "RevokeOperator"
+        && e["operator"] == "admin"
+        && e["target"] == "operator analyst-1"
+        && e["outcome"] == "ok"));
+    // the name cannot be given again (it would revive the old certificate)
+    let again = tmp.path().join("again.profile");
+    let o = c.cli_output(&[
+        "operator",
+        "add",
+        "--name",
+        "analyst-1",
+        "--role",
+        "analyst",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("already exists"), "{}", stderr(&o));
+
+    // still refused after a restart (the revoked set is rebuilt from the store)
+    c.kill();
+    c.start();
+    let o = cli_as(&pa, &c, &["agency", "list"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    let o = c.cli_output(&["agency", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -549,6 +549,7 @@ impl Operator for OperatorService {
         let committed = store.alert_cursor();
         let min_severity = r.min_severity;
         let feed = Feed {
+            who: (Identity::Operator(who.name.clone()), self.shared.revoked.clone()),
             committed,
             after: r.after_cursor,
             shutdown: self.shared.shutdown.clone(),
@@ -1077,6 +1078,7 @@ impl Operator for OperatorService {
         let reg = self.shared.config.regulation.clone();
         let store2 = store.clone();
         let feed = Feed {
+            who: (Identity::Operator(who.name.clone()), self.shared.revoked.clone()),
             committed,
             after: r.after_cursor,
             shutdown: self.shared.shutdown.clone(),
@@ -1208,6 +1210,7 @@ impl Operator for OperatorService {
             created_us: now_us(),
             created_by: who.name.clone(),
             cert_serial: issued.serial.clone(),
+            ..Default::default()
         })?;
         self.shared.store.flush().await?;
         tracing::info!(operator = %who.name, new = %r.name, role = role.as_str(), "operator added");
@@ -1223,20 +1226,28 @@ impl Operator for OperatorService {
         req: Request<ListOperatorsRequest>,
     ) -> Result<Response<ListOperatorsResponse>, Status> {
         auth::operator(&req)?;
-        let operators = self
+        let operators = self.shared.store.operators()?.into_iter().map(operator_account).collect();
+        Ok(Response::new(ListOperatorsResponse { operators }))
+    }
+
+    async fn revoke_operator(
+        &self,
+        req: Request<RevokeOperatorRequest>,
+    ) -> Result<Response<OperatorAccount>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        who.target(format!("operator {}", r.name));
+        let reason = crate::service::clean_text(&r.reason, 500);
+        who.detail(reason.clone());
+        let rec = self
             .shared
             .store
-            .operators()?
-            .into_iter()
-            .map(|o| OperatorAccount {
-                name: o.name,
-                role: o.role,
-                agency: o.agency,
-                created: ts(o.created_us),
-                created_by: o.created_by,
-            })
-            .collect();
-        Ok(Response::new(ListOperatorsResponse { operators }))
+            .revoke_operator(&r.name, now_us(), &who.name, &reason)?
+            .ok_or_else(|| not_found(format!("operator `{}` not found", r.name)))?;
+        self.shared.store.flush().await?;
+        self.shared.revoked.insert(Identity::Operator(r.name.clone()));
+        tracing::warn!(operator = %who.name, revoked = %r.name, "operator revoked");
+        Ok(Response::new(operator_account(rec)))
     }
 
     async fn list_audit(
@@ -1272,7 +1283,25 @@ impl Operator for OperatorService {
 
 /// A gap-free feed over a committed cursor: reads records after a cursor,
 /// waits for the cursor to move, resumes from where it was.
+fn operator_account(o: OperatorRec) -> OperatorAccount {
+    OperatorAccount {
+        name: o.name,
+        role: o.role,
+        agency: o.agency,
+        created: ts(o.created_us),
+        created_by: o.created_by,
+        revoked: (o.revoked_us != 0).then(|| ts(o.revoked_us)).flatten(),
+        revoked_by: o.revoked_by,
+        revoke_reason: o.revoke_reason,
+    }
+}
+
+/// A subscription: reads committed records after a cursor, then waits for
+/// more. It ends when the client goes, the collector shuts down, or the
+/// subscriber is revoked (checked at least every second).
 struct Feed<R> {
+    /// The subscriber, and the revoked identities.
+    who: (Identity, Arc<crate::tls::Revoked>),
     committed: tokio::sync::watch::Receiver<u64>,
     /// `None`: only what is committed from now on.
     after: Option<u64>,
@@ -1289,7 +1318,7 @@ where
         self,
         map: impl Fn(u64, T) -> Option<M> + Send + 'static,
     ) -> mpsc::Receiver<Result<M, Status>> {
-        let Feed { mut committed, after, mut shutdown, read } = self;
+        let Feed { who: (who, revoked), mut committed, after, mut shutdown, read } = self;
         let read = Arc::new(read);
         let mut cursor = match after {
             Some(c) => c,
@@ -1298,6 +1327,10 @@ where
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             loop {
+                if revoked.contains(&who) {
+                    let _ = tx.send(Err(Status::permission_denied(format!("{who} is revoked")))).await;
+                    return;
+                }
                 committed.borrow_and_update();
                 let r = read.clone();
                 let batch = match tokio::task::spawn_blocking(move || r(cursor)).await {
@@ -1315,6 +1348,7 @@ where
                     tokio::select! {
                         changed = committed.changed() => if changed.is_err() { return },
                         _ = tx.closed() => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
                         _ = crate::registry::until_true(&mut shutdown) => {
                             let _ = tx.send(Err(Status::unavailable("collector is shutting down"))).await;
                             return;

@@ -78,6 +78,9 @@ pub enum StoreError {
     AlreadyExists(String),
     #[error("{0} not found")]
     NotFound(String),
+    /// The change would break an invariant (the message says which).
+    #[error("{0}")]
+    Conflict(String),
     #[error("database schema version {found} is newer than this collector understands ({SCHEMA_VERSION})")]
     Schema { found: u32 },
 }
@@ -188,6 +191,8 @@ struct Inner {
     forward_queue: sled::Tree,
     /// Serialises audit appends (the chain needs the previous hash).
     audit_lock: Mutex<()>,
+    /// Serialises operator revocations (the last-admin check).
+    operators_lock: Mutex<()>,
     /// Next incident change cursor; the lock serialises incident commits.
     next_change: Mutex<u64>,
     /// Highest committed incident change cursor (0: none).
@@ -292,6 +297,7 @@ impl Store {
             counters: db.open_tree("counters")?,
             forward_queue: db.open_tree("forward_queue")?,
             audit_lock: Mutex::new(()),
+            operators_lock: Mutex::new(()),
             next_change: Mutex::new(last_change + 1),
             change_cursor: watch::Sender::new(last_change),
             agencies: db.open_tree("agencies")?,

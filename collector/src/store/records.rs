@@ -201,6 +201,13 @@ pub struct OperatorRec {
     pub created_by: String,
     #[prost(string, tag = "7")]
     pub cert_serial: String,
+    /// 0 while valid.
+    #[prost(int64, tag = "8")]
+    pub revoked_us: i64,
+    #[prost(string, tag = "9")]
+    pub revoked_by: String,
+    #[prost(string, tag = "10")]
+    pub revoke_reason: String,
 }
 
 /// One audit-log entry; `hash` chains it to the previous one (see

@@ -193,6 +193,34 @@ impl Store {
         list("operators", &self.inner.operators)
     }
 
+    /// Revokes operator `name` unless it is the last valid admin; returns
+    /// the record (unchanged when already revoked), `None` when unknown.
+    pub fn revoke_operator(
+        &self,
+        name: &str,
+        now_us: i64,
+        by: &str,
+        reason: &str,
+    ) -> Result<Option<OperatorRec>, StoreError> {
+        let _guard = self.inner.operators_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut rec) = self.operator(name)? else { return Ok(None) };
+        if rec.revoked_us != 0 {
+            return Ok(Some(rec));
+        }
+        if rec.role == "admin"
+            && !self.operators()?.iter().any(|o| o.name != name && o.role == "admin" && o.revoked_us == 0)
+        {
+            return Err(StoreError::Conflict(format!(
+                "operator `{name}` is the last admin; add another admin before revoking it"
+            )));
+        }
+        rec.revoked_us = now_us;
+        rec.revoked_by = by.to_string();
+        rec.revoke_reason = reason.to_string();
+        self.inner.operators.insert(name.as_bytes(), rec.encode_to_vec())?;
+        Ok(Some(rec))
+    }
+
     // ----- audit -----
 
     /// Appends an entry: assigns its seq and previous hash, then asks
