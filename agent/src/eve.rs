@@ -418,14 +418,19 @@ pub fn http(tx: &HttpTx) -> Value {
 
 /// Suricata's `ssh` object.
 pub fn ssh(state: &SshState) -> Value {
-    let side = |b: &Option<crate::app::ssh::Banner>| {
-        b.as_ref().map(|b| json!({"proto_version": b.proto_version, "software_version": b.software}))
+    let side = |i: usize| {
+        let b = state.banners[i].as_ref()?;
+        let mut v = json!({"proto_version": b.proto_version, "software_version": b.software});
+        if let (Some(h), Some(obj)) = (&state.hassh[i], v.as_object_mut()) {
+            obj.insert("hassh".into(), json!({"hash": h.hash, "string": h.string}));
+        }
+        Some(v)
     };
     let mut m = Map::new();
-    if let Some(c) = side(&state.banners[0]) {
+    if let Some(c) = side(0) {
         m.insert("client".into(), c);
     }
-    if let Some(s) = side(&state.banners[1]) {
+    if let Some(s) = side(1) {
         m.insert("server".into(), s);
     }
     Value::Object(m)

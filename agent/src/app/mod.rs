@@ -64,6 +64,8 @@ pub enum AppEvent {
     Http(http::HttpEvent),
     /// A banner completed (the state holds it).
     Ssh,
+    /// A side's KEXINIT was parsed (its HASSH is in the state).
+    SshKex,
 }
 
 /// Parse failures, by protocol, for the counters.
@@ -147,8 +149,12 @@ impl AppState {
                 events.extend(ev.into_iter().map(AppEvent::Http));
             }
             AppState::Ssh(s) => {
-                if s.on_data(dir, data) {
+                let p = s.on_data(dir, data);
+                if p.banner {
                     events.push(AppEvent::Ssh);
+                }
+                if p.kex {
+                    events.push(AppEvent::SshKex);
                 }
             }
             AppState::Dns(d) => {

@@ -748,10 +748,12 @@ impl Detect {
                     self.push(RecordKind::Event, 0, p.ts, v, out);
                 }
             }
-            AppEvent::Ssh => {
+            AppEvent::Ssh | AppEvent::SshKex => {
                 let base = self.cfg.eve.ssh.then(|| eve::flow_base(flow, "ssh", p.ts));
                 let AppState::Ssh(state) = &mut flow.app else { return };
-                if state.both() && !state.logged {
+                // logged once both banners and both key exchange offers are
+                // in (else when the flow ends), so that it has the HASSH
+                if state.complete() && !state.logged {
                     state.logged = true;
                     if let Some(mut m) = base {
                         m.insert("ssh".into(), eve::ssh(state));

@@ -180,6 +180,17 @@ pub(super) fn transaction(ev: &AppEvent, app: &AppState, dir: Dir) -> Option<Tx>
             b.push((Buffer::SshSoftware, banner.software.as_bytes().to_vec()));
             Some(("ssh", eve::ssh(s)))
         }
+        (AppEvent::SshKex, AppState::Ssh(s)) => {
+            let h = s.hassh[dir as usize].as_ref()?;
+            let (hash, string) = if dir == Dir::ToServer {
+                (Buffer::SshHassh, Buffer::SshHasshString)
+            } else {
+                (Buffer::SshHasshServer, Buffer::SshHasshServerString)
+            };
+            b.push((hash, h.hash.as_bytes().to_vec()));
+            b.push((string, h.string.as_bytes().to_vec()));
+            Some(("ssh", eve::ssh(s)))
+        }
         _ => return None,
     };
     Some(Tx { buffers: b, app: app_obj })

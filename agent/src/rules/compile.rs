@@ -823,6 +823,10 @@ fn sticky_buffer(k: &str) -> Option<Buffer> {
         "http.response_body" | "http.server_body" => HttpResponseBody,
         "ssh.proto" | "ssh_proto" => SshProto,
         "ssh.software" | "ssh_software" => SshSoftware,
+        "ssh.hassh" | "ssh-hassh" => SshHassh,
+        "ssh.hassh.string" | "ssh-hassh-string" => SshHasshString,
+        "ssh.hassh.server" | "ssh-hassh-server" => SshHasshServer,
+        "ssh.hassh.server.string" | "ssh-hassh-server-string" => SshHasshServerString,
         _ => return None,
     })
 }

@@ -31,7 +31,8 @@
 //!   `startswith`, `endswith`, `fast_pattern` (incl. `only` and `N,M`);
 //!   `uricontent`; `pcre` with the flags `i s m x A E G R` and the buffer
 //!   selectors `U I P Q H D M C S Y V W` (`B`, `O` ignored), translated to the
-//!   `regex` crate (see [`pcre`] for what cannot be expressed); `isdataat`,
+//!   `regex` crate, or bounded backtracking for lookaround and
+//!   backreferences (see [`pcre`]); `isdataat`,
 //!   `byte_test`, `byte_jump`, `byte_extract`, `bsize`, `urilen`, `dsize`.
 //!   Matching follows Suricata's content inspection: relative keywords anchor
 //!   at the end of the previous match, earlier contents are retried at their
@@ -207,6 +208,10 @@ pub enum Buffer {
     /// file.data / file_data of protocols other than HTTP (SMTP attachments,
     /// FTP data, SMB files); in HTTP rules `file_data` reads the bodies.
     FileData,
+    SshHassh,             // ssh.hassh, ssh-hassh (the client's)
+    SshHasshString,       // ssh.hassh.string
+    SshHasshServer,       // ssh.hassh.server
+    SshHasshServerString, // ssh.hassh.server.string
 }
 
 /// Which way a buffer is produced.
@@ -219,7 +224,7 @@ pub(crate) enum BufDir {
 
 impl Buffer {
     /// Every buffer, in declaration order (`ALL[b.index()] == b`).
-    pub const ALL: [Buffer; 41] = [
+    pub const ALL: [Buffer; 45] = [
         Buffer::DnsQuery,
         Buffer::TlsSni,
         Buffer::TlsCertSubject,
@@ -257,6 +262,10 @@ impl Buffer {
         Buffer::HttpResponseBody,
         Buffer::SshProto,
         Buffer::SshSoftware,
+        Buffer::SshHassh,
+        Buffer::SshHasshString,
+        Buffer::SshHasshServer,
+        Buffer::SshHasshServerString,
         Buffer::TlsCertSerial,
         Buffer::HttpStart,
         Buffer::Ja3sString,
@@ -313,6 +322,10 @@ impl Buffer {
             HttpStart => "http.start",
             Ja3sString => "ja3s.string",
             FileData => "file.data",
+            SshHassh => "ssh.hassh",
+            SshHasshString => "ssh.hassh.string",
+            SshHasshServer => "ssh.hassh.server",
+            SshHasshServerString => "ssh.hassh.server.string",
         }
     }
 
@@ -322,10 +335,10 @@ impl Buffer {
         match self {
             DnsQuery | TlsSni | Ja3Hash | Ja3String | HttpUri | HttpRawUri | HttpMethod | HttpHost
             | HttpRawHost | HttpUserAgent | HttpRequestLine | HttpReferer | HttpAccept | HttpAcceptLang
-            | HttpAcceptEnc | HttpRequestBody => BufDir::ToServer,
+            | HttpAcceptEnc | HttpRequestBody | SshHassh | SshHasshString => BufDir::ToServer,
             TlsCertSubject | TlsCertIssuer | TlsCertSan | TlsCertFingerprint | TlsCertSerial | Ja3sHash
             | Ja3sString | HttpStatCode | HttpStatMsg | HttpResponseLine | HttpServer | HttpLocation
-            | HttpResponseBody => BufDir::ToClient,
+            | HttpResponseBody | SshHasshServer | SshHasshServerString => BufDir::ToClient,
             HttpHeader | HttpRawHeader | HttpHeaderNames | HttpCookie | HttpContentType | HttpContentLen
             | HttpProtocol | HttpConnection | HttpStart | SshProto | SshSoftware | FileData => BufDir::Both,
         }
