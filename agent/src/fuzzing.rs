@@ -119,11 +119,21 @@ pub fn http(data: &[u8]) {
     s.on_close(1, &mut events);
 }
 
+/// SSH as sent, then after a valid banner (so that the bytes reach the
+/// KEXINIT parser), in two segments per side.
 pub fn ssh(data: &[u8]) {
     let mut s = SshState::default();
     let (a, b) = data.split_at(data.len() / 2);
     s.on_data(0, a);
     s.on_data(1, b);
+    let mut s = SshState::default();
+    for (dir, half) in [a, b].into_iter().enumerate() {
+        let msg = [b"SSH-2.0-fuzz\r\n".as_slice(), half].concat();
+        let (x, y) = msg.split_at(msg.len() / 3);
+        s.on_data(dir, x);
+        s.on_data(dir, y);
+    }
+    let _ = crate::eve::ssh(&s);
 }
 
 /// Indicator list lines, then lookups of the same text.
