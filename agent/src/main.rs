@@ -46,17 +46,20 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long)]
         state_dir: Option<PathBuf>,
-        /// Replay a capture file instead of a live interface (repeatable).
-        #[arg(long)]
+        /// Replay capture files instead of a live interface (several after
+        /// one flag, or the flag repeated).
+        #[arg(long, num_args = 1..)]
         pcap: Vec<PathBuf>,
         /// Capture live on this interface (needs CAP_NET_RAW).
         #[arg(long)]
         interface: Option<String>,
-        /// Indicator list: one IP, CIDR or domain per line (repeatable).
-        #[arg(long)]
+        /// Indicator lists: one IP, CIDR or domain per line (several after
+        /// one flag, or the flag repeated).
+        #[arg(long, num_args = 1..)]
         ioc: Vec<PathBuf>,
-        /// Suricata rule file (repeatable); replaces `[rules] files`.
-        #[arg(long)]
+        /// Suricata rule files (several after one flag, or the flag
+        /// repeated); replace `[rules] files`.
+        #[arg(long, num_args = 1..)]
         rules: Vec<PathBuf>,
         /// With --pcap: exit 0 once everything produced is acknowledged.
         #[arg(long)]
@@ -71,21 +74,22 @@ enum Command {
     /// Runs the detection engine over capture files and log files: EVE
     /// JSON lines on stdout (alerts only by default), a summary on stderr.
     Analyze {
-        /// Capture file (pcap or pcapng); repeatable.
-        #[arg(long, required_unless_present = "log")]
+        /// Capture files (pcap or pcapng): `--pcap A B` or `--pcap A --pcap B`.
+        #[arg(long, num_args = 1.., required_unless_present = "log")]
         pcap: Vec<PathBuf>,
         /// Authentication log (syslog, RFC 5424, journal JSON, sshd -E;
-        /// `.gz` too); repeatable.
-        #[arg(long)]
+        /// `.gz` too); several after one flag, or the flag repeated.
+        #[arg(long, num_args = 1..)]
         log: Vec<PathBuf>,
         /// Format of the --log files.
         #[arg(long, default_value = "auto", value_parser = canhgac_agent::host::logfmt::LogFormat::parse)]
         log_format: canhgac_agent::host::logfmt::LogFormat,
-        /// Suricata rule file; repeatable.
-        #[arg(long)]
+        /// Suricata rule files; several after one flag, or the flag repeated.
+        #[arg(long, num_args = 1..)]
         rules: Vec<PathBuf>,
-        /// Indicator list, `[FORMAT:]PATH`; repeatable.
-        #[arg(long)]
+        /// Indicator lists, `[FORMAT:]PATH`; several after one flag, or the
+        /// flag repeated.
+        #[arg(long, num_args = 1..)]
         ioc: Vec<PathBuf>,
         /// Agent configuration (indicator lists, detector settings).
         #[arg(long)]

@@ -352,3 +352,35 @@ fn fuzz_smoke() {
         fuzzing::web_content(&chunk);
     }
 }
+
+/// `analyze --pcap A B --rules R S --ioc I J`: several files after one flag
+/// (the issue's `--pcap FILE...`), all of them used.
+#[test]
+fn analyze_takes_several_files_after_one_flag() {
+    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/detect");
+    let p = |rel: &str| d.join(rel).to_string_lossy().into_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let extra_ioc = tmp.path().join("extra.txt");
+    std::fs::write(&extra_ioc, "# nothing in these captures\n203.0.113.77\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_canhgac-agent"))
+        .args(["analyze", "--pcap"])
+        .args([p("_pcap/sv-bug-28.pcap"), p("_pcap/sv-bug-2158-sofacy.pcap")])
+        .arg("--rules")
+        .args([p("rule-sv-bug-28/test.rules"), p("rule-sv-bug-5758/test.rules")])
+        .arg("--ioc")
+        .args([
+            format!("maltrail:{}", p("_pcap/maltrail-apt_sofacy.txt")),
+            extra_ioc.to_string_lossy().into(),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let alerts: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rule_alerts = alerts.iter().filter(|a| a["canhgac"]["detector"] == "rule").count();
+    let ioc_alerts = alerts.iter().filter(|a| a["canhgac"]["detector"] == "ioc").count();
+    assert_eq!(rule_alerts, 4, "bug-28's four rules on its capture");
+    assert!(ioc_alerts >= 2, "the Sofacy lookups in the second capture: {ioc_alerts}");
+    assert!(stderr.contains("rules_loaded=5"), "both rule files: {stderr}");
+}
