@@ -328,7 +328,7 @@ fn inspect_from(items: &[Item], i: usize, buf: &[u8], cursor: usize, mc: &mut Ma
                     mc.limit_hit = true;
                     return R::Stop;
                 }
-                mc.budget -= 1;
+                mc.budget = mc.budget.saturating_sub(re.search_cost());
                 let (m_start, m_end) = match re.find_at(hay, start) {
                     Ok(Some(m)) => m,
                     Ok(None) => return R::No,

@@ -63,6 +63,17 @@ impl Matcher {
         }
     }
 
+    /// Inspection budget one search costs: a backtracking search may take
+    /// up to [`BACKTRACK_LIMIT`] steps, so it weighs as much as 100 plain
+    /// ones and a buffer's budget bounds the backtracking work per packet
+    /// (30 searches, 1.5 M steps at most).
+    pub fn search_cost(&self) -> u32 {
+        match self {
+            Matcher::Linear(_) => 1,
+            Matcher::Backtrack(_) => 100,
+        }
+    }
+
     pub fn is_match(&self, hay: &[u8]) -> Result<bool, LimitHit> {
         match self {
             Matcher::Linear(r) => Ok(r.is_match(hay)),

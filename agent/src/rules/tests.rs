@@ -988,6 +988,24 @@ alert http $EXTERNAL_NET any -> $HOME_NET any (msg:"ET CURRENT_EVENTS DRIVEBY Ge
     assert_eq!(e.sids(&jar(b"MZ\x90\x00")), Vec::<u32>::new());
 }
 
+/// A pathological backtracking pcre, retried by a following relative
+/// content, costs bounded work per packet and is counted as a limit hit.
+#[test]
+fn backtracking_work_per_packet_is_bounded() {
+    let mut e = Eng::new(
+        "alert tcp any any -> any any (msg:\"redos\"; content:\"a\"; pcre:\"/^(\\w+\\s?)*(?=x)\\1/R\"; content:\"zz\"; distance:0; sid:9;)\n",
+    );
+    // "zz" is there so that the prefilter lets the rule through
+    let payload =
+        [[b"a".as_slice(), &b"aaaa ".repeat(12), b"!"].concat().repeat(20), b"zz".to_vec()].concat();
+    let t = std::time::Instant::now();
+    for _ in 0..5 {
+        assert!(e.sids(&Ev { payload: &payload, ..Default::default() }).is_empty());
+    }
+    assert!(t.elapsed() < std::time::Duration::from_secs(3), "{:?} for 5 packets", t.elapsed());
+    assert!(e.global.stats.inspection_limit_hits >= 5, "{:?}", e.global.stats);
+}
+
 #[test]
 fn flow_packet_and_byte_counts() {
     // suricata-verify detect-flow-pkts, both syntaxes
