@@ -451,10 +451,14 @@ impl<'v> Builder<'v> {
                 let list = st.list_idx(t, &[]);
                 st.push_item(list, Item::Urilen(cmp));
             }
-            "dataset" => {
-                let op = self.parse_dataset(need()?, base)?;
+            "dataset" | "datarep" => {
+                let op = if key == "datarep" {
+                    self.parse_datarep(need()?, base)?
+                } else {
+                    self.parse_dataset(need()?, base)?
+                };
                 if st.sticky.is_none() {
-                    return Err(Skip::malformed("dataset without a sticky buffer"));
+                    return Err(Skip::malformed(format!("{key} without a sticky buffer")));
                 }
                 let list = st.current_list();
                 st.push_item(list, Item::Dataset(op));
@@ -598,13 +602,68 @@ impl<'v> Builder<'v> {
                     None => Default::default(),
                 };
                 let id = self.datasets.len() as u32;
-                self.datasets.push(Dataset { name: name.to_string(), ty, data });
+                self.datasets.push(Dataset { name: name.to_string(), ty, data, rep: Default::default() });
                 self.ds_names.insert(name.to_string(), id);
                 id
             }
         };
         let ty = self.datasets.get(id as usize).map(|d| d.ty).unwrap_or(DsType::String);
-        Ok(DatasetOp { id, key: name_hash(name), ty, cmd, subdomain })
+        Ok(DatasetOp { id, key: name_hash(name), ty, cmd, subdomain, rep: None })
+    }
+
+    /// `datarep:NAME, OP, VALUE, load FILE, type TYPE[, memcap .., hashsize ..]`
+    /// with OP one of `>`, `<`, `>=`, `<=`, `==`, `!=`.
+    fn parse_datarep(&mut self, v: &str, base: &Path) -> Result<DatasetOp, Skip> {
+        let mut parts = v.split(',').map(str::trim);
+        let name =
+            parts.next().filter(|n| !n.is_empty()).ok_or_else(|| Skip::malformed("datarep needs a name"))?;
+        let op = parts.next().unwrap_or("");
+        let value = parts.next().unwrap_or("");
+        let op = match op {
+            ">" | "<" | ">=" | "<=" | "!=" => op,
+            "==" => "=",
+            other => return Err(Skip::malformed(format!("datarep: unknown operator `{}`", trunc(other)))),
+        };
+        let cmp = super::numbers::UintCmp::parse(&format!("{op}{value}"), u64::MAX)
+            .map_err(|e| Skip::malformed(format!("datarep: {e}")))?;
+        let (mut ty, mut load) = (None, None);
+        for p in parts {
+            let (k, val) = p.split_once(char::is_whitespace).map(|(k, v)| (k, v.trim())).unwrap_or((p, ""));
+            match k {
+                "type" => {
+                    ty = Some(DsType::parse(val).ok_or_else(|| {
+                        Skip::new("dataset", format!("unsupported dataset type `{}`", trunc(val)))
+                    })?)
+                }
+                "load" => load = Some(val.to_string()),
+                "memcap" | "hashsize" | "" => {}
+                "state" | "save" => {
+                    return Err(Skip::new(
+                        "dataset",
+                        format!("datarep `{k}` would write files; only `load` is supported"),
+                    ));
+                }
+                other => {
+                    return Err(Skip::new("dataset", format!("unknown datarep option `{}`", trunc(other))));
+                }
+            }
+        }
+        let key = format!("datarep:{name}");
+        let id = match self.ds_names.get(&key) {
+            Some(&id) => id,
+            None => {
+                let ty = ty.ok_or_else(|| Skip::new("dataset", format!("datarep `{name}` has no type")))?;
+                let file =
+                    load.ok_or_else(|| Skip::new("dataset", format!("datarep `{name}` has no `load`")))?;
+                let rep = dataset::load_rep(&base.join(file), ty).map_err(|e| Skip::new("dataset", e))?;
+                let id = self.datasets.len() as u32;
+                self.datasets.push(Dataset { name: name.to_string(), ty, data: Default::default(), rep });
+                self.ds_names.insert(key.clone(), id);
+                id
+            }
+        };
+        let ty = self.datasets.get(id as usize).map(|d| d.ty).unwrap_or(DsType::String);
+        Ok(DatasetOp { id, key: name_hash(&key), ty, cmd: DsCmd::IsSet, subdomain: false, rep: Some(cmp) })
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -46,6 +46,8 @@ pub(crate) struct Dataset {
     pub name: String,
     pub ty: DsType,
     pub data: HashSet<Box<[u8]>>,
+    /// Reputation values of a `datarep` set (`value,reputation` lines).
+    pub rep: HashMap<Box<[u8]>, u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,9 @@ pub(crate) struct DatasetOp {
     pub cmd: DsCmd,
     /// `match subdomain`: the value or any parent domain is in the set.
     pub subdomain: bool,
+    /// `datarep`: the value's reputation must satisfy this (the command is
+    /// then `IsSet`).
+    pub rep: Option<super::numbers::UintCmp>,
 }
 
 /// Runtime additions and removals, bounded.
@@ -139,6 +144,12 @@ pub(crate) fn apply(
     let Some(key) = key_of(op.ty, buf) else {
         return op.cmd == DsCmd::IsNotSet;
     };
+    if let Some(cmp) = op.rep {
+        return sets
+            .get(op.id as usize)
+            .and_then(|s| s.rep.get(key.as_slice()))
+            .is_some_and(|v| cmp.matches(*v));
+    }
     match op.cmd {
         DsCmd::IsSet | DsCmd::IsNotSet => {
             let found = if op.subdomain && op.ty == DsType::String {
@@ -207,6 +218,26 @@ pub(crate) struct FileFormat {
 pub(crate) enum JsonKind {
     Json,
     Lines,
+}
+
+/// Loads a `datarep` file: `value,reputation` per line (values as in
+/// [`load`]'s CSV form).
+pub(crate) fn load_rep(path: &Path, ty: DsType) -> Result<HashMap<Box<[u8]>, u64>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read dataset `{}`: {e}", path.display()))?;
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let bad = |what: &str| format!("invalid {what} in `{}` line {}", path.display(), i + 1);
+        let (v, rep) = l.rsplit_once(',').ok_or_else(|| bad("`value,reputation` line"))?;
+        let key = parse_value(ty, v.trim(), true).ok_or_else(|| bad("value"))?;
+        let rep: u64 = rep.trim().parse().map_err(|_| bad("reputation"))?;
+        out.insert(key.into_boxed_slice(), rep);
+    }
+    Ok(out)
 }
 
 /// Loads a dataset file.
@@ -313,11 +344,13 @@ mod tests {
 
     #[test]
     fn set_unset_and_capacity() {
-        let sets = vec![Dataset { name: "s".into(), ty: DsType::String, data: HashSet::new() }];
+        let sets =
+            vec![Dataset { name: "s".into(), ty: DsType::String, data: HashSet::new(), rep: HashMap::new() }];
         let mut rt = Runtime::default();
         rt.set_capacity(1);
         let mut refused = 0;
-        let set = DatasetOp { id: 0, key: 7, ty: DsType::String, cmd: DsCmd::Set, subdomain: false };
+        let set =
+            DatasetOp { id: 0, key: 7, ty: DsType::String, cmd: DsCmd::Set, subdomain: false, rep: None };
         let isset = DatasetOp { cmd: DsCmd::IsSet, ..set.clone() };
         let unset = DatasetOp { cmd: DsCmd::Unset, ..set.clone() };
         assert!(!apply(&isset, b"ua1", &sets, &mut rt, &mut refused));

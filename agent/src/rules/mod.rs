@@ -59,7 +59,8 @@
 //!   dst_port`), `dataset` (`set`, `unset`, `isset`, `isnotset` over `string`
 //!   (base64 lines), `md5`, `sha256` (hex lines), `ipv4`, `ip`; `load FILE`
 //!   relative to the rule file; `format csv | json | ndjson | jsonline` with
-//!   `value_key`/`array_key`; `match subdomain`).
+//!   `value_key`/`array_key`; `match subdomain`), `datarep` (`>`, `<`,
+//!   `>=`, `<=`, `==`, `!=` against `value,reputation` files).
 //!
 //! # What is skipped, with the reason in [`Skipped`]
 //!

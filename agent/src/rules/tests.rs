@@ -1007,6 +1007,26 @@ fn backtracking_work_per_packet_is_bounded() {
 }
 
 #[test]
+fn datarep_refusals_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ok.rep"), "Z29vZ2xlLmNvbQ==,255\n").unwrap();
+    std::fs::write(dir.path().join("bad.rep"), "Z29vZ2xlLmNvbQ==,high\n").unwrap();
+    let rules = "alert dns any any -> any any (dns.query; datarep:a, ~, 1, load ok.rep, type string; sid:1;)\n\
+         alert dns any any -> any any (dns.query; datarep:b, >, 1, type string; sid:2;)\n\
+         alert dns any any -> any any (dns.query; datarep:c, >, 1, load bad.rep, type string; sid:3;)\n\
+         alert dns any any -> any any (datarep:d, >, 1, load ok.rep, type string; sid:4;)\n\
+         alert dns any any -> any any (dns.query; datarep:e, >, 1, load ok.rep, type string; sid:5;)\n";
+    let (set, rep) = RuleSet::from_str_in(rules, &Vars::default(), dir.path());
+    assert_eq!(set.len(), 1, "{rep:?}");
+    let reason =
+        |sid: u32| rep.skipped.iter().find(|s| s.sid == Some(sid)).map(|s| s.reason.clone()).unwrap();
+    assert!(reason(1).contains("unknown operator `~`"), "{}", reason(1));
+    assert!(reason(2).contains("no `load`"), "{}", reason(2));
+    assert!(reason(3).contains("reputation") && reason(3).contains("line 1"), "{}", reason(3));
+    assert!(reason(4).contains("sticky buffer"), "{}", reason(4));
+}
+
+#[test]
 fn flow_packet_and_byte_counts() {
     // suricata-verify detect-flow-pkts, both syntaxes
     let mut e = Eng::new(
