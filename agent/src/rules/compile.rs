@@ -541,13 +541,9 @@ impl<'v> Builder<'v> {
         let mut subdomain = false;
         let mut fmt = FileFormat::default();
         for p in parts {
-            let (k, val) = p.split_once(char::is_whitespace).map(|(k, v)| (k, v.trim())).unwrap_or((p, ""));
+            let (k, val) = option_kv(p);
             match k {
-                "type" => {
-                    ty = Some(DsType::parse(val).ok_or_else(|| {
-                        Skip::new("dataset", format!("unsupported dataset type `{}`", trunc(val)))
-                    })?)
-                }
+                "type" => ty = Some(ds_type(val)?),
                 "load" => load = Some(val.to_string()),
                 "state" | "save" => {
                     return Err(Skip::new(
@@ -628,13 +624,9 @@ impl<'v> Builder<'v> {
             .map_err(|e| Skip::malformed(format!("datarep: {e}")))?;
         let (mut ty, mut load) = (None, None);
         for p in parts {
-            let (k, val) = p.split_once(char::is_whitespace).map(|(k, v)| (k, v.trim())).unwrap_or((p, ""));
+            let (k, val) = option_kv(p);
             match k {
-                "type" => {
-                    ty = Some(DsType::parse(val).ok_or_else(|| {
-                        Skip::new("dataset", format!("unsupported dataset type `{}`", trunc(val)))
-                    })?)
-                }
+                "type" => ty = Some(ds_type(val)?),
                 "load" => load = Some(val.to_string()),
                 "memcap" | "hashsize" | "" => {}
                 "state" | "save" => {
@@ -995,6 +987,17 @@ fn parse_proto(p: &str) -> Result<Proto, Skip> {
 
 fn num_u32(key: &str, v: &str) -> Result<u32, Skip> {
     v.trim().parse().map_err(|_| Skip::malformed(format!("invalid `{key}` value `{}`", trunc(v))))
+}
+
+/// `key value` of a dataset option (`load file.lst`); a bare word has an
+/// empty value.
+fn option_kv(p: &str) -> (&str, &str) {
+    p.split_once(char::is_whitespace).map(|(k, v)| (k, v.trim())).unwrap_or((p, ""))
+}
+
+fn ds_type(val: &str) -> Result<DsType, Skip> {
+    DsType::parse(val)
+        .ok_or_else(|| Skip::new("dataset", format!("unsupported dataset type `{}`", trunc(val))))
 }
 
 fn uint(key: &str, v: &str, max: u64) -> Result<UintCmp, Skip> {
