@@ -120,21 +120,32 @@ impl Vars {
     }
 
     fn addr_expr(&self, s: &str, depth: usize) -> Result<AddrSet, String> {
+        self.expr(s, depth, &self.addr)
+    }
+
+    fn port_expr(&self, s: &str, depth: usize) -> Result<PortSet, String> {
+        self.expr(s, depth, &self.port)
+    }
+
+    /// An address or port expression: `any`, an item, `$VAR` (looked up
+    /// in `vars`), `!expr`, `[a, !b, ...]` or an unbracketed list.
+    fn expr<S: SetExpr>(&self, s: &str, depth: usize, vars: &HashMap<String, String>) -> Result<S, String> {
+        let kind = S::KIND;
         if depth > MAX_DEPTH {
-            return Err(format!("address variables nest too deep at `{s}`"));
+            return Err(format!("{kind} variables nest too deep at `{s}`"));
         }
         let t = s.trim();
         if has_top_level_comma(t) {
             // a list written without brackets, as Suricata accepts
-            return self.addr_expr(&format!("[{t}]"), depth + 1);
+            return self.expr(&format!("[{t}]"), depth + 1, vars);
         }
         if let Some(rest) = t.strip_prefix('!') {
-            return Ok(self.addr_expr(rest, depth + 1)?.complement());
+            return Ok(self.expr::<S>(rest, depth + 1, vars)?.complement());
         }
         if let Some(inner) = t.strip_prefix('[') {
             let inner = inner.strip_suffix(']').ok_or_else(|| format!("unbalanced `[` in `{t}`"))?;
-            let mut pos = AddrSet::empty();
-            let mut neg = AddrSet::empty();
+            let mut pos = S::empty();
+            let mut neg = S::empty();
             let mut any_pos = false;
             for item in split_list(inner)? {
                 let item = item.trim();
@@ -142,72 +153,96 @@ impl Vars {
                     return Err(format!("empty item in `{t}`"));
                 }
                 if let Some(n) = item.strip_prefix('!') {
-                    neg = neg.union(&self.addr_expr(n, depth + 1)?);
+                    neg = neg.union(&self.expr(n, depth + 1, vars)?);
                 } else {
                     any_pos = true;
-                    pos = pos.union(&self.addr_expr(item, depth + 1)?);
+                    pos = pos.union(&self.expr(item, depth + 1, vars)?);
                 }
             }
-            let base = if any_pos { pos } else { AddrSet::any() };
+            let base = if any_pos { pos } else { S::any() };
             let r = base.minus(&neg);
             if r.is_empty() {
-                return Err(format!("address list `{t}` matches nothing"));
+                return Err(format!("{kind} list `{t}` matches nothing"));
             }
             return Ok(r);
         }
         if let Some(var) = t.strip_prefix('$') {
-            let v = self.addr.get(var).ok_or_else(|| format!("unknown address variable `${var}`"))?;
-            return self.addr_expr(v, depth + 1);
+            let v = vars.get(var).ok_or_else(|| format!("unknown {kind} variable `${var}`"))?;
+            return self.expr(v, depth + 1, vars);
         }
         if t.eq_ignore_ascii_case("any") {
-            return Ok(AddrSet::any());
+            return Ok(S::any());
         }
+        S::item(t)
+    }
+}
+
+/// The set algebra of addresses and ports, as [`Vars::expr`] uses it.
+pub(crate) trait SetExpr: Sized {
+    /// `address` or `port`, for messages.
+    const KIND: &'static str;
+    fn any() -> Self;
+    fn empty() -> Self;
+    fn item(t: &str) -> Result<Self, String>;
+    fn is_empty(&self) -> bool;
+    fn union(&self, o: &Self) -> Self;
+    fn minus(&self, o: &Self) -> Self;
+    fn complement(&self) -> Self;
+}
+
+impl SetExpr for AddrSet {
+    const KIND: &'static str = "address";
+    fn any() -> Self {
+        AddrSet { v4: vec![(0, u32::MAX)], v6: vec![(0, u128::MAX)] }
+    }
+    fn empty() -> Self {
+        AddrSet { v4: Vec::new(), v6: Vec::new() }
+    }
+    fn item(t: &str) -> Result<Self, String> {
         parse_addr_item(t)
     }
+    fn is_empty(&self) -> bool {
+        self.v4.is_empty() && self.v6.is_empty()
+    }
+    fn union(&self, o: &Self) -> Self {
+        let mut v4 = self.v4.clone();
+        v4.extend_from_slice(&o.v4);
+        let mut v6 = self.v6.clone();
+        v6.extend_from_slice(&o.v6);
+        AddrSet { v4: normalize(v4), v6: normalize(v6) }
+    }
+    fn minus(&self, o: &Self) -> Self {
+        AddrSet { v4: intersect(&self.v4, &complement(&o.v4)), v6: intersect(&self.v6, &complement(&o.v6)) }
+    }
+    fn complement(&self) -> Self {
+        AddrSet { v4: complement(&self.v4), v6: complement(&self.v6) }
+    }
+}
 
-    fn port_expr(&self, s: &str, depth: usize) -> Result<PortSet, String> {
-        if depth > MAX_DEPTH {
-            return Err(format!("port variables nest too deep at `{s}`"));
-        }
-        let t = s.trim();
-        if has_top_level_comma(t) {
-            return self.port_expr(&format!("[{t}]"), depth + 1);
-        }
-        if let Some(rest) = t.strip_prefix('!') {
-            return Ok(self.port_expr(rest, depth + 1)?.complement());
-        }
-        if let Some(inner) = t.strip_prefix('[') {
-            let inner = inner.strip_suffix(']').ok_or_else(|| format!("unbalanced `[` in `{t}`"))?;
-            let mut pos = PortSet::empty();
-            let mut neg = PortSet::empty();
-            let mut any_pos = false;
-            for item in split_list(inner)? {
-                let item = item.trim();
-                if item.is_empty() {
-                    return Err(format!("empty item in `{t}`"));
-                }
-                if let Some(n) = item.strip_prefix('!') {
-                    neg = neg.union(&self.port_expr(n, depth + 1)?);
-                } else {
-                    any_pos = true;
-                    pos = pos.union(&self.port_expr(item, depth + 1)?);
-                }
-            }
-            let base = if any_pos { pos } else { PortSet::any() };
-            let r = base.minus(&neg);
-            if r.is_empty() {
-                return Err(format!("port list `{t}` matches nothing"));
-            }
-            return Ok(r);
-        }
-        if let Some(var) = t.strip_prefix('$') {
-            let v = self.port.get(var).ok_or_else(|| format!("unknown port variable `${var}`"))?;
-            return self.port_expr(v, depth + 1);
-        }
-        if t.eq_ignore_ascii_case("any") {
-            return Ok(PortSet::any());
-        }
+impl SetExpr for PortSet {
+    const KIND: &'static str = "port";
+    fn any() -> Self {
+        PortSet { ranges: vec![(0, u16::MAX)] }
+    }
+    fn empty() -> Self {
+        PortSet { ranges: Vec::new() }
+    }
+    fn item(t: &str) -> Result<Self, String> {
         parse_port_item(t)
+    }
+    fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+    fn union(&self, o: &Self) -> Self {
+        let mut r = self.ranges.clone();
+        r.extend_from_slice(&o.ranges);
+        PortSet { ranges: normalize(r) }
+    }
+    fn minus(&self, o: &Self) -> Self {
+        PortSet { ranges: intersect(&self.ranges, &complement(&o.ranges)) }
+    }
+    fn complement(&self) -> Self {
+        PortSet { ranges: complement(&self.ranges) }
     }
 }
 
@@ -423,14 +458,6 @@ pub(crate) struct AddrSet {
 }
 
 impl AddrSet {
-    pub fn any() -> AddrSet {
-        AddrSet { v4: vec![(0, u32::MAX)], v6: vec![(0, u128::MAX)] }
-    }
-
-    pub fn empty() -> AddrSet {
-        AddrSet { v4: Vec::new(), v6: Vec::new() }
-    }
-
     pub fn single(ip: IpAddr) -> AddrSet {
         match ip {
             IpAddr::V4(a) => AddrSet { v4: vec![(u32::from(a), u32::from(a))], v6: Vec::new() },
@@ -442,10 +469,6 @@ impl AddrSet {
         self.v4 == [(0, u32::MAX)] && self.v6 == [(0, u128::MAX)]
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.v4.is_empty() && self.v6.is_empty()
-    }
-
     pub fn contains(&self, ip: IpAddr) -> bool {
         match ip {
             IpAddr::V4(a) => contains(&self.v4, u32::from(a)),
@@ -455,22 +478,6 @@ impl AddrSet {
                 None => contains(&self.v6, u128::from(a)),
             },
         }
-    }
-
-    pub fn union(&self, o: &AddrSet) -> AddrSet {
-        let mut v4 = self.v4.clone();
-        v4.extend_from_slice(&o.v4);
-        let mut v6 = self.v6.clone();
-        v6.extend_from_slice(&o.v6);
-        AddrSet { v4: normalize(v4), v6: normalize(v6) }
-    }
-
-    pub fn complement(&self) -> AddrSet {
-        AddrSet { v4: complement(&self.v4), v6: complement(&self.v6) }
-    }
-
-    pub fn minus(&self, o: &AddrSet) -> AddrSet {
-        AddrSet { v4: intersect(&self.v4, &complement(&o.v4)), v6: intersect(&self.v6, &complement(&o.v6)) }
     }
 
     /// Decomposes into CIDR blocks (for the address index), or `None` when
@@ -541,38 +548,12 @@ pub(crate) struct PortSet {
 }
 
 impl PortSet {
-    pub fn any() -> PortSet {
-        PortSet { ranges: vec![(0, u16::MAX)] }
-    }
-
-    pub fn empty() -> PortSet {
-        PortSet { ranges: Vec::new() }
-    }
-
     pub fn is_any(&self) -> bool {
         self.ranges == [(0, u16::MAX)]
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
-    }
-
     pub fn contains(&self, p: u16) -> bool {
         contains(&self.ranges, p)
-    }
-
-    pub fn union(&self, o: &PortSet) -> PortSet {
-        let mut r = self.ranges.clone();
-        r.extend_from_slice(&o.ranges);
-        PortSet { ranges: normalize(r) }
-    }
-
-    pub fn complement(&self) -> PortSet {
-        PortSet { ranges: complement(&self.ranges) }
-    }
-
-    pub fn minus(&self, o: &PortSet) -> PortSet {
-        PortSet { ranges: intersect(&self.ranges, &complement(&o.ranges)) }
     }
 }
 

@@ -327,6 +327,29 @@ impl Tr {
         self.c.get(self.i + k).copied()
     }
 
+    /// The characters from `start` up to `close`, and whether `close` is
+    /// there.
+    fn until(&self, start: usize, close: char) -> (String, bool) {
+        let text: String =
+            self.c.get(start..).unwrap_or_default().iter().take_while(|c| **c != close).collect();
+        let closed = self.c.get(start + text.chars().count()).is_some();
+        (text, closed)
+    }
+
+    /// Up to `max` digits of `radix` from `start`: their value and count.
+    fn fixed_digits(&self, start: usize, max: usize, radix: u32) -> (u32, usize) {
+        let mut v = 0u32;
+        let mut k = 0;
+        while k < max {
+            match self.c.get(start + k).and_then(|c| c.to_digit(radix)) {
+                Some(d) => v = v * radix + d,
+                None => break,
+            }
+            k += 1;
+        }
+        (v, k)
+    }
+
     fn hex_byte(&mut self, v: u32) {
         self.out.push_str(&format!("\\x{v:02X}"));
     }
@@ -471,7 +494,7 @@ impl Tr {
     fn group(&mut self) -> Result<(), PcreError> {
         match self.peek(1) {
             Some('*') => {
-                let verb: String = self.c[self.i + 2..].iter().take_while(|c| **c != ')').collect();
+                let (verb, _) = self.until(self.i + 2, ')');
                 return Err(PcreError::Verb(verb));
             }
             Some('?') => {}
@@ -500,8 +523,8 @@ impl Tr {
                 Some('<') => self.named(4, '>'),
                 Some('=') => {
                     // (?P=name): a named backreference
-                    let name: String = self.c[self.i + 4..].iter().take_while(|c| **c != ')').collect();
-                    if self.c.get(self.i + 4 + name.chars().count()).is_none() {
+                    let (name, closed) = self.until(self.i + 4, ')');
+                    if !closed {
                         return Err(PcreError::Malformed("unterminated (?P=".into()));
                     }
                     self.backref(&name)?;
@@ -591,8 +614,8 @@ impl Tr {
             ('k', Some('\'')) => '\'',
             _ => return Err(PcreError::Malformed(format!("\\{n}"))),
         };
-        let name: String = self.c[self.i + 3..].iter().take_while(|c| **c != close).collect();
-        if self.c.get(self.i + 3 + name.chars().count()).is_none() {
+        let (name, closed) = self.until(self.i + 3, close);
+        if !closed {
             return Err(PcreError::Malformed(format!("unterminated \\{n}")));
         }
         self.backref(&name)?;
@@ -627,67 +650,34 @@ impl Tr {
     fn numeric_escape(&mut self, n: char) -> Result<Option<u32>, PcreError> {
         // self.i points at '\\', self.i+1 at n
         match n {
-            'x' => {
-                if self.peek(2) == Some('{') {
-                    let mut j = self.i + 3;
-                    let mut h = String::new();
-                    while let Some(&c) = self.c.get(j) {
-                        if c == '}' {
-                            break;
-                        }
-                        h.push(c);
-                        j += 1;
-                    }
-                    if self.c.get(j).is_none() {
-                        return Err(PcreError::Malformed("unterminated \\x{".into()));
-                    }
-                    let v = u32::from_str_radix(h.trim(), 16).map_err(|_| PcreError::BadEscape('x'))?;
-                    if v > 0xFF {
-                        return Err(PcreError::Syntax(format!("\\x{{{h}}} is above 0xff in a byte pattern")));
-                    }
-                    self.i = j + 1;
-                    Ok(Some(v))
-                } else {
-                    let mut v = 0u32;
-                    let mut k = 0;
-                    while k < 2 {
-                        match self.peek(2 + k).and_then(|c| c.to_digit(16)) {
-                            Some(d) => v = v * 16 + d,
-                            None => break,
-                        }
-                        k += 1;
-                    }
-                    self.i += 2 + k;
-                    Ok(Some(v))
+            'x' if self.peek(2) == Some('{') => {
+                let (h, closed) = self.until(self.i + 3, '}');
+                if !closed {
+                    return Err(PcreError::Malformed("unterminated \\x{".into()));
                 }
+                let v = u32::from_str_radix(h.trim(), 16).map_err(|_| PcreError::BadEscape('x'))?;
+                if v > 0xFF {
+                    return Err(PcreError::Syntax(format!("\\x{{{h}}} is above 0xff in a byte pattern")));
+                }
+                self.i += 4 + h.chars().count();
+                Ok(Some(v))
+            }
+            'x' => {
+                let (v, k) = self.fixed_digits(self.i + 2, 2, 16);
+                self.i += 2 + k;
+                Ok(Some(v))
             }
             'o' if self.peek(2) == Some('{') => {
-                let mut j = self.i + 3;
-                let mut h = String::new();
-                while let Some(&c) = self.c.get(j) {
-                    if c == '}' {
-                        break;
-                    }
-                    h.push(c);
-                    j += 1;
-                }
+                let (h, closed) = self.until(self.i + 3, '}');
                 let v = u32::from_str_radix(h.trim(), 8).map_err(|_| PcreError::BadEscape('o'))?;
-                if v > 0xFF || self.c.get(j).is_none() {
+                if v > 0xFF || !closed {
                     return Err(PcreError::Malformed(format!("\\o{{{h}}}")));
                 }
-                self.i = j + 1;
+                self.i += 4 + h.chars().count();
                 Ok(Some(v))
             }
             '0' => {
-                let mut v = 0u32;
-                let mut k = 0;
-                while k < 2 {
-                    match self.peek(2 + k).and_then(|c| c.to_digit(8)) {
-                        Some(d) => v = v * 8 + d,
-                        None => break,
-                    }
-                    k += 1;
-                }
+                let (v, k) = self.fixed_digits(self.i + 2, 2, 8);
                 self.i += 2 + k;
                 Ok(Some(v))
             }
@@ -699,29 +689,16 @@ impl Tr {
                 self.i += 3;
                 Ok(Some((x.to_ascii_uppercase() as u32) ^ 0x40))
             }
-            'a' => {
+            'a' | 'e' | 'f' | 'n' | 'r' | 't' => {
                 self.i += 2;
-                Ok(Some(0x07))
-            }
-            'e' => {
-                self.i += 2;
-                Ok(Some(0x1B))
-            }
-            'f' => {
-                self.i += 2;
-                Ok(Some(0x0C))
-            }
-            'n' => {
-                self.i += 2;
-                Ok(Some(0x0A))
-            }
-            'r' => {
-                self.i += 2;
-                Ok(Some(0x0D))
-            }
-            't' => {
-                self.i += 2;
-                Ok(Some(0x09))
+                Ok(Some(match n {
+                    'a' => 0x07,
+                    'e' => 0x1B,
+                    'f' => 0x0C,
+                    'n' => 0x0A,
+                    'r' => 0x0D,
+                    _ => 0x09,
+                }))
             }
             _ => Ok(None),
         }
@@ -819,15 +796,7 @@ impl Tr {
             }
             '1'..='7' => {
                 // octal inside a class
-                let mut v = 0u32;
-                let mut k = 0;
-                while k < 3 {
-                    match self.peek(1 + k).and_then(|c| c.to_digit(8)) {
-                        Some(d) => v = v * 8 + d,
-                        None => break,
-                    }
-                    k += 1;
-                }
+                let (v, k) = self.fixed_digits(self.i + 1, 3, 8);
                 if v > 0xFF {
                     return Err(PcreError::BadEscape(n));
                 }
