@@ -362,35 +362,42 @@ async fn tail(
     from_cursor: Option<u64>,
     json: bool,
 ) -> Result<(), Failure> {
-    let mut cursor = from_cursor;
+    let cursor = std::cell::Cell::new(from_cursor);
+    let (cursor, filter) = (&cursor, &filter);
+    follow("alert", move || async move {
+        let mut c = connect(client).await?;
+        let mut stream = c
+            .subscribe_alerts(SubscribeAlertsRequest {
+                after_cursor: cursor.get(),
+                agency: filter.agency.clone().unwrap_or_default(),
+                min_severity: filter.min_severity.unwrap_or(0),
+            })
+            .await?
+            .into_inner();
+        while let Some(a) = stream.message().await? {
+            let line = if json { a.eve_json.clone() } else { alert_row(&a).join("  ") };
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}").and_then(|_| out.flush()).map_err(|e| Failure::runtime(e.to_string()))?;
+            cursor.set(Some(a.cursor));
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `attempt` (one subscription, which records its cursor) again and
+/// again with a growing pause, until it fails with a usage error (code 2).
+pub(crate) async fn follow<F, Fut>(what: &str, mut attempt: F) -> Result<(), Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Failure>>,
+{
     let mut backoff = Duration::from_millis(200);
     loop {
-        let attempt = async {
-            let mut c = connect(client).await?;
-            let mut stream = c
-                .subscribe_alerts(SubscribeAlertsRequest {
-                    after_cursor: cursor,
-                    agency: filter.agency.clone().unwrap_or_default(),
-                    min_severity: filter.min_severity.unwrap_or(0),
-                })
-                .await?
-                .into_inner();
-            while let Some(a) = stream.message().await? {
-                let line = if json { a.eve_json.clone() } else { alert_row(&a).join("  ") };
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{line}")
-                    .and_then(|_| out.flush())
-                    .map_err(|e| Failure::runtime(e.to_string()))?;
-                cursor = Some(a.cursor);
-            }
-            Ok::<(), Failure>(())
-        };
-        match attempt.await {
+        match attempt().await {
             Ok(()) => {}
             Err(f) if f.code == 2 => return Err(f),
-            Err(f) => {
-                eprintln!("canhgac: alert stream interrupted: {}; resuming", f.message);
-            }
+            Err(f) => eprintln!("canhgac: {what} stream interrupted: {}; resuming", f.message),
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));

@@ -1,7 +1,7 @@
 //! `canhgac` commands for supervision: registry, systems, incidents,
 //! coverage, policy, operators and the audit log.
 
-use std::{collections::HashMap, io::Write as _, path::PathBuf, time::Duration};
+use std::{collections::HashMap, io::Write as _, path::PathBuf};
 
 use canhgac_proto::{client::TlsClient, v1::*};
 use clap::Subcommand;
@@ -231,7 +231,7 @@ fn ts(t: &Option<prost_types::Timestamp>) -> Value {
     t.as_ref().map(|t| Value::from(time_str(t))).unwrap_or(Value::Null)
 }
 
-fn read_file(path: &PathBuf) -> Result<Vec<u8>, Failure> {
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))
 }
 
@@ -363,33 +363,10 @@ pub async fn run(
             say(format!("updated agency {}", a.code))?;
         }
         Command::Agency(AgencyCmd::Import { file, format, dry_run }) => {
-            let format = format_of(&file, format);
-            let r = c
-                .import_registry(ImportRegistryRequest {
-                    kind: "agencies".into(),
-                    format,
-                    content: read_file(&file)?,
-                    dry_run,
-                })
-                .await?
-                .into_inner();
-            say(format!(
-                "{}agencies: {} created, {} updated",
-                if dry_run { "(dry run) " } else { "" },
-                r.created,
-                r.updated
-            ))?;
+            import(&mut c, "agencies", &file, format, dry_run).await?
         }
         Command::Agency(AgencyCmd::Export { format, agency }) => {
-            let r = c
-                .export_registry(ExportRegistryRequest {
-                    kind: "agencies".into(),
-                    format,
-                    agency: agency.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
-            std::io::stdout().lock().write_all(&r.content).map_err(|e| Failure::runtime(e.to_string()))?;
+            export(&mut c, "agencies", format, agency).await?
         }
         Command::Agents(AgentsCmd::Link { agent_id, systems, unlink }) => {
             let a =
@@ -681,37 +658,46 @@ async fn system(
                 ))?;
             }
         }
-        SystemCmd::Import { file, format, dry_run } => {
-            let format = format_of(&file, format);
-            let r = c
-                .import_registry(ImportRegistryRequest {
-                    kind: "systems".into(),
-                    format,
-                    content: read_file(&file)?,
-                    dry_run,
-                })
-                .await?
-                .into_inner();
-            say(format!(
-                "{}systems: {} created, {} updated",
-                if dry_run { "(dry run) " } else { "" },
-                r.created,
-                r.updated
-            ))?;
-        }
-        SystemCmd::Export { format, agency } => {
-            let r = c
-                .export_registry(ExportRegistryRequest {
-                    kind: "systems".into(),
-                    format,
-                    agency: agency.unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
-            std::io::stdout().lock().write_all(&r.content).map_err(|e| Failure::runtime(e.to_string()))?;
-        }
+        SystemCmd::Import { file, format, dry_run } => import(c, "systems", &file, format, dry_run).await?,
+        SystemCmd::Export { format, agency } => export(c, "systems", format, agency).await?,
     }
     Ok(())
+}
+
+/// `agency import` / `system import`: all rows or none.
+async fn import(
+    c: &mut operator_client::OperatorClient<tonic::transport::Channel>,
+    kind: &str,
+    file: &std::path::Path,
+    format: Option<String>,
+    dry_run: bool,
+) -> Result<(), Failure> {
+    let format = format_of(file, format);
+    let content = read_file(file)?;
+    let r = c
+        .import_registry(ImportRegistryRequest { kind: kind.into(), format, content, dry_run })
+        .await?
+        .into_inner();
+    let dry = if dry_run { "(dry run) " } else { "" };
+    say(format!("{dry}{kind}: {} created, {} updated", r.created, r.updated))
+}
+
+/// `agency export` / `system export` to standard output.
+async fn export(
+    c: &mut operator_client::OperatorClient<tonic::transport::Channel>,
+    kind: &str,
+    format: String,
+    agency: Option<String>,
+) -> Result<(), Failure> {
+    let r = c
+        .export_registry(ExportRegistryRequest {
+            kind: kind.into(),
+            format,
+            agency: agency.unwrap_or_default(),
+        })
+        .await?
+        .into_inner();
+    std::io::stdout().lock().write_all(&r.content).map_err(|e| Failure::runtime(e.to_string()))
 }
 
 async fn incident(
@@ -836,40 +822,32 @@ async fn incident_tail(
     from_cursor: Option<u64>,
     json: bool,
 ) -> Result<(), Failure> {
-    let mut cursor = from_cursor;
-    let mut backoff = Duration::from_millis(200);
-    loop {
-        let attempt = async {
-            let mut c = connect(client).await?;
-            let mut stream = c
-                .subscribe_incidents(SubscribeIncidentsRequest {
-                    after_cursor: cursor,
-                    agency: agency.clone().unwrap_or_default(),
-                })
-                .await?
-                .into_inner();
-            while let Some(ch) = stream.message().await? {
-                let i = ch.incident.clone().unwrap_or_default();
-                if json {
-                    let mut v = incident_json(&i);
-                    v["cursor"] = json!(ch.cursor);
-                    v["change"] = json!(ch.change);
-                    say(v.to_string())?;
-                } else {
-                    say(format!("{}  {}  {}", ch.cursor, ch.change, incident_row(&i).join("  ")))?;
-                }
-                cursor = Some(ch.cursor);
+    let cursor = std::cell::Cell::new(from_cursor);
+    let (cursor, agency) = (&cursor, &agency);
+    crate::cli::follow("incident", move || async move {
+        let mut c = connect(client).await?;
+        let mut stream = c
+            .subscribe_incidents(SubscribeIncidentsRequest {
+                after_cursor: cursor.get(),
+                agency: agency.clone().unwrap_or_default(),
+            })
+            .await?
+            .into_inner();
+        while let Some(ch) = stream.message().await? {
+            let i = ch.incident.clone().unwrap_or_default();
+            if json {
+                let mut v = incident_json(&i);
+                v["cursor"] = json!(ch.cursor);
+                v["change"] = json!(ch.change);
+                say(v.to_string())?;
+            } else {
+                say(format!("{}  {}  {}", ch.cursor, ch.change, incident_row(&i).join("  ")))?;
             }
-            Ok::<(), Failure>(())
-        };
-        match attempt.await {
-            Ok(()) => {}
-            Err(f) if f.code == 2 => return Err(f),
-            Err(f) => eprintln!("canhgac: incident stream interrupted: {}; resuming", f.message),
+            cursor.set(Some(ch.cursor));
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
+        Ok(())
+    })
+    .await
 }
 
 fn coverage(r: &GetCoverageResponse, json: bool) -> Result<(), Failure> {
