@@ -39,19 +39,33 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::pki::PkiPaths;
 
 /// Identities refused at the handshake. Shared by the verifier and the
-/// operator API that revokes.
-#[derive(Debug, Default)]
+/// operator API that revokes; long-lived streams [`Revoked::watch`] it.
+#[derive(Debug)]
 pub struct Revoked {
     ids: RwLock<HashSet<Identity>>,
+    /// Bumped on every revocation.
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Revoked {
+    fn default() -> Self {
+        Revoked { ids: RwLock::default(), generation: tokio::sync::watch::channel(0).0 }
+    }
 }
 
 impl Revoked {
     pub fn insert(&self, id: Identity) {
         self.ids.write().unwrap_or_else(|p| p.into_inner()).insert(id);
+        self.generation.send_modify(|g| *g += 1);
     }
 
     pub fn contains(&self, id: &Identity) -> bool {
         self.ids.read().unwrap_or_else(|p| p.into_inner()).contains(id)
+    }
+
+    /// Changes whenever an identity is revoked.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 }
 

@@ -1298,7 +1298,7 @@ fn operator_account(o: OperatorRec) -> OperatorAccount {
 
 /// A subscription: reads committed records after a cursor, then waits for
 /// more. It ends when the client goes, the collector shuts down, or the
-/// subscriber is revoked (checked at least every second).
+/// subscriber is revoked.
 struct Feed<R> {
     /// The subscriber, and the revoked identities.
     who: (Identity, Arc<crate::tls::Revoked>),
@@ -1319,6 +1319,7 @@ where
         map: impl Fn(u64, T) -> Option<M> + Send + 'static,
     ) -> mpsc::Receiver<Result<M, Status>> {
         let Feed { who: (who, revoked), mut committed, after, mut shutdown, read } = self;
+        let mut revocations = revoked.watch();
         let read = Arc::new(read);
         let mut cursor = match after {
             Some(c) => c,
@@ -1348,7 +1349,7 @@ where
                     tokio::select! {
                         changed = committed.changed() => if changed.is_err() { return },
                         _ = tx.closed() => return,
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        _ = revocations.changed() => {}
                         _ = crate::registry::until_true(&mut shutdown) => {
                             let _ = tx.send(Err(Status::unavailable("collector is shutting down"))).await;
                             return;
