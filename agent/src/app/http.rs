@@ -526,16 +526,8 @@ fn decode_body<'a>(enc: &[u8], body: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
 fn inflate(r: impl std::io::Read) -> Option<Vec<u8>> {
     use std::io::Read;
     let mut out = Vec::new();
-    let mut r = r.take(BODY_LIMIT as u64);
-    let mut chunk = [0u8; 8192];
-    loop {
-        match r.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
+    // on an error, what was read so far stays in `out`
+    let _ = r.take(BODY_LIMIT as u64).read_to_end(&mut out);
     (!out.is_empty()).then_some(out)
 }
 
