@@ -989,8 +989,8 @@ fn num_u32(key: &str, v: &str) -> Result<u32, Skip> {
     v.trim().parse().map_err(|_| Skip::malformed(format!("invalid `{key}` value `{}`", trunc(v))))
 }
 
-/// `key value` of a dataset option (`load file.lst`); a bare word has an
-/// empty value.
+/// `key value` of a keyword option (`load file.lst`, `multiplier 2`); a
+/// bare word has an empty value.
 fn option_kv(p: &str) -> (&str, &str) {
     p.split_once(char::is_whitespace).map(|(k, v)| (k, v.trim())).unwrap_or((p, ""))
 }
@@ -1199,7 +1199,7 @@ fn parse_byte_jump(st: &RuleState, v: &str) -> Result<ByteJump, Skip> {
     let mut base = None;
     for tok in rest.iter() {
         let tok = *tok;
-        let (k, val) = tok.split_once(char::is_whitespace).map(|(a, b)| (a, b.trim())).unwrap_or((tok, ""));
+        let (k, val) = option_kv(tok);
         match k {
             "relative" => bj.relative = true,
             "align" => bj.align = true,
@@ -1268,7 +1268,7 @@ fn parse_byte_extract(st: &mut RuleState, v: &str) -> Result<ByteExtract, Skip> 
     let mut base = None;
     for tok in rest.iter() {
         let tok = *tok;
-        let (k, val) = tok.split_once(char::is_whitespace).map(|(a, b)| (a, b.trim())).unwrap_or((tok, ""));
+        let (k, val) = option_kv(tok);
         match k {
             "relative" => be.relative = true,
             "multiplier" => {
