@@ -111,14 +111,14 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     let (result_tx, mut result_rx) = oneshot::channel();
     // a host-only agent has no capture source: the capture thread ends at once
     let source = cfg.source.clone().unwrap_or(crate::capture::Source::Pcap(Vec::new()));
-    let mut producer = Producer::new(
-        spool.clone(),
-        engine,
-        counters.clone(),
-        stop.clone(),
-        cfg.replay_pps,
-        cfg.capture_threads,
-    );
+    let new_producer = {
+        let (spool, counters, stop) = (spool.clone(), counters.clone(), stop.clone());
+        let (replay_pps, capture_threads) = (cfg.replay_pps, cfg.capture_threads);
+        move |engine| {
+            Producer::new(spool.clone(), engine, counters.clone(), stop.clone(), replay_pps, capture_threads)
+        }
+    };
+    let mut producer = new_producer(engine);
     // A pushed policy stops the producer at its next commit point.
     let watcher = {
         let mut swap = policy.swap_signal();
@@ -149,14 +149,7 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
                     stop.store(false, Ordering::SeqCst);
                     match build_engine(&cfg, &policy, &spool, &counters) {
                         Ok((engine, version)) => {
-                            producer = Producer::new(
-                                spool.clone(),
-                                engine,
-                                counters.clone(),
-                                stop.clone(),
-                                cfg.replay_pps,
-                                cfg.capture_threads,
-                            );
+                            producer = new_producer(engine);
                             policy.mark_applied(version);
                             tracing::info!(version, "detection engine swapped to the new policy");
                         }

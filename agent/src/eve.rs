@@ -80,16 +80,7 @@ impl Default for EveTypes {
 impl EveTypes {
     /// `alert,flow,dns,tls,http,ssh,auth,fim` (any subset).
     pub fn parse(list: &str) -> Result<EveTypes, String> {
-        let mut t = EveTypes {
-            alert: false,
-            flow: false,
-            dns: false,
-            tls: false,
-            http: false,
-            ssh: false,
-            auth: false,
-            fim: false,
-        };
+        let mut t = EveTypes { alert: false, ..EveTypes::default() };
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match item {
                 "alert" => t.alert = true,
