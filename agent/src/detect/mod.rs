@@ -452,6 +452,7 @@ impl Detect {
                 icmp: p.icmp,
                 payload: p.payload,
                 stream,
+                stream_seen: 0,
                 to_server: dir == Dir::ToServer,
                 established,
                 app_proto,

@@ -16,7 +16,7 @@ use super::{
     },
     dataset::{self, Dataset, DatasetOp, DsCmd, DsType, FileFormat, JsonKind},
     engine::{
-        Engine, FbAction, FbCheck, FlagMode, List, PktCheck, Proto, Rule, StreamMode, Target, Transform,
+        self, Engine, FbAction, FbCheck, FlagMode, List, PktCheck, Proto, Rule, StreamMode, Target, Transform,
     },
     numbers::{UintCmp, parse_i64, parse_u64},
     pcre,
@@ -151,7 +151,8 @@ impl<'v> Builder<'v> {
         let rules: Vec<Rule> = rules.into_iter().map(|(_, r)| r).collect();
         self.report.loaded = rules.len();
         let prefilter = Prefilter::build(&rules);
-        let engine = Engine { rules, datasets: self.datasets, prefilter };
+        let stream_overlap = engine::stream_overlap(&rules);
+        let engine = Engine { rules, datasets: self.datasets, prefilter, stream_overlap };
         (RuleSet { engine }, self.report)
     }
 
@@ -709,7 +710,15 @@ impl<'v> Builder<'v> {
             Proto::TcpStream => stream_mode = StreamMode::StreamOnly,
             _ => {}
         }
-        if st.dsize && stream_mode == StreamMode::Both {
+        // dsize, and byte_*/isdataat without content or pcre, describe the
+        // packet: evaluated per packet, not on the stream (Suricata's
+        // SIG_FLAG_REQUIRE_PACKET for dsize)
+        let packet_keywords_only = lists.iter().any(|l| l.target == Target::Payload)
+            && lists
+                .iter()
+                .filter(|l| l.target == Target::Payload)
+                .all(|l| !l.items.iter().any(|i| matches!(i, Item::Content(_) | Item::Pcre(_))));
+        if (st.dsize || packet_keywords_only) && stream_mode == StreamMode::Both {
             stream_mode = StreamMode::PacketOnly;
         }
         let ip_only = proto == Proto::Ip

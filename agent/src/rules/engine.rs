@@ -462,11 +462,30 @@ impl Rule {
                 let stream = ctx.stream.filter(|s| !s.is_empty() && ctx.proto == PROTO_TCP);
                 if self.stream_mode != StreamMode::PacketOnly
                     && let Some(s) = stream
-                    && run(s)
                 {
-                    return true;
+                    // the new data first, from its start (where Suricata's raw
+                    // progress is); then with the overlap in front, for a match
+                    // crossing into the new data (one the overlap holds on its
+                    // own was reported by an earlier call)
+                    let seen = ctx.stream_seen.min(s.len());
+                    if let Some(new) = s.get(seen..)
+                        && !new.is_empty()
+                        && run(new)
+                    {
+                        return true;
+                    }
+                    if seen > 0 && run(s) && !run(&s[..seen]) {
+                        return true;
+                    }
                 }
-                let packet_ok = self.stream_mode != StreamMode::StreamOnly || stream.is_none();
+                // Suricata: a segment added to the stream is inspected as
+                // stream data only (so a retransmission does not alert again);
+                // packet-only rules always look at the packet
+                let packet_ok = match self.stream_mode {
+                    StreamMode::PacketOnly => true,
+                    StreamMode::Both => !ctx.payload_in_stream(),
+                    StreamMode::StreamOnly => ctx.stream.is_none(),
+                };
                 packet_ok && !ctx.payload.is_empty() && run(ctx.payload)
             }
             t => t.any_instance(ctx, run),
@@ -480,6 +499,25 @@ pub(crate) struct Engine {
     pub rules: Vec<Rule>,
     pub datasets: Vec<Dataset>,
     pub prefilter: Prefilter,
+    /// See [`super::RuleSet::stream_overlap`].
+    pub stream_overlap: usize,
+}
+
+/// The stream overlap the rules need: a content of `n` bytes can start
+/// `n - 1` bytes before the new data.
+pub(crate) fn stream_overlap(rules: &[Rule]) -> usize {
+    rules
+        .iter()
+        .filter(|r| r.stream_mode != StreamMode::PacketOnly && r.proto.classes()[0])
+        .flat_map(|r| r.lists.iter().filter(|l| l.target == Target::Payload))
+        .flat_map(|l| l.items.iter())
+        .filter_map(|i| match i {
+            Item::Content(c) if !c.negated => Some(c.pat.len().saturating_sub(1)),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+        .min(super::MAX_STREAM_OVERLAP)
 }
 
 impl Engine {
@@ -497,6 +535,28 @@ impl Engine {
             } else {
                 !std::mem::replace(&mut flow.iponly_tc, true)
             };
+        // stream data is inspected once: behind the tail of what this
+        // direction's earlier calls inspected (the overlap), then its end
+        // becomes the new tail
+        let mut window = Vec::new();
+        let with_tail;
+        let dir = usize::from(!ctx.to_server);
+        let ctx = match ctx.stream {
+            Some(s) if !tx_only && !s.is_empty() && ctx.proto == PROTO_TCP && self.stream_overlap > 0 => {
+                let tail = std::mem::take(&mut flow.stream_tail[dir]);
+                window.reserve(tail.len() + s.len());
+                window.extend_from_slice(&tail);
+                window.extend_from_slice(s);
+                let keep = window.len().min(self.stream_overlap);
+                let mut next = tail;
+                next.clear();
+                next.extend_from_slice(&window[window.len() - keep..]);
+                flow.stream_tail[dir] = next;
+                with_tail = Inspect { stream: Some(&window), stream_seen: window.len() - s.len(), ..*ctx };
+                &with_tail
+            }
+            _ => ctx,
+        };
         // kept between calls: a fresh one allocates and zeroes 128 KiB of tables
         let mut scratch = global.scratch.take().unwrap_or_default();
         self.prefilter.candidates(ctx, first_in_dir, &mut scratch);

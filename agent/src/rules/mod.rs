@@ -85,15 +85,25 @@
 //! pass that transaction's buffers in the same call. Rules then behave like
 //! Suricata's:
 //!
-//! * **Packet rules** (no sticky buffer): evaluated on every call; their
-//!   content matches `stream` (when given and the rule may use the stream)
-//!   and/or `payload`. For TCP, pass in `stream` the in-order reassembled
-//!   data of this direction that this packet made available (its payload
-//!   when in order, plus data it released from the out-of-order queue,
-//!   optionally preceded by a short tail of earlier data so that patterns
-//!   crossing packet boundaries are seen): the engine fires a rule at most
-//!   once per call, so bytes presented again in a later call can alert
-//!   again. With no `stream`, stream-only rules inspect `payload`.
+//! * **Packet rules** (no sticky buffer): evaluated on every call. For TCP,
+//!   pass in `stream` the in-order reassembled data of this direction that
+//!   this packet made available (its payload when in order, plus data it
+//!   released from the out-of-order queue; empty for a retransmission), each
+//!   byte once, and `Some` for every packet of a session you reassemble.
+//!   Like Suricata's raw stream inspection with its inspected-progress
+//!   marker, the engine inspects stream data once: it keeps the last
+//!   [`RuleSet::stream_overlap`] bytes already inspected of each direction
+//!   (in [`FlowRuleState`]) in front of the new data so that patterns
+//!   crossing a packet boundary are found, and does not report a match that
+//!   lies entirely in that overlap (the new data is inspected on its own
+//!   first, so `offset`/`depth` count from the start of the new data, or of
+//!   the window for a match that needs the overlap). A payload that went into the stream is
+//!   not inspected again as a packet, so a stream rule that matched once is
+//!   not reported on later packets or retransmissions. Packet-only rules
+//!   (`tcp-pkt`, `flow:no_stream`, `dsize`, and payload keywords without
+//!   `content`/`pcre` such as `byte_test` alone) inspect every packet's
+//!   `payload`. With no `stream` (UDP, or no reassembly), every rule
+//!   inspects `payload`.
 //! * **Transaction rules** (with sticky buffers): evaluated only in calls
 //!   whose [`Buffers`] hold every buffer they use, and only in the rule's
 //!   direction: explicitly from `flow:to_server/to_client`, otherwise implied
@@ -481,6 +491,7 @@ impl AppProto {
 
 /// One inspection: a packet (with its payload) and/or an app-layer
 /// transaction (with buffers). See the module documentation for when to call.
+#[derive(Clone, Copy)]
 pub struct Inspect<'a> {
     /// Event time, microseconds since the epoch.
     pub ts_us: i64,
@@ -498,9 +509,14 @@ pub struct Inspect<'a> {
     pub icmp: Option<(u8, u8)>,
     /// This packet's transport payload (content/pcre/dsize/byte_* without a sticky buffer).
     pub payload: &'a [u8],
-    /// In-order reassembled stream data of this direction when available, not
-    /// presented in an earlier call (see the module documentation).
+    /// In-order reassembled stream data of this direction that this packet
+    /// made available, never presented in an earlier call (see the module
+    /// documentation); `Some` (possibly empty) for every packet of a TCP
+    /// session the caller reassembles, `None` otherwise.
     pub stream: Option<&'a [u8]>,
+    /// Bytes at the start of `stream` that an earlier call inspected (the
+    /// overlap the engine puts there itself; callers pass 0).
+    pub stream_seen: usize,
     /// Direction relative to the flow's initiator (flow:to_server / from_client).
     pub to_server: bool,
     /// TCP handshake seen (UDP: seen both ways).
@@ -516,6 +532,18 @@ pub struct Inspect<'a> {
     pub flow_bytes: [u64; 2],
 }
 
+impl Inspect<'_> {
+    /// The packet's payload went into the reassembled stream of its
+    /// direction (a TCP session the caller reassembles; SYN and RST
+    /// segments are not added), so stream rules see it there.
+    pub(crate) fn payload_in_stream(&self) -> bool {
+        self.stream.is_some()
+            && self.proto == engine::PROTO_TCP
+            && !self.payload.is_empty()
+            && self.tcp_flags & (0x02 | 0x04) == 0
+    }
+}
+
 /// Per-flow rule state (flowbits, IP-only marks); the caller keeps one per flow.
 #[derive(Debug, Default, Clone)]
 pub struct FlowRuleState {
@@ -524,6 +552,11 @@ pub struct FlowRuleState {
     /// IP-only rules already evaluated for the to-server / to-client direction.
     iponly_ts: bool,
     iponly_tc: bool,
+    /// The end of the stream data inspected so far, per direction (to
+    /// server, to client): at most [`RuleSet::stream_overlap`] bytes, put in
+    /// front of the next stream data so that patterns crossing the boundary
+    /// are seen (Suricata's raw stream progress, with an overlap).
+    stream_tail: [Vec<u8>; 2],
 }
 
 impl FlowRuleState {
@@ -778,4 +811,14 @@ impl RuleSet {
     pub fn stats(&self) -> RuleSetStats {
         self.engine.stats()
     }
+
+    /// Bytes of already inspected stream data kept per flow direction and
+    /// inspected again in front of new data: the longest payload content
+    /// of a stream rule minus one (bounded by [`MAX_STREAM_OVERLAP`]).
+    pub fn stream_overlap(&self) -> usize {
+        self.engine.stream_overlap
+    }
 }
+
+/// Upper bound of [`RuleSet::stream_overlap`].
+pub const MAX_STREAM_OVERLAP: usize = 1024;

@@ -108,6 +108,7 @@ impl Eng {
             icmp: ev.icmp,
             payload: ev.payload,
             stream: ev.stream,
+            stream_seen: 0,
             to_server: ev.to_server,
             established: ev.established,
             app_proto: ev.app,
@@ -631,6 +632,113 @@ fn payload_size_and_byte_keywords() {
     assert_eq!(e.sids(&u(b"SZ\x02abZ")), vec![6]);
     assert_eq!(e.sids(&u(b"SZ\x02aZb")), Vec::<u32>::new());
     assert_eq!(e.sids(&u(b"N=123;")), vec![7]);
+}
+
+/// byte_test as Suricata's detect-bytetest.c: `!` negates (alone it is
+/// "not equal"), `&` is "any bit of the value set", `^` is "differs",
+/// bitmask then a right shift by the mask's trailing zeros, a relative test
+/// needs data after the cursor, an absolute one data at the offset.
+#[test]
+fn byte_test_operators_as_suricata() {
+    let mut e = Eng::new(
+        "alert udp any any -> any any (byte_test:1,!,5,0; sid:1;)\n\
+         alert udp any any -> any any (byte_test:1,!=,5,0; sid:2;)\n\
+         alert udp any any -> any any (byte_test:1,&,0x81,0; sid:3;)\n\
+         alert udp any any -> any any (byte_test:1,!&,0x81,0; sid:4;)\n\
+         alert udp any any -> any any (byte_test:1,^,0x0f,0; sid:5;)\n\
+         alert udp any any -> any any (byte_test:2,=,3,0,bitmask 0x0f00; sid:6;)\n\
+         alert udp any any -> any any (byte_test:2,<=,2,0,little,bitmask 0x00f0; sid:7;)\n\
+         alert udp any any -> any any (content:\"|0f|\"; byte_test:1,>=,0,0,relative; sid:8;)",
+    );
+    let u = |x: &'static [u8]| Ev { proto: 17, payload: x, ..Default::default() };
+    // 0x05: equal to 5, bit 0 of 0x81 set, differs from 0x0f
+    assert_eq!(e.sids(&u(b"\x05")), vec![3, 5]);
+    // 0x04: no bit of 0x81; (0x0403 & 0x0f00) >> 8 = 4; little endian 0x0304 & 0xf0 = 0
+    assert_eq!(e.sids(&u(b"\x04\x03")), vec![1, 2, 4, 5, 7]);
+    // 0x0f: bit 0 of 0x81 set, xor 0x0f is 0; (0x0f & 0x0f00) >> 8 = 0x0f; relative at the end: nothing left
+    assert_eq!(e.sids(&u(b"\x0f")), vec![1, 2, 3]);
+    // 0x83 0x21: 0x83&0x81 set; (0x8321 & 0x0f00) >> 8 = 3; little endian 0x2183 & 0xf0 >> 4 = 8
+    assert_eq!(e.sids(&u(b"\x83\x21")), vec![1, 2, 3, 5, 6]);
+    // (0x2301 & 0x0f00) >> 8 = 3; little endian (0x0123 & 0xf0) >> 4 = 2; a byte after the relative match
+    assert_eq!(e.sids(&u(b"\x23\x01\x0f\x00")), vec![1, 2, 3, 5, 6, 7, 8]);
+    // no data: nothing matches, not even the negations
+    assert_eq!(e.sids(&u(b"")), Vec::<u32>::new());
+}
+
+/// ET 2009702 (byte_test only, on the DNS header flags): a DNS UPDATE
+/// (opcode 5) query from outside the home network fires; a standard query,
+/// a response, an update from inside and a short packet do not. A
+/// byte_test-only rule is a packet rule: it fires on every such packet.
+#[test]
+fn et_dns_update_from_external_byte_test() {
+    let mut e = Eng::new(
+        "alert udp $EXTERNAL_NET any -> $HOME_NET 53 (msg:\"ET POLICY DNS Update From External net\"; byte_test:1,!&,128,2; byte_test:1,!&,64,2; byte_test:1,&,32,2; byte_test:1,!&,16,2; byte_test:1,&,8,2; reference:url,doc.emergingthreats.net/2009702; classtype:policy-violation; sid:2009702; rev:5;)",
+    );
+    let dns = |src: &'static str, x: &'static [u8]| Ev {
+        proto: 17,
+        src,
+        dst: "10.0.0.53",
+        sport: 40000,
+        dport: 53,
+        payload: x,
+        app: AppProto::Dns,
+        ..Default::default()
+    };
+    let update = b"\x12\x34\x28\x00\x00\x01\x00\x00\x00\x01\x00\x00";
+    assert_eq!(e.sids(&dns("203.0.113.5", update)), vec![2009702]);
+    assert_eq!(e.sids(&dns("203.0.113.5", update)), vec![2009702]);
+    let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00";
+    assert_eq!(e.sids(&dns("203.0.113.5", query)), Vec::<u32>::new());
+    let response = b"\x12\x34\xa8\x00\x00\x01\x00\x00\x00\x00\x00\x00";
+    assert_eq!(e.sids(&dns("203.0.113.5", response)), Vec::<u32>::new());
+    // opcode 4 (NOTIFY, 0x20) and opcode 1 (IQUERY, 0x08) alone do not
+    assert_eq!(e.sids(&dns("203.0.113.5", b"\x12\x34\x20\x00")), Vec::<u32>::new());
+    assert_eq!(e.sids(&dns("203.0.113.5", b"\x12\x34\x08\x00")), Vec::<u32>::new());
+    assert_eq!(e.sids(&dns("10.0.0.7", update)), Vec::<u32>::new());
+    assert_eq!(e.sids(&dns("203.0.113.5", b"\x12\x34")), Vec::<u32>::new());
+    // the same bytes on TCP (a length prefix moves the flags) are not a udp rule's
+    assert_eq!(e.sids(&Ev { proto: 6, ..dns("203.0.113.5", update) }), Vec::<u32>::new());
+}
+
+/// Issue 10: stream data is inspected once. A match is reported by the
+/// packet that brought its last byte, not again by later packets, by a
+/// retransmission (no new stream data) or by the overlap kept for patterns
+/// crossing packet boundaries; packet-only rules still look at every packet.
+#[test]
+fn a_stream_match_is_reported_once() {
+    let mut e = Eng::new(
+        "alert tcp any any -> any any (content:\"MAGIC-BEACON\"; sid:1;)\n\
+         alert tcp any any -> any any (content:\"SPLIT-PATTERN\"; sid:2;)\n\
+         alert tcp any any -> any any (content:\"|00 00 00 23 ff|SMB\"; depth:9; sid:3;)\n\
+         alert tcp any any -> any any (byte_test:1,=,0x41,0; sid:4;)\n\
+         alert tcp any any -> any any (dsize:11; sid:5;)\n\
+         alert tcp-stream any any -> any any (content:\"STREAMONLY\"; sid:6;)",
+    );
+    assert_eq!(e.set.stream_overlap(), 12);
+    let seg = |x: &'static [u8]| Ev { payload: x, stream: Some(x), flow_id: 7, ..Default::default() };
+    assert_eq!(e.sids(&seg(b"xx MAGIC-BEACON yy")), vec![1]);
+    for _ in 0..50 {
+        assert_eq!(e.sids(&seg(b"nothing here")), Vec::<u32>::new());
+    }
+    // a retransmission: the payload again, no new stream data
+    let again = Ev { stream: Some(b""), ..seg(b"xx MAGIC-BEACON yy") };
+    assert_eq!(e.sids(&again), Vec::<u32>::new());
+    // split over two segments: found once, with the second
+    assert_eq!(e.sids(&seg(b"tails SPLIT-")), Vec::<u32>::new());
+    assert_eq!(e.sids(&seg(b"PATTERN")), vec![2]);
+    assert_eq!(e.sids(&seg(b"more")), Vec::<u32>::new());
+    // anchored at the start of new data (where the raw progress is)
+    assert_eq!(e.sids(&seg(b"\x00\x00\x00\x23\xffSMB!")), vec![3]);
+    // packet-only rules: per packet, retransmissions included
+    assert_eq!(e.sids(&seg(b"A packet 11")), vec![4, 5]);
+    assert_eq!(e.sids(&Ev { stream: Some(b""), ..seg(b"A packet 11") }), vec![4, 5]);
+    // a stream-only rule: once from the stream, not from the retransmitted packet
+    assert_eq!(e.sids(&seg(b"STREAMONLY")), vec![6]);
+    assert_eq!(e.sids(&Ev { stream: Some(b""), ..seg(b"STREAMONLY") }), Vec::<u32>::new());
+    // another flow and the other direction keep their own progress
+    assert_eq!(e.sids(&Ev { flow_id: 8, ..seg(b"MAGIC-BEACON") }), vec![1]);
+    assert_eq!(e.sids(&Ev { to_server: false, ..seg(b"SPLIT-") }), Vec::<u32>::new());
+    assert_eq!(e.sids(&seg(b"PATTERN")), Vec::<u32>::new());
 }
 
 #[test]
