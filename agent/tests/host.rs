@@ -207,3 +207,49 @@ fn acceptance_elastic_auth_log_bruteforce() {
         summary.trim()
     );
 }
+
+/// Issue 10: a RHEL/CentOS 4 style log (`sshd(pam_unix)[PID]:
+/// authentication failure; ... rhost=HOST`, fixture written for canhgac in
+/// that format): every authentication failure line that names a remote
+/// host becomes an `auth` failure event naming it (an address as `src_ip`,
+/// a name as `src_host`), both guessing sources are reported by
+/// `auth-bruteforce` and the isolated typos are not, and the two lines no
+/// parser of ours knows are counted in `unparsed_lines`.
+#[test]
+fn old_pam_log_failures_and_bruteforce() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rhel4-messages.log");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut expected = Vec::new();
+    let mut offset = 0u64;
+    for line in text.split_inclusive('\n') {
+        if line.contains("authentication failure;")
+            && let Some((_, rhost)) = line.split_once(" rhost=")
+            && let Some(host) = rhost.split([' ', '\n']).next().filter(|h| !h.is_empty())
+        {
+            expected.push((offset, host.to_string()));
+        }
+        offset += line.len() as u64;
+    }
+    assert_eq!(expected.len(), 22);
+    let (records, summary) = analyze(&["--eve-types", "auth,alert"], &path);
+    for (offset, host) in &expected {
+        let found = records.iter().any(|r| {
+            r["event_type"] == "auth"
+                && r["auth"]["outcome"] == "failure"
+                && r["canhgac"]["log_offset"] == *offset
+                && (r["src_ip"] == host.as_str() || r["auth"]["src_host"] == host.as_str())
+        });
+        assert!(found, "no failure event for the line at {offset} ({host})\n{summary}");
+    }
+    let bruteforce: BTreeSet<String> = records
+        .iter()
+        .filter(|r| r["canhgac"]["detector"] == "auth-bruteforce")
+        .map(|r| r["src_ip"].as_str().or(r["canhgac"]["src_host"].as_str()).unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        bruteforce,
+        BTreeSet::from(["218.188.2.4".to_string(), "220-135-151-1.hinet-ip.hinet.net".to_string()]),
+        "{summary}"
+    );
+    assert!(summary.contains("unparsed_lines=2"), "{summary}");
+}

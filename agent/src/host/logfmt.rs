@@ -26,7 +26,8 @@
 //!
 //! The host token may be missing (`Nov 23 21:50:19 sshd[8148]: ...`); the
 //! program may be written `[sshd]` or `[sshd]:`; a `sshd(pam_unix)` program
-//! keeps its name before the parenthesis.
+//! (older PAM) keeps its name before the parenthesis and the module goes in
+//! front of the message, `(pam_unix) MSG`, as other old syslogs write it.
 
 use time::{
     Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset, format_description::well_known::Rfc3339,
@@ -206,15 +207,15 @@ fn iso_time(line: &str) -> Option<(OffsetDateTime, &str)> {
 }
 
 /// A program token: `name[pid]:`, `name:`, `[name]:`, `[name]`,
-/// `name(pam_unix)[pid]:`. Returns (name, pid).
-fn program_token(tok: &str) -> Option<(String, Option<u32>)> {
+/// `name(pam_unix)[pid]:`. Returns (name, pid, module in parentheses).
+fn program_token(tok: &str) -> Option<(String, Option<u32>, Option<String>)> {
     if tok.len() > 128 {
         return None;
     }
     if let Some(inner) = tok.strip_prefix('[') {
         let inner = inner.strip_suffix(':').unwrap_or(inner);
         let name = inner.strip_suffix(']')?;
-        return valid_name(name).then(|| (name.to_string(), None));
+        return valid_name(name).then(|| (name.to_string(), None, None));
     }
     let tok = tok.strip_suffix(':')?;
     let (name, pid) = match tok.strip_suffix(']') {
@@ -224,8 +225,11 @@ fn program_token(tok: &str) -> Option<(String, Option<u32>)> {
         }
         None => (tok, None),
     };
-    let name = name.split('(').next().unwrap_or(name);
-    valid_name(name).then(|| (name.to_string(), pid))
+    let (name, module) = match name.split_once('(') {
+        Some((n, m)) => (n, m.strip_suffix(')').filter(|m| valid_name(m)).map(str::to_string)),
+        None => (name, None),
+    };
+    valid_name(name).then(|| (name.to_string(), pid, module))
 }
 
 fn valid_name(name: &str) -> bool {
@@ -238,7 +242,7 @@ fn valid_name(name: &str) -> bool {
 /// pid (lines without a timestamp).
 fn header(rest: &str, ts: Option<OffsetDateTime>, need_pid: bool) -> Option<Entry> {
     let (t1, after1) = rest.split_once(' ').unwrap_or((rest, ""));
-    let ok = |p: &(String, Option<u32>)| !need_pid || p.1.is_some();
+    let ok = |p: &(String, Option<u32>, Option<String>)| !need_pid || p.1.is_some();
     if let Some(p) = program_token(t1).filter(ok) {
         return Some(entry(ts, None, p, after1));
     }
@@ -258,13 +262,22 @@ fn header(rest: &str, ts: Option<OffsetDateTime>, need_pid: bool) -> Option<Entr
     None
 }
 
-fn entry(ts: Option<OffsetDateTime>, host: Option<String>, prog: (String, Option<u32>), msg: &str) -> Entry {
+fn entry(
+    ts: Option<OffsetDateTime>,
+    host: Option<String>,
+    prog: (String, Option<u32>, Option<String>),
+    msg: &str,
+) -> Entry {
+    let msg = msg.trim_start_matches(' ');
     Entry {
         ts,
         host,
         program: prog.0,
         pid: prog.1,
-        message: msg.trim_start_matches(' ').to_string(),
+        message: match prog.2 {
+            Some(module) => format!("({module}) {msg}"),
+            None => msg.to_string(),
+        },
         cursor: None,
     }
 }

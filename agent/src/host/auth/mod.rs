@@ -4,7 +4,8 @@
 //!
 //! What is skipped, and counted: lines with NUL bytes or mostly non-text
 //! bytes (`binary`), lines cut at [`logfmt::MAX_LINE`] (`truncated`, the
-//! rest of the line is dropped), lines in no known format (`unparsed`).
+//! rest of the line is dropped), lines in no known format and lines of a
+//! program we interpret that the parser did not understand (`unparsed`).
 //! Lines of programs we do not interpret are simply not events.
 
 pub mod detect;
@@ -27,6 +28,9 @@ pub struct AuthStats {
     pub lines: u64,
     pub binary: u64,
     pub truncated: u64,
+    /// Lines in no known format, and lines of an interpreted program
+    /// (sshd, PAM, sudo, su, login, account tools, FTP servers) that the
+    /// parser did not understand.
     pub unparsed: u64,
     pub events: u64,
     pub alerts: u64,
@@ -102,7 +106,9 @@ impl AuthPipeline {
     ) {
         let ts = entry.ts.unwrap_or(now);
         let mut events = std::mem::take(&mut self.scratch);
+        let unparsed = self.parser.stats.unparsed;
         self.parser.feed(entry, ts, &mut events);
+        self.stats.unparsed += self.parser.stats.unparsed - unparsed;
         for mut ev in events.drain(..) {
             ev.offset = offset;
             self.stats.events += 1;

@@ -1,11 +1,17 @@
 //! Authentication messages → [`AuthEvent`]s.
 //!
-//! Programs understood: OpenSSH (`sshd`, `sshd-session`, `sshd-auth`, and
-//! messages with no program at all, as `sshd -E FILE` writes them), PAM
-//! modules of any service (`pam_unix(SVC:auth): authentication failure`),
-//! `sudo`, `su`, `login`, and the account tools of shadow-utils
-//! (`useradd`, `usermod`, `userdel`, `groupadd`, `groupmod`, `groupdel`,
-//! `gpasswd`, `passwd`, `chpasswd`, `chage`, `newusers`).
+//! Programs understood: OpenSSH 3.x to 10.x (`sshd`, `sshd-session`,
+//! `sshd-auth`, and messages with no program at all, as `sshd -E FILE`
+//! writes them), PAM modules of any service (`pam_unix(SVC:auth):
+//! authentication failure`, and the older `SVC(pam_unix)[PID]:` /
+//! `(pam_unix) ...` forms of RHEL/CentOS 4-5), `sudo`, `su`, `login`, the
+//! account tools of shadow-utils (`useradd`, `usermod`, `userdel`,
+//! `groupadd`, `groupmod`, `groupdel`, `gpasswd`, `passwd`, `chpasswd`,
+//! `chage`, `newusers`), and the FTP servers `vsftpd`, `proftpd` and
+//! `pure-ftpd`. A line of one of these programs that yields no event and is
+//! not a message known to carry none (sessions, daemon start and stop,
+//! reverse-DNS warnings) is counted as unparsed ([`ParseStats::unparsed`]),
+//! never silently accepted.
 //!
 //! # OpenSSH connections
 //!
@@ -194,6 +200,9 @@ pub struct Conn {
     /// `Too many authentication failures` seen before the address.
     #[serde(default)]
     pub pending_too_many: bool,
+    /// Users of old-style PAM failures (`sshd(pam_unix)`) reported already.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pam_counted: Vec<String>,
 }
 
 const MAX_PENDING: usize = 16;
@@ -205,6 +214,9 @@ pub struct ParseStats {
     pub events: u64,
     /// Connections forgotten at the tracker's capacity.
     pub conn_evictions: u64,
+    /// Lines of a program we interpret (sshd, PAM, sudo, su, login, the
+    /// account tools, vsftpd, proftpd, pure-ftpd) that were not understood.
+    pub unparsed: u64,
 }
 
 /// The message interpreter with its sshd connection tracker.
@@ -257,18 +269,102 @@ impl AuthParser {
     }
 
     /// Interprets one entry; `ts` is its time (the entry's or the reader's).
-    pub fn feed(&mut self, entry: &Entry, ts: OffsetDateTime, out: &mut Vec<AuthEvent>) {
+    /// Returns whether the line was understood (an event, or a message known
+    /// to carry none); a line of a program we interpret that was not is
+    /// counted in [`ParseStats::unparsed`].
+    pub fn feed(&mut self, entry: &Entry, ts: OffsetDateTime, out: &mut Vec<AuthEvent>) -> bool {
         let before = out.len();
         let program = entry.program.as_str();
         let msg = entry.message.trim();
-        if program.is_empty() || program.starts_with("sshd") {
-            self.sshd(entry, ts, msg, 1, out);
-        } else if let Some(ev) = other(entry, ts, msg) {
-            out.push(ev);
-        }
+        let understood = if let Some((module, rest)) = old_pam_module(msg) {
+            self.old_pam(entry, ts, module, rest.trim(), out)
+        } else if program.is_empty() || program.starts_with("sshd") {
+            self.sshd(entry, ts, msg, 1, out)
+        } else {
+            match other(entry, ts, msg) {
+                Some(ev) => {
+                    out.push(ev);
+                    true
+                }
+                None => other_informational(program, msg),
+            }
+        };
         if out.len() > before {
             self.stats.events += 1;
         }
+        let understood = understood || out.len() > before;
+        // a bare `#` line is a comment (sample files), not a message
+        let comment = program.is_empty() && msg.starts_with('#');
+        if !understood && !comment && (interpreted_program(program) || msg.starts_with("pam_")) {
+            self.stats.unparsed += 1;
+        }
+        understood
+    }
+
+    /// Older PAM (RHEL/CentOS 4-5, old Debian): `sshd(pam_unix)[PID]:` or
+    /// `PROG[PID]: (pam_unix)` followed by `authentication failure; logname=
+    /// uid=0 euid=0 tty=NODEVssh ruser= rhost=HOST[  user=USER]`, `check
+    /// pass; user unknown`, `session opened for user U by (uid=0)`. Every
+    /// authentication failure is one failure event: such logs often have no
+    /// other line for the attempt (sshd's own went to another file); when
+    /// the same connection also logs `Failed password` for it, that line
+    /// then adds no attempt.
+    fn old_pam(
+        &mut self,
+        entry: &Entry,
+        ts: OffsetDateTime,
+        module: &str,
+        msg: &str,
+        out: &mut Vec<AuthEvent>,
+    ) -> bool {
+        let svc = if entry.program.is_empty() { "sshd" } else { entry.program.as_str() };
+        if let Some(fields) = msg.strip_prefix("authentication failure;") {
+            if !svc.starts_with("sshd") {
+                let modern = format!("{module}({svc}:auth): {msg}");
+                if let Some(ev) = other(entry, ts, &modern) {
+                    out.push(ev);
+                }
+                return true;
+            }
+            let f = pam_fields(fields);
+            let user = f.get("user").or_else(|| f.get("ruser")).cloned();
+            let host = f.get("rhost").and_then(|h| Remote::parse(h));
+            let key = conn_key(entry);
+            let conn = self.conn(&key);
+            if let Some(h) = &host {
+                conn.host = Some(h.host.clone());
+            }
+            conn.failed = true;
+            if conn.pam_counted.len() < MAX_PENDING {
+                conn.pam_counted.push(user.clone().unwrap_or_default());
+            }
+            let mut e = AuthEvent::new(ts, entry, "sshd", Outcome::Failure);
+            e.user = user;
+            e.src = host;
+            e.tty = f.get("tty").cloned();
+            e.method = Some("password".into());
+            e.reason = Some("bad_password");
+            e.attempts = 1;
+            out.push(e);
+            return true;
+        }
+        if let Some(user) = msg.strip_prefix("password changed for ") {
+            let modern = format!("{module}({svc}:chauthtok): password changed for {user}");
+            if let Some(ev) = other(entry, ts, &modern) {
+                out.push(ev);
+            }
+            return true;
+        }
+        [
+            "check pass;",
+            "session opened for ",
+            "session closed for ",
+            "account ",
+            "bad username",
+            "auth could not",
+        ]
+        .iter()
+        .any(|p| msg.starts_with(p))
     }
 
     fn conn(&mut self, key: &str) -> &mut Conn {
@@ -297,7 +393,14 @@ impl AuthParser {
         }
     }
 
-    fn sshd(&mut self, entry: &Entry, ts: OffsetDateTime, raw: &str, repeat: u32, out: &mut Vec<AuthEvent>) {
+    fn sshd(
+        &mut self,
+        entry: &Entry,
+        ts: OffsetDateTime,
+        raw: &str,
+        repeat: u32,
+        out: &mut Vec<AuthEvent>,
+    ) -> bool {
         let (msg, preauth) = strip_sshd(raw);
         let key = conn_key(entry);
         let base = |outcome| {
@@ -312,13 +415,12 @@ impl AuthParser {
             && let Ok(n) = n.parse::<u32>()
         {
             let inner = inner.strip_suffix(']').unwrap_or(inner).trim();
-            self.sshd(entry, ts, inner, n.clamp(1, 1_000_000), out);
-            return;
+            return self.sshd(entry, ts, inner, n.clamp(1, 1_000_000), out);
         }
 
         if let Some(rest) = msg.strip_prefix("Failed ").or_else(|| msg.strip_prefix("Accepted ")) {
             let accepted = msg.starts_with("Accepted ");
-            let Some(r) = result_line(rest) else { return };
+            let Some(r) = result_line(rest) else { return false };
             let conn = self.conn(&key);
             conn.host = Some(r.host.host.clone());
             conn.port = r.port.or(conn.port);
@@ -346,17 +448,22 @@ impl AuthParser {
                 }
                 self.end(&key);
                 out.push(success);
-                return;
+                return true;
             }
             if r.method == "publickey" && !r.invalid {
                 // a client trying its keys one after the other
                 conn.pending_keys += repeat;
-                return;
+                return true;
             }
             let mut attempts = repeat;
             if conn.announced {
                 conn.announced = false;
                 attempts -= 1;
+            }
+            if let Some(i) = conn.pam_counted.iter().position(|u| *u == r.user || u.is_empty()) {
+                // an old-style PAM line of this attempt counted it already
+                conn.pam_counted.remove(i);
+                attempts = attempts.saturating_sub(1);
             }
             if let Some(i) = conn.pending_pam.iter().position(|u| *u == r.user || u.is_empty()) {
                 conn.pending_pam.remove(i);
@@ -375,12 +482,12 @@ impl AuthParser {
             f.attempts = attempts;
             f.users_tried = dedup(tried);
             out.push(f);
-            return;
+            return true;
         }
 
         if let Some(rest) = msg.strip_prefix("Invalid user ").or_else(|| msg.strip_prefix("Illegal user ")) {
-            let Some((user, tail)) = rsplit_from(rest) else { return };
-            let Some((host, port)) = host_port_end(tail) else { return };
+            let Some((user, tail)) = rsplit_from(rest) else { return false };
+            let Some((host, port)) = host_port_end(tail) else { return false };
             let conn = self.conn(&key);
             conn.host = Some(host.host.clone());
             conn.port = port;
@@ -395,7 +502,7 @@ impl AuthParser {
             f.reason = Some("invalid_user");
             f.attempts = attempts;
             out.push(f);
-            return;
+            return true;
         }
 
         if let Some(rest) = msg.strip_prefix("User ")
@@ -405,9 +512,9 @@ impl AuthParser {
                 // no address (`account is locked`): remember the user
                 let user = left.to_string();
                 self.conn(&key).user = Some(user);
-                return;
+                return true;
             };
-            let Some(host) = Remote::parse(host) else { return };
+            let Some(host) = Remote::parse(host) else { return false };
             let conn = self.conn(&key);
             conn.host = Some(host.host.clone());
             let attempts = if conn.announced { 0 } else { 1 };
@@ -420,11 +527,11 @@ impl AuthParser {
             f.method = Some(format!("not allowed because {}", truncate(why, 80)));
             f.attempts = attempts;
             out.push(f);
-            return;
+            return true;
         }
 
         if let Some(rest) = msg.strip_prefix("ROOT LOGIN REFUSED FROM ") {
-            let Some((host, port)) = host_port_end(rest) else { return };
+            let Some((host, port)) = host_port_end(rest) else { return false };
             let conn = self.conn(&key);
             conn.host = Some(host.host.clone());
             let attempts = if conn.announced { 0 } else { 1 };
@@ -437,15 +544,15 @@ impl AuthParser {
             f.reason = Some("root_refused");
             f.attempts = attempts;
             out.push(f);
-            return;
+            return true;
         }
 
         if let Some(rest) = msg.strip_prefix("refused connect from ") {
             // tcp wrappers: `NAME@HOST (ADDR)` or `HOST (ADDR)`
             let addr = rest.rsplit_once('(').and_then(|(_, a)| a.strip_suffix(')')).unwrap_or(rest);
-            let Some(host) = Remote::parse(addr) else { return };
+            let Some(host) = Remote::parse(addr) else { return false };
             self.probe(&key, entry, ts, Some((host, None)), "refused", out);
-            return;
+            return true;
         }
 
         if let Some(rest) = msg.strip_prefix("PAM: ") {
@@ -462,8 +569,8 @@ impl AuthParser {
                     .unwrap_or(after_for);
                 let after_for = after_for.trim_end();
                 let body = after_for.rsplit_once(" via ").map(|(a, _)| a).unwrap_or(after_for);
-                let Some((user, host)) = body.rsplit_once(" from ") else { return };
-                let Some(host) = Remote::parse(host) else { return };
+                let Some((user, host)) = body.rsplit_once(" from ") else { return false };
+                let Some(host) = Remote::parse(host) else { return false };
                 let conn = self.conn(&key);
                 conn.host = Some(host.host.clone());
                 conn.failed = true;
@@ -475,7 +582,7 @@ impl AuthParser {
                 f.attempts = repeat;
                 out.push(f);
             }
-            return;
+            return true;
         }
 
         if let Some(rest) = pam_auth_failure(msg, "sshd") {
@@ -511,11 +618,11 @@ impl AuthParser {
                 f.users_tried = dedup(tried);
                 out.push(f);
             }
-            return;
+            return true;
         }
 
         if let Some(rest) = msg.strip_prefix("maximum authentication attempts exceeded for ") {
-            let Some(r) = result_line(&format!("x for {rest}")) else { return };
+            let Some(r) = result_line(&format!("x for {rest}")) else { return false };
             let conn = self.conn(&key);
             conn.host = Some(r.host.host.clone());
             let attempts = if conn.failed { 0 } else { 1 };
@@ -528,7 +635,7 @@ impl AuthParser {
             f.reason = Some("too_many_failures");
             f.attempts = attempts;
             out.push(f);
-            return;
+            return true;
         }
 
         if let Some(rest) = msg.strip_prefix("Disconnecting: Too many authentication failures") {
@@ -541,7 +648,7 @@ impl AuthParser {
                 conn.user = user;
             }
             if conn.max_reported {
-                return;
+                return true;
             }
             match conn.host.clone().and_then(|h| Remote::parse(&h)) {
                 Some(host) => {
@@ -560,7 +667,7 @@ impl AuthParser {
                 }
                 None => conn.pending_too_many = true,
             }
-            return;
+            return true;
         }
 
         if let Some(rest) = msg.strip_prefix("Disconnecting ")
@@ -570,7 +677,7 @@ impl AuthParser {
             let conn = self.conn(&key);
             conn.host = Some(host.host.clone());
             if why.starts_with("Too many authentication failures") && conn.max_reported {
-                return;
+                return true;
             }
             conn.failed = true;
             let mut f = base(Outcome::Failure);
@@ -579,7 +686,7 @@ impl AuthParser {
             f.src_port = port;
             f.reason = Some(if why.starts_with("Too many") { "too_many_failures" } else { "disconnected" });
             out.push(f);
-            return;
+            return true;
         }
 
         // connections closed, reset or disconnected
@@ -588,7 +695,7 @@ impl AuthParser {
                 if rest == "remote host" || rest.starts_with("peer") {
                     break;
                 }
-                let Some((kind, user, host, port)) = closed_by(rest) else { return };
+                let Some((kind, user, host, port)) = closed_by(rest) else { return false };
                 let conn = self.conn(&key).clone();
                 self.end(&key);
                 let pending = !conn.pending_pam.is_empty()
@@ -608,7 +715,7 @@ impl AuthParser {
                     f.users_tried = dedup(conn.pending_pam);
                     out.push(f);
                 }
-                return;
+                return true;
             }
         }
 
@@ -620,10 +727,10 @@ impl AuthParser {
                 }
                 None => match rest.split_once(": ") {
                     Some((h, why)) => ((h, None), why),
-                    None => return,
+                    None => return false,
                 },
             };
-            let Some(host) = Remote::parse(hostport.0) else { return };
+            let Some(host) = Remote::parse(hostport.0) else { return false };
             let why = why.trim();
             let code = why.split(':').next().and_then(|c| c.trim().parse::<u32>().ok());
             let auth_problem = matches!(code, Some(3 | 14))
@@ -640,20 +747,20 @@ impl AuthParser {
                 f.reason = Some(if auth_problem { "client_gave_up" } else { "preauth_disconnect" });
                 out.push(f);
             }
-            return;
+            return true;
         }
 
         if let Some(rest) = msg.strip_prefix("Connection from ") {
             // a new connection: `HOST port P on ADDR port 22 [rdomain ...]`
             let (h, after) = rest.split_once(' ').unwrap_or((rest, ""));
-            let Some(host) = Remote::parse(h) else { return };
+            let Some(host) = Remote::parse(h) else { return false };
             let port =
                 after.strip_prefix("port ").and_then(|p| p.split(' ').next()).and_then(|p| p.parse().ok());
             self.end(&key);
             let conn = self.conn(&key);
             conn.host = Some(host.host);
             conn.port = port;
-            return;
+            return true;
         }
 
         if let Some(rest) = msg.strip_prefix("SSH: Server;")
@@ -663,30 +770,36 @@ impl AuthParser {
             if let Some(host) = Remote::parse(h) {
                 self.conn(&key).host = Some(host.host);
             }
-            return;
+            return true;
         }
 
-        if let Some(rest) = msg.strip_prefix("input_userauth_request: invalid user ") {
-            self.conn(&key).user = Some(rest.trim().to_string());
-            return;
+        if let Some(rest) = msg
+            .strip_prefix("input_userauth_request: invalid user")
+            .or_else(|| msg.strip_prefix("input_userauth_request: illegal user"))
+        {
+            let user = rest.trim();
+            if !user.is_empty() {
+                self.conn(&key).user = Some(user.to_string());
+            }
+            return true;
         }
 
         // protocol errors and probes that name the address
         if let Some(rest) = msg.strip_prefix("Did not receive identification string from ") {
             let addr = host_port_end(rest);
             self.probe(&key, entry, ts, addr, "no_identification", out);
-            return;
+            return true;
         }
         if let Some(rest) = msg.strip_prefix("Bad protocol version identification ") {
             let addr = rsplit_from_any(rest);
             self.probe(&key, entry, ts, addr, "protocol_error", out);
-            return;
+            return true;
         }
         if let Some(rest) = msg.strip_prefix("Unable to negotiate with ") {
             let hp = rest.split_once(':').map(|(a, _)| a).unwrap_or(rest);
             let addr = host_port_end(hp);
             self.probe(&key, entry, ts, addr, "negotiation_failed", out);
-            return;
+            return true;
         }
         if let Some(rest) = msg
             .strip_prefix("banner exchange: Connection from ")
@@ -700,7 +813,7 @@ impl AuthParser {
                 .unwrap_or(hp);
             let addr = host_port_end(hp);
             self.probe(&key, entry, ts, addr, "protocol_error", out);
-            return;
+            return true;
         }
         if let Some(rest) = msg.strip_prefix("Timeout before authentication for ") {
             let addr = match rest.strip_prefix("connection from ") {
@@ -710,7 +823,14 @@ impl AuthParser {
                 None => host_port_end(rest),
             };
             self.probe(&key, entry, ts, addr, "timeout", out);
-            return;
+            return true;
+        }
+        if let Some(rest) = msg.strip_prefix("scanned from ") {
+            // OpenSSH 3.x-5.x: a version scanner
+            let h = rest.split_once(' ').map(|(h, _)| h).unwrap_or(rest);
+            let addr = Remote::parse(h).map(|r| (r, None));
+            self.probe(&key, entry, ts, addr, "protocol_error", out);
+            return true;
         }
         if msg.starts_with("kex_exchange_identification: ")
             || msg.starts_with("Read from socket failed")
@@ -719,7 +839,9 @@ impl AuthParser {
             || msg.starts_with("Protocol major versions differ")
         {
             self.probe(&key, entry, ts, None, "protocol_error", out);
+            return true;
         }
+        sshd_informational(msg)
     }
 
     /// A probe: reported with the address given, else the connection's,
@@ -832,7 +954,8 @@ fn result_line(rest: &str) -> Option<ResultLine> {
     if method.is_empty() || method.len() > 64 || method.contains(' ') {
         return None;
     }
-    let (invalid, r) = match r.strip_prefix("invalid user ") {
+    // `illegal user`: OpenSSH before 3.9
+    let (invalid, r) = match r.strip_prefix("invalid user ").or_else(|| r.strip_prefix("illegal user ")) {
         Some(x) => (true, x),
         None => (false, r),
     };
@@ -1016,8 +1139,243 @@ fn other(entry: &Entry, ts: OffsetDateTime, msg: &str) -> Option<AuthEvent> {
         "login" => login(entry, ts, msg),
         "useradd" | "usermod" | "userdel" | "groupadd" | "groupmod" | "groupdel" | "gpasswd" | "passwd"
         | "chpasswd" | "chage" | "newusers" | "adduser" | "deluser" => account(entry, ts, msg),
+        "vsftpd" => vsftpd(entry, ts, msg),
+        "proftpd" => proftpd(entry, ts, msg),
+        "pure-ftpd" => pure_ftpd(entry, ts, msg),
         _ => None,
     }
+}
+
+/// `PROG(pam_MODULE)` (moved in front of the message by `logfmt`) or
+/// `(pam_MODULE) MSG`: (`pam_MODULE`, MSG).
+fn old_pam_module(msg: &str) -> Option<(&str, &str)> {
+    let rest = msg.strip_prefix('(')?;
+    let (module, rest) = rest.split_once(')')?;
+    (module.starts_with("pam_") && module.len() <= 64 && !module.contains(' ')).then_some((module, rest))
+}
+
+/// Programs whose lines are interpreted: one of their lines that yields no
+/// event and is not a known informational message is counted as unparsed.
+fn interpreted_program(program: &str) -> bool {
+    program.is_empty()
+        || program.starts_with("sshd")
+        || matches!(
+            program,
+            "sudo"
+                | "su"
+                | "su-l"
+                | "login"
+                | "vsftpd"
+                | "proftpd"
+                | "pure-ftpd"
+                | "useradd"
+                | "usermod"
+                | "userdel"
+                | "groupadd"
+                | "groupmod"
+                | "groupdel"
+                | "gpasswd"
+                | "passwd"
+                | "chpasswd"
+                | "chage"
+                | "newusers"
+                | "adduser"
+                | "deluser"
+        )
+}
+
+/// sshd messages understood to carry no authentication event (sessions,
+/// daemon life, reverse-DNS warnings, debug output).
+fn sshd_informational(msg: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "Server listening on ",
+        "Received signal ",
+        "Received SIGHUP",
+        "Exiting on signal",
+        "Starting session: ",
+        "Close session: ",
+        "Closing connection to ",
+        "Connection closed by remote host",
+        "Connection reset by peer",
+        "Transferred: ",
+        "Postponed ",
+        "Partial publickey for ",
+        "subsystem request for ",
+        "session opened for user ",
+        "session closed for user ",
+        "Generating new ",
+        "RSA key generation complete",
+        "Nasty PTR record ",
+        "Set /proc/self/oom",
+        "Could not get shadow information for ",
+        "Authentication refused: ",
+        "Found matching ",
+        "User child is on pid ",
+        "reverse mapping checking ",
+        "debug",
+        "pam_",
+        "PAM ",
+        "Accepted key ",
+        "Failed to release session",
+        "Disconnecting: Change of username",
+        "Timeout, client not responding",
+        "Read error from remote host",
+        "Connection timed out",
+        "Corrupted MAC on input",
+        "Certificate invalid",
+        "rexec line ",
+    ];
+    PREFIXES.iter().any(|p| msg.starts_with(p)) || msg.contains("POSSIBLE BREAK-IN ATTEMPT")
+}
+
+/// Messages of the other interpreted programs that carry no event.
+fn other_informational(program: &str, msg: &str) -> bool {
+    if msg.starts_with("pam_") {
+        // PAM sessions, accounts, other modules: only auth failures and
+        // password changes are events
+        return true;
+    }
+    match program {
+        "su" | "su-l" => {
+            msg.starts_with("pam_authenticate: ")
+                || msg.starts_with("Successful su for ")
+                || msg.starts_with("(to ")
+                || msg.starts_with("+ ")
+        }
+        "sudo" => msg.contains("unable to resolve host"),
+        "login" => msg.starts_with("DIALUP ") || msg.contains("LOGIN SESSION"),
+        "vsftpd" => {
+            let m = vsftpd_body(msg).1;
+            m.starts_with("CONNECT: ") || m.starts_with("OK ") || m.starts_with("FAIL ")
+        }
+        "proftpd" => true,
+        "pure-ftpd" => true,
+        "useradd" | "usermod" | "userdel" | "groupadd" | "groupmod" | "groupdel" | "gpasswd" | "passwd"
+        | "chpasswd" | "chage" | "newusers" | "adduser" | "deluser" => {
+            // the second line of a change logged once per file, and refusals
+            ["group added to /etc/gshadow", "failed adding ", "removed shadow group ", "cannot ", "failed "]
+                .iter()
+                .any(|p| msg.starts_with(p))
+        }
+        _ => false,
+    }
+}
+
+/// `[pid N] [USER] MSG` or `[USER] MSG` (vsftpd) → (user, MSG).
+fn vsftpd_body(msg: &str) -> (Option<&str>, &str) {
+    let mut m = msg.trim();
+    if let Some(r) = m.strip_prefix("[pid ")
+        && let Some((_, r)) = r.split_once("] ")
+    {
+        m = r.trim_start();
+    }
+    match m.strip_prefix('[').and_then(|r| r.split_once("] ")) {
+        Some((user, r)) => (Some(user), r.trim_start()),
+        None => (None, m),
+    }
+}
+
+/// vsftpd: `[USER] FAIL LOGIN: Client "ADDR"`, `[USER] OK LOGIN: Client
+/// "ADDR"[, anon password "..."]` (syslog or `vsftpd.log`, with or without
+/// `[pid N]`).
+fn vsftpd(entry: &Entry, ts: OffsetDateTime, msg: &str) -> Option<AuthEvent> {
+    let (user, m) = vsftpd_body(msg);
+    let (outcome, rest) = if let Some(r) = m.strip_prefix("FAIL LOGIN: Client \"") {
+        (Outcome::Failure, r)
+    } else if let Some(r) = m.strip_prefix("OK LOGIN: Client \"") {
+        (Outcome::Success, r)
+    } else {
+        return None;
+    };
+    let addr = rest.split_once('"').map(|(a, _)| a)?;
+    let addr = addr.strip_prefix("::ffff:").unwrap_or(addr);
+    let mut e = AuthEvent::new(ts, entry, "vsftpd", outcome);
+    e.user = user.map(str::to_string);
+    e.src = Some(Remote::parse(addr)?);
+    e.method = Some("password".into());
+    if outcome == Outcome::Failure {
+        e.reason = Some("bad_password");
+        e.attempts = 1;
+    }
+    Some(e)
+}
+
+/// proftpd: `SERVER (NAME[ADDR]) - USER U (Login failed): WHY`, `- USER U:
+/// no such user found from ...`, `- SECURITY VIOLATION: U login
+/// attempted.`, `- Maximum login attempts (N) exceeded`, `- USER U: Login
+/// successful.`, `- ANON U: Login successful.`
+fn proftpd(entry: &Entry, ts: OffsetDateTime, msg: &str) -> Option<AuthEvent> {
+    let (_, rest) = msg.split_once(" (")?;
+    let (peer, rest) = rest.split_once(") - ").or_else(|| rest.split_once(")- "))?;
+    let addr = peer.rsplit_once('[').and_then(|(_, a)| a.strip_suffix(']'))?;
+    let src = Remote::parse(addr.strip_prefix("::ffff:").unwrap_or(addr))?;
+    let rest = rest.trim();
+    let failure = |user: Option<&str>, reason: &'static str, attempts: u32| {
+        let mut e = AuthEvent::new(ts, entry, "proftpd", Outcome::Failure);
+        e.user = user.map(|u| u.trim().to_string());
+        e.src = Some(src.clone());
+        e.reason = Some(reason);
+        e.attempts = attempts;
+        e.method = (attempts > 0).then(|| "password".to_string());
+        e
+    };
+    if let Some(r) = rest.strip_prefix("USER ") {
+        if let Some((user, _)) = r.split_once(" (Login failed)") {
+            return Some(failure(Some(user), "bad_password", 1));
+        }
+        if let Some((user, _)) = r.split_once(": no such user found") {
+            return Some(failure(Some(user), "invalid_user", 1));
+        }
+        if let Some((user, _)) = r.split_once(": Login successful") {
+            let mut e = AuthEvent::new(ts, entry, "proftpd", Outcome::Success);
+            e.user = Some(user.trim().to_string());
+            e.src = Some(src);
+            e.method = Some("password".into());
+            return Some(e);
+        }
+        return None;
+    }
+    if let Some((user, _)) = rest.strip_prefix("ANON ").and_then(|r| r.split_once(": Login successful")) {
+        let mut e = AuthEvent::new(ts, entry, "proftpd", Outcome::Success);
+        e.user = Some(user.trim().to_string());
+        e.src = Some(src);
+        e.method = Some("anonymous".into());
+        return Some(e);
+    }
+    if let Some(r) = rest.strip_prefix("SECURITY VIOLATION: ") {
+        let user = r.split_once(" login attempted").map(|(u, _)| u);
+        return Some(failure(user, "root_refused", 1));
+    }
+    if rest.starts_with("Maximum login attempts") {
+        return Some(failure(None, "too_many_failures", 0));
+    }
+    None
+}
+
+/// pure-ftpd: `(?@ADDR) [WARNING] Authentication failed for user [U]`,
+/// `(?@ADDR) [INFO] U is now logged in`.
+fn pure_ftpd(entry: &Entry, ts: OffsetDateTime, msg: &str) -> Option<AuthEvent> {
+    let rest = msg.strip_prefix('(')?;
+    let (who, rest) = rest.split_once(") ")?;
+    let addr = who.rsplit_once('@').map(|(_, a)| a)?;
+    let src = Remote::parse(addr)?;
+    if let Some(r) = rest.strip_prefix("[WARNING] Authentication failed for user [") {
+        let mut e = AuthEvent::new(ts, entry, "pure-ftpd", Outcome::Failure);
+        e.user = r.strip_suffix(']').map(str::to_string);
+        e.src = Some(src);
+        e.method = Some("password".into());
+        e.reason = Some("bad_password");
+        e.attempts = 1;
+        return Some(e);
+    }
+    if let Some(user) = rest.strip_prefix("[INFO] ").and_then(|r| r.strip_suffix(" is now logged in")) {
+        let mut e = AuthEvent::new(ts, entry, "pure-ftpd", Outcome::Success);
+        e.user = Some(user.to_string());
+        e.src = Some(src);
+        e.method = Some("password".into());
+        return Some(e);
+    }
+    None
 }
 
 /// `alice : [PROBLEM ; ]TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/ls`
