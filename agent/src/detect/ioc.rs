@@ -16,8 +16,11 @@
 //!   line.
 //! * `dataset-sha256` and `dataset-md5`: hex digests (JA3 hashes are MD5).
 //!
-//! Lines that cannot be read are skipped with file, line and reason; the
-//! rest load.
+//! Lines that cannot be read are skipped with file, line and reason (and
+//! counted: `ioc_lines_skipped`); the rest load. A token meant as an
+//! address or a network that is not one (`192.168.1.0/33`, `10.0.0.0/240`,
+//! `10.0.0.256`, `2001:db8:::1`) is such a line, not a URL path or a domain
+//! that would match nothing.
 //!
 //! # Memory
 //!
@@ -308,6 +311,40 @@ pub fn normalize_url(token: &str) -> Option<String> {
     Some(format!("{}/{path}", host.to_ascii_lowercase()))
 }
 
+/// Rejects what is meant as an address or a network but is not one (a
+/// prefix length beyond the address size, an octet above 255, a mangled
+/// IPv6 address), which would otherwise be read as a URL path or a domain
+/// and match nothing. Called for tokens that did not parse as an address or
+/// a network.
+fn malformed_address(token: &str) -> Result<(), String> {
+    let (addr, prefix) = match token.split_once('/') {
+        Some((a, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (a, Some(p)),
+        Some(_) => return Ok(()),
+        None => (token, None),
+    };
+    let dotted = addr.contains('.') && addr.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let colons = addr.bytes().filter(|b| *b == b':').count();
+    let v6ish = !addr.starts_with('[')
+        && colons >= 2
+        && addr.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+    match addr.parse::<IpAddr>() {
+        Ok(ip) => {
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            Err(match prefix {
+                Some(p) => format!("`{token}`: prefix length /{p} is more than {max}"),
+                None => format!("`{token}` is not a valid address"),
+            })
+        }
+        Err(_) if dotted && (prefix.is_some() || addr.split('.').count() == 4) => {
+            Err(format!("`{token}` is not a valid IPv4 address or network"))
+        }
+        Err(_) if v6ish && (prefix.is_some() || colons > 2 || addr.contains("::")) => {
+            Err(format!("`{token}` is not a valid IPv6 address or network"))
+        }
+        Err(_) => Ok(()),
+    }
+}
+
 impl IocSet {
     /// Loads `[FORMAT:]PATH` lists; returns the set and the skipped lines.
     pub fn load(specs: &[PathBuf]) -> Result<(IocSet, Vec<LineError>), IocError> {
@@ -402,6 +439,7 @@ impl IocSet {
             }
             return Ok(());
         }
+        malformed_address(token)?;
         if let Some((h, p)) = token.rsplit_once(':')
             && let (Ok(ip), Ok(port)) =
                 (h.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>(), p.parse::<u16>())
@@ -637,6 +675,31 @@ mod tests {
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, vec![2, 3, 5, 6]);
         assert!(errors[0].to_string().contains("list.txt:2:"));
+    }
+
+    #[test]
+    fn bad_networks_and_addresses_are_skipped_with_the_reason() {
+        let (s, errors) = set(concat!(
+            "192.168.1.0/33\n10.0.0.0/240\n192.168.1.195/99\n2001:db8::/129\n",
+            "10.0.0.256\n300.1.2.3/24\n1.2.3/24\n2001:db8:::1\n2001:db8::zz\n",
+            "10.1.0.0/16\n192.168.1.195/32\n2001:db8::1\n[2001:db8::1]:443\n1.2.3.4:80\n",
+            "evil.example\nhttp://10.0.0.1/x/1\n10.0.0.1/gate.php\n",
+        ));
+        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+        assert_eq!(lines, (1..=9).collect::<Vec<_>>(), "{errors:?}");
+        assert_eq!(s.len(), 8);
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(text[0].contains("list.txt:1:") && text[0].contains("/33 is more than 32"), "{text:?}");
+        assert!(text[1].contains("/240 is more than 32"), "{text:?}");
+        assert!(text[2].contains("/99 is more than 32"), "{text:?}");
+        assert!(text[3].contains("/129 is more than 128"), "{text:?}");
+        assert!(text[4].contains("not a valid IPv4"), "{text:?}");
+        assert!(text[7].contains("not a valid IPv6"), "{text:?}");
+        // nothing of the bad lines matches, the good ones do
+        assert!(s.match_ip(ip("192.168.1.1")).is_none());
+        assert!(s.match_ip(ip("192.168.1.195")).is_some());
+        assert!(s.match_ip(ip("10.1.2.3")).is_some());
+        assert!(s.match_url("10.0.0.1", "/gate.php").is_some());
     }
 
     #[test]
