@@ -57,6 +57,7 @@ pub fn init(
         ca: ca.cert_pem().to_string(),
         certificate: op.issued.certificate_pem,
         private_key: op.private_key_pem,
+        display: None,
     };
     let profile_path = data_dir.join("operator.profile");
     profile.write(&profile_path)?;

@@ -99,9 +99,11 @@ pub fn access(method: &str) -> Option<Access> {
     Some(match method {
         "ListAgencies" | "GetAgency" | "ListAgents" | "ListAlerts" | "SubscribeAlerts" | "GetSystem"
         | "ListSystems" | "ExportRegistry" | "GetCoverage" | "ListIncidents" | "GetIncident"
-        | "SubscribeIncidents" | "ListPolicies" => Read,
-        "AddIncidentNote" => Note,
-        "AckIncident" | "AssignIncident" | "TransitionIncident" | "UpdateIncident" | "IncidentReport"
+        | "SubscribeIncidents" | "ListPolicies" | "IncidentReport" => Read,
+        // the agency fills in its own incidents' report fields (the handler
+        // limits which fields)
+        "AddIncidentNote" | "UpdateIncident" => Note,
+        "AckIncident" | "AssignIncident" | "TransitionIncident" | "BulkIncidentAction" | "MergeIncidents"
         | "PushPolicy" => Operate,
         "AddAgency"
         | "UpdateAgency"
@@ -116,6 +118,18 @@ pub fn access(method: &str) -> Option<Access> {
         "ListAudit" | "ListOperators" => Audit,
         _ => return None,
     })
+}
+
+/// An RPC method named for people: `RevokeOperator` → `revoke operator`.
+pub fn method_words(method: &str) -> String {
+    let mut out = String::new();
+    for (i, ch) in method.chars().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            out.push(' ');
+        }
+        out.extend(ch.to_lowercase());
+    }
+    out
 }
 
 pub fn allowed(role: Role, access: Access) -> bool {
@@ -287,11 +301,18 @@ impl Auth {
             return Err((Status::permission_denied(format!("operator `{name}` has an unknown role")), entry));
         };
         let Some(need) = access(method) else {
-            return Err((Status::permission_denied(format!("method `{method}` is not allowed")), entry));
+            return Err((
+                Status::permission_denied(format!("`{}` is not a known operation", method_words(method))),
+                entry,
+            ));
         };
         if !allowed(role, need) {
             return Err((
-                Status::permission_denied(format!("role `{}` may not call {method}", role.as_str())),
+                Status::permission_denied(format!(
+                    "role `{}` may not {}",
+                    role.as_str(),
+                    method_words(method)
+                )),
                 entry,
             ));
         }

@@ -79,6 +79,7 @@ pub const SYSTEM_COLUMNS: &[&str] = &[
     "state_secrets",
     "public_ips",
     "domains",
+    "networks",
     "last_assessment",
 ];
 
@@ -343,6 +344,22 @@ pub fn set_system_field(rec: &mut SystemRec, field: &str, value: &str) -> Result
             }
             rec.public_ips = ips;
         }
+        "networks" => {
+            let mut nets = Vec::new();
+            for item in list_items(v) {
+                let net: ipnet::IpNet = item.parse().map_err(|_| {
+                    ferr(field, format!("invalid network `{item}` (a CIDR such as 10.1.0.0/16)"))
+                })?;
+                if net.trunc() != net {
+                    return Err(ferr(
+                        field,
+                        format!("network `{item}` has host bits set (did you mean {}?)", net.trunc()),
+                    ));
+                }
+                nets.push(net.to_string());
+            }
+            rec.networks = nets;
+        }
         "domains" => {
             let mut ds = Vec::new();
             for item in list_items(v) {
@@ -425,6 +442,7 @@ pub fn system_row(
         ("state_secrets", rec.state_secrets.to_string()),
         ("public_ips", rec.public_ips.join(";")),
         ("domains", rec.domains.join(";")),
+        ("networks", rec.networks.join(";")),
         ("last_assessment", rec.last_assessment.clone()),
         ("next_assessment_due", date_str(due)),
         ("agents", agents.join(";")),

@@ -26,7 +26,7 @@ use tokio::{
 use tokio_rustls::TlsConnector;
 
 use crate::{
-    incidents,
+    incident,
     server::Shared,
     store::{IncidentChangeRec, RecordRec, Store, StoreError, SystemRec},
 };
@@ -109,13 +109,13 @@ fn incident_payload(cursor: u64, ch: &IncidentChangeRec, shared: &Shared) -> Opt
     let inc = ch.incident.as_ref()?;
     let systems: std::collections::HashMap<u64, SystemRec> =
         shared.store.system(inc.system).ok().flatten().map(|s| (s.id, s)).into_iter().collect();
-    let v = incidents::View {
+    let v = incident::View {
         reg: &shared.config.regulation,
         systems: &systems,
         now_us: timefmt::micros(OffsetDateTime::now_utc()),
     };
-    let m = incidents::incident_msg(inc, &v);
-    let mut j = crate::cli_supervision::incident_json(&m);
+    let m = incident::incident_msg(inc, &v);
+    let mut j = crate::cli::supervision::incident_json(&m);
     j["type"] = json!("incident");
     j["cursor"] = json!(cursor);
     j["change"] = json!(ch.change);

@@ -32,6 +32,17 @@ pub struct Profile {
     pub ca: String,
     pub certificate: String,
     pub private_key: String,
+    /// How `canhgac` shows things to this operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<DisplaySettings>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisplaySettings {
+    /// Offset of the times shown, e.g. `+07:00` (the default) or `UTC`.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 impl Profile {
@@ -43,6 +54,11 @@ impl Profile {
         }
         if let Err(e) = p.collector.parse::<CollectorAddr>() {
             return Err(src.error(Some("collector"), e.to_string()));
+        }
+        if let Some(tz) = p.display.as_ref().and_then(|d| d.timezone.as_deref())
+            && let Err(e) = crate::cli::output::parse_offset(tz)
+        {
+            return Err(src.error(Some("display.timezone"), e));
         }
         Ok(p)
     }

@@ -26,6 +26,20 @@ struct RawRegulation {
     assessment: Assessment,
     retention: Retention,
     serious: SeriousRule,
+    #[serde(default)]
+    reports: Reports,
+}
+
+/// What incident reports carry besides the incident.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reports {
+    /// Prefix of report numbers (`SC-2026-000042-BĐ`).
+    #[serde(default)]
+    pub number_prefix: String,
+    /// Who the reports are addressed to.
+    #[serde(default)]
+    pub recipients: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +73,40 @@ struct RawCategories {
     category: Vec<Category>,
     #[serde(default)]
     map: Vec<MapRule>,
+    #[serde(default)]
+    opening: Opening,
+    #[serde(default)]
+    host_detectors: Vec<String>,
+}
+
+/// Which alerts may open an incident on their own; the others only join
+/// an incident they match.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Opening {
+    /// Alerts of a lower severity (a higher number) open none.
+    #[serde(default = "two")]
+    pub max_severity: u32,
+    /// Signature names that mark informational or policy rules.
+    #[serde(default)]
+    pub informational_signature_prefixes: Vec<String>,
+    /// EVE `alert.category` values (classtype descriptions) likewise.
+    #[serde(default)]
+    pub informational_eve_categories: Vec<String>,
+}
+
+impl Default for Opening {
+    fn default() -> Opening {
+        Opening {
+            max_severity: 2,
+            informational_signature_prefixes: Vec::new(),
+            informational_eve_categories: Vec::new(),
+        }
+    }
+}
+
+fn two() -> u32 {
+    2
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,6 +120,15 @@ pub struct Category {
     pub impacts: Vec<String>,
     #[serde(default = "yes")]
     pub creates_incident: bool,
+    /// `inbound` (the client attacks the server; the default) or
+    /// `outbound` (an internal host talks to attacker infrastructure: the
+    /// internal end is the victim, and its incidents group by victim).
+    #[serde(default)]
+    pub roles: Option<String>,
+    /// Categories with the same episode join one incident (e.g. malware
+    /// and command and control of one infected host); default: the code.
+    #[serde(default)]
+    pub episode: Option<String>,
 }
 
 fn yes() -> bool {
@@ -135,9 +192,13 @@ pub struct Regulation {
     pub assessment: Assessment,
     pub retention: Retention,
     pub serious: SeriousRule,
+    pub reports: Reports,
     pub categories: Vec<Category>,
     pub map: Vec<MapRule>,
     pub default_category: String,
+    pub opening: Opening,
+    /// Detectors of the host sensor (their alerts concern the agent's host).
+    pub host_detectors: Vec<String>,
     /// Deadlines of the active packs.
     pub deadlines: Vec<DeadlineRule>,
     pub packs: Vec<String>,
@@ -196,6 +257,20 @@ impl Regulation {
             return Err(
                 csrc.error(Some("default_category"), format!("unknown category `{}`", c.default_category))
             );
+        }
+        for cat in &c.category {
+            if let Some(r) = cat.roles.as_deref()
+                && r != "inbound"
+                && r != "outbound"
+            {
+                return Err(csrc.error(
+                    Some("category.roles"),
+                    format!("category `{}`: roles `{r}` is not `inbound` or `outbound`", cat.code),
+                ));
+            }
+        }
+        if !(1..=4).contains(&c.opening.max_severity) {
+            return Err(csrc.error(Some("opening.max_severity"), "must be 1 to 4"));
         }
         for m in &c.map {
             if !known(&m.category) {
@@ -256,9 +331,12 @@ impl Regulation {
             assessment: r.assessment,
             retention: r.retention,
             serious: r.serious,
+            reports: r.reports,
             categories: c.category,
             map: c.map,
             default_category: c.default_category,
+            opening: c.opening,
+            host_detectors: c.host_detectors,
             deadlines,
             packs: active,
         })
@@ -266,6 +344,40 @@ impl Regulation {
 
     pub fn category(&self, code: &str) -> Option<&Category> {
         self.categories.iter().find(|c| c.code == code)
+    }
+
+    /// How the endpoints of an alert of `category` read.
+    pub fn direction(&self, category: &str) -> crate::incident::roles::Direction {
+        match self.category(category).and_then(|c| c.roles.as_deref()) {
+            Some("outbound") => crate::incident::roles::Direction::Outbound,
+            _ => crate::incident::roles::Direction::Inbound,
+        }
+    }
+
+    /// The episode family of a category.
+    pub fn episode<'a>(&'a self, category: &'a str) -> &'a str {
+        self.category(category).and_then(|c| c.episode.as_deref()).unwrap_or(category)
+    }
+
+    /// Whether a detector belongs to the host sensor.
+    pub fn is_host_detector(&self, detector: &str) -> bool {
+        self.host_detectors.iter().any(|d| d == detector)
+    }
+
+    /// Whether an alert of `category` may open an incident on its own:
+    /// the category opens incidents, the severity is high enough and the
+    /// rule is not informational.
+    pub fn opens_incident(&self, category: &str, eve: &serde_json::Value, severity: u32) -> bool {
+        if self.category(category).is_some_and(|c| !c.creates_incident) {
+            return false;
+        }
+        if severity == 0 || severity > self.opening.max_severity {
+            return false;
+        }
+        let sig = eve["alert"]["signature"].as_str().unwrap_or("");
+        let cat = eve["alert"]["category"].as_str().unwrap_or("");
+        !self.opening.informational_signature_prefixes.iter().any(|p| sig.starts_with(p.as_str()))
+            && !self.opening.informational_eve_categories.iter().any(|c| c == cat)
     }
 
     /// The category of an EVE alert (first matching rule).

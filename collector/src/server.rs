@@ -101,7 +101,7 @@ pub async fn run(
         config: config.clone(),
         policy_changed: watch::Sender::new(0),
     });
-    tokio::spawn(crate::incidents::run_correlator(
+    tokio::spawn(crate::incident::run_correlator(
         store.clone(),
         config.regulation.clone(),
         config.correlation_window,

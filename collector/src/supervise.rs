@@ -82,8 +82,8 @@ pub fn flag_overdue(shared: &Shared, now_us: i64) -> Result<usize, StoreError> {
     let mut flagged = 0;
     for inc in open {
         let system = store.system(inc.system)?;
-        let (serious, _, _) = crate::incidents::seriousness(&inc, system.as_ref(), reg);
-        let missed: Vec<String> = crate::incidents::deadlines(&inc, serious, reg, now_us)
+        let (serious, _, _) = crate::incident::seriousness(&inc, system.as_ref(), reg);
+        let missed: Vec<String> = crate::incident::deadlines(&inc, serious, reg, now_us)
             .into_iter()
             .filter(|d| d.overdue && !inc.milestones_us.contains_key(&format!("overdue:{}", d.id)))
             .map(|d| format!("{}: {}", d.id, d.description))
@@ -96,7 +96,7 @@ pub fn flag_overdue(shared: &Shared, now_us: i64) -> Result<usize, StoreError> {
                 for m in &missed {
                     let id = m.split(':').next().unwrap_or_default();
                     i.milestones_us.insert(format!("overdue:{id}"), now_us);
-                    i.history.push(crate::incidents::event(
+                    i.history.push(crate::incident::event(
                         now_us,
                         "collector",
                         "overdue",

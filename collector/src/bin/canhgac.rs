@@ -15,6 +15,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(canhgac_collector::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(f) if f.code == 0 => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("canhgac: error: {}", f.message);
             ExitCode::from(f.code as u8)

@@ -22,6 +22,11 @@ use tonic::transport::Channel;
 
 use crate::profile::Profile;
 
+pub mod output;
+pub mod supervision;
+
+pub use output::table;
+
 #[derive(Parser, Debug)]
 #[command(name = "canhgac", version, about = "canhgac operator command line")]
 pub struct Cli {
@@ -31,6 +36,23 @@ pub struct Cli {
     /// Collector address, overriding the profile's (https://HOST:PORT).
     #[arg(long, env = "CANHGAC_COLLECTOR", global = true)]
     pub collector: Option<String>,
+    /// Time zone of the times shown and of times given without an offset
+    /// (default: the profile's `display.timezone`, else +07:00).
+    #[arg(long, env = "CANHGAC_TIMEZONE", global = true, value_parser = output::parse_offset)]
+    pub timezone: Option<time::UtcOffset>,
+    /// Show times in UTC.
+    #[arg(long, global = true, conflicts_with = "timezone")]
+    pub utc: bool,
+    /// Lists as a table (the default, cut to 120 columns), JSON lines or
+    /// CSV; imports and exports as CSV or JSON.
+    #[arg(long, global = true, value_enum)]
+    pub format: Option<output::Format>,
+    /// CSV for spreadsheets: with a UTF-8 byte-order mark (implies --format csv).
+    #[arg(long, global = true)]
+    pub excel: bool,
+    /// Tables at full width (no cut cells).
+    #[arg(long, global = true)]
+    pub wide: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -51,10 +73,10 @@ pub enum Command {
     Alerts(AlertsCmd),
     /// Information systems of the agencies (security levels, dossiers).
     #[command(subcommand, alias = "systems")]
-    System(crate::cli_supervision::SystemCmd),
+    System(crate::cli::supervision::SystemCmd),
     /// Incidents: alerts correlated by agency, system, category and attacker.
     #[command(subcommand, alias = "incident")]
-    Incidents(crate::cli_supervision::IncidentsCmd),
+    Incidents(crate::cli::supervision::IncidentsCmd),
     /// Supervision coverage and health per agency and agent.
     Coverage {
         #[arg(long)]
@@ -64,13 +86,13 @@ pub enum Command {
     },
     /// Central policy: rule files, indicator lists, detector settings.
     #[command(subcommand, alias = "policies")]
-    Policy(crate::cli_supervision::PolicyCmd),
+    Policy(crate::cli::supervision::PolicyCmd),
     /// Operator identities and roles.
     #[command(subcommand, alias = "operators")]
-    Operator(crate::cli_supervision::OperatorCmd),
+    Operator(crate::cli::supervision::OperatorCmd),
     /// The hash-chained audit log of operator actions.
     #[command(subcommand)]
-    Audit(crate::cli_supervision::AuditCmd),
+    Audit(crate::cli::supervision::AuditCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -102,17 +124,13 @@ pub enum AgencyCmd {
     },
     /// Imports agencies from CSV or JSON (all rows or none).
     Import {
+        /// CSV or JSON, by `--format csv|json` or the file name.
         file: PathBuf,
-        /// csv or json (default: from the file name).
-        #[arg(long)]
-        format: Option<String>,
         #[arg(long)]
         dry_run: bool,
     },
-    /// Exports agencies as CSV or JSON to standard output.
+    /// Exports agencies as CSV (default) or JSON (`--format json`) to standard output.
     Export {
-        #[arg(long, default_value = "csv")]
-        format: String,
         #[arg(long)]
         agency: Option<String>,
     },
@@ -165,16 +183,46 @@ pub struct AlertFilter {
     pub min_severity: Option<u32>,
 }
 
+/// Filters of `alerts list` beyond agency, severity and time.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AlertMatch {
+    /// Either endpoint has this address.
+    #[arg(long, value_parser = parse_ip)]
+    pub ip: Option<std::net::IpAddr>,
+    #[arg(long, value_parser = parse_ip)]
+    pub src_ip: Option<std::net::IpAddr>,
+    #[arg(long, value_parser = parse_ip)]
+    pub dest_ip: Option<std::net::IpAddr>,
+    /// Signature id (`alert.signature_id`).
+    #[arg(long)]
+    pub signature_id: Option<u64>,
+    /// Detector: rule, ioc, portscan, bruteforce, beacon, auth-bruteforce, ...
+    #[arg(long)]
+    pub detector: Option<String>,
+    /// Only alerts attributed to this system id (0: unattributed).
+    #[arg(long)]
+    pub system: Option<u64>,
+    /// Incident category: malware, c2, scanning, intrusion, ...
+    #[arg(long)]
+    pub category: Option<String>,
+}
+
+fn parse_ip(s: &str) -> Result<std::net::IpAddr, String> {
+    s.trim().parse().map_err(|_| format!("`{s}` is not an IP address"))
+}
+
 #[derive(Subcommand, Debug)]
 pub enum AlertsCmd {
     /// Lists stored alerts, newest first.
     List {
         #[command(flatten)]
         filter: AlertFilter,
-        /// Event time lower bound, RFC 3339 (e.g. 2026-11-01T00:00:00Z).
+        #[command(flatten)]
+        matching: AlertMatch,
+        /// Event time lower bound: RFC 3339 (2026-11-01T08:00:00+07:00) or a date.
         #[arg(long, value_parser = parse_time)]
         since: Option<time::OffsetDateTime>,
-        /// Event time upper bound (exclusive), RFC 3339.
+        /// Event time upper bound (exclusive), like --since.
         #[arg(long, value_parser = parse_time)]
         until: Option<time::OffsetDateTime>,
         /// Most alerts to print.
@@ -197,7 +245,7 @@ pub enum AlertsCmd {
 }
 
 fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
-    timefmt::parse_rfc3339(s).map_err(|e| format!("`{s}` is not an RFC 3339 time: {e}"))
+    output::parse_time(s)
 }
 
 /// A failure with the exit code it deserves.
@@ -208,6 +256,14 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// Standard output was closed (`| head`): stop quietly, status 0.
+    pub(crate) fn closed() -> Failure {
+        Failure { code: 0, message: String::new() }
+    }
+    /// The same failure, prefixed with the command it came from.
+    pub(crate) fn context(self, command: &str) -> Failure {
+        Failure { code: self.code, message: format!("{command}: {}", self.message) }
+    }
     pub(crate) fn usage(message: impl Into<String>) -> Failure {
         Failure { code: 2, message: message.into() }
     }
@@ -218,11 +274,18 @@ impl Failure {
 
 impl From<tonic::Status> for Failure {
     fn from(s: tonic::Status) -> Failure {
-        let message = if s.message().is_empty() {
-            format!("collector refused: {:?}", s.code())
-        } else {
-            format!("{} ({:?})", s.message(), s.code())
+        use tonic::Code;
+        let what = match s.code() {
+            Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => "refused",
+            Code::NotFound => "not found",
+            Code::AlreadyExists => "already exists",
+            Code::PermissionDenied | Code::Unauthenticated => "not allowed",
+            Code::Unavailable | Code::DeadlineExceeded => "collector unavailable",
+            Code::ResourceExhausted => "collector busy or out of space",
+            _ => "collector error",
         };
+        let message =
+            if s.message().is_empty() { what.to_string() } else { format!("{what}: {}", s.message()) };
         Failure::runtime(message)
     }
 }
@@ -232,10 +295,27 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         return Err(Failure::usage("no operator profile: pass --profile FILE or set CANHGAC_PROFILE"));
     };
     let profile = Profile::load(&profile_path).map_err(|e| Failure::usage(e.to_string()))?;
+    let profile_tz = profile
+        .display
+        .as_ref()
+        .and_then(|d| d.timezone.as_deref())
+        .and_then(|tz| output::parse_offset(tz).ok());
+    output::init(output::Display {
+        offset: if cli.utc {
+            time::UtcOffset::UTC
+        } else {
+            cli.timezone.or(profile_tz).unwrap_or(output::VIETNAM)
+        },
+        wide: cli.wide,
+        format: if cli.excel { output::Format::Csv } else { cli.format.unwrap_or(output::Format::Table) },
+        given: if cli.excel { Some(output::Format::Csv) } else { cli.format },
+        excel: cli.excel,
+        ..output::Display::default()
+    });
     let client = profile.client(cli.collector.as_deref()).map_err(|e| Failure::usage(e.to_string()))?;
     let mut out = std::io::stdout().lock();
     let mut say = |line: String| -> Result<(), Failure> {
-        writeln!(out, "{line}").map_err(|e| Failure::runtime(format!("cannot write output: {e}")))
+        writeln!(out, "{line}").and_then(|_| out.flush()).map_err(output::write_failure)
     };
     match cli.command {
         Command::Agency(AgencyCmd::Add { code, name }) => {
@@ -302,7 +382,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 .into_inner();
             say(format!("revoked agent {agent_id} ({} open stream(s) closed)", r.streams_closed))?;
         }
-        Command::Alerts(AlertsCmd::List { filter, since, until, limit, json }) => {
+        Command::Alerts(AlertsCmd::List { filter, matching, since, until, limit, json }) => {
+            let json = output::json(json);
             let mut c = connect(&client).await?;
             let mut printed = 0;
             let mut page_token = String::new();
@@ -316,8 +397,17 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         until: until.map(timefmt::to_timestamp),
                         limit: (limit - printed).min(1000) as u32,
                         page_token: page_token.clone(),
+                        ip: matching.ip.map(|i| i.to_string()).unwrap_or_default(),
+                        src_ip: matching.src_ip.map(|i| i.to_string()).unwrap_or_default(),
+                        dest_ip: matching.dest_ip.map(|i| i.to_string()).unwrap_or_default(),
+                        signature_id: matching.signature_id.unwrap_or(0),
+                        detector: matching.detector.clone().unwrap_or_default(),
+                        system: matching.system.unwrap_or(0),
+                        unattributed: matching.system == Some(0),
+                        category: matching.category.clone().unwrap_or_default(),
                     })
-                    .await?
+                    .await
+                    .map_err(|e| Failure::from(e).context("alerts list"))?
                     .into_inner();
                 for a in &resp.alerts {
                     if json {
@@ -333,7 +423,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 page_token = resp.next_page_token;
             }
             if !json {
-                say(table(&["TIME (UTC)", "SEV", "AGENCY", "HOST", "DETECTOR", "SIGNATURE", "FLOW"], rows))?;
+                say(table(&["TIME", "SEV", "AGENCY", "HOST", "DETECTOR", "SIGNATURE", "FLOW"], rows))?;
             }
         }
         Command::Alerts(AlertsCmd::Tail { filter, from_cursor, json }) => {
@@ -342,7 +432,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         other => {
             let _ = &mut say;
             drop(out);
-            crate::cli_supervision::run(other, &client, &profile, cli.collector.as_deref()).await?;
+            crate::cli::supervision::run(other, &client, &profile, cli.collector.as_deref()).await?;
         }
     }
     Ok(())
@@ -377,7 +467,7 @@ async fn tail(
         while let Some(a) = stream.message().await? {
             let line = if json { a.eve_json.clone() } else { alert_row(&a).join("  ") };
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{line}").and_then(|_| out.flush()).map_err(|e| Failure::runtime(e.to_string()))?;
+            writeln!(out, "{line}").and_then(|_| out.flush()).map_err(output::write_failure)?;
             cursor.set(Some(a.cursor));
         }
         Ok(())
@@ -396,7 +486,7 @@ where
     loop {
         match attempt().await {
             Ok(()) => {}
-            Err(f) if f.code == 2 => return Err(f),
+            Err(f) if f.code != 1 => return Err(f),
             Err(f) => eprintln!("canhgac: {what} stream interrupted: {}; resuming", f.message),
         }
         tokio::time::sleep(backoff).await;
@@ -405,7 +495,7 @@ where
 }
 
 pub(crate) fn time_str(t: &prost_types::Timestamp) -> String {
-    timefmt::rfc3339(timefmt::from_timestamp(t))
+    output::time_ts(t)
 }
 
 fn agent_state(a: &AgentInfo) -> &'static str {
@@ -525,14 +615,7 @@ pub(crate) fn alert_row(a: &StoredAlert) -> Vec<String> {
             format!("{src} -> {dst} {}", s(&v["proto"]))
         }
     };
-    let time = a
-        .time
-        .as_ref()
-        .map(|t| {
-            let t = timefmt::from_timestamp(t);
-            format!("{} {:02}:{:02}:{:02}", t.date(), t.hour(), t.minute(), t.second())
-        })
-        .unwrap_or_default();
+    let time = a.time.as_ref().map(time_str).unwrap_or_default();
     vec![
         time,
         a.severity.to_string(),
@@ -542,32 +625,4 @@ pub(crate) fn alert_row(a: &StoredAlert) -> Vec<String> {
         s(&v["alert"]["signature"]),
         flow,
     ]
-}
-
-/// Left-aligned columns separated by two spaces.
-pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<String>| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}  "));
-            }
-        }
-        s.trim_end().to_string()
-    };
-    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
-    let empty = rows.is_empty();
-    out.extend(rows.into_iter().map(line));
-    if empty {
-        out.push(String::from("(none)"));
-    }
-    out.join("\n")
 }

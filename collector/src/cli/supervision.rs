@@ -36,6 +36,11 @@ pub enum SystemCmd {
         /// A domain of the system (repeatable).
         #[arg(long = "domain")]
         domains: Vec<String>,
+        /// An internal network of the system as a CIDR, e.g. 10.1.2.0/24
+        /// (repeatable): network alerts whose victim is inside are filed
+        /// against this system.
+        #[arg(long = "network")]
+        networks: Vec<String>,
     },
     /// Sets columns: `canhgac system set 3 dossier_status=approved decision_number=12/QĐ`.
     Set {
@@ -56,16 +61,13 @@ pub enum SystemCmd {
     },
     /// Imports systems from CSV or JSON (all rows or none); rows with an id update.
     Import {
+        /// CSV or JSON, by `--format csv|json` or the file name.
         file: PathBuf,
-        #[arg(long)]
-        format: Option<String>,
         #[arg(long)]
         dry_run: bool,
     },
-    /// Exports systems as CSV or JSON to standard output.
+    /// Exports systems as CSV (default) or JSON (`--format json`) to standard output.
     Export {
-        #[arg(long, default_value = "csv")]
-        format: String,
         #[arg(long)]
         agency: Option<String>,
     },
@@ -79,6 +81,18 @@ pub enum IncidentsCmd {
         agency: Option<String>,
         #[arg(long)]
         state: Option<String>,
+        /// Only incidents of this system id (0: unattributed ones).
+        #[arg(long)]
+        system: Option<u64>,
+        /// Only this category (malware, c2, scanning, intrusion, ...).
+        #[arg(long)]
+        category: Option<String>,
+        /// Only incidents with events at or after this time (RFC 3339 or a date).
+        #[arg(long, value_parser = super::output::parse_time)]
+        since: Option<time::OffsetDateTime>,
+        /// Only incidents with events before this time.
+        #[arg(long, value_parser = super::output::parse_time)]
+        until: Option<time::OffsetDateTime>,
         /// Only incidents not closed.
         #[arg(long)]
         open: bool,
@@ -101,9 +115,10 @@ pub enum IncidentsCmd {
         #[arg(long, default_value = "")]
         note: String,
     },
+    /// Assigns incidents: `canhgac incidents assign 3 4 5 nguyen.van.a`.
     Assign {
-        id: u64,
-        assignee: String,
+        #[arg(required = true, num_args = 2.., value_name = "ID... ASSIGNEE")]
+        args: Vec<String>,
         #[arg(long, default_value = "")]
         note: String,
     },
@@ -111,10 +126,24 @@ pub enum IncidentsCmd {
         id: u64,
         text: String,
     },
-    /// Moves an incident: notified, initial_report, in_progress, closed.
+    /// Moves incidents: notified, initial_report, in_progress, closed
+    /// (`canhgac incidents transition 3 4 closed --reason false_positive`);
+    /// all or none.
     Transition {
-        id: u64,
-        state: String,
+        #[arg(required = true, num_args = 2.., value_name = "ID... STATE")]
+        args: Vec<String>,
+        /// Why it is closed: false_positive, duplicate (both dismiss: no
+        /// deadline runs) or resolved. Required to close before in_progress.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Merges incidents of one agency into the first id; the others close
+    /// as its duplicates.
+    Merge {
+        #[arg(required = true, num_args = 2.., value_name = "ID")]
+        ids: Vec<u64>,
         #[arg(long, default_value = "")]
         note: String,
     },
@@ -209,12 +238,7 @@ pub enum AuditCmd {
     },
 }
 
-fn say(line: impl AsRef<str>) -> Result<(), Failure> {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", line.as_ref())
-        .and_then(|_| out.flush())
-        .map_err(|e| Failure::runtime(format!("cannot write output: {e}")))
-}
+use super::output::say;
 
 fn pairs(fields: &[String]) -> Result<HashMap<String, String>, Failure> {
     fields
@@ -250,7 +274,7 @@ pub fn system_json(s: &System) -> Value {
         "id": s.id, "agency": s.agency, "name": s.name, "type": s.r#type, "level": s.level,
         "dossier_status": s.dossier_status, "decision_number": s.decision_number,
         "decision_date": s.decision_date, "state_secrets": s.state_secrets,
-        "public_ips": s.public_ips, "domains": s.domains, "last_assessment": s.last_assessment,
+        "public_ips": s.public_ips, "domains": s.domains, "networks": s.networks, "last_assessment": s.last_assessment,
         "next_assessment_due": s.next_assessment_due, "assessment_overdue": s.assessment_overdue,
         "agents": s.agents,
     })
@@ -258,13 +282,23 @@ pub fn system_json(s: &System) -> Value {
 
 pub fn incident_json(i: &Incident) -> Value {
     json!({
-        "id": i.id, "agency": i.agency, "system": i.system, "system_name": i.system_name,
-        "system_level": i.system_level, "category": i.category, "category_name": i.category_name,
-        "attacker": i.attacker, "state": i.state, "severity": i.severity, "alert_count": i.alert_count,
+        "id": i.id, "agency": i.agency,
+        "system": if i.system == 0 { Value::Null } else { json!(i.system) },
+        "system_name": i.system_name, "system_level": i.system_level,
+        "category": i.category, "category_name": i.category_name,
+        "attacker": i.attackers, "victim": i.victims,
+        "state": i.state, "dismissed": i.dismissed, "close_reason": i.close_reason,
+        "merged_into": if i.merged_into == 0 { Value::Null } else { json!(i.merged_into) },
+        "severity": i.severity, "alert_count": i.alert_count,
         "first_seen": ts(&i.first_seen), "last_seen": ts(&i.last_seen), "detected": ts(&i.detected),
-        "deadline": ts(&i.deadline), "deadline_id": i.deadline_id, "overdue": i.overdue,
+        "deadline": ts(&i.deadline), "deadline_id": i.deadline_id,
+        "deadline_in": i.deadline.as_ref().map(relative), "overdue": i.overdue,
         "serious": i.serious, "possibly_serious": i.possibly_serious, "serious_reason": i.serious_reason,
         "assignee": i.assignee, "acknowledged_by": i.acknowledged_by, "impacts": i.impacts,
+        "evidence": i.evidence.iter().map(|e| json!({
+            "signature_id": e.signature_id, "signature": e.signature, "detector": e.detector,
+            "count": e.count, "first_seen": ts(&e.first_seen), "last_seen": ts(&e.last_seen),
+        })).collect::<Vec<_>>(),
         "fields": i.fields,
     })
 }
@@ -285,21 +319,38 @@ fn incident_detail_json(i: &Incident, alerts: &[StoredAlert]) -> Value {
     v
 }
 
+const INCIDENT_HEADERS: &[&str] =
+    &["ID", "AGENCY", "SYSTEM", "CATEGORY", "ATTACKER", "VICTIM", "STATE", "SEV", "ALERTS", "DEADLINE", ""];
+
+/// A deadline relative to now: "in 4 d 23 h" / "overdue 2 h".
+fn relative(t: &prost_types::Timestamp) -> String {
+    super::output::relative(canhgac_proto::timefmt::from_timestamp(t), time::OffsetDateTime::now_utc())
+}
+
+fn list_or_dash(v: &[String]) -> String {
+    if v.is_empty() { "-".into() } else { v.join(", ") }
+}
+
+fn first_and_more(v: &[String]) -> String {
+    match v {
+        [] => "-".into(),
+        [one] => one.clone(),
+        [first, rest @ ..] => format!("{first} +{}", rest.len()),
+    }
+}
+
 fn incident_row(i: &Incident) -> Vec<String> {
     vec![
         i.id.to_string(),
         i.agency.clone(),
-        if i.system == 0 { "-".into() } else { format!("{} {}", i.system, i.system_name) },
+        if i.system == 0 { "unattributed".into() } else { format!("{} {}", i.system, i.system_name) },
         i.category.clone(),
-        i.attacker.clone(),
-        i.state.clone(),
+        first_and_more(&i.attackers),
+        first_and_more(&i.victims),
+        if i.dismissed { format!("closed ({})", i.close_reason) } else { i.state.clone() },
         i.severity.to_string(),
         i.alert_count.to_string(),
-        i.deadline
-            .as_ref()
-            .map(time_str)
-            .map(|d| if i.overdue { format!("{d} OVERDUE") } else { d })
-            .unwrap_or_else(|| "-".into()),
+        i.deadline.as_ref().map(relative).unwrap_or_else(|| "-".into()),
         if i.serious {
             "SERIOUS".into()
         } else if i.possibly_serious {
@@ -308,6 +359,29 @@ fn incident_row(i: &Incident) -> Vec<String> {
             String::new()
         },
     ]
+}
+
+/// Splits `ID... LAST` arguments.
+fn ids_and_last(args: &[String], last: &str) -> Result<(Vec<u64>, String), Failure> {
+    let Some((value, ids)) = args.split_last() else {
+        return Err(Failure::usage(format!("expected ID... {last}")));
+    };
+    let ids = ids
+        .iter()
+        .map(|s| {
+            s.parse::<u64>()
+                .map_err(|_| Failure::usage(format!("`{s}` is not an incident id (expected ID... {last})")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.is_empty() {
+        return Err(Failure::usage(format!("expected at least one incident id before {last}")));
+    }
+    Ok((ids, value.clone()))
+}
+
+/// A refusal of `command`, naming the command.
+fn command_error(command: &str, s: tonic::Status) -> Failure {
+    Failure::from(s).context(command)
 }
 
 fn audit_json(e: &AuditEntry) -> Value {
@@ -362,12 +436,10 @@ pub async fn run(
             let a = c.update_agency(UpdateAgencyRequest { code, set: pairs(&fields)? }).await?.into_inner();
             say(format!("updated agency {}", a.code))?;
         }
-        Command::Agency(AgencyCmd::Import { file, format, dry_run }) => {
-            import(&mut c, "agencies", &file, format, dry_run).await?
+        Command::Agency(AgencyCmd::Import { file, dry_run }) => {
+            import(&mut c, "agencies", &file, dry_run).await?
         }
-        Command::Agency(AgencyCmd::Export { format, agency }) => {
-            export(&mut c, "agencies", format, agency).await?
-        }
+        Command::Agency(AgencyCmd::Export { agency }) => export(&mut c, "agencies", agency).await?,
         Command::Agents(AgentsCmd::Link { agent_id, systems, unlink }) => {
             let a =
                 c.link_agent(LinkAgentRequest { agent_id, system_ids: systems, unlink }).await?.into_inner();
@@ -471,6 +543,7 @@ pub async fn run(
                 ca: r.ca_pem,
                 certificate: r.certificate_pem,
                 private_key: key.serialize_pem(),
+                display: profile.display.clone(),
             };
             p.write(&out).map_err(|e| Failure::runtime(e.to_string()))?;
             say(format!("operator {name} (role {role}) written to {}", out.display()))?;
@@ -572,7 +645,7 @@ async fn system(
     cmd: SystemCmd,
 ) -> Result<(), Failure> {
     match cmd {
-        SystemCmd::Add { agency, name, level, state_secrets, kind, public_ips, domains } => {
+        SystemCmd::Add { agency, name, level, state_secrets, kind, public_ips, domains, networks } => {
             let level: u32 = level
                 .trim()
                 .parse()
@@ -588,6 +661,9 @@ async fn system(
             }
             if !domains.is_empty() {
                 set.insert("domains".to_string(), domains.join(";"));
+            }
+            if !networks.is_empty() {
+                set.insert("networks".to_string(), networks.join(";"));
             }
             let s = c
                 .add_system(AddSystemRequest { agency, name, level, state_secrets, set })
@@ -658,8 +734,8 @@ async fn system(
                 ))?;
             }
         }
-        SystemCmd::Import { file, format, dry_run } => import(c, "systems", &file, format, dry_run).await?,
-        SystemCmd::Export { format, agency } => export(c, "systems", format, agency).await?,
+        SystemCmd::Import { file, dry_run } => import(c, "systems", &file, dry_run).await?,
+        SystemCmd::Export { agency } => export(c, "systems", agency).await?,
     }
     Ok(())
 }
@@ -669,10 +745,16 @@ async fn import(
     c: &mut operator_client::OperatorClient<tonic::transport::Channel>,
     kind: &str,
     file: &std::path::Path,
-    format: Option<String>,
     dry_run: bool,
 ) -> Result<(), Failure> {
-    let format = format_of(file, format);
+    let format = match super::output::get().given {
+        Some(super::output::Format::Json) => "json".to_string(),
+        Some(super::output::Format::Csv) => "csv".to_string(),
+        Some(super::output::Format::Table) => {
+            return Err(Failure::usage("import reads csv or json (`--format table` is for lists)"));
+        }
+        None => format_of(file, None),
+    };
     let content = read_file(file)?;
     let r = c
         .import_registry(ImportRegistryRequest { kind: kind.into(), format, content, dry_run })
@@ -686,9 +768,16 @@ async fn import(
 async fn export(
     c: &mut operator_client::OperatorClient<tonic::transport::Channel>,
     kind: &str,
-    format: String,
     agency: Option<String>,
 ) -> Result<(), Failure> {
+    let format = match super::output::get().given {
+        Some(super::output::Format::Json) => "json",
+        None | Some(super::output::Format::Csv) => "csv",
+        Some(super::output::Format::Table) => {
+            return Err(Failure::usage("export writes csv or json (`--format table` is for lists)"));
+        }
+    }
+    .to_string();
     let r = c
         .export_registry(ExportRegistryRequest {
             kind: kind.into(),
@@ -697,17 +786,23 @@ async fn export(
         })
         .await?
         .into_inner();
-    std::io::stdout().lock().write_all(&r.content).map_err(|e| Failure::runtime(e.to_string()))
+    std::io::stdout().lock().write_all(&r.content).map_err(super::output::write_failure)
 }
 
 async fn incident(
     c: &mut operator_client::OperatorClient<tonic::transport::Channel>,
     cmd: IncidentsCmd,
 ) -> Result<(), Failure> {
-    let action = |id: u64, value: String, note: String| IncidentActionRequest { id, value, note };
+    let action = |id: u64, value: String, note: String| IncidentActionRequest {
+        id,
+        value,
+        note,
+        reason: String::new(),
+    };
     let done = |i: Incident, what: &str| say(format!("incident {} {what} (state {})", i.id, i.state));
     match cmd {
-        IncidentsCmd::List { agency, state, open, overdue, limit, json } => {
+        IncidentsCmd::List { agency, state, system, category, since, until, open, overdue, limit, json } => {
+            let json = super::output::json(json);
             let mut page_token = String::new();
             let mut all = Vec::new();
             while all.len() < limit {
@@ -719,7 +814,11 @@ async fn incident(
                         overdue_only: overdue,
                         limit: (limit - all.len()).min(1000) as u32,
                         page_token: page_token.clone(),
-                        ..Default::default()
+                        system: system.unwrap_or(0),
+                        unattributed: system == Some(0),
+                        category: category.clone().unwrap_or_default(),
+                        since: since.map(canhgac_proto::timefmt::to_timestamp),
+                        until: until.map(canhgac_proto::timefmt::to_timestamp),
                     })
                     .await?
                     .into_inner();
@@ -735,29 +834,44 @@ async fn incident(
                     say(incident_json(i).to_string())?;
                 }
             } else {
-                say(table(
-                    &[
-                        "ID", "AGENCY", "SYSTEM", "CATEGORY", "ATTACKER", "STATE", "SEV", "ALERTS",
-                        "DEADLINE", "",
-                    ],
-                    all.iter().map(incident_row).collect(),
-                ))?;
+                say(table(INCIDENT_HEADERS, all.iter().map(incident_row).collect()))?;
             }
         }
         IncidentsCmd::Show { id, json } => {
             let d = c.get_incident(GetIncidentRequest { id, alert_limit: 1000 }).await?.into_inner();
             let i = d.incident.unwrap_or_default();
-            if json {
+            if super::output::json(json) {
                 say(incident_detail_json(&i, &d.alerts).to_string())?;
             } else {
-                say(table(
-                    &[
-                        "ID", "AGENCY", "SYSTEM", "CATEGORY", "ATTACKER", "STATE", "SEV", "ALERTS",
-                        "DEADLINE", "",
-                    ],
-                    vec![incident_row(&i)],
-                ))?;
+                say(table(INCIDENT_HEADERS, vec![incident_row(&i)]))?;
                 say(format!("category: {}", i.category_name))?;
+                say(format!(
+                    "system: {}",
+                    if i.system == 0 {
+                        "unattributed (no registered system matches the evidence)".to_string()
+                    } else {
+                        format!("{} {} (level {})", i.system, i.system_name, i.system_level)
+                    }
+                ))?;
+                say(format!("attacker: {}", list_or_dash(&i.attackers)))?;
+                say(format!("victim: {}", list_or_dash(&i.victims)))?;
+                if i.dismissed {
+                    say(format!("dismissed: {}", i.close_reason))?;
+                }
+                if i.merged_into != 0 {
+                    say(format!("merged into incident {}", i.merged_into))?;
+                }
+                for e in &i.evidence {
+                    say(format!(
+                        "evidence: [{}] {} {} × {} ({} – {})",
+                        e.detector,
+                        e.signature_id,
+                        e.signature,
+                        e.count,
+                        e.first_seen.as_ref().map(time_str).unwrap_or_default(),
+                        e.last_seen.as_ref().map(time_str).unwrap_or_default()
+                    ))?;
+                }
                 if !i.serious_reason.is_empty() {
                     say(format!("serious: {} ({})", i.serious, i.serious_reason))?;
                 }
@@ -766,7 +880,10 @@ async fn incident(
                         "deadline {}: {} due {}{}",
                         dl.id,
                         dl.description,
-                        dl.due.as_ref().map(time_str).unwrap_or_default(),
+                        dl.due
+                            .as_ref()
+                            .map(|d| format!("{} ({})", time_str(d), relative(d)))
+                            .unwrap_or_default(),
                         match (&dl.met, dl.overdue) {
                             (Some(m), _) => format!(", met {}", time_str(m)),
                             (None, true) => ", OVERDUE".into(),
@@ -792,14 +909,57 @@ async fn incident(
         IncidentsCmd::Ack { id, note } => {
             done(c.ack_incident(action(id, String::new(), note)).await?.into_inner(), "acknowledged")?
         }
-        IncidentsCmd::Assign { id, assignee, note } => {
-            done(c.assign_incident(action(id, assignee, note)).await?.into_inner(), "assigned")?
+        IncidentsCmd::Assign { args, note } => {
+            let (ids, assignee) = ids_and_last(&args, "ASSIGNEE")?;
+            let r = c
+                .bulk_incident_action(BulkIncidentActionRequest {
+                    ids,
+                    action: "assign".into(),
+                    value: assignee,
+                    reason: String::new(),
+                    note,
+                })
+                .await
+                .map_err(|e| command_error("incidents assign", e))?
+                .into_inner();
+            for i in r.incidents {
+                done(i, "assigned")?;
+            }
         }
         IncidentsCmd::Note { id, text } => {
             done(c.add_incident_note(action(id, text, String::new())).await?.into_inner(), "noted")?
         }
-        IncidentsCmd::Transition { id, state, note } => {
-            done(c.transition_incident(action(id, state, note)).await?.into_inner(), "moved")?
+        IncidentsCmd::Transition { args, reason, note } => {
+            let (ids, state) = ids_and_last(&args, "STATE")?;
+            let r = c
+                .bulk_incident_action(BulkIncidentActionRequest {
+                    ids,
+                    action: "transition".into(),
+                    value: state,
+                    reason,
+                    note,
+                })
+                .await
+                .map_err(|e| command_error("incidents transition", e))?
+                .into_inner();
+            for i in r.incidents {
+                let what =
+                    if i.dismissed { format!("dismissed ({})", i.close_reason) } else { "moved".into() };
+                done(i, &what)?;
+            }
+        }
+        IncidentsCmd::Merge { ids, note } => {
+            let i = c
+                .merge_incidents(MergeIncidentsRequest { ids: ids.clone(), note })
+                .await
+                .map_err(|e| command_error("incidents merge", e))?
+                .into_inner();
+            say(format!(
+                "incidents {} merged into incident {} ({} alerts)",
+                ids[1..].iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+                i.id,
+                i.alert_count
+            ))?;
         }
         IncidentsCmd::Set { id, fields } => done(
             c.update_incident(UpdateIncidentRequest { id, set: pairs(&fields)? }).await?.into_inner(),
@@ -807,7 +967,7 @@ async fn incident(
         )?,
         IncidentsCmd::Report { id, kind, json } => {
             let r = c.incident_report(IncidentReportRequest { id, kind }).await?.into_inner();
-            say(if json { r.json } else { r.text })?;
+            say(if super::output::json(json) { r.json } else { r.text })?;
         }
         IncidentsCmd::Tail { .. } => {}
     }

@@ -18,7 +18,7 @@ use crate::{
     auth::{self, OperatorCaller},
     directory,
     error::{ApiError, join_error},
-    incidents,
+    incident,
     server::Shared,
     store::{
         AgencyRec, AgentRec, AlertQuery, IncidentFilter, IncidentRec, OperatorRec, PageKey, PolicyRec,
@@ -109,6 +109,23 @@ pub fn stored_alert(cursor: u64, r: RecordRec) -> StoredAlert {
     }
 }
 
+/// The ids of a bulk request: at least `min`, each once, at most 1000.
+fn distinct_ids(ids: &[u64], min: usize) -> Result<Vec<u64>, Status> {
+    let mut seen = std::collections::BTreeSet::new();
+    for id in ids {
+        if !seen.insert(*id) {
+            return Err(invalid(format!("incident {id} is named twice")));
+        }
+    }
+    if ids.len() < min {
+        return Err(invalid(format!("at least {min} incident id(s) needed")));
+    }
+    if ids.len() > 1000 {
+        return Err(invalid("at most 1000 incidents at once"));
+    }
+    Ok(ids.to_vec())
+}
+
 type AlertStream = Pin<Box<dyn Stream<Item = Result<StoredAlert, Status>> + Send>>;
 type IncidentStream = Pin<Box<dyn Stream<Item = Result<IncidentChange, Status>> + Send>>;
 
@@ -126,6 +143,7 @@ fn system_msg(s: SystemRec, agents: Vec<String>, reg: &crate::rules::Regulation)
         state_secrets: s.state_secrets,
         public_ips: s.public_ips,
         domains: s.domains,
+        networks: s.networks,
         last_assessment: s.last_assessment,
         next_assessment_due: directory::date_str(due),
         assessment_overdue: overdue,
@@ -197,8 +215,8 @@ impl OperatorService {
 
     fn incident_view(&self, inc: &IncidentRec) -> Result<Incident, Status> {
         let systems = self.systems_map()?;
-        let v = incidents::View { reg: &self.shared.config.regulation, systems: &systems, now_us: now_us() };
-        Ok(incidents::incident_msg(inc, &v))
+        let v = incident::View { reg: &self.shared.config.regulation, systems: &systems, now_us: now_us() };
+        Ok(incident::incident_msg(inc, &v))
     }
 
     /// Loads an incident the caller may see.
@@ -234,6 +252,66 @@ impl OperatorService {
         Ok(Response::new(self.incident_view(&updated)?))
     }
 
+    /// The filters of an alert listing beyond agency, severity and time.
+    fn alert_filter(&self, r: &ListAlertsRequest) -> Result<Option<crate::store::AlertPredicate>, Status> {
+        let ip = |field: &str, v: &str| -> Result<Option<std::net::IpAddr>, Status> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            v.trim().parse().map(Some).map_err(|_| invalid(format!("{field}: `{v}` is not an IP address")))
+        };
+        let (any, src, dest) = (ip("ip", &r.ip)?, ip("src_ip", &r.src_ip)?, ip("dest_ip", &r.dest_ip)?);
+        let reg = self.shared.config.regulation.clone();
+        if !r.category.is_empty() && reg.category(&r.category).is_none() {
+            return Err(invalid(format!(
+                "category: unknown category `{}` (one of {})",
+                r.category,
+                reg.categories.iter().map(|c| c.code.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let (sid, detector, category) = (r.signature_id, r.detector.clone(), r.category.clone());
+        let system = (r.system != 0 || r.unattributed).then_some(r.system);
+        if any.is_none()
+            && src.is_none()
+            && dest.is_none()
+            && sid == 0
+            && detector.is_empty()
+            && category.is_empty()
+            && system.is_none()
+        {
+            return Ok(None);
+        }
+        let (agents, systems) = if system.is_some() {
+            let agents: HashMap<String, crate::store::AgentRec> =
+                self.shared.store.agents()?.into_iter().map(|a| (a.agent_id.clone(), a)).collect();
+            (agents, self.shared.store.systems()?)
+        } else {
+            (HashMap::new(), Vec::new())
+        };
+        Ok(Some(crate::store::AlertPredicate(Arc::new(move |rec: &RecordRec| {
+            let Ok(eve) = serde_json::from_str::<serde_json::Value>(&rec.eve_json) else {
+                return false;
+            };
+            let at = |k: &str| eve[k].as_str().and_then(|s| s.parse::<std::net::IpAddr>().ok());
+            let (s, d) = (at("src_ip"), at("dest_ip"));
+            if any.is_some_and(|a| s != Some(a) && d != Some(a))
+                || src.is_some_and(|a| s != Some(a))
+                || dest.is_some_and(|a| d != Some(a))
+                || (sid != 0 && eve["alert"]["signature_id"].as_u64() != Some(sid))
+                || (!detector.is_empty() && eve["canhgac"]["detector"].as_str().unwrap_or("rule") != detector)
+                || (!category.is_empty() && reg.categorize(&eve) != category)
+            {
+                return false;
+            }
+            match system {
+                Some(want) => {
+                    incident::input(&reg, 0, rec, &eve, agents.get(&rec.agent_id), &systems).system == want
+                }
+                None => true,
+            }
+        }))))
+    }
+
     fn coverage(&self, agency: Option<&str>) -> Result<GetCoverageResponse, Status> {
         let store = &self.shared.store;
         let reg = &self.shared.config.regulation;
@@ -249,7 +327,7 @@ impl OperatorService {
             ..Default::default()
         })?;
         let sys_map: HashMap<u64, SystemRec> = systems.iter().map(|s| (s.id, s.clone())).collect();
-        let view = incidents::View { reg, systems: &sys_map, now_us: now };
+        let view = incident::View { reg, systems: &sys_map, now_us: now };
         let mut resp = GetCoverageResponse::default();
         for a in store.agencies()? {
             if agency.is_some_and(|x| x != a.code) {
@@ -291,7 +369,7 @@ impl OperatorService {
             ];
             let stats = store.agency_stats(&a.code)?;
             let open: Vec<&IncidentRec> = all_incidents.iter().filter(|i| i.agency == a.code).collect();
-            let overdue = open.iter().filter(|i| incidents::incident_msg(i, &view).overdue).count();
+            let overdue = open.iter().filter(|i| incident::incident_msg(i, &view).overdue).count();
             resp.agencies.push(AgencyCoverage {
                 agency: a.code.clone(),
                 name: a.name.clone(),
@@ -527,6 +605,7 @@ impl Operator for OperatorService {
                 n => n.min(MAX_PAGE),
             },
             after,
+            keep: self.alert_filter(&r)?,
         };
         let store = self.shared.store.clone();
         let (page, next) = blocking(move || Ok(store.list_alerts(&q)?)).await?;
@@ -861,11 +940,11 @@ impl Operator for OperatorService {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
         let agency = who.agency_filter(&r.agency)?;
-        if !r.state.is_empty() && !incidents::STATES.contains(&r.state.as_str()) {
+        if !r.state.is_empty() && !incident::STATES.contains(&r.state.as_str()) {
             return Err(invalid(format!(
                 "unknown state `{}` (one of {})",
                 r.state,
-                incidents::STATES.join(", ")
+                incident::STATES.join(", ")
             )));
         }
         let limit = match r.limit as usize {
@@ -873,7 +952,7 @@ impl Operator for OperatorService {
             n => n.min(MAX_PAGE),
         };
         let systems = self.systems_map()?;
-        let v = incidents::View { reg: &self.shared.config.regulation, systems: &systems, now_us: now_us() };
+        let v = incident::View { reg: &self.shared.config.regulation, systems: &systems, now_us: now_us() };
         let mut before = page_id(&r.page_token, 'i')?;
         let mut out = Vec::new();
         let mut next = String::new();
@@ -884,12 +963,15 @@ impl Operator for OperatorService {
                 system: (r.system != 0).then_some(r.system),
                 category: (!r.category.is_empty()).then(|| r.category.clone()),
                 open_only: r.open_only,
+                since_us: r.since.as_ref().map(|t| timefmt::micros(timefmt::from_timestamp(t))),
+                until_us: r.until.as_ref().map(|t| timefmt::micros(timefmt::from_timestamp(t))),
+                unattributed: r.unattributed,
                 before_id: before,
                 limit,
             };
             let (page, more) = self.shared.store.incidents(&f)?;
             for inc in &page {
-                let m = incidents::incident_msg(inc, &v);
+                let m = incident::incident_msg(inc, &v);
                 if r.overdue_only && !m.overdue {
                     continue;
                 }
@@ -938,7 +1020,7 @@ impl Operator for OperatorService {
                 inc.acknowledged_us = now;
                 inc.acknowledged_by = name.clone();
             }
-            inc.history.push(incidents::event(now, &name, "ack", r.note.clone()));
+            inc.history.push(incident::event(now, &name, "ack", r.note.clone()));
             Ok(())
         })
         .await
@@ -961,7 +1043,7 @@ impl Operator for OperatorService {
                 if r.note.is_empty() { String::new() } else { format!(": {}", r.note) }
             );
             inc.assignee = assignee.clone();
-            inc.history.push(incidents::event(now_us(), &name, "assign", text));
+            inc.history.push(incident::event(now_us(), &name, "assign", text));
             Ok(())
         })
         .await
@@ -979,7 +1061,7 @@ impl Operator for OperatorService {
         }
         let name = who.name.clone();
         self.change_incident(&who, r.id, move |inc| {
-            inc.history.push(incidents::event(now_us(), &name, "note", text.clone()));
+            inc.history.push(incident::event(now_us(), &name, "note", text.clone()));
             Ok(())
         })
         .await
@@ -994,15 +1076,8 @@ impl Operator for OperatorService {
         who.detail(format!("→ {}", r.value));
         let name = who.name.clone();
         self.change_incident(&who, r.id, move |inc| {
-            incidents::check_transition(&inc.state, &r.value)?;
-            let now = now_us();
-            let mut ev = incidents::event(now, &name, "transition", r.note.clone());
-            ev.from_state = inc.state.clone();
-            ev.to_state = r.value.clone();
-            inc.history.push(ev);
-            inc.state = r.value.clone();
-            inc.milestones_us.entry(r.value.clone()).or_insert(now);
-            Ok(())
+            incident::transition(inc, &r.value, &r.reason, &name, &r.note, now_us())
+                .map_err(|e| e.to_string())
         })
         .await
     }
@@ -1015,12 +1090,20 @@ impl Operator for OperatorService {
         let r = req.into_inner();
         who.detail(r.set.keys().cloned().collect::<Vec<_>>().join(","));
         let set: BTreeMap<String, String> = r.set.into_iter().collect();
+        if who.role == auth::Role::Agency
+            && let Some(k) = set.keys().find(|k| !incident::AGENCY_FIELDS.contains(&k.as_str()))
+        {
+            return Err(Status::permission_denied(format!(
+                "an agency operator may set {} on its own incidents, not `{k}`",
+                incident::AGENCY_FIELDS.join(", ")
+            )));
+        }
         let name = who.name.clone();
         let reg = self.shared.config.regulation.clone();
         self.change_incident(&who, r.id, move |inc| {
-            incidents::apply_fields(inc, &set, &reg)?;
+            incident::apply_fields(inc, &set, &reg)?;
             let keys: Vec<&str> = set.keys().map(String::as_str).collect();
-            inc.history.push(incidents::event(now_us(), &name, "update", format!("set {}", keys.join(", "))));
+            inc.history.push(incident::event(now_us(), &name, "update", format!("set {}", keys.join(", "))));
             Ok(())
         })
         .await
@@ -1036,6 +1119,7 @@ impl Operator for OperatorService {
         let mut inc = self.visible_incident(&who, r.id)?;
         let kind = r.kind.clone();
         if kind == "completion"
+            && who.role != auth::Role::Auditor
             && inc.state == "closed"
             && !inc.milestones_us.contains_key("completion_report")
         {
@@ -1047,7 +1131,7 @@ impl Operator for OperatorService {
                     .update_incident(id, |i| {
                         let now = now_us();
                         i.milestones_us.entry("completion_report".into()).or_insert(now);
-                        i.history.push(incidents::event(now, &name, "report", "completion report generated"));
+                        i.history.push(incident::event(now, &name, "report", "completion report generated"));
                         Ok::<_, String>(())
                     })?
                     .map_err(invalid)?
@@ -1059,9 +1143,95 @@ impl Operator for OperatorService {
         let view = self.incident_view(&inc)?;
         let agency = self.shared.store.agency(&inc.agency)?;
         let system = self.shared.store.system(inc.system)?;
-        let (text, json) =
-            incidents::report(&kind, &view, agency.as_ref(), system.as_ref()).map_err(invalid)?;
+        let (text, json) = incident::report(
+            &kind,
+            &view,
+            agency.as_ref(),
+            system.as_ref(),
+            &incident::ReportContext {
+                reg: &self.shared.config.regulation,
+                operator: &who.name,
+                now_us: now_us(),
+            },
+        )
+        .map_err(invalid)?;
         Ok(Response::new(IncidentReportResponse { kind, text, json: json.to_string() }))
+    }
+
+    async fn bulk_incident_action(
+        &self,
+        req: Request<BulkIncidentActionRequest>,
+    ) -> Result<Response<BulkIncidentActionResponse>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        let ids = distinct_ids(&r.ids, 1)?;
+        who.target(format!("incidents {}", ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")));
+        who.detail(format!("{} {}", r.action, r.value));
+        for id in &ids {
+            self.visible_incident(&who, *id)?;
+        }
+        let name = who.name.clone();
+        let action = r.action.clone();
+        let assignee = crate::service::clean_text(r.value.trim(), 128);
+        if action == "assign" && assignee.is_empty() {
+            return Err(invalid("the assignee must not be empty"));
+        }
+        if action != "assign" && action != "transition" {
+            return Err(invalid(format!("unknown action `{action}` (transition or assign)")));
+        }
+        let store = self.shared.store.clone();
+        let updated = blocking(move || {
+            store
+                .update_incidents(&ids, |incs| {
+                    let now = now_us();
+                    for inc in incs.iter_mut() {
+                        if action == "assign" {
+                            inc.assignee = assignee.clone();
+                            let text = format!(
+                                "assigned to {assignee}{}",
+                                if r.note.is_empty() { String::new() } else { format!(": {}", r.note) }
+                            );
+                            inc.history.push(incident::event(now, &name, "assign", text));
+                            inc.updated_us = now;
+                        } else {
+                            incident::transition(inc, &r.value, &r.reason, &name, &r.note, now)
+                                .map_err(|e| format!("incident {}: {e}", inc.id))?;
+                        }
+                    }
+                    Ok::<(), String>(())
+                })?
+                .map_err(invalid)
+        })
+        .await?
+        .ok_or_else(|| not_found("an incident of the list was not found"))?;
+        self.shared.store.flush().await?;
+        let incidents = updated.iter().map(|i| self.incident_view(i)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Response::new(BulkIncidentActionResponse { incidents }))
+    }
+
+    async fn merge_incidents(
+        &self,
+        req: Request<MergeIncidentsRequest>,
+    ) -> Result<Response<Incident>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        let ids = distinct_ids(&r.ids, 2)?;
+        who.target(format!("incidents {}", ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")));
+        for id in &ids {
+            self.visible_incident(&who, *id)?;
+        }
+        let name = who.name.clone();
+        let store = self.shared.store.clone();
+        let merged = blocking(move || {
+            store
+                .merge_incidents(&ids, |incs| incident::merge(incs, &name, &r.note, now_us()))?
+                .map_err(invalid)
+        })
+        .await?
+        .ok_or_else(|| not_found("an incident of the list was not found"))?;
+        self.shared.store.flush().await?;
+        let first = merged.first().ok_or_else(|| invalid("nothing merged"))?;
+        Ok(Response::new(self.incident_view(first)?))
     }
 
     type SubscribeIncidentsStream = IncidentStream;
@@ -1091,10 +1261,10 @@ impl Operator for OperatorService {
             }
             let systems: HashMap<u64, SystemRec> =
                 store2.system(inc.system).ok().flatten().map(|s| (s.id, s)).into_iter().collect();
-            let v = incidents::View { reg: &reg, systems: &systems, now_us: now_us() };
+            let v = incident::View { reg: &reg, systems: &systems, now_us: now_us() };
             Some(IncidentChange {
                 cursor: c,
-                incident: Some(incidents::incident_msg(&inc, &v)),
+                incident: Some(incident::incident_msg(&inc, &v)),
                 change: ch.change,
             })
         });

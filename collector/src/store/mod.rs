@@ -58,8 +58,9 @@ use sled::{
 use tokio::sync::watch;
 
 pub use records::{
-    AgencyRec, AgencyStatsRec, AgentRec, AuditRec, IncidentChangeRec, IncidentEventRec, IncidentRec,
-    OperatorRec, PolicyRec, QuarantineRec, RecordRec, SystemRec, TokenRec,
+    AgencyRec, AgencyStatsRec, AgentRec, AuditRec, EvidenceRec, IncidentChangeRec, IncidentEventRec,
+    IncidentRec, MAX_ENTITIES, OperatorRec, PolicyRec, QuarantineRec, RECORD_VERSION, RecordRec, SystemRec,
+    TokenRec,
 };
 
 mod supervision;
@@ -134,6 +135,18 @@ pub struct AlertQuery {
     pub limit: usize,
     /// Continue after this (time, cursor), exclusive.
     pub after: Option<PageKey>,
+    /// Keep only the alerts this accepts (filters the caller decides).
+    pub keep: Option<AlertPredicate>,
+}
+
+/// A caller's filter over stored alerts.
+#[derive(Clone)]
+pub struct AlertPredicate(pub std::sync::Arc<dyn Fn(&RecordRec) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for AlertPredicate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AlertPredicate")
+    }
 }
 
 /// Position in the time-ordered alert listing.
@@ -672,6 +685,9 @@ impl Store {
             if let Some(max) = q.max_severity
                 && rec.severity > max
             {
+                continue;
+            }
+            if q.keep.as_ref().is_some_and(|k| !(k.0)(&rec)) {
                 continue;
             }
             if out.len() == limit {

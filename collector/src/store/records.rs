@@ -181,6 +181,10 @@ pub struct SystemRec {
     pub created_us: i64,
     #[prost(int64, tag = "15")]
     pub updated_us: i64,
+    /// Internal networks of the system (CIDRs): a network alert whose
+    /// victim is inside one is filed against this system.
+    #[prost(string, repeated, tag = "16")]
+    pub networks: Vec<String>,
 }
 
 /// Operator identities and their roles.
@@ -309,6 +313,52 @@ pub struct IncidentRec {
     /// Received time of the last alert added.
     #[prost(int64, tag = "23")]
     pub last_received_us: i64,
+    /// Attacker entities (addresses, domains, indicators), in the order
+    /// first seen, at most [`MAX_ENTITIES`].
+    #[prost(string, repeated, tag = "24")]
+    pub attackers: Vec<String>,
+    /// Victim entities (addresses, host names), likewise.
+    #[prost(string, repeated, tag = "25")]
+    pub victims: Vec<String>,
+    /// Closed as `false_positive` or `duplicate`: no deadline runs, and it
+    /// is neither open nor overdue anywhere.
+    #[prost(bool, tag = "26")]
+    pub dismissed: bool,
+    /// Why it was closed: false_positive, duplicate, resolved.
+    #[prost(string, tag = "27")]
+    pub close_reason: String,
+    /// What raised it: one entry per (detector, signature).
+    #[prost(message, repeated, tag = "28")]
+    pub evidence: Vec<EvidenceRec>,
+    /// The incident this one was merged into (0: none).
+    #[prost(uint64, tag = "29")]
+    pub merged_into: u64,
+    /// Every correlation key that points at this incident.
+    #[prost(string, repeated, tag = "30")]
+    pub keys: Vec<String>,
+    /// Entities and evidence entries not kept past the caps.
+    #[prost(uint64, tag = "31")]
+    pub entities_omitted: u64,
+}
+
+/// Most attacker or victim entities, and evidence entries, an incident keeps.
+pub const MAX_ENTITIES: usize = 64;
+
+/// One signature or detector that contributed alerts to an incident.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EvidenceRec {
+    #[prost(uint64, tag = "1")]
+    pub signature_id: u64,
+    #[prost(string, tag = "2")]
+    pub signature: String,
+    #[prost(string, tag = "3")]
+    pub detector: String,
+    #[prost(uint64, tag = "4")]
+    pub count: u64,
+    #[prost(int64, tag = "5")]
+    pub first_us: i64,
+    #[prost(int64, tag = "6")]
+    pub last_us: i64,
 }
 
 /// One entry of the incident change feed: the incident as it was after

@@ -11,29 +11,34 @@ use sled::{
 };
 use tokio::sync::watch;
 
+use crate::incident::correlate;
+
 use super::{
-    AgencyRec, AgencyStatsRec, AuditRec, IncidentChangeRec, IncidentEventRec, IncidentRec, OperatorRec,
-    PolicyRec, RecordRec, Store, StoreError, SystemRec, agency_prefix, decode, records::RECORD_VERSION,
-    time_key, u64_of,
+    AgencyRec, AgencyStatsRec, AuditRec, IncidentChangeRec, IncidentRec, OperatorRec, PolicyRec, RecordRec,
+    Store, StoreError, SystemRec, agency_prefix, decode, records::RECORD_VERSION, time_key, u64_of,
 };
 
 /// One alert as the correlator sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct CorrelationInput {
     pub cursor: u64,
     pub agency: String,
+    /// The system the evidence attributes it to (0: unattributed).
     pub system: u64,
     pub category: String,
-    pub attacker: String,
+    pub attackers: Vec<String>,
+    pub victims: Vec<String>,
+    /// Keys of the incidents it joins, most specific first (its flow, then
+    /// its episode).
+    pub keys: Vec<String>,
+    /// Whether it may open an incident; informational alerts only join one.
+    pub opens: bool,
     pub severity: u32,
     pub time_us: i64,
     pub received_us: i64,
-}
-
-impl CorrelationInput {
-    pub fn key(&self) -> String {
-        format!("{}\0{}\0{}\0{}", self.agency, self.system, self.category, self.attacker)
-    }
+    pub detector: String,
+    pub signature_id: u64,
+    pub signature: String,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -43,6 +48,11 @@ pub struct IncidentFilter {
     pub system: Option<u64>,
     pub category: Option<String>,
     pub open_only: bool,
+    /// Only incidents whose events reach `since_us` / start before `until_us`.
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    /// Only unattributed incidents (system 0).
+    pub unattributed: bool,
     /// Only ids below this (paging, newest first).
     pub before_id: Option<u64>,
     pub limit: usize,
@@ -326,76 +336,58 @@ impl Store {
         let r = (&i.incidents, &i.incident_keys, &i.incident_alerts, &i.incident_changes, &i.counters)
             .transaction(|(incidents, keys, links, changes, counters)| {
                 let mut touched: BTreeMap<u64, (IncidentRec, bool)> = BTreeMap::new();
+                let mut skipped = 0u64;
                 for inp in inputs {
-                    let key = inp.key();
-                    let existing = match keys.get(key.as_bytes())? {
-                        Some(id) => {
-                            let id = u64_of(&id);
-                            match touched.get(&id) {
-                                Some((rec, _)) => Some(rec.clone()),
-                                None => incidents
-                                    .get(id.to_be_bytes())?
-                                    .map(|v| decode::<IncidentRec>("incidents", &id.to_be_bytes(), &v))
-                                    .transpose()
-                                    .map_err(abort)?,
+                    // the incident each key names, as this transaction sees it
+                    let mut found: Vec<Option<IncidentRec>> = Vec::with_capacity(inp.keys.len());
+                    for key in &inp.keys {
+                        let rec = match keys.get(key.as_bytes())? {
+                            Some(id) => {
+                                let id = u64_of(&id);
+                                match touched.get(&id) {
+                                    Some((rec, _)) => Some(rec.clone()),
+                                    None => incidents
+                                        .get(id.to_be_bytes())?
+                                        .map(|v| decode::<IncidentRec>("incidents", &id.to_be_bytes(), &v))
+                                        .transpose()
+                                        .map_err(abort)?,
+                                }
                             }
+                            None => None,
+                        };
+                        found.push(rec);
+                    }
+                    let refs: Vec<Option<&IncidentRec>> = found.iter().map(Option::as_ref).collect();
+                    let (mut inc, created) = match correlate::decide(inp, &refs, window_us) {
+                        correlate::Decision::Skip => {
+                            skipped += 1;
+                            continue;
                         }
-                        None => None,
-                    };
-                    let joinable = existing.filter(|inc| {
-                        inc.state != "closed"
-                            && inp.time_us <= inc.last_seen_us.saturating_add(window_us)
-                            && inp.time_us >= inc.first_seen_us.saturating_sub(window_us)
-                    });
-                    let (mut inc, created) = match joinable {
-                        Some(inc) => {
-                            let created = touched.get(&inc.id).is_some_and(|(_, c)| *c);
+                        correlate::Decision::Join(id) => {
+                            let Some(inc) = found.into_iter().flatten().find(|i| i.id == id) else {
+                                continue;
+                            };
+                            let created = touched.get(&id).is_some_and(|(_, c)| *c);
                             (inc, created)
                         }
-                        None => {
+                        correlate::Decision::Open => {
                             let id = next_in_tx(counters, "incident")?;
-                            let mut milestones = BTreeMap::new();
-                            milestones.insert("detected".to_string(), now_us);
-                            let inc = IncidentRec {
-                                version: RECORD_VERSION,
-                                id,
-                                agency: inp.agency.clone(),
-                                system: inp.system,
-                                category: inp.category.clone(),
-                                attacker: inp.attacker.clone(),
-                                state: "detected".into(),
-                                severity: inp.severity,
-                                first_seen_us: inp.time_us,
-                                last_seen_us: inp.time_us,
-                                detected_us: now_us,
-                                history: vec![IncidentEventRec {
-                                    time_us: now_us,
-                                    actor: "collector".into(),
-                                    action: "detected".into(),
-                                    to_state: "detected".into(),
-                                    text: format!("opened by correlation of alert cursor {}", inp.cursor),
-                                    ..Default::default()
-                                }],
-                                milestones_us: milestones,
-                                key: key.clone(),
-                                ..Default::default()
-                            };
-                            keys.insert(key.as_bytes(), &id.to_be_bytes())?;
-                            (inc, true)
+                            (correlate::open(inp, id, now_us), true)
                         }
                     };
-                    inc.alert_count += 1;
-                    if inc.severity == 0 || (inp.severity != 0 && inp.severity < inc.severity) {
-                        inc.severity = inp.severity;
+                    correlate::add(&mut inc, inp, now_us);
+                    for key in &inp.keys {
+                        keys.insert(key.as_bytes(), &inc.id.to_be_bytes())?;
                     }
-                    inc.first_seen_us = inc.first_seen_us.min(inp.time_us);
-                    inc.last_seen_us = inc.last_seen_us.max(inp.time_us);
-                    inc.last_received_us = inc.last_received_us.max(inp.received_us);
-                    inc.updated_us = now_us;
                     let mut link = inc.id.to_be_bytes().to_vec();
                     link.extend_from_slice(&inp.cursor.to_be_bytes());
                     links.insert(link, &[])?;
                     touched.insert(inc.id, (inc, created));
+                }
+                if skipped > 0 {
+                    let old =
+                        counters.get(b"correlation_skipped".as_slice())?.map(|v| u64_of(&v)).unwrap_or(0);
+                    counters.insert(b"correlation_skipped".as_slice(), &(old + skipped).to_be_bytes())?;
                 }
                 let mut change = *next;
                 for (id, (inc, created)) in &touched {
@@ -436,7 +428,10 @@ impl Store {
                 && f.state.as_ref().is_none_or(|s| &inc.state == s)
                 && f.system.is_none_or(|s| inc.system == s)
                 && f.category.as_ref().is_none_or(|c| &inc.category == c)
-                && (!f.open_only || inc.state != "closed");
+                && (!f.open_only || inc.state != "closed")
+                && (!f.unattributed || inc.system == 0)
+                && f.since_us.is_none_or(|t| inc.last_seen_us >= t)
+                && f.until_us.is_none_or(|t| inc.first_seen_us < t);
             if !keep {
                 continue;
             }
@@ -465,32 +460,98 @@ impl Store {
         id: u64,
         f: impl Fn(&mut IncidentRec) -> Result<(), E>,
     ) -> Result<Result<Option<IncidentRec>, E>, StoreError> {
+        Ok(self.update_incidents(&[id], |incs| f(&mut incs[0]))?.map(|v| v.and_then(|mut v| v.pop())))
+    }
+
+    /// Changes several incidents in one transaction: all of them or none
+    /// (`Ok(Ok(None))` when an id is unknown; `f`'s error aborts). Each
+    /// changed incident gets one change entry.
+    pub fn update_incidents<E>(
+        &self,
+        ids: &[u64],
+        f: impl Fn(&mut [IncidentRec]) -> Result<(), E>,
+    ) -> Result<Result<Option<Vec<IncidentRec>>, E>, StoreError> {
+        self.change_incidents(ids, false, f)
+    }
+
+    /// Merges `ids[1..]` into `ids[0]` in one transaction: `f` changes the
+    /// incidents (the caller's merge decisions); the alert links and
+    /// correlation keys of the others move to the first, so later alerts
+    /// join it.
+    pub fn merge_incidents<E>(
+        &self,
+        ids: &[u64],
+        f: impl Fn(&mut [IncidentRec]) -> Result<(), E>,
+    ) -> Result<Result<Option<Vec<IncidentRec>>, E>, StoreError> {
+        self.change_incidents(ids, true, f)
+    }
+
+    fn change_incidents<E>(
+        &self,
+        ids: &[u64],
+        merge: bool,
+        f: impl Fn(&mut [IncidentRec]) -> Result<(), E>,
+    ) -> Result<Result<Option<Vec<IncidentRec>>, E>, StoreError> {
         let i = &self.inner;
         let mut next = i.next_change.lock().unwrap_or_else(|p| p.into_inner());
-        let change = *next;
-        let r = (&i.incidents, &i.incident_changes).transaction(|(incidents, changes)| {
-            let k = id.to_be_bytes();
-            let Some(v) = incidents.get(k)? else {
-                return Ok(Ok(None));
-            };
-            let mut inc: IncidentRec = decode("incidents", &k, &v).map_err(abort)?;
-            if let Err(e) = f(&mut inc) {
-                return Ok(Err(e));
+        let first = *next;
+        // the links to copy are read outside the transaction (sled
+        // transactions cannot scan); the merged incidents are closed in it,
+        // so no correlation adds links to them meanwhile
+        let mut moved: Vec<Vec<u8>> = Vec::new();
+        if merge && let Some((&into, others)) = ids.split_first() {
+            for other in others {
+                for kv in i.incident_alerts.scan_prefix(other.to_be_bytes()) {
+                    let (k, _) = kv?;
+                    let mut link = into.to_be_bytes().to_vec();
+                    link.extend_from_slice(&k[8..]);
+                    moved.push(link);
+                }
             }
-            incidents.insert(&k, inc.encode_to_vec())?;
-            let rec = IncidentChangeRec {
-                version: RECORD_VERSION,
-                change: "updated".into(),
-                incident: Some(inc.clone()),
-            };
-            changes.insert(&change.to_be_bytes(), rec.encode_to_vec())?;
-            Ok(Ok(Some(inc)))
-        });
+        }
+        let r = (&i.incidents, &i.incident_changes, &i.incident_keys, &i.incident_alerts).transaction(
+            |(incidents, changes, keys, links)| {
+                let mut recs = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let k = id.to_be_bytes();
+                    let Some(v) = incidents.get(k)? else {
+                        return Ok(Ok(None));
+                    };
+                    recs.push(decode::<IncidentRec>("incidents", &k, &v).map_err(abort)?);
+                }
+                if let Err(e) = f(&mut recs) {
+                    return Ok(Err(e));
+                }
+                for (change, inc) in (first..).zip(recs.iter()) {
+                    incidents.insert(&inc.id.to_be_bytes(), inc.encode_to_vec())?;
+                    let rec = IncidentChangeRec {
+                        version: RECORD_VERSION,
+                        change: "updated".into(),
+                        incident: Some(inc.clone()),
+                    };
+                    changes.insert(&change.to_be_bytes(), rec.encode_to_vec())?;
+                }
+                if merge && let Some((into, others)) = recs.split_first() {
+                    for o in others {
+                        for key in &o.keys {
+                            keys.insert(key.as_bytes(), &into.id.to_be_bytes())?;
+                        }
+                    }
+                    for link in &moved {
+                        links.insert(link.as_slice(), &[])?;
+                    }
+                }
+                Ok(Ok(Some(recs)))
+            },
+        );
         let out = tx_result::<_, StoreError>(r)?;
-        if matches!(out, Ok(Some(_))) {
-            *next = change + 1;
+        if let Ok(Some(recs)) = &out
+            && !recs.is_empty()
+        {
+            let last = first + recs.len() as u64 - 1;
+            *next = last + 1;
             drop(next);
-            i.change_cursor.send_replace(change);
+            i.change_cursor.send_replace(last);
         }
         Ok(out)
     }
@@ -720,11 +781,62 @@ mod tests {
             agency: "A".into(),
             system: 1,
             category: "intrusion".into(),
-            attacker: attacker.into(),
+            attackers: vec![attacker.into()],
+            keys: vec![format!("e\0A\0intrusion\0a:{attacker}")],
+            opens: true,
             severity: 3 - (cursor % 2) as u32,
             time_us,
             received_us: time_us,
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn flows_join_informational_alerts_attach_and_merges_move_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        let w = 60_000_000;
+        // an informational alert alone opens nothing (counted)
+        let mut info = input(1, "203.0.113.7", 1_000_000);
+        info.opens = false;
+        s.correlate(&[info.clone()], 1, w, 1).unwrap();
+        assert!(s.incident(1).unwrap().is_none());
+        // a real one opens; the informational one of the same flow joins it
+        let mut a = input(2, "203.0.113.7", 2_000_000);
+        a.keys.insert(0, "f\0A\0agent\0flow7".into());
+        let mut b = input(3, "198.51.100.1", 3_000_000);
+        b.keys.insert(0, "f\0A\0agent\0flow7".into());
+        b.opens = false;
+        s.correlate(&[a, b], 3, w, 2).unwrap();
+        let one = s.incident(1).unwrap().unwrap();
+        assert_eq!(one.alert_count, 2);
+        assert_eq!(one.attackers, vec!["203.0.113.7", "198.51.100.1"]);
+        // another episode, then a merge: links and keys move to the first
+        s.correlate(&[input(4, "192.0.2.9", 4_000_000)], 4, w, 3).unwrap();
+        let merged = s
+            .merge_incidents(&[1, 2], |incs| crate::incident::merge(incs, "op", "", 5))
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(merged[0].alert_count, 3);
+        assert_eq!((merged[1].state.as_str(), merged[1].merged_into), ("closed", 1));
+        assert!(merged[1].dismissed);
+        assert_eq!(s.incident_alert_cursors(1, 10).unwrap(), vec![2, 3, 4]);
+        // the merged incident's episode now joins the first
+        s.correlate(&[input(5, "192.0.2.9", 4_500_000)], 5, w, 6).unwrap();
+        assert_eq!(s.incident(1).unwrap().unwrap().alert_count, 4);
+        assert!(s.incident(3).unwrap().is_none());
+        // merging across agencies is refused and changes nothing
+        s.update_incident(2, |i| {
+            i.agency = "B".into();
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+        let before = s.incident_change_cursor().borrow().to_owned();
+        let refused = s.merge_incidents(&[1, 2], |incs| crate::incident::merge(incs, "op", "", 7)).unwrap();
+        assert!(refused.unwrap_err().contains("only incidents of one agency merge"));
+        assert_eq!(*s.incident_change_cursor().borrow(), before);
     }
 
     #[test]

@@ -28,9 +28,18 @@ fn step(text: &str) {
 }
 
 async fn operator(profile: &Path, command: Command) -> anyhow::Result<()> {
-    cli::run(Cli { profile: Some(profile.to_path_buf()), collector: None, command })
-        .await
-        .map_err(|f| anyhow::anyhow!(f.message))
+    cli::run(Cli {
+        profile: Some(profile.to_path_buf()),
+        collector: None,
+        timezone: None,
+        utc: false,
+        format: None,
+        excel: false,
+        wide: false,
+        command,
+    })
+    .await
+    .map_err(|f| anyhow::anyhow!(f.message))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -137,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         &profile,
         Command::Alerts(AlertsCmd::List {
             filter: filter.clone(),
+            matching: Default::default(),
             since: None,
             until: None,
             limit: 100,
@@ -147,7 +157,14 @@ async fn main() -> anyhow::Result<()> {
     step("canhgac alerts list --json --limit 1");
     operator(
         &profile,
-        Command::Alerts(AlertsCmd::List { filter, since: None, until: None, limit: 1, json: true }),
+        Command::Alerts(AlertsCmd::List {
+            filter,
+            matching: Default::default(),
+            since: None,
+            until: None,
+            limit: 1,
+            json: true,
+        }),
     )
     .await?;
     step("canhgac agents list");

@@ -1,0 +1,282 @@
+//! How `canhgac` prints: times in the display zone with a fixed precision,
+//! deadlines as "in 4 d 23 h" / "overdue 2 h", tables that fit the
+//! terminal width, CSV and JSON lines; a closed pipe ends the command
+//! quietly with status 0.
+
+use std::{io::Write as _, sync::OnceLock};
+
+use canhgac_proto::timefmt;
+use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339};
+
+use super::Failure;
+
+/// The output format of lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Output settings, fixed once per process from the global flags.
+#[derive(Debug, Clone)]
+pub struct Display {
+    pub offset: UtcOffset,
+    pub wide: bool,
+    pub format: Format,
+    /// The format given on the command line, if any.
+    pub given: Option<Format>,
+    /// CSV starts with a UTF-8 byte-order mark (spreadsheets).
+    pub excel: bool,
+    /// Table width when not wide.
+    pub width: usize,
+}
+
+/// Vietnam's zone, the default display zone.
+pub const VIETNAM: UtcOffset = match UtcOffset::from_hms(7, 0, 0) {
+    Ok(o) => o,
+    Err(_) => UtcOffset::UTC,
+};
+
+impl Default for Display {
+    fn default() -> Display {
+        Display { offset: VIETNAM, wide: false, format: Format::Table, given: None, excel: false, width: 120 }
+    }
+}
+
+static DISPLAY: OnceLock<Display> = OnceLock::new();
+
+/// Sets the output settings (the first call wins).
+pub fn init(d: Display) {
+    let _ = DISPLAY.set(d);
+}
+
+pub fn get() -> &'static Display {
+    DISPLAY.get_or_init(Display::default)
+}
+
+/// Whether JSON lines are asked for, by the command's `--json` or the
+/// global `--format json`.
+pub fn json(flag: bool) -> bool {
+    flag || get().format == Format::Json
+}
+
+/// Parses a display zone: `+07:00`, `-05:30`, `UTC`, `Z`.
+pub fn parse_offset(s: &str) -> Result<UtcOffset, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("utc") || t == "Z" {
+        return Ok(UtcOffset::UTC);
+    }
+    let bad = || format!("invalid time zone `{s}` (an offset such as +07:00, or UTC)");
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'+') => (1i8, &t[1..]),
+        Some(b'-') => (-1i8, &t[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+    let h: i8 = h.parse().map_err(|_| bad())?;
+    let m: i8 = m.parse().map_err(|_| bad())?;
+    if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+        return Err(bad());
+    }
+    UtcOffset::from_hms(sign * h, sign * m, 0).map_err(|_| bad())
+}
+
+/// A time in the display zone, to the second: `2026-12-06T14:05:09+07:00`.
+pub fn time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(get().offset).replace_nanosecond(0).unwrap_or(t);
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+pub fn time_ts(t: &prost_types::Timestamp) -> String {
+    time(timefmt::from_timestamp(t))
+}
+
+pub fn time_us(us: i64) -> String {
+    time(timefmt::from_micros(us))
+}
+
+/// A span as days, hours and minutes, coarsest two units: `4 d 23 h`,
+/// `2 h 5 min`, `40 s`.
+pub fn span(secs: i64) -> String {
+    let s = secs.unsigned_abs();
+    let (d, h, m) = (s / 86_400, (s % 86_400) / 3_600, (s % 3_600) / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, m) => format!("{m} min"),
+        (0, h, 0) => format!("{h} h"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (d, 0, _) => format!("{d} d"),
+        (d, h, _) => format!("{d} d {h} h"),
+    }
+}
+
+/// A deadline relative to `now`: "in 4 d 23 h" or "overdue 2 h".
+pub fn relative(due: OffsetDateTime, now: OffsetDateTime) -> String {
+    let secs = (due - now).whole_seconds();
+    if secs >= 0 { format!("in {}", span(secs)) } else { format!("overdue {}", span(secs)) }
+}
+
+/// Parses a time given on the command line: RFC 3339 with any offset, or
+/// a date (midnight in the display zone), or a date and time without an
+/// offset (in the display zone).
+pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    let t = s.trim();
+    if let Ok(v) = OffsetDateTime::parse(t, &Rfc3339) {
+        return Ok(v);
+    }
+    let off = get().offset;
+    let date_fmt = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = time::Date::parse(t, &date_fmt) {
+        return Ok(d.midnight().assume_offset(off));
+    }
+    for fmt in [
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]"),
+    ] {
+        if let Ok(v) = time::PrimitiveDateTime::parse(t, &fmt) {
+            return Ok(v.assume_offset(off));
+        }
+    }
+    Err(format!(
+        "`{s}` is not a time (RFC 3339 such as 2026-12-01T08:00:00+07:00, or a date such as 2026-12-01)"
+    ))
+}
+
+/// Writes one line to standard output; a closed pipe is a quiet success.
+pub fn say(line: impl AsRef<str>) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", line.as_ref()).and_then(|_| out.flush()).map_err(write_failure)
+}
+
+/// The failure of a write to standard output.
+pub fn write_failure(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure::closed()
+    } else {
+        Failure::runtime(format!("cannot write output: {e}"))
+    }
+}
+
+fn cut(cell: &str, width: usize) -> String {
+    if cell.chars().count() <= width {
+        return cell.to_string();
+    }
+    let mut s: String = cell.chars().take(width.saturating_sub(1)).collect();
+    s.push('…');
+    s
+}
+
+/// Column widths that fit `max` (two spaces between columns): the widest
+/// columns give way first, none below its header or 6 characters.
+fn fit(mut widths: Vec<usize>, headers: &[&str], max: usize) -> Vec<usize> {
+    let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
+    while total(&widths) > max {
+        let floor = |i: usize| headers[i].chars().count().max(6);
+        let Some((i, _)) =
+            widths.iter().enumerate().filter(|(i, w)| **w > floor(*i)).max_by_key(|(_, w)| **w)
+        else {
+            break;
+        };
+        widths[i] -= 1;
+    }
+    widths
+}
+
+/// A list as the output format asks: a table (left-aligned columns, cut
+/// to the width unless `--wide`), or CSV with a header line.
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let d = get();
+    if d.format == Format::Csv {
+        return csv(headers, &rows, d.excel);
+    }
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    if !d.wide {
+        widths = fit(widths, headers, d.width);
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            let c = cut(cell, *w);
+            if i + 1 == cells.len() {
+                s.push_str(&c);
+            } else {
+                s.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
+    let empty = rows.is_empty();
+    out.extend(rows.into_iter().map(line));
+    if empty {
+        out.push(String::from("(none)"));
+    }
+    out.join("\n")
+}
+
+fn csv(headers: &[&str], rows: &[Vec<String>], bom: bool) -> String {
+    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
+    let _ = w.write_record(headers);
+    for r in rows {
+        let _ = w.write_record(r);
+    }
+    let body = w.into_inner().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let body = body.trim_end_matches('\n').to_string();
+    if bom { format!("\u{feff}{body}") } else { body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_and_deadlines_read_like_people_write_them() {
+        assert_eq!(span(4 * 86_400 + 23 * 3_600 + 59), "4 d 23 h");
+        assert_eq!(span(2 * 3_600), "2 h");
+        assert_eq!(span(-(2 * 3_600 + 5 * 60)), "2 h 5 min");
+        assert_eq!(span(40), "40 s");
+        let now = OffsetDateTime::UNIX_EPOCH;
+        assert_eq!(relative(now + time::Duration::hours(3), now), "in 3 h");
+        assert_eq!(relative(now - time::Duration::hours(2), now), "overdue 2 h");
+    }
+
+    #[test]
+    fn times_show_in_vietnam_to_the_second() {
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_765_000_000_123_456_789).unwrap();
+        assert_eq!(time(t), "2025-12-06T12:46:40+07:00");
+        assert_eq!(parse_time("2025-12-06T12:46:40+07:00").unwrap().unix_timestamp(), 1_765_000_000);
+        assert_eq!(parse_time("2025-12-06").unwrap().offset(), VIETNAM);
+        assert_eq!(parse_time("2025-12-06 12:46:40").unwrap().unix_timestamp(), 1_765_000_000);
+        let e = parse_time("yesterday").unwrap_err();
+        assert!(e.contains("`yesterday` is not a time"), "{e}");
+        assert_eq!(parse_offset("+07:00").unwrap(), VIETNAM);
+        assert_eq!(parse_offset("utc").unwrap(), UtcOffset::UTC);
+        assert!(parse_offset("+25:00").is_err());
+    }
+
+    #[test]
+    fn tables_fit_the_width() {
+        let rows = vec![vec!["1".to_string(), "x".repeat(200), "short".into(), "y".repeat(80)]];
+        let t = table(&["ID", "SIGNATURE", "STATE", "HOST"], rows);
+        for line in t.lines() {
+            assert!(line.chars().count() <= 120, "{} > 120: {line}", line.chars().count());
+        }
+        assert!(t.contains('…'));
+        let w = fit(vec![2, 9], &["ID", "SIGNATURE"], 120);
+        assert_eq!(w, vec![2, 9], "narrow tables are left alone");
+    }
+
+    #[test]
+    fn csv_quotes_and_marks_spreadsheets() {
+        let out = csv(&["A", "B"], &[vec!["x,y".into(), "Sở \"TT\"".into()]], true);
+        assert!(out.starts_with('\u{feff}'));
+        assert_eq!(out.trim_start_matches('\u{feff}'), "A,B\n\"x,y\",\"Sở \"\"TT\"\"\"");
+    }
+}
