@@ -320,7 +320,7 @@ impl Auth {
         Ok(OperatorCaller { name, role, agency, note: Arc::default() })
     }
 
-    fn audit(&self, mut entry: AuditRec, status: Option<&Status>, code: Option<&str>) {
+    fn audit(&self, mut entry: AuditRec, status: Option<&Status>, code: Option<&str>) -> Result<(), String> {
         entry.time_us = timefmt::micros(time::OffsetDateTime::now_utc());
         entry.outcome = match (status, code) {
             (Some(s), _) => format!("{:?}", s.code()),
@@ -332,9 +332,35 @@ impl Auth {
         {
             entry.detail = s.message().chars().take(300).collect();
         }
-        if let Err(e) = self.store.append_audit(entry, crate::audit::seal) {
+        self.store.append_audit(entry, crate::audit::seal).map(|_| ()).map_err(|e| {
             tracing::error!(error = %e, "cannot write the audit log");
-        }
+            e.to_string()
+        })
+    }
+
+    /// Writes a call's audit entry and makes it durable; `Err` is the
+    /// refusal to send instead of the call's answer (fail closed).
+    async fn audit_durably(
+        &self,
+        entry: AuditRec,
+        status: Option<Status>,
+        code: Option<String>,
+    ) -> Result<(), Status> {
+        let a = self.clone();
+        let written = tokio::task::spawn_blocking(move || a.audit(entry, status.as_ref(), code.as_deref()))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        let flushed = match written {
+            Ok(()) => self.store.flush().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        flushed.map_err(|e| {
+            tracing::error!(error = %e, "audit entry not durable: call refused");
+            Status::unavailable(
+                "the audit log cannot be written (collector storage full or failing): the call is refused and its result withheld; retry later",
+            )
+        })
     }
 }
 
@@ -389,10 +415,9 @@ where
                 Ok(c) => c,
                 Err((status, entry)) => {
                     tracing::warn!(%method, operator = %entry.operator, reason = %status.message(), "operator call refused");
-                    let a = auth.clone();
-                    let s = status.clone();
-                    let _ = tokio::task::spawn_blocking(move || a.audit(entry, Some(&s), None)).await;
-                    let _ = auth.store.flush().await;
+                    if let Err(refusal) = auth.audit_durably(entry, Some(status.clone()), None).await {
+                        return Ok(refusal.into_http());
+                    }
                     return Ok(status.into_http());
                 }
             };
@@ -422,10 +447,10 @@ where
             if code.as_deref() == Some("PermissionDenied") {
                 tracing::warn!(%method, operator = %caller.name, "operator call refused");
             }
-            let a = auth.clone();
-            let _ = tokio::task::spawn_blocking(move || a.audit(entry, None, code.as_deref())).await;
-            let _ = auth.store.flush().await;
-            Ok(resp)
+            match auth.audit_durably(entry, None, code).await {
+                Ok(()) => Ok(resp),
+                Err(refusal) => Ok(refusal.into_http()),
+            }
         })
     }
 }

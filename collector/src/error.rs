@@ -46,12 +46,17 @@ impl From<ApiError> for Status {
             }
             ApiError::InvalidArgument(m) => Status::invalid_argument(m),
             ApiError::NotFound(m) => Status::not_found(m),
-            ApiError::Internal(m) => {
-                tracing::error!(error = %m, "internal error");
-                Status::internal(m)
-            }
+            ApiError::Internal(m) => internal("request", m),
         }
     }
+}
+
+/// An internal error: logged with an id, answered with only that id so
+/// that no internal detail reaches a peer.
+pub fn internal(what: &str, e: impl std::fmt::Display) -> Status {
+    let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    tracing::error!(error_id = %id, error = %e, "internal error while {what}");
+    Status::internal(format!("internal error (id {id})"))
 }
 
 impl From<StoreError> for Status {

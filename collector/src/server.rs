@@ -36,6 +36,8 @@ pub struct Shared {
     pub shutdown: watch::Receiver<bool>,
     /// Bumped on every policy push; telemetry sessions deliver it.
     pub policy_changed: watch::Sender<u64>,
+    /// Signs audit heads.
+    pub audit_signer: Arc<crate::audit::Signer>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("gRPC reflection: {0}")]
     Reflection(String),
+    #[error("audit signing key: {0}")]
+    Audit(String),
 }
 
 /// Serves on `listener` until `shutdown` resolves. The listener is bound by
@@ -100,6 +104,10 @@ pub async fn run(
         shutdown: stop_rx.clone(),
         config: config.clone(),
         policy_changed: watch::Sender::new(0),
+        audit_signer: Arc::new(
+            crate::audit::Signer::load(&paths.server_key(), &paths.server_cert())
+                .map_err(ServeError::Audit)?,
+        ),
     });
     tokio::spawn(crate::incident::run_correlator(
         store.clone(),

@@ -51,7 +51,50 @@ fn scripted_flow_delivers_ioc_alerts_with_agency() {
 
     // the human table and the filters
     let table = c.cli(&["alerts", "list"]);
-    assert!(table.contains("drivres-update.info") && table.contains("SO-TTTT"), "{table}");
+    assert!(table.lines().all(|l| l.chars().count() <= 120), "the default table fits 120 columns:\n{table}");
+    assert!(table.contains("+07:00") && table.contains("SO-TTTT"), "{table}");
+    let wide = c.cli(&["alerts", "list", "--wide"]);
+    assert!(wide.contains("drivres-update.info") && wide.contains("SO-TTTT"), "{wide}");
+    // CSV: a header and one row per alert
+    let csv = c.cli(&["alerts", "list", "--format", "csv"]);
+    assert_eq!(csv.lines().count(), 1 + alerts.len(), "{csv}");
+    assert!(csv.starts_with("TIME (+07:00),SEV,AGENCY"), "{csv}");
+    let excel = c.cli(&["alerts", "list", "--excel"]);
+    assert!(excel.starts_with('\u{feff}'));
+    // filters: by address, signature id and detector; a bad address is named
+    let by_ip = c.cli(&["alerts", "list", "--json", "--dest-ip", "45.9.74.78"]);
+    assert_eq!(by_ip.lines().count(), 1, "{by_ip}");
+    let sid = c2["alert"]["signature_id"].as_u64().unwrap().to_string();
+    assert_eq!(c.cli(&["alerts", "list", "--json", "--signature-id", &sid]).lines().count(), 1);
+    assert_eq!(c.cli(&["alerts", "list", "--json", "--detector", "ioc"]).lines().count(), alerts.len());
+    assert!(c.cli(&["alerts", "list", "--json", "--detector", "portscan"]).trim().is_empty());
+    // `canhgac alerts tail --json | head -1`: a closed pipe ends it at once, status 0
+    let mut tail = std::process::Command::new(bin("canhgac"))
+        .args(["--profile", c.profile().to_str().unwrap(), "alerts", "tail", "--json", "--from-cursor", "0"])
+        .env_remove("CANHGAC_COLLECTOR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(tail.stdout.take().unwrap()), &mut first)
+        .unwrap();
+    assert!(first.contains("\"event_type\":\"alert\""), "{first}");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = tail.try_wait().unwrap() {
+            break st;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "tail did not end on a closed pipe");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut tail.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "quietly: {err}");
+    let bad = c.cli_output(&["alerts", "list", "--ip", "10.0.0.300"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("`10.0.0.300` is not an IP address"));
     assert!(c.cli(&["alerts", "list", "--json", "--agency", "OTHER"]).trim().is_empty());
     let one = c.cli(&["alerts", "list", "--json", "--limit", "1"]);
     assert_eq!(one.lines().count(), 1);

@@ -466,6 +466,65 @@ fn agency_operator_is_confined_and_the_audit_chain_detects_tampering() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains(&format!("entry {seq}: hash does not match")), "{}", stderr(&o));
 
+    // the untouched export verifies, offline against the signed head and
+    // against the collector's chain
+    std::fs::write(&file, &export).unwrap();
+    let ok_export = c.cli(&["audit", "verify", "--file", file.to_str().unwrap()]);
+    assert!(
+        ok_export.contains("audit export intact") && ok_export.contains("matches the collector"),
+        "{ok_export}"
+    );
+    let entries: Vec<Value> = json_lines(&export).into_iter().filter(|v| v["type"] != "head").collect();
+    let head = json_lines(&export).into_iter().find(|v| v["type"] == "head").expect("a signed head");
+    let refused = |text: String, why: &str| {
+        std::fs::write(&file, text).unwrap();
+        let o = c.cli_output(&["audit", "verify", "--file", file.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{why}: {}", stdout(&o));
+        stderr(&o)
+    };
+    // an edited time (the hash covers time_us; `time` must agree with it)
+    let mut t = entries.clone();
+    t[0]["time"] = Value::from("2020-01-01T00:00:00Z");
+    let text = t.iter().chain([&head]).map(|v| v.to_string()).collect::<Vec<_>>().join("\n");
+    let e = refused(text, "edited time");
+    assert!(e.contains("`time`") && e.contains("edited"), "{e}");
+    // a cut tail
+    let text = entries[..entries.len() - 2].iter().chain([&head]).map(|v| v.to_string()).collect::<Vec<_>>();
+    let e = refused(text.join("\n"), "cut tail");
+    assert!(e.contains("entries were cut"), "{e}");
+    // an entry edited and every later hash recomputed
+    let mut r = entries.clone();
+    let k = r.len() / 2;
+    r[k]["outcome"] = Value::from("ok");
+    let mut prev = r[k - 1]["hash"].as_str().unwrap().to_string();
+    for v in r.iter_mut().skip(k) {
+        v["prev_hash"] = Value::from(prev.clone());
+        let rec = canhgac_collector::store::AuditRec {
+            seq: v["seq"].as_u64().unwrap(),
+            time_us: v["time_us"].as_i64().unwrap(),
+            operator: v["operator"].as_str().unwrap().into(),
+            role: v["role"].as_str().unwrap().into(),
+            operator_agency: v["operator_agency"].as_str().unwrap().into(),
+            action: v["action"].as_str().unwrap().into(),
+            target: v["target"].as_str().unwrap().into(),
+            outcome: v["outcome"].as_str().unwrap().into(),
+            detail: v["detail"].as_str().unwrap().into(),
+            prev_hash: prev.clone(),
+            ..Default::default()
+        };
+        prev = canhgac_collector::audit::seal(&rec);
+        v["hash"] = Value::from(prev.clone());
+    }
+    let text = r.iter().chain([&head]).map(|v| v.to_string()).collect::<Vec<_>>().join("\n");
+    let e = refused(text.clone(), "recomputed hashes");
+    assert!(e.contains("the chain was recomputed"), "{e}");
+    // ... and with a head re-written to match, its signature fails
+    let mut forged = head.clone();
+    forged["hash"] = Value::from(prev);
+    let text = r.iter().chain([&forged]).map(|v| v.to_string()).collect::<Vec<_>>().join("\n");
+    let e = refused(text, "forged head");
+    assert!(e.contains("head was altered"), "{e}");
+
     // the stored log, tampered in the database while the collector is down
     c.kill();
     {

@@ -423,11 +423,12 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                 page_token = resp.next_page_token;
             }
             if !json {
-                say(table(&["TIME", "SEV", "AGENCY", "HOST", "DETECTOR", "SIGNATURE", "FLOW"], rows))?;
+                let time = output::zone_header("TIME");
+                say(table(&[&time, "SEV", "AGENCY", "HOST", "DETECTOR", "SIGNATURE", "FLOW"], rows))?;
             }
         }
         Command::Alerts(AlertsCmd::Tail { filter, from_cursor, json }) => {
-            tail(&client, filter, from_cursor, json).await?;
+            tail(&client, filter, from_cursor, output::json(json)).await?;
         }
         other => {
             let _ = &mut say;
@@ -464,7 +465,11 @@ async fn tail(
             })
             .await?
             .into_inner();
-        while let Some(a) = stream.message().await? {
+        loop {
+            let a = tokio::select! {
+                m = stream.message() => match m? { Some(a) => a, None => break },
+                _ = output::stdout_closed() => return Err(Failure::closed()),
+            };
             let line = if json { a.eve_json.clone() } else { alert_row(&a).join("  ") };
             let mut out = std::io::stdout().lock();
             writeln!(out, "{line}").and_then(|_| out.flush()).map_err(output::write_failure)?;
@@ -498,13 +503,16 @@ pub(crate) fn time_str(t: &prost_types::Timestamp) -> String {
     output::time_ts(t)
 }
 
+/// The state of an agent, from the collector's one definition of online
+/// (`AgentInfo.online`: connected, or heard from within the silence
+/// limit), the same the coverage view uses.
 fn agent_state(a: &AgentInfo) -> &'static str {
     if a.revoked {
         "revoked"
-    } else if a.connected {
-        "online"
     } else if a.first_seen.is_none() {
         "enrolled"
+    } else if a.online {
+        "online"
     } else {
         "offline"
     }
@@ -615,7 +623,7 @@ pub(crate) fn alert_row(a: &StoredAlert) -> Vec<String> {
             format!("{src} -> {dst} {}", s(&v["proto"]))
         }
     };
-    let time = a.time.as_ref().map(time_str).unwrap_or_default();
+    let time = a.time.as_ref().map(output::time_compact).unwrap_or_default();
     vec![
         time,
         a.severity.to_string(),

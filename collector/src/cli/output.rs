@@ -88,6 +88,21 @@ pub fn time(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }
 
+/// A time for a table cell: `2026-12-06 14:05:09` in the display zone
+/// (the column header names the zone, see [`zone_header`]).
+pub fn time_compact(t: &prost_types::Timestamp) -> String {
+    let t = timefmt::from_timestamp(t).to_offset(get().offset);
+    format!("{} {:02}:{:02}:{:02}", t.date(), t.hour(), t.minute(), t.second())
+}
+
+/// A column header naming the display zone: `TIME (+07:00)`.
+pub fn zone_header(name: &str) -> String {
+    let o = get().offset;
+    let (h, m, _) = o.as_hms();
+    let sign = if o.is_negative() { '-' } else { '+' };
+    format!("{name} ({sign}{:02}:{:02})", h.unsigned_abs(), m.unsigned_abs())
+}
+
 pub fn time_ts(t: &prost_types::Timestamp) -> String {
     time(timefmt::from_timestamp(t))
 }
@@ -148,6 +163,30 @@ pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
 pub fn say(line: impl AsRef<str>) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", line.as_ref()).and_then(|_| out.flush()).map_err(write_failure)
+}
+
+/// Resolves when nobody reads standard output any more (the reader of a
+/// pipe went away, as `| head -1` does), so that a command that waits for
+/// data (`tail`) can end at once instead of at its next write. Never
+/// resolves when standard output is not a pipe or socket.
+pub async fn stdout_closed() {
+    use std::os::fd::AsFd as _;
+    use tokio::io::{Interest, unix::AsyncFd};
+    // `with_interest` is deprecated because a type's fd could change or
+    // close while registered; an `OwnedFd` we own cannot, so it is sound
+    // here (the replacement is an `unsafe fn`, which this crate forbids).
+    #[allow(deprecated)]
+    let watched = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .ok()
+        .and_then(|fd| AsyncFd::with_interest(fd, Interest::ERROR).ok());
+    match watched {
+        Some(fd) => {
+            let _ = fd.ready(Interest::ERROR).await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// The failure of a write to standard output.

@@ -386,10 +386,52 @@ fn command_error(command: &str, s: tonic::Status) -> Failure {
 
 fn audit_json(e: &AuditEntry) -> Value {
     json!({
-        "seq": e.seq, "time_us": e.time_us, "time": ts(&e.time), "operator": e.operator, "role": e.role,
+        // exact, in UTC: an export is evidence, and the hash covers time_us
+        "seq": e.seq, "time_us": e.time_us,
+        "time": canhgac_proto::timefmt::rfc3339(canhgac_proto::timefmt::from_micros(e.time_us)),
+        "operator": e.operator, "role": e.role,
         "operator_agency": e.operator_agency, "action": e.action, "target": e.target,
         "outcome": e.outcome, "detail": e.detail, "prev_hash": e.prev_hash, "hash": e.hash,
     })
+}
+
+/// Reads an export: entry lines, then the signed head line. Every field
+/// shown must agree with what the hash covers (`time` with `time_us`).
+fn parse_export(text: &str) -> Result<(Vec<AuditRec>, Option<crate::audit::SignedHead>), String> {
+    let mut entries = Vec::new();
+    let mut head = None;
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let n = i + 1;
+        let j: Value = serde_json::from_str(line).map_err(|e| format!("line {n}: not JSON: {e}"))?;
+        if head.is_some() {
+            return Err(format!("line {n}: entries after the signed head"));
+        }
+        if j["type"] == "head" {
+            let s = |k: &str| j[k].as_str().unwrap_or_default().to_string();
+            head = Some(crate::audit::SignedHead {
+                seq: j["seq"].as_u64().ok_or_else(|| format!("line {n}: head without seq"))?,
+                hash: s("hash"),
+                signed_at_us: j["signed_at_us"].as_i64().unwrap_or(0),
+                signature: s("signature"),
+                certificate_pem: s("certificate_pem"),
+            });
+            continue;
+        }
+        let rec = audit_rec(&j);
+        let shown = j["time"].as_str().unwrap_or_default();
+        let covered = canhgac_proto::timefmt::rfc3339(canhgac_proto::timefmt::from_micros(rec.time_us));
+        let same = canhgac_proto::timefmt::parse_rfc3339(shown)
+            .map(|t| canhgac_proto::timefmt::micros(t) == rec.time_us)
+            .unwrap_or(false);
+        if !same {
+            return Err(format!(
+                "line {n} (entry {}): `time` {shown} is not the time the hash covers ({covered}): edited",
+                rec.seq
+            ));
+        }
+        entries.push(rec);
+    }
+    Ok((entries, head))
 }
 
 fn audit_rec(v: &Value) -> AuditRec {
@@ -581,12 +623,14 @@ pub async fn run(
         }
         Command::Audit(AuditCmd::List { after }) => {
             let mut after = after;
+            let mut head = None;
             loop {
                 let r = c.list_audit(ListAuditRequest { after_seq: after, limit: 5000 }).await?.into_inner();
                 let Some(last) = r.entries.last().map(|e| e.seq) else { break };
                 for e in &r.entries {
                     say(audit_json(e).to_string())?;
                 }
+                head = r.head;
                 after = last;
                 // Each call is itself audited: stop at a short page, or the
                 // listing would chase its own entries.
@@ -594,39 +638,73 @@ pub async fn run(
                     break;
                 }
             }
+            // the signed head closes the export (`audit verify --file`)
+            if let Some(h) = head {
+                say(json!({
+                    "type": "head", "seq": h.seq, "hash": h.hash, "signed_at_us": h.signed_at_us,
+                    "signature": h.signature, "certificate_pem": h.certificate_pem,
+                })
+                .to_string())?;
+            }
         }
-        Command::Audit(AuditCmd::Verify { file }) => {
-            let entries: Vec<AuditRec> = match file {
-                Some(f) => {
-                    let text = String::from_utf8(read_file(&f)?)
-                        .map_err(|_| Failure::usage("the export is not UTF-8"))?;
-                    let mut v = Vec::new();
-                    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                        let j: Value = serde_json::from_str(line).map_err(|e| {
-                            Failure::runtime(format!("line {}: not an audit entry: {e}", i + 1))
-                        })?;
-                        v.push(audit_rec(&j));
-                    }
-                    v
+        Command::Audit(AuditCmd::Verify { file: Some(f) }) => {
+            let text =
+                String::from_utf8(read_file(&f)?).map_err(|_| Failure::usage("the export is not UTF-8"))?;
+            let (entries, head) =
+                parse_export(&text).map_err(|e| Failure::runtime(format!("audit export: {e}")))?;
+            let n = crate::audit::verify_export(&entries, head.as_ref(), &profile.ca)
+                .map_err(|e| Failure::runtime(format!("audit export broken: {e}")))?;
+            let head = head.unwrap_or_default();
+            // connected: the collector's own chain must agree at that entry
+            let theirs = c
+                .list_audit(ListAuditRequest { after_seq: head.seq.saturating_sub(1), limit: 1 })
+                .await
+                .map_err(|e| Failure::from(e).context("audit verify (comparing with the collector)"))?
+                .into_inner();
+            match theirs.entries.first() {
+                Some(e) if e.seq == head.seq && e.hash == head.hash => {}
+                Some(e) if e.seq == head.seq => {
+                    return Err(Failure::runtime(format!(
+                        "audit export broken: entry {} differs from the collector's chain (hash {} there)",
+                        e.seq, e.hash
+                    )));
                 }
-                None => {
-                    let mut v = Vec::new();
-                    let mut after = 0;
-                    loop {
-                        let r = c
-                            .list_audit(ListAuditRequest { after_seq: after, limit: 5000 })
-                            .await?
-                            .into_inner();
-                        let Some(last) = r.entries.last().map(|e| e.seq) else { break };
-                        v.extend(r.entries.iter().map(|e| audit_rec(&audit_json(e))));
-                        after = last;
-                        if r.entries.len() < 5000 {
-                            break;
-                        }
-                    }
-                    v
+                _ => {
+                    return Err(Failure::runtime(format!(
+                        "audit export broken: the collector has no entry {} (another collector's export?)",
+                        head.seq
+                    )));
                 }
-            };
+            }
+            say(format!(
+                "audit export intact: {n} entries, signed head {} at entry {}, matches the collector's chain",
+                head.hash, head.seq
+            ))?;
+        }
+        Command::Audit(AuditCmd::Verify { file: None }) => {
+            let mut entries: Vec<AuditRec> = Vec::new();
+            let mut after = 0;
+            let mut head = None;
+            loop {
+                let r = c.list_audit(ListAuditRequest { after_seq: after, limit: 5000 }).await?.into_inner();
+                let Some(last) = r.entries.last().map(|e| e.seq) else { break };
+                entries.extend(r.entries.iter().map(|e| audit_rec(&audit_json(e))));
+                head = r.head;
+                after = last;
+                if r.entries.len() < 5000 {
+                    break;
+                }
+            }
+            let head = head.map(|h| crate::audit::SignedHead {
+                seq: h.seq,
+                hash: h.hash,
+                signed_at_us: h.signed_at_us,
+                signature: h.signature,
+                certificate_pem: h.certificate_pem,
+            });
+            if let Err(e) = crate::audit::verify_export(&entries, head.as_ref(), &profile.ca) {
+                return Err(Failure::runtime(format!("audit log broken: {e}")));
+            }
             match crate::audit::verify(&entries) {
                 Ok(n) => say(format!(
                     "audit log intact: {n} entries, head {}",
@@ -993,7 +1071,11 @@ async fn incident_tail(
             })
             .await?
             .into_inner();
-        while let Some(ch) = stream.message().await? {
+        loop {
+            let ch = tokio::select! {
+                m = stream.message() => match m? { Some(ch) => ch, None => break },
+                _ = super::output::stdout_closed() => return Err(Failure::closed()),
+            };
             let i = ch.incident.clone().unwrap_or_default();
             if json {
                 let mut v = incident_json(&i);

@@ -1446,8 +1446,25 @@ impl Operator for OperatorService {
                 prev_hash: e.prev_hash,
                 hash: e.hash,
             })
-            .collect();
-        Ok(Response::new(ListAuditResponse { entries }))
+            .collect::<Vec<AuditEntry>>();
+        let head = match entries.last() {
+            Some(last) => {
+                let h = self
+                    .shared
+                    .audit_signer
+                    .sign(last.seq, &last.hash, now_us())
+                    .map_err(|e| crate::error::internal("signing the audit head", e))?;
+                Some(AuditHead {
+                    seq: h.seq,
+                    hash: h.hash,
+                    signed_at_us: h.signed_at_us,
+                    signature: h.signature,
+                    certificate_pem: h.certificate_pem,
+                })
+            }
+            None => None,
+        };
+        Ok(Response::new(ListAuditResponse { entries, head }))
     }
 }
 

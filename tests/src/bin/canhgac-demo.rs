@@ -35,7 +35,7 @@ async fn operator(profile: &Path, command: Command) -> anyhow::Result<()> {
         utc: false,
         format: None,
         excel: false,
-        wide: false,
+        wide: true,
         command,
     })
     .await
