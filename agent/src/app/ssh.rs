@@ -31,8 +31,96 @@ pub struct Banner {
     pub software: String,
 }
 
+/// What the server's packets say about the authentication, after the key
+/// exchange, by their sizes alone (the content is encrypted). Zeek's SSH
+/// analyzer's inference: the first encrypted server packet is
+/// `SSH_MSG_SERVICE_ACCEPT` (fixed content, 17 bytes); the next ones are
+/// `SSH_MSG_USERAUTH_FAILURE`s (all of one size, the method list) until an
+/// `SSH_MSG_USERAUTH_SUCCESS` (1 byte of content), which with every cipher
+/// and MAC mode of SSH 2 is exactly 16 bytes shorter on the wire than the
+/// service accept. One TCP segment is taken as one packet, as Zeek does.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AuthGuess {
+    /// The server sent `SSH_MSG_NEWKEYS`: what follows is encrypted.
+    pub encrypted: bool,
+    service_accept: Option<usize>,
+    failure_size: Option<usize>,
+    /// Failure-sized packets after the first one (the first answers the
+    /// client's `none` query): failed authentication attempts.
+    pub failures: u32,
+    /// A packet of the size of `SSH_MSG_USERAUTH_SUCCESS` was seen.
+    pub success: bool,
+    /// The plaintext packets could not be followed (not SSH 2, oversized).
+    gave_up: bool,
+    plain: Vec<u8>,
+}
+
+const SSH_MSG_NEWKEYS: u8 = 21;
+
+impl AuthGuess {
+    /// One chunk of in-order server bytes after its banner line.
+    fn server_chunk(&mut self, chunk: &[u8]) {
+        if self.gave_up || chunk.is_empty() {
+            return;
+        }
+        if self.encrypted {
+            self.encrypted_packet(chunk.len());
+            return;
+        }
+        self.plain.extend_from_slice(chunk);
+        loop {
+            let Some(len) =
+                self.plain.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            else {
+                return;
+            };
+            if !(5..=MAX_KEX_PACKET).contains(&len) {
+                self.gave_up = true;
+                self.plain = Vec::new();
+                return;
+            }
+            let Some(&msg) = self.plain.get(5) else { return };
+            if self.plain.len() < 4 + len {
+                return;
+            }
+            self.plain.drain(..4 + len);
+            if msg == SSH_MSG_NEWKEYS {
+                // the rest of this segment (EXT_INFO) is not a packet of ours
+                self.encrypted = true;
+                self.plain = Vec::new();
+                return;
+            }
+        }
+    }
+
+    fn encrypted_packet(&mut self, len: usize) {
+        let Some(accept) = self.service_accept else {
+            // larger: SSH_MSG_EXT_INFO or a banner before the service accept
+            if len <= 100 {
+                self.service_accept = Some(len);
+            }
+            return;
+        };
+        if self.success {
+            return;
+        }
+        if len + 16 == accept {
+            self.success = true;
+            return;
+        }
+        match self.failure_size {
+            // larger: a pre-authentication banner
+            None if len <= 150 => self.failure_size = Some(len),
+            Some(f) if f == len => self.failures += 1,
+            _ => {}
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct SshState {
+    /// The authentication outcome as the server's packet sizes show it.
+    pub auth: AuthGuess,
     buf: [Vec<u8>; 2],
     pub banners: [Option<Banner>; 2],
     /// HASSH of the client (0) and the server (1) KEXINIT.
@@ -66,6 +154,7 @@ impl SshState {
     pub fn on_data(&mut self, dir: usize, data: &[u8]) -> Progress {
         let mut progress = Progress::default();
         let mut data = data;
+        let mut banner_rest: Option<Vec<u8>> = None;
         if !self.done[dir] {
             let buf = &mut self.buf[dir];
             let take = data.len().min(MAX_BANNER + 2 - buf.len().min(MAX_BANNER + 2));
@@ -101,6 +190,16 @@ impl SshState {
                 return progress;
             }
             // what followed the banner line is the start of the binary protocol
+            banner_rest = Some(self.buf[dir].clone());
+        }
+        if dir == 1 && self.banners[1].is_some() {
+            match banner_rest {
+                Some(mut rest) => {
+                    rest.extend_from_slice(data);
+                    self.auth.server_chunk(&rest);
+                }
+                None => self.auth.server_chunk(data),
+            }
         }
         if self.kex_done[dir] {
             self.buf[dir] = Vec::new();
@@ -252,5 +351,57 @@ mod tests {
         let mut s = SshState::default();
         s.on_data(0, &[b"SSH-2.0-x\r\n".as_slice(), &bad].concat());
         assert!(s.hassh[0].is_none());
+    }
+
+    /// A plaintext binary packet with message type `msg` and `n` payload bytes.
+    fn plain(msg: u8, n: usize) -> Vec<u8> {
+        let len = 1 + 1 + n + 4;
+        let mut v = (len as u32).to_be_bytes().to_vec();
+        v.push(4);
+        v.push(msg);
+        v.extend(std::iter::repeat_n(0u8, n + 4));
+        v
+    }
+
+    /// Server segments of real OpenSSH 9.2 sessions (chacha20-poly1305):
+    /// after NEWKEYS 44 (service accept), 52 (failure: methods), then 28
+    /// (success) for a login, 52 again for a wrong password.
+    #[test]
+    fn authentication_outcome_from_server_packet_sizes() {
+        let kex = [plain(20, 300), plain(31, 200), plain(21, 0)].concat();
+        let session = |segments: &[usize], ext_info_alone: bool| {
+            let mut s = SshState::default();
+            s.on_data(1, b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n");
+            // KEXINIT, KEXDH_REPLY and NEWKEYS, then EXT_INFO in the same segment
+            s.on_data(1, &[kex.clone(), vec![7u8; if ext_info_alone { 0 } else { 260 }]].concat());
+            if ext_info_alone {
+                s.on_data(1, &[7u8; 260]);
+            }
+            for n in segments {
+                s.on_data(1, &vec![9u8; *n]);
+            }
+            s.auth
+        };
+        let ok = session(&[44, 52, 28, 116, 44, 72, 100], false);
+        assert!(ok.encrypted && ok.success && ok.failures == 0, "{ok:?}");
+        let bad = session(&[44, 52, 52], false);
+        assert!(bad.encrypted && !bad.success && bad.failures == 1, "{bad:?}");
+        let three = session(&[44, 52, 52, 52, 52], true);
+        assert!(!three.success && three.failures == 3, "{three:?}");
+        // AES-GCM sizes: accept 52, success 36; a banner before the failure is skipped
+        let gcm = session(&[52, 400, 68, 36], false);
+        assert!(gcm.success, "{gcm:?}");
+        // the plaintext part is followed across segment boundaries
+        let mut s = SshState::default();
+        s.on_data(1, b"SSH-2.0-x\r\n");
+        for b in kex.chunks(7) {
+            s.on_data(1, b);
+        }
+        assert!(s.auth.encrypted);
+        // not SSH 2 binary packets: no guess, no panic
+        let mut s = SshState::default();
+        s.on_data(1, b"SSH-1.5-old\r\n\xff\xff\xff\xff garbage");
+        s.on_data(1, &[1u8; 28]);
+        assert!(!s.auth.encrypted && !s.auth.success);
     }
 }

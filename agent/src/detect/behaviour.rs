@@ -85,17 +85,31 @@ impl Default for PortscanConfig {
 /// host. A session counts when it closes (or times out) having exchanged
 /// little: less than `max_session_bytes` from the server and shorter than
 /// `max_session_secs`; an FTP `530` reply also counts as a failed login.
+/// An SSH session counts only when it looks like a failed authentication:
+/// one in which the server's encrypted packet sizes show a successful one
+/// (Zeek's inference, see [`crate::app::ssh::AuthGuess`]) is a login, not a
+/// guess, so scripted logins running one command each raise nothing.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BruteforceConfig {
     pub enabled: bool,
     /// Service ports watched (SSH, telnet, FTP, SMTP, POP3, IMAP, RDP, ...).
+    /// Default: 21, 22, 23, 25, 110, 143, 465, 587, 993, 995, 1433, 3306,
+    /// 3389, 5432, 5900.
     pub ports: Vec<u16>,
+    /// Sessions within the window that raise the alert. Default 10.
     pub attempts: usize,
+    /// Seconds. Default 300.
     pub window_secs: i64,
+    /// Bytes from the server at most for a short session. Default 20,000.
     pub max_session_bytes: u64,
+    /// Seconds at most for a short session. Default 60.
     pub max_session_secs: i64,
+    /// Quiet time after an alert, seconds. Default 3600.
     pub suppress_secs: i64,
+    /// Skip SSH sessions whose packet sizes show a successful
+    /// authentication. Default true.
+    pub ssh_auth_inference: bool,
 }
 
 impl Default for BruteforceConfig {
@@ -108,6 +122,7 @@ impl Default for BruteforceConfig {
             max_session_bytes: 20_000,
             max_session_secs: 60,
             suppress_secs: 3600,
+            ssh_auth_inference: true,
         }
     }
 }
@@ -183,18 +198,61 @@ impl Default for IcmpTunnelConfig {
 /// Regular connections from one host to the same destination and port:
 /// at least `occurrences` new flows whose spacing varies by less than
 /// `max_jitter` (coefficient of variation) around a period between
-/// `min_period_secs` and `max_period_secs`.
+/// `min_period_secs` and `max_period_secs`. Destinations inside the
+/// agency's own networks (`internal_networks`) are not considered unless
+/// `include_internal` is set: monitoring, backups and administration
+/// scripts talk to internal servers on a schedule; a command-and-control
+/// server is outside.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BeaconConfig {
     pub enabled: bool,
+    /// New flows to one destination and port. Default 8.
     pub occurrences: usize,
+    /// Coefficient of variation of the intervals at most. Default 0.1.
     pub max_jitter: f64,
+    /// Default 5 s.
     pub min_period_secs: f64,
+    /// Default 86,400 s.
     pub max_period_secs: f64,
     /// Destination ports never considered (DNS, NTP, DHCP, mDNS, ...).
     pub ignore_ports: Vec<u16>,
+    /// Quiet time after an alert, seconds. Default 86,400.
     pub suppress_secs: i64,
+    /// The agency's own networks (CIDRs). Default: RFC 1918, loopback,
+    /// link-local, IPv6 unique-local (`10.0.0.0/8`, `172.16.0.0/12`,
+    /// `192.168.0.0/16`, `127.0.0.0/8`, `169.254.0.0/16`, `::1/128`,
+    /// `fc00::/7`, `fe80::/10`); set it to the agency's addresses when they
+    /// are public ones.
+    #[serde(deserialize_with = "networks")]
+    pub internal_networks: Vec<ipnet::IpNet>,
+    /// Also watch destinations inside `internal_networks`. Default false.
+    pub include_internal: bool,
+}
+
+fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    use serde::de::Error as _;
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| s.parse::<ipnet::IpNet>().map_err(|e| D::Error::custom(format!("`{s}`: {e}"))))
+        .collect()
+}
+
+/// RFC 1918, loopback, link-local and unique-local networks.
+pub fn private_networks() -> Vec<ipnet::IpNet> {
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    ]
+    .iter()
+    .filter_map(|n| n.parse().ok())
+    .collect()
 }
 
 impl Default for BeaconConfig {
@@ -207,6 +265,8 @@ impl Default for BeaconConfig {
             max_period_secs: 86_400.0,
             ignore_ports: vec![53, 67, 68, 123, 137, 138, 5353, 1900],
             suppress_secs: 86_400,
+            internal_networks: private_networks(),
+            include_internal: false,
         }
     }
 }
@@ -574,6 +634,13 @@ impl Behaviour {
         if !short {
             return;
         }
+        if cfg.ssh_auth_inference
+            && let crate::app::AppState::Ssh(ssh) = &flow.app
+            && ssh.auth.success
+        {
+            // the server accepted the authentication: a login, not a guess
+            return;
+        }
         let now = flow.last_us;
         let key = (flow.client.0, flow.server.0, port);
         let st = self.brute.entry(&key, &mut self.stats.evictions);
@@ -751,6 +818,14 @@ impl Behaviour {
         {
             return;
         }
+        let dst = flow.server.0;
+        let dst = match dst {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(dst),
+            v4 => v4,
+        };
+        if !cfg.include_internal && cfg.internal_networks.iter().any(|n| n.contains(&dst)) {
+            return;
+        }
         let key = (flow.client.0, flow.server.0, flow.server.1);
         let st = self.beacons.entry(&key, &mut self.stats.evictions);
         st.starts.push_back(now);
@@ -854,5 +929,52 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].detector, "dns-tunnel");
         assert_eq!(out[0].details["parent_domain"], "pirate.sea");
+    }
+
+    /// Periodic connections to a destination inside the agency's networks
+    /// (RFC 1918 by default) are not beacons; outside, or with
+    /// `include_internal`, they are.
+    #[test]
+    fn beacon_ignores_internal_destinations_unless_configured() {
+        use crate::decode::TCP_SYN;
+        let run = |cfg: BeaconConfig, dst: &str| {
+            let mut b = Behaviour::new(BehaviourConfig { beacon: cfg, ..Default::default() });
+            let mut out = Vec::new();
+            let mut table = crate::flow::FlowTable::new(crate::flow::FlowConfig::default());
+            let mut ended = Vec::new();
+            for i in 0..12i64 {
+                let p = crate::decode::Packet {
+                    ts: time::OffsetDateTime::from_unix_timestamp(1_700_000_000 + i * 60).unwrap(),
+                    src: ip("10.0.0.5"),
+                    dst: ip(dst),
+                    proto: PROTO_TCP,
+                    ttl: 64,
+                    sport: 40000 + i as u16,
+                    dport: 443,
+                    tcp: None,
+                    tcp_flags: TCP_SYN,
+                    icmp: None,
+                    payload: &[],
+                    frag: None,
+                    tunnel: 0,
+                    len: 60,
+                };
+                let (flow, dir, new) = table.packet(&p, &mut ended);
+                b.packet(flow, dir, &p, new, &mut out);
+            }
+            out.iter().filter(|f| f.detector == "beacon").count()
+        };
+        assert_eq!(run(BeaconConfig::default(), "203.0.113.10"), 1);
+        assert_eq!(run(BeaconConfig::default(), "10.0.0.9"), 0);
+        assert_eq!(run(BeaconConfig::default(), "192.168.3.4"), 0);
+        assert_eq!(run(BeaconConfig { include_internal: true, ..Default::default() }, "10.0.0.9"), 1);
+        let own: Vec<ipnet::IpNet> = vec!["203.0.113.0/24".parse().unwrap()];
+        assert_eq!(
+            run(BeaconConfig { internal_networks: own.clone(), ..Default::default() }, "203.0.113.10"),
+            0
+        );
+        assert_eq!(run(BeaconConfig { internal_networks: own, ..Default::default() }, "10.0.0.9"), 1);
+        let bad: Result<BeaconConfig, _> = toml::from_str("internal_networks = [\"10.0.0.0/33\"]");
+        assert!(bad.unwrap_err().to_string().contains("10.0.0.0/33"));
     }
 }
