@@ -956,3 +956,221 @@ fn a_revoked_operator_is_refused_everywhere() {
     let o = c.cli_output(&["agency", "list"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// The issue-9 acceptance on captures: two agencies with systems of levels
+/// 2–4 and internal networks, two agents replaying a C2 infection (Sofacy
+/// DNS lookups), a workstation talking to an AgentTesla C2 server, an nmap
+/// scan and SSH password guessing, plus informational rules: one incident
+/// per real episode, attacker and victim in their roles, filed against
+/// the system whose networks contain the victim or unattributed.
+#[test]
+fn real_captures_give_one_incident_per_episode_with_roles_and_systems() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Collector::init(tmp.path());
+    c.start();
+    let ws = canhgac_tests::workspace();
+    let add_system =
+        |args: &[&str]| -> u64 { last_line(&c.cli(&[&["system", "add"], args].concat())).parse().unwrap() };
+    c.add_agency("SO-A", "Sở A");
+    c.add_agency("SO-B", "Sở B");
+    let office = add_system(&[
+        "--agency",
+        "SO-A",
+        "--name",
+        "Mạng văn phòng",
+        "--level",
+        "3",
+        "--network",
+        "192.168.35.0/24",
+    ]);
+    let db =
+        add_system(&["--agency", "SO-A", "--name", "CSDL", "--level", "4", "--public-ip", "198.51.100.50"]);
+    let portal =
+        add_system(&["--agency", "SO-B", "--name", "Cổng", "--level", "2", "--network", "10.99.0.0/24"]);
+    // a CIDR with host bits is refused naming the field
+    let bad = c.cli_output(&[
+        "system",
+        "add",
+        "--agency",
+        "SO-B",
+        "--name",
+        "x",
+        "--level",
+        "2",
+        "--network",
+        "10.1.2.3/16",
+    ]);
+    assert!(stderr(&bad).contains("network `10.1.2.3/16` has host bits set"), "{}", stderr(&bad));
+
+    let rules = tmp.path().join("info.rules");
+    std::fs::write(
+        &rules,
+        "alert dns any any -> any any (msg:\"ET INFO DNS query for a .info domain\"; dns.query; content:\".info\"; endswith; classtype:misc-activity; priority:3; sid:1000001; rev:1;)\n\
+         alert tcp any any -> any 22 (msg:\"ET POLICY SSH client banner\"; flow:to_server,established; content:\"SSH-\"; depth:4; classtype:policy-violation; priority:3; sid:1000002; rev:1;)\n",
+    )
+    .unwrap();
+    let pcap = |p: &str| ws.join(p).to_str().unwrap().to_string();
+    let mut agents = Vec::new();
+    for (agency, pcaps, system) in [
+        ("SO-A", vec![pcap("deploy/demo/sofacy-dns.pcap"), pcap("deploy/demo/agenttesla-c2.pcap")], office),
+        (
+            "SO-B",
+            vec![
+                pcap("tests/detect/_gen/nmap-syn-vertical.pcap"),
+                pcap("tests/detect/_pcap/zeek-sshguess.pcap"),
+            ],
+            portal,
+        ),
+    ] {
+        let dir = tmp.path().join(agency);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut agent = Agent::new(&dir, "agent");
+        agent.enroll(&c, &c.token(agency, None));
+        c.cli(&["agent", "link", &agent.agent_id(), "--system", &system.to_string()]);
+        let mut args: Vec<String> = vec!["--pcap".into()];
+        args.extend(pcaps);
+        args.extend([
+            "--ioc".into(),
+            pcap("deploy/demo/ioc.txt"),
+            "--rules".into(),
+            rules.to_str().unwrap().into(),
+        ]);
+        args.push("--exit-when-drained".into());
+        agent.start(&args);
+        agents.push(agent);
+    }
+    for a in &mut agents {
+        assert_eq!(a.wait(Duration::from_secs(120)), 0, "{}", a.logs());
+    }
+    let total = c.alerts().len() as u64;
+    let list = wait_for("correlation of every alert", Duration::from_secs(30), || {
+        let l = incidents(&c);
+        let counted: u64 = l.iter().map(|i| i["alert_count"].as_u64().unwrap()).sum();
+        let informational = c
+            .alerts()
+            .iter()
+            .filter(|a| a["alert"]["signature"].as_str().unwrap().starts_with("ET "))
+            .count();
+        (counted + informational as u64 >= total && !l.is_empty()).then_some(l)
+    });
+    let find = |victim: &str| {
+        list.iter()
+            .find(|i| i["victim"].as_array().unwrap().iter().any(|v| v == victim))
+            .unwrap_or_else(|| panic!("no incident with victim {victim}: {list:#?}"))
+    };
+    // the informational rules fired, and opened nothing of their own
+    let alerts = c.alerts();
+    for sid in [1_000_001u64, 1_000_002] {
+        assert!(alerts.iter().any(|a| a["alert"]["signature_id"] == sid), "rule {sid} did not fire");
+    }
+    assert_eq!(list.len(), 4, "one incident per episode: {list:#?}");
+
+    let sofacy = find("192.168.35.10");
+    assert_eq!((sofacy["agency"].as_str(), sofacy["category"].as_str()), (Some("SO-A"), Some("c2")));
+    assert_eq!(sofacy["system"], office, "the system whose network holds the victim");
+    let mut attackers: Vec<&str> =
+        sofacy["attacker"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    attackers.sort();
+    assert_eq!(attackers, ["drivres-update.info", "softupdates.info"], "the C2 domains, not the resolver");
+
+    let tesla = find("192.168.1.108");
+    assert_eq!(tesla["attacker"], serde_json::json!(["45.9.74.78"]));
+    assert!(
+        tesla["system"].is_null(),
+        "no registered network holds the workstation: unattributed, never the agent's system"
+    );
+
+    let scan = find("10.99.0.2");
+    assert_eq!((scan["agency"].as_str(), scan["category"].as_str()), (Some("SO-B"), Some("scanning")));
+    assert_eq!(scan["attacker"], serde_json::json!(["10.99.0.1"]));
+    assert_eq!(scan["system"], portal);
+
+    let guess = find("192.168.56.103");
+    assert_eq!(guess["attacker"], serde_json::json!(["192.168.56.1"]));
+    assert!(guess["system"].is_null());
+    assert_eq!(guess["category"], "intrusion");
+    assert!(list.iter().all(|i| i["system"] != db), "nothing is filed against the level-4 database");
+    assert!(list.iter().all(|i| i["serious"] == false && i["possibly_serious"] == false));
+
+    // the report names both sides and the evidence
+    let id = sofacy["id"].as_u64().unwrap().to_string();
+    let report: Value =
+        serde_json::from_str(&c.cli(&["incidents", "report", &id, "--kind", "initial", "--json"])).unwrap();
+    assert_eq!(report["victim"], serde_json::json!(["192.168.35.10"]));
+    assert_eq!(report["system"]["security_level"], 3);
+    assert!(report["evidence"].as_array().unwrap().iter().any(|e| e["detector"] == "ioc"));
+    let tesla_report: Value = serde_json::from_str(&c.cli(&[
+        "incidents",
+        "report",
+        &tesla["id"].as_u64().unwrap().to_string(),
+        "--kind",
+        "initial",
+        "--json",
+    ]))
+    .unwrap();
+    assert!(tesla_report["system"].is_null() && tesla_report["unattributed"] == true, "{tesla_report}");
+    let text = c.cli(&["incidents", "report", &tesla["id"].as_u64().unwrap().to_string()]);
+    assert!(
+        text.contains("unattributed") && text.contains("Nguồn tấn công / Attack source: 45.9.74.78"),
+        "{text}"
+    );
+
+    // filters: by system, by category, by time; the table fits 120 columns
+    let by_system = json_lines(&c.cli(&["incidents", "list", "--json", "--system", &office.to_string()]));
+    assert_eq!(by_system.len(), 1);
+    let unattributed = json_lines(&c.cli(&["incidents", "list", "--json", "--system", "0"]));
+    assert_eq!(unattributed.len(), 2);
+    assert_eq!(json_lines(&c.cli(&["incidents", "list", "--json", "--category", "scanning"])).len(), 1);
+    assert!(c.cli(&["incidents", "list", "--json", "--since", "2030-01-01"]).trim().is_empty());
+    let table = c.cli(&["incidents", "list"]);
+    assert!(table.lines().all(|l| l.chars().count() <= 120), "{table}");
+    assert!(table.contains("unattributed") && table.contains("in 4 d"), "{table}");
+    let alerts_of_office = c.cli(&["alerts", "list", "--json", "--system", &office.to_string()]);
+    assert!(alerts_of_office.lines().count() >= 2, "{alerts_of_office}");
+
+    // dismissal: needs a reason; then neither open nor overdue, no deadline
+    let gid = guess["id"].as_u64().unwrap().to_string();
+    let bad = c.cli_output(&["incidents", "transition", &gid, "closed"]);
+    assert!(stderr(&bad).contains("--reason false_positive or duplicate"), "{}", stderr(&bad));
+    let bad = c.cli_output(&["incidents", "transition", &gid, "closed", "--reason", "maybe"]);
+    assert!(stderr(&bad).contains("one of false_positive, duplicate, resolved"), "{}", stderr(&bad));
+    c.cli(&["incidents", "transition", &gid, "closed", "--reason", "false_positive"]);
+    let g: Value = serde_json::from_str(&c.cli(&["incidents", "show", &gid, "--json"])).unwrap();
+    assert_eq!((g["dismissed"].as_bool(), g["state"].as_str()), (Some(true), Some("closed")));
+    assert!(g["deadline"].is_null() && g["deadlines"].as_array().unwrap().is_empty(), "{g}");
+    let open = json_lines(&c.cli(&["incidents", "list", "--json", "--open"]));
+    assert!(open.iter().all(|i| i["id"].as_u64().unwrap().to_string() != gid));
+    assert!(
+        !json_lines(&c.cli(&["incidents", "list", "--json", "--overdue"])).iter().any(|i| i["id"] == g["id"])
+    );
+
+    // merge across agencies is refused; bulk transitions are all or none
+    let (sid, tid, scid) =
+        (id.clone(), tesla["id"].as_u64().unwrap().to_string(), scan["id"].as_u64().unwrap().to_string());
+    let bad = c.cli_output(&["incidents", "merge", &sid, &scid]);
+    assert!(stderr(&bad).contains("only incidents of one agency merge"), "{}", stderr(&bad));
+    let bad = c.cli_output(&["incidents", "transition", &sid, &gid, "notified"]);
+    assert!(stderr(&bad).contains(&format!("incident {gid}")), "{}", stderr(&bad));
+    assert_eq!(
+        json_lines(&c.cli(&["incidents", "list", "--json", "--state", "notified"])).len(),
+        0,
+        "nothing half-applied"
+    );
+    c.cli(&["incidents", "transition", &sid, &tid, "notified"]);
+    assert_eq!(json_lines(&c.cli(&["incidents", "list", "--json", "--state", "notified"])).len(), 2);
+    let merged = c.cli(&["incidents", "merge", &sid, &tid]);
+    assert!(merged.contains(&format!("merged into incident {sid}")), "{merged}");
+    let m: Value = serde_json::from_str(&c.cli(&["incidents", "show", &sid, "--json"])).unwrap();
+    assert_eq!(
+        m["alert_count"].as_u64().unwrap(),
+        sofacy["alert_count"].as_u64().unwrap() + tesla["alert_count"].as_u64().unwrap()
+    );
+    let t: Value = serde_json::from_str(&c.cli(&["incidents", "show", &tid, "--json"])).unwrap();
+    assert_eq!(
+        (t["merged_into"].as_u64(), t["close_reason"].as_str()),
+        (Some(sofacy["id"].as_u64().unwrap()), Some("duplicate"))
+    );
+    let log = json_lines(&c.cli(&["audit", "list"]));
+    assert!(log.iter().any(|e| e["action"] == "MergeIncidents" && e["outcome"] == "ok"));
+    assert!(log.iter().any(|e| e["action"] == "BulkIncidentAction" && e["outcome"] == "ok"));
+}

@@ -99,11 +99,15 @@ pub fn add(inc: &mut IncidentRec, inp: &CorrelationInput, now_us: i64) {
         inc.system = inp.system;
     }
     let mut omitted = inc.entities_omitted;
-    for a in &inp.attackers {
-        add_entity(&mut inc.attackers, &mut omitted, a);
-    }
-    for v in &inp.victims {
-        add_entity(&mut inc.victims, &mut omitted, v);
+    // an informational alert that joins (same flow or episode) is evidence,
+    // but its category reads roles its own way: it names no one
+    if inp.opens {
+        for a in &inp.attackers {
+            add_entity(&mut inc.attackers, &mut omitted, a);
+        }
+        for v in &inp.victims {
+            add_entity(&mut inc.victims, &mut omitted, v);
+        }
     }
     if inc.attacker.is_empty() {
         inc.attacker = inc.attackers.first().cloned().unwrap_or_default();
@@ -207,6 +211,12 @@ mod tests {
         let mut closed = a.clone();
         closed.state = "closed".into();
         assert_eq!(decide(&input(2_000, &["e"], true), &[Some(&closed)], 10_000), Decision::Open);
+        let mut info = input(2_000, &["e"], false);
+        info.attackers = vec!["10.0.0.5".into()];
+        let mut with_info = a.clone();
+        add(&mut with_info, &info, 6);
+        assert_eq!(with_info.alert_count, 2);
+        assert_eq!(with_info.attackers, a.attackers, "an informational alert names no one");
         let mut merged = a.clone();
         merged.merged_into = 9;
         assert_eq!(decide(&input(2_000, &["e"], false), &[Some(&merged)], 10_000), Decision::Skip);
