@@ -179,10 +179,14 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     tokio::pin!(uplink);
     tokio::pin!(shutdown);
     let mut producer_failed = None;
+    // a completed future must not be polled again: the signal future of
+    // `main` panics if it is ("async fn resumed after completion")
+    let mut shutdown_requested = false;
     let finished = loop {
         tokio::select! {
             r = &mut uplink => break r.map_err(|e| RunError::Thread(e.to_string()))??,
-            _ = &mut shutdown => {
+            _ = &mut shutdown, if !shutdown_requested => {
+                shutdown_requested = true;
                 tracing::info!("shutting down");
                 shutting_down.store(true, Ordering::SeqCst);
                 stop.store(true, Ordering::Relaxed);

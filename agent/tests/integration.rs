@@ -384,3 +384,82 @@ fn analyze_takes_several_files_after_one_flag() {
     assert!(ioc_alerts >= 2, "the Sofacy lookups in the second capture: {ioc_alerts}");
     assert!(stderr.contains("rules_loaded=5"), "both rule files: {stderr}");
 }
+
+/// An enrolled state directory made here (a CA and an agent certificate
+/// from rcgen) whose collector address does not answer.
+fn enrolled_state_dir() -> tempfile::TempDir {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_ca_cert_pem(&ca.pem(), ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["agent-1".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let file = canhgac_agent::state::IdentityFile {
+        version: 1,
+        agent_id: "agent-1".into(),
+        agency: "test-agency".into(),
+        collector: format!("https://127.0.0.1:{port}"),
+        enrolled_at: "2026-01-01T00:00:00Z".into(),
+    };
+    canhgac_agent::state::AgentIdentity::save_new(
+        dir.path(),
+        &file,
+        &key.serialize_pem(),
+        &cert.pem(),
+        &ca.pem(),
+    )
+    .unwrap();
+    dir
+}
+
+/// Issue 10: SIGTERM (what systemd sends) and SIGINT stop a running agent
+/// with exit code 0, after its input stopped and its spool was flushed
+/// (the records of the capture are in the spool afterwards); it used to
+/// panic ("async fn resumed after completion", exit 101).
+#[test]
+#[allow(clippy::disallowed_methods)] // a plain test thread, not async
+fn sigterm_and_sigint_stop_a_running_agent_with_exit_code_0() {
+    use std::time::{Duration, Instant};
+    let pcap =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/detect/_gen/nmap-syn-vertical.pcap");
+    for signal in ["TERM", "INT"] {
+        let dir = enrolled_state_dir();
+        let mut child = agent()
+            .args(["run", "--state-dir"])
+            .arg(dir.path())
+            .arg("--pcap")
+            .arg(&pcap)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // running: the capture was read and its records committed
+        let start = Instant::now();
+        while !dir.path().join("spool").exists() && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(child.try_wait().unwrap().is_none(), "the agent stopped by itself");
+        let status =
+            Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
+        assert!(status.success());
+        let start = Instant::now();
+        let code = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s.code();
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "SIG{signal}: the agent did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(code, Some(0), "SIG{signal}: {stderr}");
+        assert!(!stderr.contains("panicked"), "SIG{signal}: {stderr}");
+        let spool = canhgac_agent::spool::Spool::open(&dir.path().join("spool"), 64 << 20).unwrap();
+        assert!(!spool.is_empty(), "SIG{signal}: the portscan alert of the capture is in the spool");
+    }
+}
