@@ -319,8 +319,8 @@ pub async fn run(shared: Arc<Shared>, cfg: ForwardConfig) {
         }
     };
     let hostname = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    // Enqueuer.
-    {
+    // Enqueuer, joined when the sender returns.
+    let enqueuer = {
         let shared = shared.clone();
         let cfg = cfg.clone();
         tokio::spawn(async move {
@@ -349,9 +349,16 @@ pub async fn run(shared: Arc<Shared>, cfg: ForwardConfig) {
                     _ = crate::registry::until_true(&mut shutdown) => return,
                 }
             }
-        });
+        })
+    };
+    send(&shared, &cfg, &connector, &hostname).await;
+    if let Err(e) = enqueuer.await {
+        tracing::error!(error = %e, "forwarder enqueuer failed");
     }
-    // Sender.
+}
+
+/// Delivers the queue until shutdown.
+async fn send(shared: &Arc<Shared>, cfg: &ForwardConfig, connector: &TlsConnector, hostname: &str) {
     let mut shutdown = shared.shutdown.clone();
     let mut conn = None;
     let mut backoff = Duration::from_millis(200);
@@ -369,7 +376,7 @@ pub async fn run(shared: Arc<Shared>, cfg: ForwardConfig) {
                 _ = crate::registry::until_true(&mut shutdown) => return,
             }
         }
-        match deliver(&cfg, &connector, &mut conn, &batch, &hostname).await {
+        match deliver(cfg, connector, &mut conn, &batch, hostname).await {
             Ok(()) => {
                 backoff = Duration::from_millis(200);
                 let done: Vec<(u64, u64)> = batch.iter().map(|(k, v)| (*k, v.len() as u64)).collect();

@@ -95,6 +95,7 @@ pub async fn run(
     let tls_config = tls::server_config(&paths, revoked.clone())?;
     let tls_stats = Arc::new(TlsStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
     let shared = Arc::new(Shared {
         store: store.clone(),
         ca,
@@ -109,17 +110,20 @@ pub async fn run(
                 .map_err(ServeError::Audit)?,
         ),
     });
-    tokio::spawn(crate::incident::run_correlator(
+    // Every background task is owned here and joined on shutdown; each
+    // ends when `stop_rx` turns true.
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::incident::run_correlator(
         store.clone(),
         config.regulation.clone(),
         config.correlation_window,
         stop_rx.clone(),
     ));
-    tokio::spawn(crate::supervise::run_watchdog(shared.clone()));
-    tokio::spawn(crate::supervise::run_retention(shared.clone()));
+    tasks.spawn(crate::supervise::run_watchdog(shared.clone()));
+    tasks.spawn(crate::supervise::run_retention(shared.clone()));
     if let Some(f) = config.forward.clone() {
         tracing::info!(target = ?f.target, "forwarding alerts and incident changes");
-        tokio::spawn(crate::forward::run(shared.clone(), f));
+        tasks.spawn(crate::forward::run(shared.clone(), f));
     }
 
     let addr = listener.local_addr().ok();
@@ -144,10 +148,11 @@ pub async fn run(
     if let Some(addr) = addr {
         tracing::info!(%addr, pin = %shared.ca.pin(), "canhgac-collector listening");
     }
+    let stop = stop_tx.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down");
-        stop_tx.send_replace(true);
+        stop.send_replace(true);
     };
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(20)))
@@ -157,7 +162,24 @@ pub async fn run(
         .add_service(operator)
         .add_service(InterceptedService::new(reflection, auth.any_operator()))
         .serve_with_incoming_shutdown(incoming, signal);
-    server.await?;
+    let served = server.await;
+    // Stop accepting (done), let in-flight work finish, join every task,
+    // flush: the one shutdown path, on a signal or on an error.
+    stop_tx.send_replace(true);
+    let joined = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "a background task failed");
+            }
+        }
+    })
+    .await;
+    if joined.is_err() {
+        tracing::error!(left = tasks.len(), "background tasks did not stop within 20 s; aborting them");
+        tasks.shutdown().await;
+    }
     store.flush().await?;
+    served?;
+    tracing::info!("stopped");
     Ok(())
 }

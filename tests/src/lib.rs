@@ -41,6 +41,15 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Sends SIGTERM to a child and waits for it; its exit code (-1 when a
+/// signal ended it).
+pub fn terminate(child: &mut Child, timeout: Duration) -> i32 {
+    let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success(), "kill -TERM {}", child.id());
+    let status = wait_for("the process to exit after SIGTERM", timeout, || child.try_wait().unwrap());
+    status.code().unwrap_or(-1)
+}
+
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
@@ -135,6 +144,12 @@ impl Collector {
             c.kill().unwrap();
             c.wait().unwrap();
         }
+    }
+
+    /// SIGTERM (what systemd sends); waits for the exit and returns its code.
+    pub fn terminate(&mut self, timeout: Duration) -> i32 {
+        let mut child = self.child.take().expect("collector not running");
+        terminate(&mut child, timeout)
     }
 
     pub fn is_running(&self) -> bool {
@@ -269,6 +284,12 @@ impl Agent {
 
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGTERM (what systemd sends); waits for the exit and returns its code.
+    pub fn terminate(&mut self, timeout: Duration) -> i32 {
+        let mut child = self.child.take().expect("agent not running");
+        terminate(&mut child, timeout)
     }
 
     /// Waits for the process to exit; returns its exit code.
