@@ -21,6 +21,8 @@
 //! * **Headerless** (`journalctl -o short` without time, or `HOST PROG[PID]:
 //!   MSG`): accepted only when the program token carries a pid, so that a
 //!   bare message such as `error: ...` is not mistaken for a header.
+//! * **vsftpd's own log**: `Sat Dec  6 07:30:17 2026 [pid 2] [ftp] OK LOGIN:
+//!   ...` (program `vsftpd`).
 //! * **Bare** messages (`sshd -E FILE` writes the message alone): anything
 //!   else, with no program, host or time (the reader's clock is used).
 //!
@@ -139,6 +141,9 @@ fn strip_pri(line: &str) -> Option<(u16, &str)> {
 }
 
 fn syslog(line: &str, clock: &Clock) -> Option<Entry> {
+    if let Some(e) = vsftpd_log(line, clock) {
+        return Some(e);
+    }
     if let Some((ts, rest)) = bsd_time(line, clock) {
         return Some(header(rest, Some(ts), false).unwrap_or_else(|| {
             let mut e = Entry::bare(rest);
@@ -193,6 +198,29 @@ fn bsd_time<'a>(line: &'a str, clock: &Clock) -> Option<(OffsetDateTime, &'a str
         None => place(year - 1).or_else(|| place(year - 4))?,
     };
     Some((ts, rest))
+}
+
+/// vsftpd's own log (`vsftpd_log_file`, the default when `syslog_enable`
+/// is off): `Sat Dec  6 07:30:17 2026 [pid 2] [ftp] OK LOGIN: Client
+/// "1.2.3.4"`, read as program `vsftpd` with that pid.
+fn vsftpd_log(line: &str, clock: &Clock) -> Option<Entry> {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let (dow, rest) = line.split_at_checked(4)?;
+    if !DAYS.contains(&dow.trim_end()) || !dow.ends_with(' ') {
+        return None;
+    }
+    let (ts, rest) = bsd_time(rest, clock)?;
+    let (year, rest) = rest.split_once(' ')?;
+    let ts = ts.replace_year(year.parse().ok()?).ok()?;
+    let (pid, msg) = rest.strip_prefix("[pid ")?.split_once(']')?;
+    Some(Entry {
+        ts: Some(ts),
+        host: None,
+        program: "vsftpd".into(),
+        pid: Some(pid.trim().parse().ok()?),
+        message: msg.trim_start().to_string(),
+        cursor: None,
+    })
 }
 
 /// `2026-11-23T09:15:02.123456+07:00 ` (RFC 3339).

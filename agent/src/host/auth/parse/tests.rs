@@ -402,6 +402,13 @@ fn ftp_servers() {
         "Jan 10 00:00:00 ftp proftpd[2348]: ftp.example.com (198.51.100.2[198.51.100.2]) - USER alice: Login successful.",
     );
     assert_eq!(summary(&e), (Outcome::Success, Some("alice"), Some("198.51.100.2"), None, 0));
+    // vsftpd's own log file
+    let e = one("Sat Dec  6 07:30:17 2025 [pid 2417] [bob] FAIL LOGIN: Client \"192.0.2.8\"");
+    assert_eq!(summary(&e), (Outcome::Failure, Some("bob"), Some("192.0.2.8"), None, 1));
+    assert_eq!((e.program.as_str(), e.pid, e.ts), ("vsftpd", Some(2417), datetime!(2025-12-06 07:30:17 UTC)));
+    let e =
+        one("Sat Dec  6 07:30:19 2025 [pid 2419] [ftp] OK LOGIN: Client \"192.0.2.8\", anon password \"?\"");
+    assert_eq!(summary(&e), (Outcome::Success, Some("ftp"), Some("192.0.2.8"), None, 0));
     let e =
         one("Jan 10 00:00:00 ftp pure-ftpd: (?@203.0.113.9) [WARNING] Authentication failed for user [bob]");
     assert_eq!(summary(&e), (Outcome::Failure, Some("bob"), Some("203.0.113.9"), None, 1));
@@ -409,6 +416,7 @@ fn ftp_servers() {
     assert_eq!(summary(&e), (Outcome::Success, Some("alice"), Some("198.51.100.2"), None, 0));
     let (ev, unparsed) = feed_counted(&[
         "Jan 29 14:59:30 h vsftpd[12345]: CONNECT: Client \"192.0.2.7\"",
+        "Sat Dec  6 07:30:16 2025 [pid 2416] CONNECT: Client \"192.0.2.8\"",
         "Jan 10 00:00:00 ftp proftpd[2344]: ftp.example.com (203.0.113.9[203.0.113.9]) - FTP session opened.",
     ]);
     assert!(ev.is_empty() && unparsed == 0, "{ev:?} {unparsed}");
