@@ -55,6 +55,25 @@ pub fn validate(files: &mut [PolicyFile]) -> Result<(), String> {
     Ok(())
 }
 
+/// The rules of a policy's rule files that the agents would skip, as
+/// `file:line sid N: reason`, with the agents' own parser; plus per file
+/// (name, loaded, total).
+pub fn check_rules(files: &[PolicyFile]) -> (Vec<String>, Vec<(String, usize, usize)>) {
+    let vars = canhgac_agent::rules::Vars::default();
+    let mut problems = Vec::new();
+    let mut per_file = Vec::new();
+    for f in files.iter().filter(|f| f.kind == "rules") {
+        let text = String::from_utf8_lossy(&f.content);
+        let (_, report) = canhgac_agent::rules::RuleSet::from_str_in(&text, &vars, std::path::Path::new("."));
+        for s in &report.skipped {
+            let sid = s.sid.map(|n| format!(" sid {n}")).unwrap_or_default();
+            problems.push(format!("{}:{}{sid}: {}", f.name, s.line, s.reason));
+        }
+        per_file.push((f.name.clone(), report.loaded, report.total));
+    }
+    (problems, per_file)
+}
+
 /// Digest of a policy: SHA-256 over `name kind sha256\n` of each file, by name.
 pub fn digest(files: &[PolicyFile]) -> String {
     let mut h = sha2::Sha256::new();
@@ -78,6 +97,26 @@ pub fn kind_of(name: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_files_are_checked_with_the_agents_parser() {
+        let f = |name: &str, text: &str| PolicyFile {
+            name: name.into(),
+            kind: "rules".into(),
+            content: text.as_bytes().to_vec(),
+            sha256: String::new(),
+        };
+        let good = "alert tcp any any -> any 80 (msg:\"x\"; content:\"GET\"; sid:1000001; rev:1;)\n";
+        let bad = "alert tcp any any -> any 80 (msg:\"y\"; nosuchkeyword; sid:1000002; rev:1;)\n\
+                   # a comment\n\
+                   alert tcp any any -> any any (msg:\"z\"; content:\"a\"; sid:1000003;\n";
+        let (problems, per_file) = check_rules(&[f("good.rules", good), f("local.rules", bad)]);
+        assert_eq!(per_file, vec![("good.rules".to_string(), 1, 1), ("local.rules".to_string(), 0, 2)]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("local.rules:1 sid 1000002: "), "{problems:?}");
+        assert!(problems[0].contains("nosuchkeyword"), "{problems:?}");
+        assert!(problems[1].starts_with("local.rules:3"), "{problems:?}");
+    }
 
     #[test]
     fn validation() {

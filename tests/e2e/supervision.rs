@@ -691,6 +691,29 @@ fn a_policy_push_reaches_every_connected_agent_and_applies_live() {
     assert_eq!(bad.status.code(), Some(2));
     let history = json_lines(&c.cli(&["policy", "list", "--json"]));
     assert_eq!(history.len(), 2);
+
+    // a rule file the agents' parser cannot fully load is refused, every
+    // bad line listed, nothing stored; --allow-skipped takes it
+    let broken = tmp.path().join("broken.rules");
+    std::fs::write(
+        &broken,
+        "alert tcp any any -> any 80 (msg:\"ok\"; content:\"GET\"; sid:1000001; rev:1;)\n\
+         alert tcp any any -> any 80 (msg:\"bad\"; frobnicate:3; sid:1000002; rev:1;)\n\
+         alert udp any any -> any 53 (msg:\"bad too\"; content:\"x\"; byte_test:9,>,1,0; sid:1000003; rev:1;)\n",
+    )
+    .unwrap();
+    let o = c.cli_output(&["policy", "push", "--agency", "SO-B", broken.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.starts_with("canhgac: error: policy push: refused: 2 rule(s) would be skipped"), "{e}");
+    assert!(e.contains("broken.rules:2 sid 1000002: ") && e.contains("frobnicate"), "{e}");
+    assert!(e.contains("broken.rules:3 sid 1000003: "), "{e}");
+    assert_eq!(json_lines(&c.cli(&["policy", "list", "--json"])).len(), 2, "nothing stored");
+    let o =
+        c.cli_output(&["policy", "push", "--agency", "SO-B", "--allow-skipped", broken.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("skipped by the agents: broken.rules:2 sid 1000002"), "{}", stderr(&o));
+    assert_eq!(json_lines(&c.cli(&["policy", "list", "--json"])).len(), 3);
 }
 
 async fn operator_client(c: &Collector) -> OperatorClient<tonic::transport::Channel> {

@@ -182,6 +182,9 @@ pub enum PolicyCmd {
         agency: Option<String>,
         #[arg(long)]
         all: bool,
+        /// Push although the agents would skip some rules (listed).
+        #[arg(long)]
+        allow_skipped: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -505,7 +508,7 @@ pub async fn run(
                 c.get_coverage(GetCoverageRequest { agency: agency.unwrap_or_default() }).await?.into_inner();
             coverage(&r, json)?;
         }
-        Command::Policy(PolicyCmd::Push { agency, all, files }) => {
+        Command::Policy(PolicyCmd::Push { agency, all, allow_skipped, files }) => {
             if agency.is_none() && !all {
                 return Err(Failure::usage("give --agency CODE or --all"));
             }
@@ -520,9 +523,18 @@ pub async fn run(
                 });
             }
             let p = c
-                .push_policy(PushPolicyRequest { agency: agency.unwrap_or_default(), all, files: pf })
-                .await?
+                .push_policy(PushPolicyRequest {
+                    agency: agency.unwrap_or_default(),
+                    all,
+                    files: pf,
+                    allow_skipped,
+                })
+                .await
+                .map_err(|e| Failure::from(e).context("policy push"))?
                 .into_inner();
+            for s in &p.skipped_rules {
+                eprintln!("canhgac: skipped by the agents: {s}");
+            }
             say(format!(
                 "policy version {} for {} ({} file(s), digest {}); sent to {} connected agent(s)",
                 p.version,

@@ -186,6 +186,7 @@ fn policy_msg(p: PolicyRec, with_content: bool) -> Policy {
         created: ts(p.created_us),
         created_by: p.created_by,
         delivered_to: 0,
+        skipped_rules: Vec::new(),
     }
 }
 
@@ -1286,6 +1287,21 @@ impl Operator for OperatorService {
         };
         who.target(scope.clone());
         crate::policy::validate(&mut r.files).map_err(invalid)?;
+        let files = r.files.clone();
+        let (skipped, per_file) = blocking(move || Ok(crate::policy::check_rules(&files))).await?;
+        if !skipped.is_empty() && !r.allow_skipped {
+            const SHOWN: usize = 200;
+            let mut text = format!(
+                "{} rule(s) would be skipped by the agents; fix them or push with --allow-skipped:\n{}",
+                skipped.len(),
+                skipped.iter().take(SHOWN).cloned().collect::<Vec<_>>().join("\n")
+            );
+            if skipped.len() > SHOWN {
+                text.push_str(&format!("\n… and {} more", skipped.len() - SHOWN));
+            }
+            who.detail(format!("refused: {} rule(s) would be skipped", skipped.len()));
+            return Err(invalid(text));
+        }
         let digest = crate::policy::digest(&r.files);
         let rec = self.shared.store.add_policy(PolicyRec {
             version: RECORD_VERSION,
@@ -1311,6 +1327,10 @@ impl Operator for OperatorService {
         tracing::info!(operator = %who.name, version = rec.policy_version, scope = %rec.scope, "policy pushed");
         let mut msg = policy_msg(rec, false);
         msg.delivered_to = delivered as u32;
+        msg.skipped_rules = skipped;
+        for (name, loaded, total) in per_file {
+            tracing::info!(file = %name, loaded, total, "policy rule file checked");
+        }
         Ok(Response::new(msg))
     }
 
