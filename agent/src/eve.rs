@@ -18,7 +18,8 @@ use crate::{
     flow::{Dir, EndReason, Flow},
 };
 
-/// Signature ids of built-in detections (range 9000000-9099999).
+/// Signature ids of built-in detections, in the reserved range of
+/// `canhgac_proto::sid` (rules may not use it).
 pub mod sid {
     pub const IOC_DEST_IP: u64 = 9_000_001;
     pub const IOC_SRC_IP: u64 = 9_000_002;

@@ -11,8 +11,8 @@ use crate::{
     store::{RecordRec, Store, StoreError, records::RECORD_VERSION},
 };
 
-/// Signature id of `agent-silent` alerts.
-pub const SID_AGENT_SILENT: u64 = 9_100_001;
+/// Signature id of `agent-silent` alerts (see `canhgac_proto::sid`).
+pub const SID_AGENT_SILENT: u64 = canhgac_proto::sid::AGENT_SILENT;
 
 /// Whether an agent counts as online: connected, or heard from within the
 /// silence limit.

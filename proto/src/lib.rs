@@ -15,6 +15,7 @@ pub mod client;
 pub mod conf;
 pub mod files;
 pub mod identity;
+pub mod sid;
 pub mod timefmt;
 
 /// Generated code for `package canhgac.v1`.

@@ -672,6 +672,16 @@ impl<'v> Builder<'v> {
         bidir: bool,
     ) -> Result<Rule, Skip> {
         let sid = st.sid.ok_or_else(|| Skip::malformed("no sid"))?;
+        if canhgac_proto::sid::is_reserved(u64::from(sid)) {
+            return Err(Skip::new(
+                "sid in the reserved range",
+                format!(
+                    "sid {sid} is reserved for canhgac's built-in detectors ({}-{}); give the rule another sid",
+                    canhgac_proto::sid::RESERVED.start(),
+                    canhgac_proto::sid::RESERVED.end()
+                ),
+            ));
+        }
         let mut lists = Vec::new();
         for lb in st.lists {
             if lb.items.is_empty() {

@@ -1577,3 +1577,16 @@ mod robustness {
         }
     }
 }
+
+#[test]
+fn rules_in_the_builtin_sid_range_are_skipped_naming_it() {
+    let (set, rep) = RuleSet::from_str(
+        "alert tcp any any -> any any (msg:\"local\"; content:\"x\"; sid:9100001; rev:1;)\n\
+         alert tcp any any -> any any (msg:\"ok\"; content:\"x\"; sid:9200000; rev:1;)\n",
+        &Vars::default(),
+    );
+    assert_eq!(set.len(), 1);
+    assert_eq!(rep.skipped.len(), 1);
+    assert_eq!(rep.skipped[0].sid, Some(9_100_001));
+    assert!(rep.skipped[0].reason.contains("reserved for canhgac's built-in detectors (9000000-9199999)"));
+}
