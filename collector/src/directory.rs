@@ -388,25 +388,35 @@ pub fn set_system_field(rec: &mut SystemRec, field: &str, value: &str) -> Result
 /// Cross-field rules: a system that processes state secrets is level 3 or
 /// higher; an approved dossier has a decision number and date.
 pub fn validate_system(rec: &SystemRec) -> Result<(), FieldError> {
+    match system_problems(rec).into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Every rule a system record breaks (not only the first), so that an
+/// import reports all of a row's problems at once.
+pub fn system_problems(rec: &SystemRec) -> Vec<FieldError> {
+    let mut out = Vec::new();
     if rec.agency.is_empty() {
-        return Err(ferr("agency", "is required"));
+        out.push(ferr("agency", "is required"));
     }
     if rec.name.is_empty() {
-        return Err(ferr("name", "is required"));
+        out.push(ferr("name", "is required"));
     }
     if !(1..=5).contains(&rec.level) {
-        return Err(ferr("level", format!("invalid security level `{}` (1 to 5)", rec.level)));
+        out.push(ferr("level", format!("invalid security level `{}` (1 to 5)", rec.level)));
     }
     if rec.state_secrets && rec.level < 3 {
-        return Err(ferr(
+        out.push(ferr(
             "level",
             format!("a system that processes state secrets is level 3 or higher, not {}", rec.level),
         ));
     }
     if rec.dossier_status == "approved" && (rec.decision_number.is_empty() || rec.decision_date.is_empty()) {
-        return Err(ferr("decision_number", "an approved dossier needs decision_number and decision_date"));
+        out.push(ferr("decision_number", "an approved dossier needs decision_number and decision_date"));
     }
-    Ok(())
+    out
 }
 
 /// Next independent assessment of a system and whether it is overdue.
@@ -596,14 +606,14 @@ pub fn import_agencies(
                 }
             }
         };
-        let mut ok = true;
+        let mut name_bad = false;
         for (k, v) in cells {
             if let Err(e) = set_agency_field(&mut rec, k, v, now_us) {
+                name_bad |= e.field == "name";
                 errors.push(format!("row {n}: {e}"));
-                ok = false;
             }
         }
-        if ok && rec.name.is_empty() {
+        if !name_bad && rec.name.is_empty() {
             errors.push(format!("row {n}: field `name`: is required"));
         }
         rec.updated_us = now_us;
@@ -669,22 +679,27 @@ pub fn import_systems(
                 }
             }
         };
-        let mut ok = true;
+        // every problem of the row, not only the first: a field that does
+        // not parse, then every rule the record breaks
+        let mut bad_fields = Vec::new();
         for (k, v) in cells {
             if let Err(e) = set_system_field(&mut rec, k, v) {
                 errors.push(format!("row {n}: {e}"));
-                ok = false;
+                bad_fields.push(e.field);
             }
         }
-        if !ok {
-            continue;
-        }
-        if let Err(e) = validate_system(&rec) {
-            errors.push(format!("row {n}: {e}"));
-            continue;
-        }
-        if !agencies.contains_key(&rec.agency) {
+        let problems: Vec<FieldError> =
+            system_problems(&rec).into_iter().filter(|e| !bad_fields.contains(&e.field)).collect();
+        let row_ok = bad_fields.is_empty() && problems.is_empty();
+        errors.extend(problems.iter().map(|e| format!("row {n}: {e}")));
+        if !rec.agency.is_empty()
+            && !bad_fields.iter().any(|f| f == "agency")
+            && !agencies.contains_key(&rec.agency)
+        {
             errors.push(format!("row {n}: field `agency`: unknown agency `{}`", rec.agency));
+            continue;
+        }
+        if !row_ok {
             continue;
         }
         rec.updated_us = now_us;
@@ -742,6 +757,28 @@ mod tests {
         );
         assert!(errs[1].starts_with("row 3: field `level`: invalid security level `7`"), "{errs:?}");
         assert!(errs[2].starts_with("row 4: field `agency`: unknown agency `Z`"), "{errs:?}");
+    }
+
+    #[test]
+    fn an_import_reports_every_problem_of_every_row_at_once() {
+        let mut agencies = HashMap::new();
+        agencies.insert("A".to_string(), AgencyRec { code: "A".into(), ..Default::default() });
+        // row 1: a bad address and secrets below level 3 and an approved
+        // dossier without a decision; row 2: a bad network and an unknown agency
+        let json = r#"[{"agency":"A","name":"P","level":2,"state_secrets":true,"public_ips":["1.2.3.999"],"dossier_status":"approved"},
+                       {"agency":"Z","name":"Q","level":1,"networks":["10.0.0.0/33"]}]"#;
+        let rows = parse_rows("json", json.as_bytes()).unwrap();
+        let errs = import_systems(&rows, &HashMap::new(), &agencies, 1).unwrap_err();
+        assert_eq!(errs.len(), 5, "{errs:#?}");
+        for want in [
+            "row 1: field `public_ips`",
+            "row 1: field `level`: a system that processes state secrets",
+            "row 1: field `decision_number`",
+            "row 2: field `networks`",
+            "row 2: field `agency`: unknown agency `Z`",
+        ] {
+            assert!(errs.iter().any(|e| e.starts_with(want)), "{want} missing from {errs:#?}");
+        }
     }
 
     #[test]
