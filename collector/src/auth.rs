@@ -86,6 +86,9 @@ pub enum Access {
     Note,
     /// Incident workflow and policy: admin, analyst.
     Operate,
+    /// Registry changes: admin; an agency only its own contact points
+    /// (the handler limits the fields).
+    Registry,
     /// Registry, enrollment, revocation, operators: admin.
     Admin,
     /// The audit log and operator list: admin, auditor.
@@ -103,10 +106,10 @@ pub fn access(method: &str) -> Option<Access> {
         // the agency fills in its own incidents' report fields (the handler
         // limits which fields)
         "AddIncidentNote" | "UpdateIncident" => Note,
+        "UpdateAgency" => Registry,
         "AckIncident" | "AssignIncident" | "TransitionIncident" | "BulkIncidentAction" | "MergeIncidents"
         | "PushPolicy" => Operate,
         "AddAgency"
-        | "UpdateAgency"
         | "AddSystem"
         | "UpdateSystem"
         | "ImportRegistry"
@@ -137,6 +140,7 @@ pub fn allowed(role: Role, access: Access) -> bool {
         Access::Read => true,
         Access::Note => role != Role::Auditor,
         Access::Operate => matches!(role, Role::Admin | Role::Analyst),
+        Access::Registry => matches!(role, Role::Admin | Role::Agency),
         Access::Admin => role == Role::Admin,
         Access::Audit => matches!(role, Role::Admin | Role::Auditor),
     }
@@ -509,6 +513,8 @@ mod tests {
     fn roles() {
         assert!(allowed(Role::Auditor, Access::Read) && !allowed(Role::Auditor, Access::Note));
         assert!(allowed(Role::Agency, Access::Note) && !allowed(Role::Agency, Access::Operate));
+        assert!(allowed(Role::Agency, Access::Registry) && !allowed(Role::Analyst, Access::Registry));
+        assert!(!allowed(Role::Auditor, Access::Registry) && allowed(Role::Admin, Access::Registry));
         assert!(allowed(Role::Analyst, Access::Operate) && !allowed(Role::Analyst, Access::Admin));
         assert!(!allowed(Role::Analyst, Access::Audit) && allowed(Role::Auditor, Access::Audit));
         let c = OperatorCaller {

@@ -368,7 +368,26 @@ fn agency_operator_is_confined_and_the_audit_chain_detects_tampering() {
     let cov = ok(&["coverage", "--json"]);
     assert!(cov.contains("SO-A") && !cov.contains("SO-B"), "{cov}");
     ok(&["policy", "list"]);
-    ok(&["incidents", "note", &mine[0]["id"].as_u64().unwrap().to_string(), "seen by the agency"]);
+    let my_id = mine[0]["id"].as_u64().unwrap().to_string();
+    ok(&["incidents", "note", &my_id, "seen by the agency"]);
+    // the agency reads its own incident's reports and fills in its part
+    ok(&[
+        "incidents",
+        "set",
+        &my_id,
+        "description=Quét cổng từ bên ngoài",
+        "actions_taken=Chặn địa chỉ nguồn",
+    ]);
+    let report = ok(&["incidents", "report", &my_id, "--kind", "initial"]);
+    assert!(report.contains("Quét cổng từ bên ngoài") && report.contains("Chặn địa chỉ nguồn"), "{report}");
+    let o = cli_as(&pa, &c, &["incidents", "set", &my_id, "owner_cannot_handle=true"]);
+    assert!(stderr(&o).contains("not `owner_cannot_handle`"), "{}", stderr(&o));
+    // ... and keeps its own contact points current, nothing else
+    ok(&["agency", "set", "SO-A", "response.mobile=0912 000 111", "response.name=Lê Văn C"]);
+    assert!(c.cli(&["agency", "show", "SO-A"]).contains("0912 000 111"));
+    let o = cli_as(&pa, &c, &["agency", "set", "SO-A", "name=Renamed"]);
+    assert!(stderr(&o).contains("not `name`"), "{}", stderr(&o));
+    denied(&["agency", "set", "SO-B", "response.mobile=1"]);
     // asking for B: refused
     denied(&["agents", "list", "--agency", "SO-B"]);
     denied(&["alerts", "list", "--agency", "SO-B"]);

@@ -661,6 +661,17 @@ impl Operator for OperatorService {
         let r = req.into_inner();
         who.target(r.code.clone());
         who.detail(r.set.keys().cloned().collect::<Vec<_>>().join(","));
+        if who.role == auth::Role::Agency {
+            // an agency keeps its own contact points current (changes must
+            // reach the department within 24 hours); nothing else
+            who.may_see(&r.code)?;
+            let contact = |k: &str| ["head.", "monitoring.", "response."].iter().any(|p| k.starts_with(p));
+            if let Some(k) = r.set.keys().find(|k| !contact(k)) {
+                return Err(Status::permission_denied(format!(
+                    "an agency operator may update its own contact points (head.*, monitoring.*, response.*), not `{k}`"
+                )));
+            }
+        }
         if let Some(p) = r.set.get("parent").map(|p| p.trim().to_string()).filter(|p| !p.is_empty()) {
             if self.shared.store.agency(&p)?.is_none() {
                 return Err(invalid(format!("field `parent`: unknown agency `{p}`")));
