@@ -88,7 +88,32 @@ fn build_engine(
 pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) -> Result<Finished, RunError> {
     let identity = AgentIdentity::load(&cfg.state_dir)?;
     tracing::info!(agent_id = %identity.file.agent_id, agency = %identity.file.agency, "starting agent");
-    let spool = Spool::open(&Paths::spool(&cfg.state_dir), cfg.spool_max_bytes)?;
+    tokio::pin!(shutdown);
+    let spool = {
+        // a disk too full even for the spool's recovery: wait for space
+        // rather than exit (systemd would only restart it into the same)
+        let mut warned = false;
+        loop {
+            let (dir, max) = (Paths::spool(&cfg.state_dir), cfg.spool_max_bytes);
+            match tokio::task::spawn_blocking(move || Spool::open(&dir, max))
+                .await
+                .map_err(|e| RunError::Thread(e.to_string()))?
+            {
+                Ok(s) => break s,
+                Err(e) if e.is_full() => {
+                    if !warned {
+                        tracing::error!(error = %e, "cannot open the spool: disk full; waiting for space");
+                        warned = true;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        _ = &mut shutdown => return Ok(Finished::Shutdown),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
     let counters = Arc::new(Counters::default());
     let policy = Policy::open(&cfg.state_dir)?;
     let (engine, version) = {
@@ -177,7 +202,6 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     };
     let uplink = tokio::spawn(uplink.run());
     tokio::pin!(uplink);
-    tokio::pin!(shutdown);
     let mut producer_failed = None;
     // a completed future must not be polled again: the signal future of
     // `main` panics if it is ("async fn resumed after completion")
@@ -213,7 +237,10 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     watcher.abort();
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     let _ = tokio::task::spawn_blocking(move || host.stop()).await;
-    spool.flush()?;
+    match spool.flush() {
+        Err(e) if e.is_full() => tracing::warn!(error = %e, "final spool flush failed: disk full"),
+        r => r?,
+    }
     if let Some(Some(e)) = producer_failed {
         return Err(e);
     }

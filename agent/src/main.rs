@@ -344,7 +344,7 @@ fn main() -> ExitCode {
                     canhgac_proto::timefmt::rfc3339(na)
                 );
             }
-            match Spool::open(&Paths::spool(&state_dir), u64::MAX) {
+            match Spool::open_payload_cap(&Paths::spool(&state_dir), u64::MAX) {
                 Ok(s) => {
                     let st = s.stats();
                     println!(

@@ -32,11 +32,52 @@
 //!   the collector never stores a record the agent could lose and produce
 //!   again differently.
 //! * `produced = in spool + acked + dropped + oversize`, across restarts.
+//!
+//! # Disk use and a full disk
+//!
+//! `spool.max_bytes` is meant as the disk the spool's directory occupies
+//! (blocks of every file in it, measured, not payload). sled's files hold
+//! 2.5 to 8 times the payload (segments are cleaned only below 50 % live,
+//! nodes are rewritten, snapshots), so the payload cap starts at
+//! `(max_bytes - reserve) / 5` and shrinks by a tenth (at most once a
+//! second) whenever the directory measures above 80 % of `max_bytes`.
+//! sled frees the space of evicted records late, so the bound is not exact:
+//! measured with eviction running (records of 300–500 bytes, chunks of
+//! 512, six times `max_bytes` written, the cap shrinking above 100 %), the
+//! directory peaked at 1.5 to 1.9 times `max_bytes` (2 MiB → 3.9 MB,
+//! 4 MiB → 6.3 MB, 15 MiB → 27.8 MB where it was 41.9 MB before, 32 MiB →
+//! 49.8 MB); the documented margin is therefore `max_bytes` again: the
+//! directory stays under twice `spool.max_bytes`
+//! (`disk_use_stays_under_twice_max_bytes`).
+//!
+//! The directory also holds `canhgac-reserve`, `min(max_bytes / 8, 1 MiB)`
+//! of real blocks. When a write fails (ENOSPC or another I/O error, which
+//! sled keeps as a sticky error), the spool drops its sled handle, deletes
+//! the reserve (room for sled's recovery and for acknowledgements), reopens
+//! sled and lowers its payload cap to three quarters of what it held. Until
+//! the reserve can be written again (twice its size, then cut back, so as
+//! much stays free) appends fail with [`SpoolError::Full`] and write
+//! nothing; what the spool holds keeps being delivered and acknowledged.
+//! Producers react by kind: capture files and log followers stop reading
+//! and retry the same chunk (their checkpoint does not move, so nothing is
+//! lost, also across restarts); a live capture, which cannot wait, counts
+//! the chunk's records as produced and dropped ([`Spool::lost`], in
+//! `spool_dropped` by severity, logged with the reason). A commit whose
+//! flush failed is checked against the reopened database so that a retry
+//! never stores the same batch twice.
+//!
+//! Opening removes `snap.*.generating` files: sled writes a snapshot under
+//! that name and renames it when complete, but reads a leftover cut by a
+//! full disk as the newest snapshot and refuses it as corrupt forever. If
+//! opening fails on a full disk the reserve is released and the open
+//! retried; the daemon waits for space rather than exit.
 
 use std::{
     collections::BTreeMap,
-    path::Path,
+    io::Write as _,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use canhgac_proto::{timefmt, v1};
@@ -47,12 +88,37 @@ use tokio::sync::watch;
 pub const CLASSES: usize = 5;
 const EVENT_CLASS: u8 = 5;
 
+/// Name of the reserve file inside the spool directory.
+pub const RESERVE_FILE: &str = "canhgac-reserve";
+/// Largest reserve: room for sled to recover (a snapshot, a torn segment
+/// zeroed) and to write acknowledgements while the disk is full.
+const RESERVE_MAX: u64 = 1 << 20;
+/// Share of `max_bytes` (disk) given to payload at first: sled's files
+/// measured at 2.5–4.8 times the payload they hold (log segments are
+/// cleaned at 50 % live, nodes are rewritten, snapshots, the reserve).
+const PAYLOAD_SHARE_DIV: u64 = 5;
+/// How often the directory is measured, and a refused spool probes for space.
+const MEASURE_EVERY: Duration = Duration::from_millis(250);
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+const REOPEN_EVERY: Duration = Duration::from_millis(200);
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
     #[error("spool storage: {0}")]
     Sled(#[from] sled::Error),
     #[error("corrupt spool record at seq {seq}: {reason}")]
     Corrupt { seq: u64, reason: String },
+    /// The disk is full or the storage failed: nothing was written; the
+    /// spool recovers by itself when space returns (see the module doc).
+    #[error("spool cannot write: {0}")]
+    Full(String),
+}
+
+impl SpoolError {
+    /// A condition the spool recovers from by itself: retry later.
+    pub fn is_full(&self) -> bool {
+        matches!(self, SpoolError::Full(_))
+    }
 }
 
 /// A detector state entry: (key, value).
@@ -95,15 +161,27 @@ pub struct AppendOutcome {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpoolStats {
     pub records: u64,
+    /// Payload: encoded records plus their keys.
     pub bytes: u64,
+    /// The configured bound of the spool's disk use.
     pub max_bytes: u64,
+    /// Payload allowed before eviction (derived from `max_bytes`, lowered
+    /// when the directory measures above it or the disk fills).
+    pub payload_cap: u64,
+    /// Last measured disk use of the spool directory (0 when not measured).
+    pub disk_bytes: u64,
     pub produced: u64,
     pub acked: u64,
     /// Dropped because larger than any batch the collector accepts.
     pub oversize: u64,
-    /// Evicted at the cap, by class 1..=5 (index 0 = class 1).
+    /// Evicted at the cap or refused on a full disk, by class 1..=5
+    /// (index 0 = class 1).
     pub dropped: [u64; CLASSES],
     pub next_seq: u64,
+    /// Times the storage failed (disk full) and was reopened.
+    pub storage_failures: u64,
+    /// Refusing appends because the disk is full.
+    pub full: bool,
 }
 
 impl SpoolStats {
@@ -112,8 +190,29 @@ impl SpoolStats {
     }
 }
 
+struct Db {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+/// A commit whose flush failed: it may or may not be on disk.
+struct Uncertain {
+    next_after: u64,
+    records: usize,
+    checkpoint: Option<(String, Vec<u8>)>,
+    outcome: AppendOutcome,
+}
+
 struct State {
     stats: SpoolStats,
+    db: Option<Db>,
+    /// Counters changed outside a batch (records lost on a full disk).
+    counters_dirty: bool,
+    uncertain: Option<Uncertain>,
+    last_open_attempt: Option<Instant>,
+    last_probe: Option<Instant>,
+    last_measure: Option<Instant>,
+    last_shrink: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -122,8 +221,11 @@ pub struct Spool {
 }
 
 struct Inner {
-    db: sled::Db,
-    tree: sled::Tree,
+    dir: PathBuf,
+    /// Disk accounting (reserve file, measured directory); off for
+    /// payload-capped spools (tests, tools).
+    disk: bool,
+    reserve: u64,
     state: Mutex<State>,
     durable: watch::Sender<u64>,
 }
@@ -170,42 +272,259 @@ fn entry_size(value_len: usize) -> u64 {
     (9 + value_len) as u64
 }
 
+/// Disk blocks used by the files under `dir` (not their apparent size).
+pub fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut total = 0;
+    for e in entries.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        if m.is_dir() {
+            total += disk_usage(&e.path());
+        } else {
+            total += m.blocks() * 512;
+        }
+    }
+    total
+}
+
+/// A write error of the storage (disk full, I/O error): recoverable by
+/// reopening; anything else (corruption, a bug) is not.
+fn storage_failure(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(_))
+}
+
+/// sled names a snapshot `snap.<lsn>.generating` while writing it and
+/// renames it when complete; one cut by a full disk would be read as the
+/// newest snapshot and refused as corrupt at every start. The previous
+/// snapshot is removed only after the rename, so a leftover is garbage.
+fn remove_partial_snapshots(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match std::fs::remove_file(e.path()) {
+                Ok(()) => tracing::warn!(file = %name, "removed a snapshot cut short by a failed write"),
+                Err(err) => tracing::warn!(file = %name, error = %err, "cannot remove a partial snapshot"),
+            }
+        }
+    }
+}
+
+fn load_stats(tree: &sled::Tree, stats: &mut SpoolStats) -> Result<(), sled::Error> {
+    let get =
+        |name: &str| -> Result<u64, sled::Error> { Ok(tree.get(mkey(name))?.map(|v| be(&v)).unwrap_or(0)) };
+    stats.produced = get("produced")?;
+    stats.acked = get("acked")?;
+    stats.oversize = get("oversize")?;
+    stats.next_seq = get("next_seq")?.max(1);
+    for class in 1..=CLASSES as u8 {
+        stats.dropped[class as usize - 1] = tree.get(dropped_key(class))?.map(|v| be(&v)).unwrap_or(0);
+    }
+    stats.records = 0;
+    stats.bytes = 0;
+    for kv in tree.scan_prefix(b"r") {
+        let (_, v) = kv?;
+        stats.records += 1;
+        stats.bytes += entry_size(v.len());
+    }
+    Ok(())
+}
+
+fn open_db(dir: &Path) -> Result<Db, sled::Error> {
+    remove_partial_snapshots(dir);
+    let db = sled::Config::new().path(dir).flush_every_ms(Some(200)).open()?;
+    let tree = db.open_tree("spool")?;
+    Ok(Db { db, tree })
+}
+
 impl Spool {
+    /// Opens the spool in `dir` with `max_bytes` bounding the disk its
+    /// files occupy (see the module doc). On a full disk it opens anyway,
+    /// releasing its reserve, and refuses appends until space returns.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool, SpoolError> {
-        let db = sled::Config::new().path(dir).flush_every_ms(Some(200)).open()?;
-        let tree = db.open_tree("spool")?;
-        let get = |name: &str| -> Result<u64, SpoolError> {
-            Ok(tree.get(mkey(name))?.map(|v| be(&v)).unwrap_or(0))
+        let reserve = (max_bytes / 8).min(RESERVE_MAX);
+        let cap = max_bytes.saturating_sub(reserve) / PAYLOAD_SHARE_DIV;
+        Spool::open_inner(dir, max_bytes, cap, true, reserve)
+    }
+
+    /// A spool whose cap counts payload only, without disk accounting or
+    /// reserve file (tests and tools that only read).
+    pub fn open_payload_cap(dir: &Path, cap: u64) -> Result<Spool, SpoolError> {
+        Spool::open_inner(dir, cap, cap, false, 0)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        max_bytes: u64,
+        cap: u64,
+        disk: bool,
+        reserve: u64,
+    ) -> Result<Spool, SpoolError> {
+        std::fs::create_dir_all(dir).map_err(|e| SpoolError::Sled(e.into()))?;
+        let mut storage_failures = 0;
+        let db = match open_db(dir) {
+            Ok(db) => db,
+            Err(e) if disk && storage_failure(&e) => {
+                // a full disk: give sled the reserve to recover with
+                tracing::warn!(error = %e, "cannot open the spool; releasing its reserve and trying again");
+                storage_failures += 1;
+                let _ = std::fs::remove_file(dir.join(RESERVE_FILE));
+                match open_db(dir) {
+                    Ok(db) => db,
+                    Err(e) if storage_failure(&e) => {
+                        return Err(SpoolError::Full(format!("opening the spool: {e}")));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
         };
-        let mut stats = SpoolStats {
-            max_bytes,
-            produced: get("produced")?,
-            acked: get("acked")?,
-            oversize: get("oversize")?,
-            next_seq: get("next_seq")?.max(1),
-            ..Default::default()
-        };
-        for class in 1..=CLASSES as u8 {
-            stats.dropped[class as usize - 1] = tree.get(dropped_key(class))?.map(|v| be(&v)).unwrap_or(0);
-        }
-        for kv in tree.scan_prefix(b"r") {
-            let (_, v) = kv?;
-            stats.records += 1;
-            stats.bytes += entry_size(v.len());
-        }
+        let mut stats = SpoolStats { max_bytes, payload_cap: cap, storage_failures, ..Default::default() };
+        load_stats(&db.tree, &mut stats)?;
         let durable = stats.next_seq - 1;
-        Ok(Spool {
+        let spool = Spool {
             inner: Arc::new(Inner {
-                db,
-                tree,
-                state: Mutex::new(State { stats }),
+                dir: dir.to_path_buf(),
+                disk,
+                reserve,
+                state: Mutex::new(State {
+                    stats,
+                    db: Some(db),
+                    counters_dirty: false,
+                    uncertain: None,
+                    last_open_attempt: None,
+                    last_probe: None,
+                    last_measure: None,
+                    last_shrink: None,
+                }),
                 durable: watch::Sender::new(durable),
             }),
-        })
+        };
+        if disk {
+            let mut st = spool.lock();
+            if !spool.probe(&mut st) {
+                st.stats.full = true;
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "the spool's disk is full: holding and delivering what it has, new records wait for space"
+                );
+            }
+            spool.measure(&mut st, true);
+        }
+        Ok(spool)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the reserve file (twice its size first, so that as much
+    /// again stays free after it). `true`: there is room.
+    fn probe(&self, st: &mut State) -> bool {
+        st.last_probe = Some(Instant::now());
+        let path = self.inner.dir.join(RESERVE_FILE);
+        let want = self.inner.reserve;
+        if want == 0 {
+            return true;
+        }
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+            let block = vec![0u8; 64 << 10];
+            let mut left = want * 2;
+            while left > 0 {
+                let n = left.min(block.len() as u64) as usize;
+                f.write_all(&block[..n])?;
+                left -= n as u64;
+            }
+            f.flush()?;
+            f.set_len(want)?;
+            Ok(())
+        };
+        match write() {
+            Ok(()) => true,
+            Err(_) => {
+                let _ = std::fs::remove_file(&path);
+                false
+            }
+        }
+    }
+
+    /// Measures the directory; above 80 % of `max_bytes` the payload cap
+    /// shrinks (by a tenth, at most once a second).
+    fn measure(&self, st: &mut State, force: bool) {
+        if !self.inner.disk || (!force && st.last_measure.is_some_and(|t| t.elapsed() < MEASURE_EVERY)) {
+            return;
+        }
+        st.last_measure = Some(Instant::now());
+        let used = disk_usage(&self.inner.dir);
+        st.stats.disk_bytes = used;
+        // sled frees the space of deleted records late: start keeping less
+        // payload before the bound is reached
+        let threshold = st.stats.max_bytes / 10 * 8;
+        if used > threshold && st.last_shrink.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            st.last_shrink = Some(Instant::now());
+            let floor = st.stats.max_bytes / 64;
+            let cap = (st.stats.payload_cap.min(st.stats.bytes) / 10 * 9).max(floor);
+            if cap < st.stats.payload_cap {
+                tracing::warn!(
+                    disk_bytes = used,
+                    max_bytes = st.stats.max_bytes,
+                    payload_cap = cap,
+                    "the spool's files exceed spool.max_bytes: keeping less payload"
+                );
+                st.stats.payload_cap = cap;
+            }
+        }
+    }
+
+    /// The storage failed (disk full): close it, release the reserve, mark
+    /// the spool full, and lower the payload cap to what the disk held.
+    fn fail(&self, st: &mut State, e: &sled::Error, what: &str) -> SpoolError {
+        st.stats.storage_failures += 1;
+        st.db = None;
+        if self.inner.disk {
+            let _ = std::fs::remove_file(self.inner.dir.join(RESERVE_FILE));
+            st.stats.full = true;
+            let cap = (st.stats.bytes / 4 * 3).max(st.stats.max_bytes / 64);
+            st.stats.payload_cap = st.stats.payload_cap.min(cap);
+        }
+        tracing::error!(error = %e, what, "spool storage failed (disk full?): reopening it, new records wait for space");
+        SpoolError::Full(format!("{what}: {e}"))
+    }
+
+    /// Reopens the storage after a failure (at most every 200 ms).
+    fn ensure_open(&self, st: &mut State) -> Result<(), SpoolError> {
+        if st.db.is_some() {
+            return Ok(());
+        }
+        if st.last_open_attempt.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
+            return Err(SpoolError::Full("spool storage not reopened yet".into()));
+        }
+        st.last_open_attempt = Some(Instant::now());
+        // the old handle's flusher thread may hold the file lock a moment
+        let db = match open_db(&self.inner.dir) {
+            Ok(db) => db,
+            Err(e) if storage_failure(&e) => {
+                return Err(SpoolError::Full(format!("reopening the spool: {e}")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        load_stats(&db.tree, &mut st.stats)?;
+        tracing::info!(records = st.stats.records, next_seq = st.stats.next_seq, "spool storage reopened");
+        st.db = Some(db);
+        // a count of records lost meanwhile is written with the next batch
+        st.counters_dirty = true;
+        Ok(())
+    }
+
+    fn tree<'a>(&self, st: &'a mut State) -> Result<&'a sled::Tree, SpoolError> {
+        self.ensure_open(st)?;
+        match &st.db {
+            Some(db) => Ok(&db.tree),
+            None => Err(SpoolError::Full("spool storage closed".into())),
+        }
     }
 
     /// Appends records (and the checkpoint of the input they came from) in
@@ -229,12 +548,97 @@ impl Spool {
         state: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<AppendOutcome, SpoolError> {
         let mut st = self.lock();
-        let tree = &self.inner.tree;
+        self.apply(&mut st, &records, checkpoint, &state)
+    }
+
+    /// Appends and flushes in one step: the producers' commit. On a full
+    /// disk it returns [`SpoolError::Full`] and nothing of the batch is
+    /// kept: the caller keeps its input (does not advance) and retries, or
+    /// reports the records with [`Spool::lost`].
+    pub fn commit(
+        &self,
+        records: &[NewRecord],
+        checkpoint: Option<(&str, &[u8])>,
+        state: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<AppendOutcome, SpoolError> {
+        let mut st = self.lock();
+        // a retry of a commit whose flush failed but which reached the disk
+        if let Some(u) = st.uncertain.take() {
+            let _ = self.ensure_open(&mut st);
+            if st.db.is_none() {
+                st.uncertain = Some(u);
+                return Err(SpoolError::Full("spool storage not reopened yet".into()));
+            }
+            let same = u.records == records.len()
+                && u.checkpoint.as_ref().map(|(s, p)| (s.as_str(), p.as_slice())) == checkpoint;
+            if same && st.stats.next_seq == u.next_after {
+                tracing::info!(first_seq = u.outcome.first_seq, "the batch of a failed flush was on disk");
+                self.release(&st);
+                return Ok(u.outcome);
+            }
+        }
+        let out = self.apply(&mut st, records, checkpoint, state)?;
+        let flushed = match &st.db {
+            Some(db) => db.db.flush(),
+            None => return Err(SpoolError::Full("spool storage closed".into())),
+        };
+        if let Err(e) = flushed {
+            if !storage_failure(&e) {
+                return Err(e.into());
+            }
+            let err = self.fail(&mut st, &e, "flush");
+            st.uncertain = Some(Uncertain {
+                next_after: out.last_seq + 1,
+                records: records.len(),
+                checkpoint: checkpoint.map(|(s, p)| (s.to_string(), p.to_vec())),
+                outcome: out,
+            });
+            return Err(err);
+        }
+        self.release(&st);
+        Ok(out)
+    }
+
+    /// Counts records that could not be kept (disk full, input that cannot
+    /// wait): produced and dropped in their class, written with the next
+    /// batch that reaches the disk.
+    pub fn lost(&self, records: &[NewRecord]) {
+        if records.is_empty() {
+            return;
+        }
+        let mut st = self.lock();
+        st.stats.produced += records.len() as u64;
+        for r in records {
+            st.stats.dropped[r.class() as usize - 1] += 1;
+        }
+        st.counters_dirty = true;
+        tracing::warn!(records = records.len(), "records dropped: the spool's disk is full");
+    }
+
+    fn apply(
+        &self,
+        st: &mut State,
+        records: &[NewRecord],
+        checkpoint: Option<(&str, &[u8])>,
+        state: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<AppendOutcome, SpoolError> {
+        if self.inner.disk {
+            if st.stats.full {
+                if st.last_probe.is_some_and(|t| t.elapsed() < PROBE_EVERY) || !self.probe(st) {
+                    return Err(SpoolError::Full("no space left for the spool".into()));
+                }
+                st.stats.full = false;
+                tracing::info!("space for the spool again: taking new records");
+            }
+            self.measure(st, false);
+        }
+        let disk = self.inner.disk;
+        let tree = self.tree(st)?.clone();
         let first_seq = st.stats.next_seq;
         let mut batch = sled::Batch::default();
         // (class, seq, size, encoded) of the new records
         let mut fresh: Vec<(u8, u64, u64, Vec<u8>)> = Vec::with_capacity(records.len());
-        for (i, r) in records.into_iter().enumerate() {
+        for (i, r) in records.iter().enumerate() {
             let seq = first_seq + i as u64;
             let class = r.class();
             let encoded = v1::Record {
@@ -242,13 +646,13 @@ impl Spool {
                 kind: r.kind as i32,
                 time: Some(timefmt::to_timestamp(r.time)),
                 severity: r.severity,
-                eve_json: r.eve_json,
+                eve_json: r.eve_json.clone(),
             }
             .encode_to_vec();
             fresh.push((class, seq, entry_size(encoded.len()), encoded));
         }
         let new_bytes: u64 = fresh.iter().map(|f| f.2).sum();
-        let mut excess = (st.stats.bytes + new_bytes).saturating_sub(st.stats.max_bytes);
+        let mut excess = (st.stats.bytes + new_bytes).saturating_sub(st.stats.payload_cap);
         let mut alive = vec![true; fresh.len()];
         let mut evicted_old: Vec<(u8, u64, u64)> = Vec::new();
         let mut dropped_now = [0u64; CLASSES];
@@ -258,9 +662,13 @@ impl Spool {
                     if excess == 0 {
                         break 'classes;
                     }
-                    let (k, _) = kv?;
+                    let (k, _) = kv.map_err(|e| self.sled_err(st, e, "read"))?;
                     let seq = be(&k[2..]);
-                    let size = tree.get(rkey(seq))?.map(|v| entry_size(v.len())).unwrap_or(0);
+                    let size = tree
+                        .get(rkey(seq))
+                        .map_err(|e| self.sled_err(st, e, "read"))?
+                        .map(|v| entry_size(v.len()))
+                        .unwrap_or(0);
                     evicted_old.push((class, seq, size));
                     excess = excess.saturating_sub(size);
                     dropped_now[class as usize - 1] += 1;
@@ -300,7 +708,7 @@ impl Spool {
         let evicted: u64 = dropped_now.iter().sum();
         for class in 1..=CLASSES as u8 {
             let n = dropped_now[class as usize - 1];
-            if n > 0 {
+            if n > 0 || st.counters_dirty {
                 let total = st.stats.dropped[class as usize - 1] + n;
                 batch.insert(dropped_key(class), &total.to_be_bytes());
             }
@@ -310,13 +718,16 @@ impl Spool {
         }
         for (key, value) in state {
             let mut k = vec![b's'];
-            k.extend_from_slice(&key);
+            k.extend_from_slice(key);
             match value {
-                Some(v) => batch.insert(k, v),
+                Some(v) => batch.insert(k, v.as_slice()),
                 None => batch.remove(k),
             }
         }
-        tree.apply_batch(batch)?;
+        if let Err(e) = tree.apply_batch(batch) {
+            return Err(self.sled_err(st, e, "append"));
+        }
+        st.counters_dirty = false;
         st.stats.next_seq = next_seq;
         st.stats.produced = produced;
         st.stats.records = st.stats.records + added_records - evicted_old.len() as u64;
@@ -328,17 +739,24 @@ impl Spool {
             tracing::warn!(
                 evicted,
                 spool_bytes = st.stats.bytes,
+                payload_cap = st.stats.payload_cap,
                 max_bytes = st.stats.max_bytes,
+                disk_bytes = st.stats.disk_bytes,
+                disk,
                 "spool full: evicted records, lowest severity first"
             );
         }
         Ok(AppendOutcome { first_seq, last_seq: next_seq - 1, evicted })
     }
 
-    /// Makes all appends so far durable and releases them to the uplink.
-    pub fn flush(&self) -> Result<(), SpoolError> {
-        let upto = self.lock().stats.next_seq - 1;
-        self.inner.db.flush()?;
+    /// A sled error: a storage failure closes the spool (recoverable).
+    fn sled_err(&self, st: &mut State, e: sled::Error, what: &str) -> SpoolError {
+        if storage_failure(&e) { self.fail(st, &e, what) } else { e.into() }
+    }
+
+    /// Releases everything appended so far to the uplink.
+    fn release(&self, st: &State) {
+        let upto = st.stats.next_seq - 1;
         self.inner.durable.send_if_modified(|d| {
             if *d < upto {
                 *d = upto;
@@ -347,6 +765,19 @@ impl Spool {
                 false
             }
         });
+    }
+
+    /// Makes all appends so far durable and releases them to the uplink.
+    pub fn flush(&self) -> Result<(), SpoolError> {
+        let mut st = self.lock();
+        let r = match &st.db {
+            Some(db) => db.db.flush(),
+            None => return Err(SpoolError::Full("spool storage closed".into())),
+        };
+        if let Err(e) = r {
+            return Err(self.sled_err(&mut st, e, "flush"));
+        }
+        self.release(&st);
         Ok(())
     }
 
@@ -367,10 +798,12 @@ impl Spool {
         if after >= durable {
             return Ok(Vec::new());
         }
+        let mut st = self.lock();
+        let tree = self.tree(&mut st)?.clone();
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        for kv in self.inner.tree.range(rkey(after + 1)..=rkey(durable)) {
-            let (k, v) = kv?;
+        for kv in tree.range(rkey(after + 1)..=rkey(durable)) {
+            let (k, v) = kv.map_err(|e| self.sled_err(&mut st, e, "read"))?;
             if !out.is_empty() && (out.len() >= max_records || bytes + v.len() > max_bytes) {
                 break;
             }
@@ -389,12 +822,12 @@ impl Spool {
             return Ok(0);
         }
         let mut st = self.lock();
-        let tree = &self.inner.tree;
+        let tree = self.tree(&mut st)?.clone();
         let mut batch = sled::Batch::default();
         let mut removed = 0u64;
         let mut removed_bytes = 0u64;
         for kv in tree.range(rkey(first)..=rkey(last)) {
-            let (k, v) = kv?;
+            let (k, v) = kv.map_err(|e| self.sled_err(&mut st, e, "read"))?;
             let seq = be(&k[1..]);
             let rec = v1::Record::decode(v.as_ref())
                 .map_err(|e| SpoolError::Corrupt { seq, reason: e.to_string() })?;
@@ -408,7 +841,9 @@ impl Spool {
         }
         let acked = st.stats.acked + removed;
         batch.insert(mkey("acked"), &acked.to_be_bytes());
-        tree.apply_batch(batch)?;
+        if let Err(e) = tree.apply_batch(batch) {
+            return Err(self.sled_err(&mut st, e, "ack"));
+        }
         st.stats.acked = acked;
         st.stats.records -= removed;
         st.stats.bytes -= removed_bytes;
@@ -419,8 +854,8 @@ impl Spool {
     /// than any batch the collector accepts. Counted in `oversize`.
     pub fn drop_oversize(&self, seq: u64) -> Result<bool, SpoolError> {
         let mut st = self.lock();
-        let tree = &self.inner.tree;
-        let Some(v) = tree.get(rkey(seq))? else {
+        let tree = self.tree(&mut st)?.clone();
+        let Some(v) = tree.get(rkey(seq)).map_err(|e| self.sled_err(&mut st, e, "read"))? else {
             return Ok(false);
         };
         let rec =
@@ -430,7 +865,9 @@ impl Spool {
         batch.remove(&rkey(seq));
         batch.remove(&ikey(class_of(rec.kind, rec.severity), seq));
         batch.insert(mkey("oversize"), &oversize.to_be_bytes());
-        tree.apply_batch(batch)?;
+        if let Err(e) = tree.apply_batch(batch) {
+            return Err(self.sled_err(&mut st, e, "drop"));
+        }
         st.stats.oversize = oversize;
         st.stats.records -= 1;
         st.stats.bytes -= entry_size(v.len());
@@ -439,19 +876,21 @@ impl Spool {
     }
 
     pub fn checkpoint(&self, source: &str) -> Result<Option<Vec<u8>>, SpoolError> {
-        Ok(self.inner.tree.get(ckey(source))?.map(|v| v.to_vec()))
+        let mut st = self.lock();
+        let tree = self.tree(&mut st)?.clone();
+        Ok(tree.get(ckey(source)).map_err(|e| self.sled_err(&mut st, e, "read"))?.map(|v| v.to_vec()))
     }
 
     /// Detector state committed with earlier appends.
     pub fn detector_state(&self) -> Result<Vec<StateEntry>, SpoolError> {
-        self.inner
-            .tree
-            .scan_prefix(b"s")
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((k[1..].to_vec(), v.to_vec()))
-            })
-            .collect()
+        let mut st = self.lock();
+        let tree = self.tree(&mut st)?.clone();
+        let mut out = Vec::new();
+        for kv in tree.scan_prefix(b"s") {
+            let (k, v) = kv.map_err(|e| self.sled_err(&mut st, e, "read"))?;
+            out.push((k[1..].to_vec(), v.to_vec()));
+        }
+        Ok(out)
     }
 
     pub fn stats(&self) -> SpoolStats {
@@ -464,9 +903,11 @@ impl Spool {
 
     /// Sequence numbers currently held, by class (for tests and tools).
     pub fn contents(&self) -> Result<BTreeMap<u64, u8>, SpoolError> {
+        let mut st = self.lock();
+        let tree = self.tree(&mut st)?.clone();
         let mut out = BTreeMap::new();
-        for kv in self.inner.tree.scan_prefix(b"i") {
-            let (k, _) = kv?;
+        for kv in tree.scan_prefix(b"i") {
+            let (k, _) = kv.map_err(|e| self.sled_err(&mut st, e, "read"))?;
             out.insert(be(&k[2..]), k[1]);
         }
         Ok(out)
@@ -490,7 +931,7 @@ mod tests {
     #[test]
     fn records_are_released_only_after_flush_and_removed_on_ack() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Spool::open(dir.path(), 1 << 20).unwrap();
+        let s = Spool::open_payload_cap(dir.path(), 1 << 20).unwrap();
         let out = s.append(vec![rec(2, 10), rec(3, 10)], Some(("pcap:a", b"42"))).unwrap();
         assert_eq!((out.first_seq, out.last_seq), (1, 2));
         assert!(s.read_after(0, 10, 1 << 20).unwrap().is_empty(), "not durable yet");
@@ -509,7 +950,7 @@ mod tests {
     fn state_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Spool::open(dir.path(), 1 << 20).unwrap();
+            let s = Spool::open_payload_cap(dir.path(), 1 << 20).unwrap();
             s.append(vec![rec(1, 5); 3], None).unwrap();
             s.ack(1, 1).unwrap();
             s.flush().unwrap();
@@ -525,7 +966,7 @@ mod tests {
     fn eviction_takes_lowest_severity_oldest_first() {
         let dir = tempfile::tempdir().unwrap();
         // each record is about 48 bytes; room for five
-        let s = Spool::open(dir.path(), 250).unwrap();
+        let s = Spool::open_payload_cap(dir.path(), 250).unwrap();
         let first = s.append(vec![rec(1, 30), rec(4, 30), rec(2, 30), rec(4, 30), rec(0, 30)], None).unwrap();
         assert_eq!(first.evicted, 0);
         let out = s.append(vec![rec(3, 30), rec(1, 30)], None).unwrap();
@@ -540,17 +981,38 @@ mod tests {
         assert_eq!(st.produced, st.records + st.acked + st.dropped_total() + st.oversize);
     }
 
+    /// The documented margin: with eviction running, the spool directory
+    /// (reserve included) stays under twice `max_bytes`.
+    #[test]
+    fn disk_use_stays_under_twice_max_bytes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("spool");
+        let max = 4u64 << 20;
+        let s = Spool::open(&dir, max).unwrap();
+        let mut peak = 0;
+        for i in 0..120usize {
+            let recs: Vec<NewRecord> =
+                (0..512usize).map(|j| rec((j % 5) as u32, 300 + (i * j) % 200)).collect();
+            s.commit(&recs, Some(("x", b"y")), &[]).unwrap();
+            peak = peak.max(disk_usage(&dir));
+        }
+        let st = s.stats();
+        assert!(st.dropped_total() > 0, "the cap evicted: {st:?}");
+        assert!(peak < 2 * max, "peak {peak} for max_bytes {max}: {st:?}");
+        assert_eq!(st.produced, st.records + st.acked + st.dropped_total() + st.oversize);
+    }
+
     /// sled's flusher thread may hold the file lock for a moment after the
     /// last handle is dropped; a restarted process never sees this.
     #[allow(clippy::disallowed_methods)]
     fn reopen(dir: &std::path::Path, cap: u64) -> Spool {
         for _ in 0..100 {
-            if let Ok(s) = Spool::open(dir, cap) {
+            if let Ok(s) = Spool::open_payload_cap(dir, cap) {
                 return s;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Spool::open(dir, cap).unwrap()
+        Spool::open_payload_cap(dir, cap).unwrap()
     }
 
     #[derive(Debug, Clone)]
@@ -579,7 +1041,7 @@ mod tests {
         #[test]
         fn spool_matches_model(ops in prop::collection::vec(op(), 1..40), cap in 150u64..1500) {
             let dir = tempfile::tempdir().unwrap();
-            let mut s = Spool::open(dir.path(), cap).unwrap();
+            let mut s = Spool::open_payload_cap(dir.path(), cap).unwrap();
             let mut model: BTreeMap<u64, u8> = BTreeMap::new();
             for op in ops {
                 match op {

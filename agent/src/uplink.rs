@@ -117,7 +117,7 @@ impl Uplink {
             }
             match self.session(&mut backoff).await {
                 Ok(SessionEnd::Finished(f)) => return Ok(f),
-                Err(SessionError::Spool(e)) => return Err(e),
+                Err(SessionError::Spool(e)) if !e.is_full() => return Err(e),
                 Err(e) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in = ?delay, "uplink to the collector interrupted");

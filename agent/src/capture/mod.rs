@@ -150,12 +150,48 @@ impl Producer {
     }
 
     /// Commits pending records, detector state and checkpoint, then flushes.
+    ///
+    /// On a full disk ([`SpoolError::Full`]) a capture file waits here:
+    /// it reads nothing more and retries the same chunk until space
+    /// returns, or, when told to stop, leaves without committing (its
+    /// checkpoint did not move, so the next run produces the chunk again).
+    /// A live capture cannot wait: the chunk's records are counted as
+    /// dropped ([`Spool::lost`]) and capture goes on.
     fn commit(&mut self, checkpoint: Option<(&str, &[u8])>) -> Result<(), CaptureError> {
         let out = std::mem::take(&mut self.out);
-        let state = out.state.into_iter().map(StateChange::into_pair).collect();
+        let state: Vec<_> = out.state.into_iter().map(StateChange::into_pair).collect();
+        let live = checkpoint.is_none();
         if !out.records.is_empty() || checkpoint.is_some() {
-            self.spool.append_with_state(out.records, checkpoint, state)?;
-            self.spool.flush()?;
+            let mut waiting_since: Option<Instant> = None;
+            loop {
+                match self.spool.commit(&out.records, checkpoint, &state) {
+                    Ok(_) => break,
+                    Err(e) if e.is_full() && live => {
+                        self.spool.lost(&out.records);
+                        break;
+                    }
+                    Err(e) if e.is_full() => {
+                        if waiting_since.is_none() {
+                            tracing::warn!(error = %e, "spool disk full: capture paused until space returns");
+                            waiting_since = Some(Instant::now());
+                        }
+                        if self.stopping() {
+                            tracing::warn!(
+                                records = out.records.len(),
+                                "stopping on a full disk: the last chunk was not committed and is read again from the checkpoint at the next start"
+                            );
+                            self.publish_stats();
+                            return Ok(());
+                        }
+                        #[allow(clippy::disallowed_methods)] // the capture thread is not async
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if let Some(t) = waiting_since {
+                tracing::info!(waited = ?t.elapsed(), "spool has space again: capture resumed");
+            }
         }
         self.publish_stats();
         self.last_commit = Instant::now();

@@ -99,6 +99,7 @@ impl HostSensor {
         }
         if host.fim.enabled || !host.web.roots.is_empty() {
             let mut runner = fim::FimRunner::new(cfg, &spool.clone(), counters.clone(), restored);
+            runner.stop = stop.clone();
             let stop = stop.clone();
             threads.push(spawn("canhgac-fim", move || runner.run(&stop)));
         }
@@ -136,14 +137,47 @@ pub fn nap(d: Duration) {
 }
 
 /// Commits an output chunk: records, checkpoint and state in one batch.
-pub fn commit(spool: &Spool, out: &mut Output, checkpoint: Option<(&str, &[u8])>) -> Result<(), SpoolError> {
+///
+/// On a full disk the monitor waits here (it reads no more input) and
+/// retries until space returns. Told to stop meanwhile, it gives up the
+/// chunk: a log follower's checkpoint did not move, so its lines are read
+/// again at the next start; the records of the other monitors are counted
+/// as dropped.
+pub fn commit(
+    spool: &Spool,
+    out: &mut Output,
+    checkpoint: Option<(&str, &[u8])>,
+    stop: &AtomicBool,
+) -> Result<(), SpoolError> {
     let out = std::mem::take(out);
     if out.records.is_empty() && out.state.is_empty() && checkpoint.is_none() {
         return Ok(());
     }
-    let state = out.state.into_iter().map(StateChange::into_pair).collect();
-    spool.append_with_state(out.records, checkpoint, state)?;
-    spool.flush()
+    let state: Vec<_> = out.state.into_iter().map(StateChange::into_pair).collect();
+    let mut warned = false;
+    loop {
+        match spool.commit(&out.records, checkpoint, &state) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_full() => {
+                if stop.load(Relaxed) {
+                    if checkpoint.is_none() {
+                        spool.lost(&out.records);
+                    }
+                    tracing::warn!(
+                        records = out.records.len(),
+                        "stopping on a full disk: chunk not committed"
+                    );
+                    return Ok(());
+                }
+                if !warned {
+                    tracing::warn!(error = %e, "spool disk full: host monitor paused until space returns");
+                    warned = true;
+                }
+                nap(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The `host:auth` checkpoint.
@@ -296,7 +330,7 @@ impl AuthRunner {
                 self.pipeline.take_state(&mut out);
                 let cp = self.checkpoint();
                 let changed = cp != last_checkpoint;
-                commit(&self.spool, &mut out, changed.then_some((AUTH_CHECKPOINT, cp.as_slice())))?;
+                commit(&self.spool, &mut out, changed.then_some((AUTH_CHECKPOINT, cp.as_slice())), stop)?;
                 last_checkpoint = cp;
                 last_commit = Instant::now();
                 dirty = false;

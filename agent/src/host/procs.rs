@@ -231,7 +231,7 @@ impl ProcRunner {
                 if self.processes {
                     self.check_processes(&mut out);
                 }
-                if let Err(e) = commit(&self.spool, &mut out, None) {
+                if let Err(e) = commit(&self.spool, &mut out, None, stop) {
                     tracing::error!(error = %e, "listener and process monitor stopped: spool error");
                     return;
                 }

@@ -68,7 +68,7 @@ fn detect_only(pcap: &Path) -> anyhow::Result<(u64, u64, Duration)> {
 }
 
 fn spool_only(pcap: &Path, dir: &Path) -> anyhow::Result<(u64, Duration)> {
-    let spool = Spool::open(dir, u64::MAX)?;
+    let spool = Spool::open_payload_cap(dir, u64::MAX)?;
     let builder = Arc::new(EngineBuilder::new(ioc(), EngineConfig::default(), Vec::new()));
     let started = Instant::now();
     let mut producer = Producer::new(

@@ -155,6 +155,9 @@ pub struct FimRunner {
     baseline: HashMap<PathBuf, FileMeta>,
     skipped: u64,
     changes: u64,
+    /// Set by [`HostSensor::stop`](super::HostSensor::stop): a commit
+    /// waiting for disk space gives up.
+    pub stop: Arc<AtomicBool>,
 }
 
 impl FimRunner {
@@ -207,6 +210,7 @@ impl FimRunner {
             baseline,
             skipped: 0,
             changes: 0,
+            stop: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -562,14 +566,14 @@ impl FimRunner {
                 }
             }
             if state_n >= STATE_CHUNK {
-                commit(&self.spool, &mut out, None)?;
+                commit(&self.spool, &mut out, None, &self.stop)?;
                 state_n = 0;
             }
         }
         for ((detector, root), changes) in groups {
             report(detector, &root, changes, now, &mut out);
         }
-        commit(&self.spool, &mut out, None)?;
+        commit(&self.spool, &mut out, None, &self.stop)?;
         HostCounters::set(&self.counters.fim_files, self.baseline.len() as u64);
         HostCounters::set(&self.counters.fim_changes, self.changes);
         HostCounters::set(&self.counters.fim_skipped, self.skipped);
