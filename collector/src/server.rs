@@ -121,6 +121,7 @@ pub async fn run(
     ));
     tasks.spawn(crate::supervise::run_watchdog(shared.clone()));
     tasks.spawn(crate::supervise::run_retention(shared.clone()));
+    tasks.spawn(crate::supervise::run_storage_watch(store.clone(), stop_rx.clone()));
     if let Some(f) = config.forward.clone() {
         tracing::info!(target = ?f.target, "forwarding alerts and incident changes");
         tasks.spawn(crate::forward::run(shared.clone(), f));

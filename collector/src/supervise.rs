@@ -198,6 +198,31 @@ pub async fn run_retention(shared: Arc<Shared>) {
     }
 }
 
+/// Watches storage health: after a write failure (a full disk) reopens the
+/// database as soon as there is room again, so ingest and operator calls
+/// resume without a restart. Checks once a second.
+pub async fn run_storage_watch(store: crate::store::Store, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut reported = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = crate::registry::until_true(&mut shutdown) => return,
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.recover()).await {
+            Ok(Ok(true)) => reported = false,
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                if !reported {
+                    tracing::error!(error = %e, "storage is failing (disk full?): writes refused until space returns");
+                    reported = true;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "storage watch failed"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ mod host;
 mod hygiene;
 mod live;
 mod security;
+mod storage;
 mod supervision;
 
 use canhgac_tests::{Agent, Collector};

@@ -84,6 +84,28 @@ pub enum StoreError {
     Conflict(String),
     #[error("database schema version {found} is newer than this collector understands ({SCHEMA_VERSION})")]
     Schema { found: u32 },
+    /// Still no room to write (a full disk), or the database could not be
+    /// reopened after a storage failure.
+    #[error("storage unavailable (no space left or reopening failed)")]
+    Unavailable,
+}
+
+/// Writes and removes a few MiB next to the database: whether there is
+/// room again to write after a full disk.
+fn probe_space(db: &Path) -> Result<(), StoreError> {
+    use std::io::Write as _;
+    let dir = db.parent().unwrap_or(db);
+    let probe = dir.join(".canhgac-space-probe");
+    let result = (|| {
+        let mut f = std::fs::File::create(&probe)?;
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..8 {
+            f.write_all(&chunk)?;
+        }
+        f.sync_all()
+    })();
+    let _ = std::fs::remove_file(&probe);
+    result.map_err(|_| StoreError::Unavailable)
 }
 
 /// Why an enrollment token was refused. Nothing is created in any case.
@@ -177,7 +199,25 @@ pub type AlertPage = (Vec<(u64, RecordRec)>, Option<PageKey>);
 
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    cell: Arc<Cell>,
+}
+
+/// The open database, replaceable: after an I/O error (a full disk) sled
+/// refuses every later write until it is reopened, so [`Store::recover`]
+/// swaps in a freshly opened database once space is back. Cursor watches
+/// live here so that subscribers survive the swap.
+struct Cell {
+    path: std::path::PathBuf,
+    /// `None` while a reopen has not succeeded yet: every call then
+    /// answers [`StoreError::Unavailable`].
+    current: std::sync::RwLock<Option<Arc<Inner>>>,
+    alert_cursor: Arc<watch::Sender<u64>>,
+    change_cursor: Arc<watch::Sender<u64>>,
+    /// Times the database was reopened after a storage failure.
+    reopened: std::sync::atomic::AtomicU64,
+    /// Next alert cursor and incident change cursor already handed out by
+    /// a database that was replaced: never reused.
+    floors: Mutex<(u64, u64)>,
 }
 
 struct Inner {
@@ -209,11 +249,11 @@ struct Inner {
     /// Next incident change cursor; the lock serialises incident commits.
     next_change: Mutex<u64>,
     /// Highest committed incident change cursor (0: none).
-    change_cursor: watch::Sender<u64>,
+    change_cursor: Arc<watch::Sender<u64>>,
     /// Next cursor to assign; the lock serialises ingest commits.
     next_cursor: Mutex<u64>,
     /// Highest committed alert cursor (0: none).
-    alert_cursor: watch::Sender<u64>,
+    alert_cursor: Arc<watch::Sender<u64>>,
 }
 
 fn sortable(v: i64) -> u64 {
@@ -272,6 +312,81 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let inner = Inner::open(path, None)?;
+        Ok(Store {
+            cell: Arc::new(Cell {
+                path: path.to_path_buf(),
+                alert_cursor: inner.alert_cursor.clone(),
+                change_cursor: inner.change_cursor.clone(),
+                current: std::sync::RwLock::new(Some(Arc::new(inner))),
+                reopened: std::sync::atomic::AtomicU64::new(0),
+                floors: Mutex::new((0, 0)),
+            }),
+        })
+    }
+
+    /// The database in use now.
+    fn inner(&self) -> Result<Arc<Inner>, StoreError> {
+        self.cell.current.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(StoreError::Unavailable)
+    }
+
+    /// Whether writes work; when they fail (sled keeps failing after an
+    /// I/O error such as a full disk) and space is back, reopens the
+    /// database in place. Everything flushed survives the swap; what was
+    /// not flushed was never acknowledged, so agents send it again (each
+    /// (agent, seq) is still stored once). Returns whether it reopened.
+    /// Blocking: call it from a blocking thread (`spawn_blocking`).
+    #[allow(clippy::disallowed_methods)] // waits on a blocking thread, never on the runtime
+    pub fn recover(&self) -> Result<bool, StoreError> {
+        let now = self.cell.current.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(inner) = now
+            && inner.db.flush().is_ok()
+        {
+            return Ok(false);
+        }
+        probe_space(&self.cell.path)?;
+        let mut current = self.cell.current.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(old) = current.take() {
+            // in-flight operations finish (failing) on the old database
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let mut floors = self.cell.floors.lock().unwrap_or_else(|p| p.into_inner());
+            floors.0 = floors.0.max(*old.next_cursor.lock().unwrap_or_else(|p| p.into_inner()));
+            floors.1 = floors.1.max(*old.next_change.lock().unwrap_or_else(|p| p.into_inner()));
+        }
+        let (next_cursor, next_change) = *self.cell.floors.lock().unwrap_or_else(|p| p.into_inner());
+        // sled releases its file lock a moment after the last handle is
+        // dropped; until the open succeeds every call answers Unavailable,
+        // and the next call of this function tries again
+        let mut last = StoreError::Unavailable;
+        for _ in 0..250 {
+            match Inner::open(&self.cell.path, Some((&self.cell, next_cursor, next_change))) {
+                Ok(inner) => {
+                    *current = Some(Arc::new(inner));
+                    let n = self.cell.reopened.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    tracing::warn!(reopened = n, "storage writable again: database reopened");
+                    return Ok(true);
+                }
+                Err(e) => last = e,
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::error!(error = %last, "cannot reopen the database yet; retrying");
+        Err(last)
+    }
+
+    /// Times the database was reopened after a storage failure.
+    pub fn reopened(&self) -> u64 {
+        self.cell.reopened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    /// Opens the database. `again`: reopening in place, with the cell whose
+    /// watches to keep and the cursors already handed out (never reused).
+    fn open(path: &Path, again: Option<(&Cell, u64, u64)>) -> Result<Inner, StoreError> {
         let db = sled::Config::new()
             .path(path)
             .flush_every_ms(Some(500))
@@ -311,8 +426,11 @@ impl Store {
             forward_queue: db.open_tree("forward_queue")?,
             audit_lock: Mutex::new(()),
             operators_lock: Mutex::new(()),
-            next_change: Mutex::new(last_change + 1),
-            change_cursor: watch::Sender::new(last_change),
+            next_change: Mutex::new((last_change + 1).max(again.map(|a| a.2).unwrap_or(0))),
+            change_cursor: match again {
+                Some((cell, _, _)) => cell.change_cursor.clone(),
+                None => Arc::new(watch::Sender::new(last_change)),
+            },
             agencies: db.open_tree("agencies")?,
             tokens: db.open_tree("tokens")?,
             agents: db.open_tree("agents")?,
@@ -323,27 +441,32 @@ impl Store {
             alerts,
             events,
             db,
-            next_cursor: Mutex::new(next_cursor),
-            alert_cursor: watch::Sender::new(last_alert),
+            next_cursor: Mutex::new(next_cursor.max(again.map(|a| a.1).unwrap_or(0))),
+            alert_cursor: match again {
+                Some((cell, _, _)) => cell.alert_cursor.clone(),
+                None => Arc::new(watch::Sender::new(last_alert)),
+            },
         };
-        Ok(Store { inner: Arc::new(inner) })
+        Ok(inner)
     }
+}
 
+impl Store {
     /// Makes every write so far durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner.db.flush_async().await?;
+        self.inner()?.db.flush_async().await?;
         Ok(())
     }
 
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
+        self.inner()?.db.flush()?;
         Ok(())
     }
 
     // ----- agencies -----
 
     pub fn add_agency(&self, rec: AgencyRec) -> Result<AgencyRec, StoreError> {
-        let res = self.inner.agencies.compare_and_swap(
+        let res = self.inner()?.agencies.compare_and_swap(
             rec.code.as_bytes(),
             None as Option<&[u8]>,
             Some(rec.encode_to_vec()),
@@ -355,11 +478,15 @@ impl Store {
     }
 
     pub fn agency(&self, code: &str) -> Result<Option<AgencyRec>, StoreError> {
-        self.inner.agencies.get(code.as_bytes())?.map(|v| decode("agencies", code.as_bytes(), &v)).transpose()
+        self.inner()?
+            .agencies
+            .get(code.as_bytes())?
+            .map(|v| decode("agencies", code.as_bytes(), &v))
+            .transpose()
     }
 
     pub fn agencies(&self) -> Result<Vec<AgencyRec>, StoreError> {
-        self.inner
+        self.inner()?
             .agencies
             .iter()
             .map(|kv| {
@@ -372,7 +499,7 @@ impl Store {
     // ----- enrollment tokens -----
 
     pub fn add_token(&self, token: &str, rec: TokenRec) -> Result<(), StoreError> {
-        self.inner.tokens.insert(token_hash(token), rec.encode_to_vec())?;
+        self.inner()?.tokens.insert(token_hash(token), rec.encode_to_vec())?;
         Ok(())
     }
 
@@ -384,7 +511,7 @@ impl Store {
         now_us: i64,
     ) -> Result<TokenRec, EnrollError> {
         let hash = token_hash(token);
-        let rec: TokenRec = match self.inner.tokens.get(hash).map_err(StoreError::from)? {
+        let rec: TokenRec = match self.inner()?.tokens.get(hash).map_err(StoreError::from)? {
             Some(v) => decode("tokens", &hash, &v)?,
             None => return Err(EnrollError::Unknown),
         };
@@ -420,7 +547,7 @@ impl Store {
         agent: AgentRec,
     ) -> Result<(), EnrollError> {
         let hash = token_hash(token);
-        let i = &self.inner;
+        let i = &self.inner()?;
         let res = (&i.tokens, &i.agents).transaction(|(tokens, agents)| {
             let abort = ConflictableTransactionError::Abort;
             let Some(v) = tokens.get(hash)? else {
@@ -450,7 +577,7 @@ impl Store {
     // ----- agents -----
 
     pub fn agent(&self, agent_id: &str) -> Result<Option<AgentRec>, StoreError> {
-        self.inner
+        self.inner()?
             .agents
             .get(agent_id.as_bytes())?
             .map(|v| decode("agents", agent_id.as_bytes(), &v))
@@ -458,7 +585,7 @@ impl Store {
     }
 
     pub fn agents(&self) -> Result<Vec<AgentRec>, StoreError> {
-        self.inner
+        self.inner()?
             .agents
             .iter()
             .map(|kv| {
@@ -475,7 +602,7 @@ impl Store {
         agent_id: &str,
         mut f: impl FnMut(&mut AgentRec),
     ) -> Result<Option<AgentRec>, StoreError> {
-        let tree = &self.inner.agents;
+        let tree = &self.inner()?.agents;
         loop {
             let Some(old) = tree.get(agent_id.as_bytes())? else {
                 return Ok(None);
@@ -500,7 +627,7 @@ impl Store {
         received_us: i64,
         batch: &[Incoming],
     ) -> Result<IngestOutcome, StoreError> {
-        let i = &self.inner;
+        let i = &self.inner()?;
         let mut next = i.next_cursor.lock().unwrap_or_else(|p| p.into_inner());
         let agency_prefix = agency_prefix(agency);
         let res = (
@@ -615,13 +742,13 @@ impl Store {
 
     /// Highest committed alert cursor; changes wake subscribers.
     pub fn alert_cursor(&self) -> watch::Receiver<u64> {
-        self.inner.alert_cursor.subscribe()
+        self.cell.alert_cursor.subscribe()
     }
 
     /// Alerts with a cursor greater than `after`, in cursor order.
     pub fn alerts_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, RecordRec)>, StoreError> {
         let start = after.saturating_add(1).to_be_bytes();
-        self.inner
+        self.inner()?
             .alerts
             .range(start..)
             .take(limit)
@@ -635,7 +762,7 @@ impl Store {
     /// Events (non-alert records) with a cursor greater than `after`.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, RecordRec)>, StoreError> {
         let start = after.saturating_add(1).to_be_bytes();
-        self.inner
+        self.inner()?
             .events
             .range(start..)
             .take(limit)
@@ -648,7 +775,7 @@ impl Store {
 
     /// Alerts newest event time first, filtered, one page.
     pub fn list_alerts(&self, q: &AlertQuery) -> Result<AlertPage, StoreError> {
-        let i = &self.inner;
+        let i = &self.inner()?;
         let (tree, prefix) = match &q.agency {
             Some(a) => (&i.by_agency, agency_prefix(a)),
             None => (&i.by_time, Vec::new()),
@@ -700,7 +827,7 @@ impl Store {
     }
 
     pub fn quarantined(&self) -> Result<Vec<QuarantineRec>, StoreError> {
-        self.inner
+        self.inner()?
             .quarantine
             .iter()
             .map(|kv| {
@@ -712,7 +839,7 @@ impl Store {
 
     /// Bytes on disk of the whole database.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.size_on_disk()?)
+        Ok(self.inner()?.db.size_on_disk()?)
     }
 }
 
@@ -769,7 +896,7 @@ mod tests {
         assert!(s.agent("y").unwrap().is_none());
         assert!(s.agent("x").unwrap().is_some());
         // the token itself is never stored
-        let raw: Vec<_> = s.inner.tokens.iter().keys().map(|k| k.unwrap().to_vec()).collect();
+        let raw: Vec<_> = s.inner().unwrap().tokens.iter().keys().map(|k| k.unwrap().to_vec()).collect();
         assert!(raw.iter().all(|k| k.as_slice() != b"t1"));
     }
 
@@ -874,7 +1001,7 @@ mod tests {
 
     impl Store {
         fn enroll_for_test(&self, rec: AgentRec) {
-            self.inner.agents.insert(rec.agent_id.as_bytes(), rec.encode_to_vec()).unwrap();
+            self.inner().unwrap().agents.insert(rec.agent_id.as_bytes(), rec.encode_to_vec()).unwrap();
         }
     }
 }

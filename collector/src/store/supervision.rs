@@ -112,7 +112,7 @@ impl Store {
         code: &str,
         mut f: impl FnMut(&mut AgencyRec) -> Result<(), E>,
     ) -> Result<Result<Option<AgencyRec>, E>, StoreError> {
-        let tree = &self.inner.agencies;
+        let tree = &self.inner()?.agencies;
         loop {
             let Some(old) = tree.get(code.as_bytes())? else {
                 return Ok(Ok(None));
@@ -129,7 +129,7 @@ impl Store {
 
     /// Stores all agencies (created or replaced) in one transaction.
     pub fn put_agencies(&self, recs: &[AgencyRec]) -> Result<(), StoreError> {
-        let r = self.inner.agencies.transaction(|t| {
+        let r = self.inner()?.agencies.transaction(|t| {
             for rec in recs {
                 t.insert(rec.code.as_bytes(), rec.encode_to_vec())?;
             }
@@ -139,7 +139,7 @@ impl Store {
     }
 
     pub fn agency_stats(&self, code: &str) -> Result<AgencyStatsRec, StoreError> {
-        Ok(match self.inner.agency_stats.get(code.as_bytes())? {
+        Ok(match self.inner()?.agency_stats.get(code.as_bytes())? {
             Some(v) => decode("agency_stats", code.as_bytes(), &v)?,
             None => AgencyStatsRec::default(),
         })
@@ -150,7 +150,7 @@ impl Store {
     /// Stores systems in one transaction; those with id 0 get a new id.
     /// Returns the stored records.
     pub fn put_systems(&self, recs: Vec<SystemRec>) -> Result<Vec<SystemRec>, StoreError> {
-        let i = &self.inner;
+        let i = &self.inner()?;
         let r = (&i.systems, &i.counters).transaction(|(systems, counters)| {
             let mut out = Vec::with_capacity(recs.len());
             for rec in &recs {
@@ -170,17 +170,17 @@ impl Store {
 
     pub fn system(&self, id: u64) -> Result<Option<SystemRec>, StoreError> {
         let k = id.to_be_bytes();
-        self.inner.systems.get(k)?.map(|v| decode("systems", &k, &v)).transpose()
+        self.inner()?.systems.get(k)?.map(|v| decode("systems", &k, &v)).transpose()
     }
 
     pub fn systems(&self) -> Result<Vec<SystemRec>, StoreError> {
-        list("systems", &self.inner.systems)
+        list("systems", &self.inner()?.systems)
     }
 
     // ----- operators -----
 
     pub fn add_operator(&self, rec: OperatorRec) -> Result<OperatorRec, StoreError> {
-        let res = self.inner.operators.compare_and_swap(
+        let res = self.inner()?.operators.compare_and_swap(
             rec.name.as_bytes(),
             None as Option<&[u8]>,
             Some(rec.encode_to_vec()),
@@ -192,7 +192,7 @@ impl Store {
     }
 
     pub fn operator(&self, name: &str) -> Result<Option<OperatorRec>, StoreError> {
-        self.inner
+        self.inner()?
             .operators
             .get(name.as_bytes())?
             .map(|v| decode("operators", name.as_bytes(), &v))
@@ -200,7 +200,7 @@ impl Store {
     }
 
     pub fn operators(&self) -> Result<Vec<OperatorRec>, StoreError> {
-        list("operators", &self.inner.operators)
+        list("operators", &self.inner()?.operators)
     }
 
     /// Revokes operator `name` unless it is the last valid admin; returns
@@ -212,7 +212,8 @@ impl Store {
         by: &str,
         reason: &str,
     ) -> Result<Option<OperatorRec>, StoreError> {
-        let _guard = self.inner.operators_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let held = self.inner()?;
+        let _guard = held.operators_lock.lock().unwrap_or_else(|p| p.into_inner());
         let Some(mut rec) = self.operator(name)? else { return Ok(None) };
         if rec.revoked_us != 0 {
             return Ok(Some(rec));
@@ -227,7 +228,7 @@ impl Store {
         rec.revoked_us = now_us;
         rec.revoked_by = by.to_string();
         rec.revoke_reason = reason.to_string();
-        self.inner.operators.insert(name.as_bytes(), rec.encode_to_vec())?;
+        self.inner()?.operators.insert(name.as_bytes(), rec.encode_to_vec())?;
         Ok(Some(rec))
     }
 
@@ -240,8 +241,9 @@ impl Store {
         mut rec: AuditRec,
         seal: impl Fn(&AuditRec) -> String,
     ) -> Result<AuditRec, StoreError> {
-        let _guard = self.inner.audit_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let (seq, prev) = match self.inner.audit.last()? {
+        let held = self.inner()?;
+        let _guard = held.audit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (seq, prev) = match self.inner()?.audit.last()? {
             Some((k, v)) => {
                 let last: AuditRec = decode("audit", &k, &v)?;
                 (last.seq + 1, last.hash)
@@ -252,12 +254,12 @@ impl Store {
         rec.seq = seq;
         rec.prev_hash = prev;
         rec.hash = seal(&rec);
-        self.inner.audit.insert(seq.to_be_bytes(), rec.encode_to_vec())?;
+        self.inner()?.audit.insert(seq.to_be_bytes(), rec.encode_to_vec())?;
         Ok(rec)
     }
 
     pub fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRec>, StoreError> {
-        self.inner
+        self.inner()?
             .audit
             .range(after.saturating_add(1).to_be_bytes()..)
             .take(limit)
@@ -272,7 +274,7 @@ impl Store {
     /// is detected.
     #[doc(hidden)]
     pub fn overwrite_audit_for_tests(&self, rec: &AuditRec) -> Result<(), StoreError> {
-        self.inner.audit.insert(rec.seq.to_be_bytes(), rec.encode_to_vec())?;
+        self.inner()?.audit.insert(rec.seq.to_be_bytes(), rec.encode_to_vec())?;
         Ok(())
     }
 
@@ -281,7 +283,7 @@ impl Store {
     /// Stores an alert raised by the collector itself (e.g. `agent-silent`)
     /// with the next cursor; subscribers see it like any other alert.
     pub fn insert_collector_alert(&self, rec: RecordRec) -> Result<u64, StoreError> {
-        let i = &self.inner;
+        let i = &self.inner()?;
         let mut next = i.next_cursor.lock().unwrap_or_else(|p| p.into_inner());
         let cursor = *next;
         let value = rec.encode_to_vec();
@@ -310,14 +312,14 @@ impl Store {
 
     pub fn alert(&self, cursor: u64) -> Result<Option<RecordRec>, StoreError> {
         let k = cursor.to_be_bytes();
-        self.inner.alerts.get(k)?.map(|v| decode("alerts", &k, &v)).transpose()
+        self.inner()?.alerts.get(k)?.map(|v| decode("alerts", &k, &v)).transpose()
     }
 
     // ----- incidents -----
 
     /// Last alert cursor the correlator has processed.
     pub fn correlated_cursor(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.counters.get(b"correlated")?.map(|v| u64_of(&v)).unwrap_or(0))
+        Ok(self.inner()?.counters.get(b"correlated")?.map(|v| u64_of(&v)).unwrap_or(0))
     }
 
     /// Adds alerts to incidents in one transaction, together with the
@@ -331,7 +333,7 @@ impl Store {
         window_us: i64,
         now_us: i64,
     ) -> Result<Vec<u64>, StoreError> {
-        let i = &self.inner;
+        let i = &self.inner()?;
         let mut next = i.next_change.lock().unwrap_or_else(|p| p.into_inner());
         let r = (&i.incidents, &i.incident_keys, &i.incident_alerts, &i.incident_changes, &i.counters)
             .transaction(|(incidents, keys, links, changes, counters)| {
@@ -413,7 +415,7 @@ impl Store {
 
     pub fn incident(&self, id: u64) -> Result<Option<IncidentRec>, StoreError> {
         let k = id.to_be_bytes();
-        self.inner.incidents.get(k)?.map(|v| decode("incidents", &k, &v)).transpose()
+        self.inner()?.incidents.get(k)?.map(|v| decode("incidents", &k, &v)).transpose()
     }
 
     /// Incidents newest first, filtered, one page.
@@ -421,7 +423,7 @@ impl Store {
         let upper = f.before_id.unwrap_or(u64::MAX).to_be_bytes();
         let limit = f.limit.max(1);
         let mut out = Vec::new();
-        for kv in self.inner.incidents.range(..upper).rev() {
+        for kv in self.inner()?.incidents.range(..upper).rev() {
             let (k, v) = kv?;
             let inc: IncidentRec = decode("incidents", &k, &v)?;
             let keep = f.agency.as_ref().is_none_or(|a| &inc.agency == a)
@@ -446,7 +448,7 @@ impl Store {
 
     /// Cursors of the alerts of an incident, oldest first.
     pub fn incident_alert_cursors(&self, id: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
-        self.inner
+        self.inner()?
             .incident_alerts
             .scan_prefix(id.to_be_bytes())
             .take(limit)
@@ -492,7 +494,7 @@ impl Store {
         merge: bool,
         f: impl Fn(&mut [IncidentRec]) -> Result<(), E>,
     ) -> Result<Result<Option<Vec<IncidentRec>>, E>, StoreError> {
-        let i = &self.inner;
+        let i = &self.inner()?;
         let mut next = i.next_change.lock().unwrap_or_else(|p| p.into_inner());
         let first = *next;
         // the links to copy are read outside the transaction (sled
@@ -558,7 +560,7 @@ impl Store {
 
     /// Highest committed incident change cursor; changes wake subscribers.
     pub fn incident_change_cursor(&self) -> watch::Receiver<u64> {
-        self.inner.change_cursor.subscribe()
+        self.cell.change_cursor.subscribe()
     }
 
     pub fn incident_changes_after(
@@ -566,7 +568,7 @@ impl Store {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, IncidentChangeRec)>, StoreError> {
-        self.inner
+        self.inner()?
             .incident_changes
             .range(after.saturating_add(1).to_be_bytes()..)
             .take(limit)
@@ -581,7 +583,7 @@ impl Store {
 
     /// Stores a new policy version for `scope` (agency code or `*`).
     pub fn add_policy(&self, mut rec: PolicyRec) -> Result<PolicyRec, StoreError> {
-        let i = &self.inner;
+        let i = &self.inner()?;
         let r = (&i.policies, &i.counters).transaction(|(policies, counters)| {
             let mut rec = rec.clone();
             rec.policy_version = next_in_tx(counters, "policy")?;
@@ -594,7 +596,7 @@ impl Store {
 
     /// All policy versions, newest first.
     pub fn policies(&self) -> Result<Vec<PolicyRec>, StoreError> {
-        let mut v: Vec<PolicyRec> = list("policies", &self.inner.policies)?;
+        let mut v: Vec<PolicyRec> = list("policies", &self.inner()?.policies)?;
         v.reverse();
         Ok(v)
     }
@@ -602,7 +604,7 @@ impl Store {
     /// The policy agents of `agency` must run: the newest pushed to the
     /// agency or to all agencies.
     pub fn effective_policy(&self, agency: &str) -> Result<Option<PolicyRec>, StoreError> {
-        for kv in self.inner.policies.iter().rev() {
+        for kv in self.inner()?.policies.iter().rev() {
             let (k, v) = kv?;
             let rec: PolicyRec = decode("policies", &k, &v)?;
             if rec.scope == "*" || rec.scope == agency {
@@ -615,13 +617,13 @@ impl Store {
     // ----- forwarder queue -----
 
     fn counter(&self, name: &str) -> Result<u64, StoreError> {
-        Ok(self.inner.counters.get(name.as_bytes())?.map(|v| u64_of(&v)).unwrap_or(0))
+        Ok(self.inner()?.counters.get(name.as_bytes())?.map(|v| u64_of(&v)).unwrap_or(0))
     }
 
     /// Where the forwarder's enqueuer stands: (alert cursor, incident
     /// change cursor); `None` before the first run.
     pub fn forward_positions(&self) -> Result<Option<(u64, u64)>, StoreError> {
-        if self.inner.counters.get(b"fwd_alert")?.is_none() {
+        if self.inner()?.counters.get(b"fwd_alert")?.is_none() {
             return Ok(None);
         }
         Ok(Some((self.counter("fwd_alert")?, self.counter("fwd_change")?)))
@@ -636,7 +638,7 @@ impl Store {
         change_pos: u64,
         max_bytes: u64,
     ) -> Result<(), StoreError> {
-        let i = &self.inner;
+        let i = &self.inner()?;
         let r = (&i.forward_queue, &i.counters).transaction(|(queue, counters)| {
             let mut seq = counters.get(b"fwd_seq")?.map(|v| u64_of(&v)).unwrap_or(0);
             let mut bytes = counters.get(b"fwd_bytes")?.map(|v| u64_of(&v)).unwrap_or(0);
@@ -663,7 +665,7 @@ impl Store {
 
     /// The oldest queued messages.
     pub fn forward_peek(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.inner
+        self.inner()?
             .forward_queue
             .iter()
             .take(limit)
@@ -676,7 +678,7 @@ impl Store {
 
     /// Removes messages (seq, size): delivered, or evicted when `!sent`.
     pub fn forward_remove(&self, done: &[(u64, u64)], sent: bool) -> Result<(), StoreError> {
-        let i = &self.inner;
+        let i = &self.inner()?;
         let r = (&i.forward_queue, &i.counters).transaction(|(queue, counters)| {
             let mut bytes = counters.get(b"fwd_bytes")?.map(|v| u64_of(&v)).unwrap_or(0);
             let name: &[u8] = if sent { b"fwd_sent" } else { b"fwd_dropped" };
@@ -696,7 +698,7 @@ impl Store {
 
     pub fn forward_stats(&self) -> Result<ForwardStats, StoreError> {
         Ok(ForwardStats {
-            queued: self.inner.forward_queue.len() as u64,
+            queued: self.inner()?.forward_queue.len() as u64,
             queued_bytes: self.counter("fwd_bytes")?,
             sent: self.counter("fwd_sent")?,
             dropped: self.counter("fwd_dropped")?,
@@ -716,7 +718,7 @@ impl Store {
         floor_us: i64,
         max: usize,
     ) -> Result<u64, StoreError> {
-        let i = &self.inner;
+        let i = &self.inner()?;
         let mut deleted = 0u64;
         let mut per_agency: HashMap<String, (u64, u64, u64, u64)> = HashMap::new();
         for (tree, is_alert) in [(&i.alerts, true), (&i.events, false)] {
@@ -810,7 +812,7 @@ mod tests {
         s.correlate(&[a, b], 3, w, 2).unwrap();
         let one = s.incident(1).unwrap().unwrap();
         assert_eq!(one.alert_count, 2);
-        assert_eq!(one.attackers, vec!["203.0.113.7", "198.51.100.1"]);
+        assert_eq!(one.attackers, vec!["203.0.113.7"], "the informational alert names no one");
         // another episode, then a merge: links and keys move to the first
         s.correlate(&[input(4, "192.0.2.9", 4_000_000)], 4, w, 3).unwrap();
         let merged = s
@@ -819,6 +821,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(merged[0].alert_count, 3);
+        assert_eq!(merged[0].attackers, vec!["203.0.113.7", "192.0.2.9"]);
         assert_eq!((merged[1].state.as_str(), merged[1].merged_into), ("closed", 1));
         assert!(merged[1].dismissed);
         assert_eq!(s.incident_alert_cursors(1, 10).unwrap(), vec![2, 3, 4]);
