@@ -1185,6 +1185,12 @@ fn real_captures_give_one_incident_per_episode_with_roles_and_systems() {
     assert!(
         !json_lines(&c.cli(&["incidents", "list", "--json", "--overdue"])).iter().any(|i| i["id"] == g["id"])
     );
+    let cov = json_lines(&c.cli(&["coverage", "--json", "--agency", "SO-B"]));
+    let b = cov.iter().find(|v| v["type"] == "agency").unwrap();
+    assert_eq!((b["open_incidents"].as_u64(), b["dismissed_incidents"].as_u64()), (Some(1), Some(1)), "{b}");
+    let table = c.cli(&["coverage"]);
+    assert!(table.lines().all(|l| l.chars().count() <= 120), "{table}");
+    assert!(table.contains("independent inspection"), "the layers are named: {table}");
 
     // merge across agencies is refused; bulk transitions are all or none
     let (sid, tid, scid) =

@@ -1118,6 +1118,7 @@ fn coverage(r: &GetCoverageResponse, json: bool) -> Result<(), Failure> {
                 "agents": a.agents, "agents_online": a.agents_online, "stored_alerts": a.stored_alerts,
                 "stored_bytes": a.stored_bytes, "retention_days": a.retention_days,
                 "open_incidents": a.open_incidents, "overdue_incidents": a.overdue_incidents,
+                "dismissed_incidents": a.dismissed_incidents,
                 "policy_version": r.policy_versions.get(&a.agency).copied().unwrap_or(0),
             })
             .to_string())?;
@@ -1159,7 +1160,7 @@ fn coverage(r: &GetCoverageResponse, json: bool) -> Result<(), Failure> {
                     layer("upstream")
                 ),
                 format!("{}/{}", a.agents_online, a.agents),
-                format!("{}/{}", a.open_incidents, a.overdue_incidents),
+                format!("{}/{}/{}", a.open_incidents, a.overdue_incidents, a.dismissed_incidents),
                 format!("{} ({} d)", bytesize::ByteSize(a.stored_bytes), a.retention_days),
             ]
         })
@@ -1171,13 +1172,19 @@ fn coverage(r: &GetCoverageResponse, json: bool) -> Result<(), Failure> {
             "NO LEVEL",
             "ASSESS DUE",
             "MISSING CONTACTS",
-            "LAYERS 1-4",
+            "LAYERS 1/2/3/4",
             "AGENTS ON",
-            "INCIDENTS OPEN/LATE",
+            "INCIDENTS OPEN/LATE/DISMISSED",
             "STORED (KEEP)",
         ],
         rows,
     ))?;
+    if !super::output::json(false) && super::output::get().format == super::output::Format::Table {
+        say(
+            "layers (official letter 1552/2020): 1 on-site team named, 2 professional supervision provider,",
+        )?;
+        say("  3 independent inspection within 24 months, 4 connected to the national supervision system")?;
+    }
     let rows = r
         .agents
         .iter()

@@ -321,12 +321,13 @@ impl OperatorService {
         let agents = store.agents()?;
         let systems = store.systems()?;
         let retention = supervise::retention_days(store, reg)?;
-        let (all_incidents, _) = store.incidents(&IncidentFilter {
+        let (every_incident, _) = store.incidents(&IncidentFilter {
             agency: agency.map(String::from),
-            open_only: true,
             limit: usize::MAX,
             ..Default::default()
         })?;
+        let (all_incidents, closed): (Vec<IncidentRec>, Vec<IncidentRec>) =
+            every_incident.into_iter().partition(|i| i.state != "closed");
         let sys_map: HashMap<u64, SystemRec> = systems.iter().map(|s| (s.id, s.clone())).collect();
         let view = incident::View { reg, systems: &sys_map, now_us: now };
         let mut resp = GetCoverageResponse::default();
@@ -401,6 +402,8 @@ impl OperatorService {
                 retention_days: retention.get(&a.code).copied().unwrap_or(0),
                 open_incidents: open.len() as u32,
                 overdue_incidents: overdue as u32,
+                dismissed_incidents: closed.iter().filter(|i| i.agency == a.code && i.dismissed).count()
+                    as u32,
             });
             if let Some(p) = store.effective_policy(&a.code)? {
                 resp.policy_versions.insert(a.code.clone(), p.policy_version);
