@@ -544,8 +544,22 @@ fn agency_operator_is_confined_and_the_audit_chain_detects_tampering() {
     let e = refused(text, "forged head");
     assert!(e.contains("head was altered"), "{e}");
 
-    // the stored log, tampered in the database while the collector is down
+    // offline (the collector down): the export is still checked against its signed head
     c.kill();
+    std::fs::write(&file, &export).unwrap();
+    let offline = c.cli(&["audit", "verify", "--file", file.to_str().unwrap()]);
+    assert!(
+        offline.contains("audit export intact")
+            && offline.contains("not compared with the collector's chain"),
+        "{offline}"
+    );
+    let cut = entries[..entries.len() - 1].iter().chain([&head]).map(|v| v.to_string()).collect::<Vec<_>>();
+    std::fs::write(&file, cut.join("\n")).unwrap();
+    let o = c.cli_output(&["audit", "verify", "--file", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("entries were cut"), "{}", stderr(&o));
+
+    // the stored log, tampered in the database while the collector is down
     {
         let store = canhgac_collector::store::Store::open(&c.dir.join("db")).unwrap();
         let mut e = store.audit_after(seq - 1, 1).unwrap().remove(0);

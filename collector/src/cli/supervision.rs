@@ -398,6 +398,53 @@ fn audit_json(e: &AuditEntry) -> Value {
     })
 }
 
+/// `audit verify --file`: offline against the signed head and the
+/// profile's CA, then, when the collector answers, against its chain.
+async fn verify_export_file(
+    f: &std::path::Path,
+    client: &TlsClient,
+    profile: &Profile,
+) -> Result<(), Failure> {
+    let text = String::from_utf8(read_file(f)?).map_err(|_| Failure::usage("the export is not UTF-8"))?;
+    let (entries, head) = parse_export(&text).map_err(|e| Failure::runtime(format!("audit export: {e}")))?;
+    let n = crate::audit::verify_export(&entries, head.as_ref(), &profile.ca)
+        .map_err(|e| Failure::runtime(format!("audit export broken: {e}")))?;
+    let head = head.unwrap_or_default();
+    let offline = format!(
+        "audit export intact: {n} entries, ending at the head the collector signed (entry {}, {})",
+        head.seq, head.hash
+    );
+    let mut c = match connect(client).await {
+        Ok(c) => c,
+        Err(e) => {
+            say(offline)?;
+            return say(format!("not compared with the collector's chain: {}", e.message));
+        }
+    };
+    let theirs = c
+        .list_audit(ListAuditRequest { after_seq: head.seq.saturating_sub(1), limit: 1 })
+        .await
+        .map_err(|e| Failure::from(e).context("audit verify (comparing with the collector)"))?
+        .into_inner();
+    match theirs.entries.first() {
+        Some(e) if e.seq == head.seq && e.hash == head.hash => {}
+        Some(e) if e.seq == head.seq => {
+            return Err(Failure::runtime(format!(
+                "audit export broken: entry {} differs from the collector's chain (hash {} there)",
+                e.seq, e.hash
+            )));
+        }
+        _ => {
+            return Err(Failure::runtime(format!(
+                "audit export broken: the collector has no entry {} (another collector's export?)",
+                head.seq
+            )));
+        }
+    }
+    say(offline)?;
+    say("it matches the collector's chain")
+}
+
 /// Reads an export: entry lines, then the signed head line. Every field
 /// shown must agree with what the hash covers (`time` with `time_us`).
 fn parse_export(text: &str) -> Result<(Vec<AuditRec>, Option<crate::audit::SignedHead>), String> {
@@ -462,6 +509,9 @@ pub async fn run(
     collector: Option<&str>,
 ) -> Result<(), Failure> {
     use crate::cli::{AgencyCmd, AgentsCmd};
+    if let Command::Audit(AuditCmd::Verify { file: Some(f) }) = &command {
+        return verify_export_file(f, client, profile).await;
+    }
     let mut c = connect(client).await?;
     match command {
         Command::Agency(AgencyCmd::Show { code, json }) => {
@@ -658,40 +708,6 @@ pub async fn run(
                 })
                 .to_string())?;
             }
-        }
-        Command::Audit(AuditCmd::Verify { file: Some(f) }) => {
-            let text =
-                String::from_utf8(read_file(&f)?).map_err(|_| Failure::usage("the export is not UTF-8"))?;
-            let (entries, head) =
-                parse_export(&text).map_err(|e| Failure::runtime(format!("audit export: {e}")))?;
-            let n = crate::audit::verify_export(&entries, head.as_ref(), &profile.ca)
-                .map_err(|e| Failure::runtime(format!("audit export broken: {e}")))?;
-            let head = head.unwrap_or_default();
-            // connected: the collector's own chain must agree at that entry
-            let theirs = c
-                .list_audit(ListAuditRequest { after_seq: head.seq.saturating_sub(1), limit: 1 })
-                .await
-                .map_err(|e| Failure::from(e).context("audit verify (comparing with the collector)"))?
-                .into_inner();
-            match theirs.entries.first() {
-                Some(e) if e.seq == head.seq && e.hash == head.hash => {}
-                Some(e) if e.seq == head.seq => {
-                    return Err(Failure::runtime(format!(
-                        "audit export broken: entry {} differs from the collector's chain (hash {} there)",
-                        e.seq, e.hash
-                    )));
-                }
-                _ => {
-                    return Err(Failure::runtime(format!(
-                        "audit export broken: the collector has no entry {} (another collector's export?)",
-                        head.seq
-                    )));
-                }
-            }
-            say(format!(
-                "audit export intact: {n} entries, signed head {} at entry {}, matches the collector's chain",
-                head.hash, head.seq
-            ))?;
         }
         Command::Audit(AuditCmd::Verify { file: None }) => {
             let mut entries: Vec<AuditRec> = Vec::new();
