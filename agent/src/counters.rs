@@ -33,6 +33,10 @@ pub struct Counters {
     pub connects: AtomicU64,
     /// Capture files that ended in damage (the rest of the file is lost).
     pub input_errors: AtomicU64,
+    /// Capture replays resumed after a restart whose recomputed records
+    /// differed from those committed (see `capture`); each also commits a
+    /// `canhgac_notice` event, which is how the collector learns of it.
+    pub replay_diverged: AtomicU64,
     /// The host sensor's counters.
     pub host: std::sync::Arc<crate::host::HostCounters>,
     started: Instant,
@@ -49,6 +53,7 @@ impl Default for Counters {
             batches_rejected: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             input_errors: AtomicU64::new(0),
+            replay_diverged: AtomicU64::new(0),
             host: Default::default(),
             started: Instant::now(),
         }

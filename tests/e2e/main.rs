@@ -10,6 +10,7 @@ mod flow;
 mod host;
 mod hygiene;
 mod live;
+mod replay;
 mod security;
 mod storage;
 mod supervision;

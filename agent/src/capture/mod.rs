@@ -4,17 +4,37 @@
 //! spool in chunks (every 4096 packets, 512 records or 200 ms), each chunk
 //! with the source's checkpoint and the detector state, then flushed.
 //!
-//! Capture files are resumable: the checkpoint of `pcap:<path>:<size>` is
-//! the number of packets already processed, so an agent killed in the
-//! middle of a replay continues where its last durable chunk ended and
-//! produces every record exactly once. A file already replayed completely
-//! is skipped.
+//! # Exact replay of capture files
+//!
+//! The checkpoint of `pcap:<path>:<size>` is the number of packets already
+//! processed (and whether the file is done), with the run it belongs to
+//! (the list of files), the number of records the run had produced up to
+//! there and a digest of them. Everything the engine derives from packets
+//! (flows in flight, TCP streams, application parsers, signature and
+//! behavioural detector state, indicator deduplication) depends on every
+//! packet before, and none of it is persisted: after a restart the files
+//! of the list are replayed **from their first packet** with a fresh engine
+//! ([`EngineBuilder::build_fresh`]), as fast as possible, and what the
+//! engine produces up to the checkpoint is dropped, since it was committed
+//! before. From the checkpoint on, records are committed again. So an
+//! agent killed at any point produces exactly the records of an
+//! uninterrupted run (and of `canhgac-agent analyze` on the same files),
+//! at the price of re-reading the files at each restart. A list whose files
+//! are all done is skipped.
+//!
+//! The records recomputed before the checkpoint are counted and digested:
+//! if they differ from what was committed (the configuration, rules or
+//! indicators changed between the runs, a policy update swapped the
+//! engine), the replay is not exact; the agent logs it and commits one
+//! `canhgac_notice` event (`notice: "replay_diverged"`) that reaches the
+//! collector. Checkpoints written before this scheme (no run mark) are
+//! honoured by position without that check.
 
 pub mod live;
 pub mod pcap;
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -50,19 +70,97 @@ pub enum CaptureError {
     Spool(#[from] SpoolError),
 }
 
-/// Checkpoint value: packets processed (u64 BE), then 1 if the file is done.
-fn encode_checkpoint(packets: u64, done: bool) -> [u8; 9] {
-    let mut v = [0u8; 9];
-    v[..8].copy_from_slice(&packets.to_be_bytes());
-    v[8] = done as u8;
+/// Where a replay run stood at a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RunMark {
+    /// The run: digest of the list of files (paths and sizes).
+    id: [u8; 16],
+    /// Records the run produced up to the checkpoint, and their digest.
+    records: u64,
+    digest: [u8; 16],
+}
+
+/// A capture file's checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Checkpoint {
+    packets: u64,
+    done: bool,
+    run: Option<RunMark>,
+}
+
+/// Checkpoint value: packets processed (u64 BE), 1 if the file is done,
+/// then the run mark (id, records u64 BE, digest); older values have only
+/// the first 9 bytes.
+fn encode_checkpoint(c: &Checkpoint) -> Vec<u8> {
+    let mut v = Vec::with_capacity(9 + 40);
+    v.extend_from_slice(&c.packets.to_be_bytes());
+    v.push(c.done as u8);
+    if let Some(m) = &c.run {
+        v.extend_from_slice(&m.id);
+        v.extend_from_slice(&m.records.to_be_bytes());
+        v.extend_from_slice(&m.digest);
+    }
     v
 }
 
-fn decode_checkpoint(v: &[u8]) -> (u64, bool) {
-    match v.get(..9) {
-        Some(b) => (u64::from_be_bytes(b[..8].try_into().unwrap_or([0; 8])), b[8] == 1),
-        None => (0, false),
+fn decode_checkpoint(v: &[u8]) -> Checkpoint {
+    let Some(b) = v.get(..9) else { return Checkpoint::default() };
+    let packets = u64::from_be_bytes(b[..8].try_into().unwrap_or([0; 8]));
+    let run = v.get(9..49).map(|m| RunMark {
+        id: m[..16].try_into().unwrap_or([0; 16]),
+        records: u64::from_be_bytes(m[16..24].try_into().unwrap_or([0; 8])),
+        digest: m[24..40].try_into().unwrap_or([0; 16]),
+    });
+    Checkpoint { packets, done: b[8] == 1, run }
+}
+
+/// Until the input reaches `file`/`packets`, what the engine produces was
+/// committed by an earlier run: recomputed, not committed again.
+#[derive(Debug, Clone, Copy)]
+struct Skip {
+    file: usize,
+    packets: u64,
+    /// What the earlier run had produced there (absent: older checkpoint).
+    mark: Option<RunMark>,
+}
+
+/// The replay run in progress: every record it produced, in order.
+#[derive(Clone, Default)]
+struct RunState {
+    id: [u8; 16],
+    records: u64,
+    digest: sha2::Sha256,
+    skip: Option<Skip>,
+    /// Paths of the files, for messages.
+    files: Vec<String>,
+}
+
+impl RunState {
+    fn account(&mut self, records: &[crate::spool::NewRecord]) {
+        use sha2::Digest as _;
+        for r in records {
+            self.digest.update([r.kind as u8, r.severity as u8]);
+            self.digest.update((r.eve_json.len() as u64).to_be_bytes());
+            self.digest.update(&r.eve_json);
+        }
+        self.records += records.len() as u64;
     }
+
+    fn mark(&self) -> RunMark {
+        use sha2::Digest as _;
+        let d = self.digest.clone().finalize();
+        RunMark { id: self.id, records: self.records, digest: d[..16].try_into().unwrap_or([0; 16]) }
+    }
+}
+
+fn run_id(sources: &[String]) -> [u8; 16] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for s in sources {
+        h.update((s.len() as u64).to_be_bytes());
+        h.update(s.as_bytes());
+    }
+    h.finalize()[..16].try_into().unwrap_or([0; 16])
 }
 
 pub struct Producer {
@@ -80,6 +178,7 @@ pub struct Producer {
     out: Output,
     last_commit: Instant,
     since_commit: u64,
+    run: RunState,
 }
 
 impl Producer {
@@ -116,20 +215,13 @@ impl Producer {
             out: Output::default(),
             last_commit: Instant::now(),
             since_commit: 0,
+            run: RunState::default(),
         }
     }
 
     pub fn run(&mut self, source: &Source) -> Result<(), CaptureError> {
         match source {
-            Source::Pcap(files) => {
-                for (i, f) in files.iter().enumerate() {
-                    if self.stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    self.replay(f, i + 1 == files.len())?;
-                }
-                Ok(())
-            }
+            Source::Pcap(files) => self.replay_files(files),
             Source::Interface(name) => self.live(name),
         }
     }
@@ -211,34 +303,145 @@ impl Producer {
         );
     }
 
-    fn replay(&mut self, path: &PathBuf, last: bool) -> Result<(), CaptureError> {
-        let size = std::fs::metadata(path)
-            .map_err(|source| pcap::PcapError::Open { path: path.clone(), source })?
-            .len();
-        let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-        let source = format!("pcap:{}:{size}", canonical.display());
-        let (resume, done) =
-            self.spool.checkpoint(&source)?.map(|v| decode_checkpoint(&v)).unwrap_or((0, false));
-        if done {
-            tracing::info!(file = %path.display(), packets = resume, "capture already replayed completely; skipping");
-            return Ok(());
+    /// Replays the files of the list in order through one engine (flows
+    /// go on from one file to the next), from the first packet of the
+    /// first file, committing only what comes after the checkpoint (see
+    /// the module doc).
+    fn replay_files(&mut self, files: &[PathBuf]) -> Result<(), CaptureError> {
+        let mut sources = Vec::with_capacity(files.len());
+        let mut checkpoints = Vec::with_capacity(files.len());
+        for path in files {
+            let size = std::fs::metadata(path)
+                .map_err(|source| pcap::PcapError::Open { path: path.clone(), source })?
+                .len();
+            let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            let source = format!("pcap:{}:{size}", canonical.display());
+            checkpoints
+                .push(self.spool.checkpoint(&source)?.map(|v| decode_checkpoint(&v)).unwrap_or_default());
+            sources.push(source);
         }
-        let mut reader = pcap::PacketReader::open(path)?;
-        while reader.index() < resume {
-            if reader.next_packet()?.is_none() {
+        let Some(start) = checkpoints.iter().position(|c| !c.done) else {
+            if !files.is_empty() {
+                tracing::info!(files = files.len(), "captures already replayed completely; skipping");
+            }
+            return Ok(());
+        };
+        let id = run_id(&sources);
+        let resume = checkpoints[start];
+        self.run = RunState {
+            id,
+            skip: (start > 0 || resume.packets > 0).then_some(Skip {
+                file: start,
+                packets: resume.packets,
+                mark: resume.run.filter(|m| m.id == id),
+            }),
+            files: files.iter().map(|f| f.display().to_string()).collect(),
+            ..RunState::default()
+        };
+        // nothing derived from packets survives a restart: recompute it all
+        self.engine = self.builder.build_fresh();
+        if let Some(skip) = &self.run.skip {
+            tracing::info!(
+                file = %files[start].display(),
+                resume = skip.packets,
+                records = skip.mark.map(|m| m.records),
+                "resuming capture replay: reading again from the first packet to recompute flows and detectors; \
+                 records up to the checkpoint are not committed again"
+            );
+        }
+        for (i, (path, source)) in files.iter().zip(&sources).enumerate() {
+            if self.stopping() {
                 break;
             }
+            self.replay(i, path, source, i + 1 == files.len())?;
         }
-        if resume > 0 {
-            tracing::info!(file = %path.display(), resume, "resuming capture replay after the last checkpoint");
-        } else {
-            tracing::info!(file = %path.display(), "replaying capture");
+        Ok(())
+    }
+
+    fn skipping(&self) -> bool {
+        self.run.skip.is_some()
+    }
+
+    /// While skipping: the records just produced were committed before.
+    fn discard(&mut self) {
+        let records = std::mem::take(&mut self.out.records);
+        self.run.account(&records);
+        self.out.state.clear();
+        self.since_commit = 0;
+    }
+
+    /// At file `file`, `packets` read: ends the skip at the checkpoint and
+    /// checks that what was recomputed is what had been committed.
+    fn check_reached(&mut self, file: usize, packets: u64) {
+        let Some(skip) = self.run.skip else { return };
+        if file < skip.file || (file == skip.file && packets < skip.packets) {
+            return;
         }
-        let started = Instant::now();
-        let first = reader.index();
+        self.run.skip = None;
+        let now = self.run.mark();
+        match skip.mark {
+            Some(m) if m.records != now.records || m.digest != now.digest => {
+                let source = self.run.files.get(file).cloned().unwrap_or_default();
+                tracing::warn!(
+                    file = %source,
+                    packets,
+                    committed = m.records,
+                    recomputed = now.records,
+                    "replay diverged: the records recomputed up to the checkpoint differ from those committed \
+                     (configuration, rules or indicators changed?); what follows may repeat or miss records"
+                );
+                let mut v = serde_json::Map::new();
+                v.insert("timestamp".into(), canhgac_proto::timefmt::eve(OffsetDateTime::now_utc()).into());
+                v.insert("event_type".into(), "canhgac_notice".into());
+                v.insert(
+                    "canhgac".into(),
+                    serde_json::json!({
+                        "notice": "replay_diverged",
+                        "file": source,
+                        "packets": packets,
+                        "records_committed": m.records,
+                        "records_recomputed": now.records,
+                    }),
+                );
+                self.out.records.push(crate::spool::NewRecord {
+                    kind: canhgac_proto::v1::RecordKind::Event,
+                    severity: 0,
+                    time: OffsetDateTime::now_utc(),
+                    eve_json: serde_json::Value::Object(v).to_string().into_bytes(),
+                });
+                Counters::add(&self.counters.replay_diverged, 1);
+            }
+            Some(_) => tracing::info!(
+                records = now.records,
+                "replay reached the checkpoint: recomputed records identical"
+            ),
+            None => tracing::info!(
+                records = now.records,
+                "replay reached the checkpoint (older checkpoint: not verified)"
+            ),
+        }
+    }
+
+    /// The checkpoint of `source` after the records pending now.
+    fn checkpoint_after(&mut self, packets: u64, done: bool) -> Vec<u8> {
+        let pending = std::mem::take(&mut self.out.records);
+        self.run.account(&pending);
+        self.out.records = pending;
+        encode_checkpoint(&Checkpoint { packets, done, run: Some(self.run.mark()) })
+    }
+
+    fn replay(&mut self, file: usize, path: &Path, source: &str, last: bool) -> Result<(), CaptureError> {
+        let mut reader = pcap::PacketReader::open(path)?;
+        tracing::info!(file = %path.display(), "replaying capture");
+        // replay pace, from where the skip ended
+        let mut pace: Option<(Instant, u64)> = None;
         loop {
+            self.check_reached(file, reader.index());
             if self.stopping() {
-                self.commit(Some((&source, &encode_checkpoint(reader.index(), false))))?;
+                if !self.skipping() {
+                    let cp = self.checkpoint_after(reader.index(), false);
+                    self.commit(Some((source, &cp)))?;
+                }
                 return Ok(());
             }
             match reader.next_packet() {
@@ -254,10 +457,16 @@ impl Producer {
                     break;
                 }
             }
+            if self.skipping() {
+                self.discard();
+                continue;
+            }
             if self.commit_due() {
-                self.commit(Some((&source, &encode_checkpoint(reader.index(), false))))?;
+                let cp = self.checkpoint_after(reader.index(), false);
+                self.commit(Some((source, &cp)))?;
             }
             if self.replay_pps > 0 {
+                let (started, first) = *pace.get_or_insert((Instant::now(), reader.index()));
                 let due = Duration::from_secs_f64((reader.index() - first) as f64 / self.replay_pps as f64);
                 if let Some(wait) = due.checked_sub(started.elapsed()) {
                     #[allow(clippy::disallowed_methods)] // the capture thread is not async
@@ -265,11 +474,18 @@ impl Producer {
                 }
             }
         }
+        self.check_reached(file, reader.index());
         if last {
             // the capture is over: every flow ends and is logged
             self.engine.finish(&mut self.out);
         }
-        self.commit(Some((&source, &encode_checkpoint(reader.index(), true))))?;
+        if self.skipping() {
+            // done before (an earlier file of the list)
+            self.discard();
+            return Ok(());
+        }
+        let cp = self.checkpoint_after(reader.index(), true);
+        self.commit(Some((source, &cp)))?;
         tracing::info!(file = %path.display(), packets = reader.index(), "capture replayed");
         Ok(())
     }
@@ -370,7 +586,13 @@ mod tests {
 
     #[test]
     fn checkpoint_round_trip_and_garbage() {
-        assert_eq!(decode_checkpoint(&encode_checkpoint(42, true)), (42, true));
-        assert_eq!(decode_checkpoint(b"x"), (0, false));
+        let c = Checkpoint { packets: 42, done: true, run: None };
+        assert_eq!(decode_checkpoint(&encode_checkpoint(&c)), c);
+        let m = RunMark { id: [7; 16], records: 9, digest: [3; 16] };
+        let c = Checkpoint { packets: 42, done: false, run: Some(m) };
+        assert_eq!(decode_checkpoint(&encode_checkpoint(&c)), c);
+        // a value written before run marks: 9 bytes
+        assert_eq!(decode_checkpoint(&encode_checkpoint(&c)[..9]), Checkpoint { run: None, ..c });
+        assert_eq!(decode_checkpoint(b"x"), Checkpoint::default());
     }
 }

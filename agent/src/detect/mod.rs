@@ -253,6 +253,15 @@ impl EngineBuilder {
             self.behaviour.clone(),
         )
     }
+
+    /// An engine as at the start of an input: no restored state and
+    /// behavioural detectors of its own. Capture files are replayed from
+    /// their first packet with it after a restart (see `capture`), so that
+    /// everything derived from packets is recomputed identically.
+    pub fn build_fresh(&self) -> Engine {
+        let behaviour = Arc::new(Mutex::new(behaviour::Behaviour::new(self.cfg.behaviour.clone())));
+        Engine::with_behaviour(self.ioc.clone(), self.cfg.clone(), Vec::new(), behaviour)
+    }
 }
 
 impl Engine {
