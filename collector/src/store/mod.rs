@@ -66,8 +66,15 @@ pub use records::{
     TokenRec,
 };
 
-mod supervision;
-pub use supervision::{CorrelationInput, ForwardStats, IncidentFilter, IncidentPage};
+mod audit;
+mod forward;
+mod incidents;
+mod policy;
+mod registry;
+mod retention;
+mod txn;
+pub use forward::ForwardStats;
+pub use incidents::{CorrelationInput, IncidentFilter, IncidentPage};
 
 const SCHEMA_VERSION: u32 = 1;
 const QUARANTINED: u64 = u64::MAX;
