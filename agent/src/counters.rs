@@ -144,6 +144,11 @@ impl Counters {
             host_fim_changes: self.host.fim_changes.load(Relaxed),
             host_fim_skipped: self.host.fim_skipped.load(Relaxed),
             host_tracker_evictions: self.host.tracker_evictions.load(Relaxed),
+            spool_disk_bytes: spool.disk_bytes,
+            spool_payload_cap: spool.payload_cap,
+            spool_storage_failures: spool.storage_failures,
+            spool_full: spool.full,
+            replay_diverged: self.replay_diverged.load(Relaxed),
         }
     }
 }

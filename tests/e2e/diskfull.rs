@@ -110,6 +110,10 @@ fn spool_on_a_full_tmpfs_survives_restarts_and_delivers_everything() {
     eprintln!("produced {produced}, stored {stored}, dropped {dropped}");
     assert_eq!(stored + dropped, produced, "every record delivered or counted as dropped: {counters}");
     assert_eq!(produced, N as u64, "the replay paused on the full disk instead of losing input: {counters}");
+    // the spool's own health reaches the collector
+    assert_eq!(counters["spool_full"], false, "space returned: {counters}");
+    assert!(counters["spool_disk_bytes"].as_u64().is_some_and(|b| b > 0), "{counters}");
+    assert!(counters["spool_storage_failures"].is_u64(), "{counters}");
     let logs = agent.logs();
     assert!(!logs.to_lowercase().contains("corrupt"), "{logs}");
     for l in logs.lines().filter(|l| l.contains("spool") || l.contains("disk full")) {

@@ -146,6 +146,7 @@ fn sigkill_during_replay_stores_exactly_what_analyze_prints() {
     );
     let counters = c.agents()[0]["counters"].clone();
     assert_eq!(counters["spool_dropped"], 0, "{counters}");
+    assert_eq!(counters["replay_diverged"], 0, "the divergence counter reaches the collector: {counters}");
     assert_eq!(c.terminate(Duration::from_secs(30)), 0);
 
     let store = canhgac_collector::store::Store::open(&c.dir.join("db")).unwrap();

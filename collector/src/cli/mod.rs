@@ -582,6 +582,11 @@ fn agent_json(a: &AgentInfo) -> Value {
             "host_fim_changes": c.host_fim_changes,
             "host_fim_skipped": c.host_fim_skipped,
             "host_tracker_evictions": c.host_tracker_evictions,
+            "spool_disk_bytes": c.spool_disk_bytes,
+            "spool_payload_cap": c.spool_payload_cap,
+            "spool_storage_failures": c.spool_storage_failures,
+            "spool_full": c.spool_full,
+            "replay_diverged": c.replay_diverged,
         },
     })
 }
