@@ -180,7 +180,7 @@ impl OperatorCaller {
                 note.target = agency.to_string();
             }
         }
-        Status::permission_denied(format!(
+        crate::error::denied(format!(
             "operator `{}` of agency `{}` may not see data of agency `{agency}`",
             self.name,
             self.agency.as_deref().unwrap_or("")
@@ -240,10 +240,12 @@ impl Auth {
 
     fn check(&self, id: Option<Identity>) -> Result<Identity, Status> {
         let Some(id) = id else {
-            return Err(Status::unauthenticated("a client certificate issued by this collector is required"));
+            return Err(crate::error::unauthenticated(
+                "a client certificate issued by this collector is required",
+            ));
         };
         if self.revoked.contains(&id) {
-            return Err(Status::permission_denied(format!("{id} is revoked")));
+            return Err(crate::error::denied(format!("{id} is revoked")));
         }
         Ok(id)
     }
@@ -256,7 +258,7 @@ impl Auth {
                 req.extensions_mut().insert(AgentCaller { agent_id });
                 Ok(req)
             }
-            other => Err(Status::permission_denied(format!("{other} may not stream telemetry"))),
+            other => Err(crate::error::denied(format!("{other} may not stream telemetry"))),
         }
     }
 
@@ -265,7 +267,7 @@ impl Auth {
         let auth = self.clone();
         move |req: Request<()>| match auth.check(identity(&req))? {
             Identity::Operator(_) => Ok(req),
-            other => Err(Status::permission_denied(format!("{other} may not use the operator API"))),
+            other => Err(crate::error::denied(format!("{other} may not use the operator API"))),
         }
     }
 
@@ -281,16 +283,13 @@ impl Auth {
         let id = self.check(id).map_err(|s| (s, entry.clone()))?;
         let Identity::Operator(name) = id else {
             entry.operator = id.to_string();
-            return Err((Status::permission_denied(format!("{id} may not use the operator API")), entry));
+            return Err((crate::error::denied(format!("{id} may not use the operator API")), entry));
         };
         entry.operator = name.clone();
         let rec = match self.store.operator(&name) {
             Ok(Some(r)) => r,
             Ok(None) => {
-                return Err((
-                    Status::permission_denied(format!("operator `{name}` is not registered")),
-                    entry,
-                ));
+                return Err((crate::error::denied(format!("operator `{name}` is not registered")), entry));
             }
             Err(e) => return Err((Status::from(e), entry)),
         };
@@ -299,24 +298,20 @@ impl Auth {
         if rec.revoked_us != 0 {
             // also refused at the handshake once the collector knows; this
             // covers the calls already on an open connection
-            return Err((Status::permission_denied(format!("operator `{name}` is revoked")), entry));
+            return Err((crate::error::denied(format!("operator `{name}` is revoked")), entry));
         }
         let Some(role) = Role::parse(&rec.role) else {
-            return Err((Status::permission_denied(format!("operator `{name}` has an unknown role")), entry));
+            return Err((crate::error::denied(format!("operator `{name}` has an unknown role")), entry));
         };
         let Some(need) = access(method) else {
             return Err((
-                Status::permission_denied(format!("`{}` is not a known operation", method_words(method))),
+                crate::error::denied(format!("`{}` is not a known operation", method_words(method))),
                 entry,
             ));
         };
         if !allowed(role, need) {
             return Err((
-                Status::permission_denied(format!(
-                    "role `{}` may not {}",
-                    role.as_str(),
-                    method_words(method)
-                )),
+                crate::error::denied(format!("role `{}` may not {}", role.as_str(), method_words(method))),
                 entry,
             ));
         }
@@ -361,7 +356,7 @@ impl Auth {
         };
         flushed.map_err(|e| {
             tracing::error!(error = %e, "audit entry not durable: call refused");
-            Status::unavailable(
+            crate::error::unavailable(
                 "the audit log cannot be written (collector storage full or failing): the call is refused and its result withheld; retry later",
             )
         })
@@ -481,14 +476,17 @@ fn percent_decode(s: &str) -> String {
 
 /// The caller attached by the interceptor.
 pub fn agent<T>(req: &Request<T>) -> Result<AgentCaller, Status> {
-    req.extensions().get::<AgentCaller>().cloned().ok_or_else(|| Status::unauthenticated("no agent identity"))
+    req.extensions()
+        .get::<AgentCaller>()
+        .cloned()
+        .ok_or_else(|| crate::error::unauthenticated("no agent identity"))
 }
 
 pub fn operator<T>(req: &Request<T>) -> Result<OperatorCaller, Status> {
     req.extensions()
         .get::<OperatorCaller>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("no operator identity"))
+        .ok_or_else(|| crate::error::unauthenticated("no operator identity"))
 }
 
 #[cfg(test)]

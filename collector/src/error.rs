@@ -19,6 +19,14 @@ pub enum ApiError {
     InvalidArgument(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -46,9 +54,38 @@ impl From<ApiError> for Status {
             }
             ApiError::InvalidArgument(m) => Status::invalid_argument(m),
             ApiError::NotFound(m) => Status::not_found(m),
+            ApiError::PermissionDenied(m) => Status::permission_denied(m),
+            ApiError::Unauthenticated(m) => Status::unauthenticated(m),
+            ApiError::Unavailable(m) => Status::unavailable(m),
+            ApiError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
             ApiError::Internal(m) => internal("request", m),
         }
     }
+}
+
+/// A refusal: the caller may not do this.
+pub fn denied(m: impl Into<String>) -> Status {
+    ApiError::PermissionDenied(m.into()).into()
+}
+
+/// No usable identity on the call.
+pub fn unauthenticated(m: impl Into<String>) -> Status {
+    ApiError::Unauthenticated(m.into()).into()
+}
+
+/// Try again later (shutting down, storage full).
+pub fn unavailable(m: impl Into<String>) -> Status {
+    ApiError::Unavailable(m.into()).into()
+}
+
+/// A bad request, naming what is wrong.
+pub fn invalid(m: impl Into<String>) -> Status {
+    ApiError::InvalidArgument(m.into()).into()
+}
+
+/// The peer took too long.
+pub fn deadline(m: impl Into<String>) -> Status {
+    ApiError::DeadlineExceeded(m.into()).into()
 }
 
 /// An internal error: logged with an id, answered with only that id so

@@ -31,10 +31,10 @@ impl Enrollment for EnrollmentService {
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let r = req.into_inner();
         if r.token.is_empty() || r.token.len() > 256 {
-            return Err(Status::invalid_argument("missing or oversized enrollment token"));
+            return Err(crate::error::invalid("missing or oversized enrollment token"));
         }
         if r.csr_pem.len() > 16 * 1024 {
-            return Err(Status::invalid_argument("certificate signing request too large"));
+            return Err(crate::error::invalid("certificate signing request too large"));
         }
         let shared = &self.shared;
         let now = OffsetDateTime::now_utc();

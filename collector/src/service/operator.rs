@@ -670,7 +670,7 @@ impl Operator for OperatorService {
             who.may_see(&r.code)?;
             let contact = |k: &str| ["head.", "monitoring.", "response."].iter().any(|p| k.starts_with(p));
             if let Some(k) = r.set.keys().find(|k| !contact(k)) {
-                return Err(Status::permission_denied(format!(
+                return Err(crate::error::denied(format!(
                     "an agency operator may update its own contact points (head.*, monitoring.*, response.*), not `{k}`"
                 )));
             }
@@ -1108,7 +1108,7 @@ impl Operator for OperatorService {
         if who.role == auth::Role::Agency
             && let Some(k) = set.keys().find(|k| !incident::AGENCY_FIELDS.contains(&k.as_str()))
         {
-            return Err(Status::permission_denied(format!(
+            return Err(crate::error::denied(format!(
                 "an agency operator may set {} on its own incidents, not `{k}`",
                 incident::AGENCY_FIELDS.join(", ")
             )));
@@ -1550,7 +1550,7 @@ where
         tokio::spawn(async move {
             loop {
                 if revoked.contains(&who) {
-                    let _ = tx.send(Err(Status::permission_denied(format!("{who} is revoked")))).await;
+                    let _ = tx.send(Err(crate::error::denied(format!("{who} is revoked")))).await;
                     return;
                 }
                 committed.borrow_and_update();
@@ -1572,7 +1572,7 @@ where
                         _ = tx.closed() => return,
                         _ = revocations.changed() => {}
                         _ = crate::registry::until_true(&mut shutdown) => {
-                            let _ = tx.send(Err(Status::unavailable("collector is shutting down"))).await;
+                            let _ = tx.send(Err(crate::error::unavailable("collector is shutting down"))).await;
                             return;
                         }
                     }

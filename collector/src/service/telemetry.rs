@@ -57,12 +57,12 @@ impl Telemetry for TelemetryService {
         let caller = auth::agent(&req)?;
         let agent_id = caller.agent_id;
         let Some(agent) = self.shared.store.agent(&agent_id)? else {
-            return Err(Status::permission_denied(format!(
+            return Err(crate::error::denied(format!(
                 "agent {agent_id} is unknown to this collector; enroll it again"
             )));
         };
         if agent.revoked_us != 0 {
-            return Err(Status::permission_denied(format!("agent {agent_id} is revoked")));
+            return Err(crate::error::denied(format!("agent {agent_id} is revoked")));
         }
         let (guard, close, concurrent) = self.shared.streams.register(&agent_id);
         if concurrent > 1 {
@@ -144,10 +144,10 @@ impl Session {
             biased;
             _ = self.policy_rx.changed() => Ok(None),
             _ = crate::registry::until_true(&mut self.close) => {
-                Err(End::Status(Status::permission_denied(format!("agent {} was revoked", self.agent.agent_id))))
+                Err(End::Status(crate::error::denied(format!("agent {} was revoked", self.agent.agent_id))))
             }
             _ = crate::registry::until_true(&mut shutdown) => {
-                Err(End::Status(Status::unavailable("collector is shutting down")))
+                Err(End::Status(crate::error::unavailable("collector is shutting down")))
             }
             msg = inbound.message() => match msg {
                 Ok(Some(m)) => Ok(Some(m)),
@@ -175,11 +175,11 @@ impl Session {
                     Some(m) => break m,
                     None => continue,
                 },
-                Err(_) => return Err(Status::deadline_exceeded("no Hello within 30 seconds").into()),
+                Err(_) => return Err(crate::error::deadline("no Hello within 30 seconds").into()),
             }
         };
         let Some(In::Hello(hello)) = first.body else {
-            return Err(Status::invalid_argument("the first message of a stream must be Hello").into());
+            return Err(crate::error::invalid("the first message of a stream must be Hello").into());
         };
         if hello.protocol_version > TELEMETRY_PROTOCOL_VERSION {
             tracing::info!(
@@ -268,7 +268,7 @@ impl Session {
                 }
                 Some(In::Renew(renew)) => self.renew(&renew.csr_pem).await?,
                 Some(In::Hello(_)) => {
-                    return Err(Status::invalid_argument("Hello may only be sent once per stream").into());
+                    return Err(crate::error::invalid("Hello may only be sent once per stream").into());
                 }
                 None => {
                     // A message kind from a newer agent: ignore it.
