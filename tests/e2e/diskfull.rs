@@ -2,50 +2,11 @@
 //! small tmpfs. These tests mount file systems: they run as root (as CI
 //! does) and fail, not skip, otherwise.
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
-use canhgac_tests::{Burst, is_root, rrnames, wait_for};
+use canhgac_tests::{Burst, Tmpfs, rrnames, wait_for};
 
 use crate::setup;
-
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        assert!(is_root(), "this test mounts a tmpfs and must run as root");
-        std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "mount -t tmpfs on {}", dir.display());
-        Tmpfs(dir.to_path_buf())
-    }
-
-    fn resize(&self, size: &str) {
-        let ok = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "remount {}", self.0.display());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 /// Spool on a 6 MiB tmpfs (smaller than `spool.max_bytes`), collector
 /// down: the agent fills the disk, keeps running, is stopped with SIGTERM

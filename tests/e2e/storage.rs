@@ -1,52 +1,9 @@
 //! The collector's data directory on a small tmpfs that fills up: a full
 //! disk is a pause, not an outage.
 
-use std::{
-    collections::HashMap,
-    io::Write as _,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
-use canhgac_tests::{Agent, Burst, Collector, rrnames, wait_for};
-
-/// A tmpfs mounted for the test's life (tests run as root here and in CI;
-/// without root the test fails saying so, it does not skip).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mounting a tmpfs needs root (CI runs as root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-
-    /// Fills the file system with `filler` until a write fails.
-    fn fill(&self) -> PathBuf {
-        let filler = self.0.join("filler");
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let chunk = vec![0xA5u8; 64 * 1024];
-        while f.write_all(&chunk).is_ok() {}
-        let _ = f.sync_all();
-        filler
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+use canhgac_tests::{Agent, Burst, Collector, Tmpfs, rrnames, wait_for};
 
 /// With the data directory full: ingest is refused with a status and no
 /// operator call succeeds without its audit entry; once space returns,

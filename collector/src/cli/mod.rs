@@ -123,17 +123,26 @@ pub enum AgencyCmd {
         fields: Vec<String>,
     },
     /// Imports agencies from CSV or JSON (all rows or none).
-    Import {
-        /// CSV or JSON, by `--format csv|json` or the file name.
-        file: PathBuf,
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Import(ImportArgs),
     /// Exports agencies as CSV (default) or JSON (`--format json`) to standard output.
-    Export {
-        #[arg(long)]
-        agency: Option<String>,
-    },
+    Export(ExportArgs),
+}
+
+/// `import FILE [--dry-run]` of agencies or systems.
+#[derive(Args, Debug, Clone)]
+pub struct ImportArgs {
+    /// CSV or JSON, by `--format csv|json` or the file name.
+    pub file: PathBuf,
+    /// Check every row and report, store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `export [--agency CODE]` of agencies or systems.
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    #[arg(long)]
+    pub agency: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -208,17 +208,20 @@ fn cut(cell: &str, width: usize) -> String {
 }
 
 /// Column widths that fit `max` (two spaces between columns): the widest
-/// columns give way first, none below its header or 6 characters.
+/// columns give way first, none below its header or 6 characters; if that
+/// is not enough, headers are cut too (to 4 characters at least).
 fn fit(mut widths: Vec<usize>, headers: &[&str], max: usize) -> Vec<usize> {
     let total = |w: &[usize]| w.iter().sum::<usize>() + 2 * w.len().saturating_sub(1);
-    while total(&widths) > max {
-        let floor = |i: usize| headers[i].chars().count().max(6);
-        let Some((i, _)) =
-            widths.iter().enumerate().filter(|(i, w)| **w > floor(*i)).max_by_key(|(_, w)| **w)
-        else {
-            break;
-        };
-        widths[i] -= 1;
+    for pass in 0..2 {
+        while total(&widths) > max {
+            let floor = |i: usize| if pass == 0 { headers[i].chars().count().max(6) } else { 4 };
+            let Some((i, _)) =
+                widths.iter().enumerate().filter(|(i, w)| **w > floor(*i)).max_by_key(|(_, w)| **w)
+            else {
+                break;
+            };
+            widths[i] -= 1;
+        }
     }
     widths
 }
@@ -310,6 +313,11 @@ mod tests {
         assert!(t.contains('…'));
         let w = fit(vec![2, 9], &["ID", "SIGNATURE"], 120);
         assert_eq!(w, vec![2, 9], "narrow tables are left alone");
+        // headers alone wider than the screen: they are cut too
+        let headers: Vec<String> = (0..10).map(|i| format!("A LONG HEADER NUMBER {i}")).collect();
+        let h: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let t = table(&h, vec![headers.clone()]);
+        assert!(t.lines().all(|l| l.chars().count() <= 120), "{t}");
     }
 
     #[test]

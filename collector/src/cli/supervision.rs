@@ -60,17 +60,9 @@ pub enum SystemCmd {
         json: bool,
     },
     /// Imports systems from CSV or JSON (all rows or none); rows with an id update.
-    Import {
-        /// CSV or JSON, by `--format csv|json` or the file name.
-        file: PathBuf,
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Import(crate::cli::ImportArgs),
     /// Exports systems as CSV (default) or JSON (`--format json`) to standard output.
-    Export {
-        #[arg(long)]
-        agency: Option<String>,
-    },
+    Export(crate::cli::ExportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -531,10 +523,12 @@ pub async fn run(
             let a = c.update_agency(UpdateAgencyRequest { code, set: pairs(&fields)? }).await?.into_inner();
             say(format!("updated agency {}", a.code))?;
         }
-        Command::Agency(AgencyCmd::Import { file, dry_run }) => {
+        Command::Agency(AgencyCmd::Import(crate::cli::ImportArgs { file, dry_run })) => {
             import(&mut c, "agencies", &file, dry_run).await?
         }
-        Command::Agency(AgencyCmd::Export { agency }) => export(&mut c, "agencies", agency).await?,
+        Command::Agency(AgencyCmd::Export(crate::cli::ExportArgs { agency })) => {
+            export(&mut c, "agencies", agency).await?
+        }
         Command::Agents(AgentsCmd::Link { agent_id, systems, unlink }) => {
             let a =
                 c.link_agent(LinkAgentRequest { agent_id, system_ids: systems, unlink }).await?.into_inner();
@@ -840,8 +834,10 @@ async fn system(
                 ))?;
             }
         }
-        SystemCmd::Import { file, dry_run } => import(c, "systems", &file, dry_run).await?,
-        SystemCmd::Export { agency } => export(c, "systems", agency).await?,
+        SystemCmd::Import(crate::cli::ImportArgs { file, dry_run }) => {
+            import(c, "systems", &file, dry_run).await?
+        }
+        SystemCmd::Export(crate::cli::ExportArgs { agency }) => export(c, "systems", agency).await?,
     }
     Ok(())
 }
@@ -1190,7 +1186,7 @@ fn coverage(r: &GetCoverageResponse, json: bool) -> Result<(), Failure> {
             "MISSING CONTACTS",
             "LAYERS 1/2/3/4",
             "AGENTS ON",
-            "INCIDENTS OPEN/LATE/DISMISSED",
+            "INCIDENTS O/L/D",
             "STORED (KEEP)",
         ],
         rows,
@@ -1200,6 +1196,7 @@ fn coverage(r: &GetCoverageResponse, json: bool) -> Result<(), Failure> {
             "layers (official letter 1552/2020): 1 on-site team named, 2 professional supervision provider,",
         )?;
         say("  3 independent inspection within 24 months, 4 connected to the national supervision system")?;
+        say("incidents O/L/D: open, late (a deadline missed), dismissed (false positive or duplicate)")?;
     }
     let rows = r
         .agents
