@@ -269,8 +269,11 @@ impl Failure {
     pub(crate) fn closed() -> Failure {
         Failure { code: 0, message: String::new() }
     }
-    /// The same failure, prefixed with the command it came from.
+    /// The same failure, prefixed with the command it came from (once).
     pub(crate) fn context(self, command: &str) -> Failure {
+        if self.message.starts_with(&format!("{command}:")) {
+            return self;
+        }
         Failure { code: self.code, message: format!("{command}: {}", self.message) }
     }
     pub(crate) fn usage(message: impl Into<String>) -> Failure {
@@ -299,7 +302,38 @@ impl From<tonic::Status> for Failure {
     }
 }
 
+/// Runs one command. A refusal names the command it answers
+/// (`incidents show: not found: incident 9 not found`).
 pub async fn run(cli: Cli) -> Result<(), Failure> {
+    let label = command_label(&cli.command);
+    run_command(cli)
+        .await
+        .map_err(|f| if f.code == 1 && !f.message.starts_with(&label) { f.context(&label) } else { f })
+}
+
+/// `agency add`, `incidents transition`, `coverage`: the command as typed.
+fn command_label(c: &Command) -> String {
+    // the subcommand's variant name is the word typed (`Show` is `show`)
+    fn sub(group: &str, d: &dyn std::fmt::Debug) -> String {
+        let dbg = format!("{d:?}");
+        let word = dbg.split(|ch: char| !ch.is_alphanumeric()).next().unwrap_or_default().to_lowercase();
+        format!("{group} {word}")
+    }
+    match c {
+        Command::Agency(x) => sub("agency", x),
+        Command::Token(x) => sub("token", x),
+        Command::Agents(x) => sub("agents", x),
+        Command::Alerts(x) => sub("alerts", x),
+        Command::System(x) => sub("system", x),
+        Command::Incidents(x) => sub("incidents", x),
+        Command::Coverage { .. } => "coverage".into(),
+        Command::Policy(x) => sub("policy", x),
+        Command::Operator(x) => sub("operator", x),
+        Command::Audit(x) => sub("audit", x),
+    }
+}
+
+async fn run_command(cli: Cli) -> Result<(), Failure> {
     let Some(profile_path) = cli.profile.clone() else {
         return Err(Failure::usage("no operator profile: pass --profile FILE or set CANHGAC_PROFILE"));
     };
@@ -415,8 +449,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
                         unattributed: matching.system == Some(0),
                         category: matching.category.clone().unwrap_or_default(),
                     })
-                    .await
-                    .map_err(|e| Failure::from(e).context("alerts list"))?
+                    .await?
                     .into_inner();
                 for a in &resp.alerts {
                     if json {
@@ -647,4 +680,26 @@ pub(crate) fn alert_row(a: &StoredAlert) -> Vec<String> {
         s(&v["alert"]["signature"]),
         flow,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[test]
+    fn refusals_name_the_command_typed() {
+        let label = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["canhgac"], args].concat()).unwrap();
+            command_label(&cli.command)
+        };
+        assert_eq!(label(&["incidents", "show", "9"]), "incidents show");
+        assert_eq!(label(&["coverage", "--agency", "SO-A"]), "coverage");
+        assert_eq!(label(&["agency", "add", "--code", "SO-A", "--name", "A"]), "agency add");
+        assert_eq!(label(&["audit", "verify"]), "audit verify");
+        let f = Failure::runtime("not found: incident 9 not found").context("incidents show");
+        assert_eq!(f.message, "incidents show: not found: incident 9 not found");
+        assert_eq!(f.context("incidents show").message, "incidents show: not found: incident 9 not found");
+    }
 }
