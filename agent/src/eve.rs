@@ -392,8 +392,10 @@ pub fn http(tx: &HttpTx) -> Value {
     if let Some(ua) = text(tx.request_header("user-agent")) {
         m.insert("http_user_agent".into(), ua.into());
     }
-    if let Some(ct) = text(tx.response_header("content-type")) {
-        m.insert("http_content_type".into(), ct.into());
+    // the media type without its parameters, as Suricata logs it
+    if let Some(ct) = tx.response_header("content-type") {
+        let ct = ct.split(|b| *b == b';').next().unwrap_or_default();
+        m.insert("http_content_type".into(), String::from_utf8_lossy(ct).into_owned().into());
     }
     if let Some(r) = text(tx.request_header("referer")) {
         m.insert("http_refer".into(), r.into());

@@ -92,7 +92,7 @@ pub fn version_name(v: u16) -> &'static str {
     match v {
         0x0200 => "SSLv2",
         0x0300 => "SSLv3",
-        0x0301 => "TLS 1.0",
+        0x0301 => "TLSv1", // Suricata's name for TLS 1.0
         0x0302 => "TLS 1.1",
         0x0303 => "TLS 1.2",
         0x0304 => "TLS 1.3",

@@ -409,7 +409,7 @@ impl Detect {
             let txs: Vec<signatures::Tx> =
                 events.iter().filter_map(|ev| signatures::transaction(ev, &flow.app, dir)).collect();
             let stream = (p.proto == PROTO_TCP && flow.tcp.is_some()).then_some(data.as_slice());
-            self.signatures(&rules, flow, dir, p, stream, &txs, out);
+            self.signatures(&rules, flow, dir, p, stream, &txs, true, out);
         }
         for ev in events {
             self.app_event(flow, dir, p, ev, out);
@@ -434,6 +434,7 @@ impl Detect {
         p: &Packet<'_>,
         stream: Option<&[u8]>,
         txs: &[signatures::Tx],
+        packet: bool,
         out: &mut Output,
     ) {
         let app_proto = signatures::app_proto(flow);
@@ -448,7 +449,8 @@ impl Detect {
                     buffers.push(*b, v);
                 }
             }
-            buffers.set_tx_only(i > 0);
+            // `packet` false: no real packet, only the transactions' buffers
+            buffers.set_tx_only(i > 0 || !packet);
             let ctx = crate::rules::Inspect {
                 ts_us: canhgac_proto::timefmt::micros(p.ts),
                 src: p.src,
@@ -485,6 +487,39 @@ impl Detect {
         self.matches = matches;
         let g = self.rule_global.stats();
         self.stats.rules = g;
+    }
+
+    /// The rules on the transactions a flow ends with unfinished (see
+    /// [`signatures::unfinished`]), as on a packet of their direction
+    /// without payload at the flow's last time.
+    fn unfinished_transactions(
+        &mut self,
+        rules: &crate::rules::RuleSet,
+        flow: &mut Flow,
+        ts: OffsetDateTime,
+        out: &mut Output,
+    ) {
+        for (dir, tx) in signatures::unfinished(&flow.app) {
+            let (src, dst) =
+                if dir == Dir::ToServer { (flow.client, flow.server) } else { (flow.server, flow.client) };
+            let p = Packet {
+                ts,
+                src: src.0,
+                dst: dst.0,
+                proto: flow.proto,
+                ttl: 0,
+                sport: src.1,
+                dport: dst.1,
+                tcp: None,
+                tcp_flags: 0,
+                icmp: None,
+                payload: &[],
+                frag: None,
+                tunnel: 0,
+                len: 0,
+            };
+            self.signatures(rules, flow, dir, &p, None, std::slice::from_ref(&tx), false, out);
+        }
     }
 
     /// Turns behavioural findings into alerts.
@@ -790,6 +825,9 @@ impl Detect {
                 flow.app.on_close(d, &mut events);
             }
             self.stats.dns_errors += errors.dns;
+            if let Some(rules) = self.cfg.rules.clone() {
+                self.unfinished_transactions(&rules, &mut flow, ts, out);
+            }
             for ev in events {
                 if let AppEvent::Http(HttpEvent::Response(id)) = ev
                     && self.cfg.eve.http

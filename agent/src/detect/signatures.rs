@@ -196,6 +196,30 @@ pub(super) fn transaction(ev: &AppEvent, app: &AppState, dir: Dir) -> Option<Tx>
     Some(Tx { buffers: b, app: app_obj })
 }
 
+/// The transactions a flow ends with unfinished: an HTTP request or
+/// response whose headers were read but whose body was cut short (the
+/// capture or the connection ended first). Suricata inspects them with
+/// what was received when the flow ends (its flow-end pseudo packets); the
+/// rules see them here once, from [`super::Detect`]'s end of flow.
+pub(super) fn unfinished(app: &AppState) -> Vec<(Dir, Tx)> {
+    let AppState::Http(h) = app else { return Vec::new() };
+    let mut out = Vec::new();
+    for tx in h.open_transactions() {
+        if !tx.request_done
+            && let Some(t) = transaction(&AppEvent::Http(HttpEvent::Request(tx.id)), app, Dir::ToServer)
+        {
+            out.push((Dir::ToServer, t));
+        }
+        if tx.status.is_some()
+            && !tx.response_done
+            && let Some(t) = transaction(&AppEvent::Http(HttpEvent::Response(tx.id)), app, Dir::ToClient)
+        {
+            out.push((Dir::ToClient, t));
+        }
+    }
+    out
+}
+
 /// ATT&CK technique of a rule: its `mitre_technique_id` metadata, else a
 /// default for its classtype.
 fn technique(m: &RuleMatch) -> Option<String> {
