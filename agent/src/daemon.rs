@@ -68,6 +68,22 @@ fn build_engine(
     let (rules, skipped) =
         crate::detect::load_rules_logged(&rule_files, &cfg.rule_vars, cfg.classification.as_deref())
             .map_err(RunError::Rules)?;
+    // how each of the policy's rule files loaded, for the policy status
+    let mut loads = Vec::new();
+    for f in &active.rule_files {
+        let (_, report) = crate::rules::RuleSet::load(
+            std::slice::from_ref(f),
+            &cfg.rule_vars,
+            cfg.classification.as_deref(),
+        )
+        .map_err(RunError::Rules)?;
+        loads.push(canhgac_proto::v1::PolicyFileLoad {
+            name: f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            loaded: report.loaded as u64,
+            total: report.total as u64,
+        });
+    }
+    policy.set_rule_file_loads(loads);
     counters.rules_loaded.store(rules.as_ref().map(|r| r.len() as u64).unwrap_or(0), Ordering::Relaxed);
     counters.rules_skipped.store(skipped as u64, Ordering::Relaxed);
     crate::eve::set_community_id_seed(cfg.community_id_seed);

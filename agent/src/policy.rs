@@ -195,6 +195,7 @@ impl Policy {
                         digest: c.digest,
                         error: String::new(),
                         ioc_entries: n as u64,
+                        rule_files: Vec::new(),
                     };
                     active = a;
                 }
@@ -215,6 +216,12 @@ impl Policy {
                 running: AtomicBool::new(false),
             }),
         })
+    }
+
+    /// Records how the policy's rule files loaded (reported with the
+    /// status).
+    pub fn set_rule_file_loads(&self, loads: Vec<canhgac_proto::v1::PolicyFileLoad>) {
+        self.inner.status.lock().unwrap_or_else(|p| p.into_inner()).rule_files = loads;
     }
 
     /// What the agent reports in Hello and heartbeats.
@@ -345,6 +352,7 @@ impl Policy {
             digest: update.digest,
             error: String::new(),
             ioc_entries: entries as u64,
+            rule_files: Vec::new(),
         };
         Ok(entries)
     }

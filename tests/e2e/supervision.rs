@@ -707,6 +707,16 @@ fn a_policy_push_reaches_every_connected_agent_and_applies_live() {
         assert!(logs.contains("detection engine swapped"), "{logs}");
         assert!(agent.state_dir.join(format!("policy/v{version}/local.rules")).exists());
     }
+    // each agent reports how the policy's rule file loaded
+    wait_for("per-file rule loads in the policy status", Duration::from_secs(15), || {
+        let a = json_lines(&c.cli(&["agents", "list", "--json"]));
+        a.iter()
+            .all(|x| {
+                x["policy_rule_files"]
+                    == serde_json::json!([{"name": "local.rules", "loaded": 1, "total": 1}])
+            })
+            .then_some(())
+    });
     // one agency only; a restarted agent keeps its policy
     let out = c.cli(&["policy", "push", "--agency", "SO-B", list.to_str().unwrap()]);
     let v2 = last_line(&out);

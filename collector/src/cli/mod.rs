@@ -583,6 +583,9 @@ fn agent_json(a: &AgentInfo) -> Value {
         "online": a.online,
         "systems": a.systems,
         "policy_version": a.policy.as_ref().map(|p| p.version).unwrap_or(0),
+        "policy_rule_files": a.policy.as_ref().map(|p| p.rule_files.iter()
+            .map(|f| json!({"name": f.name, "loaded": f.loaded, "total": f.total}))
+            .collect::<Vec<_>>()).unwrap_or_default(),
         "policy_error": a.policy.as_ref().map(|p| p.error.clone()).unwrap_or_default(),
         "counters": {
             "packets_captured": c.packets_captured,

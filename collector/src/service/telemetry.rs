@@ -256,6 +256,8 @@ impl Session {
                                 digest: p.digest.clone(),
                                 error: String::new(),
                                 ioc_entries: p.ioc_entries,
+                                // the next heartbeat reports them
+                                rule_files: Vec::new(),
                             }
                         } else {
                             PolicyStatus { error: clean_text(&p.error, 500), ..old }
