@@ -115,7 +115,7 @@ fn incident_payload(cursor: u64, ch: &IncidentChangeRec, shared: &Shared) -> Opt
         now_us: timefmt::micros(OffsetDateTime::now_utc()),
     };
     let m = incident::incident_msg(inc, &v);
-    let mut j = crate::cli::supervision::incident_json(&m);
+    let mut j = crate::cli::incidents::incident_json(&m);
     j["type"] = json!("incident");
     j["cursor"] = json!(cursor);
     j["change"] = json!(ch.change);

@@ -22,6 +22,7 @@ use tonic::transport::Channel;
 
 use crate::profile::Profile;
 
+pub mod incidents;
 pub mod output;
 pub mod supervision;
 
@@ -76,7 +77,7 @@ pub enum Command {
     System(crate::cli::supervision::SystemCmd),
     /// Incidents: alerts correlated by agency, system, category and attacker.
     #[command(subcommand, alias = "incident")]
-    Incidents(crate::cli::supervision::IncidentsCmd),
+    Incidents(crate::cli::incidents::IncidentsCmd),
     /// Supervision coverage and health per agency and agent.
     Coverage {
         #[arg(long)]

@@ -1,5 +1,6 @@
-//! `canhgac` commands for supervision: registry, systems, incidents,
-//! coverage, policy, operators and the audit log.
+//! `canhgac` commands for the registry (agencies, systems, import and
+//! export), coverage, policy, operators and the audit log; incidents are in
+//! `incidents.rs`.
 
 use std::{collections::HashMap, io::Write as _, path::PathBuf};
 
@@ -63,106 +64,6 @@ pub enum SystemCmd {
     Import(crate::cli::ImportArgs),
     /// Exports systems as CSV (default) or JSON (`--format json`) to standard output.
     Export(crate::cli::ExportArgs),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum IncidentsCmd {
-    /// Lists incidents, newest first.
-    List {
-        #[arg(long)]
-        agency: Option<String>,
-        #[arg(long)]
-        state: Option<String>,
-        /// Only incidents of this system id (0: unattributed ones).
-        #[arg(long)]
-        system: Option<u64>,
-        /// Only this category (malware, c2, scanning, intrusion, ...).
-        #[arg(long)]
-        category: Option<String>,
-        /// Only incidents with events at or after this time (RFC 3339 or a date).
-        #[arg(long, value_parser = super::output::parse_time)]
-        since: Option<time::OffsetDateTime>,
-        /// Only incidents with events before this time.
-        #[arg(long, value_parser = super::output::parse_time)]
-        until: Option<time::OffsetDateTime>,
-        /// Only incidents not closed.
-        #[arg(long)]
-        open: bool,
-        /// Only incidents with a missed deadline.
-        #[arg(long)]
-        overdue: bool,
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
-        #[arg(long)]
-        json: bool,
-    },
-    Show {
-        id: u64,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Acknowledges an incident (records who saw it first).
-    Ack {
-        id: u64,
-        #[arg(long, default_value = "")]
-        note: String,
-    },
-    /// Assigns incidents: `canhgac incidents assign 3 4 5 nguyen.van.a`.
-    Assign {
-        #[arg(required = true, num_args = 2.., value_name = "ID... ASSIGNEE")]
-        args: Vec<String>,
-        #[arg(long, default_value = "")]
-        note: String,
-    },
-    Note {
-        id: u64,
-        text: String,
-    },
-    /// Moves incidents: notified, initial_report, in_progress, closed
-    /// (`canhgac incidents transition 3 4 closed --reason false_positive`);
-    /// all or none.
-    Transition {
-        #[arg(required = true, num_args = 2.., value_name = "ID... STATE")]
-        args: Vec<String>,
-        /// Why it is closed: false_positive, duplicate (both dismiss: no
-        /// deadline runs) or resolved. Required to close before in_progress.
-        #[arg(long, default_value = "")]
-        reason: String,
-        #[arg(long, default_value = "")]
-        note: String,
-    },
-    /// Merges incidents of one agency into the first id; the others close
-    /// as its duplicates.
-    Merge {
-        #[arg(required = true, num_args = 2.., value_name = "ID")]
-        ids: Vec<u64>,
-        #[arg(long, default_value = "")]
-        note: String,
-    },
-    /// Sets report fields: description, actions_taken, cause, scope, remedy,
-    /// consequences, assistance_needed, impacts, owner_cannot_handle.
-    Set {
-        id: u64,
-        #[arg(required = true, value_name = "FIELD=VALUE")]
-        fields: Vec<String>,
-    },
-    /// Prints the initial or completion report with the national form's fields.
-    Report {
-        id: u64,
-        #[arg(long, default_value = "initial")]
-        kind: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Follows incident changes; resumes after disconnects from the last cursor.
-    Tail {
-        #[arg(long)]
-        agency: Option<String>,
-        #[arg(long)]
-        from_cursor: Option<u64>,
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -235,7 +136,7 @@ pub enum AuditCmd {
 
 use super::output::say;
 
-fn pairs(fields: &[String]) -> Result<HashMap<String, String>, Failure> {
+pub(super) fn pairs(fields: &[String]) -> Result<HashMap<String, String>, Failure> {
     fields
         .iter()
         .map(|f| {
@@ -246,7 +147,7 @@ fn pairs(fields: &[String]) -> Result<HashMap<String, String>, Failure> {
         .collect()
 }
 
-fn ts(t: &Option<prost_types::Timestamp>) -> Value {
+pub(super) fn ts(t: &Option<prost_types::Timestamp>) -> Value {
     t.as_ref().map(|t| Value::from(time_str(t))).unwrap_or(Value::Null)
 }
 
@@ -273,110 +174,6 @@ pub fn system_json(s: &System) -> Value {
         "next_assessment_due": s.next_assessment_due, "assessment_overdue": s.assessment_overdue,
         "agents": s.agents,
     })
-}
-
-pub fn incident_json(i: &Incident) -> Value {
-    json!({
-        "id": i.id, "agency": i.agency,
-        "system": if i.system == 0 { Value::Null } else { json!(i.system) },
-        "system_name": i.system_name, "system_level": i.system_level,
-        "category": i.category, "category_name": i.category_name,
-        "attacker": i.attackers, "victim": i.victims,
-        "state": i.state, "dismissed": i.dismissed, "close_reason": i.close_reason,
-        "merged_into": if i.merged_into == 0 { Value::Null } else { json!(i.merged_into) },
-        "severity": i.severity, "alert_count": i.alert_count,
-        "first_seen": ts(&i.first_seen), "last_seen": ts(&i.last_seen), "detected": ts(&i.detected),
-        "deadline": ts(&i.deadline), "deadline_id": i.deadline_id,
-        "deadline_in": i.deadline.as_ref().map(relative), "overdue": i.overdue,
-        "serious": i.serious, "possibly_serious": i.possibly_serious, "serious_reason": i.serious_reason,
-        "assignee": i.assignee, "acknowledged_by": i.acknowledged_by, "impacts": i.impacts,
-        "evidence": i.evidence.iter().map(|e| json!({
-            "signature_id": e.signature_id, "signature": e.signature, "detector": e.detector,
-            "count": e.count, "first_seen": ts(&e.first_seen), "last_seen": ts(&e.last_seen),
-        })).collect::<Vec<_>>(),
-        "fields": i.fields,
-    })
-}
-
-fn incident_detail_json(i: &Incident, alerts: &[StoredAlert]) -> Value {
-    let mut v = incident_json(i);
-    v["deadlines"] = i
-        .deadlines
-        .iter()
-        .map(|d| json!({"id": d.id, "description": d.description, "due": ts(&d.due), "met": ts(&d.met), "overdue": d.overdue}))
-        .collect();
-    v["history"] = i
-        .history
-        .iter()
-        .map(|h| json!({"time": ts(&h.time), "actor": h.actor, "action": h.action, "from": h.from_state, "to": h.to_state, "text": h.text}))
-        .collect();
-    v["alerts"] = alerts.iter().map(|a| Value::from(a.cursor)).collect();
-    v
-}
-
-const INCIDENT_HEADERS: &[&str] =
-    &["ID", "AGENCY", "SYSTEM", "CATEGORY", "ATTACKER", "VICTIM", "STATE", "SEV", "ALERTS", "DEADLINE", ""];
-
-/// A deadline relative to now: "in 4 d 23 h" / "overdue 2 h".
-fn relative(t: &prost_types::Timestamp) -> String {
-    super::output::relative(canhgac_proto::timefmt::from_timestamp(t), time::OffsetDateTime::now_utc())
-}
-
-fn list_or_dash(v: &[String]) -> String {
-    if v.is_empty() { "-".into() } else { v.join(", ") }
-}
-
-fn first_and_more(v: &[String]) -> String {
-    match v {
-        [] => "-".into(),
-        [one] => one.clone(),
-        [first, rest @ ..] => format!("{first} +{}", rest.len()),
-    }
-}
-
-fn incident_row(i: &Incident) -> Vec<String> {
-    vec![
-        i.id.to_string(),
-        i.agency.clone(),
-        if i.system == 0 { "unattributed".into() } else { format!("{} {}", i.system, i.system_name) },
-        i.category.clone(),
-        first_and_more(&i.attackers),
-        first_and_more(&i.victims),
-        if i.dismissed { format!("closed ({})", i.close_reason) } else { i.state.clone() },
-        i.severity.to_string(),
-        i.alert_count.to_string(),
-        i.deadline.as_ref().map(relative).unwrap_or_else(|| "-".into()),
-        if i.serious {
-            "SERIOUS".into()
-        } else if i.possibly_serious {
-            "possibly".into()
-        } else {
-            String::new()
-        },
-    ]
-}
-
-/// Splits `ID... LAST` arguments.
-fn ids_and_last(args: &[String], last: &str) -> Result<(Vec<u64>, String), Failure> {
-    let Some((value, ids)) = args.split_last() else {
-        return Err(Failure::usage(format!("expected ID... {last}")));
-    };
-    let ids = ids
-        .iter()
-        .map(|s| {
-            s.parse::<u64>()
-                .map_err(|_| Failure::usage(format!("`{s}` is not an incident id (expected ID... {last})")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if ids.is_empty() {
-        return Err(Failure::usage(format!("expected at least one incident id before {last}")));
-    }
-    Ok((ids, value.clone()))
-}
-
-/// A refusal of `command`, naming the command.
-fn command_error(command: &str, s: tonic::Status) -> Failure {
-    Failure::from(s).context(command)
 }
 
 fn audit_json(e: &AuditEntry) -> Value {
@@ -543,10 +340,10 @@ pub async fn run(
             ))?;
         }
         Command::System(cmd) => system(&mut c, cmd).await?,
-        Command::Incidents(IncidentsCmd::Tail { agency, from_cursor, json }) => {
-            incident_tail(client, agency, from_cursor, json).await?;
+        Command::Incidents(super::incidents::IncidentsCmd::Tail { agency, from_cursor, json }) => {
+            super::incidents::incident_tail(client, agency, from_cursor, json).await?;
         }
-        Command::Incidents(cmd) => incident(&mut c, cmd).await?,
+        Command::Incidents(cmd) => super::incidents::incident(&mut c, cmd).await?,
         Command::Coverage { agency, json } => {
             let r =
                 c.get_coverage(GetCoverageRequest { agency: agency.unwrap_or_default() }).await?.into_inner();
@@ -889,231 +686,6 @@ async fn export(
         .await?
         .into_inner();
     std::io::stdout().lock().write_all(&r.content).map_err(super::output::write_failure)
-}
-
-async fn incident(
-    c: &mut operator_client::OperatorClient<tonic::transport::Channel>,
-    cmd: IncidentsCmd,
-) -> Result<(), Failure> {
-    let action = |id: u64, value: String, note: String| IncidentActionRequest {
-        id,
-        value,
-        note,
-        reason: String::new(),
-    };
-    let done = |i: Incident, what: &str| say(format!("incident {} {what} (state {})", i.id, i.state));
-    match cmd {
-        IncidentsCmd::List { agency, state, system, category, since, until, open, overdue, limit, json } => {
-            let json = super::output::json(json);
-            let mut page_token = String::new();
-            let mut all = Vec::new();
-            while all.len() < limit {
-                let r = c
-                    .list_incidents(ListIncidentsRequest {
-                        agency: agency.clone().unwrap_or_default(),
-                        state: state.clone().unwrap_or_default(),
-                        open_only: open,
-                        overdue_only: overdue,
-                        limit: (limit - all.len()).min(1000) as u32,
-                        page_token: page_token.clone(),
-                        system: system.unwrap_or(0),
-                        unattributed: system == Some(0),
-                        category: category.clone().unwrap_or_default(),
-                        since: since.map(canhgac_proto::timefmt::to_timestamp),
-                        until: until.map(canhgac_proto::timefmt::to_timestamp),
-                    })
-                    .await?
-                    .into_inner();
-                let empty = r.incidents.is_empty();
-                all.extend(r.incidents);
-                if r.next_page_token.is_empty() || empty {
-                    break;
-                }
-                page_token = r.next_page_token;
-            }
-            if json {
-                for i in &all {
-                    say(incident_json(i).to_string())?;
-                }
-            } else {
-                say(table(INCIDENT_HEADERS, all.iter().map(incident_row).collect()))?;
-            }
-        }
-        IncidentsCmd::Show { id, json } => {
-            let d = c.get_incident(GetIncidentRequest { id, alert_limit: 1000 }).await?.into_inner();
-            let i = d.incident.unwrap_or_default();
-            if super::output::json(json) {
-                say(incident_detail_json(&i, &d.alerts).to_string())?;
-            } else {
-                say(table(INCIDENT_HEADERS, vec![incident_row(&i)]))?;
-                say(format!("category: {}", i.category_name))?;
-                say(format!(
-                    "system: {}",
-                    if i.system == 0 {
-                        "unattributed (no registered system matches the evidence)".to_string()
-                    } else {
-                        format!("{} {} (level {})", i.system, i.system_name, i.system_level)
-                    }
-                ))?;
-                say(format!("attacker: {}", list_or_dash(&i.attackers)))?;
-                say(format!("victim: {}", list_or_dash(&i.victims)))?;
-                if i.dismissed {
-                    say(format!("dismissed: {}", i.close_reason))?;
-                }
-                if i.merged_into != 0 {
-                    say(format!("merged into incident {}", i.merged_into))?;
-                }
-                for e in &i.evidence {
-                    say(format!(
-                        "evidence: [{}] {} {} × {} ({} – {})",
-                        e.detector,
-                        e.signature_id,
-                        e.signature,
-                        e.count,
-                        e.first_seen.as_ref().map(time_str).unwrap_or_default(),
-                        e.last_seen.as_ref().map(time_str).unwrap_or_default()
-                    ))?;
-                }
-                if !i.serious_reason.is_empty() {
-                    say(format!("serious: {} ({})", i.serious, i.serious_reason))?;
-                }
-                for dl in &i.deadlines {
-                    say(format!(
-                        "deadline {}: {} due {}{}",
-                        dl.id,
-                        dl.description,
-                        dl.due
-                            .as_ref()
-                            .map(|d| format!("{} ({})", time_str(d), relative(d)))
-                            .unwrap_or_default(),
-                        match (&dl.met, dl.overdue) {
-                            (Some(m), _) => format!(", met {}", time_str(m)),
-                            (None, true) => ", OVERDUE".into(),
-                            (None, false) => String::new(),
-                        }
-                    ))?;
-                }
-                for h in &i.history {
-                    let t = h.time.as_ref().map(time_str).unwrap_or_default();
-                    let change = if h.to_state.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" {} → {}", h.from_state, h.to_state)
-                    };
-                    say(format!("{t}  {}  {}{change}  {}", h.actor, h.action, h.text))?;
-                }
-                say(format!("alerts ({}):", d.alerts.len()))?;
-                for a in &d.alerts {
-                    say(format!("  {}", crate::cli::alert_row(a).join("  ")))?;
-                }
-            }
-        }
-        IncidentsCmd::Ack { id, note } => {
-            done(c.ack_incident(action(id, String::new(), note)).await?.into_inner(), "acknowledged")?
-        }
-        IncidentsCmd::Assign { args, note } => {
-            let (ids, assignee) = ids_and_last(&args, "ASSIGNEE")?;
-            let r = c
-                .bulk_incident_action(BulkIncidentActionRequest {
-                    ids,
-                    action: "assign".into(),
-                    value: assignee,
-                    reason: String::new(),
-                    note,
-                })
-                .await
-                .map_err(|e| command_error("incidents assign", e))?
-                .into_inner();
-            for i in r.incidents {
-                done(i, "assigned")?;
-            }
-        }
-        IncidentsCmd::Note { id, text } => {
-            done(c.add_incident_note(action(id, text, String::new())).await?.into_inner(), "noted")?
-        }
-        IncidentsCmd::Transition { args, reason, note } => {
-            let (ids, state) = ids_and_last(&args, "STATE")?;
-            let r = c
-                .bulk_incident_action(BulkIncidentActionRequest {
-                    ids,
-                    action: "transition".into(),
-                    value: state,
-                    reason,
-                    note,
-                })
-                .await
-                .map_err(|e| command_error("incidents transition", e))?
-                .into_inner();
-            for i in r.incidents {
-                let what =
-                    if i.dismissed { format!("dismissed ({})", i.close_reason) } else { "moved".into() };
-                done(i, &what)?;
-            }
-        }
-        IncidentsCmd::Merge { ids, note } => {
-            let i = c
-                .merge_incidents(MergeIncidentsRequest { ids: ids.clone(), note })
-                .await
-                .map_err(|e| command_error("incidents merge", e))?
-                .into_inner();
-            say(format!(
-                "incidents {} merged into incident {} ({} alerts)",
-                ids[1..].iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
-                i.id,
-                i.alert_count
-            ))?;
-        }
-        IncidentsCmd::Set { id, fields } => done(
-            c.update_incident(UpdateIncidentRequest { id, set: pairs(&fields)? }).await?.into_inner(),
-            "updated",
-        )?,
-        IncidentsCmd::Report { id, kind, json } => {
-            let r = c.incident_report(IncidentReportRequest { id, kind }).await?.into_inner();
-            say(if super::output::json(json) { r.json } else { r.text })?;
-        }
-        IncidentsCmd::Tail { .. } => {}
-    }
-    Ok(())
-}
-
-/// Follows incident changes; on a broken stream reconnects after the last
-/// cursor printed.
-async fn incident_tail(
-    client: &TlsClient,
-    agency: Option<String>,
-    from_cursor: Option<u64>,
-    json: bool,
-) -> Result<(), Failure> {
-    let cursor = std::cell::Cell::new(from_cursor);
-    let (cursor, agency) = (&cursor, &agency);
-    crate::cli::follow("incident", move || async move {
-        let mut c = connect(client).await?;
-        let mut stream = c
-            .subscribe_incidents(SubscribeIncidentsRequest {
-                after_cursor: cursor.get(),
-                agency: agency.clone().unwrap_or_default(),
-            })
-            .await?
-            .into_inner();
-        loop {
-            let ch = tokio::select! {
-                m = stream.message() => match m? { Some(ch) => ch, None => break },
-                _ = super::output::stdout_closed() => return Err(Failure::closed()),
-            };
-            let i = ch.incident.clone().unwrap_or_default();
-            if json {
-                let mut v = incident_json(&i);
-                v["cursor"] = json!(ch.cursor);
-                v["change"] = json!(ch.change);
-                say(v.to_string())?;
-            } else {
-                say(format!("{}  {}  {}", ch.cursor, ch.change, incident_row(&i).join("  ")))?;
-            }
-            cursor.set(Some(ch.cursor));
-        }
-        Ok(())
-    })
-    .await
 }
 
 fn coverage(r: &GetCoverageResponse, json: bool) -> Result<(), Failure> {
