@@ -258,6 +258,12 @@ fn scripted_incident_flow_from_registry_to_completion_report() {
         assert!(actions.contains(&a), "{a} missing from {actions:?}");
     }
     assert!(done["history"].as_array().unwrap().iter().any(|h| h["actor"] == "admin"));
+    let shown = c.cli(&["incidents", "show", &id]);
+    assert!(
+        !shown.contains("detected → detected"),
+        "the history starts with the opening, not a transition:\n{shown}"
+    );
+    assert!(shown.contains("detected → notified"), "{shown}");
 
     // the coverage view: supervised system, contact gaps, four layers
     let cov = json_lines(&c.cli(&["coverage", "--json", "--agency", "SO-TNMT"]));

@@ -320,7 +320,8 @@ pub(super) async fn incident(
                 }
                 for h in &i.history {
                     let t = h.time.as_ref().map(time_str).unwrap_or_default();
-                    let change = if h.to_state.is_empty() {
+                    // the opening event has no state before it
+                    let change = if h.to_state.is_empty() || h.from_state.is_empty() {
                         String::new()
                     } else {
                         format!(" {} → {}", h.from_state, h.to_state)
