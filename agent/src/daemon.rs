@@ -65,24 +65,21 @@ fn build_engine(
     counters.ioc_lines_rejected.store(rejected as u64, Ordering::Relaxed);
     let mut rule_files = cfg.rule_files.clone();
     rule_files.extend(active.rule_files.iter().cloned());
-    let (rules, skipped) =
+    let (rules, report) =
         crate::detect::load_rules_logged(&rule_files, &cfg.rule_vars, cfg.classification.as_deref())
             .map_err(RunError::Rules)?;
+    let skipped = report.skipped.len();
     // how each of the policy's rule files loaded, for the policy status
-    let mut loads = Vec::new();
-    for f in &active.rule_files {
-        let (_, report) = crate::rules::RuleSet::load(
-            std::slice::from_ref(f),
-            &cfg.rule_vars,
-            cfg.classification.as_deref(),
-        )
-        .map_err(RunError::Rules)?;
-        loads.push(canhgac_proto::v1::PolicyFileLoad {
-            name: f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            loaded: report.loaded as u64,
-            total: report.total as u64,
-        });
-    }
+    let loads = report
+        .files
+        .iter()
+        .filter(|(path, _, _)| active.rule_files.contains(path))
+        .map(|(path, total, loaded)| canhgac_proto::v1::PolicyFileLoad {
+            name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            loaded: *loaded as u64,
+            total: *total as u64,
+        })
+        .collect();
     policy.set_rule_file_loads(loads);
     counters.rules_loaded.store(rules.as_ref().map(|r| r.len() as u64).unwrap_or(0), Ordering::Relaxed);
     counters.rules_skipped.store(skipped as u64, Ordering::Relaxed);

@@ -74,9 +74,9 @@ pub fn load_rules_logged(
     files: &[std::path::PathBuf],
     vars: &crate::rules::Vars,
     classification: Option<&std::path::Path>,
-) -> std::io::Result<(Option<Arc<crate::rules::RuleSet>>, usize)> {
+) -> std::io::Result<(Option<Arc<crate::rules::RuleSet>>, crate::rules::LoadReport)> {
     if files.is_empty() {
-        return Ok((None, 0));
+        return Ok((None, crate::rules::LoadReport::default()));
     }
     let (set, report) = crate::rules::RuleSet::load(files, vars, classification)?;
     let reasons: Vec<String> = report.reasons().iter().take(8).map(|(r, n)| format!("{r}: {n}")).collect();
@@ -87,7 +87,7 @@ pub fn load_rules_logged(
         reasons = %reasons.join("; "),
         "signature rules loaded (see `canhgac-agent rules check` for each skipped rule)"
     );
-    Ok((Some(Arc::new(set)), report.skipped.len()))
+    Ok((Some(Arc::new(set)), report))
 }
 
 /// A change to persisted detector state, keyed without the spool's prefix.

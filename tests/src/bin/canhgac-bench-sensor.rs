@@ -167,7 +167,7 @@ fn main() -> anyhow::Result<()> {
     let load = Instant::now();
     let classification = corpus.join("Suricata_Repository/classification.config");
     let classification = classification.exists().then_some(classification);
-    let (engine_rules, _skipped) = canhgac_agent::detect::load_rules_logged(
+    let (engine_rules, _report) = canhgac_agent::detect::load_rules_logged(
         &rules,
         &canhgac_agent::rules::Vars::default(),
         classification.as_deref(),
