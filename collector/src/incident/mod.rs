@@ -45,11 +45,8 @@ use crate::{
 
 pub const STATES: &[&str] = &["detected", "notified", "initial_report", "in_progress", "closed"];
 
-/// Report fields an `agency` operator may set on its own incidents.
-pub const AGENCY_FIELDS: &[&str] =
-    &["description", "actions_taken", "cause", "scope", "remedy", "consequences", "assistance_needed"];
-
-/// Report fields an operator may set with `incidents set`.
+/// Report fields an operator may set with `incidents set` (an `agency`
+/// operator only these, on its own incidents).
 pub const TEXT_FIELDS: &[&str] =
     &["description", "actions_taken", "cause", "scope", "remedy", "consequences", "assistance_needed"];
 

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     auth::{self, OperatorCaller},
     directory,
-    error::{ApiError, join_error},
+    error::{ApiError, invalid, join_error},
     incident,
     server::Shared,
     store::{
@@ -44,10 +44,6 @@ pub use crate::directory::valid_agency_code;
 
 fn now_us() -> i64 {
     timefmt::micros(OffsetDateTime::now_utc())
-}
-
-fn invalid(m: impl Into<String>) -> Status {
-    ApiError::InvalidArgument(m.into()).into()
 }
 
 fn not_found(m: impl Into<String>) -> Status {
@@ -1106,11 +1102,11 @@ impl Operator for OperatorService {
         who.detail(r.set.keys().cloned().collect::<Vec<_>>().join(","));
         let set: BTreeMap<String, String> = r.set.into_iter().collect();
         if who.role == auth::Role::Agency
-            && let Some(k) = set.keys().find(|k| !incident::AGENCY_FIELDS.contains(&k.as_str()))
+            && let Some(k) = set.keys().find(|k| !incident::TEXT_FIELDS.contains(&k.as_str()))
         {
             return Err(crate::error::denied(format!(
                 "an agency operator may set {} on its own incidents, not `{k}`",
-                incident::AGENCY_FIELDS.join(", ")
+                incident::TEXT_FIELDS.join(", ")
             )));
         }
         let name = who.name.clone();
