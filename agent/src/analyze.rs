@@ -92,6 +92,17 @@ impl Summary {
 }
 
 pub fn run(opts: &AnalyzeOptions, out: &mut impl Write) -> Result<Summary, AnalyzeError> {
+    let summary = records(opts, &mut eve_lines(out))?;
+    out.flush().map_err(AnalyzeError::Output)?;
+    Ok(summary)
+}
+
+/// Runs the engine over the captures like [`run`], handing each record (EVE
+/// JSON and typed facts) to `each` in order.
+pub fn records(
+    opts: &AnalyzeOptions,
+    each: &mut dyn FnMut(crate::spool::NewRecord) -> std::io::Result<()>,
+) -> Result<Summary, AnalyzeError> {
     if opts.pcaps.is_empty() {
         return Err(AnalyzeError::Usage("nothing to analyze: pass --pcap FILE".into()));
     }
@@ -150,13 +161,12 @@ pub fn run(opts: &AnalyzeOptions, out: &mut impl Write) -> Result<Summary, Analy
                 }
             }
             if batch.records.len() >= 256 {
-                flush(&mut batch, out)?;
+                flush(&mut batch, each)?;
             }
         }
     }
     engine.finish(&mut batch);
-    flush(&mut batch, out)?;
-    out.flush().map_err(AnalyzeError::Output)?;
+    flush(&mut batch, each)?;
     Ok(Summary {
         stats: engine.stats(),
         files: opts.pcaps.len(),
@@ -169,12 +179,24 @@ pub fn run(opts: &AnalyzeOptions, out: &mut impl Write) -> Result<Summary, Analy
     })
 }
 
-/// Writes the batch's records as EVE lines (state changes are dropped:
-/// offline analysis persists nothing).
-pub(crate) fn flush(batch: &mut Output, out: &mut impl Write) -> Result<(), AnalyzeError> {
+/// Writes each record's EVE JSON as one line.
+pub(crate) fn eve_lines(
+    out: &mut impl Write,
+) -> impl FnMut(crate::spool::NewRecord) -> std::io::Result<()> + '_ {
+    |r| {
+        out.write_all(&r.eve_json)?;
+        out.write_all(b"\n")
+    }
+}
+
+/// Hands the batch's records on (state changes are dropped: offline
+/// analysis persists nothing).
+pub(crate) fn flush(
+    batch: &mut Output,
+    each: &mut dyn FnMut(crate::spool::NewRecord) -> std::io::Result<()>,
+) -> Result<(), AnalyzeError> {
     for r in batch.records.drain(..) {
-        out.write_all(&r.eve_json).map_err(AnalyzeError::Output)?;
-        out.write_all(b"\n").map_err(AnalyzeError::Output)?;
+        each(r).map_err(AnalyzeError::Output)?;
     }
     batch.state.clear();
     Ok(())

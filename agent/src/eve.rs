@@ -220,6 +220,8 @@ pub struct AlertInfo {
     pub severity: u32,
     pub action: &'static str,
     pub metadata: Option<Value>,
+    /// Suricata's `alert.source` and `alert.target` (rules with `target:`).
+    pub source_target: Option<(Value, Value)>,
 }
 
 impl AlertInfo {
@@ -233,6 +235,7 @@ impl AlertInfo {
             severity,
             action: "allowed",
             metadata: None,
+            source_target: None,
         }
     }
 }
@@ -256,8 +259,14 @@ pub fn alert(
         "category": info.category,
         "severity": info.severity,
     });
-    if let (Some(md), Some(obj)) = (info.metadata, a.as_object_mut()) {
-        obj.insert("metadata".into(), md);
+    if let Some(obj) = a.as_object_mut() {
+        if let Some((source, target)) = info.source_target {
+            obj.insert("source".into(), source);
+            obj.insert("target".into(), target);
+        }
+        if let Some(md) = info.metadata {
+            obj.insert("metadata".into(), md);
+        }
     }
     m.insert("alert".into(), a);
     for (k, v) in extra {

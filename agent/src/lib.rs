@@ -20,6 +20,7 @@ pub mod detect;
 pub mod dns;
 pub mod enroll;
 pub mod eve;
+pub mod facts;
 pub mod flow;
 pub mod fuzzing;
 pub mod host;

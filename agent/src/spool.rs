@@ -132,6 +132,8 @@ pub struct NewRecord {
     pub severity: u32,
     pub time: OffsetDateTime,
     pub eve_json: Vec<u8>,
+    /// The typed facts of an alert (see [`crate::facts`]); `None` for events.
+    pub facts: Option<v1::RecordFacts>,
 }
 
 impl NewRecord {
@@ -647,6 +649,7 @@ impl Spool {
                 time: Some(timefmt::to_timestamp(r.time)),
                 severity: r.severity,
                 eve_json: r.eve_json.clone(),
+                facts: r.facts.clone(),
             }
             .encode_to_vec();
             fresh.push((class, seq, entry_size(encoded.len()), encoded));
@@ -925,6 +928,7 @@ mod tests {
             severity,
             time: OffsetDateTime::UNIX_EPOCH,
             eve_json: vec![b'x'; len],
+            facts: None,
         }
     }
 

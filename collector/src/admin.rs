@@ -2,13 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use canhgac_proto::client::CollectorAddr;
+use canhgac_proto::{client::CollectorAddr, profile::Profile};
 use time::OffsetDateTime;
 
-use crate::{
-    pki::{Ca, PkiError, PkiPaths},
-    profile::Profile,
-};
+use crate::pki::{Ca, PkiError, PkiPaths};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -60,7 +57,11 @@ pub fn init(
         display: None,
     };
     let profile_path = data_dir.join("operator.profile");
-    profile.write(&profile_path)?;
+    profile.write(&profile_path).map_err(|source| PkiError::Io {
+        action: "write",
+        path: profile_path.clone(),
+        source,
+    })?;
     Ok(InitOutcome { pin: ca.pin(), profile: profile_path, address })
 }
 

@@ -115,7 +115,10 @@ fn incident_payload(cursor: u64, ch: &IncidentChangeRec, shared: &Shared) -> Opt
         now_us: timefmt::micros(OffsetDateTime::now_utc()),
     };
     let m = incident::incident_msg(inc, &v);
-    let mut j = crate::cli::incidents::incident_json(&m);
+    let now = OffsetDateTime::now_utc();
+    let time = |t: &prost_types::Timestamp| timefmt::rfc3339(timefmt::from_timestamp(t));
+    let relative = |t: &prost_types::Timestamp| timefmt::relative(timefmt::from_timestamp(t), now);
+    let mut j = canhgac_proto::json::incident(&m, &time, &relative);
     j["type"] = json!("incident");
     j["cursor"] = json!(cursor);
     j["change"] = json!(ch.change);

@@ -6,12 +6,11 @@
 //! * [`store`]: sled storage (the only module that touches sled).
 //! * [`service`]: gRPC services (enrollment, telemetry, operator).
 //! * [`server`]: wiring; [`server::run`] serves on a caller-bound listener.
-//! * [`profile`] and [`cli`]: the `canhgac` operator command line.
 //! * [`admin`]: `canhgac-collector init` and `ca-pin`.
 //! * [`rules`]: regulatory data (categories, deadline packs, periods).
 //! * [`directory`]: registry columns, validation, CSV/JSON import/export.
 //! * [`incidents`]: correlation, workflow, deadlines, reports.
-//! * [`audit`]: the hash-chained audit log.
+//! * [`audit`]: sealing and signing the hash-chained audit log.
 //! * [`policy`]: central policy files for agents.
 //! * [`supervise`]: agent-silence watchdog and retention.
 //! * [`forward`]: syslog/HTTPS forwarder with a durable queue.
@@ -21,7 +20,6 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
-pub mod cli;
 pub mod config;
 pub mod directory;
 pub mod error;
@@ -29,7 +27,6 @@ pub mod forward;
 pub mod incident;
 pub mod pki;
 pub mod policy;
-pub mod profile;
 pub mod registry;
 pub mod rules;
 pub mod server;

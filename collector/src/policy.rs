@@ -83,17 +83,6 @@ pub fn digest(files: &[PolicyFile]) -> String {
     hex::encode(h.finalize())
 }
 
-/// The kind of a file from its name, for `canhgac policy push`.
-pub fn kind_of(name: &str) -> &'static str {
-    if name.ends_with(".rules") {
-        "rules"
-    } else if name.ends_with(".toml") {
-        "settings"
-    } else {
-        "ioc"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +123,6 @@ mod tests {
         assert!(validate(&mut [f("../x", "ioc", "")]).unwrap_err().contains("invalid policy file name"));
         assert!(validate(&mut [f("x", "bin", "")]).unwrap_err().contains("invalid kind"));
         assert!(validate(&mut [f("x.toml", "settings", "= =")]).unwrap_err().contains("invalid TOML"));
-        assert_eq!(kind_of("et.rules"), "rules");
+        assert_eq!(canhgac_proto::files::policy_file_kind("et.rules"), "rules");
     }
 }

@@ -8,7 +8,10 @@
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use canhgac_proto::conf::{ConfigError, Source};
+use canhgac_proto::{
+    conf::{ConfigError, Source},
+    v1::RecordFacts,
+};
 use serde::Deserialize;
 
 pub const DEFAULT_REGULATION: &str = include_str!("../data/regulation.toml");
@@ -367,33 +370,28 @@ impl Regulation {
     /// Whether an alert of `category` may open an incident on its own:
     /// the category opens incidents, the severity is high enough and the
     /// rule is not informational.
-    pub fn opens_incident(&self, category: &str, eve: &serde_json::Value, severity: u32) -> bool {
+    pub fn opens_incident(&self, category: &str, f: &RecordFacts, severity: u32) -> bool {
         if self.category(category).is_some_and(|c| !c.creates_incident) {
             return false;
         }
         if severity == 0 || severity > self.opening.max_severity {
             return false;
         }
-        let sig = eve["alert"]["signature"].as_str().unwrap_or("");
-        let cat = eve["alert"]["category"].as_str().unwrap_or("");
-        !self.opening.informational_signature_prefixes.iter().any(|p| sig.starts_with(p.as_str()))
-            && !self.opening.informational_eve_categories.iter().any(|c| c == cat)
+        !self.opening.informational_signature_prefixes.iter().any(|p| f.signature.starts_with(p.as_str()))
+            && !self.opening.informational_eve_categories.contains(&f.rule_category)
     }
 
-    /// The category of an EVE alert (first matching rule).
-    pub fn categorize(&self, eve: &serde_json::Value) -> &str {
-        let detector = eve["canhgac"]["detector"].as_str();
-        let technique = eve["canhgac"]["technique"].as_str().unwrap_or("");
-        let matched = eve["canhgac"]["matched"].as_str();
-        let sid = eve["alert"]["signature_id"].as_u64();
-        let eve_cat = eve["alert"]["category"].as_str();
+    /// The category of an alert (first matching rule).
+    pub fn categorize(&self, f: &RecordFacts) -> &str {
+        let detector = Some(f.detector.as_str()).filter(|d| !d.is_empty()).unwrap_or("rule");
+        let sid = f.signature_id;
         for m in &self.map {
-            let ok = m.detector.as_deref().is_none_or(|d| Some(d) == detector)
-                && m.technique_prefix.as_deref().is_none_or(|t| technique.starts_with(t))
-                && m.indicator_matched.as_deref().is_none_or(|x| Some(x) == matched)
-                && m.eve_category.as_deref().is_none_or(|c| Some(c) == eve_cat)
-                && m.signature_id_min.is_none_or(|min| sid.is_some_and(|s| s >= min))
-                && m.signature_id_max.is_none_or(|max| sid.is_some_and(|s| s <= max));
+            let ok = m.detector.as_deref().is_none_or(|d| d == detector)
+                && m.technique_prefix.as_deref().is_none_or(|t| f.technique.starts_with(t))
+                && m.indicator_matched.as_deref().is_none_or(|x| x == f.matched)
+                && m.eve_category.as_deref().is_none_or(|c| c == f.rule_category)
+                && m.signature_id_min.is_none_or(|min| sid != 0 && sid >= min)
+                && m.signature_id_max.is_none_or(|max| sid != 0 && sid <= max);
             if ok {
                 return &m.category;
             }
@@ -428,6 +426,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn legacy(eve: &serde_json::Value) -> RecordFacts {
+        crate::incident::facts::legacy(eve, &|_| false)
+    }
+
     #[test]
     fn embedded_data_loads_and_maps() {
         let r = Regulation::embedded();
@@ -439,12 +441,12 @@ mod tests {
         assert_eq!(r.retention_days(0), 30);
         assert_eq!(r.deadlines.len(), 4);
         let scan = json!({"canhgac": {"detector": "portscan"}});
-        assert_eq!(r.categorize(&scan), "scanning");
+        assert_eq!(r.categorize(&legacy(&scan)), "scanning");
         let from = json!({"canhgac": {"detector": "ioc", "matched": "src_ip"}});
-        assert_eq!(r.categorize(&from), "intrusion");
+        assert_eq!(r.categorize(&legacy(&from)), "intrusion");
         let to = json!({"canhgac": {"detector": "ioc", "matched": "dns.query"}});
-        assert_eq!(r.categorize(&to), "c2");
-        assert_eq!(r.categorize(&json!({})), "other");
+        assert_eq!(r.categorize(&legacy(&to)), "c2");
+        assert_eq!(r.categorize(&legacy(&json!({}))), "other");
         assert!(!r.category("sensor_outage").unwrap().creates_incident);
         // host detectors
         for (detector, category) in [
@@ -455,14 +457,18 @@ mod tests {
             ("fim", "intrusion"),
             ("suspicious-process", "malware"),
         ] {
-            assert_eq!(r.categorize(&json!({"canhgac": {"detector": detector}})), category, "{detector}");
+            assert_eq!(
+                r.categorize(&legacy(&json!({"canhgac": {"detector": detector}}))),
+                category,
+                "{detector}"
+            );
         }
         // signature rules: by technique, then by Suricata category
         let rule = |technique: &str, category: &str| json!({"canhgac": {"detector": "rule", "technique": technique}, "alert": {"category": category}});
-        assert_eq!(r.categorize(&rule("T1190", "Web Application Attack")), "intrusion");
-        assert_eq!(r.categorize(&rule("T1071", "A Network Trojan was detected")), "c2");
-        assert_eq!(r.categorize(&rule("T1595", "Detection of a Network Scan")), "scanning");
-        assert_eq!(r.categorize(&rule("", "A Network Trojan was detected")), "malware");
+        assert_eq!(r.categorize(&legacy(&rule("T1190", "Web Application Attack"))), "intrusion");
+        assert_eq!(r.categorize(&legacy(&rule("T1071", "A Network Trojan was detected"))), "c2");
+        assert_eq!(r.categorize(&legacy(&rule("T1595", "Detection of a Network Scan"))), "scanning");
+        assert_eq!(r.categorize(&legacy(&rule("", "A Network Trojan was detected"))), "malware");
     }
 
     #[test]

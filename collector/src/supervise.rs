@@ -2,7 +2,10 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use canhgac_proto::{timefmt, v1::RecordKind};
+use canhgac_proto::{
+    timefmt,
+    v1::{RecordFacts, RecordKind, RoleBasis},
+};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -60,6 +63,15 @@ pub fn check_silence(shared: &Shared, now_us: i64) -> Result<usize, StoreError> 
             time_us: now_us,
             received_us: now_us,
             eve_json: eve.to_string(),
+            facts: Some(RecordFacts {
+                detector: "agent-silent".into(),
+                signature_id: SID_AGENT_SILENT,
+                signature: eve["alert"]["signature"].as_str().unwrap_or_default().into(),
+                rule_category: "Sensor Outage".into(),
+                on_host: true,
+                role_basis: RoleBasis::Detector as i32,
+                ..Default::default()
+            }),
         })?;
         shared.store.update_agent(&a.agent_id, |r| r.silent_alerted_us = since)?;
         tracing::warn!(agent_id = %a.agent_id, agency = %a.agency, "agent silent; alert raised");
@@ -239,8 +251,14 @@ mod tests {
         s.put_systems(vec![SystemRec { agency: "B".into(), level: 4, ..Default::default() }]).unwrap();
         let day = 86_400_000_000i64;
         let now = 400 * day;
-        let alert =
-            |seq| Incoming::Valid { seq, alert: true, severity: 2, time_us: 0, eve_json: "{}".into() };
+        let alert = |seq| Incoming::Valid {
+            seq,
+            alert: true,
+            severity: 2,
+            time_us: 0,
+            eve_json: "{}".into(),
+            facts: None,
+        };
         // 100 days old: past A's 30 days, within B's 180
         s.ingest("a", "A", now - 100 * day, &[alert(1)]).unwrap();
         s.ingest("b", "B", now - 100 * day, &[alert(1)]).unwrap();

@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use canhgac_collector::{admin, config::ServeConfig, profile::Profile, server};
+use canhgac_collector::{admin, config::ServeConfig, server};
+use canhgac_proto::profile::Profile;
 use canhgac_proto::{
     client::{ClientIdentity, ServerTrust, TlsClient},
     v1::{
@@ -86,7 +87,14 @@ async fn enroll(f: &Fixture) -> TlsClient {
 }
 
 fn record(seq: u64, eve: &str) -> Record {
-    Record { seq, kind: RecordKind::Alert as i32, severity: 2, eve_json: eve.as_bytes().to_vec(), time: None }
+    Record {
+        seq,
+        kind: RecordKind::Alert as i32,
+        severity: 2,
+        eve_json: eve.as_bytes().to_vec(),
+        time: None,
+        facts: None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +147,7 @@ async fn batches_are_acked_once_stored_rejected_when_too_large_and_deduplicated(
     let v: serde_json::Value = serde_json::from_str(&alerts[0].eve_json).unwrap();
     assert_eq!(v["canhgac"]["agency"], "A");
     assert_ne!(v["canhgac"]["agent_id"], "x");
-    assert_eq!(alerts[0].severity, 1);
+    assert_eq!(alerts[0].severity, 2, "the typed severity, not the EVE value");
     let agents = op.list_agents(ListAgentsRequest::default()).await.unwrap().into_inner().agents;
     assert_eq!(agents[0].records_invalid, 1, "the bad record is quarantined and counted");
     assert_eq!(agents[0].batches_rejected, 2);

@@ -38,6 +38,18 @@ pub fn init_logging() {
         .init();
 }
 
+/// The kind of a policy file from its name (`rules`, `settings` or
+/// `ioc`), as `canhgac policy push` sends it and the collector checks it.
+pub fn policy_file_kind(name: &str) -> &'static str {
+    if name.ends_with(".rules") {
+        "rules"
+    } else if name.ends_with(".toml") {
+        "settings"
+    } else {
+        "ioc"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

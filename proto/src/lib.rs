@@ -8,13 +8,20 @@
 //! * [`conf`]: two-stage TOML configuration with errors naming file, line
 //!   and field.
 //! * [`files`]: atomic file writes, logging set-up.
+//! * [`audit`]: the audit chain's format and its verification (signed
+//!   heads included), shared by the collector and the command line.
+//! * [`profile`]: operator profiles (how `canhgac` reaches a collector).
+//! * [`json`]: JSON forms of wire messages (command line and forwarder).
 //! * [`timefmt`]: conversions between protobuf timestamps, `OffsetDateTime`
 //!   and the EVE timestamp format.
 
+pub mod audit;
 pub mod client;
 pub mod conf;
 pub mod files;
 pub mod identity;
+pub mod json;
+pub mod profile;
 pub mod sid;
 pub mod timefmt;
 

@@ -1,7 +1,7 @@
 //! Time conversions shared by agent, collector and command line.
 
 use prost_types::Timestamp;
-use time::{OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
+use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339, macros::format_description};
 
 /// EVE timestamp, as Suricata writes it: `2017-10-18T19:48:00.123456+0000`.
 const EVE: &[time::format_description::BorrowedFormatItem<'static>] = format_description!(
@@ -41,6 +41,48 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
 
 pub fn parse_rfc3339(s: &str) -> Result<OffsetDateTime, time::error::Parse> {
     OffsetDateTime::parse(s, &Rfc3339)
+}
+
+/// Parses a display zone: `+07:00`, `-05:30`, `UTC`, `Z`.
+pub fn parse_offset(s: &str) -> Result<UtcOffset, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("utc") || t == "Z" {
+        return Ok(UtcOffset::UTC);
+    }
+    let bad = || format!("invalid time zone `{s}` (an offset such as +07:00, or UTC)");
+    let (sign, rest) = match t.as_bytes().first() {
+        Some(b'+') => (1i8, &t[1..]),
+        Some(b'-') => (-1i8, &t[1..]),
+        _ => return Err(bad()),
+    };
+    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
+    let h: i8 = h.parse().map_err(|_| bad())?;
+    let m: i8 = m.parse().map_err(|_| bad())?;
+    if !(0..=14).contains(&h) || !(0..60).contains(&m) {
+        return Err(bad());
+    }
+    UtcOffset::from_hms(sign * h, sign * m, 0).map_err(|_| bad())
+}
+
+/// A span as days, hours and minutes, coarsest two units: `4 d 23 h`,
+/// `2 h 5 min`, `40 s`.
+pub fn span(secs: i64) -> String {
+    let s = secs.unsigned_abs();
+    let (d, h, m) = (s / 86_400, (s % 86_400) / 3_600, (s % 3_600) / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, m) => format!("{m} min"),
+        (0, h, 0) => format!("{h} h"),
+        (0, h, m) => format!("{h} h {m} min"),
+        (d, 0, _) => format!("{d} d"),
+        (d, h, _) => format!("{d} d {h} h"),
+    }
+}
+
+/// A deadline relative to `now`: "in 4 d 23 h" or "overdue 2 h".
+pub fn relative(due: OffsetDateTime, now: OffsetDateTime) -> String {
+    let secs = (due - now).whole_seconds();
+    if secs >= 0 { format!("in {}", span(secs)) } else { format!("overdue {}", span(secs)) }
 }
 
 #[cfg(test)]

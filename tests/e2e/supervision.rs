@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use canhgac_collector::profile::Profile;
+use canhgac_proto::profile::Profile;
 use canhgac_proto::{
     timefmt,
     v1::{SubscribeAlertsRequest, SubscribeIncidentsRequest, operator_client::OperatorClient},

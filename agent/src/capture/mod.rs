@@ -408,6 +408,7 @@ impl Producer {
                     severity: 0,
                     time: OffsetDateTime::now_utc(),
                     eve_json: serde_json::Value::Object(v).to_string().into_bytes(),
+                    facts: None,
                 });
                 Counters::add(&self.counters.replay_diverged, 1);
             }

@@ -284,8 +284,51 @@ pub struct Finding {
     pub src: IpAddr,
     pub dst: Option<IpAddr>,
     pub dst_port: Option<u16>,
+    /// The domain the finding is about (the parent of tunnelled names).
+    pub domain: Option<String>,
     /// Detector-specific details for `canhgac`.
     pub details: serde_json::Value,
+}
+
+impl Finding {
+    /// Whether `src` is an infected host talking out (tunnels, beacons)
+    /// rather than the attacker (scans, guessing).
+    pub fn src_is_victim(&self) -> bool {
+        matches!(self.detector, "beacon" | "dns-tunnel" | "icmp-tunnel")
+    }
+
+    /// The typed facts: the detector's word on roles.
+    pub fn facts(&self, flow_id: u64) -> canhgac_proto::v1::RecordFacts {
+        use crate::facts::{address, endpoint};
+        let mut f = canhgac_proto::v1::RecordFacts {
+            detector: self.detector.into(),
+            flow_id,
+            src: Some(address(self.src)),
+            dest: self.dst.map(|d| endpoint(d, self.dst_port.unwrap_or(0))),
+            ..Default::default()
+        };
+        crate::facts::set_signature(
+            &mut f,
+            self.signature_id,
+            &self.signature,
+            self.category,
+            self.technique,
+        );
+        let src = vec![address(self.src)];
+        let mut far: Vec<_> = self.dst.map(|d| endpoint(d, self.dst_port.unwrap_or(0))).into_iter().collect();
+        if let Some(domain) = &self.domain {
+            f.domain = crate::facts::named(domain).host;
+            if self.src_is_victim() {
+                far.insert(0, crate::facts::named(domain));
+            }
+        }
+        if self.src_is_victim() {
+            crate::facts::set_roles(&mut f, far, src);
+        } else {
+            crate::facts::set_roles(&mut f, src, far);
+        }
+        f
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -562,6 +605,7 @@ impl Behaviour {
                 src: scanner,
                 dst: Some(target),
                 dst_port: None,
+                domain: None,
                 details: serde_json::json!({
                     "scan": "vertical",
                     "ports_probed": ports_of_target,
@@ -590,6 +634,7 @@ impl Behaviour {
                 src: scanner,
                 dst: None,
                 dst_port: Some(port),
+                domain: None,
                 details: serde_json::json!({
                     "scan": "horizontal",
                     "hosts_probed": hosts_on_port,
@@ -668,6 +713,7 @@ impl Behaviour {
                 src: key.0,
                 dst: Some(key.1),
                 dst_port: Some(port),
+                domain: None,
                 details: serde_json::json!({
                     "service": service,
                     "sessions": n,
@@ -748,6 +794,7 @@ impl Behaviour {
             src: client,
             dst: Some(server),
             dst_port: Some(53),
+            domain: Some(parent.clone()),
             details: serde_json::json!({
                 "parent_domain": parent,
                 "unique_names": unique,
@@ -803,6 +850,7 @@ impl Behaviour {
                 src: client,
                 dst: Some(server),
                 dst_port: None,
+                domain: None,
                 details: serde_json::json!({
                     "echo_packets": n,
                     "payload_bytes": bytes,
@@ -860,6 +908,7 @@ impl Behaviour {
             src: key.0,
             dst: Some(key.1),
             dst_port: Some(key.2),
+            domain: None,
             details: serde_json::json!({
                 "period_secs": (mean * 10.0).round() / 10.0,
                 "jitter": (cv * 1000.0).round() / 1000.0,

@@ -21,7 +21,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use canhgac_proto::v1::RecordKind;
+use canhgac_proto::v1::{Endpoint, RecordFacts, RecordKind};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use time::OffsetDateTime;
@@ -480,8 +480,9 @@ impl Detect {
                 let severity = u32::from(m.severity);
                 flow.alerted = true;
                 let app = tx.and_then(|t| t.app.as_ref());
+                let facts = signatures::facts(&m, p, dir, flow, tx);
                 let value = signatures::alert(eve::base(p, "alert", Some(flow)), m, dir, app);
-                self.push(RecordKind::Alert, severity, p.ts, value, out);
+                self.push_alert(severity, p.ts, value, facts, out);
             }
         }
         self.matches = matches;
@@ -535,9 +536,11 @@ impl Detect {
             let mut m = eve::flow_base(flow, "alert", ts);
             // the finding names the actors: attacker as source
             m.insert("src_ip".into(), f.src.to_string().into());
-            if let Some(d) = f.dst {
-                m.insert("dest_ip".into(), d.to_string().into());
-            }
+            // no single target (a horizontal scan): no destination
+            match f.dst {
+                Some(d) => m.insert("dest_ip".into(), d.to_string().into()),
+                None => m.remove("dest_ip"),
+            };
             match f.dst_port {
                 Some(port) => {
                     m.insert("dest_port".into(), port.into());
@@ -555,8 +558,9 @@ impl Detect {
                 obj.extend(details);
             }
             flow.alerted = true;
+            let facts = f.facts(flow.id);
             let value = eve::alert(m, info, None, Vec::new(), canhgac);
-            self.push(RecordKind::Alert, f.severity, ts, value, out);
+            self.push_alert(f.severity, ts, value, facts, out);
         }
     }
 
@@ -566,7 +570,31 @@ impl Detect {
         } else {
             self.stats.events += 1;
         }
-        out.records.push(NewRecord { kind, severity, time: ts, eve_json: value.to_string().into_bytes() });
+        out.records.push(NewRecord {
+            kind,
+            severity,
+            time: ts,
+            eve_json: value.to_string().into_bytes(),
+            facts: None,
+        });
+    }
+
+    fn push_alert(
+        &mut self,
+        severity: u32,
+        ts: OffsetDateTime,
+        value: Value,
+        facts: RecordFacts,
+        out: &mut Output,
+    ) {
+        self.stats.alerts += 1;
+        out.records.push(NewRecord {
+            kind: RecordKind::Alert,
+            severity,
+            time: ts,
+            eve_json: value.to_string().into_bytes(),
+            facts: Some(facts),
+        });
     }
 
     /// Raises an indicator alert unless this flow already alerted on it.
@@ -580,6 +608,7 @@ impl Detect {
         signature_id: u64,
         what: &str,
         matched: &str,
+        named: Option<&str>,
         technique: &str,
         extra: Vec<(&str, Value)>,
         dedup: bool,
@@ -604,8 +633,37 @@ impl Detect {
             "matched": matched,
         });
         flow.alerted = true;
+        let mut facts = crate::facts::packet("ioc", p, Some(dir), flow.id);
+        crate::facts::set_signature(&mut facts, signature_id, &info.signature, &info.category, technique);
+        facts.matched = matched.into();
+        if let Some(d) =
+            named.map(|n| crate::facts::named(n).host).filter(|d| d.parse::<std::net::IpAddr>().is_err())
+        {
+            facts.domain = d;
+        }
+        let listed = |ip, port| Endpoint { indicator: hit.value.clone(), ..crate::facts::endpoint(ip, port) };
+        let (attackers, victims) = match matched {
+            "src_ip" => (vec![listed(p.src, p.sport)], vec![crate::facts::endpoint(p.dst, p.dport)]),
+            "dest_ip" => (vec![listed(p.dst, p.dport)], vec![crate::facts::endpoint(p.src, p.sport)]),
+            // a name, address or fingerprint the client used: the client is
+            // the victim, the listed thing the attacker
+            _ => {
+                let client = if dir == Dir::ToServer {
+                    crate::facts::endpoint(p.src, p.sport)
+                } else {
+                    crate::facts::endpoint(p.dst, p.dport)
+                };
+                let mut named = match hit.kind {
+                    ioc::IndicatorKind::Domain => crate::facts::named(&hit.value),
+                    _ => Endpoint::default(),
+                };
+                named.indicator = hit.value.clone();
+                (vec![named], vec![client])
+            }
+        };
+        crate::facts::set_roles(&mut facts, attackers, victims);
         let value = eve::alert(eve::base(p, "alert", Some(flow)), info, Some(dir), extra, canhgac);
-        self.push(RecordKind::Alert, severity, p.ts, value, out);
+        self.push_alert(severity, p.ts, value, facts, out);
     }
 
     fn ip_indicators(&mut self, flow: &mut Flow, dir: Dir, p: &Packet<'_>, out: &mut Output) {
@@ -620,6 +678,7 @@ impl Detect {
                 sid::IOC_IP_PORT,
                 what,
                 "dest_ip",
+                None,
                 "T1071",
                 Vec::new(),
                 true,
@@ -632,7 +691,7 @@ impl Detect {
             (None, Some(h)) => (h, "src_ip", sid::IOC_SRC_IP, "traffic from listed address"),
             (None, None) => return,
         };
-        self.ioc_alert(flow, dir, p, hit, sid, what, matched, "T1071", Vec::new(), true, out);
+        self.ioc_alert(flow, dir, p, hit, sid, what, matched, None, "T1071", Vec::new(), true, out);
     }
 
     fn app_event(&mut self, flow: &mut Flow, dir: Dir, p: &Packet<'_>, ev: AppEvent, out: &mut Output) {
@@ -671,6 +730,7 @@ impl Detect {
                             sid::IOC_DNS_QUERY,
                             what,
                             "dns.query",
+                            Some(&q.name),
                             "T1071.004",
                             extra,
                             false,
@@ -696,6 +756,7 @@ impl Detect {
                         sid::IOC_TLS_SNI,
                         what,
                         "tls.sni",
+                        Some(sni.as_str()),
                         "T1071.001",
                         extra,
                         true,
@@ -713,6 +774,7 @@ impl Detect {
                         sid::IOC_JA3,
                         what,
                         "tls.ja3.hash",
+                        hello.sni.as_deref(),
                         "T1071.001",
                         extra,
                         true,
@@ -753,6 +815,7 @@ impl Detect {
                         sid::IOC_HTTP_HOST,
                         what,
                         "http.host",
+                        Some(h.as_str()),
                         "T1071.001",
                         extra,
                         true,
@@ -771,6 +834,7 @@ impl Detect {
                         sid::IOC_URL,
                         what,
                         "http.url",
+                        Some(host_for_url.as_str()),
                         "T1071.001",
                         extra,
                         true,

@@ -4,11 +4,14 @@
 
 use serde_json::{Map, Value, json};
 
+use canhgac_proto::v1::RecordFacts;
+
 use crate::{
     app::{AppEvent, AppState, Proto, http::HttpEvent, http::HttpTx, tls::TlsEvent},
+    decode::Packet,
     eve,
     flow::{Dir, Flow},
-    rules::{AppProto, Buffer, RuleMatch},
+    rules::{AlertTarget, AppProto, Buffer, RuleMatch},
 };
 
 /// The buffers of one transaction (owned: the rule engine borrows them) and
@@ -248,6 +251,43 @@ fn technique(m: &RuleMatch) -> Option<String> {
     Some(t.to_string())
 }
 
+/// The typed facts of a rule match: the rule's word on roles when it has
+/// `target:`, else the flow's endpoints; the domain the transaction (or the
+/// TLS flow) names.
+pub(super) fn facts(m: &RuleMatch, p: &Packet<'_>, dir: Dir, flow: &Flow, tx: Option<&Tx>) -> RecordFacts {
+    let mut f = crate::facts::packet("rule", p, Some(dir), flow.id);
+    crate::facts::set_signature(
+        &mut f,
+        u64::from(m.sid),
+        &m.msg,
+        &m.category,
+        technique(m).as_deref().unwrap_or_default(),
+    );
+    let src = f.src.clone().unwrap_or_default();
+    let dest = f.dest.clone().unwrap_or_default();
+    match m.target {
+        Some(AlertTarget::SrcIp) => crate::facts::set_roles(&mut f, vec![dest], vec![src]),
+        Some(AlertTarget::DestIp) => crate::facts::set_roles(&mut f, vec![src], vec![dest]),
+        None => {}
+    }
+    let named = tx
+        .into_iter()
+        .flat_map(|t| t.buffers.iter())
+        .find(|(b, v)| matches!(b, Buffer::DnsQuery | Buffer::TlsSni | Buffer::HttpHost) && !v.is_empty())
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .or_else(|| match &flow.app {
+            AppState::Tls(t) => t.client_hello.as_ref().and_then(|h| h.sni.clone()),
+            _ => None,
+        });
+    if let Some(d) = named {
+        let d = crate::facts::named(&d).host;
+        if d.parse::<std::net::IpAddr>().is_err() {
+            f.domain = d;
+        }
+    }
+    f
+}
+
 /// The EVE alert of a rule match.
 pub(super) fn alert(
     base: Map<String, Value>,
@@ -273,6 +313,22 @@ pub(super) fn alert(
             obj.insert("references".into(), m.references.clone().into());
         }
     }
+    // Suricata's format: the endpoint objects of the packet's two ends
+    let end = |ip: &str, port: &str| {
+        let mut o = Map::new();
+        o.insert("ip".into(), base.get(ip).cloned().unwrap_or(Value::Null));
+        if let Some(p) = base.get(port) {
+            o.insert("port".into(), p.clone());
+        }
+        Value::Object(o)
+    };
+    let source_target = m.target.map(|t| {
+        let (src, dst) = (end("src_ip", "src_port"), end("dest_ip", "dest_port"));
+        match t {
+            AlertTarget::DestIp => (src, dst),
+            AlertTarget::SrcIp => (dst, src),
+        }
+    });
     let info = eve::AlertInfo {
         signature_id: u64::from(m.sid),
         gid: m.gid,
@@ -282,6 +338,7 @@ pub(super) fn alert(
         severity: u32::from(m.severity),
         action: "allowed",
         metadata,
+        source_target,
     };
     let extra = app.map(|(k, v)| vec![(*k, v.clone())]).unwrap_or_default();
     eve::alert(base, info, Some(dir), extra, canhgac)

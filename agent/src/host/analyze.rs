@@ -70,6 +70,7 @@ pub fn run(opts: &LogAnalyzeOptions, out: &mut impl Write) -> Result<LogSummary,
     let mut bytes = 0u64;
     let mut batch = Output::default();
     let mut buf = Vec::new();
+    let mut each = crate::analyze::eve_lines(out);
     for path in &opts.logs {
         let reference = std::fs::metadata(path)
             .and_then(|m| m.modified())
@@ -101,11 +102,12 @@ pub fn run(opts: &LogAnalyzeOptions, out: &mut impl Write) -> Result<LogSummary,
                 }
             }
             if batch.records.len() >= 256 {
-                crate::analyze::flush(&mut batch, out)?;
+                crate::analyze::flush(&mut batch, &mut each)?;
             }
         }
     }
-    crate::analyze::flush(&mut batch, out)?;
+    crate::analyze::flush(&mut batch, &mut each)?;
+    drop(each);
     out.flush().map_err(AnalyzeError::Output)?;
     Ok(LogSummary {
         files: opts.logs.len(),

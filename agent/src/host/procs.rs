@@ -346,12 +346,17 @@ fn push(
     now: OffsetDateTime,
 ) {
     let severity = info.severity;
+    let detector = c["detector"].as_str().unwrap_or("host");
+    let technique = c["technique"].as_str().unwrap_or_default();
+    let mut facts = crate::facts::host(detector, None, None);
+    crate::facts::set_signature(&mut facts, info.signature_id, &info.signature, &info.category, technique);
     let v = eve::alert(m, info, None, Vec::new(), c);
     out.records.push(NewRecord {
         kind: RecordKind::Alert,
         severity,
         time: now,
         eve_json: v.to_string().into_bytes(),
+        facts: Some(facts),
     });
 }
 

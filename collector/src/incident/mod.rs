@@ -22,6 +22,7 @@
 //! a dismissed incident has none.
 
 pub mod correlate;
+pub mod facts;
 pub mod roles;
 pub mod state;
 
@@ -29,7 +30,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use canhgac_proto::{
     timefmt,
-    v1::{Deadline, Incident, IncidentEvent},
+    v1::{Deadline, Incident, IncidentEvent, RecordFacts},
 };
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -60,25 +61,36 @@ pub fn event(time_us: i64, actor: &str, action: &str, text: impl Into<String>) -
     }
 }
 
+/// The typed facts of a stored alert: as received, or derived from its EVE
+/// JSON for a record stored before facts existed.
+pub fn facts_of(reg: &Regulation, rec: &RecordRec) -> RecordFacts {
+    match &rec.facts {
+        Some(f) => f.clone(),
+        None => {
+            let eve: Value = serde_json::from_str(&rec.eve_json).unwrap_or(Value::Null);
+            facts::legacy(&eve, &|d| reg.is_host_detector(d))
+        }
+    }
+}
+
 /// The correlation input of one stored alert.
 pub fn input(
     reg: &Regulation,
     cursor: u64,
     rec: &RecordRec,
-    eve: &Value,
     agent: Option<&AgentRec>,
     systems: &[SystemRec],
 ) -> CorrelationInput {
-    let category = reg.categorize(eve).to_string();
-    let detector = eve["canhgac"]["detector"].as_str().unwrap_or("rule").to_string();
-    let host = reg.is_host_detector(&detector);
+    let f = facts_of(reg, rec);
+    let category = reg.categorize(&f).to_string();
     let internal = |ip| roles::internal_to(systems, &rec.agency, ip);
     let direction = reg.direction(&category);
-    let r = roles::roles(eve, direction, host, &internal);
-    let system = roles::attribute(host, &r, agent, systems, &rec.agency);
+    let hostname = agent.map(|a| a.hostname.as_str()).unwrap_or_default();
+    let r = roles::roles(&f, direction, hostname, &internal);
+    let system = roles::attribute(f.on_host, &r, agent, systems, &rec.agency);
     let mut keys = Vec::new();
-    if let Some(flow) = eve["flow_id"].as_u64() {
-        keys.push(format!("f\0{}\0{}\0{flow}", rec.agency, rec.agent_id));
+    if f.flow_id != 0 {
+        keys.push(format!("f\0{}\0{}\0{}", rec.agency, rec.agent_id, f.flow_id));
     }
     let by_victim = direction == roles::Direction::Outbound;
     let victim = r.victims.first().map(|v| format!("v:{v}"));
@@ -90,7 +102,7 @@ pub fn input(
         cursor,
         agency: rec.agency.clone(),
         system,
-        opens: reg.opens_incident(&category, eve, rec.severity),
+        opens: reg.opens_incident(&category, &f, rec.severity),
         category,
         attackers: r.attackers,
         victims: r.victims,
@@ -98,9 +110,9 @@ pub fn input(
         severity: rec.severity,
         time_us: rec.time_us,
         received_us: rec.received_us,
-        detector,
-        signature_id: eve["alert"]["signature_id"].as_u64().unwrap_or(0),
-        signature: eve["alert"]["signature"].as_str().unwrap_or("").to_string(),
+        detector: if f.detector.is_empty() { "rule".into() } else { f.detector },
+        signature_id: f.signature_id,
+        signature: f.signature,
     }
 }
 
@@ -111,13 +123,7 @@ pub fn inputs(
     agents: &HashMap<String, AgentRec>,
     systems: &[SystemRec],
 ) -> Vec<CorrelationInput> {
-    alerts
-        .iter()
-        .map(|(cursor, rec)| {
-            let eve: Value = serde_json::from_str(&rec.eve_json).unwrap_or(Value::Null);
-            input(reg, *cursor, rec, &eve, agents.get(&rec.agent_id), systems)
-        })
-        .collect()
+    alerts.iter().map(|(cursor, rec)| input(reg, *cursor, rec, agents.get(&rec.agent_id), systems)).collect()
 }
 
 /// Moves an incident to `to` (with `reason` when closing), recording who

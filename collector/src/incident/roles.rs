@@ -1,8 +1,9 @@
 //! Who attacked whom, and which registered system it concerns: the roles
-//! of an alert's endpoints and the system its evidence points at. Pure.
+//! of an alert's endpoints and the system its evidence points at, from the
+//! alert's typed facts ([`super::facts`]). Pure.
 //!
-//! **Roles.** The detector's own word wins (Suricata's `alert.source` /
-//! `alert.target` of a rule with `target:`, `canhgac.attacker`). Otherwise:
+//! **Roles.** The detector's own word wins (a rule's `target:`, an
+//! indicator match, a behavioural or host detector). Otherwise:
 //!
 //! * host-sensor alerts: the victim is the agent's host, the attacker the
 //!   source address of the log line when there is one;
@@ -28,9 +29,10 @@
 
 use std::net::IpAddr;
 
+use canhgac_proto::v1::{RecordFacts, RoleBasis};
 use ipnet::IpNet;
-use serde_json::Value;
 
+use super::facts;
 use crate::store::{AgentRec, SystemRec};
 
 /// The endpoints of an alert by role, as entity strings (addresses,
@@ -50,35 +52,11 @@ pub enum Direction {
     Outbound,
 }
 
-fn ip_at(v: &Value) -> Option<IpAddr> {
-    v.as_str().and_then(|s| s.trim().parse().ok())
-}
-
 fn push(list: &mut Vec<String>, s: impl Into<String>) {
     let s = s.into();
     if !s.is_empty() && !list.contains(&s) {
         list.push(s);
     }
-}
-
-fn domain(s: &str) -> String {
-    s.trim().trim_end_matches('.').to_lowercase()
-}
-
-/// The domain the alert's traffic names, if any.
-fn named_domain(eve: &Value) -> Option<String> {
-    let candidates = [
-        &eve["dns"]["query"][0]["rrname"],
-        &eve["dns"]["rrname"],
-        &eve["tls"]["sni"],
-        &eve["http"]["hostname"],
-        &eve["canhgac"]["parent_domain"],
-    ];
-    candidates
-        .into_iter()
-        .filter_map(|v| v.as_str())
-        .map(domain)
-        .find(|d| !d.is_empty() && d.parse::<IpAddr>().is_err())
 }
 
 /// Whether an address is private to an organisation by definition
@@ -96,54 +74,38 @@ pub fn private(ip: IpAddr) -> bool {
     }
 }
 
-/// The roles of an alert's endpoints. `host` marks a host-sensor alert;
+/// The roles of an alert's endpoints, from its typed facts. `hostname` is
+/// the agent's host (from its certificate) for host-sensor alerts;
 /// `internal` says whether an address belongs to the agency.
-pub fn roles(eve: &Value, direction: Direction, host: bool, internal: &dyn Fn(IpAddr) -> bool) -> Roles {
+pub fn roles(
+    f: &RecordFacts,
+    direction: Direction,
+    hostname: &str,
+    internal: &dyn Fn(IpAddr) -> bool,
+) -> Roles {
     let mut r = Roles::default();
-    let src = ip_at(&eve["src_ip"]);
-    let dest = ip_at(&eve["dest_ip"]);
-    // the detector's own word
-    let (source, target) = (ip_at(&eve["alert"]["source"]["ip"]), ip_at(&eve["alert"]["target"]["ip"]));
-    if let (Some(s), Some(t)) = (source, target) {
-        push(&mut r.attackers, s.to_string());
-        push(&mut r.victims, t.to_string());
-        return r;
-    }
-    if let Some(a) = eve["canhgac"]["attacker"].as_str() {
-        push(&mut r.attackers, a.trim());
-    }
-    if host {
-        if let Some(h) = eve["canhgac"]["hostname"].as_str() {
-            push(&mut r.victims, domain(h));
-        }
-        if let Some(s) = src {
-            push(&mut r.attackers, s.to_string());
-        } else if let Some(h) = eve["src_host"].as_str().or(eve["canhgac"]["src_host"].as_str()) {
-            push(&mut r.attackers, domain(h));
-        }
-        return r;
-    }
-    let to_client = eve["direction"].as_str() == Some("to_client");
-    let (client, server) = if to_client { (dest, src) } else { (src, dest) };
+    let (src, dest) = (facts::ip(f.src.as_ref()), facts::ip(f.dest.as_ref()));
+    let (client, server) = if f.to_client { (dest, src) } else { (src, dest) };
     let s = |ip: Option<IpAddr>| ip.map(|i| i.to_string()).unwrap_or_default();
-    if eve["canhgac"]["detector"].as_str() == Some("ioc") {
-        let indicator = eve["canhgac"]["indicator"].as_str().unwrap_or_default();
-        match eve["canhgac"]["matched"].as_str() {
-            Some("src_ip") => {
-                push(&mut r.attackers, s(src));
-                push(&mut r.victims, s(dest));
-            }
-            Some("dest_ip") => {
-                push(&mut r.attackers, s(dest));
-                push(&mut r.victims, s(src));
-            }
-            _ => {
-                push(&mut r.attackers, domain(indicator));
-                if server.is_some_and(|ip| !internal(ip)) {
-                    push(&mut r.attackers, s(server));
-                }
-                push(&mut r.victims, s(client));
-            }
+    if f.on_host {
+        push(&mut r.victims, facts::normal_name(hostname));
+        for a in &f.attackers {
+            push(&mut r.attackers, facts::entity(a));
+        }
+        return r;
+    }
+    if f.role_basis == RoleBasis::Detector as i32 {
+        for a in &f.attackers {
+            push(&mut r.attackers, facts::entity(a));
+        }
+        for v in &f.victims {
+            push(&mut r.victims, facts::entity(v));
+        }
+        // a listed name or fingerprint: the server it led to is the
+        // attacker's too, unless it is the agency's own (a resolver, a proxy)
+        let by_name = !f.matched.is_empty() && f.matched != "src_ip" && f.matched != "dest_ip";
+        if by_name && server.is_some_and(|ip| !internal(ip)) {
+            push(&mut r.attackers, s(server));
         }
         return r;
     }
@@ -157,7 +119,7 @@ pub fn roles(eve: &Value, direction: Direction, host: bool, internal: &dyn Fn(Ip
             let (victim, far) =
                 if inside(server) && !inside(client) { (server, client) } else { (client, server) };
             push(&mut r.victims, s(victim));
-            let named = named_domain(eve);
+            let named = (!f.domain.is_empty()).then(|| facts::normal_name(&f.domain));
             if let Some(d) = &named {
                 push(&mut r.attackers, d.clone());
             }
@@ -240,7 +202,7 @@ pub fn internal_to(systems: &[SystemRec], agency: &str, ip: IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -248,18 +210,24 @@ mod tests {
         private(ip)
     }
 
+    /// Roles of an alert as an older agent sent it (EVE only).
+    fn roles_of(eve: &Value, direction: Direction, host: bool) -> Roles {
+        let f = facts::legacy(eve, &|_| host);
+        roles(&f, direction, eve["canhgac"]["hostname"].as_str().unwrap_or(""), &priv_only)
+    }
+
     #[test]
     fn c2_makes_the_external_end_the_attacker() {
         // a check-in from a workstation to its C2 server
         let eve = json!({"src_ip": "10.1.2.3", "dest_ip": "198.51.100.7", "direction": "to_server",
             "http": {"hostname": "evil.example"}, "canhgac": {"detector": "rule"}});
-        let r = roles(&eve, Direction::Outbound, false, &priv_only);
+        let r = roles_of(&eve, Direction::Outbound, false);
         assert_eq!(r.victims, vec!["10.1.2.3"]);
         assert_eq!(r.attackers, vec!["evil.example", "198.51.100.7"]);
         // the C2 server's answer (to_client): same roles
         let eve = json!({"src_ip": "198.51.100.7", "dest_ip": "10.1.2.3", "direction": "to_client",
             "canhgac": {"detector": "rule"}});
-        let r = roles(&eve, Direction::Outbound, false, &priv_only);
+        let r = roles_of(&eve, Direction::Outbound, false);
         assert_eq!(
             (r.attackers, r.victims),
             (vec!["198.51.100.7".to_string()], vec!["10.1.2.3".to_string()])
@@ -267,7 +235,7 @@ mod tests {
         // a DNS lookup through the internal resolver: the domain, never the resolver
         let eve = json!({"src_ip": "10.1.2.3", "dest_ip": "10.1.0.53", "direction": "to_server",
             "dns": {"query": [{"rrname": "Sofacy.Example."}]}, "canhgac": {"detector": "rule"}});
-        let r = roles(&eve, Direction::Outbound, false, &priv_only);
+        let r = roles_of(&eve, Direction::Outbound, false);
         assert_eq!(
             (r.attackers, r.victims),
             (vec!["sofacy.example".to_string()], vec!["10.1.2.3".to_string()])
@@ -278,24 +246,24 @@ mod tests {
     fn scans_and_indicators() {
         let scan =
             json!({"src_ip": "203.0.113.5", "dest_ip": "10.0.0.8", "canhgac": {"detector": "portscan"}});
-        let r = roles(&scan, Direction::Inbound, false, &priv_only);
+        let r = roles_of(&scan, Direction::Inbound, false);
         assert_eq!((r.attackers, r.victims), (vec!["203.0.113.5".to_string()], vec!["10.0.0.8".to_string()]));
         let to_listed = json!({"src_ip": "10.0.0.8", "dest_ip": "45.9.74.78",
             "canhgac": {"detector": "ioc", "matched": "dest_ip", "indicator": "45.9.74.78"}});
-        let r = roles(&to_listed, Direction::Outbound, false, &priv_only);
+        let r = roles_of(&to_listed, Direction::Outbound, false);
         assert_eq!((r.attackers, r.victims), (vec!["45.9.74.78".to_string()], vec!["10.0.0.8".to_string()]));
         let from_listed = json!({"src_ip": "45.9.74.78", "dest_ip": "10.0.0.8",
             "canhgac": {"detector": "ioc", "matched": "src_ip", "indicator": "45.9.74.78"}});
-        let r = roles(&from_listed, Direction::Inbound, false, &priv_only);
+        let r = roles_of(&from_listed, Direction::Inbound, false);
         assert_eq!(r.attackers, vec!["45.9.74.78"]);
         let dns = json!({"src_ip": "10.0.0.8", "dest_ip": "10.0.0.1", "direction": "to_server",
             "canhgac": {"detector": "ioc", "matched": "dns.query", "indicator": "bad.example"}});
-        let r = roles(&dns, Direction::Outbound, false, &priv_only);
+        let r = roles_of(&dns, Direction::Outbound, false);
         assert_eq!((r.attackers, r.victims), (vec!["bad.example".to_string()], vec!["10.0.0.8".to_string()]));
         // a rule's own target keyword wins
         let t = json!({"src_ip": "10.0.0.8", "dest_ip": "203.0.113.5",
             "alert": {"source": {"ip": "203.0.113.5"}, "target": {"ip": "10.0.0.8"}}});
-        let r = roles(&t, Direction::Inbound, false, &priv_only);
+        let r = roles_of(&t, Direction::Inbound, false);
         assert_eq!(r.attackers, vec!["203.0.113.5"]);
     }
 
@@ -303,7 +271,7 @@ mod tests {
     fn host_alerts_name_the_host() {
         let eve =
             json!({"src_ip": "203.0.113.5", "canhgac": {"detector": "auth-bruteforce", "hostname": "Web01"}});
-        let r = roles(&eve, Direction::Inbound, true, &priv_only);
+        let r = roles_of(&eve, Direction::Inbound, true);
         assert_eq!((r.attackers, r.victims), (vec!["203.0.113.5".to_string()], vec!["web01".to_string()]));
     }
 

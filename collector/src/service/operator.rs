@@ -92,8 +92,10 @@ fn agent_info(a: AgentRec, connected: bool, online: bool) -> AgentInfo {
     }
 }
 
-pub fn stored_alert(cursor: u64, r: RecordRec) -> StoredAlert {
+pub fn stored_alert(reg: &crate::rules::Regulation, cursor: u64, r: RecordRec) -> StoredAlert {
+    let facts = Some(incident::facts_of(reg, &r));
     StoredAlert {
+        facts,
         cursor,
         agent_id: r.agent_id,
         agency: r.agency,
@@ -286,23 +288,21 @@ impl OperatorService {
             (HashMap::new(), Vec::new())
         };
         Ok(Some(crate::store::AlertPredicate(Arc::new(move |rec: &RecordRec| {
-            let Ok(eve) = serde_json::from_str::<serde_json::Value>(&rec.eve_json) else {
-                return false;
-            };
-            let at = |k: &str| eve[k].as_str().and_then(|s| s.parse::<std::net::IpAddr>().ok());
-            let (s, d) = (at("src_ip"), at("dest_ip"));
+            let f = incident::facts_of(&reg, rec);
+            let (s, d) = (incident::facts::ip(f.src.as_ref()), incident::facts::ip(f.dest.as_ref()));
+            let rec_detector = if f.detector.is_empty() { "rule" } else { f.detector.as_str() };
             if any.is_some_and(|a| s != Some(a) && d != Some(a))
                 || src.is_some_and(|a| s != Some(a))
                 || dest.is_some_and(|a| d != Some(a))
-                || (sid != 0 && eve["alert"]["signature_id"].as_u64() != Some(sid))
-                || (!detector.is_empty() && eve["canhgac"]["detector"].as_str().unwrap_or("rule") != detector)
-                || (!category.is_empty() && reg.categorize(&eve) != category)
+                || (sid != 0 && f.signature_id != sid)
+                || (!detector.is_empty() && rec_detector != detector)
+                || (!category.is_empty() && reg.categorize(&f) != category)
             {
                 return false;
             }
             match system {
                 Some(want) => {
-                    incident::input(&reg, 0, rec, &eve, agents.get(&rec.agent_id), &systems).system == want
+                    incident::input(&reg, 0, rec, agents.get(&rec.agent_id), &systems).system == want
                 }
                 None => true,
             }
@@ -610,7 +610,10 @@ impl Operator for OperatorService {
         let store = self.shared.store.clone();
         let (page, next) = blocking(move || Ok(store.list_alerts(&q)?)).await?;
         Ok(Response::new(ListAlertsResponse {
-            alerts: page.into_iter().map(|(c, r)| stored_alert(c, r)).collect(),
+            alerts: page
+                .into_iter()
+                .map(|(c, r)| stored_alert(&self.shared.config.regulation, c, r))
+                .collect(),
             next_page_token: next.map(|k| k.encode()).unwrap_or_default(),
         }))
     }
@@ -627,6 +630,7 @@ impl Operator for OperatorService {
         let store = self.shared.store.clone();
         let committed = store.alert_cursor();
         let min_severity = r.min_severity;
+        let reg = self.shared.config.regulation.clone();
         let feed = Feed {
             who: (Identity::Operator(who.name.clone()), self.shared.revoked.clone()),
             committed,
@@ -637,7 +641,7 @@ impl Operator for OperatorService {
         let rx = feed.spawn(move |c, rec: RecordRec| {
             let keep = agency.as_ref().is_none_or(|a| &rec.agency == a)
                 && (min_severity == 0 || rec.severity <= min_severity);
-            keep.then(|| stored_alert(c, rec))
+            keep.then(|| stored_alert(&reg, c, rec))
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -1015,7 +1019,7 @@ impl Operator for OperatorService {
         let mut alerts = Vec::new();
         for c in self.shared.store.incident_alert_cursors(r.id, limit)? {
             if let Some(rec) = self.shared.store.alert(c)? {
-                alerts.push(stored_alert(c, rec));
+                alerts.push(stored_alert(&self.shared.config.regulation, c, rec));
             }
         }
         Ok(Response::new(IncidentDetail { incident: Some(self.incident_view(&inc)?), alerts }))

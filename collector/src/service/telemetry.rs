@@ -348,8 +348,11 @@ impl Session {
             return Ok(());
         }
         let received = OffsetDateTime::now_utc();
-        let incoming: Vec<Incoming> =
-            batch.records.iter().map(|r| prepare(r, &self.agent, received)).collect();
+        let incoming: Vec<Incoming> = batch
+            .records
+            .iter()
+            .map(|r| prepare(r, &self.agent, received, &self.shared.config.regulation))
+            .collect();
         let store = self.shared.store.clone();
         let (agent_id, agency) = (self.agent.agent_id.clone(), self.agent.agency.clone());
         let received_us = timefmt::micros(received);
@@ -415,8 +418,15 @@ impl From<crate::store::StoreError> for End {
 }
 
 /// Validates one record and stamps the collector's view of the identity
-/// into its `canhgac` object. Bad records are kept for inspection.
-fn prepare(r: &canhgac_proto::v1::Record, agent: &AgentRec, received: OffsetDateTime) -> Incoming {
+/// into its `canhgac` object. An alert keeps the typed facts its agent
+/// sent; an older agent's alert gets them derived from its EVE JSON, here
+/// and only here. Bad records are kept for inspection.
+fn prepare(
+    r: &canhgac_proto::v1::Record,
+    agent: &AgentRec,
+    received: OffsetDateTime,
+    reg: &crate::rules::Regulation,
+) -> Incoming {
     let invalid =
         |reason: &str| Incoming::Invalid { seq: r.seq, reason: reason.to_string(), raw: r.eve_json.clone() };
     let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&r.eve_json) else {
@@ -436,11 +446,13 @@ fn prepare(r: &canhgac_proto::v1::Record, agent: &AgentRec, received: OffsetDate
             .and_then(|s| s.as_u64())
             .filter(|s| (1..=4).contains(s))
             .map(|s| s as u32);
-        from_json.unwrap_or(if (1..=4).contains(&r.severity) { r.severity } else { 3 })
+        // the typed field first; an older agent's EVE value, else 3
+        if (1..=4).contains(&r.severity) { r.severity } else { from_json.unwrap_or(3) }
     } else {
         0
     };
     let time = r.time.as_ref().map(timefmt::from_timestamp).unwrap_or(received);
+
     let mut ours = match obj.remove("canhgac") {
         Some(serde_json::Value::Object(m)) => m,
         _ => serde_json::Map::new(),
@@ -449,12 +461,19 @@ fn prepare(r: &canhgac_proto::v1::Record, agent: &AgentRec, received: OffsetDate
     ours.insert("agency".into(), agent.agency.clone().into());
     ours.insert("hostname".into(), agent.hostname.clone().into());
     obj.insert("canhgac".into(), serde_json::Value::Object(ours));
+    let facts = alert.then(|| {
+        Box::new(match &r.facts {
+            Some(f) => f.clone(),
+            None => crate::incident::facts::legacy(&value, &|d| reg.is_host_detector(d)),
+        })
+    });
     Incoming::Valid {
         seq: r.seq,
         alert,
         severity,
         time_us: timefmt::micros(time),
         eve_json: value.to_string(),
+        facts,
     }
 }
 
@@ -480,9 +499,10 @@ mod tests {
             severity: 2,
             eve_json: br#"{"event_type":"alert","alert":{"severity":1},"canhgac":{"agent_id":"forged","agency":"OTHER","detector":"ioc"}}"#.to_vec(),
             time: None,
+            facts: None,
         };
-        let Incoming::Valid { eve_json, severity, alert, .. } =
-            prepare(&rec, &agent(), OffsetDateTime::now_utc())
+        let Incoming::Valid { eve_json, severity, alert, facts, .. } =
+            prepare(&rec, &agent(), OffsetDateTime::now_utc(), &crate::rules::Regulation::embedded())
         else {
             panic!("valid record refused");
         };
@@ -490,14 +510,55 @@ mod tests {
         assert_eq!(v["canhgac"]["agent_id"], "id-1");
         assert_eq!(v["canhgac"]["agency"], "SO-TTTT");
         assert_eq!(v["canhgac"]["detector"], "ioc");
-        assert_eq!((severity, alert), (1, true));
+        // the typed severity wins over the EVE value
+        assert_eq!((severity, alert), (2, true));
+        // an older agent's alert: facts derived once, here
+        assert_eq!(facts.map(|f| f.detector.clone()), Some("ioc".to_string()));
+    }
+
+    #[test]
+    fn typed_facts_are_kept_as_sent_and_events_have_none() {
+        let facts = canhgac_proto::v1::RecordFacts {
+            detector: "rule".into(),
+            signature_id: 2_000_001,
+            domain: "evil.example".into(),
+            ..Default::default()
+        };
+        let rec = Record {
+            seq: 1,
+            kind: RecordKind::Alert as i32,
+            severity: 1,
+            // the EVE says otherwise: decisions follow the typed facts
+            eve_json: br#"{"event_type":"alert","alert":{"signature_id":5},"canhgac":{"detector":"ioc"}}"#
+                .to_vec(),
+            time: None,
+            facts: Some(facts.clone()),
+        };
+        let Incoming::Valid { facts: kept, .. } =
+            prepare(&rec, &agent(), OffsetDateTime::now_utc(), &crate::rules::Regulation::embedded())
+        else {
+            panic!("valid record refused");
+        };
+        assert_eq!(kept.as_deref(), Some(&facts));
+        let ev = Record {
+            seq: 2,
+            kind: RecordKind::Event as i32,
+            eve_json: br#"{"event_type":"dns"}"#.to_vec(),
+            ..Default::default()
+        };
+        let Incoming::Valid { facts, alert, .. } =
+            prepare(&ev, &agent(), OffsetDateTime::now_utc(), &crate::rules::Regulation::embedded())
+        else {
+            panic!("valid event refused");
+        };
+        assert_eq!((alert, facts), (false, None));
     }
 
     #[test]
     fn bad_records_are_invalid_not_dropped() {
         for raw in [&b"\xff\xfe"[..], b"[1,2]", b"{\"no\":\"type\"}"] {
             let rec = Record { seq: 1, eve_json: raw.to_vec(), ..Default::default() };
-            match prepare(&rec, &agent(), OffsetDateTime::now_utc()) {
+            match prepare(&rec, &agent(), OffsetDateTime::now_utc(), &crate::rules::Regulation::embedded()) {
                 Incoming::Invalid { raw: kept, .. } => assert_eq!(kept, raw),
                 Incoming::Valid { .. } => panic!("accepted {raw:?}"),
             }

@@ -67,7 +67,14 @@ fn enroll<B: Backend>(s: &B, id: &str, agency: &str) {
 }
 
 fn alert(seq: u64, severity: u32, time_us: i64) -> Incoming {
-    Incoming::Valid { seq, alert: true, severity, time_us, eve_json: format!("{{\"seq\":{seq}}}") }
+    Incoming::Valid {
+        seq,
+        alert: true,
+        severity,
+        time_us,
+        eve_json: format!("{{\"seq\":{seq}}}"),
+        facts: None,
+    }
 }
 
 #[allow(clippy::unwrap_used)]
@@ -137,7 +144,14 @@ fn records_once_in_order<B: Backend>(open: &dyn Fn(&Path) -> B) {
     let a = s.agent("x").unwrap().unwrap();
     assert_eq!((a.records_stored, a.records_duplicate, a.highest_seq), (3, 1, 3));
     // events are not alerts
-    let ev = Incoming::Valid { seq: 9, alert: false, severity: 0, time_us: 40, eve_json: "{}".into() };
+    let ev = Incoming::Valid {
+        seq: 9,
+        alert: false,
+        severity: 0,
+        time_us: 40,
+        eve_json: "{}".into(),
+        facts: None,
+    };
     s.ingest("x", "A", 0, &[ev]).unwrap();
     assert_eq!(s.alerts_after(0, 100).unwrap().len(), 4);
     assert_eq!(s.events_after(0, 100).unwrap().len(), 1);

@@ -52,6 +52,7 @@ use std::{
     time::Duration,
 };
 
+use canhgac_proto::v1::RecordFacts;
 use prost::Message as _;
 use sha2::Digest as _;
 use sled::{
@@ -137,8 +138,19 @@ pub enum EnrollError {
 
 /// A record from an agent batch, after validation.
 pub enum Incoming {
-    Valid { seq: u64, alert: bool, severity: u32, time_us: i64, eve_json: String },
-    Invalid { seq: u64, reason: String, raw: Vec<u8> },
+    Valid {
+        seq: u64,
+        alert: bool,
+        severity: u32,
+        time_us: i64,
+        eve_json: String,
+        facts: Option<Box<RecordFacts>>,
+    },
+    Invalid {
+        seq: u64,
+        reason: String,
+        raw: Vec<u8>,
+    },
 }
 
 impl Incoming {
@@ -669,7 +681,7 @@ impl Store {
                             continue;
                         }
                         match rec {
-                            Incoming::Valid { seq, alert, severity, time_us, eve_json } => {
+                            Incoming::Valid { seq, alert, severity, time_us, eve_json, facts } => {
                                 let value = RecordRec {
                                     version: records::RECORD_VERSION,
                                     agent_id: agent_id.to_string(),
@@ -684,6 +696,7 @@ impl Store {
                                     time_us: *time_us,
                                     received_us,
                                     eve_json: eve_json.clone(),
+                                    facts: facts.as_deref().cloned(),
                                 }
                                 .encode_to_vec();
                                 let ck = cursor.to_be_bytes();

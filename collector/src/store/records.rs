@@ -127,8 +127,14 @@ pub struct RecordRec {
     pub time_us: i64,
     #[prost(int64, tag = "8")]
     pub received_us: i64,
+    /// As received; kept for export and subscriptions, never read to decide.
     #[prost(string, tag = "9")]
     pub eve_json: String,
+    /// An alert's typed facts, as the agent sent them or derived once at
+    /// ingest from an older agent's EVE JSON. `None` for events, and for
+    /// alerts stored before facts existed (see `incident::facts_of`).
+    #[prost(message, optional, tag = "10")]
+    pub facts: Option<v1::RecordFacts>,
 }
 
 /// A record the collector could not accept as EVE JSON, kept verbatim.

@@ -34,7 +34,8 @@ use canhgac_agent::{
     spool::Spool,
     uplink::Finished,
 };
-use canhgac_collector::{admin, config::ServeConfig, profile::Profile, server};
+use canhgac_collector::{admin, config::ServeConfig, server};
+use canhgac_proto::profile::Profile;
 use canhgac_proto::v1::{AddAgencyRequest, CreateEnrollmentTokenRequest, operator_client::OperatorClient};
 use canhgac_tests::{dns_burst, write_raw_pcap};
 use time::OffsetDateTime;

@@ -10,14 +10,12 @@ use std::{path::Path, time::Duration};
 
 use anyhow::Context as _;
 use canhgac_agent::{capture::Source, config, daemon, enroll, uplink::Finished};
-use canhgac_collector::{
-    admin,
-    cli::{self, AgencyCmd, AgentsCmd, AlertFilter, AlertsCmd, Cli, Command},
-    config::ServeConfig,
+use canhgac_cli::{self as cli, AgencyCmd, AgentsCmd, AlertFilter, AlertsCmd, Cli, Command};
+use canhgac_collector::{admin, config::ServeConfig, server};
+use canhgac_proto::{
     profile::Profile,
-    server,
+    v1::{CreateEnrollmentTokenRequest, operator_client::OperatorClient},
 };
-use canhgac_proto::v1::{CreateEnrollmentTokenRequest, operator_client::OperatorClient};
 
 const SOFACY: &[u8] = include_bytes!("../../../deploy/demo/sofacy-dns.pcap");
 const AGENTTESLA: &[u8] = include_bytes!("../../../deploy/demo/agenttesla-c2.pcap");

@@ -81,12 +81,17 @@ fn main() -> anyhow::Result<()> {
             seq[a as usize] += 1;
             let severity = 1 + (k % 4) as u32;
             let time_us = start_us + k as i64 * step;
+            let eve_json = eve(k, &agency, severity, time_us);
+            // typed facts as an agent sends them with each alert
+            let value: serde_json::Value = serde_json::from_str(&eve_json)?;
+            let facts = Some(Box::new(canhgac_collector::incident::facts::legacy(&value, &|_| false)));
             recs.push(Incoming::Valid {
                 seq: seq[a as usize],
                 alert: true,
                 severity,
                 time_us,
-                eve_json: eve(k, &agency, severity, time_us),
+                eve_json,
+                facts,
             });
         }
         i += recs.len() as u64;

@@ -582,12 +582,20 @@ impl AuthDetector {
             log_context(obj, ev, source);
         }
         m.insert("auth".into(), auth_object(ev));
+        let remote = ev.src.as_ref();
+        let mut facts =
+            crate::facts::host(detector, remote.and_then(|r| r.ip), remote.map(|r| r.host.as_str()));
+        if let (Some(a), Some(port)) = (facts.src.as_mut(), ev.src_port) {
+            a.port = u32::from(port);
+        }
+        crate::facts::set_signature(&mut facts, signature_id, &info.signature, &info.category, technique);
         let value = eve::alert(m, info, None, Vec::new(), canhgac);
         out.records.push(NewRecord {
             kind: RecordKind::Alert,
             severity,
             time: ev.ts,
             eve_json: value.to_string().into_bytes(),
+            facts: Some(facts),
         });
     }
 
@@ -728,5 +736,6 @@ pub fn auth_event_record(ev: &AuthEvent, source: &str) -> NewRecord {
         severity: 0,
         time: ev.ts,
         eve_json: Value::Object(m).to_string().into_bytes(),
+        facts: None,
     }
 }

@@ -655,7 +655,13 @@ fn fim_event(c: &Change, now: OffsetDateTime) -> NewRecord {
         "event_type": "fim",
         "fim": {"path": c.path.display().to_string(), "changes": c.kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>(), "accepted": c.accepted},
     });
-    NewRecord { kind: RecordKind::Event, severity: 0, time: now, eve_json: v.to_string().into_bytes() }
+    NewRecord {
+        kind: RecordKind::Event,
+        severity: 0,
+        time: now,
+        eve_json: v.to_string().into_bytes(),
+        facts: None,
+    }
 }
 
 /// One alert per change, or one per burst under a watched path.
@@ -736,6 +742,8 @@ fn push_alert(
     if let Some(obj) = c.as_object_mut() {
         obj.extend(details);
     }
+    let mut facts = crate::facts::host(detector, None, None);
+    crate::facts::set_signature(&mut facts, signature_id, &signature, category, technique);
     let value =
         eve::alert(m, AlertInfo::builtin(signature_id, signature, category, severity), None, Vec::new(), c);
     out.records.push(NewRecord {
@@ -743,6 +751,7 @@ fn push_alert(
         severity,
         time: now,
         eve_json: value.to_string().into_bytes(),
+        facts: Some(facts),
     });
 }
 

@@ -61,26 +61,7 @@ pub fn json(flag: bool) -> bool {
     flag || get().format == Format::Json
 }
 
-/// Parses a display zone: `+07:00`, `-05:30`, `UTC`, `Z`.
-pub fn parse_offset(s: &str) -> Result<UtcOffset, String> {
-    let t = s.trim();
-    if t.eq_ignore_ascii_case("utc") || t == "Z" {
-        return Ok(UtcOffset::UTC);
-    }
-    let bad = || format!("invalid time zone `{s}` (an offset such as +07:00, or UTC)");
-    let (sign, rest) = match t.as_bytes().first() {
-        Some(b'+') => (1i8, &t[1..]),
-        Some(b'-') => (-1i8, &t[1..]),
-        _ => return Err(bad()),
-    };
-    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
-    let h: i8 = h.parse().map_err(|_| bad())?;
-    let m: i8 = m.parse().map_err(|_| bad())?;
-    if !(0..=14).contains(&h) || !(0..60).contains(&m) {
-        return Err(bad());
-    }
-    UtcOffset::from_hms(sign * h, sign * m, 0).map_err(|_| bad())
-}
+pub use canhgac_proto::timefmt::parse_offset;
 
 /// A time in the display zone, to the second: `2026-12-06T14:05:09+07:00`.
 pub fn time(t: OffsetDateTime) -> String {
@@ -111,26 +92,7 @@ pub fn time_us(us: i64) -> String {
     time(timefmt::from_micros(us))
 }
 
-/// A span as days, hours and minutes, coarsest two units: `4 d 23 h`,
-/// `2 h 5 min`, `40 s`.
-pub fn span(secs: i64) -> String {
-    let s = secs.unsigned_abs();
-    let (d, h, m) = (s / 86_400, (s % 86_400) / 3_600, (s % 3_600) / 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s} s"),
-        (0, 0, m) => format!("{m} min"),
-        (0, h, 0) => format!("{h} h"),
-        (0, h, m) => format!("{h} h {m} min"),
-        (d, 0, _) => format!("{d} d"),
-        (d, h, _) => format!("{d} d {h} h"),
-    }
-}
-
-/// A deadline relative to `now`: "in 4 d 23 h" or "overdue 2 h".
-pub fn relative(due: OffsetDateTime, now: OffsetDateTime) -> String {
-    let secs = (due - now).whole_seconds();
-    if secs >= 0 { format!("in {}", span(secs)) } else { format!("overdue {}", span(secs)) }
-}
+pub use canhgac_proto::timefmt::{relative, span};
 
 /// Parses a time given on the command line: RFC 3339 with any offset, or
 /// a date (midnight in the display zone), or a date and time without an

@@ -6,9 +6,10 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::{
-    Failure, connect,
+    Failure,
+    admin::{pairs, ts},
+    connect,
     output::{say, table},
-    supervision::{pairs, ts},
     time_str,
 };
 
@@ -112,27 +113,9 @@ pub enum IncidentsCmd {
     },
 }
 
+/// An incident as JSON, times in the display zone.
 pub fn incident_json(i: &Incident) -> Value {
-    json!({
-        "id": i.id, "agency": i.agency,
-        "system": if i.system == 0 { Value::Null } else { json!(i.system) },
-        "system_name": i.system_name, "system_level": i.system_level,
-        "category": i.category, "category_name": i.category_name,
-        "attacker": i.attackers, "victim": i.victims,
-        "state": i.state, "dismissed": i.dismissed, "close_reason": i.close_reason,
-        "merged_into": if i.merged_into == 0 { Value::Null } else { json!(i.merged_into) },
-        "severity": i.severity, "alert_count": i.alert_count,
-        "first_seen": ts(&i.first_seen), "last_seen": ts(&i.last_seen), "detected": ts(&i.detected),
-        "deadline": ts(&i.deadline), "deadline_id": i.deadline_id,
-        "deadline_in": i.deadline.as_ref().map(relative), "overdue": i.overdue,
-        "serious": i.serious, "possibly_serious": i.possibly_serious, "serious_reason": i.serious_reason,
-        "assignee": i.assignee, "acknowledged_by": i.acknowledged_by, "impacts": i.impacts,
-        "evidence": i.evidence.iter().map(|e| json!({
-            "signature_id": e.signature_id, "signature": e.signature, "detector": e.detector,
-            "count": e.count, "first_seen": ts(&e.first_seen), "last_seen": ts(&e.last_seen),
-        })).collect::<Vec<_>>(),
-        "fields": i.fields,
-    })
+    canhgac_proto::json::incident(i, &|t| time_str(t), &relative)
 }
 
 fn incident_detail_json(i: &Incident, alerts: &[StoredAlert]) -> Value {
@@ -330,7 +313,7 @@ pub(super) async fn incident(
                 }
                 say(format!("alerts ({}):", d.alerts.len()))?;
                 for a in &d.alerts {
-                    say(format!("  {}", crate::cli::alert_row(a).join("  ")))?;
+                    say(format!("  {}", crate::alert_row(a).join("  ")))?;
                 }
             }
         }
@@ -412,7 +395,7 @@ pub(super) async fn incident_tail(
 ) -> Result<(), Failure> {
     let cursor = std::cell::Cell::new(from_cursor);
     let (cursor, agency) = (&cursor, &agency);
-    crate::cli::follow("incident", move || async move {
+    crate::follow("incident", move || async move {
         let mut c = connect(client).await?;
         let mut stream = c
             .subscribe_incidents(SubscribeIncidentsRequest {

@@ -1,6 +1,6 @@
-//! `canhgac` commands for the registry (agencies, systems, import and
-//! export), coverage, policy, operators and the audit log; incidents are in
-//! `incidents.rs`.
+//! `canhgac` administration commands: the registry (agencies, systems,
+//! import and export), coverage, policy and operators. Incidents are in
+//! `incidents.rs`, the audit log in `audit.rs`.
 
 use std::{collections::HashMap, io::Write as _, path::PathBuf};
 
@@ -8,11 +8,9 @@ use canhgac_proto::{client::TlsClient, v1::*};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::{
-    cli::{Command, Failure, connect, table, time_str},
-    profile::Profile,
-    store::AuditRec,
-};
+use canhgac_proto::profile::Profile;
+
+use crate::{Command, Failure, connect, table, time_str};
 
 #[derive(Subcommand, Debug)]
 pub enum SystemCmd {
@@ -61,9 +59,9 @@ pub enum SystemCmd {
         json: bool,
     },
     /// Imports systems from CSV or JSON (all rows or none); rows with an id update.
-    Import(crate::cli::ImportArgs),
+    Import(crate::ImportArgs),
     /// Exports systems as CSV (default) or JSON (`--format json`) to standard output.
-    Export(crate::cli::ExportArgs),
+    Export(crate::ExportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -118,22 +116,6 @@ pub enum OperatorCmd {
     },
 }
 
-#[derive(Subcommand, Debug)]
-pub enum AuditCmd {
-    /// Prints the audit log, one JSON object per line (an export to verify later).
-    List {
-        #[arg(long, default_value_t = 0)]
-        after: u64,
-    },
-    /// Checks the hash chain of the collector's log (or of an exported file);
-    /// exits 1 naming the first bad entry.
-    Verify {
-        /// An export made with `canhgac audit list`.
-        #[arg(long)]
-        file: Option<PathBuf>,
-    },
-}
-
 use super::output::say;
 
 pub(super) fn pairs(fields: &[String]) -> Result<HashMap<String, String>, Failure> {
@@ -151,7 +133,7 @@ pub(super) fn ts(t: &Option<prost_types::Timestamp>) -> Value {
     t.as_ref().map(|t| Value::from(time_str(t))).unwrap_or(Value::Null)
 }
 
-fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
+pub(crate) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, Failure> {
     std::fs::read(path).map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))
 }
 
@@ -176,131 +158,17 @@ pub fn system_json(s: &System) -> Value {
     })
 }
 
-fn audit_json(e: &AuditEntry) -> Value {
-    json!({
-        // exact, in UTC: an export is evidence, and the hash covers time_us
-        "seq": e.seq, "time_us": e.time_us,
-        "time": canhgac_proto::timefmt::rfc3339(canhgac_proto::timefmt::from_micros(e.time_us)),
-        "operator": e.operator, "role": e.role,
-        "operator_agency": e.operator_agency, "action": e.action, "target": e.target,
-        "outcome": e.outcome, "detail": e.detail, "prev_hash": e.prev_hash, "hash": e.hash,
-    })
-}
-
-/// `audit verify --file`: offline against the signed head and the
-/// profile's CA, then, when the collector answers, against its chain.
-async fn verify_export_file(
-    f: &std::path::Path,
-    client: &TlsClient,
-    profile: &Profile,
-) -> Result<(), Failure> {
-    let text = String::from_utf8(read_file(f)?).map_err(|_| Failure::usage("the export is not UTF-8"))?;
-    let (entries, head) = parse_export(&text).map_err(|e| Failure::runtime(format!("audit export: {e}")))?;
-    let n = crate::audit::verify_export(&entries, head.as_ref(), &profile.ca)
-        .map_err(|e| Failure::runtime(format!("audit export broken: {e}")))?;
-    let head = head.unwrap_or_default();
-    let offline = format!(
-        "audit export intact: {n} entries, ending at the head the collector signed (entry {}, {})",
-        head.seq, head.hash
-    );
-    let mut c = match connect(client).await {
-        Ok(c) => c,
-        Err(e) => {
-            say(offline)?;
-            return say(format!("not compared with the collector's chain: {}", e.message));
-        }
-    };
-    let theirs = c
-        .list_audit(ListAuditRequest { after_seq: head.seq.saturating_sub(1), limit: 1 })
-        .await
-        .map_err(|e| Failure::from(e).context("audit verify (comparing with the collector)"))?
-        .into_inner();
-    match theirs.entries.first() {
-        Some(e) if e.seq == head.seq && e.hash == head.hash => {}
-        Some(e) if e.seq == head.seq => {
-            return Err(Failure::runtime(format!(
-                "audit export broken: entry {} differs from the collector's chain (hash {} there)",
-                e.seq, e.hash
-            )));
-        }
-        _ => {
-            return Err(Failure::runtime(format!(
-                "audit export broken: the collector has no entry {} (another collector's export?)",
-                head.seq
-            )));
-        }
-    }
-    say(offline)?;
-    say("it matches the collector's chain")
-}
-
-/// Reads an export: entry lines, then the signed head line. Every field
-/// shown must agree with what the hash covers (`time` with `time_us`).
-fn parse_export(text: &str) -> Result<(Vec<AuditRec>, Option<crate::audit::SignedHead>), String> {
-    let mut entries = Vec::new();
-    let mut head = None;
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let n = i + 1;
-        let j: Value = serde_json::from_str(line).map_err(|e| format!("line {n}: not JSON: {e}"))?;
-        if head.is_some() {
-            return Err(format!("line {n}: entries after the signed head"));
-        }
-        if j["type"] == "head" {
-            let s = |k: &str| j[k].as_str().unwrap_or_default().to_string();
-            head = Some(crate::audit::SignedHead {
-                seq: j["seq"].as_u64().ok_or_else(|| format!("line {n}: head without seq"))?,
-                hash: s("hash"),
-                signed_at_us: j["signed_at_us"].as_i64().unwrap_or(0),
-                signature: s("signature"),
-                certificate_pem: s("certificate_pem"),
-            });
-            continue;
-        }
-        let rec = audit_rec(&j);
-        let shown = j["time"].as_str().unwrap_or_default();
-        let covered = canhgac_proto::timefmt::rfc3339(canhgac_proto::timefmt::from_micros(rec.time_us));
-        let same = canhgac_proto::timefmt::parse_rfc3339(shown)
-            .map(|t| canhgac_proto::timefmt::micros(t) == rec.time_us)
-            .unwrap_or(false);
-        if !same {
-            return Err(format!(
-                "line {n} (entry {}): `time` {shown} is not the time the hash covers ({covered}): edited",
-                rec.seq
-            ));
-        }
-        entries.push(rec);
-    }
-    Ok((entries, head))
-}
-
-fn audit_rec(v: &Value) -> AuditRec {
-    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
-    AuditRec {
-        seq: v["seq"].as_u64().unwrap_or(0),
-        time_us: v["time_us"].as_i64().unwrap_or(0),
-        operator: s("operator"),
-        role: s("role"),
-        operator_agency: s("operator_agency"),
-        action: s("action"),
-        target: s("target"),
-        outcome: s("outcome"),
-        detail: s("detail"),
-        prev_hash: s("prev_hash"),
-        hash: s("hash"),
-        ..Default::default()
-    }
-}
-
 pub async fn run(
     command: Command,
     client: &TlsClient,
     profile: &Profile,
     collector: Option<&str>,
 ) -> Result<(), Failure> {
-    use crate::cli::{AgencyCmd, AgentsCmd};
-    if let Command::Audit(AuditCmd::Verify { file: Some(f) }) = &command {
-        return verify_export_file(f, client, profile).await;
-    }
+    use crate::{AgencyCmd, AgentsCmd};
+    let command = match command {
+        Command::Audit(cmd) => return crate::audit::run(cmd, client, profile).await,
+        other => other,
+    };
     let mut c = connect(client).await?;
     match command {
         Command::Agency(AgencyCmd::Show { code, json }) => {
@@ -320,10 +188,10 @@ pub async fn run(
             let a = c.update_agency(UpdateAgencyRequest { code, set: pairs(&fields)? }).await?.into_inner();
             say(format!("updated agency {}", a.code))?;
         }
-        Command::Agency(AgencyCmd::Import(crate::cli::ImportArgs { file, dry_run })) => {
+        Command::Agency(AgencyCmd::Import(crate::ImportArgs { file, dry_run })) => {
             import(&mut c, "agencies", &file, dry_run).await?
         }
-        Command::Agency(AgencyCmd::Export(crate::cli::ExportArgs { agency })) => {
+        Command::Agency(AgencyCmd::Export(crate::ExportArgs { agency })) => {
             export(&mut c, "agencies", agency).await?
         }
         Command::Agents(AgentsCmd::Link { agent_id, systems, unlink }) => {
@@ -357,7 +225,7 @@ pub async fn run(
             for f in &files {
                 let name = f.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
                 pf.push(PolicyFile {
-                    kind: crate::policy::kind_of(&name).into(),
+                    kind: canhgac_proto::files::policy_file_kind(&name).into(),
                     name,
                     content: read_file(f)?,
                     sha256: String::new(),
@@ -474,64 +342,6 @@ pub async fn run(
                 say(table(&["NAME", "ROLE", "AGENCY", "CREATED BY", "STATE"], rows))?;
             }
         }
-        Command::Audit(AuditCmd::List { after }) => {
-            let mut after = after;
-            let mut head = None;
-            loop {
-                let r = c.list_audit(ListAuditRequest { after_seq: after, limit: 5000 }).await?.into_inner();
-                let Some(last) = r.entries.last().map(|e| e.seq) else { break };
-                for e in &r.entries {
-                    say(audit_json(e).to_string())?;
-                }
-                head = r.head;
-                after = last;
-                // Each call is itself audited: stop at a short page, or the
-                // listing would chase its own entries.
-                if r.entries.len() < 5000 {
-                    break;
-                }
-            }
-            // the signed head closes the export (`audit verify --file`)
-            if let Some(h) = head {
-                say(json!({
-                    "type": "head", "seq": h.seq, "hash": h.hash, "signed_at_us": h.signed_at_us,
-                    "signature": h.signature, "certificate_pem": h.certificate_pem,
-                })
-                .to_string())?;
-            }
-        }
-        Command::Audit(AuditCmd::Verify { file: None }) => {
-            let mut entries: Vec<AuditRec> = Vec::new();
-            let mut after = 0;
-            let mut head = None;
-            loop {
-                let r = c.list_audit(ListAuditRequest { after_seq: after, limit: 5000 }).await?.into_inner();
-                let Some(last) = r.entries.last().map(|e| e.seq) else { break };
-                entries.extend(r.entries.iter().map(|e| audit_rec(&audit_json(e))));
-                head = r.head;
-                after = last;
-                if r.entries.len() < 5000 {
-                    break;
-                }
-            }
-            let head = head.map(|h| crate::audit::SignedHead {
-                seq: h.seq,
-                hash: h.hash,
-                signed_at_us: h.signed_at_us,
-                signature: h.signature,
-                certificate_pem: h.certificate_pem,
-            });
-            if let Err(e) = crate::audit::verify_export(&entries, head.as_ref(), &profile.ca) {
-                return Err(Failure::runtime(format!("audit log broken: {e}")));
-            }
-            match crate::audit::verify(&entries) {
-                Ok(n) => say(format!(
-                    "audit log intact: {n} entries, head {}",
-                    entries.last().map(|e| e.hash.as_str()).unwrap_or("-")
-                ))?,
-                Err(e) => return Err(Failure::runtime(format!("audit log broken: {e}"))),
-            }
-        }
         other => return Err(Failure::usage(format!("unsupported command {other:?}"))),
     }
     Ok(())
@@ -631,10 +441,10 @@ async fn system(
                 ))?;
             }
         }
-        SystemCmd::Import(crate::cli::ImportArgs { file, dry_run }) => {
+        SystemCmd::Import(crate::ImportArgs { file, dry_run }) => {
             import(c, "systems", &file, dry_run).await?
         }
-        SystemCmd::Export(crate::cli::ExportArgs { agency }) => export(c, "systems", agency).await?,
+        SystemCmd::Export(crate::ExportArgs { agency }) => export(c, "systems", agency).await?,
     }
     Ok(())
 }

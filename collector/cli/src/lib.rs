@@ -5,6 +5,8 @@
 //! Exit codes: 0 success, 1 the collector refused or could not be reached,
 //! 2 bad usage or profile.
 
+#![recursion_limit = "256"]
+
 use std::{io::Write as _, path::PathBuf, time::Duration};
 
 use canhgac_proto::{
@@ -20,11 +22,12 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-use crate::profile::Profile;
+use canhgac_proto::profile::Profile;
 
+pub mod admin;
+pub mod audit;
 pub mod incidents;
 pub mod output;
-pub mod supervision;
 
 pub use output::table;
 
@@ -74,10 +77,10 @@ pub enum Command {
     Alerts(AlertsCmd),
     /// Information systems of the agencies (security levels, dossiers).
     #[command(subcommand, alias = "systems")]
-    System(crate::cli::supervision::SystemCmd),
+    System(crate::admin::SystemCmd),
     /// Incidents: alerts correlated by agency, system, category and attacker.
     #[command(subcommand, alias = "incident")]
-    Incidents(crate::cli::incidents::IncidentsCmd),
+    Incidents(crate::incidents::IncidentsCmd),
     /// Supervision coverage and health per agency and agent.
     Coverage {
         #[arg(long)]
@@ -87,13 +90,13 @@ pub enum Command {
     },
     /// Central policy: rule files, indicator lists, detector settings.
     #[command(subcommand, alias = "policies")]
-    Policy(crate::cli::supervision::PolicyCmd),
+    Policy(crate::admin::PolicyCmd),
     /// Operator identities and roles.
     #[command(subcommand, alias = "operators")]
-    Operator(crate::cli::supervision::OperatorCmd),
+    Operator(crate::admin::OperatorCmd),
     /// The hash-chained audit log of operator actions.
     #[command(subcommand)]
-    Audit(crate::cli::supervision::AuditCmd),
+    Audit(crate::audit::AuditCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -476,7 +479,7 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
         other => {
             let _ = &mut say;
             drop(out);
-            crate::cli::supervision::run(other, &client, &profile, cli.collector.as_deref()).await?;
+            crate::admin::run(other, &client, &profile, cli.collector.as_deref()).await?;
         }
     }
     Ok(())
@@ -654,24 +657,22 @@ fn agent_row(a: &AgentInfo) -> Vec<String> {
 }
 
 pub(crate) fn alert_row(a: &StoredAlert) -> Vec<String> {
+    let f = a.facts.clone().unwrap_or_default();
+    // display only: the host name the collector stamped and the protocol
     let v: Value = serde_json::from_str(&a.eve_json).unwrap_or(Value::Null);
-    let s = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    };
-    let endpoint = |ip: &Value, port: &Value| match (ip, port) {
-        (Value::Null, _) => String::new(),
-        (ip, Value::Null) => s(ip),
-        (ip, port) => format!("{}:{}", s(ip), s(port)),
+    let endpoint = |e: Option<&canhgac_proto::v1::Endpoint>| match e {
+        None => String::new(),
+        Some(e) if e.ip.is_empty() => e.host.clone(),
+        Some(e) if e.port == 0 => e.ip.clone(),
+        Some(e) if e.ip.contains(':') => format!("[{}]:{}", e.ip, e.port),
+        Some(e) => format!("{}:{}", e.ip, e.port),
     };
     let flow = {
-        let src = endpoint(&v["src_ip"], &v["src_port"]);
-        let dst = endpoint(&v["dest_ip"], &v["dest_port"]);
+        let (src, dst) = (endpoint(f.src.as_ref()), endpoint(f.dest.as_ref()));
         if src.is_empty() && dst.is_empty() {
             String::new()
         } else {
-            format!("{src} -> {dst} {}", s(&v["proto"]))
+            format!("{src} -> {dst} {}", v["proto"].as_str().unwrap_or_default())
         }
     };
     let time = a.time.as_ref().map(output::time_compact).unwrap_or_default();
@@ -679,10 +680,10 @@ pub(crate) fn alert_row(a: &StoredAlert) -> Vec<String> {
         time,
         a.severity.to_string(),
         a.agency.clone(),
-        s(&v["canhgac"]["hostname"]),
-        s(&v["canhgac"]["detector"]),
-        s(&v["alert"]["signature"]),
-        flow,
+        v["canhgac"]["hostname"].as_str().unwrap_or_default().to_string(),
+        if f.detector.is_empty() { "rule".into() } else { f.detector },
+        f.signature,
+        flow.trim_end().to_string(),
     ]
 }
 
@@ -705,5 +706,20 @@ mod tests {
         let f = Failure::runtime("not found: incident 9 not found").context("incidents show");
         assert_eq!(f.message, "incidents show: not found: incident 9 not found");
         assert_eq!(f.context("incidents show").message, "incidents show: not found: incident 9 not found");
+    }
+}
+
+#[cfg(test)]
+mod boundary {
+    /// The command line is a client of the wire contract: it never links
+    /// the collector (its store records) or the agent.
+    #[test]
+    fn depends_on_the_wire_contract_only() {
+        let manifest = include_str!("../Cargo.toml");
+        let deps = manifest.split("[dependencies]").nth(1).unwrap().split("\n[").next().unwrap();
+        assert!(deps.contains("canhgac-proto"), "{deps}");
+        for forbidden in ["canhgac-collector", "canhgac-agent", "sled"] {
+            assert!(!deps.contains(forbidden), "canhgac-cli depends on {forbidden}");
+        }
     }
 }

@@ -14,13 +14,12 @@
 
 use std::path::Path;
 
-use canhgac_proto::{
+use serde::{Deserialize, Serialize};
+
+use crate::{
     client::{ClientError, ClientIdentity, CollectorAddr, ServerTrust, TlsClient},
     conf::{ConfigError, Source},
 };
-use serde::{Deserialize, Serialize};
-
-use crate::pki::{PkiError, write_file};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,20 +55,21 @@ impl Profile {
             return Err(src.error(Some("collector"), e.to_string()));
         }
         if let Some(tz) = p.display.as_ref().and_then(|d| d.timezone.as_deref())
-            && let Err(e) = crate::cli::output::parse_offset(tz)
+            && let Err(e) = crate::timefmt::parse_offset(tz)
         {
             return Err(src.error(Some("display.timezone"), e));
         }
         Ok(p)
     }
 
-    pub fn write(&self, path: &Path) -> Result<(), PkiError> {
+    /// Writes the profile (mode 0600: it holds a private key).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let text = format!(
             "# canhgac operator profile for `{}`. It holds a private key: keep it secret.\n{}",
             self.operator,
             toml::to_string(self).unwrap_or_default()
         );
-        write_file(path, text.as_bytes(), 0o600)
+        crate::files::write_atomic(path, text.as_bytes(), 0o600)
     }
 
     /// A TLS client for this profile, optionally to another address (for
