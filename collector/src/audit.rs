@@ -3,14 +3,14 @@
 //! its verification are `canhgac_proto::audit` (the command line verifies
 //! exports with the same code).
 
-use std::path::Path;
+use std::{path::Path, sync::Arc, time::Duration};
 
 use base64::Engine as _;
 pub use canhgac_proto::audit::{SignedHead, verify_head};
 use canhgac_proto::{audit::head_message, v1::AuditEntry};
 use rcgen::{KeyPair, SigningKey as _};
 
-use crate::store::AuditRec;
+use crate::store::{AuditCheckpointRec, AuditRec, Store};
 
 /// Signs audit heads with the collector's server key.
 pub struct Signer {
@@ -39,6 +39,63 @@ impl Signer {
             signature: base64::engine::general_purpose::STANDARD.encode(sig),
             certificate_pem: self.certificate_pem.clone(),
         })
+    }
+}
+
+/// Signs the chain's head and keeps it as a checkpoint, unless the head
+/// already has one. Returns the new checkpoint.
+pub fn checkpoint_once(
+    store: &Store,
+    signer: &Signer,
+    now_us: i64,
+) -> Result<Option<AuditCheckpointRec>, String> {
+    let Some(head) = store.audit_head().map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    if !store.audit_checkpoints(head.seq, head.seq).map_err(|e| e.to_string())?.is_empty() {
+        return Ok(None);
+    }
+    let h = signer.sign(head.seq, &head.hash, now_us)?;
+    let rec = AuditCheckpointRec {
+        version: crate::store::records::RECORD_VERSION,
+        seq: h.seq,
+        hash: h.hash,
+        signed_at_us: h.signed_at_us,
+        signature: h.signature,
+        certificate_pem: h.certificate_pem,
+    };
+    store.put_audit_checkpoint(rec.clone()).map_err(|e| e.to_string())?;
+    Ok(Some(rec))
+}
+
+/// Keeps checkpoints every `every` while the chain grows, and one more at
+/// shutdown. Each is also written to the collector's log (journald), a
+/// copy outside the database.
+pub async fn run_head_signer(
+    store: Store,
+    signer: Arc<Signer>,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(every) => false,
+            _ = crate::registry::until_true(&mut shutdown) => true,
+        };
+        let (s, k) = (store.clone(), signer.clone());
+        let now = canhgac_proto::timefmt::micros(time::OffsetDateTime::now_utc());
+        match tokio::task::spawn_blocking(move || checkpoint_once(&s, &k, now)).await {
+            Ok(Ok(Some(c))) => {
+                let _ = store.flush().await;
+                tracing::info!(seq = c.seq, hash = %c.hash, signature = %c.signature, "audit checkpoint signed");
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "audit checkpoint failed"),
+            Err(e) => tracing::error!(error = %e, "audit checkpoint task failed"),
+        }
+        if stopping {
+            return;
+        }
     }
 }
 
@@ -157,5 +214,50 @@ mod tests {
         let fake = osigner.sign(5, &m[4].hash, 42).unwrap();
         let e = verify_export(&m, Some(&fake), &ca_pem).unwrap_err();
         assert!(e.contains("not issued by this collector's CA"), "{e}");
+    }
+
+    #[test]
+    fn checkpoints_are_kept_once_per_head_and_catch_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = crate::pki::PkiPaths::new(dir.path());
+        let now = time::OffsetDateTime::now_utc();
+        let ca = crate::pki::Ca::create(&paths, now).unwrap();
+        ca.issue_server(&paths, &["localhost".to_string()], now).unwrap();
+        let signer = Signer::load(&paths.server_key(), &paths.server_cert()).unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        assert_eq!(checkpoint_once(&store, &signer, 1).unwrap(), None, "no chain, nothing to sign");
+        for n in 0..3 {
+            store.append_audit(AuditRec { operator: format!("op{n}"), ..Default::default() }, seal).unwrap();
+        }
+        let c = checkpoint_once(&store, &signer, 2).unwrap().expect("a checkpoint of entry 3");
+        assert_eq!(c.seq, 3);
+        assert_eq!(checkpoint_once(&store, &signer, 3).unwrap(), None, "the head has one already");
+        let chain: Vec<_> = store.audit_after(0, 10).unwrap().iter().map(entry).collect();
+        let heads: Vec<SignedHead> = store
+            .audit_checkpoints(1, 3)
+            .unwrap()
+            .into_iter()
+            .map(|c| SignedHead {
+                seq: c.seq,
+                hash: c.hash,
+                signed_at_us: c.signed_at_us,
+                signature: c.signature,
+                certificate_pem: c.certificate_pem,
+            })
+            .collect();
+        let ca_pem = ca.cert_pem().to_string();
+        assert_eq!(canhgac_proto::audit::verify_checkpoints(&chain, &heads, &ca_pem), Ok(1));
+        // entry 2 rewritten, the chain recomputed: consistent, but not the checkpoint
+        let mut rewritten = chain.clone();
+        rewritten[1].target = "SO-Z".into();
+        let mut prev = rewritten[0].hash.clone();
+        for e in rewritten.iter_mut().skip(1) {
+            e.prev_hash = prev.clone();
+            e.hash = canhgac_proto::audit::seal(e);
+            prev = e.hash.clone();
+        }
+        assert_eq!(canhgac_proto::audit::verify(&rewritten), Ok(3));
+        let e = canhgac_proto::audit::verify_checkpoints(&rewritten, &heads, &ca_pem).unwrap_err();
+        assert!(e.contains("entry 3") && e.contains("rewritten after it"), "{e}");
     }
 }

@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub correlation_window: Duration,
     /// How often retention runs (0: never).
     pub retention_interval: Duration,
+    /// How often the audit chain's head is signed and kept as a checkpoint.
+    pub audit_head_interval: Duration,
     /// Regulatory data (categories, rule packs, periods).
     pub regulation: Arc<Regulation>,
     /// Forwarding of alerts and incident changes to a SIEM or upstream.
@@ -61,6 +63,7 @@ impl ServeConfig {
             agent_silence_limit: Duration::from_secs(300),
             correlation_window: Duration::from_secs(3600),
             retention_interval: Duration::from_secs(3600),
+            audit_head_interval: Duration::from_secs(900),
             regulation: Arc::new(Regulation::embedded()),
             forward: None,
         }
@@ -143,6 +146,9 @@ impl ServeConfig {
             } else {
                 bounded(v, Duration::from_secs(1), Duration::from_secs(7 * DAY))?
             };
+        }
+        if let Some(v) = &raw.supervision.audit_head_interval {
+            c.audit_head_interval = bounded(v, Duration::from_secs(1), Duration::from_secs(DAY))?;
         }
         if let Some(v) = &raw.incidents.correlation_window {
             c.correlation_window = bounded(v, Duration::from_secs(1), Duration::from_secs(30 * DAY))?;
@@ -268,6 +274,7 @@ struct RawForward {
 struct RawSupervision {
     agent_silence_limit: Option<Spanned<String>>,
     retention_interval: Option<Spanned<String>>,
+    audit_head_interval: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -27,7 +27,6 @@ use tokio_rustls::TlsConnector;
 
 use crate::{
     incident,
-    server::Shared,
     store::{IncidentChangeRec, RecordRec, Store, StoreError, SystemRec},
 };
 
@@ -105,12 +104,20 @@ fn alert_payload(cursor: u64, r: &RecordRec) -> Value {
     })
 }
 
-fn incident_payload(cursor: u64, ch: &IncidentChangeRec, shared: &Shared) -> Option<Value> {
+/// What the forwarder needs: the store, the rules (for incident views) and
+/// the shutdown signal.
+pub struct ForwardDeps {
+    pub store: crate::store::Store,
+    pub regulation: Arc<crate::rules::Regulation>,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+fn incident_payload(cursor: u64, ch: &IncidentChangeRec, deps: &ForwardDeps) -> Option<Value> {
     let inc = ch.incident.as_ref()?;
     let systems: std::collections::HashMap<u64, SystemRec> =
-        shared.store.system(inc.system).ok().flatten().map(|s| (s.id, s)).into_iter().collect();
+        deps.store.system(inc.system).ok().flatten().map(|s| (s.id, s)).into_iter().collect();
     let v = incident::View {
-        reg: &shared.config.regulation,
+        reg: &deps.regulation,
         systems: &systems,
         now_us: timefmt::micros(OffsetDateTime::now_utc()),
     };
@@ -154,8 +161,8 @@ pub fn syslog_frame(payload: &Value, hostname: &str) -> Vec<u8> {
 }
 
 /// One enqueue step; returns how many records were looked at.
-fn enqueue_once(shared: &Shared, cfg: &ForwardConfig) -> Result<usize, StoreError> {
-    let store = &shared.store;
+fn enqueue_once(deps: &ForwardDeps, cfg: &ForwardConfig) -> Result<usize, StoreError> {
+    let store = &deps.store;
     let (mut apos, mut cpos) = match store.forward_positions()? {
         Some(p) => p,
         None => (*store.alert_cursor().borrow(), *store.incident_change_cursor().borrow()),
@@ -177,7 +184,7 @@ fn enqueue_once(shared: &Shared, cfg: &ForwardConfig) -> Result<usize, StoreErro
         for (c, ch) in store.incident_changes_after(cpos, 500)? {
             seen += 1;
             cpos = c;
-            if let Some(p) = incident_payload(c, &ch, shared) {
+            if let Some(p) = incident_payload(c, &ch, deps) {
                 msgs.push(p.to_string().into_bytes());
             }
         }
@@ -313,7 +320,7 @@ async fn deliver(
 }
 
 /// Runs the forwarder until shutdown.
-pub async fn run(shared: Arc<Shared>, cfg: ForwardConfig) {
+pub async fn run(deps: Arc<ForwardDeps>, cfg: ForwardConfig) {
     let connector = match tls_connector(&cfg) {
         Ok(c) => c,
         Err(e) => {
@@ -324,16 +331,16 @@ pub async fn run(shared: Arc<Shared>, cfg: ForwardConfig) {
     let hostname = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
     // Enqueuer, joined when the sender returns.
     let enqueuer = {
-        let shared = shared.clone();
+        let deps = deps.clone();
         let cfg = cfg.clone();
         tokio::spawn(async move {
-            let mut alerts = shared.store.alert_cursor();
-            let mut changes = shared.store.incident_change_cursor();
-            let mut shutdown = shared.shutdown.clone();
+            let mut alerts = deps.store.alert_cursor();
+            let mut changes = deps.store.incident_change_cursor();
+            let mut shutdown = deps.shutdown.clone();
             loop {
                 alerts.borrow_and_update();
                 changes.borrow_and_update();
-                let (s, c) = (shared.clone(), cfg.clone());
+                let (s, c) = (deps.clone(), cfg.clone());
                 let seen = match tokio::task::spawn_blocking(move || enqueue_once(&s, &c)).await {
                     Ok(Ok(n)) => n,
                     Ok(Err(e)) => {
@@ -354,19 +361,19 @@ pub async fn run(shared: Arc<Shared>, cfg: ForwardConfig) {
             }
         })
     };
-    send(&shared, &cfg, &connector, &hostname).await;
+    send(&deps, &cfg, &connector, &hostname).await;
     if let Err(e) = enqueuer.await {
         tracing::error!(error = %e, "forwarder enqueuer failed");
     }
 }
 
 /// Delivers the queue until shutdown.
-async fn send(shared: &Arc<Shared>, cfg: &ForwardConfig, connector: &TlsConnector, hostname: &str) {
-    let mut shutdown = shared.shutdown.clone();
+async fn send(deps: &Arc<ForwardDeps>, cfg: &ForwardConfig, connector: &TlsConnector, hostname: &str) {
+    let mut shutdown = deps.shutdown.clone();
     let mut conn = None;
     let mut backoff = Duration::from_millis(200);
     loop {
-        let batch = match shared.store.forward_peek(cfg.batch_max) {
+        let batch = match deps.store.forward_peek(cfg.batch_max) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "forwarder queue");
@@ -383,7 +390,7 @@ async fn send(shared: &Arc<Shared>, cfg: &ForwardConfig, connector: &TlsConnecto
             Ok(()) => {
                 backoff = Duration::from_millis(200);
                 let done: Vec<(u64, u64)> = batch.iter().map(|(k, v)| (*k, v.len() as u64)).collect();
-                if let Err(e) = remove(&shared.store, &done).await {
+                if let Err(e) = remove(&deps.store, &done).await {
                     tracing::error!(error = %e, "forwarder queue");
                 }
             }

@@ -19,26 +19,14 @@ use crate::{
     config::ServeConfig,
     pki::{Ca, PkiError, PkiPaths},
     registry::StreamRegistry,
-    service::{enroll::EnrollmentService, operator::OperatorService, telemetry::TelemetryService},
+    service::{
+        enroll::{EnrollmentConfig, EnrollmentDeps, EnrollmentService},
+        operator::{OperatorConfig, OperatorDeps, OperatorService},
+        telemetry::{TelemetryConfig, TelemetryDeps, TelemetryService},
+    },
     store::{OperatorRec, Store, StoreError},
     tls::{self, Revoked, TlsError, TlsStats},
 };
-
-/// State shared by all services.
-pub struct Shared {
-    pub config: ServeConfig,
-    pub store: Store,
-    pub ca: Ca,
-    pub revoked: Arc<Revoked>,
-    pub streams: Arc<StreamRegistry>,
-    pub tls_stats: Arc<TlsStats>,
-    /// Turns `true` when the collector shuts down; long-lived streams end.
-    pub shutdown: watch::Receiver<bool>,
-    /// Bumped on every policy push; telemetry sessions deliver it.
-    pub policy_changed: watch::Sender<u64>,
-    /// Signs audit heads.
-    pub audit_signer: Arc<crate::audit::Signer>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -96,22 +84,14 @@ pub async fn run(
     let tls_stats = Arc::new(TlsStats::default());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
-    let shared = Arc::new(Shared {
-        store: store.clone(),
-        ca,
-        revoked: revoked.clone(),
-        streams: Arc::new(StreamRegistry::default()),
-        tls_stats: tls_stats.clone(),
-        shutdown: stop_rx.clone(),
-        config: config.clone(),
-        policy_changed: watch::Sender::new(0),
-        audit_signer: Arc::new(
-            crate::audit::Signer::load(&paths.server_key(), &paths.server_cert())
-                .map_err(ServeError::Audit)?,
-        ),
-    });
+    let ca = Arc::new(ca);
+    let streams = Arc::new(StreamRegistry::default());
+    let policy_changed = Arc::new(watch::Sender::new(0));
+    let audit_signer = Arc::new(
+        crate::audit::Signer::load(&paths.server_key(), &paths.server_cert()).map_err(ServeError::Audit)?,
+    );
     // Every background task is owned here and joined on shutdown; each
-    // ends when `stop_rx` turns true.
+    // ends when `stop_rx` turns true. Each gets what it needs, nothing more.
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::incident::run_correlator(
         store.clone(),
@@ -119,35 +99,78 @@ pub async fn run(
         config.correlation_window,
         stop_rx.clone(),
     ));
-    tasks.spawn(crate::supervise::run_watchdog(shared.clone()));
-    tasks.spawn(crate::supervise::run_retention(shared.clone()));
+    tasks.spawn(crate::supervise::run_watchdog(Arc::new(crate::supervise::Watchdog {
+        store: store.clone(),
+        streams: streams.clone(),
+        regulation: config.regulation.clone(),
+        silence_limit: config.agent_silence_limit,
+        shutdown: stop_rx.clone(),
+    })));
+    tasks.spawn(crate::supervise::run_retention(
+        store.clone(),
+        config.regulation.clone(),
+        config.retention_interval,
+        stop_rx.clone(),
+    ));
     tasks.spawn(crate::supervise::run_storage_watch(store.clone(), stop_rx.clone()));
+    tasks.spawn(crate::audit::run_head_signer(
+        store.clone(),
+        audit_signer.clone(),
+        config.audit_head_interval,
+        stop_rx.clone(),
+    ));
     if let Some(f) = config.forward.clone() {
         tracing::info!(target = ?f.target, "forwarding alerts and incident changes");
-        tasks.spawn(crate::forward::run(shared.clone(), f));
+        let deps = crate::forward::ForwardDeps {
+            store: store.clone(),
+            regulation: config.regulation.clone(),
+            shutdown: stop_rx.clone(),
+        };
+        tasks.spawn(crate::forward::run(Arc::new(deps), f));
     }
 
     let addr = listener.local_addr().ok();
     let incoming = tls::incoming(listener, tls_config, config.handshake_timeout, tls_stats);
-    let auth = Auth::new(revoked, store.clone());
+    let auth = Auth::new(revoked.clone(), store.clone());
     // Leave room above the batch limit so that an oversized batch still
     // decodes and gets a clean BatchRejected instead of a broken stream.
     let decode_limit = (config.max_batch_bytes as usize).saturating_mul(4).max(16 * 1024 * 1024);
-    let telemetry =
-        TelemetryServer::new(TelemetryService::new(shared.clone())).max_decoding_message_size(decode_limit);
+    let telemetry = TelemetryServer::new(TelemetryService::new(TelemetryDeps {
+        store: store.clone(),
+        ca: ca.clone(),
+        config: TelemetryConfig::of(&config),
+        streams: streams.clone(),
+        policy_changed: policy_changed.clone(),
+        shutdown: stop_rx.clone(),
+    }))
+    .max_decoding_message_size(decode_limit);
     let operator = Guarded::new(
-        OperatorServer::new(OperatorService::new(shared.clone())).max_decoding_message_size(64 * 1024 * 1024),
+        OperatorServer::new(OperatorService::new(OperatorDeps {
+            store: store.clone(),
+            ca: ca.clone(),
+            config: OperatorConfig::of(&config),
+            revoked: revoked.clone(),
+            streams,
+            policy_changed,
+            shutdown: stop_rx.clone(),
+            audit_signer,
+        }))
+        .max_decoding_message_size(64 * 1024 * 1024),
         auth.clone(),
     );
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(canhgac_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    let enrollment =
-        EnrollmentServer::new(EnrollmentService::new(shared.clone())).max_decoding_message_size(64 * 1024);
+    let enrollment = EnrollmentServer::new(EnrollmentService::new(EnrollmentDeps {
+        store: store.clone(),
+        ca: ca.clone(),
+        config: EnrollmentConfig { agent_certificate_ttl: config.agent_certificate_ttl },
+    }))
+    .max_decoding_message_size(64 * 1024);
 
     if let Some(addr) = addr {
-        tracing::info!(%addr, pin = %shared.ca.pin(), "canhgac-collector listening");
+        tracing::info!(%addr, pin = %ca.pin(), "canhgac-collector listening");
     }
     let stop = stop_tx.clone();
     let signal = async move {

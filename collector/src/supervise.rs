@@ -10,9 +10,20 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::{
-    server::Shared,
+    registry::StreamRegistry,
+    rules::Regulation,
     store::{RecordRec, Store, StoreError, records::RECORD_VERSION},
 };
+
+/// What the watchdog needs: the store, who is connected, the rules and
+/// the silence limit.
+pub struct Watchdog {
+    pub store: Store,
+    pub streams: Arc<StreamRegistry>,
+    pub regulation: Arc<Regulation>,
+    pub silence_limit: Duration,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
 
 /// Signature id of `agent-silent` alerts (see `canhgac_proto::sid`).
 pub const SID_AGENT_SILENT: u64 = canhgac_proto::sid::AGENT_SILENT;
@@ -25,11 +36,11 @@ pub fn online(connected: bool, last_seen_us: i64, now_us: i64, limit: Duration) 
 
 /// One watchdog pass: raises an `agent-silent` alert for every agent
 /// silent longer than `limit`, once per silence. Returns how many.
-pub fn check_silence(shared: &Shared, now_us: i64) -> Result<usize, StoreError> {
-    let limit = shared.config.agent_silence_limit;
+pub fn check_silence(watchdog: &Watchdog, now_us: i64) -> Result<usize, StoreError> {
+    let limit = watchdog.silence_limit;
     let limit_us = limit.as_micros() as i64;
     let mut raised = 0;
-    for a in shared.store.agents()? {
+    for a in watchdog.store.agents()? {
         if a.revoked_us != 0 || a.first_seen_us == 0 || a.last_seen_us == 0 {
             continue;
         }
@@ -50,10 +61,10 @@ pub fn check_silence(shared: &Shared, now_us: i64) -> Result<usize, StoreError> 
                 "detector": "agent-silent",
                 "last_seen": timefmt::rfc3339(timefmt::from_micros(since)),
                 "silence_limit_seconds": limit.as_secs(),
-                "connected": shared.streams.is_connected(&a.agent_id),
+                "connected": watchdog.streams.is_connected(&a.agent_id),
             },
         });
-        shared.store.insert_collector_alert(RecordRec {
+        watchdog.store.insert_collector_alert(RecordRec {
             version: RECORD_VERSION,
             agent_id: a.agent_id.clone(),
             agency: a.agency.clone(),
@@ -73,7 +84,7 @@ pub fn check_silence(shared: &Shared, now_us: i64) -> Result<usize, StoreError> 
                 ..Default::default()
             }),
         })?;
-        shared.store.update_agent(&a.agent_id, |r| r.silent_alerted_us = since)?;
+        watchdog.store.update_agent(&a.agent_id, |r| r.silent_alerted_us = since)?;
         tracing::warn!(agent_id = %a.agent_id, agency = %a.agency, "agent silent; alert raised");
         raised += 1;
     }
@@ -83,9 +94,7 @@ pub fn check_silence(shared: &Shared, now_us: i64) -> Result<usize, StoreError> 
 /// Marks newly missed deadlines on open incidents: one `overdue` event in
 /// the incident's history per missed deadline, which also reaches
 /// incident subscribers and the forwarder. Returns how many.
-pub fn flag_overdue(shared: &Shared, now_us: i64) -> Result<usize, StoreError> {
-    let store = &shared.store;
-    let reg = &shared.config.regulation;
+pub fn flag_overdue(store: &Store, reg: &Regulation, now_us: i64) -> Result<usize, StoreError> {
     let (open, _) = store.incidents(&crate::store::IncidentFilter {
         open_only: true,
         limit: usize::MAX,
@@ -125,24 +134,23 @@ pub fn flag_overdue(shared: &Shared, now_us: i64) -> Result<usize, StoreError> {
     Ok(flagged)
 }
 
-pub async fn run_watchdog(shared: Arc<Shared>) {
-    let every =
-        (shared.config.agent_silence_limit / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
-    let mut shutdown = shared.shutdown.clone();
+pub async fn run_watchdog(watchdog: Arc<Watchdog>) {
+    let every = (watchdog.silence_limit / 4).clamp(Duration::from_millis(250), Duration::from_secs(15));
+    let mut shutdown = watchdog.shutdown.clone();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = crate::registry::until_true(&mut shutdown) => return,
         }
-        let s = shared.clone();
+        let s = watchdog.clone();
         let now = timefmt::micros(OffsetDateTime::now_utc());
         match tokio::task::spawn_blocking(move || {
-            Ok::<_, StoreError>(check_silence(&s, now)? + flag_overdue(&s, now)?)
+            Ok::<_, StoreError>(check_silence(&s, now)? + flag_overdue(&s.store, &s.regulation, now)?)
         })
         .await
         {
             Ok(Ok(n)) if n > 0 => {
-                let _ = shared.store.flush().await;
+                let _ = watchdog.store.flush().await;
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "silence watchdog failed"),
@@ -188,14 +196,17 @@ pub fn retention_once(store: &Store, reg: &crate::rules::Regulation, now_us: i64
     }
 }
 
-pub async fn run_retention(shared: Arc<Shared>) {
-    let every = shared.config.retention_interval;
+pub async fn run_retention(
+    store: Store,
+    regulation: Arc<Regulation>,
+    every: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     if every.is_zero() {
         return;
     }
-    let mut shutdown = shared.shutdown.clone();
     loop {
-        let (store, reg) = (shared.store.clone(), shared.config.regulation.clone());
+        let (store, reg) = (store.clone(), regulation.clone());
         let now = timefmt::micros(OffsetDateTime::now_utc());
         match tokio::task::spawn_blocking(move || retention_once(&store, &reg, now)).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "retention removed old records"),

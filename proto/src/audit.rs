@@ -126,6 +126,34 @@ pub fn verify_export(
     Ok(n)
 }
 
+/// Checks checkpoints (heads the collector signed periodically) against a
+/// chain: each is signed by the collector and names the hash the chain
+/// has at that entry. Checkpoints past the chain's end are ignored.
+/// Returns how many were checked.
+pub fn verify_checkpoints(
+    entries: &[AuditEntry],
+    checkpoints: &[SignedHead],
+    ca_pem: &str,
+) -> Result<usize, String> {
+    let first = entries.first().map(|e| e.seq).unwrap_or(1);
+    let mut checked = 0;
+    for c in checkpoints {
+        let Some(e) = c.seq.checked_sub(first).and_then(|i| entries.get(i as usize)) else {
+            continue;
+        };
+        verify_head(c, ca_pem).map_err(|err| format!("checkpoint of entry {}: {err}", c.seq))?;
+        if e.seq != c.seq || e.hash != c.hash {
+            return Err(format!(
+                "entry {}: its hash differs from the checkpoint the collector signed at {}: the chain was rewritten after it",
+                c.seq,
+                crate::timefmt::rfc3339(crate::timefmt::from_micros(c.signed_at_us))
+            ));
+        }
+        checked += 1;
+    }
+    Ok(checked)
+}
+
 pub fn canonical(r: &AuditEntry) -> Vec<u8> {
     let mut out = Vec::new();
     for v in [

@@ -499,7 +499,7 @@ fn agency_operator_is_confined_and_the_audit_chain_detects_tampering() {
         ok_export.contains("audit export intact") && ok_export.contains("matches the collector"),
         "{ok_export}"
     );
-    let entries: Vec<Value> = json_lines(&export).into_iter().filter(|v| v["type"] != "head").collect();
+    let entries: Vec<Value> = json_lines(&export).into_iter().filter(|v| v.get("type").is_none()).collect();
     let head = json_lines(&export).into_iter().find(|v| v["type"] == "head").expect("a signed head");
     let refused = |text: String, why: &str| {
         std::fs::write(&file, text).unwrap();
@@ -577,6 +577,66 @@ fn agency_operator_is_confined_and_the_audit_chain_detects_tampering() {
     let o = c.cli_output(&["audit", "verify"]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stderr(&o).contains(&format!("entry {seq}: hash does not match")), "{}", stderr(&o));
+}
+
+/// The collector signs its audit chain's head periodically and keeps the
+/// checkpoints: a chain rewritten in the database afterwards, every hash
+/// recomputed so that it is consistent in itself and the listing's fresh
+/// head signs it, still fails `audit verify` at the checkpoint; exports
+/// carry the checkpoints and are checked against them offline.
+#[test]
+fn audit_checkpoints_catch_a_chain_rewritten_in_the_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Collector::init(tmp.path());
+    c.set_config("[supervision]\naudit_head_interval = \"1s\"\n");
+    c.start();
+    c.add_agency("SO-A", "Agency A");
+    c.add_agency("SO-B", "Agency B");
+    c.cli(&["agency", "list"]);
+    let export = wait_for("a signed checkpoint in the export", Duration::from_secs(30), || {
+        let e = c.cli(&["audit", "list"]);
+        json_lines(&e).iter().any(|v| v["type"] == "checkpoint").then_some(e)
+    });
+    let checkpoint = json_lines(&export).into_iter().find(|v| v["type"] == "checkpoint").unwrap();
+    let at = checkpoint["seq"].as_u64().unwrap();
+    assert!(at >= 2, "{checkpoint}");
+    let v = c.cli(&["audit", "verify"]);
+    assert!(v.contains("audit log intact") && !v.contains(" 0 signed checkpoints"), "{v}");
+    let file = tmp.path().join("audit.jsonl");
+    std::fs::write(&file, &export).unwrap();
+    let v = c.cli(&["audit", "verify", "--file", file.to_str().unwrap()]);
+    assert!(v.contains("audit export intact") && v.contains("signed checkpoints agree"), "{v}");
+    // a forged checkpoint in an export is refused
+    let forged: Vec<String> = export
+        .lines()
+        .map(|l| {
+            if l.contains("\"checkpoint\"") { l.replacen("\"hash\":\"", "\"hash\":\"0", 1) } else { l.into() }
+        })
+        .collect();
+    std::fs::write(&file, forged.join("\n")).unwrap();
+    let o = c.cli_output(&["audit", "verify", "--file", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+
+    // rewrite entry 1 in the database and recompute every later hash
+    c.kill();
+    {
+        let store = canhgac_collector::store::Store::open(&c.dir.join("db")).unwrap();
+        let mut chain = store.audit_after(0, 100_000).unwrap();
+        chain[0].target = "SO-Z".into();
+        let mut prev = String::new();
+        for e in chain.iter_mut() {
+            e.prev_hash = prev.clone();
+            e.hash = canhgac_collector::audit::seal(e);
+            prev = e.hash.clone();
+            store.overwrite_audit_for_tests(e).unwrap();
+        }
+        assert_eq!(canhgac_collector::audit::verify(&chain), Ok(chain.len()), "consistent in itself");
+        store.flush_blocking().unwrap();
+    }
+    c.start();
+    let o = c.cli_output(&["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("rewritten after it"), "{}", stderr(&o));
 }
 
 /// Stopping an agent raises `agent-silent` within the configured limit;

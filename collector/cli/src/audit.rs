@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use canhgac_proto::{client::TlsClient, profile::Profile, v1::*};
+use canhgac_proto::{audit::SignedHead, client::TlsClient, profile::Profile, v1::*};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
@@ -38,8 +38,13 @@ pub async fn run(cmd: AuditCmd, client: &TlsClient, profile: &Profile) -> Result
             loop {
                 let r = c.list_audit(ListAuditRequest { after_seq: after, limit: 5000 }).await?.into_inner();
                 let Some(last) = r.entries.last().map(|e| e.seq) else { break };
+                let mut checkpoints = r.checkpoints.iter().peekable();
                 for e in &r.entries {
                     say(audit_json(e).to_string())?;
+                    // a checkpoint follows the entry it signs
+                    while let Some(cp) = checkpoints.next_if(|c| c.seq <= e.seq) {
+                        say(head_json("checkpoint", cp).to_string())?;
+                    }
                 }
                 head = r.head;
                 after = last;
@@ -51,15 +56,12 @@ pub async fn run(cmd: AuditCmd, client: &TlsClient, profile: &Profile) -> Result
             }
             // the signed head closes the export (`audit verify --file`)
             if let Some(h) = head {
-                say(json!({
-                    "type": "head", "seq": h.seq, "hash": h.hash, "signed_at_us": h.signed_at_us,
-                    "signature": h.signature, "certificate_pem": h.certificate_pem,
-                })
-                .to_string())?;
+                say(head_json("head", &h).to_string())?;
             }
         }
         AuditCmd::Verify { file: None } => {
             let mut entries: Vec<AuditEntry> = Vec::new();
+            let mut checkpoints = Vec::new();
             let mut after = 0;
             let mut head = None;
             loop {
@@ -67,33 +69,43 @@ pub async fn run(cmd: AuditCmd, client: &TlsClient, profile: &Profile) -> Result
                 let Some(last) = r.entries.last().map(|e| e.seq) else { break };
                 let n = r.entries.len();
                 entries.extend(r.entries);
+                checkpoints.extend(r.checkpoints.into_iter().map(signed));
                 head = r.head;
                 after = last;
                 if n < 5000 {
                     break;
                 }
             }
-            let head = head.map(|h| canhgac_proto::audit::SignedHead {
-                seq: h.seq,
-                hash: h.hash,
-                signed_at_us: h.signed_at_us,
-                signature: h.signature,
-                certificate_pem: h.certificate_pem,
-            });
-            if let Err(e) = canhgac_proto::audit::verify_export(&entries, head.as_ref(), &profile.ca) {
-                return Err(Failure::runtime(format!("audit log broken: {e}")));
-            }
-            match canhgac_proto::audit::verify(&entries) {
-                Ok(n) => say(format!(
-                    "audit log intact: {n} entries, head {}",
-                    entries.last().map(|e| e.hash.as_str()).unwrap_or("-")
-                ))?,
-                Err(e) => return Err(Failure::runtime(format!("audit log broken: {e}"))),
-            }
+            let head = head.map(signed);
+            let n = canhgac_proto::audit::verify_export(&entries, head.as_ref(), &profile.ca)
+                .map_err(|e| Failure::runtime(format!("audit log broken: {e}")))?;
+            let k = canhgac_proto::audit::verify_checkpoints(&entries, &checkpoints, &profile.ca)
+                .map_err(|e| Failure::runtime(format!("audit log broken: {e}")))?;
+            say(format!(
+                "audit log intact: {n} entries, {k} signed checkpoints agree, head {}",
+                entries.last().map(|e| e.hash.as_str()).unwrap_or("-")
+            ))?;
         }
         AuditCmd::Verify { file: Some(_) } => unreachable!("verified offline above"),
     }
     Ok(())
+}
+
+fn signed(h: AuditHead) -> SignedHead {
+    SignedHead {
+        seq: h.seq,
+        hash: h.hash,
+        signed_at_us: h.signed_at_us,
+        signature: h.signature,
+        certificate_pem: h.certificate_pem,
+    }
+}
+
+fn head_json(kind: &str, h: &AuditHead) -> Value {
+    json!({
+        "type": kind, "seq": h.seq, "hash": h.hash, "signed_at_us": h.signed_at_us,
+        "signature": h.signature, "certificate_pem": h.certificate_pem,
+    })
 }
 
 fn audit_json(e: &AuditEntry) -> Value {
@@ -116,12 +128,15 @@ async fn verify_export_file(
 ) -> Result<(), Failure> {
     let text = String::from_utf8(crate::admin::read_file(f)?)
         .map_err(|_| Failure::usage("the export is not UTF-8"))?;
-    let (entries, head) = parse_export(&text).map_err(|e| Failure::runtime(format!("audit export: {e}")))?;
+    let (entries, checkpoints, head) =
+        parse_export(&text).map_err(|e| Failure::runtime(format!("audit export: {e}")))?;
     let n = canhgac_proto::audit::verify_export(&entries, head.as_ref(), &profile.ca)
+        .map_err(|e| Failure::runtime(format!("audit export broken: {e}")))?;
+    let k = canhgac_proto::audit::verify_checkpoints(&entries, &checkpoints, &profile.ca)
         .map_err(|e| Failure::runtime(format!("audit export broken: {e}")))?;
     let head = head.unwrap_or_default();
     let offline = format!(
-        "audit export intact: {n} entries, ending at the head the collector signed (entry {}, {})",
+        "audit export intact: {n} entries, {k} signed checkpoints agree, ending at the head the collector signed (entry {}, {})",
         head.seq, head.hash
     );
     let mut c = match connect(client).await {
@@ -155,10 +170,15 @@ async fn verify_export_file(
     say("it matches the collector's chain")
 }
 
-/// Reads an export: entry lines, then the signed head line. Every field
-/// shown must agree with what the hash covers (`time` with `time_us`).
-fn parse_export(text: &str) -> Result<(Vec<AuditEntry>, Option<canhgac_proto::audit::SignedHead>), String> {
+/// An export read back: entries, checkpoints, the closing head.
+type Export = (Vec<AuditEntry>, Vec<SignedHead>, Option<SignedHead>);
+
+/// Reads an export: entry lines with checkpoint lines among them, then the
+/// signed head line. Every field shown must agree with what the hash
+/// covers (`time` with `time_us`).
+fn parse_export(text: &str) -> Result<Export, String> {
     let mut entries = Vec::new();
+    let mut checkpoints = Vec::new();
     let mut head = None;
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let n = i + 1;
@@ -166,15 +186,20 @@ fn parse_export(text: &str) -> Result<(Vec<AuditEntry>, Option<canhgac_proto::au
         if head.is_some() {
             return Err(format!("line {n}: entries after the signed head"));
         }
-        if j["type"] == "head" {
+        if j["type"] == "head" || j["type"] == "checkpoint" {
             let s = |k: &str| j[k].as_str().unwrap_or_default().to_string();
-            head = Some(canhgac_proto::audit::SignedHead {
-                seq: j["seq"].as_u64().ok_or_else(|| format!("line {n}: head without seq"))?,
+            let h = SignedHead {
+                seq: j["seq"].as_u64().ok_or_else(|| format!("line {n}: {} without seq", j["type"]))?,
                 hash: s("hash"),
                 signed_at_us: j["signed_at_us"].as_i64().unwrap_or(0),
                 signature: s("signature"),
                 certificate_pem: s("certificate_pem"),
-            });
+            };
+            if j["type"] == "head" {
+                head = Some(h);
+            } else {
+                checkpoints.push(h);
+            }
             continue;
         }
         let rec = audit_entry(&j);
@@ -191,7 +216,7 @@ fn parse_export(text: &str) -> Result<(Vec<AuditEntry>, Option<canhgac_proto::au
         }
         entries.push(rec);
     }
-    Ok((entries, head))
+    Ok((entries, checkpoints, head))
 }
 
 fn audit_entry(v: &Value) -> AuditEntry {

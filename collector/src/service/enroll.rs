@@ -10,18 +10,28 @@ use time::OffsetDateTime;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    server::Shared,
     service::clean_text,
     store::{AgentRec, records::RECORD_VERSION, token_hash},
 };
 
+/// What enrollment needs, and nothing more.
+pub struct EnrollmentDeps {
+    pub store: crate::store::Store,
+    pub ca: Arc<crate::pki::Ca>,
+    pub config: EnrollmentConfig,
+}
+
+pub struct EnrollmentConfig {
+    pub agent_certificate_ttl: std::time::Duration,
+}
+
 pub struct EnrollmentService {
-    shared: Arc<Shared>,
+    deps: EnrollmentDeps,
 }
 
 impl EnrollmentService {
-    pub fn new(shared: Arc<Shared>) -> EnrollmentService {
-        EnrollmentService { shared }
+    pub fn new(deps: EnrollmentDeps) -> EnrollmentService {
+        EnrollmentService { deps }
     }
 }
 
@@ -36,16 +46,16 @@ impl Enrollment for EnrollmentService {
         if r.csr_pem.len() > 16 * 1024 {
             return Err(crate::error::invalid("certificate signing request too large"));
         }
-        let shared = &self.shared;
+        let deps = &self.deps;
         let now = OffsetDateTime::now_utc();
         let now_us = timefmt::micros(now);
         let expected = (!r.expected_agency.is_empty()).then_some(r.expected_agency.as_str());
         // Check first so that a bad token costs no signature.
-        let token = shared.store.check_token(&r.token, expected, now_us).inspect_err(|e| {
+        let token = deps.store.check_token(&r.token, expected, now_us).inspect_err(|e| {
             tracing::warn!(%peer, reason = %e, "enrollment refused");
         })?;
         let agent_id = uuid::Uuid::new_v4().to_string();
-        let issued = shared.ca.sign_agent(&r.csr_pem, &agent_id, now, shared.config.agent_certificate_ttl)?;
+        let issued = deps.ca.sign_agent(&r.csr_pem, &agent_id, now, deps.config.agent_certificate_ttl)?;
         let rec = AgentRec {
             version: RECORD_VERSION,
             agent_id: agent_id.clone(),
@@ -58,16 +68,16 @@ impl Enrollment for EnrollmentService {
             enrolled_with_token: hex::encode(&token_hash(&r.token)[..6]),
             ..Default::default()
         };
-        shared.store.enroll(&r.token, expected, now_us, rec).inspect_err(|e| {
+        deps.store.enroll(&r.token, expected, now_us, rec).inspect_err(|e| {
             tracing::warn!(%peer, reason = %e, "enrollment refused");
         })?;
-        shared.store.flush().await?;
+        deps.store.flush().await?;
         tracing::info!(%agent_id, agency = %token.agency, hostname = %r.hostname, %peer, "agent enrolled");
         Ok(Response::new(EnrollResponse {
             agent_id,
             agency: token.agency,
             certificate_pem: issued.certificate_pem,
-            ca_chain_pem: shared.ca.cert_pem().to_string(),
+            ca_chain_pem: deps.ca.cert_pem().to_string(),
             not_after: Some(timefmt::to_timestamp(issued.not_after)),
         }))
     }

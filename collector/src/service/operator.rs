@@ -19,7 +19,6 @@ use crate::{
     directory,
     error::{ApiError, invalid, join_error},
     incident,
-    server::Shared,
     store::{
         AgencyRec, AgentRec, AlertQuery, IncidentFilter, IncidentRec, OperatorRec, PageKey, PolicyRec,
         RecordRec, SystemRec, TokenRec, records::RECORD_VERSION,
@@ -30,13 +29,48 @@ use crate::{
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 10_000;
 
+/// What the operator API needs. It is the widest service (it administers
+/// everything), but it still sees no TLS statistics and no task handles.
+pub struct OperatorDeps {
+    pub store: crate::store::Store,
+    pub ca: Arc<crate::pki::Ca>,
+    pub config: OperatorConfig,
+    pub revoked: Arc<crate::tls::Revoked>,
+    pub streams: Arc<crate::registry::StreamRegistry>,
+    /// Bumped on every policy push.
+    pub policy_changed: Arc<tokio::sync::watch::Sender<u64>>,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Signs the audit head of every listing.
+    pub audit_signer: Arc<crate::audit::Signer>,
+}
+
+/// The settings the operator API reads.
+#[derive(Clone)]
+pub struct OperatorConfig {
+    pub regulation: Arc<crate::rules::Regulation>,
+    pub agent_silence_limit: std::time::Duration,
+    pub enrollment_token_ttl: std::time::Duration,
+    pub max_enrollment_token_ttl: std::time::Duration,
+}
+
+impl OperatorConfig {
+    pub fn of(c: &crate::config::ServeConfig) -> OperatorConfig {
+        OperatorConfig {
+            regulation: c.regulation.clone(),
+            agent_silence_limit: c.agent_silence_limit,
+            enrollment_token_ttl: c.enrollment_token_ttl,
+            max_enrollment_token_ttl: c.max_enrollment_token_ttl,
+        }
+    }
+}
+
 pub struct OperatorService {
-    shared: Arc<Shared>,
+    deps: Arc<OperatorDeps>,
 }
 
 impl OperatorService {
-    pub fn new(shared: Arc<Shared>) -> OperatorService {
-        OperatorService { shared }
+    pub fn new(deps: OperatorDeps) -> OperatorService {
+        OperatorService { deps: Arc::new(deps) }
     }
 }
 
@@ -191,16 +225,16 @@ fn policy_msg(p: PolicyRec, with_content: bool) -> Policy {
 impl OperatorService {
     fn online(&self, a: &AgentRec, now: i64) -> bool {
         supervise::online(
-            self.shared.streams.is_connected(&a.agent_id),
+            self.deps.streams.is_connected(&a.agent_id),
             a.last_seen_us,
             now,
-            self.shared.config.agent_silence_limit,
+            self.deps.config.agent_silence_limit,
         )
     }
 
     fn agents_by_system(&self) -> Result<HashMap<u64, Vec<String>>, Status> {
         let mut m: HashMap<u64, Vec<String>> = HashMap::new();
-        for a in self.shared.store.agents()? {
+        for a in self.deps.store.agents()? {
             for s in &a.systems {
                 m.entry(*s).or_default().push(a.agent_id.clone());
             }
@@ -209,12 +243,12 @@ impl OperatorService {
     }
 
     fn systems_map(&self) -> Result<HashMap<u64, SystemRec>, Status> {
-        Ok(self.shared.store.systems()?.into_iter().map(|s| (s.id, s)).collect())
+        Ok(self.deps.store.systems()?.into_iter().map(|s| (s.id, s)).collect())
     }
 
     fn incident_view(&self, inc: &IncidentRec) -> Result<Incident, Status> {
         let systems = self.systems_map()?;
-        let v = incident::View { reg: &self.shared.config.regulation, systems: &systems, now_us: now_us() };
+        let v = incident::View { reg: &self.deps.config.regulation, systems: &systems, now_us: now_us() };
         Ok(incident::incident_msg(inc, &v))
     }
 
@@ -222,7 +256,7 @@ impl OperatorService {
     fn visible_incident(&self, caller: &OperatorCaller, id: u64) -> Result<IncidentRec, Status> {
         caller.target(format!("incident {id}"));
         let inc =
-            self.shared.store.incident(id)?.ok_or_else(|| not_found(format!("incident {id} not found")))?;
+            self.deps.store.incident(id)?.ok_or_else(|| not_found(format!("incident {id} not found")))?;
         caller.may_see(&inc.agency)?;
         Ok(inc)
     }
@@ -235,7 +269,7 @@ impl OperatorService {
         f: impl Fn(&mut IncidentRec) -> Result<(), String> + Send + 'static,
     ) -> Result<Response<Incident>, Status> {
         self.visible_incident(caller, id)?;
-        let store = self.shared.store.clone();
+        let store = self.deps.store.clone();
         let updated = blocking(move || {
             store
                 .update_incident(id, |inc| {
@@ -247,7 +281,7 @@ impl OperatorService {
         })
         .await?
         .ok_or_else(|| not_found(format!("incident {id} not found")))?;
-        self.shared.store.flush().await?;
+        self.deps.store.flush().await?;
         Ok(Response::new(self.incident_view(&updated)?))
     }
 
@@ -260,7 +294,7 @@ impl OperatorService {
             v.trim().parse().map(Some).map_err(|_| invalid(format!("{field}: `{v}` is not an IP address")))
         };
         let (any, src, dest) = (ip("ip", &r.ip)?, ip("src_ip", &r.src_ip)?, ip("dest_ip", &r.dest_ip)?);
-        let reg = self.shared.config.regulation.clone();
+        let reg = self.deps.config.regulation.clone();
         if !r.category.is_empty() && reg.category(&r.category).is_none() {
             return Err(invalid(format!(
                 "category: unknown category `{}` (one of {})",
@@ -282,8 +316,8 @@ impl OperatorService {
         }
         let (agents, systems) = if system.is_some() {
             let agents: HashMap<String, crate::store::AgentRec> =
-                self.shared.store.agents()?.into_iter().map(|a| (a.agent_id.clone(), a)).collect();
-            (agents, self.shared.store.systems()?)
+                self.deps.store.agents()?.into_iter().map(|a| (a.agent_id.clone(), a)).collect();
+            (agents, self.deps.store.systems()?)
         } else {
             (HashMap::new(), Vec::new())
         };
@@ -310,8 +344,8 @@ impl OperatorService {
     }
 
     fn coverage(&self, agency: Option<&str>) -> Result<GetCoverageResponse, Status> {
-        let store = &self.shared.store;
-        let reg = &self.shared.config.regulation;
+        let store = &self.deps.store;
+        let reg = &self.deps.config.regulation;
         let now = now_us();
         let today = directory::today();
         let agents = store.agents()?;
@@ -445,7 +479,7 @@ impl Operator for OperatorService {
             return Err(invalid("agency name must be 1-200 printable characters"));
         }
         let now = now_us();
-        let rec = self.shared.store.add_agency(AgencyRec {
+        let rec = self.deps.store.add_agency(AgencyRec {
             version: RECORD_VERSION,
             code: r.code,
             name: name.to_string(),
@@ -454,9 +488,9 @@ impl Operator for OperatorService {
             updated_us: now,
             ..Default::default()
         })?;
-        self.shared.store.flush().await?;
+        self.deps.store.flush().await?;
         tracing::info!(operator = %who.name, code = %rec.code, "agency added");
-        Ok(Response::new(agency_msg(rec, &self.shared.config.regulation)))
+        Ok(Response::new(agency_msg(rec, &self.deps.config.regulation)))
     }
 
     async fn list_agencies(
@@ -464,9 +498,9 @@ impl Operator for OperatorService {
         req: Request<ListAgenciesRequest>,
     ) -> Result<Response<ListAgenciesResponse>, Status> {
         let who = auth::operator(&req)?;
-        let reg = &self.shared.config.regulation;
+        let reg = &self.deps.config.regulation;
         let agencies = self
-            .shared
+            .deps
             .store
             .agencies()?
             .into_iter()
@@ -483,8 +517,8 @@ impl Operator for OperatorService {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
         who.target(r.agency.clone());
-        let cfg = &self.shared.config;
-        if self.shared.store.agency(&r.agency)?.is_none() {
+        let cfg = &self.deps.config;
+        if self.deps.store.agency(&r.agency)?.is_none() {
             return Err(not_found(format!("agency `{}` not found", r.agency)));
         }
         let ttl = match r.ttl_seconds {
@@ -504,7 +538,7 @@ impl Operator for OperatorService {
         );
         let now = OffsetDateTime::now_utc();
         let expires = now + ttl;
-        self.shared.store.add_token(
+        self.deps.store.add_token(
             &token,
             TokenRec {
                 version: RECORD_VERSION,
@@ -515,7 +549,7 @@ impl Operator for OperatorService {
                 ..Default::default()
             },
         )?;
-        self.shared.store.flush().await?;
+        self.deps.store.flush().await?;
         tracing::info!(operator = %who.name, agency = %r.agency, expires = %timefmt::rfc3339(expires), "enrollment token created");
         Ok(Response::new(CreateEnrollmentTokenResponse {
             token,
@@ -539,7 +573,7 @@ impl Operator for OperatorService {
         let limit = if r.limit == 0 { usize::MAX } else { r.limit as usize };
         let mut agents = Vec::new();
         let mut next = String::new();
-        for a in self.shared.store.agents()? {
+        for a in self.deps.store.agents()? {
             if agency.as_ref().is_some_and(|x| &a.agency != x)
                 || after.as_ref().is_some_and(|x| &a.agent_id <= x)
             {
@@ -549,7 +583,7 @@ impl Operator for OperatorService {
                 next = agents.last().map(|x: &AgentInfo| format!("a{}", x.agent_id)).unwrap_or_default();
                 break;
             }
-            let connected = self.shared.streams.is_connected(&a.agent_id);
+            let connected = self.deps.streams.is_connected(&a.agent_id);
             let online = self.online(&a, now);
             agents.push(agent_info(a, connected, online));
         }
@@ -565,7 +599,7 @@ impl Operator for OperatorService {
         who.target(format!("agent {}", r.agent_id));
         let now = now_us();
         let reason = crate::service::clean_text(&r.reason, 500);
-        let updated = self.shared.store.update_agent(&r.agent_id, |a| {
+        let updated = self.deps.store.update_agent(&r.agent_id, |a| {
             if a.revoked_us == 0 {
                 a.revoked_us = now;
                 a.revoke_reason = reason.clone();
@@ -574,9 +608,9 @@ impl Operator for OperatorService {
         if updated.is_none() {
             return Err(not_found(format!("agent `{}` not found", r.agent_id)));
         }
-        self.shared.store.flush().await?;
-        self.shared.revoked.insert(Identity::Agent(r.agent_id.clone()));
-        let closed = self.shared.streams.close(&r.agent_id);
+        self.deps.store.flush().await?;
+        self.deps.revoked.insert(Identity::Agent(r.agent_id.clone()));
+        let closed = self.deps.streams.close(&r.agent_id);
         tracing::warn!(operator = %who.name, agent_id = %r.agent_id, streams_closed = closed, "agent revoked");
         Ok(Response::new(RevokeAgentResponse { streams_closed: closed as u32 }))
     }
@@ -607,13 +641,10 @@ impl Operator for OperatorService {
             after,
             keep: self.alert_filter(&r)?,
         };
-        let store = self.shared.store.clone();
+        let store = self.deps.store.clone();
         let (page, next) = blocking(move || Ok(store.list_alerts(&q)?)).await?;
         Ok(Response::new(ListAlertsResponse {
-            alerts: page
-                .into_iter()
-                .map(|(c, r)| stored_alert(&self.shared.config.regulation, c, r))
-                .collect(),
+            alerts: page.into_iter().map(|(c, r)| stored_alert(&self.deps.config.regulation, c, r)).collect(),
             next_page_token: next.map(|k| k.encode()).unwrap_or_default(),
         }))
     }
@@ -627,15 +658,15 @@ impl Operator for OperatorService {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
         let agency = who.agency_filter(&r.agency)?;
-        let store = self.shared.store.clone();
+        let store = self.deps.store.clone();
         let committed = store.alert_cursor();
         let min_severity = r.min_severity;
-        let reg = self.shared.config.regulation.clone();
+        let reg = self.deps.config.regulation.clone();
         let feed = Feed {
-            who: (Identity::Operator(who.name.clone()), self.shared.revoked.clone()),
+            who: (Identity::Operator(who.name.clone()), self.deps.revoked.clone()),
             committed,
             after: r.after_cursor,
-            shutdown: self.shared.shutdown.clone(),
+            shutdown: self.deps.shutdown.clone(),
             read: move |c| store.alerts_after(c, 512),
         };
         let rx = feed.spawn(move |c, rec: RecordRec| {
@@ -651,12 +682,9 @@ impl Operator for OperatorService {
         let code = req.into_inner().code;
         who.target(code.clone());
         who.may_see(&code)?;
-        let a = self
-            .shared
-            .store
-            .agency(&code)?
-            .ok_or_else(|| not_found(format!("agency `{code}` not found")))?;
-        Ok(Response::new(agency_msg(a, &self.shared.config.regulation)))
+        let a =
+            self.deps.store.agency(&code)?.ok_or_else(|| not_found(format!("agency `{code}` not found")))?;
+        Ok(Response::new(agency_msg(a, &self.deps.config.regulation)))
     }
 
     async fn update_agency(&self, req: Request<UpdateAgencyRequest>) -> Result<Response<Agency>, Status> {
@@ -676,11 +704,11 @@ impl Operator for OperatorService {
             }
         }
         if let Some(p) = r.set.get("parent").map(|p| p.trim().to_string()).filter(|p| !p.is_empty()) {
-            if self.shared.store.agency(&p)?.is_none() {
+            if self.deps.store.agency(&p)?.is_none() {
                 return Err(invalid(format!("field `parent`: unknown agency `{p}`")));
             }
             let all: HashMap<String, AgencyRec> =
-                self.shared.store.agencies()?.into_iter().map(|a| (a.code.clone(), a)).collect();
+                self.deps.store.agencies()?.into_iter().map(|a| (a.code.clone(), a)).collect();
             let code = r.code.clone();
             let parent_of = |c: &str| -> Option<String> {
                 if c == code {
@@ -698,7 +726,7 @@ impl Operator for OperatorService {
         }
         let now = now_us();
         let set: BTreeMap<String, String> = r.set.into_iter().collect();
-        let updated = self.shared.store.update_agency(&r.code, |a| {
+        let updated = self.deps.store.update_agency(&r.code, |a| {
             for (k, v) in &set {
                 directory::set_agency_field(a, k, v, now)?;
             }
@@ -708,15 +736,15 @@ impl Operator for OperatorService {
         let rec = updated
             .map_err(field_error)?
             .ok_or_else(|| not_found(format!("agency `{}` not found", r.code)))?;
-        self.shared.store.flush().await?;
-        Ok(Response::new(agency_msg(rec, &self.shared.config.regulation)))
+        self.deps.store.flush().await?;
+        Ok(Response::new(agency_msg(rec, &self.deps.config.regulation)))
     }
 
     async fn add_system(&self, req: Request<AddSystemRequest>) -> Result<Response<System>, Status> {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
         who.target(r.agency.clone());
-        if self.shared.store.agency(&r.agency)?.is_none() {
+        if self.deps.store.agency(&r.agency)?.is_none() {
             return Err(not_found(format!("agency `{}` not found", r.agency)));
         }
         let now = now_us();
@@ -738,11 +766,11 @@ impl Operator for OperatorService {
             directory::set_system_field(&mut rec, k, v).map_err(field_error)?;
         }
         directory::validate_system(&rec).map_err(field_error)?;
-        let rec = self.shared.store.put_systems(vec![rec])?.remove(0);
-        self.shared.store.flush().await?;
+        let rec = self.deps.store.put_systems(vec![rec])?.remove(0);
+        self.deps.store.flush().await?;
         who.target(format!("{} system {}", r.agency, rec.id));
         tracing::info!(operator = %who.name, agency = %rec.agency, id = rec.id, level = rec.level, "system added");
-        Ok(Response::new(system_msg(rec, Vec::new(), &self.shared.config.regulation)))
+        Ok(Response::new(system_msg(rec, Vec::new(), &self.deps.config.regulation)))
     }
 
     async fn update_system(&self, req: Request<UpdateSystemRequest>) -> Result<Response<System>, Status> {
@@ -750,29 +778,29 @@ impl Operator for OperatorService {
         let r = req.into_inner();
         who.target(format!("system {}", r.id));
         let mut rec =
-            self.shared.store.system(r.id)?.ok_or_else(|| not_found(format!("system {} not found", r.id)))?;
+            self.deps.store.system(r.id)?.ok_or_else(|| not_found(format!("system {} not found", r.id)))?;
         for (k, v) in &r.set {
             directory::set_system_field(&mut rec, k, v).map_err(field_error)?;
         }
         directory::validate_system(&rec).map_err(field_error)?;
-        if self.shared.store.agency(&rec.agency)?.is_none() {
+        if self.deps.store.agency(&rec.agency)?.is_none() {
             return Err(invalid(format!("field `agency`: unknown agency `{}`", rec.agency)));
         }
         rec.updated_us = now_us();
-        let rec = self.shared.store.put_systems(vec![rec])?.remove(0);
-        self.shared.store.flush().await?;
+        let rec = self.deps.store.put_systems(vec![rec])?.remove(0);
+        self.deps.store.flush().await?;
         let agents = self.agents_by_system()?.remove(&rec.id).unwrap_or_default();
-        Ok(Response::new(system_msg(rec, agents, &self.shared.config.regulation)))
+        Ok(Response::new(system_msg(rec, agents, &self.deps.config.regulation)))
     }
 
     async fn get_system(&self, req: Request<GetSystemRequest>) -> Result<Response<System>, Status> {
         let who = auth::operator(&req)?;
         let id = req.into_inner().id;
         who.target(format!("system {id}"));
-        let rec = self.shared.store.system(id)?.ok_or_else(|| not_found(format!("system {id} not found")))?;
+        let rec = self.deps.store.system(id)?.ok_or_else(|| not_found(format!("system {id} not found")))?;
         who.may_see(&rec.agency)?;
         let agents = self.agents_by_system()?.remove(&rec.id).unwrap_or_default();
-        Ok(Response::new(system_msg(rec, agents, &self.shared.config.regulation)))
+        Ok(Response::new(system_msg(rec, agents, &self.deps.config.regulation)))
     }
 
     async fn list_systems(
@@ -785,10 +813,10 @@ impl Operator for OperatorService {
         let after = page_id(&r.page_token, 's')?.unwrap_or(0);
         let limit = if r.limit == 0 { usize::MAX } else { r.limit as usize };
         let mut by_system = self.agents_by_system()?;
-        let reg = &self.shared.config.regulation;
+        let reg = &self.deps.config.regulation;
         let mut systems = Vec::new();
         let mut next = String::new();
-        for s in self.shared.store.systems()? {
+        for s in self.deps.store.systems()? {
             if s.id <= after || agency.as_ref().is_some_and(|a| &s.agency != a) {
                 continue;
             }
@@ -811,7 +839,7 @@ impl Operator for OperatorService {
         who.target(format!("{} ({})", r.kind, r.format));
         let rows = directory::parse_rows(&r.format, &r.content).map_err(invalid)?;
         let now = now_us();
-        let store = &self.shared.store;
+        let store = &self.deps.store;
         let agencies: HashMap<String, AgencyRec> =
             store.agencies()?.into_iter().map(|a| (a.code.clone(), a)).collect();
         let report = |errs: Vec<String>| {
@@ -862,11 +890,11 @@ impl Operator for OperatorService {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
         let agency = who.agency_filter(&r.agency)?;
-        let reg = &self.shared.config.regulation;
+        let reg = &self.deps.config.regulation;
         let content = match r.kind.as_str() {
             "agencies" => {
                 let rows: Vec<_> = self
-                    .shared
+                    .deps
                     .store
                     .agencies()?
                     .iter()
@@ -879,7 +907,7 @@ impl Operator for OperatorService {
                 let mut by_system = self.agents_by_system()?;
                 let today = directory::today();
                 let rows: Vec<_> = self
-                    .shared
+                    .deps
                     .store
                     .systems()?
                     .iter()
@@ -901,13 +929,13 @@ impl Operator for OperatorService {
         let r = req.into_inner();
         who.target(format!("agent {}", r.agent_id));
         let agent = self
-            .shared
+            .deps
             .store
             .agent(&r.agent_id)?
             .ok_or_else(|| not_found(format!("agent `{}` not found", r.agent_id)))?;
         for id in &r.system_ids {
             let s =
-                self.shared.store.system(*id)?.ok_or_else(|| not_found(format!("system {id} not found")))?;
+                self.deps.store.system(*id)?.ok_or_else(|| not_found(format!("system {id} not found")))?;
             if s.agency != agent.agency {
                 return Err(invalid(format!(
                     "system {id} belongs to agency `{}`, the agent to `{}`",
@@ -918,7 +946,7 @@ impl Operator for OperatorService {
         let ids = r.system_ids.clone();
         let unlink = r.unlink;
         let a = self
-            .shared
+            .deps
             .store
             .update_agent(&r.agent_id, |a| {
                 if unlink {
@@ -933,8 +961,8 @@ impl Operator for OperatorService {
                 }
             })?
             .ok_or_else(|| not_found(format!("agent `{}` not found", r.agent_id)))?;
-        self.shared.store.flush().await?;
-        let connected = self.shared.streams.is_connected(&a.agent_id);
+        self.deps.store.flush().await?;
+        let connected = self.deps.streams.is_connected(&a.agent_id);
         let online = self.online(&a, now_us());
         Ok(Response::new(agent_info(a, connected, online)))
     }
@@ -967,7 +995,7 @@ impl Operator for OperatorService {
             n => n.min(MAX_PAGE),
         };
         let systems = self.systems_map()?;
-        let v = incident::View { reg: &self.shared.config.regulation, systems: &systems, now_us: now_us() };
+        let v = incident::View { reg: &self.deps.config.regulation, systems: &systems, now_us: now_us() };
         let mut before = page_id(&r.page_token, 'i')?;
         let mut out = Vec::new();
         let mut next = String::new();
@@ -984,7 +1012,7 @@ impl Operator for OperatorService {
                 before_id: before,
                 limit,
             };
-            let (page, more) = self.shared.store.incidents(&f)?;
+            let (page, more) = self.deps.store.incidents(&f)?;
             for inc in &page {
                 let m = incident::incident_msg(inc, &v);
                 if r.overdue_only && !m.overdue {
@@ -1017,9 +1045,9 @@ impl Operator for OperatorService {
         let inc = self.visible_incident(&who, r.id)?;
         let limit = if r.alert_limit == 0 { 100 } else { r.alert_limit.min(10_000) as usize };
         let mut alerts = Vec::new();
-        for c in self.shared.store.incident_alert_cursors(r.id, limit)? {
-            if let Some(rec) = self.shared.store.alert(c)? {
-                alerts.push(stored_alert(&self.shared.config.regulation, c, rec));
+        for c in self.deps.store.incident_alert_cursors(r.id, limit)? {
+            if let Some(rec) = self.deps.store.alert(c)? {
+                alerts.push(stored_alert(&self.deps.config.regulation, c, rec));
             }
         }
         Ok(Response::new(IncidentDetail { incident: Some(self.incident_view(&inc)?), alerts }))
@@ -1114,7 +1142,7 @@ impl Operator for OperatorService {
             )));
         }
         let name = who.name.clone();
-        let reg = self.shared.config.regulation.clone();
+        let reg = self.deps.config.regulation.clone();
         self.change_incident(&who, r.id, move |inc| {
             incident::apply_fields(inc, &set, &reg)?;
             let keys: Vec<&str> = set.keys().map(String::as_str).collect();
@@ -1139,7 +1167,7 @@ impl Operator for OperatorService {
             && !inc.milestones_us.contains_key("completion_report")
         {
             let name = who.name.clone();
-            let store = self.shared.store.clone();
+            let store = self.deps.store.clone();
             let id = r.id;
             inc = blocking(move || {
                 Ok(store
@@ -1153,18 +1181,18 @@ impl Operator for OperatorService {
                     .unwrap_or_default())
             })
             .await?;
-            self.shared.store.flush().await?;
+            self.deps.store.flush().await?;
         }
         let view = self.incident_view(&inc)?;
-        let agency = self.shared.store.agency(&inc.agency)?;
-        let system = self.shared.store.system(inc.system)?;
+        let agency = self.deps.store.agency(&inc.agency)?;
+        let system = self.deps.store.system(inc.system)?;
         let (text, json) = incident::report(
             &kind,
             &view,
             agency.as_ref(),
             system.as_ref(),
             &incident::ReportContext {
-                reg: &self.shared.config.regulation,
+                reg: &self.deps.config.regulation,
                 operator: &who.name,
                 now_us: now_us(),
             },
@@ -1194,7 +1222,7 @@ impl Operator for OperatorService {
         if action != "assign" && action != "transition" {
             return Err(invalid(format!("unknown action `{action}` (transition or assign)")));
         }
-        let store = self.shared.store.clone();
+        let store = self.deps.store.clone();
         let updated = blocking(move || {
             store
                 .update_incidents(&ids, |incs| {
@@ -1219,7 +1247,7 @@ impl Operator for OperatorService {
         })
         .await?
         .ok_or_else(|| not_found("an incident of the list was not found"))?;
-        self.shared.store.flush().await?;
+        self.deps.store.flush().await?;
         let incidents = updated.iter().map(|i| self.incident_view(i)).collect::<Result<Vec<_>, _>>()?;
         Ok(Response::new(BulkIncidentActionResponse { incidents }))
     }
@@ -1236,7 +1264,7 @@ impl Operator for OperatorService {
             self.visible_incident(&who, *id)?;
         }
         let name = who.name.clone();
-        let store = self.shared.store.clone();
+        let store = self.deps.store.clone();
         let merged = blocking(move || {
             store
                 .merge_incidents(&ids, |incs| incident::merge(incs, &name, &r.note, now_us()))?
@@ -1244,7 +1272,7 @@ impl Operator for OperatorService {
         })
         .await?
         .ok_or_else(|| not_found("an incident of the list was not found"))?;
-        self.shared.store.flush().await?;
+        self.deps.store.flush().await?;
         let first = merged.first().ok_or_else(|| invalid("nothing merged"))?;
         Ok(Response::new(self.incident_view(first)?))
     }
@@ -1258,15 +1286,15 @@ impl Operator for OperatorService {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
         let agency = who.agency_filter(&r.agency)?;
-        let store = self.shared.store.clone();
+        let store = self.deps.store.clone();
         let committed = store.incident_change_cursor();
-        let reg = self.shared.config.regulation.clone();
+        let reg = self.deps.config.regulation.clone();
         let store2 = store.clone();
         let feed = Feed {
-            who: (Identity::Operator(who.name.clone()), self.shared.revoked.clone()),
+            who: (Identity::Operator(who.name.clone()), self.deps.revoked.clone()),
             committed,
             after: r.after_cursor,
-            shutdown: self.shared.shutdown.clone(),
+            shutdown: self.deps.shutdown.clone(),
             read: move |c| store.incident_changes_after(c, 256),
         };
         let rx = feed.spawn(move |c, ch: crate::store::IncidentChangeRec| {
@@ -1292,7 +1320,7 @@ impl Operator for OperatorService {
         let scope = match (r.all, r.agency.as_str()) {
             (true, "") => "*".to_string(),
             (false, a) if !a.is_empty() => {
-                if self.shared.store.agency(a)?.is_none() {
+                if self.deps.store.agency(a)?.is_none() {
                     return Err(not_found(format!("agency `{a}` not found")));
                 }
                 a.to_string()
@@ -1317,7 +1345,7 @@ impl Operator for OperatorService {
             return Err(invalid(text));
         }
         let digest = crate::policy::digest(&r.files);
-        let rec = self.shared.store.add_policy(PolicyRec {
+        let rec = self.deps.store.add_policy(PolicyRec {
             version: RECORD_VERSION,
             scope,
             digest,
@@ -1326,18 +1354,18 @@ impl Operator for OperatorService {
             created_by: who.name.clone(),
             ..Default::default()
         })?;
-        self.shared.store.flush().await?;
+        self.deps.store.flush().await?;
         who.detail(format!("version {} ({} files)", rec.policy_version, rec.files.len()));
         let delivered = self
-            .shared
+            .deps
             .store
             .agents()?
             .iter()
             .filter(|a| {
-                (rec.scope == "*" || a.agency == rec.scope) && self.shared.streams.is_connected(&a.agent_id)
+                (rec.scope == "*" || a.agency == rec.scope) && self.deps.streams.is_connected(&a.agent_id)
             })
             .count();
-        self.shared.policy_changed.send_replace(rec.policy_version);
+        self.deps.policy_changed.send_replace(rec.policy_version);
         tracing::info!(operator = %who.name, version = rec.policy_version, scope = %rec.scope, "policy pushed");
         let mut msg = policy_msg(rec, false);
         msg.delivered_to = delivered as u32;
@@ -1355,7 +1383,7 @@ impl Operator for OperatorService {
         let who = auth::operator(&req)?;
         let agency = who.agency_filter(&req.into_inner().agency)?;
         let policies = self
-            .shared
+            .deps
             .store
             .policies()?
             .into_iter()
@@ -1389,7 +1417,7 @@ impl Operator for OperatorService {
         match (role, r.agency.as_str()) {
             (auth::Role::Agency, "") => return Err(invalid("the agency role needs an agency")),
             (auth::Role::Agency, a) => {
-                if self.shared.store.agency(a)?.is_none() {
+                if self.deps.store.agency(a)?.is_none() {
                     return Err(not_found(format!("agency `{a}` not found")));
                 }
             }
@@ -1398,15 +1426,15 @@ impl Operator for OperatorService {
                 return Err(invalid(format!("only the agency role is bound to an agency, not `{}`", r.role)));
             }
         }
-        if self.shared.store.operator(&r.name)?.is_some() {
+        if self.deps.store.operator(&r.name)?.is_some() {
             return Err(ApiError::Store(crate::store::StoreError::AlreadyExists(format!(
                 "operator `{}`",
                 r.name
             )))
             .into());
         }
-        let issued = self.shared.ca.sign_operator(&r.csr_pem, &r.name, OffsetDateTime::now_utc())?;
-        self.shared.store.add_operator(OperatorRec {
+        let issued = self.deps.ca.sign_operator(&r.csr_pem, &r.name, OffsetDateTime::now_utc())?;
+        self.deps.store.add_operator(OperatorRec {
             version: RECORD_VERSION,
             name: r.name.clone(),
             role: role.as_str().into(),
@@ -1416,11 +1444,11 @@ impl Operator for OperatorService {
             cert_serial: issued.serial.clone(),
             ..Default::default()
         })?;
-        self.shared.store.flush().await?;
+        self.deps.store.flush().await?;
         tracing::info!(operator = %who.name, new = %r.name, role = role.as_str(), "operator added");
         Ok(Response::new(AddOperatorResponse {
             certificate_pem: issued.certificate_pem,
-            ca_pem: self.shared.ca.cert_pem().to_string(),
+            ca_pem: self.deps.ca.cert_pem().to_string(),
             not_after: Some(timefmt::to_timestamp(issued.not_after)),
         }))
     }
@@ -1430,7 +1458,7 @@ impl Operator for OperatorService {
         req: Request<ListOperatorsRequest>,
     ) -> Result<Response<ListOperatorsResponse>, Status> {
         auth::operator(&req)?;
-        let operators = self.shared.store.operators()?.into_iter().map(operator_account).collect();
+        let operators = self.deps.store.operators()?.into_iter().map(operator_account).collect();
         Ok(Response::new(ListOperatorsResponse { operators }))
     }
 
@@ -1444,12 +1472,12 @@ impl Operator for OperatorService {
         let reason = crate::service::clean_text(&r.reason, 500);
         who.detail(reason.clone());
         let rec = self
-            .shared
+            .deps
             .store
             .revoke_operator(&r.name, now_us(), &who.name, &reason)?
             .ok_or_else(|| not_found(format!("operator `{}` not found", r.name)))?;
-        self.shared.store.flush().await?;
-        self.shared.revoked.insert(Identity::Operator(r.name.clone()));
+        self.deps.store.flush().await?;
+        self.deps.revoked.insert(Identity::Operator(r.name.clone()));
         tracing::warn!(operator = %who.name, revoked = %r.name, "operator revoked");
         Ok(Response::new(operator_account(rec)))
     }
@@ -1461,45 +1489,41 @@ impl Operator for OperatorService {
         auth::operator(&req)?;
         let r = req.into_inner();
         let limit = if r.limit == 0 { 1000 } else { r.limit.min(10_000) as usize };
-        let entries = self
-            .shared
-            .store
-            .audit_after(r.after_seq, limit)?
-            .into_iter()
-            .map(|e| AuditEntry {
-                seq: e.seq,
-                time: ts(e.time_us),
-                time_us: e.time_us,
-                operator: e.operator,
-                role: e.role,
-                operator_agency: e.operator_agency,
-                action: e.action,
-                target: e.target,
-                outcome: e.outcome,
-                detail: e.detail,
-                prev_hash: e.prev_hash,
-                hash: e.hash,
-            })
-            .collect::<Vec<AuditEntry>>();
+        let entries: Vec<AuditEntry> =
+            self.deps.store.audit_after(r.after_seq, limit)?.iter().map(crate::audit::entry).collect();
         let head = match entries.last() {
             Some(last) => {
                 let h = self
-                    .shared
+                    .deps
                     .audit_signer
                     .sign(last.seq, &last.hash, now_us())
                     .map_err(|e| crate::error::internal("signing the audit head", e))?;
-                Some(AuditHead {
-                    seq: h.seq,
-                    hash: h.hash,
-                    signed_at_us: h.signed_at_us,
-                    signature: h.signature,
-                    certificate_pem: h.certificate_pem,
-                })
+                Some(audit_head(h.seq, h.hash, h.signed_at_us, h.signature, h.certificate_pem))
             }
             None => None,
         };
-        Ok(Response::new(ListAuditResponse { entries, head }))
+        let checkpoints = match (entries.first(), entries.last()) {
+            (Some(first), Some(last)) => self
+                .deps
+                .store
+                .audit_checkpoints(first.seq, last.seq)?
+                .into_iter()
+                .map(|c| audit_head(c.seq, c.hash, c.signed_at_us, c.signature, c.certificate_pem))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(Response::new(ListAuditResponse { entries, head, checkpoints }))
     }
+}
+
+fn audit_head(
+    seq: u64,
+    hash: String,
+    signed_at_us: i64,
+    signature: String,
+    certificate_pem: String,
+) -> AuditHead {
+    AuditHead { seq, hash, signed_at_us, signature, certificate_pem }
 }
 
 /// A gap-free feed over a committed cursor: reads records after a cursor,

@@ -25,7 +25,6 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::{
     auth, error,
     registry::StreamGuard,
-    server::Shared,
     service::clean_text,
     store::{AgentRec, Incoming},
 };
@@ -34,13 +33,46 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Heartbeats update the stored agent at most this often.
 const SEEN_WRITE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// What agent sessions need, and nothing more.
+pub struct TelemetryDeps {
+    pub store: crate::store::Store,
+    pub ca: Arc<crate::pki::Ca>,
+    pub config: TelemetryConfig,
+    pub streams: Arc<crate::registry::StreamRegistry>,
+    /// Bumped on every policy push: sessions deliver the new version.
+    pub policy_changed: Arc<watch::Sender<u64>>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The settings agent sessions read.
+#[derive(Clone)]
+pub struct TelemetryConfig {
+    pub max_batch_bytes: u32,
+    pub max_batch_records: u32,
+    pub heartbeat_interval: Duration,
+    pub agent_certificate_ttl: Duration,
+    pub regulation: Arc<crate::rules::Regulation>,
+}
+
+impl TelemetryConfig {
+    pub fn of(c: &crate::config::ServeConfig) -> TelemetryConfig {
+        TelemetryConfig {
+            max_batch_bytes: c.max_batch_bytes,
+            max_batch_records: c.max_batch_records,
+            heartbeat_interval: c.heartbeat_interval,
+            agent_certificate_ttl: c.agent_certificate_ttl,
+            regulation: c.regulation.clone(),
+        }
+    }
+}
+
 pub struct TelemetryService {
-    shared: Arc<Shared>,
+    deps: Arc<TelemetryDeps>,
 }
 
 impl TelemetryService {
-    pub fn new(shared: Arc<Shared>) -> TelemetryService {
-        TelemetryService { shared }
+    pub fn new(deps: TelemetryDeps) -> TelemetryService {
+        TelemetryService { deps: Arc::new(deps) }
     }
 }
 
@@ -56,7 +88,7 @@ impl Telemetry for TelemetryService {
     ) -> Result<Response<Self::StreamStream>, Status> {
         let caller = auth::agent(&req)?;
         let agent_id = caller.agent_id;
-        let Some(agent) = self.shared.store.agent(&agent_id)? else {
+        let Some(agent) = self.deps.store.agent(&agent_id)? else {
             return Err(crate::error::denied(format!(
                 "agent {agent_id} is unknown to this collector; enroll it again"
             )));
@@ -64,16 +96,16 @@ impl Telemetry for TelemetryService {
         if agent.revoked_us != 0 {
             return Err(crate::error::denied(format!("agent {agent_id} is revoked")));
         }
-        let (guard, close, concurrent) = self.shared.streams.register(&agent_id);
+        let (guard, close, concurrent) = self.deps.streams.register(&agent_id);
         if concurrent > 1 {
             // Two live streams with one identity: a restarted agent whose
             // old stream has not timed out yet, or a cloned machine.
             tracing::warn!(%agent_id, concurrent, "agent has more than one open stream");
         }
         let (tx, rx) = mpsc::channel(64);
-        let policy_rx = self.shared.policy_changed.subscribe();
+        let policy_rx = self.deps.policy_changed.subscribe();
         let session = Session {
-            shared: self.shared.clone(),
+            deps: self.deps.clone(),
             agent,
             tx,
             close,
@@ -88,7 +120,7 @@ impl Telemetry for TelemetryService {
 }
 
 struct Session {
-    shared: Arc<Shared>,
+    deps: Arc<TelemetryDeps>,
     agent: AgentRec,
     tx: mpsc::Sender<Result<CollectorMessage, Status>>,
     close: watch::Receiver<bool>,
@@ -127,7 +159,7 @@ impl Session {
             }
         };
         let now = timefmt::micros(OffsetDateTime::now_utc());
-        if let Err(e) = self.shared.store.update_agent(&agent_id, |a| a.last_seen_us = now) {
+        if let Err(e) = self.deps.store.update_agent(&agent_id, |a| a.last_seen_us = now) {
             tracing::warn!(%agent_id, error = %e, "cannot record last_seen");
         }
         tracing::info!(%agent_id, %reason, "telemetry stream closed");
@@ -139,7 +171,7 @@ impl Session {
 
     /// The next message, or `None` when a policy was pushed.
     async fn next(&mut self, inbound: &mut Streaming<AgentMessage>) -> Result<Option<AgentMessage>, End> {
-        let mut shutdown = self.shared.shutdown.clone();
+        let mut shutdown = self.deps.shutdown.clone();
         tokio::select! {
             biased;
             _ = self.policy_rx.changed() => Ok(None),
@@ -189,7 +221,7 @@ impl Session {
             );
         }
         let now = timefmt::micros(OffsetDateTime::now_utc());
-        let updated = self.shared.store.update_agent(&self.agent.agent_id, |a| {
+        let updated = self.deps.store.update_agent(&self.agent.agent_id, |a| {
             if let Some(inv) = &hello.inventory {
                 a.hostname = clean_text(&inv.hostname, 255);
                 a.inventory = Some(inv.clone());
@@ -207,7 +239,7 @@ impl Session {
         if let Some(a) = updated {
             self.agent = a;
         }
-        let cfg = &self.shared.config;
+        let cfg = &self.deps.config;
         self.send(Out::Welcome(Welcome {
             agent_id: self.agent.agent_id.clone(),
             agency: self.agent.agency.clone(),
@@ -248,7 +280,7 @@ impl Session {
                     } else {
                         tracing::warn!(agent_id = %self.agent.agent_id, version = p.version, error = %p.error, "agent could not apply the policy");
                     }
-                    let updated = self.shared.store.update_agent(&self.agent.agent_id, |a| {
+                    let updated = self.deps.store.update_agent(&self.agent.agent_id, |a| {
                         let old = a.policy.clone().unwrap_or_default();
                         a.policy = Some(if p.ok {
                             PolicyStatus {
@@ -266,7 +298,7 @@ impl Session {
                     if let Some(a) = updated {
                         self.agent = a;
                     }
-                    self.shared.store.flush().await?;
+                    self.deps.store.flush().await?;
                 }
                 Some(In::Renew(renew)) => self.renew(&renew.csr_pem).await?,
                 Some(In::Hello(_)) => {
@@ -282,10 +314,10 @@ impl Session {
     /// Sends the agency's current policy unless the agent runs it already
     /// or it was sent on this stream.
     async fn offer_policy(&mut self) -> Result<(), End> {
-        let Some(p) = self.shared.store.effective_policy(&self.agent.agency)? else {
+        let Some(p) = self.deps.store.effective_policy(&self.agent.agency)? else {
             return Ok(());
         };
-        let runs = self.shared.store.agent(&self.agent.agent_id)?.and_then(|a| a.policy).map(|s| s.version);
+        let runs = self.deps.store.agent(&self.agent.agent_id)?.and_then(|a| a.policy).map(|s| s.version);
         if runs == Some(p.policy_version) || self.policy_sent == Some(p.policy_version) {
             return Ok(());
         }
@@ -306,7 +338,7 @@ impl Session {
         let due = force || self.last_seen_write.is_none_or(|t| t.elapsed() >= SEEN_WRITE_INTERVAL);
         if due {
             let now = timefmt::micros(OffsetDateTime::now_utc());
-            self.shared.store.update_agent(&self.agent.agent_id, |a| {
+            self.deps.store.update_agent(&self.agent.agent_id, |a| {
                 f(a);
                 a.last_seen_us = now;
             })?;
@@ -316,7 +348,7 @@ impl Session {
     }
 
     async fn batch(&mut self, batch: Batch) -> Result<(), End> {
-        let cfg = &self.shared.config;
+        let cfg = &self.deps.config;
         let first_seq = batch.records.first().map(|r| r.seq).unwrap_or(0);
         let last_seq = batch.records.last().map(|r| r.seq).unwrap_or(0);
         let size = batch.encoded_len();
@@ -333,7 +365,7 @@ impl Session {
         };
         if let Some(reason) = reject {
             tracing::info!(agent_id = %self.agent.agent_id, first_seq, last_seq, %reason, "batch rejected");
-            self.shared.store.update_agent(&self.agent.agent_id, |a| a.batches_rejected += 1)?;
+            self.deps.store.update_agent(&self.agent.agent_id, |a| a.batches_rejected += 1)?;
             return self
                 .send(Out::Rejected(BatchRejected {
                     first_seq,
@@ -351,9 +383,9 @@ impl Session {
         let incoming: Vec<Incoming> = batch
             .records
             .iter()
-            .map(|r| prepare(r, &self.agent, received, &self.shared.config.regulation))
+            .map(|r| prepare(r, &self.agent, received, &self.deps.config.regulation))
             .collect();
-        let store = self.shared.store.clone();
+        let store = self.deps.store.clone();
         let (agent_id, agency) = (self.agent.agent_id.clone(), self.agent.agency.clone());
         let received_us = timefmt::micros(received);
         let outcome =
@@ -361,7 +393,7 @@ impl Session {
                 .await
                 .map_err(error::join_error)??;
         let started = std::time::Instant::now();
-        self.shared.store.flush().await?;
+        self.deps.store.flush().await?;
         if started.elapsed() > crate::store::SLOW_FLUSH {
             tracing::warn!(elapsed = ?started.elapsed(), "slow database flush");
         }
@@ -381,30 +413,26 @@ impl Session {
     async fn renew(&mut self, csr_pem: &str) -> Result<(), End> {
         let now = OffsetDateTime::now_utc();
         let agent_id = self.agent.agent_id.clone();
-        let issued = match self.shared.ca.sign_agent(
-            csr_pem,
-            &agent_id,
-            now,
-            self.shared.config.agent_certificate_ttl,
-        ) {
-            Ok(i) => i,
-            Err(e) => {
-                // The agent retries with a fresh request later.
-                tracing::warn!(%agent_id, error = %e, "certificate renewal refused");
-                return Ok(());
-            }
-        };
+        let issued =
+            match self.deps.ca.sign_agent(csr_pem, &agent_id, now, self.deps.config.agent_certificate_ttl) {
+                Ok(i) => i,
+                Err(e) => {
+                    // The agent retries with a fresh request later.
+                    tracing::warn!(%agent_id, error = %e, "certificate renewal refused");
+                    return Ok(());
+                }
+            };
         let not_after_us = timefmt::micros(issued.not_after);
         let serial = issued.serial.clone();
-        self.shared.store.update_agent(&agent_id, |a| {
+        self.deps.store.update_agent(&agent_id, |a| {
             a.cert_not_after_us = not_after_us;
             a.cert_serial = serial.clone();
         })?;
-        self.shared.store.flush().await?;
+        self.deps.store.flush().await?;
         tracing::info!(%agent_id, not_after = %timefmt::rfc3339(issued.not_after), "agent certificate renewed");
         self.send(Out::Certificate(Certificate {
             certificate_pem: issued.certificate_pem,
-            ca_chain_pem: self.shared.ca.cert_pem().to_string(),
+            ca_chain_pem: self.deps.ca.cert_pem().to_string(),
             not_after: Some(timefmt::to_timestamp(issued.not_after)),
         }))
         .await

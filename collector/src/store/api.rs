@@ -25,9 +25,9 @@
 use tokio::sync::watch;
 
 use super::{
-    AgencyRec, AgentRec, AlertPage, AlertQuery, AuditRec, CorrelationInput, EnrollError, ForwardStats,
-    IncidentChangeRec, IncidentFilter, IncidentPage, IncidentRec, Incoming, IngestOutcome, OperatorRec,
-    PolicyRec, QuarantineRec, RecordRec, Store, StoreError, SystemRec, TokenRec,
+    AgencyRec, AgentRec, AlertPage, AlertQuery, AuditCheckpointRec, AuditRec, CorrelationInput, EnrollError,
+    ForwardStats, IncidentChangeRec, IncidentFilter, IncidentPage, IncidentRec, Incoming, IngestOutcome,
+    OperatorRec, PolicyRec, QuarantineRec, RecordRec, Store, StoreError, SystemRec, TokenRec,
 };
 
 /// Records from agents (and the collector's own alerts).
@@ -114,6 +114,13 @@ pub trait Audit {
     fn append_audit(&self, rec: AuditRec, seal: impl Fn(&AuditRec) -> String)
     -> Result<AuditRec, StoreError>;
     fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRec>, StoreError>;
+    /// The last entry of the chain.
+    fn audit_head(&self) -> Result<Option<AuditRec>, StoreError>;
+    /// Keeps a signed head of the chain; one per entry, a later one for the
+    /// same entry replaces it.
+    fn put_audit_checkpoint(&self, rec: AuditCheckpointRec) -> Result<(), StoreError>;
+    /// Signed heads of entries `from..=to`, oldest first.
+    fn audit_checkpoints(&self, from: u64, to: u64) -> Result<Vec<AuditCheckpointRec>, StoreError>;
 }
 
 /// Central policy versions.
@@ -261,6 +268,15 @@ impl Audit for Store {
     }
     fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditRec>, StoreError> {
         Store::audit_after(self, after, limit)
+    }
+    fn audit_head(&self) -> Result<Option<AuditRec>, StoreError> {
+        Store::audit_head(self)
+    }
+    fn put_audit_checkpoint(&self, rec: AuditCheckpointRec) -> Result<(), StoreError> {
+        Store::put_audit_checkpoint(self, rec)
+    }
+    fn audit_checkpoints(&self, from: u64, to: u64) -> Result<Vec<AuditCheckpointRec>, StoreError> {
+        Store::audit_checkpoints(self, from, to)
     }
 }
 

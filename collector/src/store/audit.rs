@@ -2,7 +2,7 @@
 
 use prost::Message as _;
 
-use super::{AuditRec, Store, StoreError, decode, records::RECORD_VERSION};
+use super::{AuditCheckpointRec, AuditRec, Store, StoreError, decode, records::RECORD_VERSION};
 
 impl Store {
     // ----- audit -----
@@ -39,6 +39,32 @@ impl Store {
             .map(|kv| {
                 let (k, v) = kv?;
                 decode("audit", &k, &v)
+            })
+            .collect()
+    }
+
+    /// The last entry of the chain.
+    pub fn audit_head(&self) -> Result<Option<AuditRec>, StoreError> {
+        match self.inner()?.audit.last()? {
+            Some((k, v)) => Ok(Some(decode("audit", &k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Keeps a signed head of the chain (at most one per entry).
+    pub fn put_audit_checkpoint(&self, rec: AuditCheckpointRec) -> Result<(), StoreError> {
+        self.inner()?.audit_checkpoints.insert(rec.seq.to_be_bytes(), rec.encode_to_vec())?;
+        Ok(())
+    }
+
+    /// Signed heads of entries `from..=to`, oldest first.
+    pub fn audit_checkpoints(&self, from: u64, to: u64) -> Result<Vec<AuditCheckpointRec>, StoreError> {
+        self.inner()?
+            .audit_checkpoints
+            .range(from.to_be_bytes()..=to.to_be_bytes())
+            .map(|kv| {
+                let (k, v) = kv?;
+                decode("audit_checkpoints", &k, &v)
             })
             .collect()
     }

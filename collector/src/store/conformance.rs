@@ -7,8 +7,9 @@
 use std::path::Path;
 
 use super::{
-    AgencyRec, AgentRec, AlertQuery, AuditRec, CorrelationInput, EnrollError, IncidentFilter, Incoming,
-    IngestOutcome, OperatorRec, PageKey, PolicyRec, RecordRec, StoreError, SystemRec, TokenRec, api::Backend,
+    AgencyRec, AgentRec, AlertQuery, AuditCheckpointRec, AuditRec, CorrelationInput, EnrollError,
+    IncidentFilter, Incoming, IngestOutcome, OperatorRec, PageKey, PolicyRec, RecordRec, StoreError,
+    SystemRec, TokenRec, api::Backend,
 };
 
 /// One scenario: given how to open a store at a path.
@@ -319,6 +320,21 @@ fn audit_chain<B: Backend>(open: &dyn Fn(&Path) -> B) {
     assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert_eq!((all[0].prev_hash.as_str(), all[2].prev_hash.as_str()), ("", "h2"));
     assert_eq!(s.audit_after(2, 10).unwrap().len(), 1);
+    assert_eq!(s.audit_head().unwrap().map(|h| h.seq), Some(3));
+    // checkpoints: one per entry, the later replaces, ranges inclusive
+    let cp = |seq: u64, at: i64| AuditCheckpointRec {
+        seq,
+        hash: format!("h{seq}"),
+        signed_at_us: at,
+        ..Default::default()
+    };
+    s.put_audit_checkpoint(cp(1, 10)).unwrap();
+    s.put_audit_checkpoint(cp(3, 20)).unwrap();
+    s.put_audit_checkpoint(cp(3, 30)).unwrap();
+    let all = s.audit_checkpoints(1, 3).unwrap();
+    assert_eq!(all.iter().map(|c| (c.seq, c.signed_at_us)).collect::<Vec<_>>(), vec![(1, 10), (3, 30)]);
+    assert_eq!(s.audit_checkpoints(2, 2).unwrap().len(), 0);
+    assert_eq!(s.audit_checkpoints(3, 3).unwrap().len(), 1);
 }
 
 #[allow(clippy::unwrap_used)]

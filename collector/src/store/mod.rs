@@ -23,6 +23,7 @@
 //! | `systems`          | system id (u64 BE)                               | [`SystemRec`]  |
 //! | `operators`        | operator name                                    | [`OperatorRec`] |
 //! | `audit`            | seq (u64 BE), from 1                             | [`AuditRec`]   |
+//! | `audit_checkpoints`| audit seq (u64 BE)                               | [`AuditCheckpointRec`] |
 //! | `incidents`        | incident id (u64 BE)                             | [`IncidentRec`] |
 //! | `incident_keys`    | correlation key (agency 0x00 system 0x00 category 0x00 attacker) | incident id (u64 BE) |
 //! | `incident_alerts`  | incident id (u64 BE), alert cursor (u64 BE)      | empty          |
@@ -62,9 +63,9 @@ use sled::{
 use tokio::sync::watch;
 
 pub use records::{
-    AgencyRec, AgencyStatsRec, AgentRec, AuditRec, EvidenceRec, IncidentChangeRec, IncidentEventRec,
-    IncidentRec, MAX_ENTITIES, OperatorRec, PolicyRec, QuarantineRec, RECORD_VERSION, RecordRec, SystemRec,
-    TokenRec,
+    AgencyRec, AgencyStatsRec, AgentRec, AuditCheckpointRec, AuditRec, EvidenceRec, IncidentChangeRec,
+    IncidentEventRec, IncidentRec, MAX_ENTITIES, OperatorRec, PolicyRec, QuarantineRec, RECORD_VERSION,
+    RecordRec, SystemRec, TokenRec,
 };
 
 mod audit;
@@ -257,6 +258,7 @@ struct Inner {
     systems: sled::Tree,
     operators: sled::Tree,
     audit: sled::Tree,
+    audit_checkpoints: sled::Tree,
     incidents: sled::Tree,
     incident_keys: sled::Tree,
     incident_alerts: sled::Tree,
@@ -439,6 +441,7 @@ impl Inner {
             systems: db.open_tree("systems")?,
             operators: db.open_tree("operators")?,
             audit: db.open_tree("audit")?,
+            audit_checkpoints: db.open_tree("audit_checkpoints")?,
             incidents: db.open_tree("incidents")?,
             incident_keys: db.open_tree("incident_keys")?,
             incident_alerts: db.open_tree("incident_alerts")?,

@@ -250,6 +250,23 @@ pub struct AuditRec {
     pub hash: String,
 }
 
+/// A head of the audit chain signed with the server key (a checkpoint).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct AuditCheckpointRec {
+    #[prost(uint32, tag = "1")]
+    pub version: u32,
+    #[prost(uint64, tag = "2")]
+    pub seq: u64,
+    #[prost(string, tag = "3")]
+    pub hash: String,
+    #[prost(int64, tag = "4")]
+    pub signed_at_us: i64,
+    #[prost(string, tag = "5")]
+    pub signature: String,
+    #[prost(string, tag = "6")]
+    pub certificate_pem: String,
+}
+
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct IncidentEventRec {
     #[prost(int64, tag = "1")]
