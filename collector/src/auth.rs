@@ -102,7 +102,9 @@ pub fn access(method: &str) -> Option<Access> {
     Some(match method {
         "ListAgencies" | "GetAgency" | "ListAgents" | "ListAlerts" | "SubscribeAlerts" | "GetSystem"
         | "ListSystems" | "ExportRegistry" | "GetCoverage" | "ListIncidents" | "GetIncident"
-        | "SubscribeIncidents" | "ListPolicies" | "IncidentReport" => Read,
+        | "SubscribeIncidents" | "ListPolicies" | "IncidentReport" | "GetReport" => Read,
+        // any operator for itself; an admin for anyone (the handler checks)
+        "SetOperatorPassword" => Read,
         // the agency fills in its own incidents' report fields (the handler
         // limits which fields)
         "AddIncidentNote" | "UpdateIncident" => Note,
@@ -222,9 +224,17 @@ pub fn identity<T>(req: &Request<T>) -> Option<Identity> {
     Identity::from_cert_der(certs.first()?).ok()
 }
 
+/// The operator a console session signed in, attached in-process by the
+/// console to the calls it makes for that session. A call from the network
+/// always carries its TLS connection instead, and never this.
+#[derive(Debug, Clone)]
+pub struct ConsoleOperator(pub String);
+
 fn identity_http<B>(req: &http::Request<B>) -> Option<Identity> {
-    let certs = req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>()?.peer_certs()?;
-    Identity::from_cert_der(certs.first()?).ok()
+    match req.extensions().get::<TlsConnectInfo<TcpConnectInfo>>() {
+        Some(tls) => Identity::from_cert_der(tls.peer_certs()?.first()?).ok(),
+        None => req.extensions().get::<ConsoleOperator>().map(|c| Identity::Operator(c.0.clone())),
+    }
 }
 
 #[derive(Clone)]
@@ -335,6 +345,30 @@ impl Auth {
             tracing::error!(error = %e, "cannot write the audit log");
             e.to_string()
         })
+    }
+
+    /// Audits a console event that is not an API call (a sign-in, a refused
+    /// form): `refused` is the reason when it was refused. `Err` when the
+    /// entry cannot be made durable (the console then refuses too).
+    pub async fn audit_console(
+        &self,
+        operator: &str,
+        action: &str,
+        target: &str,
+        refused: Option<&str>,
+    ) -> Result<(), Status> {
+        let rec = self.store.operator(operator).ok().flatten();
+        let entry = AuditRec {
+            operator: operator.chars().take(100).collect(),
+            role: rec.as_ref().map(|r| r.role.clone()).unwrap_or_default(),
+            operator_agency: rec.map(|r| r.agency).unwrap_or_default(),
+            action: action.into(),
+            target: target.into(),
+            detail: refused.unwrap_or_default().chars().take(300).collect(),
+            ..Default::default()
+        };
+        let code = refused.map(|_| "PermissionDenied".to_string());
+        self.audit_durably(entry, None, code).await
     }
 
     /// Writes a call's audit entry and makes it durable; `Err` is the

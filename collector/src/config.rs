@@ -46,6 +46,8 @@ pub struct ServeConfig {
     pub regulation: Arc<Regulation>,
     /// Forwarding of alerts and incident changes to a SIEM or upstream.
     pub forward: Option<ForwardConfig>,
+    /// The operator console (`None`: not served).
+    pub console: Option<crate::console::ConsoleConfig>,
 }
 
 impl ServeConfig {
@@ -64,6 +66,7 @@ impl ServeConfig {
             correlation_window: Duration::from_secs(3600),
             retention_interval: Duration::from_secs(3600),
             audit_head_interval: Duration::from_secs(900),
+            console: None,
             regulation: Arc::new(Regulation::embedded()),
             forward: None,
         }
@@ -149,6 +152,19 @@ impl ServeConfig {
         }
         if let Some(v) = &raw.supervision.audit_head_interval {
             c.audit_head_interval = bounded(v, Duration::from_secs(1), Duration::from_secs(DAY))?;
+        }
+        if let Some(con) = &raw.console {
+            let listen = con.listen.get_ref().parse().map_err(|_| {
+                src.error_at(
+                    con.listen.span(),
+                    format!("invalid console listen address `{}`", con.listen.get_ref()),
+                )
+            })?;
+            let idle_timeout = match &con.idle_timeout {
+                Some(v) => bounded(v, Duration::from_secs(60), Duration::from_secs(DAY))?,
+                None => crate::console::DEFAULT_IDLE,
+            };
+            c.console = Some(crate::console::ConsoleConfig { listen, idle_timeout });
         }
         if let Some(v) = &raw.incidents.correlation_window {
             c.correlation_window = bounded(v, Duration::from_secs(1), Duration::from_secs(30 * DAY))?;
@@ -251,6 +267,14 @@ struct RawConfig {
     #[serde(default)]
     regulation: RawRegulation,
     forward: Option<RawForward>,
+    console: Option<RawConsole>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConsole {
+    listen: Spanned<String>,
+    idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -42,6 +42,8 @@ pub enum ServeError {
     Reflection(String),
     #[error("audit signing key: {0}")]
     Audit(String),
+    #[error("console: {0}")]
+    Console(String),
 }
 
 /// Serves on `listener` until `shutdown` resolves. The listener is bound by
@@ -144,7 +146,7 @@ pub async fn run(
         shutdown: stop_rx.clone(),
     }))
     .max_decoding_message_size(decode_limit);
-    let operator = Guarded::new(
+    let operator: crate::console::Api = Guarded::new(
         OperatorServer::new(OperatorService::new(OperatorDeps {
             store: store.clone(),
             ca: ca.clone(),
@@ -158,6 +160,21 @@ pub async fn run(
         .max_decoding_message_size(64 * 1024 * 1024),
         auth.clone(),
     );
+    if let Some(cc) = &config.console {
+        let listener = TcpListener::bind(cc.listen)
+            .await
+            .map_err(|e| ServeError::Console(format!("cannot listen on {}: {e}", cc.listen)))?;
+        let tls = tls::console_config(&paths)?;
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "operator console listening (https)");
+        let console = Arc::new(crate::console::Console::new(
+            store.clone(),
+            auth.clone(),
+            operator.clone(),
+            config.regulation.clone(),
+            cc.idle_timeout,
+        ));
+        tasks.spawn(crate::console::serve(console, listener, tls, stop_rx.clone()));
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(canhgac_proto::FILE_DESCRIPTOR_SET)
         .build_v1()

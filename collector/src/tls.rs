@@ -116,6 +116,20 @@ pub fn server_config(paths: &PkiPaths, revoked: Arc<Revoked>) -> Result<Arc<Serv
     Ok(Arc::new(config))
 }
 
+/// The console's TLS: the collector's server certificate, TLS 1.2 and 1.3
+/// (browsers), no client certificate, HTTP/2 or HTTP/1.1.
+pub fn console_config(paths: &PkiPaths) -> Result<Arc<ServerConfig>, TlsError> {
+    use canhgac_proto::client::{parse_certs, parse_key, provider};
+    let chain = parse_certs(&read(&paths.server_cert())?, "server certificate")?;
+    let key = parse_key(&read(&paths.server_key())?, "server key")?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// WebPKI chain and expiry checks, then identity and revocation.
 #[derive(Debug)]
 struct ClientVerifier {

@@ -114,6 +114,10 @@ pub enum OperatorCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Sets the password NAME signs in to the console with, read from
+    /// standard input (one line; at least 12 characters). An admin may set
+    /// anyone's, every operator its own.
+    Passwd { name: String },
 }
 
 use super::output::say;
@@ -311,6 +315,19 @@ pub async fn run(
             p.write(&out).map_err(|e| Failure::runtime(e.to_string()))?;
             say(format!("operator {name} (role {role}) written to {}", out.display()))?;
         }
+        Command::Operator(OperatorCmd::Passwd { name }) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| Failure::usage(format!("cannot read the password from standard input: {e}")))?;
+            let password = line.trim_end_matches(['\n', '\r']).to_string();
+            if password.is_empty() {
+                return Err(Failure::usage("no password on standard input"));
+            }
+            let o =
+                c.set_operator_password(SetOperatorPasswordRequest { name, password }).await?.into_inner();
+            say(format!("console password set for operator {} ({})", o.name, o.role))?;
+        }
         Command::Operator(OperatorCmd::Revoke { name, reason }) => {
             let o = c.revoke_operator(RevokeOperatorRequest { name, reason }).await?.into_inner();
             say(format!(
@@ -459,8 +476,10 @@ async fn import(
     let format = match super::output::get().given {
         Some(super::output::Format::Json) => "json".to_string(),
         Some(super::output::Format::Csv) => "csv".to_string(),
-        Some(super::output::Format::Table) => {
-            return Err(Failure::usage("import reads csv or json (`--format table` is for lists)"));
+        Some(
+            f @ (super::output::Format::Table | super::output::Format::Html | super::output::Format::Pdf),
+        ) => {
+            return Err(Failure::usage(format!("import reads csv or json, not {f:?}").to_lowercase()));
         }
         None => format_of(file, None),
     };
@@ -482,8 +501,10 @@ async fn export(
     let format = match super::output::get().given {
         Some(super::output::Format::Json) => "json",
         None | Some(super::output::Format::Csv) => "csv",
-        Some(super::output::Format::Table) => {
-            return Err(Failure::usage("export writes csv or json (`--format table` is for lists)"));
+        Some(
+            f @ (super::output::Format::Table | super::output::Format::Html | super::output::Format::Pdf),
+        ) => {
+            return Err(Failure::usage(format!("export writes csv or json, not {f:?}").to_lowercase()));
         }
     }
     .to_string();

@@ -28,6 +28,7 @@ pub mod admin;
 pub mod audit;
 pub mod incidents;
 pub mod output;
+pub mod report;
 
 pub use output::table;
 
@@ -48,7 +49,8 @@ pub struct Cli {
     #[arg(long, global = true, conflicts_with = "timezone")]
     pub utc: bool,
     /// Lists as a table (the default, cut to 120 columns), JSON lines or
-    /// CSV; imports and exports as CSV or JSON.
+    /// CSV; imports and exports as CSV or JSON; reports as html (the
+    /// default), pdf, csv or json.
     #[arg(long, global = true, value_enum)]
     pub format: Option<output::Format>,
     /// CSV for spreadsheets: with a UTF-8 byte-order mark (implies --format csv).
@@ -97,6 +99,9 @@ pub enum Command {
     /// The hash-chained audit log of operator actions.
     #[command(subcommand)]
     Audit(crate::audit::AuditCmd),
+    /// Periodic reports from stored data (daily, weekly), in Vietnamese or
+    /// English, as printable HTML, CSV or JSON.
+    Report(crate::report::ReportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -334,6 +339,7 @@ fn command_label(c: &Command) -> String {
         Command::Policy(x) => sub("policy", x),
         Command::Operator(x) => sub("operator", x),
         Command::Audit(x) => sub("audit", x),
+        Command::Report(r) => format!("report {}", r.kind),
     }
 }
 
@@ -347,6 +353,11 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
         .as_ref()
         .and_then(|d| d.timezone.as_deref())
         .and_then(|tz| output::parse_offset(tz).ok());
+    if matches!(cli.format, Some(output::Format::Html | output::Format::Pdf))
+        && !matches!(cli.command, Command::Report(_))
+    {
+        return Err(Failure::usage("--format html and pdf are for reports; lists are table, json or csv"));
+    }
     output::init(output::Display {
         offset: if cli.utc {
             time::UtcOffset::UTC
@@ -475,6 +486,10 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
         }
         Command::Alerts(AlertsCmd::Tail { filter, from_cursor, json }) => {
             tail(&client, filter, from_cursor, output::json(json)).await?;
+        }
+        Command::Report(a) => {
+            drop(out);
+            crate::report::run(a, cli.format, &client).await?;
         }
         other => {
             let _ = &mut say;

@@ -10,12 +10,15 @@ use time::{OffsetDateTime, UtcOffset, format_description::well_known::Rfc3339};
 
 use super::Failure;
 
-/// The output format of lists.
+/// The output format: of lists (table, json, csv) and of reports (html,
+/// pdf, csv, json).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Table,
     Json,
     Csv,
+    Html,
+    Pdf,
 }
 
 /// Output settings, fixed once per process from the global flags.

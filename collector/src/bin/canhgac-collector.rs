@@ -43,6 +43,10 @@ enum Command {
         /// Address to listen on (default 0.0.0.0:7443).
         #[arg(long)]
         listen: Option<String>,
+        /// Also serve the operator console (HTTPS) on this address, e.g.
+        /// 0.0.0.0:8443 (same as `console.listen` in the configuration).
+        #[arg(long)]
+        console_listen: Option<String>,
     },
 }
 
@@ -78,7 +82,9 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(1, &e.to_string()),
         },
-        Command::Serve { config, data_dir, listen } => serve(config, data_dir, listen),
+        Command::Serve { config, data_dir, listen, console_listen } => {
+            serve(config, data_dir, listen, console_listen)
+        }
     }
 }
 
@@ -87,7 +93,12 @@ fn fail(code: u8, message: &str) -> ExitCode {
     ExitCode::from(code)
 }
 
-fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<String>) -> ExitCode {
+fn serve(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    console_listen: Option<String>,
+) -> ExitCode {
     // Everything is validated before anything binds.
     let mut cfg = match (&config, data_dir) {
         (Some(path), dir) => match ServeConfig::load(path, dir) {
@@ -102,6 +113,21 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
             Ok(a) => cfg.listen = a,
             Err(_) => {
                 return fail(2, &format!("invalid --listen address `{l}` (expected IP:PORT)"));
+            }
+        }
+    }
+    if let Some(l) = console_listen {
+        match l.parse::<SocketAddr>() {
+            Ok(a) => {
+                let idle_timeout = cfg
+                    .console
+                    .as_ref()
+                    .map(|c| c.idle_timeout)
+                    .unwrap_or(canhgac_collector::console::DEFAULT_IDLE);
+                cfg.console = Some(canhgac_collector::console::ConsoleConfig { listen: a, idle_timeout });
+            }
+            Err(_) => {
+                return fail(2, &format!("invalid --console-listen address `{l}` (expected IP:PORT)"));
             }
         }
     }

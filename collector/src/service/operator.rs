@@ -1482,6 +1482,90 @@ impl Operator for OperatorService {
         Ok(Response::new(operator_account(rec)))
     }
 
+    async fn set_operator_password(
+        &self,
+        req: Request<SetOperatorPasswordRequest>,
+    ) -> Result<Response<OperatorAccount>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        who.target(format!("operator {}", r.name));
+        if r.name != who.name && who.role != auth::Role::Admin {
+            return Err(crate::error::denied(format!(
+                "operator `{}` may set only its own password, not `{}`'s",
+                who.name, r.name
+            )));
+        }
+        crate::console::password::check(&r.password).map_err(crate::error::invalid)?;
+        let phc = tokio::task::spawn_blocking(move || crate::console::password::hash(&r.password))
+            .await
+            .map_err(|e| crate::error::internal("hashing a password", e))?
+            .map_err(|e| crate::error::internal("hashing a password", e))?;
+        let rec = self
+            .deps
+            .store
+            .update_operator(&r.name, |o| o.password_hash = phc)?
+            .ok_or_else(|| not_found(format!("operator `{}` not found", r.name)))?;
+        if rec.revoked_us != 0 {
+            return Err(crate::error::invalid(format!("operator `{}` is revoked", r.name)));
+        }
+        self.deps.store.flush().await?;
+        Ok(Response::new(operator_account(rec)))
+    }
+
+    async fn get_report(&self, req: Request<GetReportRequest>) -> Result<Response<ReportFile>, Status> {
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        let kind = crate::report::Kind::parse(&r.kind).ok_or_else(|| {
+            crate::error::invalid(format!("kind: `{}` is not a report (daily, weekly)", r.kind))
+        })?;
+        let format = crate::report::render::Format::parse(&r.format).ok_or_else(|| {
+            crate::error::invalid(format!("format: `{}` is not one of html, csv, json", r.format))
+        })?;
+        let lang = crate::report::Lang::parse(&r.language).ok_or_else(|| {
+            crate::error::invalid(format!("language: `{}` is not one of vi, en", r.language))
+        })?;
+        let (Some(from), Some(to)) = (r.from.as_ref(), r.to.as_ref()) else {
+            return Err(crate::error::invalid("from and to: the report period is required"));
+        };
+        let (from_us, to_us) =
+            (timefmt::micros(timefmt::from_timestamp(from)), timefmt::micros(timefmt::from_timestamp(to)));
+        let agencies = match who.agency_filter(&r.agency)? {
+            Some(a) => {
+                if self.deps.store.agency(&a)?.is_none() {
+                    return Err(not_found(format!("agency `{a}` not found")));
+                }
+                vec![a]
+            }
+            None => self.deps.store.agencies()?.into_iter().map(|a| a.code).collect(),
+        };
+        who.detail(format!("{} report {}", kind.as_str(), r.agency));
+        let req = crate::report::Request { kind, agencies, from_us, to_us, now_us: now_us(), lang };
+        let (store, reg) = (self.deps.store.clone(), self.deps.config.regulation.clone());
+        let report = tokio::task::spawn_blocking(move || crate::report::build(&store, &reg, &req))
+            .await
+            .map_err(|e| crate::error::internal("building a report", e))?
+            .map_err(|e| match e {
+                crate::report::ReportError::Invalid(m) => crate::error::invalid(m),
+                crate::report::ReportError::Store(e) => e.into(),
+            })?;
+        let day = |us: i64| {
+            let t = timefmt::from_micros(us).to_offset(crate::report::text::VIETNAM);
+            format!("{:04}{:02}{:02}", t.year(), t.month() as u8, t.day())
+        };
+        let scope = if r.agency.is_empty() { "all".to_string() } else { r.agency.clone() };
+        Ok(Response::new(ReportFile {
+            file_name: format!(
+                "canhgac-{}-{scope}-{}-{}.{}",
+                kind.as_str(),
+                day(from_us),
+                day(to_us),
+                format.extension()
+            ),
+            content_type: format.content_type().into(),
+            content: crate::report::render::render(&report, format),
+        }))
+    }
+
     async fn list_audit(
         &self,
         req: Request<ListAuditRequest>,

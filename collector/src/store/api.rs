@@ -69,6 +69,11 @@ pub trait Registry {
     fn agents(&self) -> Result<Vec<AgentRec>, StoreError>;
     fn add_operator(&self, rec: OperatorRec) -> Result<OperatorRec, StoreError>;
     fn operators(&self) -> Result<Vec<OperatorRec>, StoreError>;
+    fn update_operator(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut OperatorRec),
+    ) -> Result<Option<OperatorRec>, StoreError>;
     fn revoke_operator(
         &self,
         name: &str,
@@ -207,6 +212,7 @@ sled_backend!(Registry {
     fn agents(&self) -> Result<Vec<AgentRec>, StoreError>;
     fn add_operator(&self, rec: OperatorRec) -> Result<OperatorRec, StoreError>;
     fn operators(&self) -> Result<Vec<OperatorRec>, StoreError>;
+    fn update_operator(&self, name: &str, f: impl FnOnce(&mut OperatorRec)) -> Result<Option<OperatorRec>, StoreError>;
     fn revoke_operator(&self, name: &str, now_us: i64, by: &str, reason: &str) -> Result<Option<OperatorRec>, StoreError>;
 });
 

@@ -218,6 +218,12 @@ pub struct OperatorRec {
     pub revoked_by: String,
     #[prost(string, tag = "10")]
     pub revoke_reason: String,
+    /// Console password, an argon2id PHC string ("" = none set).
+    #[prost(string, tag = "11")]
+    pub password_hash: String,
+    /// Console language (`vi`, `en`; "" = the default).
+    #[prost(string, tag = "12")]
+    pub language: String,
 }
 
 /// One audit-log entry; `hash` chains it to the previous one (see

@@ -112,6 +112,20 @@ impl Store {
 
     /// Revokes operator `name` unless it is the last valid admin; returns
     /// the record (unchanged when already revoked), `None` when unknown.
+    /// Changes an operator record in place (password, language).
+    pub fn update_operator(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut OperatorRec),
+    ) -> Result<Option<OperatorRec>, StoreError> {
+        let held = self.inner()?;
+        let _guard = held.operators_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(mut rec) = self.operator(name)? else { return Ok(None) };
+        f(&mut rec);
+        self.inner()?.operators.insert(name.as_bytes(), rec.encode_to_vec())?;
+        Ok(Some(rec))
+    }
+
     pub fn revoke_operator(
         &self,
         name: &str,

@@ -1,0 +1,212 @@
+//! The words of reports and of the console, in Vietnamese (the default)
+//! and English.
+
+use serde::Serialize;
+use time::UtcOffset;
+
+use crate::incident::State;
+
+/// Vietnam's zone: reports and the console show times in it.
+pub const VIETNAM: UtcOffset = match UtcOffset::from_hms(7, 0, 0) {
+    Ok(o) => o,
+    Err(_) => UtcOffset::UTC,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    #[default]
+    Vi,
+    En,
+}
+
+impl Lang {
+    /// `vi` or `en`; "" is the default (Vietnamese).
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "" | "vi" => Some(Lang::Vi),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Vi => "vi",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// Looks words up in one language.
+#[derive(Debug, Clone, Copy)]
+pub struct Text(pub Lang);
+
+/// (key, Vietnamese, English)
+const WORDS: &[(&str, &str, &str)] = &[
+    ("daily_title", "Báo cáo tình hình giám sát hằng ngày", "Daily monitoring report"),
+    (
+        "weekly_title",
+        "Báo cáo giám sát an toàn thông tin hằng tuần",
+        "Weekly information security monitoring report",
+    ),
+    ("period", "Thời gian giám sát", "Monitoring period"),
+    ("generated", "Thời điểm lập", "Generated"),
+    ("unit", "Đơn vị", "Unit"),
+    (
+        "truncated",
+        "Số cảnh báo vượt giới hạn đọc; các bảng chỉ tính phần đã đọc",
+        "Alert count exceeded the read limit; tables count only those read",
+    ),
+    ("systems_monitored", "Hệ thống thông tin được giám sát", "Monitored information systems"),
+    ("alerts_by_severity", "Cảnh báo theo mức độ", "Alerts by severity"),
+    ("alerts_by_detector", "Cảnh báo theo bộ phát hiện", "Alerts by detector"),
+    (
+        "attacked_targets",
+        "Đối tượng bị tấn công (địa chỉ IP, dịch vụ, thời gian)",
+        "Attacked targets (IP address, service, time)",
+    ),
+    ("techniques_evidence", "Kỹ thuật tấn công và bằng chứng", "Attack techniques and evidence"),
+    ("attack_sources", "Nguồn tấn công", "Attack sources"),
+    ("incidents", "Sự cố trong kỳ", "Incidents in the period"),
+    ("system_changes", "Thay đổi của hệ thống được giám sát", "Changes to the monitored systems"),
+    ("monitoring_changes", "Thay đổi của hệ thống giám sát", "Changes to the monitoring system"),
+    ("system", "Hệ thống", "System"),
+    ("level", "cấp độ", "level"),
+    ("dossier", "Hồ sơ cấp độ", "Level dossier"),
+    ("agents", "Tác tử", "Agents"),
+    ("severity", "Mức độ", "Severity"),
+    ("count", "Số lượng", "Count"),
+    ("detector", "Bộ phát hiện", "Detector"),
+    ("address", "Địa chỉ", "Address"),
+    ("services", "Dịch vụ (cổng)", "Services (ports)"),
+    ("alerts", "Số cảnh báo", "Alerts"),
+    ("first_seen", "Lần đầu", "First seen"),
+    ("last_seen", "Lần cuối", "Last seen"),
+    ("signature_id", "Mã dấu hiệu", "Signature id"),
+    ("signature", "Dấu hiệu", "Signature"),
+    ("technique", "Kỹ thuật (ATT&CK)", "Technique (ATT&CK)"),
+    ("category", "Loại", "Category"),
+    ("source", "Nguồn", "Source"),
+    ("categories", "Loại tấn công", "Categories"),
+    ("id", "Số", "Id"),
+    ("state", "Trạng thái", "State"),
+    ("attacker", "Nguồn tấn công", "Attacker"),
+    ("victim", "Đối tượng bị tấn công", "Victim"),
+    ("deadline", "Hạn", "Deadline"),
+    ("overdue", "Quá hạn", "Overdue"),
+    ("unattributed", "Chưa xác định hệ thống", "Unattributed"),
+    ("change", "Thay đổi", "Change"),
+    ("time", "Thời gian", "Time"),
+    ("object", "Đối tượng", "Object"),
+    ("registered", "Đăng ký mới", "Registered"),
+    ("updated", "Cập nhật", "Updated"),
+    ("agent_enrolled", "Tác tử mới đăng ký", "Agent enrolled"),
+    ("agent_revoked", "Tác tử bị thu hồi", "Agent revoked"),
+    ("agent_silent", "Tác tử mất liên lạc", "Agent silent"),
+    ("policy", "Chính sách", "Policy"),
+    ("policy_pushed", "Chính sách mới được áp dụng", "Policy pushed"),
+    ("none", "Không có", "None"),
+    ("console", "Bảng điều khiển giám sát", "Monitoring console"),
+    ("overview", "Tổng quan", "Overview"),
+    ("nav_alerts", "Cảnh báo", "Alerts"),
+    ("nav_incidents", "Sự cố", "Incidents"),
+    ("nav_agents", "Tác tử", "Agents"),
+    ("nav_reports", "Báo cáo", "Reports"),
+    ("sign_in", "Đăng nhập", "Sign in"),
+    ("sign_out", "Đăng xuất", "Sign out"),
+    ("username", "Tên người dùng", "User name"),
+    ("password", "Mật khẩu", "Password"),
+    ("silent_agents", "Đơn vị có tác tử mất liên lạc", "Agencies with silent agents"),
+    ("overdue_incidents", "Sự cố quá hạn", "Overdue incidents"),
+    ("due_soonest", "Sự cố sắp đến hạn", "Incidents due soonest"),
+    ("alerts_24h", "Cảnh báo 24 giờ qua", "Alerts of the last 24 hours"),
+    ("coverage", "Mức độ giám sát theo đơn vị", "Coverage per agency"),
+    ("agency", "Đơn vị", "Agency"),
+    ("layers", "Bốn lớp", "Four layers"),
+    ("unsupervised", "Hệ thống chưa có tác tử", "Systems without a live agent"),
+    ("missing_contacts", "Thiếu đầu mối liên hệ", "Missing contacts"),
+    ("assessment_overdue", "Quá hạn đánh giá", "Assessments overdue"),
+    ("online", "Trực tuyến", "Online"),
+    ("host", "Máy chủ", "Host"),
+    ("version", "Phiên bản", "Version"),
+    ("policy_version", "Phiên bản chính sách", "Policy version"),
+    ("records", "Bản ghi", "Records"),
+    ("dropped", "Bị bỏ", "Dropped"),
+    ("filter", "Lọc", "Filter"),
+    ("hours", "Số giờ gần nhất", "Last hours"),
+    ("ip", "Địa chỉ IP", "IP address"),
+    ("timeline", "Diễn biến", "Timeline"),
+    ("linked_alerts", "Cảnh báo liên quan", "Linked alerts"),
+    ("move_to", "Chuyển sang", "Move to"),
+    ("reason", "Lý do", "Reason"),
+    ("note", "Ghi chú", "Note"),
+    ("add_note", "Thêm ghi chú", "Add note"),
+    ("assign", "Giao cho", "Assign to"),
+    ("apply", "Thực hiện", "Apply"),
+    ("kind", "Loại báo cáo", "Report"),
+    ("from", "Từ", "From"),
+    ("to", "Đến", "To"),
+    ("format", "Định dạng", "Format"),
+    ("language", "Ngôn ngữ", "Language"),
+    ("download", "Tải về", "Download"),
+    ("print_reports", "In báo cáo sự cố", "Print incident reports"),
+    ("initial_report", "Báo cáo ban đầu", "Initial report"),
+    ("completion_report", "Báo cáo kết thúc", "Completion report"),
+    ("all", "Tất cả", "All"),
+    ("open_only", "Chỉ sự cố đang mở", "Open only"),
+    ("signed_in_as", "Đăng nhập với tên", "Signed in as"),
+    ("refused", "Bị từ chối", "Refused"),
+    ("back", "Quay lại", "Back"),
+    ("silent", "Mất liên lạc", "Silent"),
+    ("yes", "Có", "Yes"),
+    ("no", "Không", "No"),
+    ("live", "Tự cập nhật mỗi 15 giây", "Updates every 15 seconds"),
+];
+
+impl Text {
+    pub fn get(self, key: &'static str) -> &'static str {
+        match WORDS.iter().find(|(k, _, _)| *k == key) {
+            Some((_, vi, en)) => match self.0 {
+                Lang::Vi => vi,
+                Lang::En => en,
+            },
+            None => key,
+        }
+    }
+
+    /// The Vietnamese or the English of a pair kept in data.
+    pub fn pick<'a>(self, vi: &'a str, en: &'a str) -> &'a str {
+        match self.0 {
+            Lang::Vi if !vi.is_empty() => vi,
+            _ => en,
+        }
+    }
+
+    /// An incident state's name.
+    pub fn state(self, s: &str) -> String {
+        match (self.0, State::parse(s)) {
+            (Lang::Vi, Some(st)) => st.name_vi().to_string(),
+            _ => s.replace('_', " "),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_both_languages() {
+        for (k, vi, en) in WORDS {
+            assert!(!vi.is_empty() && !en.is_empty(), "{k}");
+        }
+        let keys: std::collections::BTreeSet<_> = WORDS.iter().map(|w| w.0).collect();
+        assert_eq!(keys.len(), WORDS.len(), "a key is listed twice");
+        assert_eq!(Text(Lang::Vi).get("attack_sources"), "Nguồn tấn công");
+        assert_eq!(Text(Lang::En).state("in_progress"), "in progress");
+        assert_eq!(Text(Lang::Vi).state("closed"), "Đã kết thúc");
+        assert_eq!(Lang::parse(""), Some(Lang::Vi));
+        assert_eq!(Lang::parse("fr"), None);
+    }
+}
