@@ -59,10 +59,24 @@ fn syn(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
 /// A scan by `attacker` of `ports` on `target`, and an indicator list
 /// naming the attacker: one alert per probed port.
 fn scan(dir: &Path, attacker: [u8; 4], target: [u8; 4], ports: &[u16]) -> (PathBuf, PathBuf) {
+    scan_at(dir, attacker, target, ports, None)
+}
+
+/// [`scan`] with packets at `start` (since the epoch) instead of 2023.
+fn scan_at(
+    dir: &Path,
+    attacker: [u8; 4],
+    target: [u8; 4],
+    ports: &[u16],
+    start: Option<Duration>,
+) -> (PathBuf, PathBuf) {
     let frames: Vec<Vec<u8>> =
         ports.iter().enumerate().map(|(i, p)| syn(attacker, 40000 + i as u16, target, *p)).collect();
     let pcap = dir.join("scan.pcap");
-    write_raw_pcap(&pcap, &frames);
+    match start {
+        Some(t) => canhgac_tests::write_raw_pcap_at(&pcap, &frames, t),
+        None => write_raw_pcap(&pcap, &frames),
+    }
     let ioc = dir.join("attackers.txt");
     let a = attacker;
     std::fs::write(&ioc, format!("# known attackers\n{}.{}.{}.{}\n", a[0], a[1], a[2], a[3])).unwrap();
@@ -278,7 +292,22 @@ fn scripted_incident_flow_from_registry_to_completion_report() {
 
 /// Two agencies with agents, alerts and incidents.
 fn two_agencies(tmp: &Path) -> (Collector, Vec<Agent>, u64, u64) {
+    two_agencies_at(tmp, "", None)
+}
+
+/// Two agencies with one system and one agent each; each agent replays a
+/// scan of its system made a minute ago, so each agency has one incident.
+/// `config` is added to the collector's configuration.
+pub(crate) fn two_agencies_with(tmp: &Path, config: &str) -> (Collector, Vec<Agent>, u64, u64) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    two_agencies_at(tmp, config, Some(now - Duration::from_secs(60)))
+}
+
+fn two_agencies_at(tmp: &Path, config: &str, start: Option<Duration>) -> (Collector, Vec<Agent>, u64, u64) {
     let mut c = Collector::init(tmp);
+    if !config.is_empty() {
+        c.set_config(config);
+    }
     c.start();
     let mut agents = Vec::new();
     let mut systems = Vec::new();
@@ -304,7 +333,7 @@ fn two_agencies(tmp: &Path) -> (Collector, Vec<Agent>, u64, u64) {
         std::fs::create_dir_all(&dir).unwrap();
         let mut agent = Agent::new(&dir, "agent");
         agent.enroll(&c, &c.token(code, None));
-        let (pcap, ioc) = scan(&dir, attacker, target, &[22, 80, 443]);
+        let (pcap, ioc) = scan_at(&dir, attacker, target, &[22, 80, 443], start);
         agent.start(&[
             "--pcap",
             pcap.to_str().unwrap(),

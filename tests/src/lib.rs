@@ -348,6 +348,11 @@ pub mod toml_lite {
 
 /// Writes a pcap file of raw IPv4 frames (LINKTYPE_RAW), one second apart.
 pub fn write_raw_pcap(path: &Path, frames: &[Vec<u8>]) {
+    write_raw_pcap_at(path, frames, Duration::from_secs(1_700_000_000));
+}
+
+/// [`write_raw_pcap`] with the first packet at `start` (since the epoch).
+pub fn write_raw_pcap_at(path: &Path, frames: &[Vec<u8>], start: Duration) {
     use pcap_file::{
         DataLink,
         pcap::{PcapHeader, PcapPacket, PcapWriter},
@@ -356,7 +361,7 @@ pub fn write_raw_pcap(path: &Path, frames: &[Vec<u8>]) {
     let header = PcapHeader { datalink: DataLink::RAW, ..Default::default() };
     let mut w = PcapWriter::with_header(file, header).unwrap();
     for (i, f) in frames.iter().enumerate() {
-        let ts = Duration::from_secs(1_700_000_000) + Duration::from_millis(i as u64);
+        let ts = start + Duration::from_millis(i as u64);
         w.write_packet(&PcapPacket::new(ts, f.len() as u32, f)).unwrap();
     }
     w.into_writer().flush().unwrap();

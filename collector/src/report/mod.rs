@@ -9,6 +9,7 @@
 //! console and `canhgac report` both get it through the `GetReport` call,
 //! so tenancy and the audit log apply as for every other call.
 
+pub mod pdf;
 pub mod render;
 pub mod text;
 
@@ -234,7 +235,7 @@ pub fn build(store: &Store, reg: &Regulation, req: &Request) -> Result<Report, R
         sections.push(Section {
             id: "systems",
             title: t.get("systems_monitored").into(),
-            columns: cols(&["system", "level", "dossier", "agents"]),
+            columns: cols(&["system", "level_col", "dossier", "agents"]),
             rows: own_systems
                 .iter()
                 .map(|s| {

@@ -8,6 +8,7 @@ use super::{Report, text::Text};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Html,
+    Pdf,
     Csv,
     Json,
 }
@@ -17,6 +18,7 @@ impl Format {
     pub fn parse(s: &str) -> Option<Format> {
         match s {
             "" | "html" => Some(Format::Html),
+            "pdf" => Some(Format::Pdf),
             "csv" => Some(Format::Csv),
             "json" => Some(Format::Json),
             _ => None,
@@ -26,6 +28,7 @@ impl Format {
     pub fn extension(self) -> &'static str {
         match self {
             Format::Html => "html",
+            Format::Pdf => "pdf",
             Format::Csv => "csv",
             Format::Json => "json",
         }
@@ -34,19 +37,21 @@ impl Format {
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Html => "text/html; charset=utf-8",
+            Format::Pdf => "application/pdf",
             Format::Csv => "text/csv; charset=utf-8",
             Format::Json => "application/json",
         }
     }
 }
 
-/// The report's bytes in `format`.
-pub fn render(r: &Report, format: Format) -> Vec<u8> {
-    match format {
+/// The report's bytes in `format` (`None`: the PDF font is unreadable).
+pub fn render(r: &Report, format: Format) -> Option<Vec<u8>> {
+    Some(match format {
         Format::Html => html_page(r).into_string().into_bytes(),
+        Format::Pdf => super::pdf::render(r)?,
         Format::Json => serde_json::to_vec_pretty(r).unwrap_or_default(),
         Format::Csv => csv(r),
-    }
+    })
 }
 
 /// The report as an HTML fragment (the console embeds it).

@@ -73,6 +73,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("monitoring_changes", "Thay đổi của hệ thống giám sát", "Changes to the monitoring system"),
     ("system", "Hệ thống", "System"),
     ("level", "cấp độ", "level"),
+    ("level_col", "Cấp độ", "Level"),
     ("dossier", "Hồ sơ cấp độ", "Level dossier"),
     ("agents", "Tác tử", "Agents"),
     ("severity", "Mức độ", "Severity"),

@@ -1519,7 +1519,7 @@ impl Operator for OperatorService {
             crate::error::invalid(format!("kind: `{}` is not a report (daily, weekly)", r.kind))
         })?;
         let format = crate::report::render::Format::parse(&r.format).ok_or_else(|| {
-            crate::error::invalid(format!("format: `{}` is not one of html, csv, json", r.format))
+            crate::error::invalid(format!("format: `{}` is not one of html, pdf, csv, json", r.format))
         })?;
         let lang = crate::report::Lang::parse(&r.language).ok_or_else(|| {
             crate::error::invalid(format!("language: `{}` is not one of vi, en", r.language))
@@ -1562,7 +1562,9 @@ impl Operator for OperatorService {
                 format.extension()
             ),
             content_type: format.content_type().into(),
-            content: crate::report::render::render(&report, format),
+            content: crate::report::render::render(&report, format).ok_or_else(|| {
+                crate::error::internal("rendering a report", "the embedded font cannot be read")
+            })?,
         }))
     }
 
