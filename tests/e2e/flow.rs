@@ -248,15 +248,32 @@ fn spool_cap_drops_are_counted_and_reported() {
     assert_eq!(a["counters"]["records_produced"], 4000);
 }
 
-/// The demo, the README's main command, shows the alerts.
+/// The demo, the README's main command (with `--exit`): both agencies'
+/// incidents with their attackers, the console's address with a password
+/// that signs in, and a weekly report that is a PDF.
 #[test]
-fn demo_shows_alerts() {
-    let out = std::process::Command::new(bin("canhgac-demo")).output().unwrap();
+fn demo_shows_incidents_the_console_and_a_report() {
+    let out = std::process::Command::new(bin("canhgac-demo")).arg("--exit").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for needle in ["drivres-update.info", "softupdates.info", "45.9.74.78", "DEMO"] {
+    for needle in [
+        "DEMO",
+        "Operator console: https://127.0.0.1:",
+        "192.168.56.1",
+        "45.9.74.78",
+        "SO-TTTT",
+        "UBND-HUYEN",
+    ] {
         assert!(stdout.contains(needle), "{needle} missing:\n{stdout}");
     }
+    let report = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Weekly report of SO-TTTT: "))
+        .unwrap_or_else(|| panic!("no report path:\n{stdout}"));
+    let pdf = std::fs::read(report.trim()).unwrap();
+    assert!(pdf.starts_with(b"%PDF-"), "not a PDF: {report}");
+    let dir = std::path::Path::new(report.trim()).parent().unwrap().to_path_buf();
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// `canhgac alerts tail` follows new alerts and, when the collector restarts
