@@ -22,6 +22,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod console;
+pub mod coverage;
 pub mod directory;
 pub mod error;
 pub mod forward;

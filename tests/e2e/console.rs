@@ -354,6 +354,31 @@ fn weekly_reports_from_the_cli_in_every_format() {
     assert_eq!(sources["rows"][0][0], "203.0.113.1", "{sources}");
     let csv = std::fs::read_to_string(out("csv", "vi")).unwrap();
     assert!(csv.lines().any(|l| l.starts_with("SO-A,sources,1,203.0.113.1")), "{csv}");
+    // the long-period reports: six months (incidents by category and level)
+    // and the annual level-compliance summary
+    let six = c.cli(&["report", "six-month", "--agency", "SO-A", "--format", "json", "--lang", "en"]);
+    let six: Value = serde_json::from_str(&six).unwrap();
+    let ids: Vec<&str> = six["agencies"][0]["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    for id in ["incidents_by_category", "systems_by_level", "compliance_summary", "layers", "incidents"] {
+        assert!(ids.contains(&id), "{id} missing from the six-month report: {ids:?}");
+    }
+    let by_cat = six["agencies"][0]["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "incidents_by_category")
+        .unwrap();
+    assert_eq!(by_cat["rows"][0][1], "2", "the incident's system is level 2: {by_cat}");
+    let annual = c.cli(&["report", "annual", "--agency", "SO-A", "--format", "html"]);
+    assert!(
+        annual.contains("Báo cáo tổng hợp tuân thủ cấp độ") && annual.contains("Bốn lớp giám sát"),
+        "{annual}"
+    );
     // bad periods are refused, naming the argument
     let o = c.cli_output(&["report", "weekly", "--from", "2099-01-01", "--to", "2099-01-08"]);
     assert_eq!(o.status.code(), Some(1));

@@ -10,7 +10,8 @@ use crate::{Failure, connect, output};
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// `daily` or `weekly`.
+    /// `daily`, `weekly`, `six-month` or `annual` (level compliance, the
+    /// window 15/12–14/12).
     pub kind: String,
     /// One agency (default: every agency the operator may see).
     #[arg(long)]
@@ -46,18 +47,41 @@ pub async fn run(a: ReportArgs, format: Option<output::Format>, client: &TlsClie
     let span = match a.kind.as_str() {
         "daily" => time::Duration::days(1),
         "weekly" => time::Duration::weeks(1),
-        other => return Err(Failure::usage(format!("report: `{other}` is not a report (daily, weekly)"))),
+        "six-month" => time::Duration::days(183),
+        "annual" => time::Duration::days(365),
+        other => {
+            return Err(Failure::usage(format!(
+                "report: `{other}` is not a report (daily, weekly, six-month, annual)"
+            )));
+        }
     };
     let time = |flag: &str, v: &str| {
         output::parse_time(v).map_err(|e| Failure::usage(format!("report: --{flag}: {e}")))
     };
-    let to = match &a.to {
-        Some(t) => time("to", t)?,
-        None => time::OffsetDateTime::now_utc(),
-    };
-    let from = match &a.from {
-        Some(f) => time("from", f)?,
-        None => to - span,
+    let now = time::OffsetDateTime::now_utc();
+    let (to, from) = match (&a.to, &a.from, a.kind.as_str()) {
+        // the compliance window that contains today, up to now
+        (None, None, "annual") => {
+            let today = now.to_offset(output::VIETNAM).date();
+            let year =
+                if (today.month() as u8, today.day()) >= (12, 15) { today.year() } else { today.year() - 1 };
+            let start = time::Date::from_calendar_date(year, time::Month::December, 15)
+                .map_err(|e| Failure::usage(e.to_string()))?
+                .midnight()
+                .assume_offset(output::VIETNAM);
+            (now, start)
+        }
+        (to, from, _) => {
+            let to = match to {
+                Some(t) => time("to", t)?,
+                None => now,
+            };
+            let from = match from {
+                Some(f) => time("from", f)?,
+                None => to - span,
+            };
+            (to, from)
+        }
     };
     if to <= from {
         return Err(Failure::usage("report: --to must be after --from"));

@@ -530,7 +530,10 @@ pub async fn reports(_c: &Console, s: &Session) -> Response {
     let week_ago = today - time::Duration::days(7);
     let body = html! {
         form method="get" action="/reports/download" #report {
-            label { (tx.get("kind")) " " select name="kind" { option value="weekly" { "weekly" } option value="daily" { "daily" } } }
+            label { (tx.get("kind")) " " select name="kind" {
+                option value="weekly" { "weekly" } option value="daily" { "daily" }
+                option value="six-month" { "six-month" } option value="annual" { "annual" }
+            } }
             label { (tx.get("agency")) " " input name="agency" value=(s.agency) size="10"; }
             label { (tx.get("from")) " " input type="date" name="from" value=(week_ago.to_string()); }
             label { (tx.get("to")) " " input type="date" name="to" value=((today + time::Duration::days(1)).to_string()); }

@@ -34,6 +34,9 @@ pub const MAX_ALERTS: usize = 200_000;
 pub enum Kind {
     Daily,
     Weekly,
+    #[serde(rename = "six-month")]
+    SixMonth,
+    Annual,
 }
 
 impl Kind {
@@ -41,6 +44,8 @@ impl Kind {
         match s {
             "daily" => Some(Kind::Daily),
             "weekly" => Some(Kind::Weekly),
+            "six-month" => Some(Kind::SixMonth),
+            "annual" => Some(Kind::Annual),
             _ => None,
         }
     }
@@ -49,6 +54,8 @@ impl Kind {
         match self {
             Kind::Daily => "daily",
             Kind::Weekly => "weekly",
+            Kind::SixMonth => "six-month",
+            Kind::Annual => "annual",
         }
     }
 }
@@ -116,7 +123,7 @@ pub fn check_period(from_us: i64, to_us: i64, now_us: i64) -> Result<(), ReportE
     if from_us > now_us {
         return Err(ReportError::Invalid("the period starts in the future".into()));
     }
-    if to_us - from_us > 366 * 86_400_000_000 {
+    if to_us - from_us > 367 * 86_400_000_000 {
         return Err(ReportError::Invalid("the period is longer than a year".into()));
     }
     Ok(())
@@ -125,6 +132,127 @@ pub fn check_period(from_us: i64, to_us: i64, now_us: i64) -> Result<(), ReportE
 fn vn_time(us: i64) -> String {
     let t = timefmt::from_micros(us).to_offset(text::VIETNAM);
     t.replace_nanosecond(0).map(timefmt::rfc3339).unwrap_or_else(|_| timefmt::rfc3339(t))
+}
+
+/// The compliance sections (annual and six-month reports): systems by
+/// level with dossiers and assessments, a summary per level, and the four
+/// supervision layers of the agency.
+fn compliance(
+    store: &Store,
+    reg: &Regulation,
+    t: text::Text,
+    code: &str,
+    systems: &[&SystemRec],
+    req: &Request,
+) -> Result<Vec<Section>, ReportError> {
+    let cols = |keys: &[&'static str]| keys.iter().map(|k| t.get(k).to_string()).collect::<Vec<_>>();
+    let end = timefmt::from_micros(req.to_us.min(req.now_us)).to_offset(text::VIETNAM).date();
+    let mut rows = Vec::new();
+    let mut per_level: BTreeMap<u32, [u64; 4]> = BTreeMap::new();
+    for s in systems {
+        let (due, overdue) = crate::directory::system_next_assessment(s, reg, end);
+        let assessed_in_period = crate::directory::parse_date(&s.last_assessment).is_some_and(|d| {
+            let us = timefmt::micros(d.midnight().assume_offset(text::VIETNAM));
+            us >= req.from_us && us < req.to_us
+        });
+        let e = per_level.entry(s.level).or_default();
+        e[0] += 1;
+        e[1] += u64::from(s.dossier_status == "approved");
+        e[2] += u64::from(assessed_in_period);
+        e[3] += u64::from(overdue);
+        rows.push(vec![
+            s.name.clone(),
+            s.level.to_string(),
+            s.dossier_status.clone(),
+            if s.decision_number.is_empty() {
+                "-".into()
+            } else {
+                format!("{} ({})", s.decision_number, s.decision_date)
+            },
+            if s.last_assessment.is_empty() { "-".into() } else { s.last_assessment.clone() },
+            crate::directory::date_str(due),
+            if overdue { t.get("overdue").into() } else { "-".into() },
+        ]);
+    }
+    let cov = crate::coverage::coverage(store, reg, Some(code), req.to_us.min(req.now_us), &|g, now| {
+        crate::supervise::online(false, g.last_seen_us, now, std::time::Duration::from_secs(300))
+    })?;
+    let layers = cov
+        .agencies
+        .first()
+        .map(|a| {
+            a.layers
+                .iter()
+                .map(|l| {
+                    vec![
+                        t.get(layer_key(&l.name)).to_string(),
+                        if l.ok { t.get("yes") } else { t.get("no") }.into(),
+                        l.detail.clone(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(vec![
+        Section {
+            id: "systems_by_level",
+            title: t.get("systems_by_level").into(),
+            columns: cols(&[
+                "system",
+                "level_col",
+                "dossier",
+                "decision",
+                "last_assessment",
+                "next_assessment",
+                "overdue",
+            ]),
+            rows,
+        },
+        Section {
+            id: "compliance_summary",
+            title: t.get("compliance_summary").into(),
+            columns: cols(&["level_col", "count", "approved", "assessed", "assessment_overdue"]),
+            rows: per_level
+                .into_iter()
+                .map(|(l, n)| {
+                    vec![
+                        l.to_string(),
+                        n[0].to_string(),
+                        n[1].to_string(),
+                        n[2].to_string(),
+                        n[3].to_string(),
+                    ]
+                })
+                .collect(),
+        },
+        Section {
+            id: "layers",
+            title: t.get("layers_title").into(),
+            columns: cols(&["layer", "in_place", "detail"]),
+            rows: layers,
+        },
+    ])
+}
+
+fn layer_key(name: &str) -> &'static str {
+    match name {
+        "on_site" => "layer_on_site",
+        "supervision_provider" => "layer_provider",
+        "independent_inspection" => "layer_inspection",
+        _ => "layer_upstream",
+    }
+}
+
+/// The annual compliance window that contains `day`: 15 December to
+/// 14 December (Vietnam's time), as `[from, to)` in microseconds.
+pub fn annual_window(day: time::Date) -> (i64, i64) {
+    let start_year = if (day.month() as u8, day.day()) >= (12, 15) { day.year() } else { day.year() - 1 };
+    let at = |y: i32| {
+        time::Date::from_calendar_date(y, time::Month::December, 15)
+            .map(|d| timefmt::micros(d.midnight().assume_offset(text::VIETNAM)))
+            .unwrap_or(0)
+    };
+    (at(start_year), at(start_year + 1))
 }
 
 /// Builds a report from the store.
@@ -141,13 +269,19 @@ pub fn build(store: &Store, reg: &Regulation, req: &Request) -> Result<Report, R
         };
         let own_systems: Vec<&SystemRec> = systems.iter().filter(|s| &s.agency == code).collect();
         let own_agents: Vec<&AgentRec> = agents.iter().filter(|a| &a.agency == code).collect();
-        let alerts = store.list_alerts(&AlertQuery {
-            agency: Some(code.clone()),
-            since_us: Some(req.from_us),
-            until_us: Some(req.to_us),
-            limit: MAX_ALERTS,
-            ..Default::default()
-        })?;
+        // the long-period reports are about incidents and compliance, not alerts
+        let with_alerts = matches!(req.kind, Kind::Daily | Kind::Weekly);
+        let alerts = if with_alerts {
+            store.list_alerts(&AlertQuery {
+                agency: Some(code.clone()),
+                since_us: Some(req.from_us),
+                until_us: Some(req.to_us),
+                limit: MAX_ALERTS,
+                ..Default::default()
+            })?
+        } else {
+            (Vec::new(), None)
+        };
         let truncated = alerts.1.is_some();
         let (incidents, _) = store.incidents(&IncidentFilter {
             agency: Some(code.clone()),
@@ -259,33 +393,67 @@ pub fn build(store: &Store, reg: &Regulation, req: &Request) -> Result<Report, R
                 rows: by_detector.iter().map(|(d, n)| vec![d.clone(), n.to_string()]).collect(),
             });
         }
-        sections.push(Section {
-            id: "targets",
-            title: t.get("attacked_targets").into(),
-            columns: cols(&["address", "system", "services", "alerts", "first_seen", "last_seen"]),
-            rows: agg_rows(targets, true),
-        });
-        sections.push(Section {
-            id: "techniques",
-            title: t.get("techniques_evidence").into(),
-            columns: cols(&[
-                "signature_id",
-                "signature",
-                "detector",
-                "technique",
-                "category",
-                "alerts",
-                "first_seen",
-                "last_seen",
-            ]),
-            rows: agg_rows(techniques, false),
-        });
-        sections.push(Section {
-            id: "sources",
-            title: t.get("attack_sources").into(),
-            columns: cols(&["source", "categories", "alerts", "first_seen", "last_seen"]),
-            rows: agg_rows(sources, true),
-        });
+        if req.kind == Kind::Annual || req.kind == Kind::SixMonth {
+            sections.extend(compliance(store, reg, t, code, &own_systems, req)?);
+        }
+        if req.kind == Kind::SixMonth {
+            let mut by: BTreeMap<(String, String), [u64; 3]> = BTreeMap::new();
+            for i in &incidents {
+                let level = own_systems
+                    .iter()
+                    .find(|s| s.id == i.system)
+                    .map(|s| s.level.to_string())
+                    .unwrap_or_else(|| t.get("unattributed").into());
+                let name = reg
+                    .category(&i.category)
+                    .map(|c| t.pick(&c.name_vi, &c.name).to_string())
+                    .unwrap_or(i.category.clone());
+                let (serious, _, _) =
+                    crate::incident::seriousness(i, systems.iter().find(|s| s.id == i.system), reg);
+                let e = by.entry((name, level)).or_default();
+                e[0] += 1;
+                e[1] += u64::from(serious);
+                e[2] += u64::from(i.dismissed);
+            }
+            sections.push(Section {
+                id: "incidents_by_category",
+                title: t.get("incidents_by_category").into(),
+                columns: cols(&["category", "level_col", "count", "serious", "dismissed"]),
+                rows: by
+                    .into_iter()
+                    .map(|((c, l), n)| vec![c, l, n[0].to_string(), n[1].to_string(), n[2].to_string()])
+                    .collect(),
+            });
+        }
+        if with_alerts {
+            sections.push(Section {
+                id: "targets",
+                title: t.get("attacked_targets").into(),
+                columns: cols(&["address", "system", "services", "alerts", "first_seen", "last_seen"]),
+                rows: agg_rows(targets, true),
+            });
+            sections.push(Section {
+                id: "techniques",
+                title: t.get("techniques_evidence").into(),
+                columns: cols(&[
+                    "signature_id",
+                    "signature",
+                    "detector",
+                    "technique",
+                    "category",
+                    "alerts",
+                    "first_seen",
+                    "last_seen",
+                ]),
+                rows: agg_rows(techniques, false),
+            });
+            sections.push(Section {
+                id: "sources",
+                title: t.get("attack_sources").into(),
+                columns: cols(&["source", "categories", "alerts", "first_seen", "last_seen"]),
+                rows: agg_rows(sources, true),
+            });
+        }
         let system_map: HashMap<u64, SystemRec> = systems.iter().map(|s| (s.id, s.clone())).collect();
         let view = incident::View { reg, systems: &system_map, now_us: req.now_us };
         sections.push(Section {
@@ -407,6 +575,8 @@ pub fn build(store: &Store, reg: &Regulation, req: &Request) -> Result<Report, R
             .get(match req.kind {
                 Kind::Daily => "daily_title",
                 Kind::Weekly => "weekly_title",
+                Kind::SixMonth => "six_month_title",
+                Kind::Annual => "annual_title",
             })
             .into(),
         from: vn_time(req.from_us),

@@ -344,121 +344,14 @@ impl OperatorService {
     }
 
     fn coverage(&self, agency: Option<&str>) -> Result<GetCoverageResponse, Status> {
-        let store = &self.deps.store;
-        let reg = &self.deps.config.regulation;
-        let now = now_us();
-        let today = directory::today();
-        let agents = store.agents()?;
-        let systems = store.systems()?;
-        let retention = supervise::retention_days(store, reg)?;
-        let (every_incident, _) = store.incidents(&IncidentFilter {
-            agency: agency.map(String::from),
-            limit: usize::MAX,
-            ..Default::default()
-        })?;
-        let (all_incidents, closed): (Vec<IncidentRec>, Vec<IncidentRec>) =
-            every_incident.into_iter().partition(|i| i.state != "closed");
-        let sys_map: HashMap<u64, SystemRec> = systems.iter().map(|s| (s.id, s.clone())).collect();
-        let view = incident::View { reg, systems: &sys_map, now_us: now };
-        let mut resp = GetCoverageResponse::default();
-        for a in store.agencies()? {
-            if agency.is_some_and(|x| x != a.code) {
-                continue;
-            }
-            let mine: Vec<&SystemRec> = systems.iter().filter(|s| s.agency == a.code).collect();
-            let my_agents: Vec<&AgentRec> =
-                agents.iter().filter(|g| g.agency == a.code && g.revoked_us == 0).collect();
-            let online: Vec<&&AgentRec> = my_agents.iter().filter(|g| self.online(g, now)).collect();
-            let supervised: Vec<u64> = mine
-                .iter()
-                .filter(|s| online.iter().any(|g| g.systems.contains(&s.id)))
-                .map(|s| s.id)
-                .collect();
-            let f = |k: &str| a.fields.get(k).cloned().unwrap_or_default();
-            let inspection_ok = directory::parse_date(&f("last_inspection"))
-                .is_some_and(|d| crate::rules::add_months(d, reg.assessment.agency_months) >= today);
-            let layers = vec![
-                Layer { name: "on_site".into(), ok: !f("onsite_team").is_empty(), detail: f("onsite_team") },
-                Layer {
-                    name: "supervision_provider".into(),
-                    ok: !f("supervision_provider").is_empty(),
-                    detail: f("supervision_provider"),
-                },
-                Layer {
-                    name: "independent_inspection".into(),
-                    ok: inspection_ok,
-                    detail: if f("last_inspection").is_empty() {
-                        "never".into()
-                    } else {
-                        format!("last {}", f("last_inspection"))
-                    },
-                },
-                Layer {
-                    name: "upstream".into(),
-                    ok: !f("upstream_connection").is_empty(),
-                    detail: f("upstream_connection"),
-                },
-            ];
-            let stats = store.agency_stats(&a.code)?;
-            let open: Vec<&IncidentRec> = all_incidents.iter().filter(|i| i.agency == a.code).collect();
-            let overdue = open.iter().filter(|i| incident::incident_msg(i, &view).overdue).count();
-            resp.agencies.push(AgencyCoverage {
-                agency: a.code.clone(),
-                name: a.name.clone(),
-                systems: mine.len() as u32,
-                systems_supervised: supervised.len() as u32,
-                systems_unsupervised: mine
-                    .iter()
-                    .map(|s| s.id)
-                    .filter(|id| !supervised.contains(id))
-                    .collect(),
-                systems_without_approved_level: mine
-                    .iter()
-                    .filter(|s| s.dossier_status != "approved")
-                    .map(|s| s.id)
-                    .collect(),
-                systems_assessment_overdue: mine
-                    .iter()
-                    .filter(|s| directory::system_next_assessment(s, reg, today).1)
-                    .map(|s| s.id)
-                    .collect(),
-                agency_assessment_overdue: directory::agency_next_assessment(&a, reg) < today,
-                missing_contacts: directory::missing_contacts(&a),
-                layers,
-                agents: my_agents.len() as u32,
-                agents_online: online.len() as u32,
-                stored_alerts: stats.alerts,
-                stored_bytes: stats.alert_bytes + stats.event_bytes,
-                retention_days: retention.get(&a.code).copied().unwrap_or(0),
-                open_incidents: open.len() as u32,
-                overdue_incidents: overdue as u32,
-                dismissed_incidents: closed.iter().filter(|i| i.agency == a.code && i.dismissed).count()
-                    as u32,
-            });
-            if let Some(p) = store.effective_policy(&a.code)? {
-                resp.policy_versions.insert(a.code.clone(), p.policy_version);
-            }
-        }
-        for g in agents {
-            if g.revoked_us != 0 || agency.is_some_and(|x| x != g.agency) {
-                continue;
-            }
-            let online = self.online(&g, now);
-            let silent = !online && g.last_seen_us != 0;
-            resp.agents.push(AgentCoverage {
-                online,
-                silent,
-                last_seen: ts(g.last_seen_us),
-                systems: g.systems.clone(),
-                agent_version: g.agent_version.clone(),
-                policy: g.policy.clone(),
-                counters: g.counters.clone(),
-                agent_id: g.agent_id,
-                agency: g.agency,
-                hostname: g.hostname,
-            });
-        }
-        Ok(resp)
+        let online = |g: &AgentRec, now: i64| self.online(g, now);
+        Ok(crate::coverage::coverage(
+            &self.deps.store,
+            &self.deps.config.regulation,
+            agency,
+            now_us(),
+            &online,
+        )?)
     }
 }
 
@@ -1516,7 +1409,10 @@ impl Operator for OperatorService {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
         let kind = crate::report::Kind::parse(&r.kind).ok_or_else(|| {
-            crate::error::invalid(format!("kind: `{}` is not a report (daily, weekly)", r.kind))
+            crate::error::invalid(format!(
+                "kind: `{}` is not a report (daily, weekly, six-month, annual)",
+                r.kind
+            ))
         })?;
         let format = crate::report::render::Format::parse(&r.format).ok_or_else(|| {
             crate::error::invalid(format!("format: `{}` is not one of html, pdf, csv, json", r.format))
