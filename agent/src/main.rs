@@ -98,6 +98,17 @@ enum Command {
         #[arg(long, value_parser = canhgac_agent::eve::EveTypes::parse)]
         eve_types: Option<canhgac_agent::eve::EveTypes>,
     },
+    /// Scans files and directories (recursively) for state-secret markers
+    /// (MẬT, TỐI MẬT, TUYỆT MẬT): one EVE alert line per marked file on
+    /// stdout, a summary on stderr. Exits 0 whether or not markers are found.
+    ScanSecrets {
+        /// Files and directories.
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// Larger files are skipped and counted (`secret_scan_limits_hit`).
+        #[arg(long, default_value = "64MiB")]
+        max_file_size: bytesize::ByteSize,
+    },
     /// File integrity administration.
     Fim {
         #[command(subcommand)]
@@ -292,6 +303,22 @@ fn main() -> ExitCode {
                 }
                 Err(e @ canhgac_agent::analyze::AnalyzeError::Config(_)) => fail(2, &e.to_string()),
                 Err(e @ canhgac_agent::analyze::AnalyzeError::Usage(_)) => fail(2, &e.to_string()),
+                Err(e) => fail(1, &e.to_string()),
+            }
+        }
+        Command::ScanSecrets { paths, max_file_size } => {
+            let limits =
+                canhgac_agent::secrets::Limits { max_object: max_file_size.as_u64(), ..Default::default() };
+            let scanner = canhgac_agent::secrets::Scanner::new(limits);
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            match canhgac_agent::secrets::cli::run(&scanner, &paths, &mut out) {
+                Ok(summary) => {
+                    drop(out);
+                    eprintln!("{}", summary.line());
+                    ExitCode::SUCCESS
+                }
+                Err(e @ canhgac_agent::secrets::cli::ScanError::Usage(_)) => fail(2, &e.to_string()),
                 Err(e) => fail(1, &e.to_string()),
             }
         }

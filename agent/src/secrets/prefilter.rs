@@ -1,0 +1,130 @@
+//! The byte-level prefilter: every way the word "MẬT" (present in all
+//! three markers) is stored, in every encoding and carrier, as one
+//! multi-pattern automaton (SIMD Teddy for these ~40 short patterns). A
+//! text with none of them cannot hold a marker and is never decoded, so a
+//! document without markers costs one pass at close to memory speed.
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+use super::text::{self, Carrier, Encoding};
+
+/// A set of (encoding, carrier) pairs, as pattern-tag bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Candidates(u64);
+
+impl Candidates {
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+pub struct Prefilter {
+    ac: AhoCorasick,
+    /// Tag of each pattern.
+    tags: Vec<(Encoding, Carrier)>,
+    /// Distinct tags, indexed by bit.
+    distinct: Vec<(Encoding, Carrier)>,
+}
+
+fn patterns() -> Vec<(Vec<u8>, Encoding, Carrier)> {
+    let mut p = Vec::new();
+    let nfc = "M\u{1EAC}T";
+    let nfd_forms = ["MA\u{323}\u{302}T", "MA\u{302}\u{323}T", "M\u{C2}\u{323}T", "M\u{1EA0}\u{302}T"];
+    p.push((nfc.as_bytes().to_vec(), Encoding::Utf8, Carrier::Raw));
+    for f in nfd_forms {
+        p.push((f.as_bytes().to_vec(), Encoding::Utf8Nfd, Carrier::Raw));
+    }
+    for f in [nfc, nfd_forms[0], nfd_forms[2]] {
+        p.push((f.encode_utf16().flat_map(|u| u.to_le_bytes()).collect(), Encoding::Utf16le, Carrier::Raw));
+        p.push((f.encode_utf16().flat_map(|u| u.to_be_bytes()).collect(), Encoding::Utf16be, Carrier::Raw));
+    }
+    p.push((b"MA^.T".to_vec(), Encoding::Viqr, Carrier::Raw));
+    let mut legacy: Vec<(Vec<u8>, Encoding)> = Vec::new();
+    for enc in [Encoding::Windows1258, Encoding::Vni, Encoding::Viscii] {
+        legacy.push((text::encode("MẬT", enc), enc));
+    }
+    // TCVN3 text has no reliable case (`.VnTimeH` fonts draw lowercase
+    // codes as capitals)
+    for v in [&b"M\xCBT"[..], b"m\xCBt", b"M\xCBt", b"m\xCBT"] {
+        legacy.push((v.to_vec(), Encoding::Tcvn3));
+    }
+    for (bytes, enc) in legacy {
+        for carrier in [Carrier::Raw, Carrier::Utf8, Carrier::Utf16le, Carrier::Utf16be] {
+            p.push((text::carry(&bytes, carrier), enc, carrier));
+        }
+    }
+    p
+}
+
+impl Prefilter {
+    pub fn new() -> Prefilter {
+        let pats = patterns();
+        let mut tags = Vec::new();
+        let mut distinct: Vec<(Encoding, Carrier)> = Vec::new();
+        for (_, e, c) in &pats {
+            tags.push((*e, *c));
+            if !distinct.contains(&(*e, *c)) {
+                distinct.push((*e, *c));
+            }
+        }
+        // building fails only beyond size limits that a few dozen short
+        // fixed patterns cannot reach
+        #[allow(clippy::expect_used)]
+        let ac = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(pats.iter().map(|(b, _, _)| b.as_slice()))
+            .expect("fixed prefilter patterns");
+        Prefilter { ac, tags, distinct }
+    }
+
+    /// The (encoding, carrier) pairs whose "MẬT" occurs in `hay`.
+    pub fn candidates(&self, hay: &[u8]) -> Candidates {
+        let mut bits = 0u64;
+        for m in self.ac.find_iter(hay) {
+            let tag = self.tags[m.pattern().as_usize()];
+            if let Some(i) = self.distinct.iter().position(|t| *t == tag) {
+                bits |= 1 << i;
+            }
+        }
+        Candidates(bits)
+    }
+
+    /// The pairs of a candidate set.
+    pub fn pairs(&self, c: Candidates) -> impl Iterator<Item = (Encoding, Carrier)> + '_ {
+        self.distinct.iter().enumerate().filter(move |(i, _)| c.0 & (1 << i) != 0).map(|(_, t)| *t)
+    }
+}
+
+impl Default for Prefilter {
+    fn default() -> Self {
+        Prefilter::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_prefilter_finds_every_encoding_and_nothing_in_plain_text() {
+        let p = Prefilter::new();
+        assert!(p.pairs(Candidates(u64::MAX)).count() <= 64);
+        for enc in [
+            Encoding::Utf8,
+            Encoding::Utf8Nfd,
+            Encoding::Windows1258,
+            Encoding::Tcvn3,
+            Encoding::Vni,
+            Encoding::Viqr,
+            Encoding::Viscii,
+            Encoding::Utf16le,
+            Encoding::Utf16be,
+        ] {
+            let doc = text::encode("Văn bản TUYỆT MẬT số 12", enc);
+            let got: Vec<_> = p.pairs(p.candidates(&doc)).collect();
+            assert!(got.contains(&(enc, Carrier::Raw)), "{}: {got:?}", enc.name());
+        }
+        let plain = "Báo cáo về bảo mật, mật khẩu và bí mật; mật ong. MAT MÂT".repeat(50);
+        assert!(p.candidates(plain.as_bytes()).is_empty());
+    }
+}

@@ -1,0 +1,213 @@
+//! State-secret markers over the generated corpus (tests/secrets/, written
+//! by tests/secrets/_gen/gen.py): every marked document found with its
+//! level, encoding and container; no alert on unmarked documents and hard
+//! negatives; damaged inputs bounded and counted; no document text in any
+//! output.
+
+use std::{
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use canhgac_agent::secrets::{Scanner, cli};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/secrets")
+}
+
+struct Expect {
+    path: String,
+    level: Option<String>,
+    encoding: String,
+    container: String,
+}
+
+fn expected() -> Vec<Expect> {
+    let text = std::fs::read_to_string(root().join("expected.tsv")).unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            Expect {
+                path: f[0].to_string(),
+                level: (f[1] != "-").then(|| f[1].to_string()),
+                encoding: f[2].to_string(),
+                container: f[3].to_string(),
+            }
+        })
+        .collect()
+}
+
+fn is_document(e: &Expect) -> bool {
+    e.container != "bad" && !e.path.starts_with("capture/")
+}
+
+#[test]
+fn secrets_corpus_every_marked_document_found_and_no_false_alerts() {
+    let scanner = Scanner::default();
+    let mut failures = Vec::new();
+    let mut marked = 0;
+    for e in expected().iter().filter(|e| is_document(e)) {
+        let data = std::fs::read(root().join("corpus").join(&e.path)).unwrap();
+        let name = e.path.rsplit('/').next();
+        let r = scanner.scan(&data, name);
+        let got =
+            r.verdict.as_ref().map(|v| (v.level.name().to_string(), v.encoding.name(), v.container.clone()));
+        let want = e.level.as_ref().map(|l| (l.clone(), e.encoding.as_str(), e.container.clone()));
+        marked += usize::from(want.is_some());
+        if got.as_ref().map(|g| (g.0.clone(), g.1, g.2.clone())) != want {
+            failures.push(format!("{}: got {got:?}, want {want:?}", e.path));
+        }
+        assert_eq!(r.errors, 0, "{}", e.path);
+    }
+    assert!(marked >= 120, "{marked}");
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn secrets_bad_inputs_are_bounded_and_counted() {
+    let scanner = Scanner::default();
+    for e in expected().iter().filter(|e| e.container == "bad") {
+        let data = std::fs::read(root().join("corpus").join(&e.path)).unwrap();
+        let started = Instant::now();
+        let r = scanner.scan(&data, e.path.rsplit('/').next());
+        assert!(started.elapsed() < Duration::from_secs(20), "{}", e.path);
+        assert!(r.expanded <= scanner.limits.max_expanded, "{}", e.path);
+        let counted = r.limits_hit + r.errors;
+        match e.path.as_str() {
+            "bad/bomb.zip" | "bad/bomb.gz" => {
+                assert!(r.limits_hit > 0, "{}", e.path);
+                assert!(r.expanded < 64 << 20, "{}: {}", e.path, r.expanded);
+            }
+            "bad/deep.zip" => assert!(r.limits_hit > 0 && r.verdict.is_none(), "{}", e.path),
+            "bad/encrypted.docx" | "bad/garbage.zip" | "bad/bad-flate.pdf" => {
+                assert!(r.errors > 0, "{}: {r:?}", e.path)
+            }
+            _ => {
+                let _ = counted;
+            }
+        }
+    }
+}
+
+#[test]
+fn secrets_random_and_truncated_inputs_never_panic() {
+    let scanner = Scanner::default();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for e in expected().iter().filter(|e| is_document(e)).take(120) {
+        let data = std::fs::read(root().join("corpus").join(&e.path)).unwrap();
+        for _ in 0..6 {
+            let mut d = data.clone();
+            let cut = (next() as usize) % (d.len() + 1);
+            d.truncate(cut);
+            for _ in 0..8 {
+                if !d.is_empty() {
+                    let i = (next() as usize) % d.len();
+                    d[i] = next() as u8;
+                }
+            }
+            let _ = scanner.scan(&d, None);
+        }
+    }
+}
+
+fn agent() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_canhgac-agent"))
+}
+
+fn phrases() -> Vec<String> {
+    let mut p: Vec<String> = std::fs::read_to_string(root().join("phrases.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    // the stamps themselves are document text too
+    p.extend(["MẬT", "TỐI", "TUYỆT", "BÁO CÁO", "Hồng Lĩnh"].map(String::from));
+    p
+}
+
+fn assert_private(what: &str, output: &str) {
+    for p in phrases() {
+        assert!(!output.contains(&p), "{what} contains document text `{p}`");
+        assert!(!output.to_lowercase().contains(&p.to_lowercase()), "{what} contains `{p}` (any case)");
+    }
+}
+
+#[test]
+fn secrets_scan_command_reports_every_marked_file_privately() {
+    let out = agent().arg("scan-secrets").arg(root().join("corpus")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_private("scan-secrets stdout", &stdout);
+    assert_private("scan-secrets stderr", &stderr);
+    let mut hits = std::collections::BTreeMap::new();
+    for line in stdout.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["event_type"], "alert");
+        assert_eq!(v["canhgac"]["detector"], "secret-marker");
+        assert_eq!(v["alert"]["signature_id"], canhgac_agent::eve::sid::SECRET_MARKER);
+        let s = &v["canhgac"]["secret"];
+        for k in ["level", "encoding", "container", "sha256"] {
+            assert!(s[k].is_string(), "{k} in {line}");
+        }
+        let path = PathBuf::from(v["file"]["path"].as_str().unwrap());
+        let data = std::fs::read(&path).unwrap();
+        use sha2::Digest as _;
+        assert_eq!(s["sha256"].as_str().unwrap(), hex::encode(sha2::Sha256::digest(&data)));
+        assert_eq!(v["file"]["size"].as_u64().unwrap(), data.len() as u64);
+        assert!(v["file"]["owner"].as_str().is_some_and(|o| !o.is_empty()));
+        let rel = path.strip_prefix(root().join("corpus")).unwrap().display().to_string();
+        hits.insert(rel, s["level"].as_str().unwrap().to_string());
+    }
+    for e in expected().iter().filter(|e| is_document(e)) {
+        assert_eq!(hits.get(&e.path), e.level.as_ref(), "{}", e.path);
+    }
+    for k in [
+        "files=",
+        "bytes=",
+        "hits_mat=",
+        "hits_toi_mat=",
+        "hits_tuyet_mat=",
+        "secret_scan_limits_hit=",
+        "secret_scan_errors=",
+        "elapsed=",
+        "mb_per_sec=",
+    ] {
+        assert!(stderr.contains(k), "{k}: {stderr}");
+    }
+    let summary: Vec<&str> = stderr.lines().filter(|l| l.starts_with("files=")).collect();
+    assert_eq!(summary.len(), 1, "{stderr}");
+}
+
+#[test]
+fn secrets_scan_command_usage() {
+    let out = agent().arg("scan-secrets").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = agent().args(["scan-secrets", "/nonexistent/canhgac"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    // no markers: still 0, nothing on stdout
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.txt"), "mật khẩu").unwrap();
+    let out = agent().arg("scan-secrets").arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn secrets_summary_counts_levels() {
+    let scanner = Scanner::default();
+    let mut sink = Vec::new();
+    let s = cli::run(&scanner, &[root().join("corpus/text")], &mut sink).unwrap();
+    assert_eq!(s.files, 36);
+    assert_eq!(s.hits, [9, 9, 9]);
+}
