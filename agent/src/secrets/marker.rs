@@ -95,10 +95,34 @@ fn stamp(line: &str) -> Option<Level> {
     }
 }
 
-fn context_score(text: &str) -> u32 {
+/// Official-document context of a text (0..=3).
+pub fn context_score(text: &str) -> u32 {
     let lower = text.to_lowercase();
     let n = CONTEXT.iter().filter(|alts| alts.iter().any(|p| lower.contains(p))).count();
     (n as u32).min(3)
+}
+
+/// The levels of the stamp lines of `text` (NFC), wherever they are.
+pub fn stamp_lines(text: &str, caseless: bool) -> Vec<Level> {
+    let mut found = Vec::new();
+    for line in text.split(is_break) {
+        if line.len() > 200 {
+            continue;
+        }
+        let level = if caseless {
+            if !line.contains(['ậ', 'Ậ']) {
+                continue;
+            }
+            stamp(&line.to_uppercase())
+        } else {
+            if !line.contains('Ậ') {
+                continue;
+            }
+            stamp(line)
+        };
+        found.extend(level);
+    }
+    found
 }
 
 /// Stamps found in one text, before scoring.

@@ -76,17 +76,41 @@ fn param(value: &str, name: &str) -> Option<String> {
 }
 
 pub fn base64_decode(body: &[u8]) -> Vec<u8> {
-    let clean: Vec<u8> =
-        body.iter().copied().filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/')).collect();
     let engine = base64::engine::GeneralPurpose::new(
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new()
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
             .with_decode_allow_trailing_bits(true),
     );
+    // the common case: lines of a multiple of four characters, decoded
+    // one by one straight into the output
+    let mut out = Vec::with_capacity(body.len() / 4 * 3);
+    let mut start = 0;
+    let mut clean_lines = true;
+    while start < body.len() {
+        let end = memchr::memchr(b'\n', &body[start..]).map_or(body.len(), |p| start + p);
+        let line = body[start..end].trim_ascii();
+        start = end + 1;
+        if line.is_empty() {
+            continue;
+        }
+        let last = start >= body.len() || body[start..].trim_ascii().is_empty();
+        if (!last && !line.len().is_multiple_of(4)) || engine.decode_vec(line, &mut out).is_err() {
+            clean_lines = false;
+            break;
+        }
+    }
+    if clean_lines {
+        return out;
+    }
+    // damaged or oddly wrapped: every base64 character, in one piece
+    let mut clean: Vec<u8> =
+        body.iter().copied().filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/')).collect();
     // a stray length of 4n+1 is damage: drop the last character
-    let n = if clean.len() % 4 == 1 { clean.len() - 1 } else { clean.len() };
-    engine.decode(&clean[..n]).unwrap_or_default()
+    if clean.len() % 4 == 1 {
+        clean.pop();
+    }
+    engine.decode(&clean).unwrap_or_default()
 }
 
 pub fn qp_decode(body: &[u8]) -> Vec<u8> {

@@ -173,6 +173,98 @@ fn utf16le_contains(data: &[u8], ascii: &str) -> bool {
     memchr::memmem::find(data, &pat).is_some()
 }
 
+/// Longest line (bytes, UTF-16 twice that) that may be a stamp.
+const MAX_STAMP_LINE: usize = 200;
+
+fn is_break_byte(b: u8) -> bool {
+    b < 0x20 && b != b'\t' && !matches!(b, 0x02 | 0x05 | 0x06 | 0x14 | 0x19 | 0x1E)
+}
+
+/// Most ASCII letters a stamp line holds ("ĐỘ MẬT: TUYỆT MẬT - THƯỢNG
+/// KHẨN" has 25).
+const MAX_STAMP_LETTERS: usize = 28;
+
+/// The bytes of the line around a hit, or `None` as soon as that line
+/// proves too long or too wordy to be a stamp (the common case in running
+/// text, found within a few dozen bytes: nothing is decoded).
+fn window(data: &[u8], start: usize, end: usize, utf16: Option<bool>) -> Option<(usize, usize)> {
+    let step = if utf16.is_some() { 2 } else { 1 };
+    let lo = start.saturating_sub(MAX_STAMP_LINE * step);
+    let hi = (end + MAX_STAMP_LINE * step).min(data.len());
+    // (is a line break, is an ASCII letter) of the unit at i
+    let unit = |i: usize| -> (bool, bool) {
+        match utf16 {
+            None => (is_break_byte(data[i]), data[i].is_ascii_alphabetic()),
+            Some(big_endian) => {
+                let (a, b) = (data[i], data.get(i + 1).copied().unwrap_or(0));
+                let (high, low) = if big_endian { (a, b) } else { (b, a) };
+                (high == 0 && is_break_byte(low), high == 0 && low.is_ascii_alphabetic())
+            }
+        }
+    };
+    let mut letters = 0;
+    let mut ws = start;
+    loop {
+        if ws < lo + step {
+            if lo > 0 {
+                return None;
+            }
+            break;
+        }
+        let (brk, letter) = unit(ws - step);
+        if brk {
+            break;
+        }
+        letters += usize::from(letter);
+        if letters > MAX_STAMP_LETTERS {
+            return None;
+        }
+        ws -= step;
+    }
+    let mut we = end;
+    loop {
+        if we + step > hi {
+            if hi < data.len() {
+                return None;
+            }
+            break;
+        }
+        let (brk, letter) = unit(we);
+        if brk {
+            break;
+        }
+        letters += usize::from(letter);
+        if letters > MAX_STAMP_LETTERS {
+            return None;
+        }
+        we += step;
+    }
+    Some((ws, we.min(data.len())))
+}
+
+/// Whether fewer than 15 non-empty lines separate `[ws, we)` from either
+/// end of the text (counted on bytes, stopping at 15).
+fn near_edge(data: &[u8], ws: usize, we: usize) -> bool {
+    let count = |it: &mut dyn Iterator<Item = &u8>| {
+        let (mut lines, mut content) = (0, false);
+        for &b in it {
+            if b == b'\n' || b == b'\r' || b == 0x0B || b == 0x0C || b == 0x07 {
+                if content {
+                    lines += 1;
+                    if lines >= 15 {
+                        return false;
+                    }
+                }
+                content = false;
+            } else if b > b' ' {
+                content = true;
+            }
+        }
+        true
+    };
+    count(&mut data[..ws].iter().rev()) || count(&mut data[we..].iter())
+}
+
 struct Ctx<'a> {
     s: &'a Scanner,
     report: ScanReport,
@@ -254,42 +346,65 @@ impl Ctx<'_> {
     fn markup(&mut self, data: &[u8], container: &'static str) {
         // fast path: nothing that could be a marker in the raw bytes and
         // no character references, nothing to extract
-        if self.s.prefilter.candidates(data).is_empty() && memchr::memmem::find(data, b"&").is_none() {
+        if !self.s.prefilter.markup_may_hold(data) {
             return;
         }
         self.within(container, |c| c.leaf(&markup::text(data)));
     }
 
+    /// A text of unknown encoding: the prefilter's hits are decoded in a
+    /// window around each (the line holding it); only when a window holds
+    /// a stamp line is the whole text decoded, once per encoding, for its
+    /// context. A text without hits costs the prefilter's pass alone.
     fn leaf(&mut self, data: &[u8]) {
-        let cands = self.s.prefilter.candidates(data);
-        if cands.is_empty() {
+        let hits = self.s.prefilter.hits(data);
+        if hits.is_empty() {
             return;
         }
-        for (enc, carrier) in self.s.prefilter.pairs(cands) {
-            let utf16 = matches!(enc, Encoding::Utf16le | Encoding::Utf16be)
-                || matches!(carrier, Carrier::Utf16le | Carrier::Utf16be);
-            // UTF-16 runs inside binary files start at either parity
-            let alignments: &[usize] = if utf16 && data.len() > 1 { &[0, 1] } else { &[0] };
-            for &skip in alignments {
-                let text = text::decode(&data[skip..], enc, carrier);
-                let stamps = marker::stamps(&text, enc.caseless());
-                self.doc_context = self.doc_context.max(stamps.context);
-                if stamps.found.is_empty() {
-                    continue;
+        let mut contexts: Vec<((Encoding, Carrier, usize), u32)> = Vec::new();
+        // hits come in order: several in one line share its window
+        let mut last_window = (usize::MAX, usize::MAX);
+        for (start, end, enc, carrier) in hits {
+            let utf16 = match (enc, carrier) {
+                (Encoding::Utf16le, _) | (_, Carrier::Utf16le) => Some(false),
+                (Encoding::Utf16be, _) | (_, Carrier::Utf16be) => Some(true),
+                _ => None,
+            };
+            let Some((ws, we)) = window(data, start, end, utf16) else { continue };
+            if (ws, we) == last_window {
+                continue;
+            }
+            last_window = (ws, we);
+            let text = text::decode(&data[ws..we], enc, carrier);
+            let levels = marker::stamp_lines(&text, enc.caseless());
+            if levels.is_empty() {
+                continue;
+            }
+            let skip = if utf16.is_some() { start % 2 } else { 0 };
+            let key = (enc, carrier, skip);
+            let context = match contexts.iter().find(|(k, _)| *k == key) {
+                Some((_, c)) => *c,
+                None => {
+                    let whole = text::decode(&data[skip..], enc, carrier);
+                    let c = marker::context_score(&whole);
+                    contexts.push((key, c));
+                    c
                 }
-                let container = if self.chain.is_empty() { "text".to_string() } else { self.chain.join("/") };
-                let score = viet_score(&text);
-                for (level, edge) in stamps.found {
-                    self.pending.push(Pending {
-                        level,
-                        edge,
-                        context: stamps.context,
-                        bonus: self.part_bonus,
-                        encoding: enc,
-                        container: container.clone(),
-                        score,
-                    });
-                }
+            };
+            self.doc_context = self.doc_context.max(context);
+            let edge = near_edge(data, ws, we);
+            let container = if self.chain.is_empty() { "text".to_string() } else { self.chain.join("/") };
+            let score = viet_score(&text);
+            for level in levels {
+                self.pending.push(Pending {
+                    level,
+                    edge,
+                    context,
+                    bonus: self.part_bonus,
+                    encoding: enc,
+                    container: container.clone(),
+                    score,
+                });
             }
         }
     }
@@ -361,9 +476,11 @@ impl Ctx<'_> {
                 let margin = ["header", "footer", "comments", "footnotes", "endnotes", "styles.xml"]
                     .iter()
                     .any(|p| base.starts_with(p));
-                self.part_bonus = u32::from(margin);
-                self.leaf(&markup::text(&bytes));
-                self.part_bonus = 0;
+                if self.s.prefilter.markup_may_hold(&bytes) {
+                    self.part_bonus = u32::from(margin);
+                    self.leaf(&markup::text(&bytes));
+                    self.part_bonus = 0;
+                }
             } else {
                 self.object(&bytes, Some(&name), depth + 1);
             }

@@ -18,8 +18,16 @@ impl Candidates {
     }
 }
 
+/// Longest pattern, in bytes.
+const MAX_PATTERN: usize = 16;
+
 pub struct Prefilter {
     ac: AhoCorasick,
+    /// Pieces of "MẬT" that markup may split across tags or write as
+    /// character references (see [`Prefilter::markup_may_hold`]): Ậ, the
+    /// combining dot below (NFD), Ë and Ä (TCVN3's ậ and VNI's modifier
+    /// carried in Unicode), `&#`.
+    fragments: [memchr::memmem::Finder<'static>; 5],
     /// Tag of each pattern.
     tags: Vec<(Encoding, Carrier)>,
     /// Distinct tags, indexed by bit.
@@ -45,7 +53,7 @@ fn patterns() -> Vec<(Vec<u8>, Encoding, Carrier)> {
     }
     // TCVN3 text has no reliable case (`.VnTimeH` fonts draw lowercase
     // codes as capitals)
-    for v in [&b"M\xCBT"[..], b"m\xCBt", b"M\xCBt", b"m\xCBT"] {
+    for v in [&b"M\xCBT"[..], b"m\xCBt"] {
         legacy.push((v.to_vec(), Encoding::Tcvn3));
     }
     for (bytes, enc) in legacy {
@@ -74,19 +82,61 @@ impl Prefilter {
             .match_kind(MatchKind::LeftmostFirst)
             .build(pats.iter().map(|(b, _, _)| b.as_slice()))
             .expect("fixed prefilter patterns");
-        Prefilter { ac, tags, distinct }
+        let fragments = ["\u{1EAC}", "\u{323}", "\u{CB}", "\u{C4}", "&#"]
+            .map(|f| memchr::memmem::Finder::new(f.as_bytes()).into_owned());
+        Prefilter { ac, fragments, tags, distinct }
     }
 
     /// The (encoding, carrier) pairs whose "MẬT" occurs in `hay`.
     pub fn candidates(&self, hay: &[u8]) -> Candidates {
         let mut bits = 0u64;
-        for m in self.ac.find_iter(hay) {
-            let tag = self.tags[m.pattern().as_usize()];
-            if let Some(i) = self.distinct.iter().position(|t| *t == tag) {
+        for (_, _, e, c) in self.hits(hay) {
+            if let Some(i) = self.distinct.iter().position(|t| *t == (e, c)) {
                 bits |= 1 << i;
             }
         }
         Candidates(bits)
+    }
+
+    /// Every occurrence, in order: (start, end, encoding, carrier).
+    ///
+    /// Every pattern holds an `M` or the TCVN3 byte `0xCB` within its first
+    /// four bytes, except the carried lowercase TCVN3 form (`mËt` in UTF-8),
+    /// which has its own pass: the automaton only runs on a few bytes around
+    /// each anchor, so a text costs about two `memchr` passes.
+    pub fn hits(&self, hay: &[u8]) -> Vec<(usize, usize, Encoding, Carrier)> {
+        let mut out: Vec<(usize, usize, Encoding, Carrier)> = Vec::new();
+        let mut searched_to = 0;
+        for p in memchr::memchr2_iter(b'M', 0xCB, hay) {
+            let s = p.saturating_sub(3).max(searched_to);
+            let e = (p + MAX_PATTERN).min(hay.len());
+            if s >= e {
+                continue;
+            }
+            for m in self.ac.find_iter(&hay[s..e]) {
+                let (enc, c) = self.tags[m.pattern().as_usize()];
+                out.push((s + m.start(), s + m.end(), enc, c));
+                searched_to = s + m.end();
+            }
+            // bytes before the anchor are searched once only
+            searched_to = searched_to.max(p.saturating_sub(3));
+        }
+        let lower = "m\u{CB}t".as_bytes();
+        let before = out.len();
+        for p in memchr::memmem::find_iter(hay, lower) {
+            out.push((p, p + lower.len(), Encoding::Tcvn3, Carrier::Utf8));
+        }
+        if out.len() > before && before > 0 {
+            out.sort_by_key(|h| h.0);
+        }
+        out
+    }
+
+    /// Whether markup (XML, HTML) may hold "MẬT" once its tags are dropped
+    /// and its references decoded: a whole hit, or a piece of the word a
+    /// tag may have split from the rest, or a character reference.
+    pub fn markup_may_hold(&self, hay: &[u8]) -> bool {
+        self.fragments.iter().any(|f| f.find(hay).is_some()) || !self.hits(hay).is_empty()
     }
 
     /// The pairs of a candidate set.
@@ -123,6 +173,11 @@ mod tests {
             let doc = text::encode("Văn bản TUYỆT MẬT số 12", enc);
             let got: Vec<_> = p.pairs(p.candidates(&doc)).collect();
             assert!(got.contains(&(enc, Carrier::Raw)), "{}: {got:?}", enc.name());
+        }
+        for (pat, e, c) in patterns() {
+            assert!(pat.len() <= MAX_PATTERN);
+            let anchored = pat.iter().take(4).any(|b| *b == b'M' || *b == 0xCB);
+            assert!(anchored || (e, c) == (Encoding::Tcvn3, Carrier::Utf8), "{pat:?}");
         }
         let plain = "Báo cáo về bảo mật, mật khẩu và bí mật; mật ong. MAT MÂT".repeat(50);
         assert!(p.candidates(plain.as_bytes()).is_empty());

@@ -677,20 +677,51 @@ def write(rel, data):
         f.write(data if isinstance(data, bytes) else data.encode())
 
 
+WORDS = ("ủy ban nhân dân tỉnh huyện xã sở ban ngành báo cáo kế hoạch thực hiện chỉ đạo công tác bảo đảm an toàn "
+         "thông tin mạng hệ thống giám sát ứng cứu sự cố đơn vị cán bộ công chức năm tháng quý kết quả nhiệm vụ "
+         "triển khai văn bản quy định nghị định thông tư quyết định phê duyệt cấp độ dữ liệu người dùng máy chủ "
+         "phần mềm đào tạo kiểm tra đánh giá định kỳ đề xuất kiến nghị tổng hợp").split()
+# words with the syllable "mật", about 3 in 1000 words as in real reports
+MAT_WORDS = ["mật khẩu", "bảo mật", "bí mật"]
+
+
+def prose(n_paragraphs, seed):
+    """Deterministic varied Vietnamese prose (no stamp; "bảo mật", "mật
+    khẩu", "bí mật" appear as they do in real reports)."""
+    x = seed
+    out = list(HEADER)
+    for i in range(n_paragraphs):
+        words = []
+        for _ in range(40 + i % 30):
+            x = (x * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+            r = (x >> 33) % 1000
+            words.append(MAT_WORDS[r % 3] if r < 3 else WORDS[(x >> 20) % len(WORDS)])
+        out.append("%d. %s." % (i + 1, " ".join(words).capitalize()))
+    return out + BODY[5:]
+
+
 def bench(mib):
-    """Unmarked documents for the throughput benchmark: long plain-text
-    reports in UTF-8 and TCVN3, HTML, and DOCX, about `mib` MiB in all."""
+    """Unmarked documents for the throughput benchmark, about `mib` MiB in
+    all: reports as UTF-8 and TCVN3 text, HTML, DOCX, PDF and e-mail."""
     d = os.path.join(ROOT, "..", "..", "target", "secrets-bench")
     os.makedirs(d, exist_ok=True)
-    para = "\n".join(HEADER + BODY * 40) + "\n"
     total, i = 0, 0
     while total < mib << 20:
-        for name, data in [("utf8.txt", encode(para * 50, "utf-8")), ("tcvn3.txt", encode(para * 50, "tcvn3")),
-                           ("page.html", html(None, "utf-8") * 200), ("doc.docx", docx_lines((HEADER + BODY) * 300))]:
+        lines = prose(400, i + 1)
+        text = "\n".join(lines) + "\n"
+        page = "<!DOCTYPE html><html><body>" + "".join("<p>%s</p>" % esc(l) for l in lines) + "</body></html>"
+        for name, data in [("utf8.txt", encode(text, "utf-8")), ("tcvn3.txt", encode(text, "tcvn3")),
+                           ("page.html", page.encode()), ("report.docx", docx_lines(lines)),
+                           ("mail.eml", eml_text(text))]:
             with open(os.path.join(d, "%04d-%s" % (i, name)), "wb") as f:
                 f.write(data)
             total += len(data)
         i += 1
+
+
+def eml_text(text):
+    return ("From: a@b\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\n" + b64(text.encode()) + "\r\n").encode()
 
 
 if __name__ == "__main__":
