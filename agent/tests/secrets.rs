@@ -115,6 +115,7 @@ fn secrets_random_and_truncated_inputs_never_panic() {
                 }
             }
             let _ = scanner.scan(&d, None);
+            canhgac_agent::fuzzing::documents(&d);
         }
     }
 }
@@ -210,4 +211,57 @@ fn secrets_summary_counts_levels() {
     let s = cli::run(&scanner, &[root().join("corpus/text")], &mut sink).unwrap();
     assert_eq!(s.files, 36);
     assert_eq!(s.hits, [9, 9, 9]);
+}
+
+#[test]
+fn secrets_captures_over_http_smtp_ftp_and_tcp() {
+    let mut failures = Vec::new();
+    for e in expected().iter().filter(|e| e.path.starts_with("capture/")) {
+        let pcap = root().join("corpus").join(&e.path);
+        let out = agent().arg("analyze").arg("--pcap").arg(&pcap).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", e.path);
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_private(&e.path, &stdout);
+        assert_private(&e.path, &stderr);
+        let hits: Vec<Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["canhgac"]["detector"] == "secret-marker")
+            .collect();
+        let got: Vec<(String, String)> = hits
+            .iter()
+            .map(|v| {
+                (
+                    v["canhgac"]["secret"]["level"].as_str().unwrap().to_string(),
+                    v["canhgac"]["channel"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let want: Vec<(String, String)> = e.level.iter().map(|l| (l.clone(), e.container.clone())).collect();
+        if got != want {
+            failures.push(format!("{}: got {got:?}, want {want:?}", e.path));
+        }
+        for v in &hits {
+            assert!(v["src_ip"].is_string() && v["dest_port"].is_u64(), "{v}");
+            // the server (203.0.113.10) is outside, the client (10.20.0.5) inside
+            assert_eq!(v["canhgac"]["outside"], v["direction"] == "to_server", "{v}");
+            assert!(v["canhgac"]["secret"]["sha256"].as_str().is_some_and(|s| s.len() == 64));
+        }
+        assert!(stderr.contains("secret_scan_objects="), "{stderr}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn secrets_http_upload_hash_is_the_uploaded_file() {
+    let pcap = root().join("corpus/capture/http-upload-docx.pcap");
+    let out = agent().arg("analyze").arg("--pcap").arg(&pcap).output().unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    let v: Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    let file = std::fs::read(root().join("corpus/docx/tuyet-mat.body.docx")).unwrap();
+    use sha2::Digest as _;
+    assert_eq!(v["canhgac"]["secret"]["sha256"].as_str().unwrap(), hex::encode(sha2::Sha256::digest(&file)));
+    assert_eq!(v["canhgac"]["object_size"].as_u64().unwrap(), file.len() as u64);
+    assert_eq!(v["direction"], "to_server");
 }

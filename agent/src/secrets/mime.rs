@@ -180,6 +180,8 @@ fn walk(data: &[u8], depth: usize, max: usize, out: &mut Vec<Part>, cut: &mut bo
         // the preamble before the first delimiter is not a part
         for piece in pieces.into_iter().skip(1) {
             let piece = piece.strip_prefix(b"\r\n").or_else(|| piece.strip_prefix(b"\n")).unwrap_or(piece);
+            // the line break before a delimiter belongs to the delimiter
+            let piece = piece.strip_suffix(b"\r\n").or_else(|| piece.strip_suffix(b"\n")).unwrap_or(piece);
             walk(piece, depth + 1, max, out, cut);
         }
         return;
@@ -212,7 +214,7 @@ mod tests {
         let (p, cut) = parts(msg, 10);
         assert!(!cut);
         assert_eq!(p.len(), 2);
-        assert_eq!(p[0].body, "MẬT!\r\n".as_bytes());
+        assert_eq!(p[0].body, "MẬT!".as_bytes());
         assert_eq!(p[1].body, "MẬT".as_bytes());
         assert!(!looks_like(b"Hello: world\n\nno mime here"));
     }

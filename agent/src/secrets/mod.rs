@@ -31,6 +31,7 @@ pub mod pdf;
 pub mod prefilter;
 pub mod rtf;
 pub mod text;
+pub mod wire;
 pub mod zip;
 
 use std::io::Read as _;
