@@ -265,3 +265,36 @@ fn secrets_http_upload_hash_is_the_uploaded_file() {
     assert_eq!(v["canhgac"]["object_size"].as_u64().unwrap(), file.len() as u64);
     assert_eq!(v["direction"], "to_server");
 }
+
+/// The collector's category data (collector/data/incident_categories.toml)
+/// opens a `state_secret_exposure` incident for these alerts: the detector
+/// maps to it before any other rule could, the severity is high enough to
+/// open one, and the EVE category is not an informational one.
+#[test]
+fn secrets_alerts_open_state_secret_incidents_in_the_collector_data() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../collector/data/incident_categories.toml");
+    let data: toml::Value = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let maps = data["map"].as_array().unwrap();
+    let first = maps
+        .iter()
+        .find(|m| m.get("detector").and_then(|d| d.as_str()) == Some(canhgac_agent::secrets::alert::DETECTOR))
+        .expect("a map rule for secret-marker");
+    assert_eq!(first["category"].as_str(), Some("state_secret_exposure"));
+    // no earlier rule without a detector key could catch it first
+    let pos = maps.iter().position(|m| std::ptr::eq(m, first)).unwrap();
+    assert!(maps[..pos].iter().all(|m| m.get("detector").is_some()));
+    let cat = data["category"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["code"].as_str() == Some("state_secret_exposure"))
+        .unwrap();
+    assert_ne!(cat.get("creates_incident").and_then(|v| v.as_bool()), Some(false));
+    let opening = &data["opening"];
+    assert!(
+        u64::from(canhgac_agent::secrets::alert::SEVERITY)
+            <= opening["max_severity"].as_integer().unwrap() as u64
+    );
+    let informational = opening["informational_eve_categories"].as_array().unwrap();
+    assert!(!informational.iter().any(|c| c.as_str() == Some(canhgac_agent::secrets::alert::CATEGORY)));
+}
