@@ -347,7 +347,12 @@ impl Ctx<'_> {
     fn markup(&mut self, data: &[u8], container: &'static str) {
         // fast path: nothing that could be a marker in the raw bytes and
         // no character references, nothing to extract
-        if !self.s.prefilter.markup_may_hold(data) {
+        let may = if container == "html" {
+            self.s.prefilter.html_may_hold(data)
+        } else {
+            self.s.prefilter.markup_may_hold(data)
+        };
+        if !may {
             return;
         }
         self.within(container, |c| c.leaf(&markup::text(data)));

@@ -18,6 +18,26 @@ impl Candidates {
     }
 }
 
+/// Whether an anchor at `p` (an `M` or a TCVN3 `0xCB`) can be part of a
+/// pattern, from its immediate neighbours: most anchors in running text
+/// are not, and are skipped without running the automaton.
+fn plausible(hay: &[u8], p: usize) -> bool {
+    let at = |i: Option<usize>| i.and_then(|i| hay.get(i)).copied();
+    let is = |i: Option<usize>, c: u8| at(i).is_some_and(|b| b | 0x20 == c);
+    if hay[p] == 0xCB {
+        // M|m, ậ, T|t raw; or as UTF-16 code units either way round
+        return (is(p.checked_sub(1), b'm') && is(Some(p + 1), b't'))
+            || (is(p.checked_sub(2), b'm') && is(Some(p + 2), b't'))
+            || (is(p.checked_sub(3), b'm') && is(Some(p + 3), b't'));
+    }
+    // what follows M in a pattern: Ậ (UTF-8), A (NFD, VNI, VIQR), Â or
+    // a carried Ë/Ä/‡ (UTF-8), 0xCB (TCVN3), 0xC2 (Windows-1258), 0x87
+    // (VISCII), 0x00 (UTF-16LE)
+    matches!(at(Some(p + 1)), Some(0xE1 | b'A' | 0xC3 | 0xCB | 0xC2 | 0x87 | 0x00 | 0xE2))
+        // UTF-16BE: 0x00 before M
+        || at(p.checked_sub(1)) == Some(0)
+}
+
 /// Longest pattern, in bytes.
 const MAX_PATTERN: usize = 16;
 
@@ -108,6 +128,9 @@ impl Prefilter {
         let mut out: Vec<(usize, usize, Encoding, Carrier)> = Vec::new();
         let mut searched_to = 0;
         for p in memchr::memchr2_iter(b'M', 0xCB, hay) {
+            if !plausible(hay, p) {
+                continue;
+            }
             let s = p.saturating_sub(3).max(searched_to);
             let e = (p + MAX_PATTERN).min(hay.len());
             if s >= e {
@@ -130,6 +153,13 @@ impl Prefilter {
             out.sort_by_key(|h| h.0);
         }
         out
+    }
+
+    /// Whether HTML may hold "MẬT" once its tags are dropped: a whole hit
+    /// or a character reference (pages rarely split a word across tags,
+    /// unlike Word's XML, see [`Prefilter::markup_may_hold`]).
+    pub fn html_may_hold(&self, hay: &[u8]) -> bool {
+        self.fragments[4].find(hay).is_some() || !self.hits(hay).is_empty()
     }
 
     /// Whether markup (XML, HTML) may hold "MẬT" once its tags are dropped
@@ -178,6 +208,10 @@ mod tests {
             assert!(pat.len() <= MAX_PATTERN);
             let anchored = pat.iter().take(4).any(|b| *b == b'M' || *b == 0xCB);
             assert!(anchored || (e, c) == (Encoding::Tcvn3, Carrier::Utf8), "{pat:?}");
+            let anchors: Vec<usize> = (0..pat.len()).filter(|&i| pat[i] == b'M' || pat[i] == 0xCB).collect();
+            assert!(anchors.iter().any(|&i| plausible(&pat, i)) || !anchored, "{pat:?}");
+            let p = Prefilter::new();
+            assert!(!p.hits(&pat).is_empty(), "{pat:?}");
         }
         let plain = "Báo cáo về bảo mật, mật khẩu và bí mật; mật ong. MAT MÂT".repeat(50);
         assert!(p.candidates(plain.as_bytes()).is_empty());
