@@ -358,6 +358,12 @@ mod tests {
         r.full_scan(&stop).unwrap();
         let a = alerts(&spool);
         assert_eq!(a.len(), 1, "{a:?}");
+        // typed facts for the collector: on this host, the detector's sid
+        let rec = &spool.read_after(0, 10, 1 << 20).unwrap()[0];
+        let facts = rec.facts.as_ref().unwrap();
+        assert!(facts.on_host);
+        assert_eq!(facts.detector, "secret-marker");
+        assert_eq!(facts.signature_id, crate::eve::sid::SECRET_MARKER);
         assert_eq!(a[0]["canhgac"]["detector"], "secret-marker");
         assert_eq!(a[0]["canhgac"]["secret"]["level"], "tuyet-mat");
         assert_eq!(a[0]["canhgac"]["secret"]["encoding"], "vni");

@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 
-use canhgac_proto::v1::RecordKind;
+use canhgac_proto::v1::{RecordFacts, RecordKind};
 
 use super::Verdict;
 use crate::{
@@ -63,12 +63,13 @@ fn secret(v: &Verdict, sha256: &str) -> Value {
     })
 }
 
-fn record(value: Value, now: OffsetDateTime) -> NewRecord {
+fn record(value: Value, facts: RecordFacts, now: OffsetDateTime) -> NewRecord {
     NewRecord {
         kind: RecordKind::Alert,
         severity: SEVERITY,
         time: now,
         eve_json: value.to_string().into_bytes(),
+        facts: Some(facts),
     }
 }
 
@@ -86,15 +87,14 @@ pub fn file_alert(f: &FileFacts, v: &Verdict, sha256: &str, now: OffsetDateTime)
             obj.insert("mtime".into(), canhgac_proto::timefmt::eve(t).into());
         }
     }
-    let info = AlertInfo::builtin(
-        sid::SECRET_MARKER,
-        format!("CANHGAC HOST state-secret marker ({}) in a file", v.level.name()),
-        CATEGORY,
-        SEVERITY,
-    );
+    let signature = format!("CANHGAC HOST state-secret marker ({}) in a file", v.level.name());
+    // on this host: the collector names the host as the one exposed
+    let mut facts = crate::facts::host(DETECTOR, None, None);
+    crate::facts::set_signature(&mut facts, sid::SECRET_MARKER, &signature, CATEGORY, "T1005");
+    let info = AlertInfo::builtin(sid::SECRET_MARKER, signature, CATEGORY, SEVERITY);
     let c =
         json!({"detector": DETECTOR, "technique": "T1005", "channel": "file", "secret": secret(v, sha256)});
-    record(eve::alert(m, info, None, vec![("file", file)], c), now)
+    record(eve::alert(m, info, None, vec![("file", file)], c), facts, now)
 }
 
 /// Where an object on the wire was seen.
@@ -102,7 +102,7 @@ pub struct WireFacts<'a> {
     pub flow: &'a Flow,
     /// Direction the object travelled.
     pub dir: Dir,
-    /// `http`, `smtp`, `ftp-data`, `tcp`.
+    /// `http`, `smtp`, `pop3`, `imap`, `ftp-data`, `tcp`.
     pub channel: &'static str,
     /// The receiving end is outside the agency's configured networks.
     pub outside: bool,
@@ -113,12 +113,25 @@ pub struct WireFacts<'a> {
 /// The alert for an object seen on the wire.
 pub fn wire_alert(w: &WireFacts<'_>, v: &Verdict, sha256: &str) -> NewRecord {
     let m = eve::flow_base(w.flow, "alert", w.ts);
-    let info = AlertInfo::builtin(
-        sid::SECRET_MARKER,
-        format!("CANHGAC state-secret marker ({}) sent over {}", v.level.name(), w.channel),
-        CATEGORY,
-        SEVERITY,
-    );
+    let signature = format!("CANHGAC state-secret marker ({}) sent over {}", v.level.name(), w.channel);
+    let (client, server) = (w.flow.client, w.flow.server);
+    let ep = |e: (std::net::IpAddr, u16)| crate::facts::endpoint(e.0, e.1);
+    let mut facts = RecordFacts {
+        detector: DETECTOR.into(),
+        flow_id: w.flow.id,
+        src: Some(ep(client)),
+        dest: Some(ep(server)),
+        to_client: w.dir == Dir::ToClient,
+        ..Default::default()
+    };
+    crate::facts::set_signature(&mut facts, sid::SECRET_MARKER, &signature, CATEGORY, "T1048.003");
+    // the agency's side is exposed; a receiver outside its networks is the
+    // party the secret went to
+    let (sender, receiver) = if w.dir == Dir::ToServer { (client, server) } else { (server, client) };
+    let attackers = if w.outside { vec![ep(receiver)] } else { Vec::new() };
+    let victims = if w.outside { vec![ep(sender)] } else { vec![ep(sender), ep(receiver)] };
+    crate::facts::set_roles(&mut facts, attackers, victims);
+    let info = AlertInfo::builtin(sid::SECRET_MARKER, signature, CATEGORY, SEVERITY);
     let c = json!({
         "detector": DETECTOR,
         "technique": "T1048.003",
@@ -127,5 +140,5 @@ pub fn wire_alert(w: &WireFacts<'_>, v: &Verdict, sha256: &str) -> NewRecord {
         "object_size": w.size,
         "secret": secret(v, sha256),
     });
-    record(eve::alert(m, info, Some(w.dir), Vec::new(), c), w.ts)
+    record(eve::alert(m, info, Some(w.dir), Vec::new(), c), facts, w.ts)
 }
