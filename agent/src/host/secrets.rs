@@ -23,7 +23,6 @@ use std::{
 };
 
 use notify::{RecursiveMode, Watcher};
-use sha2::Digest as _;
 use time::OffsetDateTime;
 
 use super::{HostCounters, commit, config::SecretsConfig, nap};
@@ -251,7 +250,7 @@ impl SecretRunner {
             return;
         }
         self.pace(meta.len().min(self.cfg.max_file_size), stop);
-        let (report, _, size) = match self.scanner.scan_file(p) {
+        let (report, sha, size) = match self.scanner.scan_file(p) {
             Ok(r) => r,
             Err(_) => {
                 self.errors += 1;
@@ -264,9 +263,8 @@ impl SecretRunner {
         self.errors += report.errors;
         match report.verdict {
             Some(v) => {
-                // scan_file hashes only files with a marker
-                let Ok(data) = std::fs::read(p) else { return };
-                let sha = hex::encode(sha2::Sha256::digest(&data));
+                // the SHA-256 of the bytes scanned (scan_file hashes files
+                // with a marker)
                 if self.alerted.get(p) == Some(&sha) {
                     return;
                 }
