@@ -12,6 +12,7 @@
 //! | `smtp` | each message after `DATA`, dot-stuffing removed |
 //! | `pop3` | each message after a `+OK` reply to `RETR`/`TOP` |
 //! | `imap` | each `{N}` literal the server sends |
+//! | `smb` | each file written (WRITE requests) or read (READ responses) over SMB2/3 without encryption, put together by file id and offset |
 //! | `ftp-data` | the whole data connection, for endpoints announced by `PASV`/`EPSV` replies or `PORT`/`EPRT` commands on a control connection |
 //! | `tcp` | any other flow: each direction as one object |
 //!
@@ -187,6 +188,9 @@ impl WireScanner {
             objects.push((Dir::ToServer, to_server.clone()));
             objects.push((Dir::ToClient, to_client.clone()));
             "ftp-data"
+        } else if matches!(server.1, 445 | 139) && is_smb2(to_server) {
+            objects.extend(smb2_files(to_server, to_client));
+            "smb"
         } else if flow.app.proto() == Proto::Http {
             objects.extend(http_bodies(to_server, true).into_iter().map(|o| (Dir::ToServer, o)));
             objects.extend(http_bodies(to_client, false).into_iter().map(|o| (Dir::ToClient, o)));
@@ -225,6 +229,123 @@ impl WireScanner {
             out.push(alert::wire_alert(&facts, &v, &sha));
         }
     }
+}
+
+/// SMB2 messages of one direction: NetBIOS session frames, each with one
+/// or more (compounded) SMB2 messages.
+fn smb2_messages(stream: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 4 <= stream.len() {
+        if stream[at] != 0 {
+            break;
+        }
+        let len = usize::from(stream[at + 1]) << 16
+            | usize::from(stream[at + 2]) << 8
+            | usize::from(stream[at + 3]);
+        let frame = &stream[at + 4..(at + 4 + len).min(stream.len())];
+        at += 4 + len;
+        let mut m = 0;
+        while m + 64 <= frame.len() && &frame[m..m + 4] == b"\xFESMB" {
+            let next =
+                u32::from_le_bytes([frame[m + 20], frame[m + 21], frame[m + 22], frame[m + 23]]) as usize;
+            let end = if next == 0 { frame.len() } else { m.saturating_add(next).min(frame.len()) };
+            if end < m + 64 {
+                break;
+            }
+            out.push(&frame[m..end]);
+            if next == 0 || end <= m {
+                break;
+            }
+            m = end;
+        }
+    }
+    out
+}
+
+fn is_smb2(client: &[u8]) -> bool {
+    client.len() > 8 && client[0] == 0 && &client[4..8] == b"\xFESMB"
+}
+
+fn le16(d: &[u8], at: usize) -> Option<usize> {
+    d.get(at..at + 2).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
+}
+
+fn le32(d: &[u8], at: usize) -> Option<usize> {
+    d.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+fn le64(d: &[u8], at: usize) -> Option<u64> {
+    d.get(at..at + 8).map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+}
+
+/// Files written (client to server) and read (server to client) over
+/// SMB2, put together by file id at their offsets (holes stay zero), each
+/// at most 64 MiB.
+fn smb2_files(to_server: &[u8], to_client: &[u8]) -> Vec<(Dir, Vec<u8>)> {
+    const MAX_FILE: u64 = 64 << 20;
+    // ((direction, file id), content)
+    type Files = Vec<((Dir, [u8; 16]), Vec<u8>)>;
+    let mut files: Files = Vec::new();
+    let mut put = |dir: Dir, id: [u8; 16], offset: u64, data: &[u8]| {
+        let end = offset.saturating_add(data.len() as u64);
+        if end > MAX_FILE {
+            return;
+        }
+        let i = match files.iter().position(|(k, _)| *k == (dir, id)) {
+            Some(i) => i,
+            None => {
+                files.push(((dir, id), Vec::new()));
+                files.len() - 1
+            }
+        };
+        let buf = &mut files[i].1;
+        if buf.len() < end as usize {
+            buf.resize(end as usize, 0);
+        }
+        buf[offset as usize..end as usize].copy_from_slice(data);
+    };
+    // READ requests: message id -> (file id, offset)
+    let mut reads: Vec<(u64, [u8; 16], u64)> = Vec::new();
+    for m in smb2_messages(to_server) {
+        let (Some(cmd), Some(id)) = (le16(m, 12), le64(m, 24)) else { continue };
+        let body = &m[64..];
+        match cmd {
+            // WRITE: DataOffset, Length, Offset, FileId
+            9 => {
+                let (Some(doff), Some(len), Some(off)) = (le16(body, 2), le32(body, 4), le64(body, 8)) else {
+                    continue;
+                };
+                let Some(fid) = body.get(16..32).and_then(|f| <[u8; 16]>::try_from(f).ok()) else { continue };
+                if let Some(data) = m.get(doff..doff.saturating_add(len)) {
+                    put(Dir::ToServer, fid, off, data);
+                }
+            }
+            // READ: Length, Offset, FileId
+            8 => {
+                let Some(off) = le64(body, 8) else { continue };
+                let Some(fid) = body.get(16..32).and_then(|f| <[u8; 16]>::try_from(f).ok()) else { continue };
+                if reads.len() < 65_536 {
+                    reads.push((id, fid, off));
+                }
+            }
+            _ => {}
+        }
+    }
+    for m in smb2_messages(to_client) {
+        let (Some(8), Some(flags), Some(id)) = (le16(m, 12), le32(m, 16), le64(m, 24)) else { continue };
+        let status = le32(m, 8).unwrap_or(1);
+        if flags & 1 == 0 || status != 0 {
+            continue;
+        }
+        let body = &m[64..];
+        let (Some(doff), Some(len)) = (body.get(2).map(|b| usize::from(*b)), le32(body, 4)) else { continue };
+        let Some(&(_, fid, off)) = reads.iter().find(|r| r.0 == id) else { continue };
+        if let Some(data) = m.get(doff..doff.saturating_add(len)) {
+            put(Dir::ToClient, fid, off, data);
+        }
+    }
+    files.into_iter().map(|((dir, _), data)| (dir, data)).collect()
 }
 
 /// `227 Entering Passive Mode (h1,h2,h3,h4,p1,p2)` or a PORT argument
@@ -476,6 +597,26 @@ mod tests {
         assert_eq!(smtp_messages(smtp), vec![b"Subject: x\r\n\r\n.dot\r\nbody\r\n".to_vec()]);
         let req = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcPOST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nde\r\n1\r\nf\r\n0\r\n\r\n";
         assert_eq!(http_bodies(req, true), vec![b"abc".to_vec(), b"def".to_vec()]);
+        // SMB2: a WRITE of "abc" at offset 2, then garbage and every
+        // truncation and a compound offset pointing inside the header
+        let mut w = vec![0u8; 64];
+        w[..4].copy_from_slice(b"\xFESMB");
+        w[12] = 9;
+        let mut body = vec![0u8; 48];
+        body[2] = 112;
+        body[4] = 3;
+        body[8] = 2;
+        w.extend_from_slice(&body);
+        w.extend_from_slice(b"abc");
+        let mut frame = vec![0, 0, 0, w.len() as u8];
+        frame.extend_from_slice(&w);
+        assert_eq!(smb2_files(&frame, &[]), vec![(Dir::ToServer, b"\0\0abc".to_vec())]);
+        for cut in 0..frame.len() {
+            let _ = smb2_files(&frame[..cut], &frame[..cut]);
+        }
+        let mut bad = frame.clone();
+        bad[4 + 20] = 8; // NextCommand inside the header
+        let _ = smb2_files(&bad, &bad);
         let imap = b"* 1 FETCH (BODY[] {5}\r\nhello)\r\na OK\r\n";
         assert_eq!(imap_literals(imap), vec![b"hello".to_vec()]);
     }

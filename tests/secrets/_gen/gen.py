@@ -605,6 +605,38 @@ def ip(s):
     return bytes(int(x) for x in s.split("."))
 
 
+def smb2(command, message_id, body, response=False, status=0):
+    """One SMB2 message (64-byte header, no signing) in a NetBIOS frame."""
+    hdr = struct.pack("<4sHHIHHIIQIIQ16s", b"\xfeSMB", 64, 1, status, command, 1, 1 if response else 0, 0,
+                      message_id, 0, 1, 0x1000, bytes(16))
+    msg = hdr + body
+    return struct.pack(">I", len(msg)) + msg
+
+
+FILE_ID = bytes(range(16))
+
+
+def smb2_session(client, server, written, read):
+    """A client writing `written` (two WRITE requests, second one first)
+    and reading `read` back (one READ) over SMB2 on port 445."""
+    ex = []
+    mid = 10
+    if written:
+        half = len(written) // 2
+        for off, chunk in [(half, written[half:]), (0, written[:half])]:
+            body = struct.pack("<HHIQ16sIIHHI", 49, 64 + 48, len(chunk), off, FILE_ID, 0, 0, 0, 0, 0) + chunk
+            ex.append((True, smb2(9, mid, body)))
+            ex.append((False, smb2(9, mid, struct.pack("<HHIIHH", 17, 0, len(chunk), 0, 0, 0), response=True)))
+            mid += 1
+    if read:
+        other = bytes(15) + b"\x01"
+        body = struct.pack("<HBBIQ16sIIIHHB", 49, 0, 0, len(read), 0, other, 1, 0, 0, 0, 0, 0)
+        ex.append((True, smb2(8, mid, body)))
+        resp = struct.pack("<HBBIII", 17, 64 + 16, 0, len(read), 0, 0) + read
+        ex.append((False, smb2(8, mid, resp, response=True)))
+    return tcp_session(client, server, 40010, 445, ex)
+
+
 def captures():
     """(path, frames, expected level or None, channel)."""
     c, s = ip("10.20.0.5"), ip("203.0.113.10")
@@ -639,6 +671,9 @@ def captures():
         (True, b"STOR bao-cao.pdf\r\n"), (False, b"150 ok\r\n"), (False, b"226 done\r\n"), (True, b"QUIT\r\n")])
     data = tcp_session(c, s, 40006, 195 * 256 + 80, [(True, pdfdata)])
     out.append(("capture/ftp-pasv-pdf.pcap", ctrl[:12] + data + ctrl[12:], "tuyet-mat", "ftp-data"))
+    out.append(("capture/smb2-write-read.pcap", smb2_session(c, s, docx("toi-mat"), pdf("mat", "tcvn3")),
+                "toi-mat", "smb"))
+    out.append(("capture/smb2-read-pdf.pcap", smb2_session(c, s, None, pdf("mat", "tcvn3")), "mat", "smb"))
     txt = encode("\r\n".join(doc_lines("toi-mat")), "tcvn3")
     out.append(("capture/tcp-raw-tcvn3.pcap", tcp_session(c, s, 40007, 9100, [(True, txt)]), "toi-mat", "tcp"))
     return out
