@@ -65,7 +65,8 @@ impl Summary {
         format!(
             "packets={} bytes={} flows={} alerts={} events={} decode_errors={} unknown_link={} damaged_files={} \
              dropped_flows={} dropped_fragments={} tcp_gaps={} dns_errors={} tls_errors={} http_errors={} \
-             ioc_entries={} ioc_lines_skipped={} rules_loaded={} rules_total={} elapsed={:.3}s \
+             ioc_entries={} ioc_lines_skipped={} rules_loaded={} rules_total={} secret_scan_objects={} \
+             secret_scan_hits={} secret_scan_limits_hit={} secret_scan_errors={} elapsed={:.3}s \
              packets_per_sec={:.0}",
             s.packets,
             s.bytes,
@@ -85,6 +86,10 @@ impl Summary {
             self.ioc_lines_skipped,
             self.rules_loaded,
             self.rules_total,
+            s.secrets.objects,
+            s.secrets.hits,
+            s.secrets.limits_hit,
+            s.secrets.errors,
             secs,
             s.packets as f64 / secs,
         )
@@ -140,6 +145,7 @@ pub fn records(
         eve: opts.eve.unwrap_or(cfg.eve_types),
         behaviour: cfg.behaviour.clone(),
         rules,
+        secrets: cfg.secrets.clone(),
         ..Default::default()
     };
     let mut engine = Engine::new(Arc::new(ioc), engine_cfg, Vec::new());

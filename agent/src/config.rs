@@ -52,6 +52,8 @@ pub struct AgentConfig {
     pub capture_threads: usize,
     /// Thresholds of the behavioural detectors (`[detect.portscan]`, ...).
     pub behaviour: crate::detect::behaviour::BehaviourConfig,
+    /// State-secret markers in cleartext flows (`[detect.secrets]`).
+    pub secrets: crate::secrets::wire::WireConfig,
     pub ioc_files: Vec<PathBuf>,
     pub ioc_severity: u32,
     /// Suricata rule files (`[rules] files`, `--rules`).
@@ -163,6 +165,7 @@ struct RawDetect {
     icmp_tunnel: Option<crate::detect::behaviour::IcmpTunnelConfig>,
     beacon: Option<crate::detect::behaviour::BeaconConfig>,
     max_tracked: Option<Spanned<u64>>,
+    secrets: Option<crate::secrets::wire::WireConfig>,
 }
 
 #[derive(Deserialize, Default)]
@@ -222,6 +225,7 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
         replay_pps: 0,
         capture_threads: 1,
         behaviour: crate::detect::behaviour::BehaviourConfig::default(),
+        secrets: crate::secrets::wire::WireConfig::default(),
         ioc_files: Vec::new(),
         ioc_severity: 2,
         rule_files: Vec::new(),
@@ -290,6 +294,17 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
         }
         if let Some(v) = &d.max_tracked {
             b.max_tracked = in_range(&src, v, 1000, 10_000_000)? as usize;
+        }
+        if let Some(v) = d.secrets {
+            if v.max_flow_bytes < 1024 || v.max_buffered_bytes < v.max_flow_bytes {
+                return Err(src
+                    .error(
+                        Some("detect.secrets"),
+                        "max_flow_bytes must be at least 1024 and at most max_buffered_bytes",
+                    )
+                    .into());
+            }
+            c.secrets = v;
         }
         c.ioc_files = raw.ioc.files.into_iter().map(rel).collect();
         c.rule_files = raw.rules.files.into_iter().map(rel).collect();

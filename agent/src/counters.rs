@@ -92,6 +92,9 @@ impl Counters {
             t.engine.rules.dataset_refused += e.rules.dataset_refused;
             t.engine.rules.inspection_limit_hits += e.rules.inspection_limit_hits;
             t.engine.behaviour.evictions = t.engine.behaviour.evictions.max(e.behaviour.evictions);
+            t.engine.secrets.objects += e.secrets.objects;
+            t.engine.secrets.limits_hit += e.secrets.limits_hit;
+            t.engine.secrets.errors += e.secrets.errors;
             t.kernel_drops += s.kernel_drops;
             t.user_drops += s.user_drops;
         }
@@ -149,6 +152,11 @@ impl Counters {
             spool_storage_failures: spool.storage_failures,
             spool_full: spool.full,
             replay_diverged: self.replay_diverged.load(Relaxed),
+            secret_scan_files: self.host.secret_files.load(Relaxed),
+            secret_scan_objects: w.engine.secrets.objects,
+            secret_scan_limits_hit: self.host.secret_limits_hit.load(Relaxed) + w.engine.secrets.limits_hit,
+            secret_scan_errors: self.host.secret_errors.load(Relaxed) + w.engine.secrets.errors,
+            secret_scan_last_completed: self.host.secret_last_completed.load(Relaxed) as i64,
         }
     }
 }

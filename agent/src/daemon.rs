@@ -90,6 +90,7 @@ fn build_engine(
         eve: cfg.eve_types,
         behaviour: cfg.behaviour.clone(),
         rules,
+        secrets: cfg.secrets.clone(),
         ..Default::default()
     };
     let builder = EngineBuilder::new(Arc::new(ioc), engine_cfg, spool.detector_state()?);

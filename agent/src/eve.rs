@@ -46,6 +46,8 @@ pub mod sid {
     pub const WEBSHELL: u64 = 9_000_213;
     pub const NEW_LISTENER: u64 = 9_000_221;
     pub const SUSPICIOUS_PROCESS: u64 = 9_000_222;
+    // data protection: 9000300-9000399
+    pub const SECRET_MARKER: u64 = 9_000_301;
 }
 
 /// Which event types to emit besides alerts.

@@ -179,6 +179,23 @@ pub fn web_content(data: &[u8]) {
     let _ = web::webshell(data);
 }
 
+/// Documents for the state-secret scanner: the bytes as a file (every
+/// container is sniffed from them), as a named Office or mail file, and as
+/// HTTP, SMTP and raw TCP payloads through the engine (object cutting).
+pub fn documents(data: &[u8]) {
+    static SCANNER: std::sync::OnceLock<crate::secrets::Scanner> = std::sync::OnceLock::new();
+    let scanner = SCANNER.get_or_init(|| {
+        crate::secrets::Scanner::new(crate::secrets::Limits {
+            max_expanded: 8 << 20,
+            ..crate::secrets::Limits::default()
+        })
+    });
+    let _ = scanner.scan(data, None);
+    let _ = scanner.scan(data, Some("x.eml"));
+    let _ = scanner.scan(data, Some("x.html"));
+    let _ = crate::secrets::marker::find(&String::from_utf8_lossy(data), true);
+}
+
 /// Rule text and traffic. The bytes before the first NUL are rule text (any
 /// bytes: the rule parser must refuse them with a reason, never panic); the
 /// rest is a payload, sent over a TCP connection to port 80 (first half from

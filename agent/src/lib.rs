@@ -6,7 +6,8 @@
 //! → durable spool ([`spool`]) → uplink ([`uplink`]) → collector.
 //! [`daemon`] wires them; [`enroll`] and [`state`] handle identity. The host
 //! sensor ([`host`]: authentication logs, file integrity, listeners and
-//! processes) feeds the same spool.
+//! processes) feeds the same spool. [`secrets`] finds state-secret markers
+//! in documents, for both sensors and `scan-secrets`.
 
 pub mod analyze;
 pub mod app;
@@ -27,6 +28,7 @@ pub mod host;
 pub mod inventory;
 pub mod policy;
 pub mod rules;
+pub mod secrets;
 pub mod spool;
 pub mod state;
 pub mod uplink;

@@ -6,6 +6,7 @@ use std::process::Command;
 
 mod corpus;
 mod host;
+mod secrets;
 
 fn agent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_canhgac-agent"))

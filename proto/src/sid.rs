@@ -11,6 +11,7 @@
 //! | 9000000–9000099 | agent: indicator matches |
 //! | 9000100–9000199 | agent: network behaviour (scans, guessing, tunnels, beacons) |
 //! | 9000200–9000299 | agent: host sensor (logins, file integrity, processes) |
+//! | 9000300–9000399 | agent: data protection (state-secret markers, host and network) |
 //! | 9100000–9100099 | collector: supervision (silent agents) |
 //! | the rest up to 9199999 | reserved for later detectors |
 

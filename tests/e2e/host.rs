@@ -56,7 +56,7 @@ fn auth_log_rotation_with_sigkill_loses_and_repeats_nothing() {
         tmp.path(),
         &format!(
             "[host.auth]\nfiles = [\"{}\"]\njournal = \"off\"\nstart_at = \"start\"\n[host.fim]\nenabled = false\n\
-             [host.listeners]\nenabled = false\n[host.processes]\nenabled = false\n",
+             [host.listeners]\nenabled = false\n[host.processes]\nenabled = false\n[host.secrets]\nenabled = false\n",
             log.display()
         ),
     );
@@ -168,7 +168,7 @@ fn web_defacement_within_5s_and_maintenance_window_is_quiet() {
         tmp.path(),
         &format!(
             "[host.auth]\nenabled = false\n[host.fim]\npaths = []\ncoalesce = \"300ms\"\n[host.web]\nroots = [\"{}\"]\n\
-             [host.listeners]\nenabled = false\n[host.processes]\nenabled = false\n",
+             [host.listeners]\nenabled = false\n[host.processes]\nenabled = false\n[host.secrets]\nenabled = false\n",
             www.display()
         ),
     );
@@ -328,7 +328,7 @@ fn sshd_password_guessing_in_a_namespace() {
         tmp.path(),
         &format!(
             "[host.auth]\nfiles = [\"{}\"]\njournal = \"off\"\n[host.fim]\nenabled = false\n\
-             [host.listeners]\nenabled = false\n[host.processes]\nenabled = false\n",
+             [host.listeners]\nenabled = false\n[host.processes]\nenabled = false\n[host.secrets]\nenabled = false\n",
             log.display()
         ),
     );
@@ -364,5 +364,66 @@ fn sshd_password_guessing_in_a_namespace() {
     assert_eq!(saf["src_ip"], peer_ip.as_str());
     assert_eq!(saf["alert"]["severity"], 1);
     eprintln!("auth-bruteforce at the collector {:.2}s after the fifth failure", took.as_secs_f64());
+    agent.kill();
+}
+
+/// A document stamped TUYỆT MẬT (TCVN3 text) copied into a watched shared
+/// folder: the collector has the alert within seconds, with the file's
+/// metadata and none of its text, and opens a state-secret incident.
+#[test]
+fn state_secret_file_reaches_the_collector_and_opens_an_incident() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (c, mut agent) = setup(tmp.path());
+    let share = tmp.path().join("share");
+    std::fs::create_dir_all(share.join("phong-hc")).unwrap();
+    std::fs::write(
+        share.join("phong-hc/thong-bao.txt"),
+        "Thông báo lịch họp; mật khẩu wifi đổi hằng tháng.\n",
+    )
+    .unwrap();
+    let config = host_config(
+        tmp.path(),
+        &format!(
+            "[host.auth]\nenabled = false\n[host.fim]\nenabled = false\n[host.listeners]\nenabled = false\n\
+             [host.processes]\nenabled = false\n[host.secrets]\npaths = [\"{}\"]\ncoalesce = \"300ms\"\nrate = \"64MiB\"\n",
+            share.display()
+        ),
+    );
+    agent.start(&["--config", config.as_str()]);
+    wait_for("the first scan", Duration::from_secs(30), || {
+        agent.logs().contains("state-secret scan: completed").then_some(())
+    });
+    // TCVN3 bytes of "TUYỆT MẬT" under an official header, and the body
+    let doc: &[u8] = b"UBND TINH HA TINH\r\nS\xe8: 12/BC-UBND\r\nC\xe9NG HO\xb5 X\xb7 H\xe9I CH\xf1 NGH\xdcA VI\xd6T NAM\r\n\
+        TUY\xd6T M\xcbT\r\nPh\xad\xacng \xb8n ph\xdfng th\xf1 Song Lam\r\n";
+    let started = Instant::now();
+    std::fs::write(share.join("phong-hc/bao-cao.txt"), doc).unwrap();
+    let alert = wait_for("a secret-marker alert", Duration::from_secs(30), || {
+        c.alerts().into_iter().find(|a| a["canhgac"]["detector"] == "secret-marker")
+    });
+    eprintln!(
+        "state-secret file reported at the collector {:.2}s after the write",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(alert["canhgac"]["secret"]["level"], "tuyet-mat");
+    assert_eq!(alert["canhgac"]["secret"]["encoding"], "tcvn3");
+    assert!(alert["file"]["path"].as_str().unwrap().ends_with("phong-hc/bao-cao.txt"));
+    assert_eq!(alert["file"]["size"].as_u64().unwrap(), doc.len() as u64);
+    let all = c.alerts();
+    assert_eq!(all.iter().filter(|a| a["canhgac"]["detector"] == "secret-marker").count(), 1, "{all:?}");
+    let text = serde_json::to_string(&all).unwrap() + &agent.logs() + &c.logs();
+    for phrase in ["Song Lam", "Ph\u{01b0}\u{01a1}ng", "TUY\u{1ec6}T", "M\u{1eac}T", "12/BC"] {
+        assert!(!text.contains(phrase), "output contains `{phrase}`");
+    }
+    let incidents = wait_for("a state-secret incident", Duration::from_secs(30), || {
+        let l: Vec<Value> = c
+            .cli(&["incidents", "list", "--json"])
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        l.iter().any(|i| i["category"] == "state_secret_exposure").then_some(l)
+    });
+    assert_eq!(incidents.len(), 1, "{incidents:?}");
     agent.kill();
 }

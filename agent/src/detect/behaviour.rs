@@ -230,7 +230,7 @@ pub struct BeaconConfig {
     pub include_internal: bool,
 }
 
-fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+pub(crate) fn networks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
     use serde::de::Error as _;
     Vec::<String>::deserialize(d)?
         .iter()

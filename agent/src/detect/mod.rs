@@ -51,6 +51,8 @@ pub struct EngineConfig {
     pub behaviour: behaviour::BehaviourConfig,
     /// Signature rules (`None`: no rule files).
     pub rules: Option<Arc<crate::rules::RuleSet>>,
+    /// State-secret markers in cleartext flows (`[detect.secrets]`).
+    pub secrets: crate::secrets::wire::WireConfig,
 }
 
 impl Default for EngineConfig {
@@ -63,6 +65,7 @@ impl Default for EngineConfig {
             defrag: DefragConfig::default(),
             behaviour: behaviour::BehaviourConfig::default(),
             rules: None,
+            secrets: crate::secrets::wire::WireConfig::default(),
         }
     }
 }
@@ -142,6 +145,8 @@ pub struct EngineStats {
     /// Signature engine state: threshold evictions, refused dataset
     /// additions, inspections cut short.
     pub rules: crate::rules::GlobalRuleStats,
+    /// Objects scanned for state-secret markers, limits and errors.
+    pub secrets: crate::secrets::wire::WireStats,
 }
 
 /// One alert per (flow, indicator), with bounded memory.
@@ -221,6 +226,7 @@ struct Detect {
     rule_global: crate::rules::GlobalRuleState,
     matches: Vec<crate::rules::RuleMatch>,
     stats: EngineStats,
+    wire: crate::secrets::wire::WireScanner,
 }
 
 pub struct Engine {
@@ -277,6 +283,10 @@ impl Engine {
         behaviour: Arc<Mutex<behaviour::Behaviour>>,
     ) -> Engine {
         let dedup = Dedup::new(cfg.dedup_capacity, restored);
+        let wire = crate::secrets::wire::WireScanner::new(
+            cfg.secrets.clone(),
+            Arc::new(crate::secrets::Scanner::default()),
+        );
         Engine {
             flows: FlowTable::new(cfg.flow.clone()),
             defrag: Defrag::new(cfg.defrag.clone()),
@@ -289,6 +299,7 @@ impl Engine {
                 rule_global: crate::rules::GlobalRuleState::default(),
                 matches: Vec::new(),
                 stats: EngineStats::default(),
+                wire,
             },
             ended: Vec::new(),
         }
@@ -304,6 +315,7 @@ impl Engine {
         s.flows = self.flows.stats;
         s.defrag = self.defrag.stats;
         s.behaviour = self.det.behaviour.lock().map(|b| b.stats).unwrap_or_default();
+        s.secrets = self.det.wire.stats;
         s
     }
 
@@ -394,6 +406,7 @@ impl Detect {
                     }
                 }
                 flow.app.on_stream(dir as usize, ports, seen, &data, &mut events, &mut errors);
+                self.wire.on_data(flow, dir, &data);
                 if p.tcp_flags & TCP_RST != 0 {
                     flow.app.on_close(0, &mut events);
                     flow.app.on_close(1, &mut events);
@@ -881,13 +894,23 @@ impl Detect {
             // deliver what is left across holes, then close both sides
             let mut events = Vec::new();
             let mut errors = AppErrors::default();
-            for d in 0..2 {
-                let mut rest = Vec::new();
-                tcp.streams[d].flush(&mut rest);
+            let mut rests = [Vec::new(), Vec::new()];
+            for (d, rest) in rests.iter_mut().enumerate() {
+                tcp.streams[d].flush(rest);
                 let seen = tcp.streams[d].stats.delivered as usize;
-                flow.app.on_stream(d, ports, seen, &rest, &mut events, &mut errors);
+                flow.app.on_stream(d, ports, seen, rest, &mut events, &mut errors);
                 flow.app.on_close(d, &mut events);
             }
+            for (dir, rest) in [Dir::ToServer, Dir::ToClient].into_iter().zip(&rests) {
+                self.wire.on_data(&flow, dir, rest);
+            }
+            let mut secret_alerts = Vec::new();
+            self.wire.on_end(&flow, ts, &mut secret_alerts);
+            self.stats.alerts += secret_alerts.len() as u64;
+            if !secret_alerts.is_empty() {
+                flow.alerted = true;
+            }
+            out.records.extend(secret_alerts);
             self.stats.dns_errors += errors.dns;
             if let Some(rules) = self.cfg.rules.clone() {
                 self.unfinished_transactions(&rules, &mut flow, ts, out);

@@ -28,7 +28,40 @@ pub struct RawHost {
     listeners: RawPoll,
     #[serde(default)]
     processes: RawPoll,
+    #[serde(default)]
+    secrets: RawSecrets,
 }
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    enabled: Option<bool>,
+    paths: Option<Vec<String>>,
+    rescan_interval: Option<Spanned<String>>,
+    rate: Option<Spanned<String>>,
+    max_file_size: Option<Spanned<String>>,
+    coalesce: Option<Spanned<String>>,
+}
+
+/// `[host.secrets]`: state-secret markers in files.
+#[derive(Debug, Clone)]
+pub struct SecretsConfig {
+    pub enabled: bool,
+    /// Scanned directories and files (`~/` is every home directory); the
+    /// web roots are added.
+    pub paths: Vec<String>,
+    /// Full scans this often (besides the one at start).
+    pub rescan_interval: Duration,
+    /// Bytes read per second at most.
+    pub rate: u64,
+    /// Larger files are skipped (counted).
+    pub max_file_size: u64,
+    /// Changes within this delay are scanned together.
+    pub coalesce: Duration,
+}
+
+pub const DEFAULT_SECRET_PATHS: &[&str] =
+    &["/home", "/root", "/srv", "/var/www", "/var/mail", "/var/spool/mail"];
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -156,6 +189,7 @@ pub struct HostConfig {
     pub web: WebConfig,
     pub listeners: PollConfig,
     pub processes: PollConfig,
+    pub secrets: SecretsConfig,
 }
 
 pub const DEFAULT_FIM_PATHS: &[&str] = &[
@@ -221,6 +255,14 @@ impl Default for HostConfig {
             web: WebConfig { roots: Vec::new(), maintenance: false, severity: 2 },
             listeners: PollConfig { enabled: true, interval: Duration::from_secs(10) },
             processes: PollConfig { enabled: true, interval: Duration::from_secs(10) },
+            secrets: SecretsConfig {
+                enabled: true,
+                paths: DEFAULT_SECRET_PATHS.iter().map(|s| s.to_string()).collect(),
+                rescan_interval: Duration::from_secs(24 * 3600),
+                rate: 8 << 20,
+                max_file_size: 64 << 20,
+                coalesce: Duration::from_secs(2),
+            },
         }
     }
 }
@@ -372,6 +414,38 @@ impl HostConfig {
         c.web.maintenance = w.maintenance.unwrap_or(false);
         if let Some(s) = &w.severity {
             c.web.severity = severity(src, s)?;
+        }
+        let sc = raw.secrets;
+        c.secrets.enabled = sc.enabled.unwrap_or(true);
+        if let Some(p) = sc.paths {
+            c.secrets.paths = p
+                .into_iter()
+                .map(|s| {
+                    if s.starts_with('/') || s.starts_with("~/") {
+                        s
+                    } else {
+                        rel(PathBuf::from(s)).display().to_string()
+                    }
+                })
+                .collect();
+        }
+        if let Some(d) = &sc.rescan_interval {
+            c.secrets.rescan_interval = src.duration(d)?;
+            if c.secrets.rescan_interval < Duration::from_secs(60) {
+                return Err(src.error_at(d.span(), "must be at least 1m"));
+            }
+        }
+        if let Some(r) = &sc.rate {
+            c.secrets.rate = src.size(r)?;
+            if c.secrets.rate < 64 * 1024 {
+                return Err(src.error_at(r.span(), "must be at least 64KiB (per second)"));
+            }
+        }
+        if let Some(m) = &sc.max_file_size {
+            c.secrets.max_file_size = src.size(m)?;
+        }
+        if let Some(d) = &sc.coalesce {
+            c.secrets.coalesce = src.duration(d)?;
         }
         for (raw, out) in [(raw.listeners, &mut c.listeners), (raw.processes, &mut c.processes)] {
             out.enabled = raw.enabled.unwrap_or(true);

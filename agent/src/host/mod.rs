@@ -1,6 +1,6 @@
 //! The host sensor: authentication logs ([`auth`], [`tail`], [`journal`]),
 //! file integrity with web defacement and web shells ([`fim`]), listeners
-//! and processes ([`procs`]).
+//! and processes ([`procs`]), state-secret markers in files ([`secrets`]).
 //!
 //! Each monitor runs on its own thread and commits its records to the
 //! spool the way the capture producer does: one atomic batch with the
@@ -8,7 +8,8 @@
 //! (every 200 ms or 512 records). Checkpoints: `host:auth` (JSON: the
 //! [`tail::Position`] of every followed file and the journal cursor).
 //! Detector state keys all start with `h` (`ha` authentication, `hf` file
-//! integrity, `hl` listeners), so they never meet the network engine's.
+//! integrity, `hl` listeners, `hs` state-secret markers), so they never
+//! meet the network engine's.
 
 pub mod analyze;
 pub mod auth;
@@ -18,6 +19,7 @@ pub mod journal;
 pub mod lines;
 pub mod logfmt;
 pub mod procs;
+pub mod secrets;
 pub mod tail;
 
 use std::{
@@ -62,6 +64,13 @@ pub struct HostCounters {
     pub fim_skipped: AtomicU64,
     /// Sources, connections and listeners forgotten at capacity.
     pub tracker_evictions: AtomicU64,
+    /// State-secret scan: files scanned, limits reached, damaged or
+    /// unreadable files, and when the last full scan completed (Unix
+    /// seconds, 0: never).
+    pub secret_files: AtomicU64,
+    pub secret_limits_hit: AtomicU64,
+    pub secret_errors: AtomicU64,
+    pub secret_last_completed: AtomicU64,
 }
 
 impl HostCounters {
@@ -102,6 +111,17 @@ impl HostSensor {
             runner.stop = stop.clone();
             let stop = stop.clone();
             threads.push(spawn("canhgac-fim", move || runner.run(&stop)));
+        }
+        if host.secrets.enabled {
+            let mut runner = secrets::SecretRunner::new(
+                &host.secrets,
+                &host.web.roots,
+                spool.clone(),
+                counters.clone(),
+                restored,
+            );
+            let stop = stop.clone();
+            threads.push(spawn("canhgac-secrets", move || runner.run(&stop)));
         }
         if host.listeners.enabled || host.processes.enabled {
             let mut runner = procs::ProcRunner::new(&cfg.host, spool.clone(), counters.clone(), restored);

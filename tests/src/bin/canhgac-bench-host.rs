@@ -55,7 +55,7 @@ fn main() {
         &config,
         format!(
             "version = 1\n[host]\ntimezone = \"UTC\"\n[host.auth]\nfiles = [\"{}\"]\njournal = \"off\"\n[host.fim]\npaths = [\"{}\"]\n\
-             [host.listeners]\nenabled = false\n[host.processes]\nenabled = false\n",
+             [host.listeners]\nenabled = false\n[host.processes]\nenabled = false\n[host.secrets]\nenabled = false\n",
             log.display(),
             watched.display()
         ),

@@ -1,0 +1,219 @@
+//! The byte-level prefilter: every way the word "MẬT" (present in all
+//! three markers) is stored, in every encoding and carrier, as one
+//! multi-pattern automaton (SIMD Teddy for these ~40 short patterns). A
+//! text with none of them cannot hold a marker and is never decoded, so a
+//! document without markers costs one pass at close to memory speed.
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+use super::text::{self, Carrier, Encoding};
+
+/// A set of (encoding, carrier) pairs, as pattern-tag bits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Candidates(u64);
+
+impl Candidates {
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// Whether an anchor at `p` (an `M` or a TCVN3 `0xCB`) can be part of a
+/// pattern, from its immediate neighbours: most anchors in running text
+/// are not, and are skipped without running the automaton.
+fn plausible(hay: &[u8], p: usize) -> bool {
+    let at = |i: Option<usize>| i.and_then(|i| hay.get(i)).copied();
+    let is = |i: Option<usize>, c: u8| at(i).is_some_and(|b| b | 0x20 == c);
+    if hay[p] == 0xCB {
+        // M|m, ậ, T|t raw; or as UTF-16 code units either way round
+        return (is(p.checked_sub(1), b'm') && is(Some(p + 1), b't'))
+            || (is(p.checked_sub(2), b'm') && is(Some(p + 2), b't'))
+            || (is(p.checked_sub(3), b'm') && is(Some(p + 3), b't'));
+    }
+    // what follows M in a pattern: Ậ (UTF-8), A (NFD, VNI, VIQR), Â or
+    // a carried Ë/Ä/‡ (UTF-8), 0xCB (TCVN3), 0xC2 (Windows-1258), 0x87
+    // (VISCII), 0x00 (UTF-16LE)
+    matches!(at(Some(p + 1)), Some(0xE1 | b'A' | 0xC3 | 0xCB | 0xC2 | 0x87 | 0x00 | 0xE2))
+        // UTF-16BE: 0x00 before M
+        || at(p.checked_sub(1)) == Some(0)
+}
+
+/// Longest pattern, in bytes.
+const MAX_PATTERN: usize = 16;
+
+pub struct Prefilter {
+    ac: AhoCorasick,
+    /// Pieces of "MẬT" that markup may split across tags or write as
+    /// character references (see [`Prefilter::markup_may_hold`]): Ậ, the
+    /// combining dot below (NFD), Ë and Ä (TCVN3's ậ and VNI's modifier
+    /// carried in Unicode), `&#`.
+    fragments: [memchr::memmem::Finder<'static>; 5],
+    /// Tag of each pattern.
+    tags: Vec<(Encoding, Carrier)>,
+    /// Distinct tags, indexed by bit.
+    distinct: Vec<(Encoding, Carrier)>,
+}
+
+fn patterns() -> Vec<(Vec<u8>, Encoding, Carrier)> {
+    let mut p = Vec::new();
+    let nfc = "M\u{1EAC}T";
+    let nfd_forms = ["MA\u{323}\u{302}T", "MA\u{302}\u{323}T", "M\u{C2}\u{323}T", "M\u{1EA0}\u{302}T"];
+    p.push((nfc.as_bytes().to_vec(), Encoding::Utf8, Carrier::Raw));
+    for f in nfd_forms {
+        p.push((f.as_bytes().to_vec(), Encoding::Utf8Nfd, Carrier::Raw));
+    }
+    for f in [nfc, nfd_forms[0], nfd_forms[2]] {
+        p.push((f.encode_utf16().flat_map(|u| u.to_le_bytes()).collect(), Encoding::Utf16le, Carrier::Raw));
+        p.push((f.encode_utf16().flat_map(|u| u.to_be_bytes()).collect(), Encoding::Utf16be, Carrier::Raw));
+    }
+    p.push((b"MA^.T".to_vec(), Encoding::Viqr, Carrier::Raw));
+    let mut legacy: Vec<(Vec<u8>, Encoding)> = Vec::new();
+    for enc in [Encoding::Windows1258, Encoding::Vni, Encoding::Viscii] {
+        legacy.push((text::encode("MẬT", enc), enc));
+    }
+    // TCVN3 text has no reliable case (`.VnTimeH` fonts draw lowercase
+    // codes as capitals)
+    for v in [&b"M\xCBT"[..], b"m\xCBt"] {
+        legacy.push((v.to_vec(), Encoding::Tcvn3));
+    }
+    for (bytes, enc) in legacy {
+        for carrier in [Carrier::Raw, Carrier::Utf8, Carrier::Utf16le, Carrier::Utf16be] {
+            p.push((text::carry(&bytes, carrier), enc, carrier));
+        }
+    }
+    p
+}
+
+impl Prefilter {
+    pub fn new() -> Prefilter {
+        let pats = patterns();
+        let mut tags = Vec::new();
+        let mut distinct: Vec<(Encoding, Carrier)> = Vec::new();
+        for (_, e, c) in &pats {
+            tags.push((*e, *c));
+            if !distinct.contains(&(*e, *c)) {
+                distinct.push((*e, *c));
+            }
+        }
+        // building fails only beyond size limits that a few dozen short
+        // fixed patterns cannot reach
+        #[allow(clippy::expect_used)]
+        let ac = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(pats.iter().map(|(b, _, _)| b.as_slice()))
+            .expect("fixed prefilter patterns");
+        let fragments = ["\u{1EAC}", "\u{323}", "\u{CB}", "\u{C4}", "&#"]
+            .map(|f| memchr::memmem::Finder::new(f.as_bytes()).into_owned());
+        Prefilter { ac, fragments, tags, distinct }
+    }
+
+    /// The (encoding, carrier) pairs whose "MẬT" occurs in `hay`.
+    pub fn candidates(&self, hay: &[u8]) -> Candidates {
+        let mut bits = 0u64;
+        for (_, _, e, c) in self.hits(hay) {
+            if let Some(i) = self.distinct.iter().position(|t| *t == (e, c)) {
+                bits |= 1 << i;
+            }
+        }
+        Candidates(bits)
+    }
+
+    /// Every occurrence, in order: (start, end, encoding, carrier).
+    ///
+    /// Every pattern holds an `M` or the TCVN3 byte `0xCB` within its first
+    /// four bytes, except the carried lowercase TCVN3 form (`mËt` in UTF-8),
+    /// which has its own pass: the automaton only runs on a few bytes around
+    /// each anchor, so a text costs about two `memchr` passes.
+    pub fn hits(&self, hay: &[u8]) -> Vec<(usize, usize, Encoding, Carrier)> {
+        let mut out: Vec<(usize, usize, Encoding, Carrier)> = Vec::new();
+        let mut searched_to = 0;
+        for p in memchr::memchr2_iter(b'M', 0xCB, hay) {
+            if !plausible(hay, p) {
+                continue;
+            }
+            let s = p.saturating_sub(3).max(searched_to);
+            let e = (p + MAX_PATTERN).min(hay.len());
+            if s >= e {
+                continue;
+            }
+            for m in self.ac.find_iter(&hay[s..e]) {
+                let (enc, c) = self.tags[m.pattern().as_usize()];
+                out.push((s + m.start(), s + m.end(), enc, c));
+                searched_to = s + m.end();
+            }
+            // bytes before the anchor are searched once only
+            searched_to = searched_to.max(p.saturating_sub(3));
+        }
+        let lower = "m\u{CB}t".as_bytes();
+        let before = out.len();
+        for p in memchr::memmem::find_iter(hay, lower) {
+            out.push((p, p + lower.len(), Encoding::Tcvn3, Carrier::Utf8));
+        }
+        if out.len() > before && before > 0 {
+            out.sort_by_key(|h| h.0);
+        }
+        out
+    }
+
+    /// Whether HTML may hold "MẬT" once its tags are dropped: a whole hit
+    /// or a character reference (pages rarely split a word across tags,
+    /// unlike Word's XML, see [`Prefilter::markup_may_hold`]).
+    pub fn html_may_hold(&self, hay: &[u8]) -> bool {
+        self.fragments[4].find(hay).is_some() || !self.hits(hay).is_empty()
+    }
+
+    /// Whether markup (XML, HTML) may hold "MẬT" once its tags are dropped
+    /// and its references decoded: a whole hit, or a piece of the word a
+    /// tag may have split from the rest, or a character reference.
+    pub fn markup_may_hold(&self, hay: &[u8]) -> bool {
+        self.fragments.iter().any(|f| f.find(hay).is_some()) || !self.hits(hay).is_empty()
+    }
+
+    /// The pairs of a candidate set.
+    pub fn pairs(&self, c: Candidates) -> impl Iterator<Item = (Encoding, Carrier)> + '_ {
+        self.distinct.iter().enumerate().filter(move |(i, _)| c.0 & (1 << i) != 0).map(|(_, t)| *t)
+    }
+}
+
+impl Default for Prefilter {
+    fn default() -> Self {
+        Prefilter::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_prefilter_finds_every_encoding_and_nothing_in_plain_text() {
+        let p = Prefilter::new();
+        assert!(p.pairs(Candidates(u64::MAX)).count() <= 64);
+        for enc in [
+            Encoding::Utf8,
+            Encoding::Utf8Nfd,
+            Encoding::Windows1258,
+            Encoding::Tcvn3,
+            Encoding::Vni,
+            Encoding::Viqr,
+            Encoding::Viscii,
+            Encoding::Utf16le,
+            Encoding::Utf16be,
+        ] {
+            let doc = text::encode("Văn bản TUYỆT MẬT số 12", enc);
+            let got: Vec<_> = p.pairs(p.candidates(&doc)).collect();
+            assert!(got.contains(&(enc, Carrier::Raw)), "{}: {got:?}", enc.name());
+        }
+        for (pat, e, c) in patterns() {
+            assert!(pat.len() <= MAX_PATTERN);
+            let anchored = pat.iter().take(4).any(|b| *b == b'M' || *b == 0xCB);
+            assert!(anchored || (e, c) == (Encoding::Tcvn3, Carrier::Utf8), "{pat:?}");
+            let anchors: Vec<usize> = (0..pat.len()).filter(|&i| pat[i] == b'M' || pat[i] == 0xCB).collect();
+            assert!(anchors.iter().any(|&i| plausible(&pat, i)) || !anchored, "{pat:?}");
+            let p = Prefilter::new();
+            assert!(!p.hits(&pat).is_empty(), "{pat:?}");
+        }
+        let plain = "Báo cáo về bảo mật, mật khẩu và bí mật; mật ong. MAT MÂT".repeat(50);
+        assert!(p.candidates(plain.as_bytes()).is_empty());
+    }
+}
