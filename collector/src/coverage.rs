@@ -80,6 +80,11 @@ pub fn coverage(
             },
         ];
         let stats = store.agency_stats(&a.code)?;
+        let scans: Vec<i64> = my_agents
+            .iter()
+            .filter_map(|g| g.counters.as_ref().map(|c| c.secret_scan_last_completed))
+            .filter(|t| *t > 0)
+            .collect();
         let open: Vec<&IncidentRec> = all_incidents.iter().filter(|i| i.agency == a.code).collect();
         let overdue = open.iter().filter(|i| incident::incident_msg(i, &view).overdue).count();
         resp.agencies.push(AgencyCoverage {
@@ -109,6 +114,8 @@ pub fn coverage(
             open_incidents: open.len() as u32,
             overdue_incidents: overdue as u32,
             dismissed_incidents: closed.iter().filter(|i| i.agency == a.code && i.dismissed).count() as u32,
+            secret_scan_hosts: scans.len() as u32,
+            secret_scan_last_completed: scans.iter().max().and_then(|s| ts(s.saturating_mul(1_000_000))),
         });
         if let Some(p) = store.effective_policy(&a.code)? {
             resp.policy_versions.insert(a.code.clone(), p.policy_version);

@@ -425,5 +425,13 @@ fn state_secret_file_reaches_the_collector_and_opens_an_incident() {
         l.iter().any(|i| i["category"] == "state_secret_exposure").then_some(l)
     });
     assert_eq!(incidents.len(), 1, "{incidents:?}");
+    // coverage says the agency's host runs the scan and when it last completed
+    let cov = wait_for("the secret scan in coverage", Duration::from_secs(30), || {
+        c.cli(&["coverage", "--json"])
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|v| v["type"] == "agency" && v["secret_scan_hosts"] == 1)
+    });
+    assert!(cov["secret_scan_last_completed"].is_string(), "{cov}");
     agent.kill();
 }

@@ -534,6 +534,7 @@ fn coverage(r: &GetCoverageResponse, json: bool) -> Result<(), Failure> {
                 "stored_bytes": a.stored_bytes, "retention_days": a.retention_days,
                 "open_incidents": a.open_incidents, "overdue_incidents": a.overdue_incidents,
                 "dismissed_incidents": a.dismissed_incidents,
+                "secret_scan_hosts": a.secret_scan_hosts, "secret_scan_last_completed": ts(&a.secret_scan_last_completed),
                 "policy_version": r.policy_versions.get(&a.agency).copied().unwrap_or(0),
             })
             .to_string())?;

@@ -241,7 +241,7 @@ pub async fn overview(c: &Console, s: &Session) -> Response {
                 thead { tr {
                     th { (tx.get("agency")) } th { (tx.get("layers")) } th { (tx.get("agents")) }
                     th { (tx.get("unsupervised")) } th { (tx.get("missing_contacts")) } th { (tx.get("assessment_overdue")) }
-                    th { (tx.get("nav_incidents")) }
+                    th { (tx.get("nav_incidents")) } th { (tx.get("secret_scan")) }
                 } }
                 tbody { @for a in &cov.agencies {
                     tr {
@@ -252,6 +252,7 @@ pub async fn overview(c: &Console, s: &Session) -> Response {
                         td { @if a.missing_contacts.is_empty() { "-" } @else { span.bad { (a.missing_contacts.join(", ")) } } }
                         td { @if a.agency_assessment_overdue || !a.systems_assessment_overdue.is_empty() { span.bad { (tx.get("yes")) } } @else { (tx.get("no")) } }
                         td { (a.open_incidents) " / " @if a.overdue_incidents > 0 { span.bad { (a.overdue_incidents) } } @else { "0" } }
+                        td { (a.secret_scan_hosts) "/" (a.agents) @if a.secret_scan_last_completed.is_some() { br; (vn(&a.secret_scan_last_completed)) } }
                     }
                 } }
             }

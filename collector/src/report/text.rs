@@ -199,6 +199,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("yes", "Có", "Yes"),
     ("no", "Không", "No"),
     ("live", "Tự cập nhật mỗi 15 giây", "Updates every 15 seconds"),
+    ("secret_scan", "Quét tài liệu mật (máy / lần cuối)", "State-secret scan (hosts / last)"),
 ];
 
 impl Text {
