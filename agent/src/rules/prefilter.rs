@@ -34,6 +34,9 @@ use super::{
     header::AddrSet,
 };
 
+/// Hash maps looked up on every packet: integer keys, no need for SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
 /// Most CIDR blocks a rule may contribute to the address index.
 const MAX_INDEXED_BLOCKS: usize = 4096;
 
@@ -57,8 +60,8 @@ struct Group {
 
 #[derive(Default)]
 struct AddrIndex {
-    v4: Vec<(u8, HashMap<u32, Vec<u32>>)>,
-    v6: Vec<(u8, HashMap<u128, Vec<u32>>)>,
+    v4: Vec<(u8, FastMap<u32, Vec<u32>>)>,
+    v6: Vec<(u8, FastMap<u128, Vec<u32>>)>,
 }
 
 impl AddrIndex {
@@ -68,7 +71,7 @@ impl AddrIndex {
             let pos = match self.v4.iter().position(|(q, _)| *q == p) {
                 Some(i) => i,
                 None => {
-                    self.v4.push((p, HashMap::new()));
+                    self.v4.push((p, FastMap::default()));
                     self.v4.len() - 1
                 }
             };
@@ -80,7 +83,7 @@ impl AddrIndex {
             let pos = match self.v6.iter().position(|(q, _)| *q == p) {
                 Some(i) => i,
                 None => {
-                    self.v6.push((p, HashMap::new()));
+                    self.v6.push((p, FastMap::default()));
                     self.v6.len() - 1
                 }
             };
