@@ -3,13 +3,15 @@
 //! * Every rule with a usable content gets one fast pattern (an explicit
 //!   `fast_pattern`, else — Suricata's choice — the longest content, with
 //!   sticky-buffer contents preferred over payload ones). Patterns are grouped
-//!   per target (payload/stream, each buffer), case-insensitively: short
-//!   buffers (URI, headers, names, DNS query, certificate fields) in one
-//!   Aho-Corasick automaton per buffer; bulk data (payload/stream, request
-//!   and response bodies, file data) through hashed anchors ([`Anchors`]),
+//!   per target (payload/stream, each buffer), case-insensitively, except
+//!   that `file.data`, `http.request_body` and `http.response_body` share
+//!   one group that scans each body once (they read the same bytes). A
+//!   group of many patterns scans through hashed anchors ([`Anchors`]),
 //!   several times faster per byte than an automaton that does not fit in
-//!   the cache. A hit makes the rule a candidate; the full rule is then
-//!   verified (so the case and position of the pattern are checked there).
+//!   the cache; a group of a few (up to [`MAX_AC_PATTERNS`]) through an
+//!   Aho-Corasick automaton. A hit makes the rule a candidate; the full
+//!   rule is then verified (so the case and position of the pattern are
+//!   checked there).
 //! * Rules with keyword lists but no usable content (only `pcre`, negated
 //!   contents, `urilen`, ...) are candidates whenever one target they need is
 //!   present.
@@ -42,20 +44,53 @@ const MAX_INDEXED_BLOCKS: usize = 4096;
 
 /// How a group looks for its patterns.
 enum Scanner {
-    /// Short buffers (URIs, headers, names): Aho-Corasick.
+    /// Groups of a few patterns: Aho-Corasick (exact, with its own
+    /// prefilters).
     Ac(AhoCorasick),
-    /// Bulk data (payloads, streams, bodies): hashed anchors.
+    /// Groups of many patterns: hashed anchors (a cost per byte that does
+    /// not grow with the patterns, and that stays in the L1 cache).
     Anchors(Anchors),
 }
 
+/// Groups with more patterns than this scan with [`Anchors`].
+const MAX_AC_PATTERNS: usize = 32;
+
+/// Sources of the body group: file data, request body, response body.
+const BODY_SOURCES: [(u8, Buffer); 3] =
+    [(1, Buffer::FileData), (2, Buffer::HttpRequestBody), (4, Buffer::HttpResponseBody)];
+
+/// The sources a body target reads, to server and to client.
+fn body_mask(t: Target) -> Option<[u8; 2]> {
+    Some(match t {
+        Target::FileData => [1 | 2, 1 | 4],
+        Target::Buf(Buffer::FileData) => [1, 1],
+        Target::Buf(Buffer::HttpRequestBody) => [2, 2],
+        Target::Buf(Buffer::HttpResponseBody) => [4, 4],
+        _ => return None,
+    })
+}
+
+/// What a group scans.
+enum Scope {
+    One(Target),
+    /// `file.data`, `http.request_body` and `http.response_body` read the
+    /// same bytes (file data and the bodies): their patterns are scanned
+    /// together, each body once, and a pattern counts only in the sources
+    /// its target reads in the event's direction (`masks`, per pattern).
+    Bodies {
+        masks: Vec<[u8; 2]>,
+    },
+}
+
 struct Group {
-    target: Target,
+    scope: Scope,
+    /// Targets with their rule counts (for the statistics).
+    targets: Vec<(Target, usize)>,
     scanner: Scanner,
     /// First global pattern number of this group.
     offset: usize,
     /// Rules per pattern.
     pats: Vec<Vec<u32>>,
-    nrules: usize,
 }
 
 #[derive(Default)]
@@ -234,40 +269,47 @@ impl Prefilter {
                 }
             }
         }
+        // the body targets' patterns in one group
+        let mut bodies: (Vec<(Target, usize)>, Vec<Vec<u8>>, Vec<Vec<u32>>, Vec<[u8; 2]>) =
+            Default::default();
+        let mut singles = Vec::new();
         for (_, (t, _, pats, rules_of)) in groups {
-            let bulk = matches!(
-                t,
-                Target::Payload
-                    | Target::FileData
-                    | Target::Buf(Buffer::HttpRequestBody | Buffer::HttpResponseBody | Buffer::FileData)
-            );
-            let built = if bulk {
-                Ok(Scanner::Anchors(Anchors::new(&pats)))
+            match body_mask(t) {
+                Some(m) => {
+                    bodies.0.push((t, rules_of.iter().map(Vec::len).sum()));
+                    bodies.3.extend(std::iter::repeat_n(m, pats.len()));
+                    bodies.1.extend(pats);
+                    bodies.2.extend(rules_of);
+                }
+                None => singles.push((t, pats, rules_of)),
+            }
+        }
+        let mut built: Vec<(Scope, Vec<(Target, usize)>, Vec<Vec<u8>>, Vec<Vec<u32>>)> = singles
+            .into_iter()
+            .map(|(t, pats, rules_of)| {
+                let n = rules_of.iter().map(Vec::len).sum();
+                (Scope::One(t), vec![(t, n)], pats, rules_of)
+            })
+            .collect();
+        if !bodies.1.is_empty() {
+            built.push((Scope::Bodies { masks: bodies.3 }, bodies.0, bodies.1, bodies.2));
+        }
+        for (scope, targets, pats, rules_of) in built {
+            let scanner = if pats.len() > MAX_AC_PATTERNS {
+                Scanner::Anchors(Anchors::new(&pats))
             } else {
-                AhoCorasick::builder()
+                match AhoCorasick::builder()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
                     .build(&pats)
-                    .map(Scanner::Ac)
+                {
+                    Ok(ac) => Scanner::Ac(ac),
+                    // cannot happen with this few byte patterns; stay correct anyway
+                    Err(_) => Scanner::Anchors(Anchors::new(&pats)),
+                }
             };
-            match built {
-                Ok(scanner) => {
-                    let nrules = rules_of.iter().map(Vec::len).sum();
-                    pf.groups.push(Group {
-                        target: t,
-                        scanner,
-                        offset: pf.npatterns,
-                        pats: rules_of,
-                        nrules,
-                    });
-                    pf.npatterns += pats.len();
-                }
-                Err(_) => {
-                    // cannot happen with byte patterns; stay correct anyway
-                    let e = nofp.entry(t.key()).or_insert_with(|| (t, Vec::new()));
-                    e.1.extend(rules_of.into_iter().flatten());
-                }
-            }
+            pf.groups.push(Group { scope, targets, scanner, offset: pf.npatterns, pats: rules_of });
+            pf.npatterns += pats.len();
         }
         pf.nofp = nofp.into_values().collect();
         pf
@@ -286,10 +328,8 @@ impl Prefilter {
             s.generation = 1;
         }
         let generation = s.generation;
+        let dir = usize::from(!ctx.to_server);
         for g in &self.groups {
-            if !g.target.present(ctx) {
-                continue;
-            }
             let Scratch { cand, stamp, anchors, .. } = s;
             let mut hit = |p: usize| {
                 if let Some(st) = stamp.get_mut(g.offset + p)
@@ -301,13 +341,31 @@ impl Prefilter {
                     }
                 }
             };
-            g.target.any_instance(ctx, |d| {
-                match &g.scanner {
-                    Scanner::Ac(ac) => ac.find_overlapping_iter(d).for_each(|m| hit(m.pattern().as_usize())),
-                    Scanner::Anchors(a) => a.scan(d, anchors, |p| hit(p as usize)),
+            let mut scan = |d: &[u8], hit: &mut dyn FnMut(usize)| match &g.scanner {
+                Scanner::Ac(ac) => ac.find_overlapping_iter(d).for_each(|m| hit(m.pattern().as_usize())),
+                Scanner::Anchors(a) => a.scan(d, anchors, |p| hit(p as usize)),
+            };
+            match &g.scope {
+                Scope::One(t) => {
+                    if t.present(ctx) {
+                        t.any_instance(ctx, |d| {
+                            scan(d, &mut hit);
+                            false
+                        });
+                    }
                 }
-                false
-            });
+                Scope::Bodies { masks } => {
+                    for (bit, b) in BODY_SOURCES {
+                        for d in ctx.buffers.get(b) {
+                            scan(d, &mut |p| {
+                                if masks.get(p).is_some_and(|m| m[dir] & bit != 0) {
+                                    hit(p)
+                                }
+                            });
+                        }
+                    }
+                }
+            }
         }
         for (t, rs) in &self.nofp {
             if t.present(ctx) {
@@ -346,7 +404,7 @@ impl Prefilter {
 
     pub fn counts(&self) -> (Vec<(&'static str, usize)>, usize) {
         let mut v: Vec<(&'static str, usize)> =
-            self.groups.iter().map(|g| (g.target.name(), g.nrules)).collect();
+            self.groups.iter().flat_map(|g| g.targets.iter().map(|(t, n)| (t.name(), *n))).collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         (v, self.nofp.iter().map(|(_, r)| r.len()).sum())
     }
