@@ -225,6 +225,8 @@ struct Detect {
     findings: Vec<behaviour::Finding>,
     rule_global: crate::rules::GlobalRuleState,
     matches: Vec<crate::rules::RuleMatch>,
+    /// The stream data a packet released (its allocation reused).
+    stream_buf: Vec<u8>,
     stats: EngineStats,
     wire: crate::secrets::wire::WireScanner,
 }
@@ -298,6 +300,7 @@ impl Engine {
                 dedup,
                 rule_global: crate::rules::GlobalRuleState::default(),
                 matches: Vec::new(),
+                stream_buf: Vec::new(),
                 stats: EngineStats::default(),
                 wire,
             },
@@ -384,7 +387,8 @@ impl Detect {
         }
         let mut events = Vec::new();
         let mut errors = AppErrors::default();
-        let mut data = Vec::new();
+        let mut data = std::mem::take(&mut self.stream_buf);
+        data.clear();
         match p.proto {
             PROTO_TCP => {
                 let mut seen = 0;
@@ -433,6 +437,10 @@ impl Detect {
         }
         self.report(&mut findings, Some(p), flow, out);
         self.findings = findings;
+        self.stream_buf = data;
+        // from the next packet on, as Suricata applies its flow's
+        // no-inspection flag to the packets after the parser set it
+        flow.no_payload_inspection = flow.app.encrypted();
     }
 
     /// Runs the signature rules on this packet: once with its payload, the
@@ -477,6 +485,7 @@ impl Detect {
                 payload: p.payload,
                 stream,
                 stream_seen: 0,
+                no_payload_inspection: flow.no_payload_inspection,
                 to_server: dir == Dir::ToServer,
                 established,
                 app_proto,

@@ -517,6 +517,11 @@ pub struct Inspect<'a> {
     /// Bytes at the start of `stream` that an earlier call inspected (the
     /// overlap the engine puts there itself; callers pass 0).
     pub stream_seen: usize,
+    /// The flow's payload is not inspected any more (Suricata's
+    /// `encryption-handling: track-only` on TLS application data and SSH
+    /// after the key exchange): payload and stream keywords do not match,
+    /// transaction buffers and packet keywords still do.
+    pub no_payload_inspection: bool,
     /// Direction relative to the flow's initiator (flow:to_server / from_client).
     pub to_server: bool,
     /// TCP handshake seen (UDP: seen both ways).

@@ -168,6 +168,8 @@ pub(crate) struct Prefilter {
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     pub cand: Vec<u32>,
+    /// The stream window of [`super::engine::Engine::inspect`] (its allocation reused).
+    pub window: Vec<u8>,
     stamp: Vec<u32>,
     generation: u32,
     anchors: AnchorScratch,
