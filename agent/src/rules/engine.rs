@@ -83,7 +83,7 @@ pub(crate) fn proto_class(p: u8) -> usize {
     }
 }
 
-fn app_matches(rule: AppProto, flow: AppProto) -> bool {
+pub(crate) fn app_matches(rule: AppProto, flow: AppProto) -> bool {
     rule == flow || (rule == AppProto::Http && flow == AppProto::Http2)
 }
 

@@ -29,11 +29,11 @@ use std::{
 use aho_corasick::{AhoCorasick, MatchKind};
 
 use super::{
-    Buffer, Inspect,
+    AppProto, Buffer, Inspect,
     anchors::{AnchorScratch, Anchors},
     content::{FastPattern, Item},
-    engine::{Rule, Target, proto_class},
-    header::AddrSet,
+    engine::{Proto, Rule, Target, app_matches, proto_class},
+    header::{AddrSet, PortSet},
 };
 
 /// Hash maps looked up on every packet: integer keys, no need for SipHash.
@@ -154,8 +154,69 @@ impl AddrIndex {
     }
 }
 
+/// The cheap part of a rule's header, compact (a few words a rule, in rule
+/// order) so that every candidate is screened before its full header
+/// check: protocol class, app-layer protocol, flow direction and up to two
+/// port ranges per side. Most candidates fail here (pattern hits of rules
+/// for other ports or protocols, header-only rules found by an address):
+/// Suricata gets the same effect from its signature masks and its
+/// signature groups per port.
+#[derive(Debug, Clone, Copy)]
+struct Quick {
+    /// Bit per [`proto_class`].
+    classes: u8,
+    app: Option<AppProto>,
+    /// `flow:to_server` (Some(true)) / `to_client`.
+    to_server: Option<bool>,
+    /// Port ranges a one-way rule needs (`None`: any, more than two
+    /// ranges, or a bidirectional rule).
+    sport: Option<[(u16, u16); 2]>,
+    dport: Option<[(u16, u16); 2]>,
+}
+
+fn port_filter(p: &PortSet, bidir: bool) -> Option<[(u16, u16); 2]> {
+    if bidir || p.is_any() {
+        return None;
+    }
+    match p.ranges.as_slice() {
+        [a] => Some([*a, *a]),
+        [a, b] => Some([*a, *b]),
+        _ => None,
+    }
+}
+
+impl Quick {
+    fn of(r: &Rule) -> Quick {
+        let c = r.proto.classes();
+        Quick {
+            classes: c.iter().enumerate().fold(0, |m, (i, on)| if *on { m | 1 << i } else { m }),
+            app: match r.proto {
+                Proto::App(a) => Some(a),
+                _ => None,
+            },
+            to_server: r.flow_dir,
+            sport: port_filter(&r.sport, r.bidir),
+            dport: port_filter(&r.dport, r.bidir),
+        }
+    }
+
+    /// False only when the rule's header cannot match (a necessary
+    /// condition of `Rule::header_matches`).
+    #[inline]
+    fn ok(&self, ctx: &Inspect<'_>, class: u8, has_ports: bool) -> bool {
+        let inr = |r: &[(u16, u16); 2], p: u16| has_ports && r.iter().any(|(a, b)| *a <= p && p <= *b);
+        self.classes & class != 0
+            && self.app.is_none_or(|a| app_matches(a, ctx.app_proto))
+            && self.to_server.is_none_or(|d| d == ctx.to_server)
+            && self.sport.as_ref().is_none_or(|r| inr(r, ctx.sport))
+            && self.dport.as_ref().is_none_or(|r| inr(r, ctx.dport))
+    }
+}
+
 pub(crate) struct Prefilter {
     groups: Vec<Group>,
+    /// Per rule.
+    quick: Vec<Quick>,
     npatterns: usize,
     nofp: Vec<(Target, Vec<u32>)>,
     pkt_generic: [Vec<u32>; 4],
@@ -216,6 +277,7 @@ impl Prefilter {
     pub fn build(rules: &[Rule]) -> Prefilter {
         let mut pf = Prefilter {
             groups: Vec::new(),
+            quick: rules.iter().map(Quick::of).collect(),
             npatterns: 0,
             nofp: Vec::new(),
             pkt_generic: Default::default(),
@@ -389,6 +451,10 @@ impl Prefilter {
                 self.iponly_index.lookup(ctx.dst, &mut s.cand);
             }
         }
+        let class = 1u8 << proto_class(ctx.proto);
+        let has_ports = matches!(ctx.proto, 6 | 17 | 132);
+        let quick = &self.quick;
+        s.cand.retain(|r| quick.get(*r as usize).is_some_and(|q| q.ok(ctx, class, has_ports)));
         s.cand.sort_unstable();
         s.cand.dedup();
     }

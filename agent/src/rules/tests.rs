@@ -1616,3 +1616,30 @@ fn no_payload_inspection_of_encrypted_flows() {
     // a packet without a stream: the same
     assert_eq!(e.sids(&Ev { stream: None, flow_id: 5, ..enc }), vec![4]);
 }
+
+/// Candidates are screened by protocol, app-layer protocol, direction and
+/// ports before the full header check: every rule that can match still does.
+#[test]
+fn candidates_screened_by_protocol_direction_and_ports() {
+    let mut e = Eng::new(
+        "alert tcp any any -> any [80,8080] (content:\"abc\"; sid:1;)\n\
+         alert tcp any any <> any 8080 (content:\"abc\"; sid:2;)\n\
+         alert tcp any any -> any !80 (content:\"abc\"; sid:3;)\n\
+         alert tcp any 1024: -> any 81:90 (content:\"abc\"; flow:to_server; sid:4;)\n\
+         alert udp any any -> any 80 (content:\"abc\"; sid:5;)\n\
+         alert http any any -> any any (content:\"abc\"; sid:6;)\n\
+         alert tcp any any -> any 80 (flags:PA; sid:7;)",
+    );
+    let ev = Ev { payload: b"xxabcxx", ..Default::default() };
+    assert_eq!(e.sids(&ev), vec![1, 7]);
+    assert_eq!(e.sids(&Ev { dport: 8080, ..ev.clone() }), vec![1, 2, 3]);
+    // the bidirectional rule the other way round
+    assert_eq!(e.sids(&Ev { sport: 8080, dport: 1234, to_server: false, ..ev.clone() }), vec![2, 3]);
+    assert_eq!(e.sids(&Ev { dport: 85, ..ev.clone() }), vec![3, 4]);
+    assert_eq!(e.sids(&Ev { dport: 85, to_server: false, ..ev.clone() }), vec![3]);
+    assert_eq!(e.sids(&Ev { sport: 1000, dport: 85, ..ev.clone() }), vec![3]);
+    assert_eq!(e.sids(&Ev { proto: 17, ..ev.clone() }), vec![5]);
+    assert_eq!(e.sids(&Ev { dport: 9999, app: AppProto::Http, ..ev.clone() }), vec![3, 6]);
+    // no ports (ICMP): only rules with port any
+    assert_eq!(e.sids(&Ev { proto: 1, sport: 0, dport: 0, ..ev }), Vec::<u32>::new());
+}
