@@ -73,6 +73,11 @@ fn body_mask(t: Target) -> Option<[u8; 2]> {
 /// What a group scans.
 enum Scope {
     One(Target),
+    /// The payload/stream patterns of the rules of one protocol class (bit
+    /// per [`proto_class`]): a UDP datagram is not scanned for the patterns
+    /// of TCP rules, nor a TCP stream for those of UDP rules (Suricata's
+    /// signature groups per protocol).
+    Payload(u8),
     /// `file.data`, `http.request_body` and `http.response_body` read the
     /// same bytes (file data and the bodies): their patterns are scanned
     /// together, each body once, and a pattern counts only in the sources
@@ -358,6 +363,30 @@ impl Prefilter {
         if !bodies.1.is_empty() {
             built.push((Scope::Bodies { masks: bodies.3 }, bodies.0, bodies.1, bodies.2));
         }
+        // the payload patterns split per protocol class
+        if let Some(i) = built.iter().position(|(sc, ..)| matches!(sc, Scope::One(Target::Payload))) {
+            let (_, targets, pats, rules_of) = built.remove(i);
+            let mut targets = Some(targets);
+            for class in 0..4u8 {
+                let bit = 1u8 << class;
+                let (mut cpats, mut crules) = (Vec::new(), Vec::new());
+                for (p, rs) in pats.iter().zip(&rules_of) {
+                    let rs: Vec<u32> = rs
+                        .iter()
+                        .copied()
+                        .filter(|r| pf.quick.get(*r as usize).is_some_and(|q| q.classes & bit != 0))
+                        .collect();
+                    if !rs.is_empty() {
+                        cpats.push(p.clone());
+                        crules.push(rs);
+                    }
+                }
+                if !cpats.is_empty() {
+                    // the statistics count the target's rules once
+                    built.push((Scope::Payload(bit), targets.take().unwrap_or_default(), cpats, crules));
+                }
+            }
+        }
         for (scope, targets, pats, rules_of) in built {
             let scanner = if pats.len() > MAX_AC_PATTERNS {
                 Scanner::Anchors(Anchors::new(&pats))
@@ -413,6 +442,14 @@ impl Prefilter {
                 Scope::One(t) => {
                     if t.present(ctx) {
                         t.any_instance(ctx, |d| {
+                            scan(d, &mut hit);
+                            false
+                        });
+                    }
+                }
+                Scope::Payload(bit) => {
+                    if 1u8 << proto_class(ctx.proto) == *bit && Target::Payload.present(ctx) {
+                        Target::Payload.any_instance(ctx, |d| {
                             scan(d, &mut hit);
                             false
                         });
