@@ -423,7 +423,7 @@ impl Detect {
         }
         self.stats.dns_errors += errors.dns;
         if let Some(rules) = self.cfg.rules.clone() {
-            let txs: Vec<signatures::Tx> =
+            let txs: Vec<signatures::Tx<'_>> =
                 events.iter().filter_map(|ev| signatures::transaction(ev, &flow.app, dir)).collect();
             let stream = (p.proto == PROTO_TCP && flow.tcp.is_some()).then_some(data.as_slice());
             self.signatures(&rules, flow, dir, p, stream, &txs, true, out);
@@ -454,7 +454,7 @@ impl Detect {
         dir: Dir,
         p: &Packet<'_>,
         stream: Option<&[u8]>,
-        txs: &[signatures::Tx],
+        txs: &[signatures::Tx<'_>],
         packet: bool,
         out: &mut Output,
     ) {
@@ -501,9 +501,9 @@ impl Detect {
                 }
                 let severity = u32::from(m.severity);
                 flow.alerted = true;
-                let app = tx.and_then(|t| t.app.as_ref());
+                let app = tx.and_then(|t| signatures::eve_object(t.event, &flow.app));
                 let facts = signatures::facts(&m, p, dir, flow, tx);
-                let value = signatures::alert(eve::base(p, "alert", Some(flow)), m, dir, app);
+                let value = signatures::alert(eve::base(p, "alert", Some(flow)), m, dir, app.as_ref());
                 self.push_alert(severity, p.ts, value, facts, out);
             }
         }
@@ -522,7 +522,8 @@ impl Detect {
         ts: OffsetDateTime,
         out: &mut Output,
     ) {
-        for (dir, tx) in signatures::unfinished(&flow.app) {
+        for (dir, ev) in signatures::unfinished(&flow.app) {
+            let Some(tx) = signatures::transaction(&ev, &flow.app, dir) else { continue };
             let (src, dst) =
                 if dir == Dir::ToServer { (flow.client, flow.server) } else { (flow.server, flow.client) };
             let p = Packet {
