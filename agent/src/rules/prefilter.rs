@@ -87,6 +87,21 @@ enum Scope {
     },
 }
 
+/// A group before its scanner is built.
+struct Draft {
+    scope: Scope,
+    targets: Vec<(Target, usize)>,
+    pats: Vec<Vec<u8>>,
+    /// Rules per pattern.
+    rules: Vec<Vec<u32>>,
+}
+
+impl Default for Draft {
+    fn default() -> Self {
+        Draft { scope: Scope::One(Target::Payload), targets: Vec::new(), pats: Vec::new(), rules: Vec::new() }
+    }
+}
+
 struct Group {
     scope: Scope,
     /// Targets with their rule counts (for the statistics).
@@ -339,55 +354,49 @@ impl Prefilter {
             }
         }
         // the body targets' patterns in one group
-        let mut bodies: (Vec<(Target, usize)>, Vec<Vec<u8>>, Vec<Vec<u32>>, Vec<[u8; 2]>) =
-            Default::default();
-        let mut singles = Vec::new();
-        for (_, (t, _, pats, rules_of)) in groups {
-            match body_mask(t) {
-                Some(m) => {
-                    bodies.0.push((t, rules_of.iter().map(Vec::len).sum()));
-                    bodies.3.extend(std::iter::repeat_n(m, pats.len()));
-                    bodies.1.extend(pats);
-                    bodies.2.extend(rules_of);
+        let mut bodies = Draft { scope: Scope::Bodies { masks: Vec::new() }, ..Draft::default() };
+        let mut built = Vec::new();
+        for (_, (t, _, pats, rules)) in groups {
+            let n = rules.iter().map(Vec::len).sum();
+            match (body_mask(t), &mut bodies.scope) {
+                (Some(m), Scope::Bodies { masks }) => {
+                    masks.extend(std::iter::repeat_n(m, pats.len()));
+                    bodies.targets.push((t, n));
+                    bodies.pats.extend(pats);
+                    bodies.rules.extend(rules);
                 }
-                None => singles.push((t, pats, rules_of)),
+                _ => built.push(Draft { scope: Scope::One(t), targets: vec![(t, n)], pats, rules }),
             }
         }
-        let mut built: Vec<(Scope, Vec<(Target, usize)>, Vec<Vec<u8>>, Vec<Vec<u32>>)> = singles
-            .into_iter()
-            .map(|(t, pats, rules_of)| {
-                let n = rules_of.iter().map(Vec::len).sum();
-                (Scope::One(t), vec![(t, n)], pats, rules_of)
-            })
-            .collect();
-        if !bodies.1.is_empty() {
-            built.push((Scope::Bodies { masks: bodies.3 }, bodies.0, bodies.1, bodies.2));
+        if !bodies.pats.is_empty() {
+            built.push(bodies);
         }
         // the payload patterns split per protocol class
-        if let Some(i) = built.iter().position(|(sc, ..)| matches!(sc, Scope::One(Target::Payload))) {
-            let (_, targets, pats, rules_of) = built.remove(i);
-            let mut targets = Some(targets);
+        if let Some(i) = built.iter().position(|d| matches!(d.scope, Scope::One(Target::Payload))) {
+            let whole = built.remove(i);
+            let mut targets = Some(whole.targets);
             for class in 0..4u8 {
                 let bit = 1u8 << class;
-                let (mut cpats, mut crules) = (Vec::new(), Vec::new());
-                for (p, rs) in pats.iter().zip(&rules_of) {
+                let mut part = Draft { scope: Scope::Payload(bit), ..Draft::default() };
+                for (p, rs) in whole.pats.iter().zip(&whole.rules) {
                     let rs: Vec<u32> = rs
                         .iter()
                         .copied()
                         .filter(|r| pf.quick.get(*r as usize).is_some_and(|q| q.classes & bit != 0))
                         .collect();
                     if !rs.is_empty() {
-                        cpats.push(p.clone());
-                        crules.push(rs);
+                        part.pats.push(p.clone());
+                        part.rules.push(rs);
                     }
                 }
-                if !cpats.is_empty() {
+                if !part.pats.is_empty() {
                     // the statistics count the target's rules once
-                    built.push((Scope::Payload(bit), targets.take().unwrap_or_default(), cpats, crules));
+                    part.targets = targets.take().unwrap_or_default();
+                    built.push(part);
                 }
             }
         }
-        for (scope, targets, pats, rules_of) in built {
+        for Draft { scope, targets, pats, rules } in built {
             let scanner = if pats.len() > MAX_AC_PATTERNS {
                 Scanner::Anchors(Anchors::new(&pats))
             } else {
@@ -401,7 +410,7 @@ impl Prefilter {
                     Err(_) => Scanner::Anchors(Anchors::new(&pats)),
                 }
             };
-            pf.groups.push(Group { scope, targets, scanner, offset: pf.npatterns, pats: rules_of });
+            pf.groups.push(Group { scope, targets, scanner, offset: pf.npatterns, pats: rules });
             pf.npatterns += pats.len();
         }
         pf.nofp = nofp.into_values().collect();
