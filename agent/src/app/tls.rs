@@ -81,9 +81,10 @@ struct Direction {
 }
 
 impl Direction {
-    /// Follows the record headers of encrypted data; true at the first
-    /// application data record.
+    /// Follows the record headers of encrypted data; true when an
+    /// application data record starts in `data`.
     fn walk(&mut self, data: &[u8]) -> bool {
+        let mut seen = false;
         let mut rest = data;
         while !rest.is_empty() && !self.failed {
             if self.skip > 0 {
@@ -101,13 +102,12 @@ impl Direction {
                 self.hdr_len = 0;
                 if self.hdr[1] != 0x03 {
                     self.failed = true;
-                } else if self.hdr[0] == 23 {
-                    return true;
                 }
+                seen |= self.hdr[0] == 23;
                 self.skip = usize::from(u16::from_be_bytes([self.hdr[3], self.hdr[4]]));
             }
         }
-        false
+        seen
     }
 }
 
@@ -119,11 +119,12 @@ pub struct TlsState {
     pub cert: Option<CertInfo>,
     pub logged: bool,
     pub parse_errors: u64,
-    /// An application data record was seen (either direction): from then
-    /// on Suricata's default `encryption-handling: track-only` no longer
-    /// inspects the flow's payload (its TLS parser sets
-    /// `APP_LAYER_PARSER_NO_INSPECTION_PAYLOAD` there; early data before
-    /// the ServerHello is not told apart here).
+    /// An application data record was seen (from the server, or from the
+    /// client once the ServerHello is in: earlier client data may be TLS
+    /// 1.3 early data): from then on Suricata's default
+    /// `encryption-handling: track-only` no longer inspects the flow's
+    /// payload (its TLS parser sets `APP_LAYER_PARSER_NO_INSPECTION_PAYLOAD`
+    /// there). The handshake is still parsed.
     pub app_data: bool,
 }
 
@@ -152,11 +153,14 @@ impl TlsState {
     /// Feeds in-order stream bytes of direction `dir` (0: client to server).
     pub fn on_data(&mut self, dir: usize, data: &[u8], events: &mut Vec<TlsEvent>) {
         let d = &mut self.dirs[dir];
-        if d.failed || data.is_empty() || self.app_data {
+        if d.failed || data.is_empty() {
             return;
         }
         if d.encrypted {
-            self.app_data = d.walk(data);
+            if !self.app_data {
+                let seen = d.walk(data);
+                self.application_data(dir, seen);
+            }
             return;
         }
         d.records.extend_from_slice(data);
@@ -187,7 +191,8 @@ impl TlsState {
                     // ChangeCipherSpec: what follows in this direction is encrypted.
                     d.encrypted = true;
                     let rest = std::mem::take(&mut d.records);
-                    self.app_data = d.walk(&rest);
+                    let seen = d.walk(&rest);
+                    self.application_data(dir, seen);
                     return;
                 }
                 22 => {
@@ -204,10 +209,17 @@ impl TlsState {
                     // application data or heartbeat: the handshake is over
                     d.encrypted = true;
                     let rest = std::mem::take(&mut d.records);
-                    self.app_data = content_type == 23 || d.walk(&rest);
+                    let seen = d.walk(&rest) || content_type == 23;
+                    self.application_data(dir, seen);
                     return;
                 }
             }
+        }
+    }
+
+    fn application_data(&mut self, dir: usize, seen: bool) {
+        if seen && (dir == 1 || self.server_hello.is_some()) {
+            self.app_data = true;
         }
     }
 
@@ -523,20 +535,26 @@ mod tests {
         };
         // ChangeCipherSpec, an encrypted Finished (whose bytes look like
         // record types), then application data, fed in small pieces
-        let client = [client_hello(), rec(20, 1), rec(22, 40), rec(23, 300)].concat();
+        let server = [rec(20, 1), rec(22, 40), rec(23, 300)].concat();
         let mut s = TlsState::default();
-        let split = client.len() - 300 - 5;
-        for chunk in client[..split].chunks(3) {
-            s.on_data(0, chunk, &mut Vec::new());
+        let split = server.len() - 300 - 5;
+        for chunk in server[..split].chunks(3) {
+            s.on_data(1, chunk, &mut Vec::new());
         }
         assert!(!s.app_data, "the handshake is not application data");
-        s.on_data(0, &client[split..split + 2], &mut Vec::new());
+        s.on_data(1, &server[split..split + 2], &mut Vec::new());
         assert!(!s.app_data);
-        s.on_data(0, &client[split + 2..], &mut Vec::new());
+        s.on_data(1, &server[split + 2..], &mut Vec::new());
         assert!(s.app_data);
-        // application data right after the handshake, in the same segment
+        // the client's application data before any ServerHello (early
+        // data) does not count, and the server's handshake is still parsed
+        // after it
         let mut s = TlsState::default();
         s.on_data(0, &[client_hello(), rec(23, 10)].concat(), &mut Vec::new());
+        assert!(!s.app_data);
+        s.on_data(0, &[rec(21, 2), rec(23, 10)].concat(), &mut Vec::new());
+        assert!(!s.app_data);
+        s.on_data(1, &rec(23, 20), &mut Vec::new());
         assert!(s.app_data);
         // an alert after the ChangeCipherSpec is not application data
         let mut s = TlsState::default();
