@@ -85,6 +85,17 @@ impl AppState {
         }
     }
 
+    /// The flow's traffic is encrypted from here on (TLS application data,
+    /// SSH after both NEWKEYS): Suricata's default encryption handling
+    /// (`track-only`) stops inspecting its payload.
+    pub fn encrypted(&self) -> bool {
+        match self {
+            AppState::Tls(t) => t.app_data,
+            AppState::Ssh(s) => s.encrypted(),
+            _ => false,
+        }
+    }
+
     /// A UDP datagram in direction `dir` (0: to server).
     pub fn on_datagram(
         &mut self,

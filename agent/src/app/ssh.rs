@@ -130,6 +130,48 @@ pub struct SshState {
     /// The KEXINIT of this side was parsed, or will not be.
     kex_done: [bool; 2],
     pub parse_errors: u64,
+    /// The client's plaintext packets, followed up to its `SSH_MSG_NEWKEYS`
+    /// (the server's are followed by `auth`).
+    client: ClientPackets,
+}
+
+/// The client's plaintext binary packets, up to `SSH_MSG_NEWKEYS`.
+#[derive(Debug, Default)]
+struct ClientPackets {
+    plain: Vec<u8>,
+    newkeys: bool,
+    gave_up: bool,
+}
+
+impl ClientPackets {
+    fn chunk(&mut self, chunk: &[u8]) {
+        if self.newkeys || self.gave_up || chunk.is_empty() {
+            return;
+        }
+        self.plain.extend_from_slice(chunk);
+        loop {
+            let Some(len) =
+                self.plain.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            else {
+                return;
+            };
+            if !(5..=MAX_KEX_PACKET).contains(&len) {
+                self.gave_up = true;
+                self.plain = Vec::new();
+                return;
+            }
+            let Some(&msg) = self.plain.get(5) else { return };
+            if self.plain.len() < 4 + len {
+                return;
+            }
+            self.plain.drain(..4 + len);
+            if msg == SSH_MSG_NEWKEYS {
+                self.newkeys = true;
+                self.plain = Vec::new();
+                return;
+            }
+        }
+    }
 }
 
 pub fn probe(data: &[u8]) -> bool {
@@ -192,13 +234,16 @@ impl SshState {
             // what followed the banner line is the start of the binary protocol
             banner_rest = Some(self.buf[dir].clone());
         }
-        if dir == 1 && self.banners[1].is_some() {
+        if self.banners[dir].is_some() {
+            let mut chunk = |c: &[u8]| {
+                if dir == 1 { self.auth.server_chunk(c) } else { self.client.chunk(c) }
+            };
             match banner_rest {
                 Some(mut rest) => {
                     rest.extend_from_slice(data);
-                    self.auth.server_chunk(&rest);
+                    chunk(&rest);
                 }
-                None => self.auth.server_chunk(data),
+                None => chunk(data),
             }
         }
         if self.kex_done[dir] {
@@ -221,6 +266,14 @@ impl SshState {
 
     pub fn both(&self) -> bool {
         self.banners[0].is_some() && self.banners[1].is_some()
+    }
+
+    /// Both sides sent `SSH_MSG_NEWKEYS`: what follows is encrypted, and
+    /// Suricata's default `encryption-handling: track-only` inspects the
+    /// flow no further (its SSH parser sets `APP_LAYER_PARSER_NO_INSPECTION`
+    /// at the second NEWKEYS).
+    pub fn encrypted(&self) -> bool {
+        self.auth.encrypted && self.client.newkeys
     }
 
     /// Both banners and both key exchange offers are in (or will not come).
@@ -398,6 +451,19 @@ mod tests {
             s.on_data(1, b);
         }
         assert!(s.auth.encrypted);
+        // encrypted for the rule engine once both sides sent NEWKEYS
+        let mut s = SshState::default();
+        s.on_data(0, b"SSH-2.0-client\r\n");
+        s.on_data(1, b"SSH-2.0-server\r\n");
+        s.on_data(1, &kex);
+        assert!(s.auth.encrypted && !s.encrypted());
+        let client = [plain(20, 100), plain(30, 40)].concat();
+        s.on_data(0, &client);
+        assert!(!s.encrypted());
+        for b in plain(21, 0).chunks(3) {
+            s.on_data(0, b);
+        }
+        assert!(s.encrypted());
         // not SSH 2 binary packets: no guess, no panic
         let mut s = SshState::default();
         s.on_data(1, b"SSH-1.5-old\r\n\xff\xff\xff\xff garbage");

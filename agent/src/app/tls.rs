@@ -72,6 +72,43 @@ struct Direction {
     handshake: Vec<u8>,
     encrypted: bool,
     failed: bool,
+    /// Once encrypted, record headers are still followed (nothing is
+    /// buffered): the bytes left of the current record, and the header
+    /// bytes read so far.
+    skip: usize,
+    hdr: [u8; 5],
+    hdr_len: usize,
+}
+
+impl Direction {
+    /// Follows the record headers of encrypted data; true when an
+    /// application data record starts in `data`.
+    fn walk(&mut self, data: &[u8]) -> bool {
+        let mut seen = false;
+        let mut rest = data;
+        while !rest.is_empty() && !self.failed {
+            if self.skip > 0 {
+                let n = self.skip.min(rest.len());
+                self.skip -= n;
+                rest = &rest[n..];
+                continue;
+            }
+            if let Some(h) = self.hdr.get_mut(self.hdr_len) {
+                *h = rest[0];
+            }
+            self.hdr_len += 1;
+            rest = &rest[1..];
+            if self.hdr_len == 5 {
+                self.hdr_len = 0;
+                if self.hdr[1] != 0x03 {
+                    self.failed = true;
+                }
+                seen |= self.hdr[0] == 23;
+                self.skip = usize::from(u16::from_be_bytes([self.hdr[3], self.hdr[4]]));
+            }
+        }
+        seen
+    }
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +119,13 @@ pub struct TlsState {
     pub cert: Option<CertInfo>,
     pub logged: bool,
     pub parse_errors: u64,
+    /// An application data record was seen (from the server, or from the
+    /// client once the ServerHello is in: earlier client data may be TLS
+    /// 1.3 early data): from then on Suricata's default
+    /// `encryption-handling: track-only` no longer inspects the flow's
+    /// payload (its TLS parser sets `APP_LAYER_PARSER_NO_INSPECTION_PAYLOAD`
+    /// there). The handshake is still parsed.
+    pub app_data: bool,
 }
 
 pub fn is_grease(v: u16) -> bool {
@@ -109,7 +153,14 @@ impl TlsState {
     /// Feeds in-order stream bytes of direction `dir` (0: client to server).
     pub fn on_data(&mut self, dir: usize, data: &[u8], events: &mut Vec<TlsEvent>) {
         let d = &mut self.dirs[dir];
-        if d.encrypted || d.failed || data.is_empty() {
+        if d.failed || data.is_empty() {
+            return;
+        }
+        if d.encrypted {
+            if !self.app_data {
+                let seen = d.walk(data);
+                self.application_data(dir, seen);
+            }
             return;
         }
         d.records.extend_from_slice(data);
@@ -139,7 +190,9 @@ impl TlsState {
                 20 => {
                     // ChangeCipherSpec: what follows in this direction is encrypted.
                     d.encrypted = true;
-                    d.records.clear();
+                    let rest = std::mem::take(&mut d.records);
+                    let seen = d.walk(&rest);
+                    self.application_data(dir, seen);
                     return;
                 }
                 22 => {
@@ -155,10 +208,18 @@ impl TlsState {
                 _ => {
                     // application data or heartbeat: the handshake is over
                     d.encrypted = true;
-                    d.records.clear();
+                    let rest = std::mem::take(&mut d.records);
+                    let seen = d.walk(&rest) || content_type == 23;
+                    self.application_data(dir, seen);
                     return;
                 }
             }
+        }
+    }
+
+    fn application_data(&mut self, dir: usize, seen: bool) {
+        if seen && (dir == 1 || self.server_hello.is_some()) {
+            self.app_data = true;
         }
     }
 
@@ -462,6 +523,43 @@ mod tests {
         assert_eq!(h.ja3_hash.len(), 32);
         assert!(h.ja4.starts_with("t13d0206h2_"), "{}", h.ja4);
         assert_eq!(h.ja4.len(), "t13d0206h2_".len() + 12 + 1 + 12);
+    }
+
+    #[test]
+    fn application_data_is_seen_behind_the_change_cipher_spec() {
+        let rec = |t: u8, n: usize| {
+            let mut r = vec![t, 3, 3];
+            r.extend_from_slice(&(n as u16).to_be_bytes());
+            r.extend(std::iter::repeat_n(0x17u8, n));
+            r
+        };
+        // ChangeCipherSpec, an encrypted Finished (whose bytes look like
+        // record types), then application data, fed in small pieces
+        let server = [rec(20, 1), rec(22, 40), rec(23, 300)].concat();
+        let mut s = TlsState::default();
+        let split = server.len() - 300 - 5;
+        for chunk in server[..split].chunks(3) {
+            s.on_data(1, chunk, &mut Vec::new());
+        }
+        assert!(!s.app_data, "the handshake is not application data");
+        s.on_data(1, &server[split..split + 2], &mut Vec::new());
+        assert!(!s.app_data);
+        s.on_data(1, &server[split + 2..], &mut Vec::new());
+        assert!(s.app_data);
+        // the client's application data before any ServerHello (early
+        // data) does not count, and the server's handshake is still parsed
+        // after it
+        let mut s = TlsState::default();
+        s.on_data(0, &[client_hello(), rec(23, 10)].concat(), &mut Vec::new());
+        assert!(!s.app_data);
+        s.on_data(0, &[rec(21, 2), rec(23, 10)].concat(), &mut Vec::new());
+        assert!(!s.app_data);
+        s.on_data(1, &rec(23, 20), &mut Vec::new());
+        assert!(s.app_data);
+        // an alert after the ChangeCipherSpec is not application data
+        let mut s = TlsState::default();
+        s.on_data(1, &[rec(20, 1), rec(21, 26)].concat(), &mut Vec::new());
+        assert!(!s.app_data);
     }
 
     #[test]

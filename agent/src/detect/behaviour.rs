@@ -583,9 +583,16 @@ impl Behaviour {
         let cfg = self.cfg.portscan.clone();
         let window = cfg.window_secs * US;
         let Some(st) = self.scans.map.get_mut(&scanner) else { return };
-        st.probes.retain(|_, t| now - *t <= window);
-        let ports_of_target = st.probes.keys().filter(|(h, _)| *h == target).count();
-        let hosts_on_port = st.probes.keys().filter(|(_, pt)| *pt == port).count();
+        // expire and count in one pass
+        let (mut ports_of_target, mut hosts_on_port) = (0, 0);
+        st.probes.retain(|(h, pt), t| {
+            let keep = now - *t <= window;
+            if keep {
+                ports_of_target += usize::from(*h == target);
+                hosts_on_port += usize::from(*pt == port);
+            }
+            keep
+        });
         if ports_of_target >= cfg.vertical_ports
             && self.quiet.allow(format!("scan-v|{scanner}|{target}"), now, cfg.suppress_secs * US)
         {

@@ -225,6 +225,8 @@ struct Detect {
     findings: Vec<behaviour::Finding>,
     rule_global: crate::rules::GlobalRuleState,
     matches: Vec<crate::rules::RuleMatch>,
+    /// The stream data a packet released (its allocation reused).
+    stream_buf: Vec<u8>,
     stats: EngineStats,
     wire: crate::secrets::wire::WireScanner,
 }
@@ -298,6 +300,7 @@ impl Engine {
                 dedup,
                 rule_global: crate::rules::GlobalRuleState::default(),
                 matches: Vec::new(),
+                stream_buf: Vec::new(),
                 stats: EngineStats::default(),
                 wire,
             },
@@ -384,7 +387,8 @@ impl Detect {
         }
         let mut events = Vec::new();
         let mut errors = AppErrors::default();
-        let mut data = Vec::new();
+        let mut data = std::mem::take(&mut self.stream_buf);
+        data.clear();
         match p.proto {
             PROTO_TCP => {
                 let mut seen = 0;
@@ -419,7 +423,7 @@ impl Detect {
         }
         self.stats.dns_errors += errors.dns;
         if let Some(rules) = self.cfg.rules.clone() {
-            let txs: Vec<signatures::Tx> =
+            let txs: Vec<signatures::Tx<'_>> =
                 events.iter().filter_map(|ev| signatures::transaction(ev, &flow.app, dir)).collect();
             let stream = (p.proto == PROTO_TCP && flow.tcp.is_some()).then_some(data.as_slice());
             self.signatures(&rules, flow, dir, p, stream, &txs, true, out);
@@ -433,6 +437,10 @@ impl Detect {
         }
         self.report(&mut findings, Some(p), flow, out);
         self.findings = findings;
+        self.stream_buf = data;
+        // from the next packet on, as Suricata applies its flow's
+        // no-inspection flag to the packets after the parser set it
+        flow.no_payload_inspection = flow.app.encrypted();
     }
 
     /// Runs the signature rules on this packet: once with its payload, the
@@ -446,7 +454,7 @@ impl Detect {
         dir: Dir,
         p: &Packet<'_>,
         stream: Option<&[u8]>,
-        txs: &[signatures::Tx],
+        txs: &[signatures::Tx<'_>],
         packet: bool,
         out: &mut Output,
     ) {
@@ -477,6 +485,7 @@ impl Detect {
                 payload: p.payload,
                 stream,
                 stream_seen: 0,
+                no_payload_inspection: flow.no_payload_inspection,
                 to_server: dir == Dir::ToServer,
                 established,
                 app_proto,
@@ -492,9 +501,9 @@ impl Detect {
                 }
                 let severity = u32::from(m.severity);
                 flow.alerted = true;
-                let app = tx.and_then(|t| t.app.as_ref());
+                let app = tx.and_then(|t| signatures::eve_object(t.event, &flow.app));
                 let facts = signatures::facts(&m, p, dir, flow, tx);
-                let value = signatures::alert(eve::base(p, "alert", Some(flow)), m, dir, app);
+                let value = signatures::alert(eve::base(p, "alert", Some(flow)), m, dir, app.as_ref());
                 self.push_alert(severity, p.ts, value, facts, out);
             }
         }
@@ -513,7 +522,8 @@ impl Detect {
         ts: OffsetDateTime,
         out: &mut Output,
     ) {
-        for (dir, tx) in signatures::unfinished(&flow.app) {
+        for (dir, ev) in signatures::unfinished(&flow.app) {
+            let Some(tx) = signatures::transaction(&ev, &flow.app, dir) else { continue };
             let (src, dst) =
                 if dir == Dir::ToServer { (flow.client, flow.server) } else { (flow.server, flow.client) };
             let p = Packet {

@@ -15,10 +15,10 @@ use crate::{
 };
 
 /// The buffers of one transaction (owned: the rule engine borrows them) and
-/// the EVE object to attach to its alerts.
-pub(super) struct Tx {
+/// its event, whose EVE object ([`eve_object`]) is built only for an alert.
+pub(super) struct Tx<'e> {
     pub buffers: Vec<(Buffer, Vec<u8>)>,
-    pub app: Option<(&'static str, Value)>,
+    pub event: &'e AppEvent,
 }
 
 /// The rule engine's protocol of a flow: ours where we parse it, else by
@@ -104,15 +104,14 @@ fn raw_headers(block: &[u8]) -> Vec<u8> {
 }
 
 /// The buffers of an application event, or `None` when it has none.
-pub(super) fn transaction(ev: &AppEvent, app: &AppState, dir: Dir) -> Option<Tx> {
+pub(super) fn transaction<'e>(ev: &'e AppEvent, app: &AppState, dir: Dir) -> Option<Tx<'e>> {
     let mut b = Vec::new();
-    let app_obj = match (ev, app) {
+    match (ev, app) {
         (AppEvent::Dns(msg), _) if !msg.response => {
             for q in &msg.questions {
                 b.push((Buffer::DnsQuery, q.name.as_bytes().to_vec()));
             }
-            let q = msg.questions.first()?;
-            Some(("dns", json!({"query": [eve::dns_query(msg, q)]})))
+            msg.questions.first()?;
         }
         (AppEvent::Tls(TlsEvent::ClientHello), AppState::Tls(t)) => {
             let h = t.client_hello.as_ref()?;
@@ -121,13 +120,11 @@ pub(super) fn transaction(ev: &AppEvent, app: &AppState, dir: Dir) -> Option<Tx>
             }
             b.push((Buffer::Ja3Hash, h.ja3_hash.as_bytes().to_vec()));
             b.push((Buffer::Ja3String, h.ja3_string.as_bytes().to_vec()));
-            Some(("tls", eve::tls(t)))
         }
         (AppEvent::Tls(TlsEvent::ServerHello), AppState::Tls(t)) => {
             let h = t.server_hello.as_ref()?;
             b.push((Buffer::Ja3sHash, h.ja3s_hash.as_bytes().to_vec()));
             b.push((Buffer::Ja3sString, h.ja3s_string.as_bytes().to_vec()));
-            Some(("tls", eve::tls(t)))
         }
         (AppEvent::Tls(TlsEvent::Certificate), AppState::Tls(t)) => {
             let c = t.cert.as_ref()?;
@@ -143,12 +140,10 @@ pub(super) fn transaction(ev: &AppEvent, app: &AppState, dir: Dir) -> Option<Tx>
             {
                 b.push((Buffer::TlsSni, sni.as_bytes().to_vec()));
             }
-            Some(("tls", eve::tls(t)))
         }
         (AppEvent::Http(HttpEvent::Request(id)), AppState::Http(h)) => {
             let tx = h.tx(*id)?;
             request_buffers(tx, &mut b, true);
-            Some(("http", eve::http(tx)))
         }
         (AppEvent::Http(HttpEvent::Response(id)), AppState::Http(h)) => {
             let tx = h.tx(*id)?;
@@ -175,13 +170,11 @@ pub(super) fn transaction(ev: &AppEvent, app: &AppState, dir: Dir) -> Option<Tx>
                 ],
             );
             b.push((Buffer::HttpResponseBody, tx.response_body_decoded().into_owned()));
-            Some(("http", eve::http(tx)))
         }
         (AppEvent::Ssh, AppState::Ssh(s)) => {
             let banner = s.banners[dir as usize].as_ref()?;
             b.push((Buffer::SshProto, banner.proto_version.as_bytes().to_vec()));
             b.push((Buffer::SshSoftware, banner.software.as_bytes().to_vec()));
-            Some(("ssh", eve::ssh(s)))
         }
         (AppEvent::SshKex, AppState::Ssh(s)) => {
             let h = s.hassh[dir as usize].as_ref()?;
@@ -192,11 +185,10 @@ pub(super) fn transaction(ev: &AppEvent, app: &AppState, dir: Dir) -> Option<Tx>
             };
             b.push((hash, h.hash.as_bytes().to_vec()));
             b.push((string, h.string.as_bytes().to_vec()));
-            Some(("ssh", eve::ssh(s)))
         }
         _ => return None,
     };
-    Some(Tx { buffers: b, app: app_obj })
+    Some(Tx { buffers: b, event: ev })
 }
 
 /// The transactions a flow ends with unfinished: an HTTP request or
@@ -204,23 +196,35 @@ pub(super) fn transaction(ev: &AppEvent, app: &AppState, dir: Dir) -> Option<Tx>
 /// capture or the connection ended first). Suricata inspects them with
 /// what was received when the flow ends (its flow-end pseudo packets); the
 /// rules see them here once, from [`super::Detect`]'s end of flow.
-pub(super) fn unfinished(app: &AppState) -> Vec<(Dir, Tx)> {
+pub(super) fn unfinished(app: &AppState) -> Vec<(Dir, AppEvent)> {
     let AppState::Http(h) = app else { return Vec::new() };
     let mut out = Vec::new();
     for tx in h.open_transactions() {
-        if !tx.request_done
-            && let Some(t) = transaction(&AppEvent::Http(HttpEvent::Request(tx.id)), app, Dir::ToServer)
-        {
-            out.push((Dir::ToServer, t));
+        if !tx.request_done {
+            out.push((Dir::ToServer, AppEvent::Http(HttpEvent::Request(tx.id))));
         }
-        if tx.status.is_some()
-            && !tx.response_done
-            && let Some(t) = transaction(&AppEvent::Http(HttpEvent::Response(tx.id)), app, Dir::ToClient)
-        {
-            out.push((Dir::ToClient, t));
+        if tx.status.is_some() && !tx.response_done {
+            out.push((Dir::ToClient, AppEvent::Http(HttpEvent::Response(tx.id))));
         }
     }
     out
+}
+
+/// The EVE object an alert on a transaction of `ev` carries (`dns`,
+/// `tls`, `http` or `ssh`), from the flow's current state.
+pub(super) fn eve_object(ev: &AppEvent, app: &AppState) -> Option<(&'static str, Value)> {
+    Some(match (ev, app) {
+        (AppEvent::Dns(msg), _) if !msg.response => {
+            let q = msg.questions.first()?;
+            ("dns", json!({"query": [eve::dns_query(msg, q)]}))
+        }
+        (AppEvent::Tls(_), AppState::Tls(t)) => ("tls", eve::tls(t)),
+        (AppEvent::Http(HttpEvent::Request(id) | HttpEvent::Response(id)), AppState::Http(h)) => {
+            ("http", eve::http(h.tx(*id)?))
+        }
+        (AppEvent::Ssh | AppEvent::SshKex, AppState::Ssh(s)) => ("ssh", eve::ssh(s)),
+        _ => return None,
+    })
 }
 
 /// ATT&CK technique of a rule: its `mitre_technique_id` metadata, else a
@@ -254,7 +258,13 @@ fn technique(m: &RuleMatch) -> Option<String> {
 /// The typed facts of a rule match: the rule's word on roles when it has
 /// `target:`, else the flow's endpoints; the domain the transaction (or the
 /// TLS flow) names.
-pub(super) fn facts(m: &RuleMatch, p: &Packet<'_>, dir: Dir, flow: &Flow, tx: Option<&Tx>) -> RecordFacts {
+pub(super) fn facts(
+    m: &RuleMatch,
+    p: &Packet<'_>,
+    dir: Dir,
+    flow: &Flow,
+    tx: Option<&Tx<'_>>,
+) -> RecordFacts {
     let mut f = crate::facts::packet("rule", p, Some(dir), flow.id);
     crate::facts::set_signature(
         &mut f,

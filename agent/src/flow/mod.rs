@@ -87,6 +87,9 @@ pub struct Flow {
     pub tcp: Option<TcpSession>,
     pub app: AppState,
     pub alerted: bool,
+    /// The flow's payload is no longer inspected by the rules (encrypted:
+    /// [`AppState::encrypted`] after an earlier packet).
+    pub no_payload_inspection: bool,
     pub community_id: Option<String>,
     /// ICMP type/code of the first packet (for flow records).
     pub icmp: Option<(u8, u8)>,
@@ -120,6 +123,7 @@ impl Flow {
             tcp: (p.proto == PROTO_TCP).then(TcpSession::default),
             app: AppState::default(),
             alerted: false,
+            no_payload_inspection: false,
             community_id: crate::eve::community_id(p),
             icmp: p.icmp,
             rules: crate::rules::FlowRuleState::default(),

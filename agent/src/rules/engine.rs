@@ -83,7 +83,7 @@ pub(crate) fn proto_class(p: u8) -> usize {
     }
 }
 
-fn app_matches(rule: AppProto, flow: AppProto) -> bool {
+pub(crate) fn app_matches(rule: AppProto, flow: AppProto) -> bool {
     rule == flow || (rule == AppProto::Http && flow == AppProto::Http2)
 }
 
@@ -125,6 +125,7 @@ impl Target {
         match self {
             Target::Payload => {
                 !ctx.buffers.tx_only()
+                    && !ctx.no_payload_inspection
                     && (!ctx.payload.is_empty() || ctx.stream.is_some_and(|s| !s.is_empty()))
             }
             Target::Buf(b) => ctx.buffers.has(b),
@@ -456,7 +457,7 @@ impl Rule {
         };
         match list.target {
             Target::Payload => {
-                if ctx.buffers.tx_only() && !self.has_buffers {
+                if (ctx.buffers.tx_only() && !self.has_buffers) || ctx.no_payload_inspection {
                     return false;
                 }
                 let stream = ctx.stream.filter(|s| !s.is_empty() && ctx.proto == PROTO_TCP);
@@ -535,14 +536,23 @@ impl Engine {
             } else {
                 !std::mem::replace(&mut flow.iponly_tc, true)
             };
+        // kept between calls: a fresh one allocates and zeroes 128 KiB of tables
+        let mut scratch = global.scratch.take().unwrap_or_default();
         // stream data is inspected once: behind the tail of what this
         // direction's earlier calls inspected (the overlap), then its end
         // becomes the new tail
-        let mut window = Vec::new();
+        let mut window = std::mem::take(&mut scratch.window);
+        window.clear();
         let with_tail;
         let dir = usize::from(!ctx.to_server);
         let ctx = match ctx.stream {
-            Some(s) if !tx_only && !s.is_empty() && ctx.proto == PROTO_TCP && self.stream_overlap > 0 => {
+            Some(s)
+                if !tx_only
+                    && !ctx.no_payload_inspection
+                    && !s.is_empty()
+                    && ctx.proto == PROTO_TCP
+                    && self.stream_overlap > 0 =>
+            {
                 let tail = std::mem::take(&mut flow.stream_tail[dir]);
                 window.reserve(tail.len() + s.len());
                 window.extend_from_slice(&tail);
@@ -557,9 +567,23 @@ impl Engine {
             }
             _ => ctx,
         };
-        // kept between calls: a fresh one allocates and zeroes 128 KiB of tables
-        let mut scratch = global.scratch.take().unwrap_or_default();
-        self.prefilter.candidates(ctx, first_in_dir, &mut scratch);
+        self.verify(ctx, first_in_dir, flow, global, &mut scratch, out);
+        scratch.window = window;
+        global.scratch = Some(scratch);
+    }
+
+    /// Verifies the prefilter's candidates for `ctx` in evaluation order.
+    fn verify(
+        &self,
+        ctx: &Inspect<'_>,
+        first_in_dir: bool,
+        flow: &mut FlowRuleState,
+        global: &mut GlobalRuleState,
+        scratch: &mut super::prefilter::Scratch,
+        out: &mut Vec<RuleMatch>,
+    ) {
+        let tx_only = ctx.buffers.tx_only();
+        self.prefilter.candidates(ctx, first_in_dir, scratch);
         for &ri in &scratch.cand {
             let Some(rule) = self.rules.get(ri as usize) else { continue };
             if (tx_only && !rule.has_buffers) || (rule.ip_only && !first_in_dir) {
@@ -640,7 +664,6 @@ impl Engine {
                 target: rule.target,
             });
         }
-        global.scratch = Some(scratch);
     }
 
     pub fn stats(&self) -> RuleSetStats {

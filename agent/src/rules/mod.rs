@@ -136,9 +136,14 @@
 //! # Cost
 //!
 //! Candidates come from a prefilter (the `prefilter` module): one fast
-//! pattern per rule, grouped per buffer (Aho-Corasick for short buffers,
-//! hashed anchors for payloads, streams and bodies), an address index for
-//! header-only rules; only candidates are verified, header first. `inspect`
+//! pattern per rule, grouped per buffer (payload/stream patterns also per
+//! protocol class; the bodies and file data in one group; hashed anchors
+//! for groups of many patterns, Aho-Corasick for a few), an address index
+//! for header-only rules; every candidate is screened by a compact summary
+//! of its header (protocol, app-layer protocol, direction, ports), and only
+//! the survivors are verified, header first. With `no_payload_inspection`
+//! (encrypted flows) the payload and stream are neither scanned nor
+//! inspected. `inspect`
 //! allocates nothing per call in steady state except for matches
 //! ([`RuleMatch`] owns its strings) and for buffers with transforms. `pcre`
 //! patterns are validated at load but compiled on first use. With the ET
@@ -517,6 +522,11 @@ pub struct Inspect<'a> {
     /// Bytes at the start of `stream` that an earlier call inspected (the
     /// overlap the engine puts there itself; callers pass 0).
     pub stream_seen: usize,
+    /// The flow's payload is not inspected any more (Suricata's
+    /// `encryption-handling: track-only` on TLS application data and SSH
+    /// after the key exchange): payload and stream keywords do not match,
+    /// transaction buffers and packet keywords still do.
+    pub no_payload_inspection: bool,
     /// Direction relative to the flow's initiator (flow:to_server / from_client).
     pub to_server: bool,
     /// TCP handshake seen (UDP: seen both ways).

@@ -3,13 +3,15 @@
 //! * Every rule with a usable content gets one fast pattern (an explicit
 //!   `fast_pattern`, else — Suricata's choice — the longest content, with
 //!   sticky-buffer contents preferred over payload ones). Patterns are grouped
-//!   per target (payload/stream, each buffer), case-insensitively: short
-//!   buffers (URI, headers, names, DNS query, certificate fields) in one
-//!   Aho-Corasick automaton per buffer; bulk data (payload/stream, request
-//!   and response bodies, file data) through hashed anchors ([`Anchors`]),
+//!   per target (payload/stream, each buffer), case-insensitively, except
+//!   that `file.data`, `http.request_body` and `http.response_body` share
+//!   one group that scans each body once (they read the same bytes). A
+//!   group of many patterns scans through hashed anchors ([`Anchors`]),
 //!   several times faster per byte than an automaton that does not fit in
-//!   the cache. A hit makes the rule a candidate; the full rule is then
-//!   verified (so the case and position of the pattern are checked there).
+//!   the cache; a group of a few (up to [`MAX_AC_PATTERNS`]) through an
+//!   Aho-Corasick automaton. A hit makes the rule a candidate; the full
+//!   rule is then verified (so the case and position of the pattern are
+//!   checked there).
 //! * Rules with keyword lists but no usable content (only `pcre`, negated
 //!   contents, `urilen`, ...) are candidates whenever one target they need is
 //!   present.
@@ -27,38 +29,94 @@ use std::{
 use aho_corasick::{AhoCorasick, MatchKind};
 
 use super::{
-    Buffer, Inspect,
+    AppProto, Buffer, Inspect,
     anchors::{AnchorScratch, Anchors},
     content::{FastPattern, Item},
-    engine::{Rule, Target, proto_class},
-    header::AddrSet,
+    engine::{Proto, Rule, Target, app_matches, proto_class},
+    header::{AddrSet, PortSet},
 };
+
+/// Hash maps looked up on every packet: integer keys, no need for SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 
 /// Most CIDR blocks a rule may contribute to the address index.
 const MAX_INDEXED_BLOCKS: usize = 4096;
 
 /// How a group looks for its patterns.
 enum Scanner {
-    /// Short buffers (URIs, headers, names): Aho-Corasick.
+    /// Groups of a few patterns: Aho-Corasick (exact, with its own
+    /// prefilters).
     Ac(AhoCorasick),
-    /// Bulk data (payloads, streams, bodies): hashed anchors.
+    /// Groups of many patterns: hashed anchors (a cost per byte that does
+    /// not grow with the patterns, and that stays in the L1 cache).
     Anchors(Anchors),
 }
 
+/// Groups with more patterns than this scan with [`Anchors`].
+const MAX_AC_PATTERNS: usize = 32;
+
+/// Sources of the body group: file data, request body, response body.
+const BODY_SOURCES: [(u8, Buffer); 3] =
+    [(1, Buffer::FileData), (2, Buffer::HttpRequestBody), (4, Buffer::HttpResponseBody)];
+
+/// The sources a body target reads, to server and to client.
+fn body_mask(t: Target) -> Option<[u8; 2]> {
+    Some(match t {
+        Target::FileData => [1 | 2, 1 | 4],
+        Target::Buf(Buffer::FileData) => [1, 1],
+        Target::Buf(Buffer::HttpRequestBody) => [2, 2],
+        Target::Buf(Buffer::HttpResponseBody) => [4, 4],
+        _ => return None,
+    })
+}
+
+/// What a group scans.
+enum Scope {
+    One(Target),
+    /// The payload/stream patterns of the rules of one protocol class (bit
+    /// per [`proto_class`]): a UDP datagram is not scanned for the patterns
+    /// of TCP rules, nor a TCP stream for those of UDP rules (Suricata's
+    /// signature groups per protocol).
+    Payload(u8),
+    /// `file.data`, `http.request_body` and `http.response_body` read the
+    /// same bytes (file data and the bodies): their patterns are scanned
+    /// together, each body once, and a pattern counts only in the sources
+    /// its target reads in the event's direction (`masks`, per pattern).
+    Bodies {
+        masks: Vec<[u8; 2]>,
+    },
+}
+
+/// A group before its scanner is built.
+struct Draft {
+    scope: Scope,
+    targets: Vec<(Target, usize)>,
+    pats: Vec<Vec<u8>>,
+    /// Rules per pattern.
+    rules: Vec<Vec<u32>>,
+}
+
+impl Default for Draft {
+    fn default() -> Self {
+        Draft { scope: Scope::One(Target::Payload), targets: Vec::new(), pats: Vec::new(), rules: Vec::new() }
+    }
+}
+
 struct Group {
-    target: Target,
+    scope: Scope,
+    /// Targets with their rule counts (for the statistics).
+    targets: Vec<(Target, usize)>,
     scanner: Scanner,
     /// First global pattern number of this group.
     offset: usize,
     /// Rules per pattern.
     pats: Vec<Vec<u32>>,
-    nrules: usize,
 }
 
 #[derive(Default)]
 struct AddrIndex {
-    v4: Vec<(u8, HashMap<u32, Vec<u32>>)>,
-    v6: Vec<(u8, HashMap<u128, Vec<u32>>)>,
+    v4: Vec<(u8, FastMap<u32, Vec<u32>>)>,
+    v6: Vec<(u8, FastMap<u128, Vec<u32>>)>,
 }
 
 impl AddrIndex {
@@ -68,7 +126,7 @@ impl AddrIndex {
             let pos = match self.v4.iter().position(|(q, _)| *q == p) {
                 Some(i) => i,
                 None => {
-                    self.v4.push((p, HashMap::new()));
+                    self.v4.push((p, FastMap::default()));
                     self.v4.len() - 1
                 }
             };
@@ -80,7 +138,7 @@ impl AddrIndex {
             let pos = match self.v6.iter().position(|(q, _)| *q == p) {
                 Some(i) => i,
                 None => {
-                    self.v6.push((p, HashMap::new()));
+                    self.v6.push((p, FastMap::default()));
                     self.v6.len() - 1
                 }
             };
@@ -116,8 +174,69 @@ impl AddrIndex {
     }
 }
 
+/// The cheap part of a rule's header, compact (a few words a rule, in rule
+/// order) so that every candidate is screened before its full header
+/// check: protocol class, app-layer protocol, flow direction and up to two
+/// port ranges per side. Most candidates fail here (pattern hits of rules
+/// for other ports or protocols, header-only rules found by an address):
+/// Suricata gets the same effect from its signature masks and its
+/// signature groups per port.
+#[derive(Debug, Clone, Copy)]
+struct Quick {
+    /// Bit per [`proto_class`].
+    classes: u8,
+    app: Option<AppProto>,
+    /// `flow:to_server` (Some(true)) / `to_client`.
+    to_server: Option<bool>,
+    /// Port ranges a one-way rule needs (`None`: any, more than two
+    /// ranges, or a bidirectional rule).
+    sport: Option<[(u16, u16); 2]>,
+    dport: Option<[(u16, u16); 2]>,
+}
+
+fn port_filter(p: &PortSet, bidir: bool) -> Option<[(u16, u16); 2]> {
+    if bidir || p.is_any() {
+        return None;
+    }
+    match p.ranges.as_slice() {
+        [a] => Some([*a, *a]),
+        [a, b] => Some([*a, *b]),
+        _ => None,
+    }
+}
+
+impl Quick {
+    fn of(r: &Rule) -> Quick {
+        let c = r.proto.classes();
+        Quick {
+            classes: c.iter().enumerate().fold(0, |m, (i, on)| if *on { m | 1 << i } else { m }),
+            app: match r.proto {
+                Proto::App(a) => Some(a),
+                _ => None,
+            },
+            to_server: r.flow_dir,
+            sport: port_filter(&r.sport, r.bidir),
+            dport: port_filter(&r.dport, r.bidir),
+        }
+    }
+
+    /// False only when the rule's header cannot match (a necessary
+    /// condition of `Rule::header_matches`).
+    #[inline]
+    fn ok(&self, ctx: &Inspect<'_>, class: u8, has_ports: bool) -> bool {
+        let inr = |r: &[(u16, u16); 2], p: u16| has_ports && r.iter().any(|(a, b)| *a <= p && p <= *b);
+        self.classes & class != 0
+            && self.app.is_none_or(|a| app_matches(a, ctx.app_proto))
+            && self.to_server.is_none_or(|d| d == ctx.to_server)
+            && self.sport.as_ref().is_none_or(|r| inr(r, ctx.sport))
+            && self.dport.as_ref().is_none_or(|r| inr(r, ctx.dport))
+    }
+}
+
 pub(crate) struct Prefilter {
     groups: Vec<Group>,
+    /// Per rule.
+    quick: Vec<Quick>,
     npatterns: usize,
     nofp: Vec<(Target, Vec<u32>)>,
     pkt_generic: [Vec<u32>; 4],
@@ -130,6 +249,8 @@ pub(crate) struct Prefilter {
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     pub cand: Vec<u32>,
+    /// The stream window of [`super::engine::Engine::inspect`] (its allocation reused).
+    pub window: Vec<u8>,
     stamp: Vec<u32>,
     generation: u32,
     anchors: AnchorScratch,
@@ -176,6 +297,7 @@ impl Prefilter {
     pub fn build(rules: &[Rule]) -> Prefilter {
         let mut pf = Prefilter {
             groups: Vec::new(),
+            quick: rules.iter().map(Quick::of).collect(),
             npatterns: 0,
             nofp: Vec::new(),
             pkt_generic: Default::default(),
@@ -231,40 +353,65 @@ impl Prefilter {
                 }
             }
         }
-        for (_, (t, _, pats, rules_of)) in groups {
-            let bulk = matches!(
-                t,
-                Target::Payload
-                    | Target::FileData
-                    | Target::Buf(Buffer::HttpRequestBody | Buffer::HttpResponseBody | Buffer::FileData)
-            );
-            let built = if bulk {
-                Ok(Scanner::Anchors(Anchors::new(&pats)))
+        // the body targets' patterns in one group
+        let mut bodies = Draft { scope: Scope::Bodies { masks: Vec::new() }, ..Draft::default() };
+        let mut built = Vec::new();
+        for (_, (t, _, pats, rules)) in groups {
+            let n = rules.iter().map(Vec::len).sum();
+            match (body_mask(t), &mut bodies.scope) {
+                (Some(m), Scope::Bodies { masks }) => {
+                    masks.extend(std::iter::repeat_n(m, pats.len()));
+                    bodies.targets.push((t, n));
+                    bodies.pats.extend(pats);
+                    bodies.rules.extend(rules);
+                }
+                _ => built.push(Draft { scope: Scope::One(t), targets: vec![(t, n)], pats, rules }),
+            }
+        }
+        if !bodies.pats.is_empty() {
+            built.push(bodies);
+        }
+        // the payload patterns split per protocol class
+        if let Some(i) = built.iter().position(|d| matches!(d.scope, Scope::One(Target::Payload))) {
+            let whole = built.remove(i);
+            let mut targets = Some(whole.targets);
+            for class in 0..4u8 {
+                let bit = 1u8 << class;
+                let mut part = Draft { scope: Scope::Payload(bit), ..Draft::default() };
+                for (p, rs) in whole.pats.iter().zip(&whole.rules) {
+                    let rs: Vec<u32> = rs
+                        .iter()
+                        .copied()
+                        .filter(|r| pf.quick.get(*r as usize).is_some_and(|q| q.classes & bit != 0))
+                        .collect();
+                    if !rs.is_empty() {
+                        part.pats.push(p.clone());
+                        part.rules.push(rs);
+                    }
+                }
+                if !part.pats.is_empty() {
+                    // the statistics count the target's rules once
+                    part.targets = targets.take().unwrap_or_default();
+                    built.push(part);
+                }
+            }
+        }
+        for Draft { scope, targets, pats, rules } in built {
+            let scanner = if pats.len() > MAX_AC_PATTERNS {
+                Scanner::Anchors(Anchors::new(&pats))
             } else {
-                AhoCorasick::builder()
+                match AhoCorasick::builder()
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
                     .build(&pats)
-                    .map(Scanner::Ac)
+                {
+                    Ok(ac) => Scanner::Ac(ac),
+                    // cannot happen with this few byte patterns; stay correct anyway
+                    Err(_) => Scanner::Anchors(Anchors::new(&pats)),
+                }
             };
-            match built {
-                Ok(scanner) => {
-                    let nrules = rules_of.iter().map(Vec::len).sum();
-                    pf.groups.push(Group {
-                        target: t,
-                        scanner,
-                        offset: pf.npatterns,
-                        pats: rules_of,
-                        nrules,
-                    });
-                    pf.npatterns += pats.len();
-                }
-                Err(_) => {
-                    // cannot happen with byte patterns; stay correct anyway
-                    let e = nofp.entry(t.key()).or_insert_with(|| (t, Vec::new()));
-                    e.1.extend(rules_of.into_iter().flatten());
-                }
-            }
+            pf.groups.push(Group { scope, targets, scanner, offset: pf.npatterns, pats: rules });
+            pf.npatterns += pats.len();
         }
         pf.nofp = nofp.into_values().collect();
         pf
@@ -283,10 +430,8 @@ impl Prefilter {
             s.generation = 1;
         }
         let generation = s.generation;
+        let dir = usize::from(!ctx.to_server);
         for g in &self.groups {
-            if !g.target.present(ctx) {
-                continue;
-            }
             let Scratch { cand, stamp, anchors, .. } = s;
             let mut hit = |p: usize| {
                 if let Some(st) = stamp.get_mut(g.offset + p)
@@ -298,13 +443,39 @@ impl Prefilter {
                     }
                 }
             };
-            g.target.any_instance(ctx, |d| {
-                match &g.scanner {
-                    Scanner::Ac(ac) => ac.find_overlapping_iter(d).for_each(|m| hit(m.pattern().as_usize())),
-                    Scanner::Anchors(a) => a.scan(d, anchors, |p| hit(p as usize)),
+            let mut scan = |d: &[u8], hit: &mut dyn FnMut(usize)| match &g.scanner {
+                Scanner::Ac(ac) => ac.find_overlapping_iter(d).for_each(|m| hit(m.pattern().as_usize())),
+                Scanner::Anchors(a) => a.scan(d, anchors, |p| hit(p as usize)),
+            };
+            match &g.scope {
+                Scope::One(t) => {
+                    if t.present(ctx) {
+                        t.any_instance(ctx, |d| {
+                            scan(d, &mut hit);
+                            false
+                        });
+                    }
                 }
-                false
-            });
+                Scope::Payload(bit) => {
+                    if 1u8 << proto_class(ctx.proto) == *bit && Target::Payload.present(ctx) {
+                        Target::Payload.any_instance(ctx, |d| {
+                            scan(d, &mut hit);
+                            false
+                        });
+                    }
+                }
+                Scope::Bodies { masks } => {
+                    for (bit, b) in BODY_SOURCES {
+                        for d in ctx.buffers.get(b) {
+                            scan(d, &mut |p| {
+                                if masks.get(p).is_some_and(|m| m[dir] & bit != 0) {
+                                    hit(p)
+                                }
+                            });
+                        }
+                    }
+                }
+            }
         }
         for (t, rs) in &self.nofp {
             if t.present(ctx) {
@@ -326,6 +497,10 @@ impl Prefilter {
                 self.iponly_index.lookup(ctx.dst, &mut s.cand);
             }
         }
+        let class = 1u8 << proto_class(ctx.proto);
+        let has_ports = matches!(ctx.proto, 6 | 17 | 132);
+        let quick = &self.quick;
+        s.cand.retain(|r| quick.get(*r as usize).is_some_and(|q| q.ok(ctx, class, has_ports)));
         s.cand.sort_unstable();
         s.cand.dedup();
     }
@@ -343,7 +518,7 @@ impl Prefilter {
 
     pub fn counts(&self) -> (Vec<(&'static str, usize)>, usize) {
         let mut v: Vec<(&'static str, usize)> =
-            self.groups.iter().map(|g| (g.target.name(), g.nrules)).collect();
+            self.groups.iter().flat_map(|g| g.targets.iter().map(|(t, n)| (t.name(), *n))).collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
         (v, self.nofp.iter().map(|(_, r)| r.len()).sum())
     }

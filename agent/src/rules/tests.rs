@@ -29,6 +29,7 @@ struct Ev<'a> {
     flow_bytes: [u64; 2],
     bufs: Vec<(Buffer, &'a [u8])>,
     tx_only: bool,
+    no_payload: bool,
 }
 
 impl Default for Ev<'_> {
@@ -53,6 +54,7 @@ impl Default for Ev<'_> {
             flow_bytes: [60, 0],
             bufs: Vec::new(),
             tx_only: false,
+            no_payload: false,
         }
     }
 }
@@ -109,6 +111,7 @@ impl Eng {
             payload: ev.payload,
             stream: ev.stream,
             stream_seen: 0,
+            no_payload_inspection: ev.no_payload,
             to_server: ev.to_server,
             established: ev.established,
             app_proto: ev.app,
@@ -1589,4 +1592,54 @@ fn rules_in_the_builtin_sid_range_are_skipped_naming_it() {
     assert_eq!(rep.skipped.len(), 1);
     assert_eq!(rep.skipped[0].sid, Some(9_100_001));
     assert!(rep.skipped[0].reason.contains("reserved for canhgac's built-in detectors (9000000-9199999)"));
+}
+
+/// Encrypted flows (Suricata's `encryption-handling: track-only`): payload
+/// and stream keywords no longer match, transaction buffers and header or
+/// packet keywords still do.
+#[test]
+fn no_payload_inspection_of_encrypted_flows() {
+    let mut e = Eng::new(
+        "alert tcp any any -> any any (content:\"|17 03 03|\"; sid:1;)\n\
+         alert tcp any any -> any any (pcre:\"/^\\x17\\x03/\"; sid:2;)\n\
+         alert tcp any any -> any any (byte_test:1,=,0x17,0; sid:3;)\n\
+         alert tcp any any -> any any (dsize:>4; flags:PA; sid:4;)\n\
+         alert tls any any -> any any (tls.sni; content:\"evil.example\"; sid:5;)",
+    );
+    let data: &[u8] = b"\x17\x03\x03\x00\x20 encrypted";
+    let seg = Ev { payload: data, stream: Some(data), app: AppProto::Tls, ..Default::default() };
+    assert_eq!(e.sids(&Ev { flow_id: 2, ..seg.clone() }), vec![1, 2, 3, 4]);
+    let enc = Ev { no_payload: true, flow_id: 3, ..seg.clone() };
+    assert_eq!(e.sids(&enc), vec![4]);
+    let sni = Ev { bufs: vec![(Buffer::TlsSni, b"evil.example".as_slice())], ..enc.clone() };
+    assert_eq!(e.sids(&Ev { flow_id: 4, ..sni }), vec![4, 5]);
+    // a packet without a stream: the same
+    assert_eq!(e.sids(&Ev { stream: None, flow_id: 5, ..enc }), vec![4]);
+}
+
+/// Candidates are screened by protocol, app-layer protocol, direction and
+/// ports before the full header check: every rule that can match still does.
+#[test]
+fn candidates_screened_by_protocol_direction_and_ports() {
+    let mut e = Eng::new(
+        "alert tcp any any -> any [80,8080] (content:\"abc\"; sid:1;)\n\
+         alert tcp any any <> any 8080 (content:\"abc\"; sid:2;)\n\
+         alert tcp any any -> any !80 (content:\"abc\"; sid:3;)\n\
+         alert tcp any 1024: -> any 81:90 (content:\"abc\"; flow:to_server; sid:4;)\n\
+         alert udp any any -> any 80 (content:\"abc\"; sid:5;)\n\
+         alert http any any -> any any (content:\"abc\"; sid:6;)\n\
+         alert tcp any any -> any 80 (flags:PA; sid:7;)",
+    );
+    let ev = Ev { payload: b"xxabcxx", ..Default::default() };
+    assert_eq!(e.sids(&ev), vec![1, 7]);
+    assert_eq!(e.sids(&Ev { dport: 8080, ..ev.clone() }), vec![1, 2, 3]);
+    // the bidirectional rule the other way round
+    assert_eq!(e.sids(&Ev { sport: 8080, dport: 1234, to_server: false, ..ev.clone() }), vec![2, 3]);
+    assert_eq!(e.sids(&Ev { dport: 85, ..ev.clone() }), vec![3, 4]);
+    assert_eq!(e.sids(&Ev { dport: 85, to_server: false, ..ev.clone() }), vec![3]);
+    assert_eq!(e.sids(&Ev { sport: 1000, dport: 85, ..ev.clone() }), vec![3]);
+    assert_eq!(e.sids(&Ev { proto: 17, ..ev.clone() }), vec![5]);
+    assert_eq!(e.sids(&Ev { dport: 9999, app: AppProto::Http, ..ev.clone() }), vec![3, 6]);
+    // no ports (ICMP): only rules with port any
+    assert_eq!(e.sids(&Ev { proto: 1, sport: 0, dport: 0, ..ev }), Vec::<u32>::new());
 }
