@@ -68,7 +68,7 @@ async fn browser(port: u16) -> Client {
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     let url = format!("http://127.0.0.1:{port}");
     let mut last = None;
-    for _ in 0..50 {
+    for _ in 0..150 {
         match ClientBuilder::new(connector.clone()).capabilities(caps.clone()).connect(&url).await {
             Ok(c) => return c,
             Err(e) => last = Some(e),
@@ -91,23 +91,29 @@ async fn shot(b: &Client, name: &str) {
     std::fs::write(shots().join(format!("{name}.png")), png).unwrap();
 }
 
-/// The text of the element `css` selects, waiting up to 10 s for it (a
-/// click's navigation may still be under way).
+/// The text of the element `css` selects, waiting up to 20 s for it (a
+/// click's navigation may still be under way, which can also make an
+/// element found on the old page stale: then it is looked up again).
 async fn text(b: &Client, css: &str) -> String {
-    let e = b.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await;
-    match e {
-        Ok(e) => e.text().await.unwrap(),
-        Err(err) => {
-            let page = b.source().await.unwrap_or_default();
-            panic!("{css}: {err}\n{page}")
+    let mut last = String::new();
+    for _ in 0..200 {
+        match b.find(Locator::Css(css)).await {
+            Ok(e) => match e.text().await {
+                Ok(t) => return t,
+                Err(err) => last = err.to_string(),
+            },
+            Err(err) => last = err.to_string(),
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let page = b.source().await.unwrap_or_default();
+    panic!("{css}: {last}\n{page}")
 }
 
 /// Waits until the text of `css` is `want` (after a click that reloads the
 /// same page).
 async fn text_becomes(b: &Client, css: &str, want: &str) {
-    for _ in 0..100 {
+    for _ in 0..200 {
         if let Ok(e) = b.find(Locator::Css(css)).await
             && e.text().await.is_ok_and(|t| t == want)
         {
@@ -118,11 +124,21 @@ async fn text_becomes(b: &Client, css: &str, want: &str) {
     panic!("{css} never became `{want}`: {}", text(b, css).await);
 }
 
+/// Signs in through the form and waits for the answer: the overview
+/// (`#operator`) or the form again with its error (`#error`); the fresh
+/// form has neither.
 async fn sign_in(b: &Client, base: &str, user: &str, password: &str) {
     b.goto(&format!("{base}/login")).await.unwrap();
     b.find(Locator::Id("username")).await.unwrap().send_keys(user).await.unwrap();
     b.find(Locator::Id("password")).await.unwrap().send_keys(password).await.unwrap();
     b.find(Locator::Id("signin")).await.unwrap().click().await.unwrap();
+    for _ in 0..200 {
+        if b.find(Locator::Css("#operator, #error")).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no answer to the sign-in of {user}: {}", b.source().await.unwrap_or_default());
 }
 
 async fn sign_out(b: &Client, base: &str) {

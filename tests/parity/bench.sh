@@ -51,6 +51,8 @@ else
     CLASSIFICATION=/dev/null
     printf 'version = 1\n' > "$OUT/agent.toml"
 fi
+# the job both tools do: Suricata does no state-secret scan
+printf '\n[detect.secrets]\nenabled = false\n' >> "$OUT/agent.toml"
 awk -v logdir="$OUT/log" -v cls="$CLASSIFICATION" -v ref="$REFERENCE" -v cache="$OUT/hs-cache" '
     { gsub("@LOGDIR@", logdir); gsub("@CLASSIFICATION@", cls); gsub("@REFERENCE@", ref);
       gsub("@MPM_CACHE@", "yes"); gsub("@MPM_CACHE_DIR@", cache) }

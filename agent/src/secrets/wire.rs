@@ -60,7 +60,7 @@ impl Default for WireConfig {
         WireConfig {
             enabled: true,
             max_flow_bytes: 16 << 20,
-            max_buffered_bytes: 256 << 20,
+            max_buffered_bytes: 64 << 20,
             internal_networks: crate::detect::behaviour::private_networks(),
         }
     }
