@@ -67,29 +67,11 @@ impl AuthGuess {
             self.encrypted_packet(chunk.len());
             return;
         }
-        self.plain.extend_from_slice(chunk);
-        loop {
-            let Some(len) =
-                self.plain.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            else {
-                return;
-            };
-            if !(5..=MAX_KEX_PACKET).contains(&len) {
-                self.gave_up = true;
-                self.plain = Vec::new();
-                return;
-            }
-            let Some(&msg) = self.plain.get(5) else { return };
-            if self.plain.len() < 4 + len {
-                return;
-            }
-            self.plain.drain(..4 + len);
-            if msg == SSH_MSG_NEWKEYS {
-                // the rest of this segment (EXT_INFO) is not a packet of ours
-                self.encrypted = true;
-                self.plain = Vec::new();
-                return;
-            }
+        match walk_kex(&mut self.plain, chunk) {
+            KexWalk::More => {}
+            KexWalk::Broken => self.gave_up = true,
+            // the rest of this segment (EXT_INFO) is not a packet of ours
+            KexWalk::NewKeys => self.encrypted = true,
         }
     }
 
@@ -148,28 +130,44 @@ impl ClientPackets {
         if self.newkeys || self.gave_up || chunk.is_empty() {
             return;
         }
-        self.plain.extend_from_slice(chunk);
-        loop {
-            let Some(len) =
-                self.plain.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            else {
-                return;
-            };
-            if !(5..=MAX_KEX_PACKET).contains(&len) {
-                self.gave_up = true;
-                self.plain = Vec::new();
-                return;
-            }
-            let Some(&msg) = self.plain.get(5) else { return };
-            if self.plain.len() < 4 + len {
-                return;
-            }
-            self.plain.drain(..4 + len);
-            if msg == SSH_MSG_NEWKEYS {
-                self.newkeys = true;
-                self.plain = Vec::new();
-                return;
-            }
+        match walk_kex(&mut self.plain, chunk) {
+            KexWalk::More => {}
+            KexWalk::Broken => self.gave_up = true,
+            KexWalk::NewKeys => self.newkeys = true,
+        }
+    }
+}
+
+/// How far one side's cleartext binary packets have got.
+enum KexWalk {
+    /// Still in the key exchange (or a packet is incomplete).
+    More,
+    /// A length no key-exchange packet has: not SSH as we know it.
+    Broken,
+    /// NEWKEYS seen: what follows is encrypted.
+    NewKeys,
+}
+
+/// Appends `chunk` to a side's cleartext bytes and walks its binary packets
+/// until NEWKEYS; the buffer is released once the walk ends either way.
+fn walk_kex(plain: &mut Vec<u8>, chunk: &[u8]) -> KexWalk {
+    plain.extend_from_slice(chunk);
+    loop {
+        let Some(len) = plain.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize) else {
+            return KexWalk::More;
+        };
+        if !(5..=MAX_KEX_PACKET).contains(&len) {
+            *plain = Vec::new();
+            return KexWalk::Broken;
+        }
+        let Some(&msg) = plain.get(5) else { return KexWalk::More };
+        if plain.len() < 4 + len {
+            return KexWalk::More;
+        }
+        plain.drain(..4 + len);
+        if msg == SSH_MSG_NEWKEYS {
+            *plain = Vec::new();
+            return KexWalk::NewKeys;
         }
     }
 }
