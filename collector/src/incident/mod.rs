@@ -73,15 +73,16 @@ pub fn facts_of(reg: &Regulation, rec: &RecordRec) -> RecordFacts {
     }
 }
 
-/// The correlation input of one stored alert.
+/// The correlation input of one stored alert with its facts
+/// ([`facts_of`]).
 pub fn input(
     reg: &Regulation,
     cursor: u64,
     rec: &RecordRec,
+    f: RecordFacts,
     agent: Option<&AgentRec>,
     systems: &[SystemRec],
 ) -> CorrelationInput {
-    let f = facts_of(reg, rec);
     let category = reg.categorize(&f).to_string();
     let internal = |ip| roles::internal_to(systems, &rec.agency, ip);
     let direction = reg.direction(&category);
@@ -123,7 +124,10 @@ pub fn inputs(
     agents: &HashMap<String, AgentRec>,
     systems: &[SystemRec],
 ) -> Vec<CorrelationInput> {
-    alerts.iter().map(|(cursor, rec)| input(reg, *cursor, rec, agents.get(&rec.agent_id), systems)).collect()
+    alerts
+        .iter()
+        .map(|(cursor, rec)| input(reg, *cursor, rec, facts_of(reg, rec), agents.get(&rec.agent_id), systems))
+        .collect()
 }
 
 /// Moves an incident to `to` (with `reason` when closing), recording who

@@ -319,16 +319,16 @@ pub fn build(store: &Store, reg: &Regulation, req: &Request) -> Result<Report, R
         let mut by_detector: BTreeMap<String, u64> = BTreeMap::new();
         for (cursor, rec) in &alerts.0 {
             let f = incident::facts_of(reg, rec);
-            let inp = incident::input(reg, *cursor, rec, by_id.get(&rec.agent_id), &systems);
+            let inp = incident::input(reg, *cursor, rec, f.clone(), by_id.get(&rec.agent_id), &systems);
             by_severity[rec.severity.min(4) as usize] += 1;
             *by_detector.entry(inp.detector.clone()).or_default() += 1;
-            let service = match (&f.dest, inp.victims.first()) {
-                (Some(d), Some(v)) if &d.ip == v && d.port != 0 => d.port.to_string(),
-                (Some(_), _) | (None, _) => match (&f.src, inp.victims.first()) {
-                    (Some(s), Some(v)) if &s.ip == v && s.port != 0 => s.port.to_string(),
-                    _ => String::new(),
-                },
-            };
+            // the victim's port: the service attacked
+            let service = inp
+                .victims
+                .first()
+                .and_then(|v| [&f.dest, &f.src].into_iter().flatten().find(|e| &e.ip == v && e.port != 0))
+                .map(|e| e.port.to_string())
+                .unwrap_or_default();
             for v in &inp.victims {
                 bump(&mut targets, vec![v.clone(), sys_name(inp.system)], rec.time_us, service.clone());
             }

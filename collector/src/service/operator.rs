@@ -336,7 +336,7 @@ impl OperatorService {
             }
             match system {
                 Some(want) => {
-                    incident::input(&reg, 0, rec, agents.get(&rec.agent_id), &systems).system == want
+                    incident::input(&reg, 0, rec, f, agents.get(&rec.agent_id), &systems).system == want
                 }
                 None => true,
             }
