@@ -32,6 +32,10 @@
 //!   the collector never stores a record the agent could lose and produce
 //!   again differently.
 //! * `produced = in spool + acked + dropped + oversize`, across restarts.
+//! * Eviction never takes a record already handed to the uplink and not
+//!   yet acknowledged (in flight): the collector may hold it, and a record
+//!   delivered must not also count as dropped. The payload cap can
+//!   therefore be exceeded by at most the uplink's window.
 //!
 //! # Disk use and a full disk
 //!
@@ -211,6 +215,11 @@ struct State {
     /// Counters changed outside a batch (records lost on a full disk).
     counters_dirty: bool,
     uncertain: Option<Uncertain>,
+    /// Highest sequence number handed to the uplink: records at or below
+    /// it and still held are in flight (sent or about to be resent) and
+    /// are not evicted, so a record is never both delivered and counted
+    /// as dropped.
+    read_upto: u64,
     last_open_attempt: Option<Instant>,
     last_probe: Option<Instant>,
     last_measure: Option<Instant>,
@@ -400,6 +409,7 @@ impl Spool {
                     last_probe: None,
                     last_measure: None,
                     last_shrink: None,
+                    read_upto: 0,
                 }),
                 durable: watch::Sender::new(durable),
             }),
@@ -667,6 +677,9 @@ impl Spool {
                     }
                     let (k, _) = kv.map_err(|e| self.sled_err(st, e, "read"))?;
                     let seq = be(&k[2..]);
+                    if seq <= st.read_upto {
+                        continue;
+                    }
                     let size = tree
                         .get(rkey(seq))
                         .map_err(|e| self.sled_err(st, e, "read"))?
@@ -815,6 +828,9 @@ impl Spool {
                 .map_err(|e| SpoolError::Corrupt { seq, reason: e.to_string() })?;
             bytes += v.len();
             out.push(rec);
+        }
+        if let Some(last) = out.last() {
+            st.read_upto = st.read_upto.max(last.seq);
         }
         Ok(out)
     }
@@ -981,6 +997,28 @@ mod tests {
         assert!(left.contains_key(&1) && left.contains_key(&7), "{left:?}");
         let st = s.stats();
         assert!(st.bytes <= 250);
+        assert_eq!(st.dropped_total(), out.evicted);
+        assert_eq!(st.produced, st.records + st.acked + st.dropped_total() + st.oversize);
+    }
+
+    /// A record handed to the uplink is in flight: the cap evicts others
+    /// (fresh records included) rather than count as dropped a record the
+    /// collector may already hold.
+    #[test]
+    fn records_in_flight_are_not_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Spool::open_payload_cap(dir.path(), 250).unwrap();
+        s.append(vec![rec(4, 30), rec(4, 30), rec(1, 30), rec(1, 30), rec(1, 30)], None).unwrap();
+        s.flush().unwrap();
+        let sent: Vec<u64> = s.read_after(0, 2, 1 << 20).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(sent, vec![1, 2]);
+        let out = s.append(vec![rec(4, 30), rec(2, 30)], None).unwrap();
+        assert!(out.evicted >= 1);
+        let left = s.contents().unwrap();
+        assert!(left.contains_key(&1) && left.contains_key(&2), "in flight kept: {left:?}");
+        assert!(!left.contains_key(&6), "the fresh severity-4 record went instead: {left:?}");
+        assert_eq!(s.ack(1, 2).unwrap(), 2, "both delivered, none counted dropped");
+        let st = s.stats();
         assert_eq!(st.dropped_total(), out.evicted);
         assert_eq!(st.produced, st.records + st.acked + st.dropped_total() + st.oversize);
     }
