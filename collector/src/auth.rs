@@ -102,7 +102,8 @@ pub fn access(method: &str) -> Option<Access> {
     Some(match method {
         "ListAgencies" | "GetAgency" | "ListAgents" | "ListAlerts" | "SubscribeAlerts" | "GetSystem"
         | "ListSystems" | "ExportRegistry" | "GetCoverage" | "ListIncidents" | "GetIncident"
-        | "SubscribeIncidents" | "ListPolicies" | "IncidentReport" | "GetReport" => Read,
+        | "SubscribeIncidents" | "ListPolicies" | "IncidentReport" | "GetReport" | "ListReportFiles"
+        | "GetReportFile" => Read,
         // any operator for itself; an admin for anyone (the handler checks)
         "SetOperatorPassword" => Read,
         // the agency fills in its own incidents' report fields (the handler
@@ -175,7 +176,7 @@ impl OperatorCaller {
         self.note.lock().unwrap_or_else(|p| p.into_inner()).detail = detail.into();
     }
 
-    fn denied(&self, agency: &str) -> Status {
+    pub(crate) fn denied(&self, agency: &str) -> Status {
         {
             let mut note = self.note.lock().unwrap_or_else(|p| p.into_inner());
             if note.target.is_empty() {

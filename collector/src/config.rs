@@ -48,6 +48,10 @@ pub struct ServeConfig {
     pub forward: Option<ForwardConfig>,
     /// The operator console (`None`: not served).
     pub console: Option<crate::console::ConsoleConfig>,
+    /// Reports made when their period ends (`[[reports.schedule]]`).
+    pub report_schedule: Vec<crate::report::schedule::Entry>,
+    /// How often the schedule looks for periods that have ended.
+    pub report_check_interval: Duration,
 }
 
 impl ServeConfig {
@@ -67,6 +71,8 @@ impl ServeConfig {
             retention_interval: Duration::from_secs(3600),
             audit_head_interval: Duration::from_secs(900),
             console: None,
+            report_schedule: Vec::new(),
+            report_check_interval: Duration::from_secs(60),
             regulation: Arc::new(Regulation::embedded()),
             forward: None,
         }
@@ -164,7 +170,17 @@ impl ServeConfig {
                 Some(v) => bounded(v, Duration::from_secs(60), Duration::from_secs(DAY))?,
                 None => crate::console::DEFAULT_IDLE,
             };
-            c.console = Some(crate::console::ConsoleConfig { listen, idle_timeout });
+            c.console = Some(crate::console::ConsoleConfig {
+                listen,
+                idle_timeout,
+                bind_client_certificate: con.bind_client_certificate.unwrap_or(false),
+            });
+        }
+        for e in &raw.reports.schedule {
+            c.report_schedule.push(schedule_entry(&src, e)?);
+        }
+        if let Some(v) = &raw.reports.check_interval {
+            c.report_check_interval = bounded(v, Duration::from_secs(1), Duration::from_secs(3600))?;
         }
         if let Some(v) = &raw.incidents.correlation_window {
             c.correlation_window = bounded(v, Duration::from_secs(1), Duration::from_secs(30 * DAY))?;
@@ -268,6 +284,70 @@ struct RawConfig {
     regulation: RawRegulation,
     forward: Option<RawForward>,
     console: Option<RawConsole>,
+    #[serde(default)]
+    reports: RawReports,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawReports {
+    #[serde(default)]
+    schedule: Vec<RawSchedule>,
+    check_interval: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    kind: Spanned<String>,
+    agency: Option<Spanned<String>>,
+    formats: Option<Spanned<Vec<String>>>,
+    language: Option<Spanned<String>>,
+}
+
+/// One `[[reports.schedule]]` entry, checked.
+fn schedule_entry(src: &Source, e: &RawSchedule) -> Result<crate::report::schedule::Entry, ConfigError> {
+    use crate::report::{Kind, Lang, render::Format, schedule::Scope};
+    let kind = Kind::parse(e.kind.get_ref()).filter(|k| *k != Kind::Incident).ok_or_else(|| {
+        src.error_at(
+            e.kind.span(),
+            format!("`{}` is not a periodic report (daily, weekly, six-month, annual)", e.kind.get_ref()),
+        )
+    })?;
+    let scope = match e.agency.as_ref().map(|a| (a, a.get_ref().as_str())) {
+        None | Some((_, "each")) => Scope::Each,
+        Some((_, "all")) => Scope::All,
+        Some((a, code)) => {
+            if code.is_empty() || !code.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(src.error_at(a.span(), format!("`{code}`: `each`, `all` or an agency code")));
+            }
+            Scope::Agency(code.to_string())
+        }
+    };
+    let formats = match &e.formats {
+        None => vec![Format::Html, Format::Pdf],
+        Some(list) => {
+            let mut out = Vec::new();
+            for f in list.get_ref() {
+                let fmt = Format::parse(f).filter(|_| !f.is_empty()).ok_or_else(|| {
+                    src.error_at(list.span(), format!("`{f}` is not a report format (html, pdf, csv, json)"))
+                })?;
+                if !out.contains(&fmt) {
+                    out.push(fmt);
+                }
+            }
+            if out.is_empty() {
+                return Err(src.error_at(list.span(), "at least one format"));
+            }
+            out
+        }
+    };
+    let lang = match &e.language {
+        None => Lang::Vi,
+        Some(l) => Lang::parse(l.get_ref())
+            .ok_or_else(|| src.error_at(l.span(), format!("`{}` is not vi or en", l.get_ref())))?,
+    };
+    Ok(crate::report::schedule::Entry { kind, scope, formats, lang })
 }
 
 #[derive(Deserialize)]
@@ -275,6 +355,7 @@ struct RawConfig {
 struct RawConsole {
     listen: Spanned<String>,
     idle_timeout: Option<Spanned<String>>,
+    bind_client_certificate: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -371,5 +452,40 @@ mod tests {
         assert!(e.message.contains("unknown rule pack `1999`"), "{e}");
         let e = load("version = 1\n[supervision]\nagent_silence_limit = \"10s\"\n").unwrap_err();
         assert!(e.message.contains("longer than telemetry.heartbeat_interval"), "{e}");
+    }
+
+    #[test]
+    fn report_schedule_entries_are_checked() {
+        use crate::report::{Kind, Lang, render::Format, schedule::Scope};
+        let c = load(
+            "version = 1\n[reports]\ncheck_interval = \"5s\"\n[[reports.schedule]]\nkind = \"weekly\"\n\
+             [[reports.schedule]]\nkind = \"annual\"\nagency = \"all\"\nformats = [\"pdf\", \"csv\"]\nlanguage = \"en\"\n\
+             [[reports.schedule]]\nkind = \"daily\"\nagency = \"SO-A\"\nformats = [\"json\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.report_check_interval, Duration::from_secs(5));
+        let e = &c.report_schedule;
+        assert_eq!(
+            (e[0].kind, &e[0].scope, &e[0].formats, e[0].lang),
+            (Kind::Weekly, &Scope::Each, &vec![Format::Html, Format::Pdf], Lang::Vi)
+        );
+        assert_eq!(
+            (e[1].kind, &e[1].scope, &e[1].formats, e[1].lang),
+            (Kind::Annual, &Scope::All, &vec![Format::Pdf, Format::Csv], Lang::En)
+        );
+        assert_eq!(e[2].scope, Scope::Agency("SO-A".into()));
+        for (text, line, what) in [
+            ("[[reports.schedule]]\nkind = \"monthly\"\n", 3, "not a periodic report"),
+            ("[[reports.schedule]]\nkind = \"incident\"\n", 3, "not a periodic report"),
+            ("[[reports.schedule]]\nkind = \"daily\"\nformats = [\"docx\"]\n", 4, "not a report format"),
+            ("[[reports.schedule]]\nkind = \"daily\"\nformats = []\n", 4, "at least one format"),
+            ("[[reports.schedule]]\nkind = \"daily\"\nlanguage = \"fr\"\n", 4, "not vi or en"),
+            ("[[reports.schedule]]\nkind = \"daily\"\nagency = \"../x\"\n", 4, "agency code"),
+            ("[[reports.schedule]]\nkind = \"daily\"\nwhen = \"now\"\n", 4, "unknown field"),
+        ] {
+            let e = load(&format!("version = 1\n{text}")).unwrap_err();
+            assert!(e.message.contains(what), "{text}: {e}");
+            assert_eq!(e.line, line, "{text}: {e}");
+        }
     }
 }

@@ -121,6 +121,14 @@ pub async fn run(
         config.audit_head_interval,
         stop_rx.clone(),
     ));
+    tasks.spawn(crate::report::schedule::run(
+        store.clone(),
+        config.regulation.clone(),
+        crate::report::schedule::dir(&config.data_dir),
+        config.report_schedule.clone(),
+        config.report_check_interval,
+        stop_rx.clone(),
+    ));
     if let Some(f) = config.forward.clone() {
         tracing::info!(target = ?f.target, "forwarding alerts and incident changes");
         let deps = crate::forward::ForwardDeps {
@@ -164,7 +172,7 @@ pub async fn run(
         let listener = TcpListener::bind(cc.listen)
             .await
             .map_err(|e| ServeError::Console(format!("cannot listen on {}: {e}", cc.listen)))?;
-        let tls = tls::console_config(&paths)?;
+        let tls = tls::console_config(&paths, cc.bind_client_certificate.then(|| revoked.clone()))?;
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "operator console listening (https)");
         let console = Arc::new(crate::console::Console::new(
             store.clone(),
@@ -172,6 +180,7 @@ pub async fn run(
             operator.clone(),
             config.regulation.clone(),
             cc.idle_timeout,
+            cc.bind_client_certificate,
         ));
         tasks.spawn(crate::console::serve(console, listener, tls, stop_rx.clone()));
     }

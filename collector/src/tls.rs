@@ -117,15 +117,35 @@ pub fn server_config(paths: &PkiPaths, revoked: Arc<Revoked>) -> Result<Arc<Serv
 }
 
 /// The console's TLS: the collector's server certificate, TLS 1.2 and 1.3
-/// (browsers), no client certificate, HTTP/2 or HTTP/1.1.
-pub fn console_config(paths: &PkiPaths) -> Result<Arc<ServerConfig>, TlsError> {
+/// (browsers), HTTP/2 or HTTP/1.1. With `revoked` (sign-in bound to the
+/// operator's certificate) a client certificate of the collector's CA is
+/// asked for and checked like the gRPC port's (chain, expiry, revocation);
+/// a browser without one still gets the pages that say it is needed.
+pub fn console_config(
+    paths: &PkiPaths,
+    revoked: Option<Arc<Revoked>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     use canhgac_proto::client::{parse_certs, parse_key, provider};
     let chain = parse_certs(&read(&paths.server_cert())?, "server certificate")?;
     let key = parse_key(&read(&paths.server_key())?, "server key")?;
-    let mut config = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let mut config = match revoked {
+        None => builder.with_no_client_auth().with_single_cert(chain, key)?,
+        Some(revoked) => {
+            let mut roots = RootCertStore::empty();
+            for ca in parse_certs(&read(&paths.ca_cert())?, "CA certificate")? {
+                roots.add(ca)?;
+            }
+            let inner = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Verifier(e.to_string()))?;
+            builder
+                .with_client_cert_verifier(Arc::new(ClientVerifier { inner, revoked }))
+                .with_single_cert(chain, key)?
+        }
+    };
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -36,3 +36,55 @@ pub fn incident(
         "fields": i.fields,
     })
 }
+
+/// An agent's counters as one JSON object (`agents list --json`, the
+/// console's agents page): every counter by its wire name.
+pub fn counters(c: &crate::v1::AgentCounters) -> Value {
+    let by_severity: serde_json::Map<String, Value> =
+        c.spool_dropped_by_severity.iter().map(|s| (s.severity.to_string(), Value::from(s.count))).collect();
+    let fields: [(&str, Value); 42] = [
+        ("packets_captured", Value::from(c.packets_captured)),
+        ("bytes_captured", Value::from(c.bytes_captured)),
+        ("packets_dropped_kernel", Value::from(c.packets_dropped_kernel)),
+        ("packets_dropped_user", Value::from(c.packets_dropped_user)),
+        ("decode_errors", Value::from(c.decode_errors)),
+        ("records_produced", Value::from(c.records_produced)),
+        ("records_acked", Value::from(c.records_acked)),
+        ("spool_records", Value::from(c.spool_records)),
+        ("spool_bytes", Value::from(c.spool_bytes)),
+        ("spool_max_bytes", Value::from(c.spool_max_bytes)),
+        ("spool_dropped", Value::from(c.spool_dropped)),
+        ("spool_dropped_by_severity", Value::Object(by_severity)),
+        ("records_dropped_oversize", Value::from(c.records_dropped_oversize)),
+        ("batches_rejected", Value::from(c.batches_rejected)),
+        ("connects", Value::from(c.connects)),
+        ("ioc_entries", Value::from(c.ioc_entries)),
+        ("ioc_lines_rejected", Value::from(c.ioc_lines_rejected)),
+        ("alerts_suppressed", Value::from(c.alerts_suppressed)),
+        ("dedup_evictions", Value::from(c.dedup_evictions)),
+        ("uptime_seconds", Value::from(c.uptime_seconds)),
+        ("flows_evicted", Value::from(c.flows_evicted)),
+        ("fragments_dropped", Value::from(c.fragments_dropped)),
+        ("tcp_reassembly_gaps", Value::from(c.tcp_reassembly_gaps)),
+        ("rules_loaded", Value::from(c.rules_loaded)),
+        ("rules_skipped", Value::from(c.rules_skipped)),
+        ("rule_threshold_evictions", Value::from(c.rule_threshold_evictions)),
+        ("rule_dataset_refused", Value::from(c.rule_dataset_refused)),
+        ("rule_inspection_limit_hits", Value::from(c.rule_inspection_limit_hits)),
+        ("host_log_lines", Value::from(c.host_log_lines)),
+        ("host_log_lines_skipped", Value::from(c.host_log_lines_skipped)),
+        ("host_log_read_errors", Value::from(c.host_log_read_errors)),
+        ("host_journal_unavailable", Value::from(c.host_journal_unavailable)),
+        ("host_auth_events", Value::from(c.host_auth_events)),
+        ("host_fim_files", Value::from(c.host_fim_files)),
+        ("host_fim_changes", Value::from(c.host_fim_changes)),
+        ("host_fim_skipped", Value::from(c.host_fim_skipped)),
+        ("host_tracker_evictions", Value::from(c.host_tracker_evictions)),
+        ("spool_disk_bytes", Value::from(c.spool_disk_bytes)),
+        ("spool_payload_cap", Value::from(c.spool_payload_cap)),
+        ("spool_storage_failures", Value::from(c.spool_storage_failures)),
+        ("spool_full", Value::from(c.spool_full)),
+        ("replay_diverged", Value::from(c.replay_diverged)),
+    ];
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}

@@ -63,7 +63,7 @@ fn scan(dir: &Path, attacker: [u8; 4], target: [u8; 4], ports: &[u16]) -> (PathB
 }
 
 /// [`scan`] with packets at `start` (since the epoch) instead of 2023.
-fn scan_at(
+pub(crate) fn scan_at(
     dir: &Path,
     attacker: [u8; 4],
     target: [u8; 4],

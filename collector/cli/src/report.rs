@@ -1,18 +1,32 @@
-//! `canhgac report daily|weekly`: a report rendered by the collector from
-//! its stored data, written to a file (or standard output).
+//! `canhgac report daily|weekly|six-month|annual|incident`: a report
+//! rendered by the collector from its stored data, written to a file (or
+//! standard output).
 
 use std::path::PathBuf;
 
-use canhgac_proto::{client::TlsClient, v1::GetReportRequest};
+use canhgac_proto::{
+    client::TlsClient,
+    v1::{GetReportFileRequest, GetReportRequest, ListReportFilesRequest},
+};
 use clap::Args;
 
 use crate::{Failure, connect, output};
 
 #[derive(Args, Debug)]
 pub struct ReportArgs {
-    /// `daily`, `weekly`, `six-month` or `annual` (level compliance, the
-    /// window 15/12–14/12).
+    /// `daily`, `weekly`, `six-month`, `annual` (level compliance, the
+    /// window 15/12–14/12) or `incident` (an incident's notice: `--id`,
+    /// `--notice`); `list` shows the reports kept by the schedule and
+    /// `fetch ID` downloads one.
     pub kind: String,
+    /// `fetch`: the id `report list` shows (AGENCY/KIND/FROM_TO.EXT).
+    pub stored: Option<String>,
+    /// `incident`: the incident's number.
+    #[arg(long)]
+    pub id: Option<u64>,
+    /// `incident`: `initial` (default) or `completion`.
+    #[arg(long, default_value = "initial")]
+    pub notice: String,
     /// One agency (default: every agency the operator may see).
     #[arg(long)]
     pub agency: Option<String>,
@@ -33,6 +47,9 @@ pub struct ReportArgs {
 
 /// `format`: the global `--format` (html when not given).
 pub async fn run(a: ReportArgs, format: Option<output::Format>, client: &TlsClient) -> Result<(), Failure> {
+    if a.kind == "list" {
+        return list(&a, client).await;
+    }
     let format = match format {
         None | Some(output::Format::Html) => "html",
         Some(output::Format::Csv) => "csv",
@@ -44,6 +61,44 @@ pub async fn run(a: ReportArgs, format: Option<output::Format>, client: &TlsClie
             ));
         }
     };
+    if a.stored.is_some() && a.kind != "fetch" {
+        return Err(Failure::usage(format!(
+            "report {}: unexpected argument `{}`",
+            a.kind,
+            a.stored.as_deref().unwrap_or_default()
+        )));
+    }
+    if a.kind == "fetch" {
+        let Some(id) = a.stored.clone() else {
+            return Err(Failure::usage("report fetch: the report's id is required (see `report list`)"));
+        };
+        let mut c = connect(client).await?;
+        let r = c.get_report_file(GetReportFileRequest { id }).await?.into_inner();
+        return write_out(&a, &r.content);
+    }
+    if a.kind == "incident" {
+        let Some(id) = a.id else {
+            return Err(Failure::usage("report incident: --id NUMBER is required"));
+        };
+        if a.from.is_some() || a.to.is_some() || a.agency.is_some() {
+            return Err(Failure::usage(
+                "report incident: --from, --to and --agency do not apply (the notice is of one incident)",
+            ));
+        }
+        let mut c = connect(client).await?;
+        let r = c
+            .get_report(GetReportRequest {
+                kind: a.kind.clone(),
+                format: format.into(),
+                language: a.lang.clone(),
+                incident_id: id,
+                notice: a.notice.clone(),
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        return write_out(&a, &r.content);
+    }
     let span = match a.kind.as_str() {
         "daily" => time::Duration::days(1),
         "weekly" => time::Duration::weeks(1),
@@ -51,7 +106,7 @@ pub async fn run(a: ReportArgs, format: Option<output::Format>, client: &TlsClie
         "annual" => time::Duration::days(365),
         other => {
             return Err(Failure::usage(format!(
-                "report: `{other}` is not a report (daily, weekly, six-month, annual)"
+                "report: `{other}` is not a report (daily, weekly, six-month, annual, incident)"
             )));
         }
     };
@@ -95,23 +150,70 @@ pub async fn run(a: ReportArgs, format: Option<output::Format>, client: &TlsClie
             to: Some(canhgac_proto::timefmt::to_timestamp(to)),
             format: format.into(),
             language: a.lang.clone(),
+            ..Default::default()
         })
         .await?
         .into_inner();
+    write_out(&a, &r.content)
+}
+
+fn write_out(a: &ReportArgs, content: &[u8]) -> Result<(), Failure> {
     match &a.out {
         Some(path) => {
-            std::fs::write(path, &r.content)
+            std::fs::write(path, content)
                 .map_err(|e| Failure::runtime(format!("report: cannot write {}: {e}", path.display())))?;
-            output::say(format!(
-                "{} report written to {} ({} bytes)",
-                a.kind,
-                path.display(),
-                r.content.len()
-            ))
+            output::say(format!("{} report written to {} ({} bytes)", a.kind, path.display(), content.len()))
         }
         None => {
             use std::io::Write as _;
-            std::io::stdout().lock().write_all(&r.content).map_err(output::write_failure)
+            std::io::stdout().lock().write_all(content).map_err(output::write_failure)
         }
     }
+}
+
+/// `report list`: the schedule and the reports it kept.
+async fn list(a: &ReportArgs, client: &TlsClient) -> Result<(), Failure> {
+    let mut c = connect(client).await?;
+    let r = c
+        .list_report_files(ListReportFilesRequest { agency: a.agency.clone().unwrap_or_default() })
+        .await?
+        .into_inner();
+    if output::json(false) {
+        for s in &r.reports {
+            let line = serde_json::json!({
+                "id": s.id,
+                "agency": s.agency,
+                "kind": s.kind,
+                "from": s.from.as_ref().map(output::time_ts),
+                "to": s.to.as_ref().map(output::time_ts),
+                "format": s.format,
+                "size": s.size,
+                "written": s.written.as_ref().map(output::time_ts),
+                "file_name": s.file_name,
+            });
+            output::say(line.to_string())?;
+        }
+        return Ok(());
+    }
+    if r.schedule.is_empty() {
+        output::say("schedule: none ([[reports.schedule]] in the collector's configuration)")?;
+    }
+    for line in &r.schedule {
+        output::say(format!("schedule: {line}"))?;
+    }
+    let rows = r
+        .reports
+        .iter()
+        .map(|s| {
+            vec![
+                s.id.clone(),
+                s.kind.clone(),
+                if s.agency.is_empty() { "(all)".into() } else { s.agency.clone() },
+                s.from.as_ref().map(output::time_ts).unwrap_or_default(),
+                s.to.as_ref().map(output::time_ts).unwrap_or_default(),
+                s.size.to_string(),
+            ]
+        })
+        .collect();
+    output::say(output::table(&["ID", "KIND", "AGENCY", "FROM", "TO", "BYTES"], rows).trim_end())
 }

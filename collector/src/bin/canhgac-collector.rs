@@ -119,12 +119,16 @@ fn serve(
     if let Some(l) = console_listen {
         match l.parse::<SocketAddr>() {
             Ok(a) => {
-                let idle_timeout = cfg
+                let (idle_timeout, bind_client_certificate) = cfg
                     .console
                     .as_ref()
-                    .map(|c| c.idle_timeout)
-                    .unwrap_or(canhgac_collector::console::DEFAULT_IDLE);
-                cfg.console = Some(canhgac_collector::console::ConsoleConfig { listen: a, idle_timeout });
+                    .map(|c| (c.idle_timeout, c.bind_client_certificate))
+                    .unwrap_or((canhgac_collector::console::DEFAULT_IDLE, false));
+                cfg.console = Some(canhgac_collector::console::ConsoleConfig {
+                    listen: a,
+                    idle_timeout,
+                    bind_client_certificate,
+                });
             }
             Err(_) => {
                 return fail(2, &format!("invalid --console-listen address `{l}` (expected IP:PORT)"));

@@ -13,9 +13,17 @@
 //! for 15 minutes. A session is a random token in a `Secure; HttpOnly;
 //! SameSite=Strict` cookie, ends after `console.idle_timeout` without use,
 //! and carries a CSRF token every form must return.
+//!
+//! **Bound to a certificate** (`console.bind_client_certificate`): the
+//! console then asks for a client certificate of the collector's CA; a
+//! name signs in only over a connection presenting that operator's own
+//! certificate (`urn:canhgac:operator:NAME`, not revoked), and its session
+//! is honoured only on connections presenting the same certificate, so a
+//! password or a cookie alone is not enough.
 
 pub mod pages;
 pub mod password;
+pub mod registry;
 pub mod svg;
 
 use std::{
@@ -90,14 +98,24 @@ pub struct Session {
     pub agency: String,
     pub csrf: String,
     pub lang: Lang,
+    /// The operator certificate of the connection that signed in (bound
+    /// consoles).
+    pub peer: Option<String>,
     last: Instant,
 }
+
+/// The operator named by the client certificate of a request's connection
+/// (`None`: no certificate, or the console is not bound).
+#[derive(Debug, Clone, Default)]
+pub struct Peer(pub Option<String>);
 
 /// Console settings.
 #[derive(Debug, Clone)]
 pub struct ConsoleConfig {
     pub listen: SocketAddr,
     pub idle_timeout: Duration,
+    /// Sign-in needs the operator's client certificate as well.
+    pub bind_client_certificate: bool,
 }
 
 pub struct Console {
@@ -106,6 +124,7 @@ pub struct Console {
     api: Api,
     regulation: Arc<crate::rules::Regulation>,
     idle: Duration,
+    bind: bool,
     sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<String, Vec<Instant>>>,
 }
@@ -143,8 +162,18 @@ impl Console {
         api: Api,
         regulation: Arc<crate::rules::Regulation>,
         idle: Duration,
+        bind: bool,
     ) -> Console {
-        Console { store, auth, api, regulation, idle, sessions: Mutex::default(), failures: Mutex::default() }
+        Console {
+            store,
+            auth,
+            api,
+            regulation,
+            idle,
+            bind,
+            sessions: Mutex::default(),
+            failures: Mutex::default(),
+        }
     }
 
     /// The API as this session's operator.
@@ -165,6 +194,13 @@ impl Console {
         let s = map.get_mut(&tok)?;
         s.last = Instant::now();
         Some((tok, s.clone()))
+    }
+
+    /// The session of a request without counting it as use.
+    fn session_peek(&self, headers: &HeaderMap) -> Option<Session> {
+        let tok = cookie_of(headers, COOKIE)?;
+        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&tok).filter(|s| s.last.elapsed() < self.idle).cloned()
     }
 
     fn locked(&self, name: &str) -> bool {
@@ -244,7 +280,12 @@ fn lang_of(headers: &HeaderMap) -> Lang {
     }
 }
 
-async fn login(State(c): State<Shared>, headers: HeaderMap, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(c): State<Shared>,
+    axum::Extension(peer): axum::Extension<Peer>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let lang = lang_of(&headers);
     let again = |msg: &str| {
         let tok = token();
@@ -285,6 +326,23 @@ async fn login(State(c): State<Shared>, headers: HeaderMap, Form(f): Form<LoginF
             return again("wrong user name or password");
         }
     };
+    if c.bind && peer.0.as_deref() != Some(rec.name.as_str()) {
+        let why = match &peer.0 {
+            None => "no client certificate".to_string(),
+            Some(other) => format!("the client certificate is operator `{other}`'s"),
+        };
+        let _ = c
+            .auth
+            .audit_console(
+                &name,
+                "ConsoleSignIn",
+                "console",
+                Some(&format!("certificate-bound sign-in: {why}")),
+            )
+            .await;
+        tracing::warn!(operator = %name, reason = %why, "console sign-in refused: not the operator's certificate");
+        return again("this console signs in only with your operator certificate: present it in the browser");
+    }
     if let Err(e) = c.auth.audit_console(&name, "ConsoleSignIn", "console", None).await {
         return refusal(StatusCode::SERVICE_UNAVAILABLE, lang, e.message());
     }
@@ -296,6 +354,7 @@ async fn login(State(c): State<Shared>, headers: HeaderMap, Form(f): Form<LoginF
         agency: rec.agency.clone(),
         csrf: token(),
         lang,
+        peer: peer.0.clone(),
         last: Instant::now(),
     };
     c.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(tok.clone(), s);
@@ -362,6 +421,18 @@ async fn alerts(
     pages::alerts(&c, &s, q).await
 }
 
+async fn alert_rows(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<pages::RowsQuery>,
+) -> Response {
+    // polling is not use: it does not keep an idle session alive
+    let Some(s) = c.session_peek(&headers) else {
+        return StatusCode::UNAUTHORIZED.into_response();
+    };
+    pages::alert_rows_after(&c, &s, q).await
+}
+
 async fn incidents(
     State(c): State<Shared>,
     headers: HeaderMap,
@@ -405,6 +476,15 @@ async fn reports(State(c): State<Shared>, headers: HeaderMap) -> Response {
     pages::reports(&c, &s).await
 }
 
+async fn report_stored(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<pages::StoredQuery>,
+) -> Response {
+    let s = session_or_login!(c, headers);
+    pages::report_stored(&c, &s, q).await
+}
+
 async fn report_download(
     State(c): State<Shared>,
     headers: HeaderMap,
@@ -412,6 +492,79 @@ async fn report_download(
 ) -> Response {
     let s = session_or_login!(c, headers);
     pages::report_download(&c, &s, q).await
+}
+
+async fn agent_revoke(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Form(f): Form<pages::RevokeForm>,
+) -> Response {
+    let s = session_or_login!(c, headers);
+    if let Err(r) = csrf_ok(&c, &s, &f.csrf, "revoke agent").await {
+        return r;
+    }
+    pages::agent_revoke(&c, &s, f).await
+}
+
+async fn registry_page(State(c): State<Shared>, headers: HeaderMap) -> Response {
+    let s = session_or_login!(c, headers);
+    registry::registry(&c, &s).await
+}
+
+async fn agency_form(State(c): State<Shared>, headers: HeaderMap, Path(code): Path<String>) -> Response {
+    let s = session_or_login!(c, headers);
+    registry::agency_form(&c, &s, &code).await
+}
+
+async fn agency_save(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    Form(f): Form<registry::EditForm>,
+) -> Response {
+    let s = session_or_login!(c, headers);
+    let token = f.get("csrf").cloned().unwrap_or_default();
+    if let Err(r) = csrf_ok(&c, &s, &token, &format!("agency {code}")).await {
+        return r;
+    }
+    registry::agency_save(&c, &s, &code, f).await
+}
+
+async fn system_form(State(c): State<Shared>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let s = session_or_login!(c, headers);
+    let Ok(id) = id.parse::<u64>() else {
+        return refusal(StatusCode::NOT_FOUND, s.lang, "no such system");
+    };
+    registry::system_form(&c, &s, id).await
+}
+
+async fn system_save(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<registry::EditForm>,
+) -> Response {
+    let s = session_or_login!(c, headers);
+    let token = f.get("csrf").cloned().unwrap_or_default();
+    if let Err(r) = csrf_ok(&c, &s, &token, &format!("system {id}")).await {
+        return r;
+    }
+    let Ok(id) = id.parse::<u64>() else {
+        return refusal(StatusCode::NOT_FOUND, s.lang, "no such system");
+    };
+    registry::system_save(&c, &s, id, f).await
+}
+
+async fn registry_import(
+    State(c): State<Shared>,
+    headers: HeaderMap,
+    Form(f): Form<registry::ImportForm>,
+) -> Response {
+    let s = session_or_login!(c, headers);
+    if let Err(r) = csrf_ok(&c, &s, &f.csrf, "registry import").await {
+        return r;
+    }
+    registry::import(&c, &s, f).await
 }
 
 /// The console's routes.
@@ -422,15 +575,50 @@ pub fn router(c: Shared) -> Router {
         .route("/lang", post(set_lang))
         .route("/", get(overview))
         .route("/alerts", get(alerts))
+        .route("/alerts/rows", get(alert_rows))
         .route("/incidents", get(incidents))
         .route("/incidents/{id}", get(incident))
         .route("/incidents/{id}/action", post(incident_action))
         .route("/agents", get(agents))
+        .route("/agents/revoke", post(agent_revoke))
+        .route("/registry", get(registry_page))
+        .route("/registry/import", post(registry_import))
+        .route("/registry/agency/{code}", get(agency_form).post(agency_save))
+        .route("/registry/system/{id}", get(system_form).post(system_save))
         .route("/reports", get(reports))
         .route("/reports/download", get(report_download))
+        .route("/reports/stored", get(report_stored))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_FORM))
+        .layer(axum::middleware::from_fn_with_state(c.clone(), bound_sessions))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(c)
+}
+
+/// On a bound console, a session is honoured only on connections that
+/// present the certificate it signed in with.
+async fn bound_sessions(
+    State(c): State<Shared>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if c.bind {
+        let peer = req.extensions().get::<Peer>().cloned().unwrap_or_default();
+        if let Some(s) = c.session_peek(req.headers())
+            && s.peer != peer.0
+        {
+            let _ = c
+                .auth
+                .audit_console(
+                    &s.operator,
+                    "ConsoleSession",
+                    "console",
+                    Some("session used without its certificate"),
+                )
+                .await;
+            return refusal(StatusCode::FORBIDDEN, s.lang, "this session belongs to another certificate");
+        }
+    }
+    next.run(req).await
 }
 
 async fn security_headers(mut r: Response) -> Response {
@@ -479,6 +667,19 @@ pub async fn serve(
                 }
                 Err(_) => return,
             };
+            // who the connection's certificate names (bound consoles ask for one)
+            let who = Peer(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|der| canhgac_proto::identity::Identity::from_cert_der(der).ok())
+                    .and_then(|id| match id {
+                        canhgac_proto::identity::Identity::Operator(name) => Some(name),
+                        canhgac_proto::identity::Identity::Agent(_) => None,
+                    }),
+            );
+            let app = app.layer(axum::Extension(who));
             let svc = hyper_util::service::TowerToHyperService::new(app);
             let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
             if let Err(e) = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), svc).await {

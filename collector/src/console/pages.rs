@@ -27,11 +27,11 @@ th,td{border:1px solid #bbb;padding:.25em .45em;text-align:left;vertical-align:t
 .bad{color:#8a1c1c;font-weight:bold}.ok{color:#1c6b2a}label{display:inline-block;margin:.2em .6em .2em 0}\
 figure.chart{margin:.3em 0}figcaption{font-weight:bold;margin-bottom:.2em}button{cursor:pointer}";
 
-fn t(s: &Session) -> Text {
+pub(super) fn t(s: &Session) -> Text {
     Text(s.lang)
 }
 
-fn vn(ts: &Option<prost_types::Timestamp>) -> String {
+pub(super) fn vn(ts: &Option<prost_types::Timestamp>) -> String {
     ts.as_ref()
         .map(|t| {
             let t = timefmt::from_timestamp(t).to_offset(VIETNAM);
@@ -48,6 +48,7 @@ pub fn layout(s: &Session, title: &str, active: &str, body: Markup) -> Markup {
         ("/alerts", "nav_alerts"),
         ("/incidents", "nav_incidents"),
         ("/agents", "nav_agents"),
+        ("/registry", "nav_registry"),
         ("/reports", "nav_reports"),
     ];
     html! {
@@ -129,7 +130,7 @@ pub fn message_page(lang: Lang, status: StatusCode, message: &str) -> Markup {
 }
 
 /// The page for a refused or failed API call.
-fn api_error(s: &Session, e: tonic::Status) -> Response {
+pub(super) fn api_error(s: &Session, e: tonic::Status) -> Response {
     let status = match e.code() {
         tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => StatusCode::FORBIDDEN,
         tonic::Code::NotFound => StatusCode::NOT_FOUND,
@@ -142,7 +143,7 @@ fn api_error(s: &Session, e: tonic::Status) -> Response {
     refusal(status, s.lang, e.message())
 }
 
-fn page(s: &Session, title: &str, active: &str, body: Markup) -> Response {
+pub(super) fn page(s: &Session, title: &str, active: &str, body: Markup) -> Response {
     Html(layout(s, title, active, body).into_string()).into_response()
 }
 
@@ -279,42 +280,74 @@ pub struct AlertFilter {
     pub hours: String,
 }
 
-pub async fn alerts(c: &Console, s: &Session, q: AlertFilter) -> Response {
-    let tx = t(s);
+/// The filter's request, or why it is refused.
+fn alert_request(q: &AlertFilter) -> Result<(ListAlertsRequest, u64), String> {
     let num = |v: &str, what: &str| -> Result<u64, String> {
         if v.trim().is_empty() {
             return Ok(0);
         }
         v.trim().parse::<u64>().map_err(|_| format!("{what}: `{v}` is not a number"))
     };
-    let parsed = (|| {
-        Ok::<_, String>((
-            num(&q.severity, "severity")?,
-            num(&q.signature_id, "signature_id")?,
-            num(&q.system, "system")?,
-            num(&q.hours, "hours")?,
-        ))
-    })();
-    let (sev, sid, system, hours) = match parsed {
+    let (sev, sid, system, hours) = (
+        num(&q.severity, "severity")?,
+        num(&q.signature_id, "signature_id")?,
+        num(&q.system, "system")?,
+        num(&q.hours, "hours")?,
+    );
+    let hours = if hours == 0 { 24 } else { hours.min(24 * 366) };
+    let req = ListAlertsRequest {
+        agency: q.agency.trim().to_string(),
+        min_severity: sev.min(4) as u32,
+        since: Some(timefmt::to_timestamp(now() - time::Duration::hours(hours as i64))),
+        limit: 500,
+        ip: q.ip.trim().to_string(),
+        signature_id: sid,
+        detector: q.detector.trim().to_string(),
+        system,
+        ..Default::default()
+    };
+    Ok((req, hours))
+}
+
+/// Table rows of alerts, each carrying its store cursor.
+fn alert_rows(alerts: &[&StoredAlert]) -> Markup {
+    html! {
+        @for a in alerts {
+            @let f = a.facts.clone().unwrap_or_default();
+            @let end = |e: &Option<Endpoint>| e.as_ref().map(|e| if e.port == 0 { e.ip.clone() } else { format!("{}:{}", e.ip, e.port) }).unwrap_or_default();
+            tr data-cursor=(a.cursor) {
+                td { (vn(&a.time)) }
+                td { (a.severity) }
+                td { (a.agency) }
+                td { (if f.detector.is_empty() { "rule".to_string() } else { f.detector.clone() }) }
+                td { (f.signature) " (" (f.signature_id) ")" }
+                td { (end(&f.src)) " → " (end(&f.dest)) }
+                td { details { summary { "JSON" } pre { (a.eve_json) } } }
+            }
+        }
+    }
+}
+
+/// New alerts appear at the top of the table without a reload: the page
+/// asks `/alerts/rows` for rows after the highest cursor it shows.
+const LIVE_JS: &str = "(function(){var tb=document.querySelector('#alerts tbody');var max=+tb.dataset.cursor||0;\
+var n=document.getElementById('live-new');var got=0;\
+setInterval(function(){var q=location.search?'&'+location.search.slice(1):'';\
+fetch('/alerts/rows?after='+max+q,{credentials:'same-origin'}).then(function(r){if(!r.ok)throw new Error(r.status);return r.text()})\
+.then(function(h){if(!h.trim())return;var t=document.createElement('tbody');t.innerHTML=h;var rows=Array.prototype.slice.call(t.rows);\
+for(var i=rows.length-1;i>=0;i--){tb.insertBefore(rows[i],tb.firstChild);max=Math.max(max,+rows[i].dataset.cursor);}\
+got+=rows.length;n.textContent='+'+got;}).catch(function(){n.textContent='!';});},3000);})();";
+
+pub async fn alerts(c: &Console, s: &Session, q: AlertFilter) -> Response {
+    let tx = t(s);
+    let (req, hours) = match alert_request(&q) {
         Ok(x) => x,
         Err(m) => return refusal(StatusCode::BAD_REQUEST, s.lang, &m),
     };
-    let hours = if hours == 0 { 24 } else { hours.min(24 * 366) };
     let mut api = c.api(s);
-    let r = call!(
-        s,
-        api.list_alerts(ListAlertsRequest {
-            agency: q.agency.trim().to_string(),
-            min_severity: sev.min(4) as u32,
-            since: Some(timefmt::to_timestamp(now() - time::Duration::hours(hours as i64))),
-            limit: 500,
-            ip: q.ip.trim().to_string(),
-            signature_id: sid,
-            detector: q.detector.trim().to_string(),
-            system,
-            ..Default::default()
-        })
-    );
+    let r = call!(s, api.list_alerts(req));
+    let highest = r.alerts.iter().map(|a| a.cursor).max().unwrap_or(0);
+    let rows: Vec<&StoredAlert> = r.alerts.iter().collect();
     let body = html! {
         form method="get" action="/alerts" {
             label { (tx.get("agency")) " " input name="agency" value=(q.agency) size="10"; }
@@ -326,29 +359,42 @@ pub async fn alerts(c: &Console, s: &Session, q: AlertFilter) -> Response {
             label { (tx.get("hours")) " " input name="hours" value=(hours) size="4"; }
             button { (tx.get("filter")) }
         }
-        p { small { (tx.get("live")) } }
+        p { small { (tx.get("live")) " " span #live-new aria-live="polite" {} } }
         table #alerts {
             thead { tr {
                 th { (tx.get("time")) } th { (tx.get("severity")) } th { (tx.get("agency")) } th { (tx.get("detector")) }
                 th { (tx.get("signature")) } th { "src → dest" } th { "EVE" }
             } }
-            tbody { @for a in &r.alerts {
-                @let f = a.facts.clone().unwrap_or_default();
-                @let end = |e: &Option<Endpoint>| e.as_ref().map(|e| if e.port == 0 { e.ip.clone() } else { format!("{}:{}", e.ip, e.port) }).unwrap_or_default();
-                tr {
-                    td { (vn(&a.time)) }
-                    td { (a.severity) }
-                    td { (a.agency) }
-                    td { (if f.detector.is_empty() { "rule".to_string() } else { f.detector.clone() }) }
-                    td { (f.signature) " (" (f.signature_id) ")" }
-                    td { (end(&f.src)) " → " (end(&f.dest)) }
-                    td { details { summary { "JSON" } pre { (a.eve_json) } } }
-                }
-            } }
+            tbody data-cursor=(highest) { (alert_rows(&rows)) }
         }
-        script { (PreEscaped("setTimeout(function(){location.reload()},15000);")) }
+        script { (PreEscaped(LIVE_JS)) }
     };
     page(s, tx.get("nav_alerts"), "nav_alerts", body)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RowsQuery {
+    #[serde(default)]
+    pub after: String,
+    #[serde(flatten)]
+    pub filter: AlertFilter,
+}
+
+/// Rows of the alerts stored after cursor `after` that match the filter,
+/// newest first (an HTML fragment for the live table).
+pub async fn alert_rows_after(c: &Console, s: &Session, q: RowsQuery) -> Response {
+    let Ok(after) = q.after.trim().parse::<u64>() else {
+        return refusal(StatusCode::BAD_REQUEST, s.lang, "after: a cursor number is needed");
+    };
+    let (req, _) = match alert_request(&q.filter) {
+        Ok(x) => x,
+        Err(m) => return refusal(StatusCode::BAD_REQUEST, s.lang, &m),
+    };
+    let mut api = c.api(s);
+    let r = call!(s, api.list_alerts(req));
+    let mut fresh: Vec<&StoredAlert> = r.alerts.iter().filter(|a| a.cursor > after).collect();
+    fresh.sort_by_key(|a| std::cmp::Reverse(a.cursor));
+    Html(alert_rows(&fresh).into_string()).into_response()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -445,9 +491,21 @@ pub async fn incident(c: &Console, s: &Session, id: u64) -> Response {
                 label { (tx.get("assign")) " " input name="text" size="20" value=(i.assignee); }
                 button { (tx.get("apply")) }
             }
-            p { (tx.get("print_reports")) ": "
-                a href=(format!("/reports/download?kind=incident-initial&id={id}&lang={}", s.lang.code())) { (tx.get("initial_report")) } " · "
-                a href=(format!("/reports/download?kind=incident-completion&id={id}&lang={}", s.lang.code())) { (tx.get("completion_report")) }
+            form method="post" action=(format!("/incidents/{id}/action")) #merge {
+                input type="hidden" name="csrf" value=(s.csrf);
+                input type="hidden" name="action" value="merge";
+                label { (tx.get("merge_into_this")) " " input name="text" size="16" placeholder="12, 15"; }
+                label { (tx.get("note")) " " input name="reason" size="30" maxlength="2000"; }
+                button { (tx.get("merge")) }
+            }
+            p #notices { (tx.get("print_reports")) ": "
+                @for (notice, key) in [("initial", "initial_report"), ("completion", "completion_report")] {
+                    @if notice == "initial" || i.state == "closed" {
+                        (tx.get(key)) " "
+                        a href=(format!("/reports/download?kind=incident&notice={notice}&id={id}&format=html&lang={}", s.lang.code())) { "HTML" } " "
+                        a href=(format!("/reports/download?kind=incident&notice={notice}&id={id}&format=pdf&lang={}", s.lang.code())) { "PDF" } " · "
+                    }
+                }
             }
         }
         h2 { (tx.get("timeline")) }
@@ -490,6 +548,29 @@ pub async fn incident_action(c: &Console, s: &Session, id: u64, f: ActionForm) -
         "transition" => api.transition_incident(req(f.state, String::new(), f.reason)).await,
         "note" => api.add_incident_note(req(String::new(), f.text, String::new())).await,
         "assign" => api.assign_incident(req(f.text, String::new(), String::new())).await,
+        "merge" => {
+            let mut ids = vec![id];
+            for part in f.text.split([',', ' ', ';']).map(str::trim).filter(|p| !p.is_empty()) {
+                match part.trim_start_matches('#').parse::<u64>() {
+                    Ok(other) => ids.push(other),
+                    Err(_) => {
+                        return refusal(
+                            StatusCode::BAD_REQUEST,
+                            s.lang,
+                            &format!("merge: `{part}` is not an incident number"),
+                        );
+                    }
+                }
+            }
+            if ids.len() < 2 {
+                return refusal(
+                    StatusCode::BAD_REQUEST,
+                    s.lang,
+                    "merge: name the incidents to merge into this one",
+                );
+            }
+            api.merge_incidents(MergeIncidentsRequest { ids, note: f.reason }).await
+        }
         other => {
             return refusal(StatusCode::BAD_REQUEST, s.lang, &format!("unknown action `{other}`"));
         }
@@ -509,6 +590,7 @@ pub async fn agents(c: &Console, s: &Session) -> Response {
             thead { tr {
                 th { (tx.get("agency")) } th { (tx.get("host")) } th { (tx.get("online")) } th { (tx.get("last_seen")) }
                 th { (tx.get("version")) } th { (tx.get("policy_version")) } th { (tx.get("dropped")) }
+                th { (tx.get("counters")) } @if s.role == "admin" { th { (tx.get("revoke")) } }
             } }
             tbody { @for a in &cov.agents {
                 @let c = a.counters.clone().unwrap_or_default();
@@ -518,6 +600,15 @@ pub async fn agents(c: &Console, s: &Session) -> Response {
                     td { (vn(&a.last_seen)) } td { (a.agent_version) }
                     td { (a.policy.as_ref().map(|p| p.version).unwrap_or(0)) }
                     td { (c.spool_dropped + c.records_dropped_oversize + c.packets_dropped_kernel + c.packets_dropped_user) }
+                    td { details { summary { (tx.get("counters")) } pre { (serde_json::to_string_pretty(&canhgac_proto::json::counters(&c)).unwrap_or_default()) } } }
+                    @if s.role == "admin" { td {
+                        form method="post" action="/agents/revoke" {
+                            input type="hidden" name="csrf" value=(s.csrf);
+                            input type="hidden" name="agent_id" value=(a.agent_id);
+                            label { (tx.get("reason")) " " input name="reason" size="12" required; }
+                            button { (tx.get("revoke")) }
+                        }
+                    } }
                 }
             } }
         }
@@ -525,11 +616,14 @@ pub async fn agents(c: &Console, s: &Session) -> Response {
     page(s, tx.get("nav_agents"), "nav_agents", body)
 }
 
-pub async fn reports(_c: &Console, s: &Session) -> Response {
+pub async fn reports(c: &Console, s: &Session) -> Response {
     let tx = t(s);
+    let mut api = c.api(s);
+    let kept = call!(s, api.list_report_files(ListReportFilesRequest::default()));
     let today = now().to_offset(VIETNAM).date();
     let week_ago = today - time::Duration::days(7);
     let body = html! {
+        h2 { (tx.get("generate")) }
         form method="get" action="/reports/download" #report {
             label { (tx.get("kind")) " " select name="kind" {
                 option value="weekly" { "weekly" } option value="daily" { "daily" }
@@ -538,15 +632,47 @@ pub async fn reports(_c: &Console, s: &Session) -> Response {
             label { (tx.get("agency")) " " input name="agency" value=(s.agency) size="10"; }
             label { (tx.get("from")) " " input type="date" name="from" value=(week_ago.to_string()); }
             label { (tx.get("to")) " " input type="date" name="to" value=((today + time::Duration::days(1)).to_string()); }
-            label { (tx.get("format")) " " select name="format" { option { "html" } option { "csv" } option { "json" } } }
+            label { (tx.get("format")) " " select name="format" { option { "html" } option { "pdf" } option { "csv" } option { "json" } } }
             label { (tx.get("language")) " " select name="lang" {
                 option value="vi" selected[s.lang == Lang::Vi] { "Tiếng Việt" }
                 option value="en" selected[s.lang == Lang::En] { "English" }
             } }
             button #generate { (tx.get("download")) }
         }
+        h2 { (tx.get("schedule")) }
+        @if kept.schedule.is_empty() { p #schedule { (tx.get("no_schedule")) } }
+        @else { ul #schedule { @for line in &kept.schedule { li { (line) } } } }
+        h2 { (tx.get("kept_reports")) " (" (kept.reports.len()) ")" }
+        @if kept.reports.is_empty() { p { (tx.get("none")) } } @else {
+            table #kept {
+                thead { tr {
+                    th { (tx.get("kind")) } th { (tx.get("agency")) } th { (tx.get("period")) }
+                    th { (tx.get("format")) } th { (tx.get("generated")) } th { "" }
+                } }
+                tbody { @for r in &kept.reports {
+                    tr {
+                        td { (r.kind) }
+                        td { @if r.agency.is_empty() { (tx.get("all_agencies")) } @else { (r.agency) } }
+                        td { (vn(&r.from)) " – " (vn(&r.to)) }
+                        td { (r.format) " (" (r.size / 1024 + 1) " KiB)" }
+                        td { (vn(&r.written)) }
+                        td { a href=(format!("/reports/stored?id={}", urlencode(&r.id))) download=(r.file_name) { (tx.get("download")) } }
+                    }
+                } }
+            }
+        }
     };
     page(s, tx.get("nav_reports"), "nav_reports", body)
+}
+
+/// Percent-encodes a query value.
+fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -565,6 +691,8 @@ pub struct ReportQuery {
     pub lang: String,
     #[serde(default)]
     pub id: String,
+    #[serde(default)]
+    pub notice: String,
 }
 
 /// A date (midnight in Vietnam) or RFC 3339.
@@ -579,34 +707,55 @@ fn parse_day(v: &str) -> Option<OffsetDateTime> {
 
 pub async fn report_download(c: &Console, s: &Session, q: ReportQuery) -> Response {
     let mut api = c.api(s);
-    if let Some(kind) = q.kind.strip_prefix("incident-") {
-        let Ok(id) = q.id.parse::<u64>() else {
+    let req = if q.kind == "incident" {
+        let Ok(id) = q.id.trim().parse::<u64>() else {
             return refusal(StatusCode::BAD_REQUEST, s.lang, "id: an incident number is needed");
         };
-        let r = call!(s, api.incident_report(IncidentReportRequest { id, kind: kind.to_string() }));
-        let doc = html! {
-            (DOCTYPE)
-            html lang=(s.lang.code()) {
-                head { meta charset="utf-8"; title { "#" (id) " " (r.kind) } style { "body{font-family:'DejaVu Sans',Arial,sans-serif;margin:1.5em}pre{white-space:pre-wrap;font-family:inherit}" } }
-                body { pre #report { (r.text) } }
-            }
+        GetReportRequest {
+            kind: q.kind.clone(),
+            incident_id: id,
+            notice: q.notice.clone(),
+            format: q.format.clone(),
+            language: q.lang.clone(),
+            ..Default::default()
+        }
+    } else {
+        let (Some(from), Some(to)) = (parse_day(&q.from), parse_day(&q.to)) else {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                s.lang,
+                "from and to: dates such as 2026-12-01 are needed",
+            );
         };
-        return Html(doc.into_string()).into_response();
-    }
-    let (Some(from), Some(to)) = (parse_day(&q.from), parse_day(&q.to)) else {
-        return refusal(StatusCode::BAD_REQUEST, s.lang, "from and to: dates such as 2026-12-01 are needed");
-    };
-    let r = call!(
-        s,
-        api.get_report(GetReportRequest {
+        GetReportRequest {
             kind: q.kind.clone(),
             agency: q.agency.trim().to_string(),
             from: Some(timefmt::to_timestamp(from)),
             to: Some(timefmt::to_timestamp(to)),
             format: q.format.clone(),
             language: q.lang.clone(),
-        })
-    );
+            ..Default::default()
+        }
+    };
+    let r = call!(s, api.get_report(req));
+    file_response(r)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct StoredQuery {
+    #[serde(default)]
+    pub id: String,
+}
+
+/// A report kept by the schedule.
+pub async fn report_stored(c: &Console, s: &Session, q: StoredQuery) -> Response {
+    let mut api = c.api(s);
+    let r = call!(s, api.get_report_file(GetReportFileRequest { id: q.id }));
+    file_response(r)
+}
+
+/// A report as a download (HTML shown in the browser).
+fn file_response(r: ReportFile) -> Response {
     let disposition = if r.content_type.starts_with("text/html") { "inline" } else { "attachment" };
     let mut resp = r.content.into_response();
     let h = resp.headers_mut();
@@ -619,4 +768,21 @@ pub async fn report_download(c: &Console, s: &Session, q: ReportQuery) -> Respon
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     resp
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    pub csrf: String,
+    #[serde(default)]
+    pub agent_id: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// Revokes an agent's certificate (admins; the API checks).
+pub async fn agent_revoke(c: &Console, s: &Session, f: RevokeForm) -> Response {
+    let mut api = c.api(s);
+    call!(s, api.revoke_agent(RevokeAgentRequest { agent_id: f.agent_id, reason: f.reason }));
+    Redirect::to("/agents").into_response()
 }

@@ -425,7 +425,7 @@ pub fn report(
     agency: Option<&AgencyRec>,
     system: Option<&SystemRec>,
     ctx: &ReportContext<'_>,
-) -> Result<(String, Value), String> {
+) -> Result<Notice, String> {
     let (title, suffix) = match kind {
         "initial" => ("BÁO CÁO BAN ĐẦU SỰ CỐ / INITIAL INCIDENT REPORT", "BĐ"),
         "completion" => ("BÁO CÁO KẾT THÚC ỨNG PHÓ SỰ CỐ / INCIDENT COMPLETION REPORT", "KT"),
@@ -526,13 +526,8 @@ pub fn report(
             j[k] = json!(field(k));
         }
     }
-    let mut t = vec![
-        title.to_string(),
-        format!("Số / No.: {report_number}   Ngày / Date: {}", s_of(&j["report_date"])),
-        String::new(),
-    ];
-    let mut line =
-        |label: &str, v: String| t.push(format!("{label}: {}", if v.is_empty() { "-".into() } else { v }));
+    let mut lines: Vec<(String, String)> = Vec::new();
+    let mut line = |label: &str, v: String| lines.push((label.to_string(), v));
     let ru = &j["reporting_unit"];
     let s = |v: &Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
     line("Đơn vị báo cáo / Reporting unit", format!("{} ({})", s(&ru["name"]), inc.agency));
@@ -597,7 +592,24 @@ pub fn report(
     }
     line("Người lập / Reported by", ctx.operator.to_string());
     line("Nơi nhận / Recipients", ctx.reg.reports.recipients.join("; "));
-    Ok((t.join("\n"), j))
+    let mut t = vec![
+        title.to_string(),
+        format!("Số / No.: {report_number}   Ngày / Date: {}", s_of(&j["report_date"])),
+        String::new(),
+    ];
+    t.extend(lines.iter().map(|(label, v)| format!("{label}: {}", if v.is_empty() { "-" } else { v })));
+    Ok(Notice { title, text: t.join("\n"), json: j, lines })
+}
+
+/// An incident notice (initial or completion report): the bilingual text,
+/// the same fields as JSON, and as (label, value) lines whose labels read
+/// `Vietnamese / English`.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub title: &'static str,
+    pub text: String,
+    pub json: Value,
+    pub lines: Vec<(String, String)>,
 }
 
 /// Sets report fields, impacts and the owner's capacity from a `set` map.

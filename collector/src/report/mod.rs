@@ -11,6 +11,7 @@
 
 pub mod pdf;
 pub mod render;
+pub mod schedule;
 pub mod text;
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +38,8 @@ pub enum Kind {
     #[serde(rename = "six-month")]
     SixMonth,
     Annual,
+    /// An incident's initial or completion notice ([`notice`]).
+    Incident,
 }
 
 impl Kind {
@@ -46,6 +49,7 @@ impl Kind {
             "weekly" => Some(Kind::Weekly),
             "six-month" => Some(Kind::SixMonth),
             "annual" => Some(Kind::Annual),
+            "incident" => Some(Kind::Incident),
             _ => None,
         }
     }
@@ -56,6 +60,7 @@ impl Kind {
             Kind::Weekly => "weekly",
             Kind::SixMonth => "six-month",
             Kind::Annual => "annual",
+            Kind::Incident => "incident",
         }
     }
 }
@@ -257,6 +262,11 @@ pub fn annual_window(day: time::Date) -> (i64, i64) {
 
 /// Builds a report from the store.
 pub fn build(store: &Store, reg: &Regulation, req: &Request) -> Result<Report, ReportError> {
+    if req.kind == Kind::Incident {
+        return Err(ReportError::Invalid(
+            "an incident notice is made from its incident, not a period".into(),
+        ));
+    }
     check_period(req.from_us, req.to_us, req.now_us)?;
     let t = text::Text(req.lang);
     let agents: Vec<AgentRec> = store.agents()?;
@@ -576,7 +586,7 @@ pub fn build(store: &Store, reg: &Regulation, req: &Request) -> Result<Report, R
                 Kind::Daily => "daily_title",
                 Kind::Weekly => "weekly_title",
                 Kind::SixMonth => "six_month_title",
-                Kind::Annual => "annual_title",
+                Kind::Annual | Kind::Incident => "annual_title",
             })
             .into(),
         from: vn_time(req.from_us),
@@ -584,4 +594,83 @@ pub fn build(store: &Store, reg: &Regulation, req: &Request) -> Result<Report, R
         generated: vn_time(req.now_us),
         agencies: blocks,
     })
+}
+
+/// An incident notice (initial or completion report, the national form's
+/// fields) as a report in one language: the fields, then the evidence.
+pub fn notice(n: &incident::Notice, lang: Lang, now_us: i64) -> Report {
+    let t = text::Text(lang);
+    // labels and fixed texts read `Vietnamese / English`
+    let pick = |s: &str| -> String {
+        match s.split_once(" / ") {
+            Some((vi, en)) => t.pick(vi, en).to_string(),
+            None => s.to_string(),
+        }
+    };
+    let j = &n.json;
+    let s = |v: &serde_json::Value| v.as_str().map(String::from).unwrap_or_else(|| v.to_string());
+    let status = s(&j["status"][lang.code()]);
+    let mut rows =
+        vec![vec![pick("Số / No."), s(&j["report_number"])], vec![pick("Ngày / Date"), s(&j["report_date"])]];
+    for (label, value) in &n.lines {
+        if label.starts_with("Bằng chứng") {
+            continue;
+        }
+        let value = if label.starts_with("Tình trạng") {
+            status.clone()
+        } else if label.starts_with("Hệ thống bị sự cố") && j["unattributed"] == true {
+            pick(value)
+        } else {
+            value.clone()
+        };
+        rows.push(vec![pick(label), if value.is_empty() { "-".into() } else { value }]);
+    }
+    let evidence = j["evidence"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|e| {
+                    ["signature_id", "signature", "detector", "count", "first_seen", "last_seen"]
+                        .iter()
+                        .map(|k| s(&e[*k]))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let cols = |keys: &[&'static str]| keys.iter().map(|k| t.get(k).to_string()).collect::<Vec<_>>();
+    Report {
+        kind: Kind::Incident,
+        language: lang,
+        title: pick(n.title),
+        from: s(&j["first_seen"]),
+        to: s(&j["last_seen"]),
+        generated: vn_time(now_us),
+        agencies: vec![AgencyBlock {
+            code: s(&j["reporting_unit"]["agency"]),
+            name: s(&j["reporting_unit"]["name"]),
+            truncated: false,
+            sections: vec![
+                Section {
+                    id: "notice",
+                    title: format!("{} #{}", t.get("incident"), s(&j["incident_id"])),
+                    columns: cols(&["field", "value"]),
+                    rows,
+                },
+                Section {
+                    id: "evidence",
+                    title: t.get("evidence").into(),
+                    columns: cols(&[
+                        "signature_id",
+                        "signature",
+                        "detector",
+                        "alerts",
+                        "first_seen",
+                        "last_seen",
+                    ]),
+                    rows: evidence,
+                },
+            ],
+        }],
+    }
 }

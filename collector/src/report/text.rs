@@ -44,6 +44,40 @@ pub struct Text(pub Lang);
 
 /// (key, Vietnamese, English)
 const WORDS: &[(&str, &str, &str)] = &[
+    ("field", "Mục", "Field"),
+    ("nav_registry", "Đơn vị và hệ thống", "Agencies and systems"),
+    ("edit", "sửa", "edit"),
+    ("save", "Lưu", "Save"),
+    ("import", "Nhập danh mục", "Import"),
+    (
+        "import_help",
+        "Bảng CSV (dòng đầu là tên cột) hoặc JSON (mảng đối tượng), cùng các cột và cùng kiểm tra như lệnh `canhgac agency import` / `system import`; tất cả hoặc không dòng nào được nhập.",
+        "A CSV sheet (first row: column names) or JSON (an array of objects), the same columns and checks as `canhgac agency import` / `system import`; all rows or none are imported.",
+    ),
+    ("dry_run", "Chỉ kiểm tra", "Check only"),
+    ("dry_run_ok", "Kiểm tra đạt, chưa ghi gì.", "Checked, nothing written."),
+    ("content", "Nội dung", "Content"),
+    ("created", "Tạo mới", "Created"),
+    ("updated_n", "Cập nhật", "Updated"),
+    ("contacts", "Đầu mối", "Contact points"),
+    ("next_assessment", "Hạn đánh giá tiếp theo", "Next assessment due"),
+    ("state_secrets", "xử lý bí mật nhà nước", "processes state secrets"),
+    ("merge", "Gộp", "Merge"),
+    ("merge_into_this", "Gộp vào sự cố này các sự cố số", "Merge into this incident the incidents"),
+    ("revoke", "Thu hồi", "Revoke"),
+    ("counters", "Bộ đếm", "Counters"),
+    ("generate", "Lập báo cáo", "Generate a report"),
+    ("schedule", "Lịch lập báo cáo tự động", "Report schedule"),
+    (
+        "no_schedule",
+        "Chưa cấu hình lịch ([[reports.schedule]] trong tệp cấu hình).",
+        "No schedule configured ([[reports.schedule]] in the configuration).",
+    ),
+    ("kept_reports", "Báo cáo đã lập theo lịch", "Scheduled reports kept"),
+    ("all_agencies", "Tất cả đơn vị", "All agencies"),
+    ("value", "Nội dung", "Value"),
+    ("evidence", "Bằng chứng", "Evidence"),
+    ("incident", "Sự cố", "Incident"),
     ("daily_title", "Báo cáo tình hình giám sát hằng ngày", "Daily monitoring report"),
     (
         "weekly_title",
@@ -71,7 +105,6 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("compliance_summary", "Tổng hợp theo cấp độ", "Summary by level"),
     ("decision", "Quyết định phê duyệt", "Approval decision"),
     ("last_assessment", "Đánh giá gần nhất", "Last assessment"),
-    ("next_assessment", "Hạn đánh giá tiếp theo", "Next assessment due"),
     ("approved", "Hồ sơ đã phê duyệt", "Dossiers approved"),
     ("assessed", "Đã đánh giá trong kỳ", "Assessed in the period"),
     (
@@ -198,7 +231,7 @@ const WORDS: &[(&str, &str, &str)] = &[
     ("silent", "Mất liên lạc", "Silent"),
     ("yes", "Có", "Yes"),
     ("no", "Không", "No"),
-    ("live", "Tự cập nhật mỗi 15 giây", "Updates every 15 seconds"),
+    ("live", "Cảnh báo mới hiện ngay, không cần tải lại trang.", "New alerts appear here without reloading."),
     ("secret_scan", "Quét tài liệu mật (máy / lần cuối)", "State-secret scan (hosts / last)"),
 ];
 

@@ -51,6 +51,9 @@ pub struct OperatorConfig {
     pub agent_silence_limit: std::time::Duration,
     pub enrollment_token_ttl: std::time::Duration,
     pub max_enrollment_token_ttl: std::time::Duration,
+    /// Where scheduled reports are kept, and the schedule.
+    pub reports_dir: std::path::PathBuf,
+    pub report_schedule: Vec<crate::report::schedule::Entry>,
 }
 
 impl OperatorConfig {
@@ -60,6 +63,8 @@ impl OperatorConfig {
             agent_silence_limit: c.agent_silence_limit,
             enrollment_token_ttl: c.enrollment_token_ttl,
             max_enrollment_token_ttl: c.max_enrollment_token_ttl,
+            reports_dir: crate::report::schedule::dir(&c.data_dir),
+            report_schedule: c.report_schedule.clone(),
         }
     }
 }
@@ -244,6 +249,54 @@ impl OperatorService {
 
     fn systems_map(&self) -> Result<HashMap<u64, SystemRec>, Status> {
         Ok(self.deps.store.systems()?.into_iter().map(|s| (s.id, s)).collect())
+    }
+
+    /// An incident's initial or completion notice, as `caller` may see it.
+    /// The first completion report of a closed incident is a milestone,
+    /// recorded in its history (not for an auditor, who changes nothing).
+    async fn incident_notice(
+        &self,
+        who: &OperatorCaller,
+        id: u64,
+        kind: &str,
+    ) -> Result<incident::Notice, Status> {
+        let mut inc = self.visible_incident(who, id)?;
+        if kind == "completion"
+            && who.role != auth::Role::Auditor
+            && inc.state == "closed"
+            && !inc.milestones_us.contains_key("completion_report")
+        {
+            let name = who.name.clone();
+            let store = self.deps.store.clone();
+            inc = blocking(move || {
+                Ok(store
+                    .update_incident(id, |i| {
+                        let now = now_us();
+                        i.milestones_us.entry("completion_report".into()).or_insert(now);
+                        i.history.push(incident::event(now, &name, "report", "completion report generated"));
+                        Ok::<_, String>(())
+                    })?
+                    .map_err(invalid)?
+                    .unwrap_or_default())
+            })
+            .await?;
+            self.deps.store.flush().await?;
+        }
+        let view = self.incident_view(&inc)?;
+        let agency = self.deps.store.agency(&inc.agency)?;
+        let system = self.deps.store.system(inc.system)?;
+        incident::report(
+            kind,
+            &view,
+            agency.as_ref(),
+            system.as_ref(),
+            &incident::ReportContext {
+                reg: &self.deps.config.regulation,
+                operator: &who.name,
+                now_us: now_us(),
+            },
+        )
+        .map_err(invalid)
     }
 
     fn incident_view(&self, inc: &IncidentRec) -> Result<Incident, Status> {
@@ -1052,46 +1105,8 @@ impl Operator for OperatorService {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
         who.detail(format!("{} report", r.kind));
-        let mut inc = self.visible_incident(&who, r.id)?;
-        let kind = r.kind.clone();
-        if kind == "completion"
-            && who.role != auth::Role::Auditor
-            && inc.state == "closed"
-            && !inc.milestones_us.contains_key("completion_report")
-        {
-            let name = who.name.clone();
-            let store = self.deps.store.clone();
-            let id = r.id;
-            inc = blocking(move || {
-                Ok(store
-                    .update_incident(id, |i| {
-                        let now = now_us();
-                        i.milestones_us.entry("completion_report".into()).or_insert(now);
-                        i.history.push(incident::event(now, &name, "report", "completion report generated"));
-                        Ok::<_, String>(())
-                    })?
-                    .map_err(invalid)?
-                    .unwrap_or_default())
-            })
-            .await?;
-            self.deps.store.flush().await?;
-        }
-        let view = self.incident_view(&inc)?;
-        let agency = self.deps.store.agency(&inc.agency)?;
-        let system = self.deps.store.system(inc.system)?;
-        let (text, json) = incident::report(
-            &kind,
-            &view,
-            agency.as_ref(),
-            system.as_ref(),
-            &incident::ReportContext {
-                reg: &self.deps.config.regulation,
-                operator: &who.name,
-                now_us: now_us(),
-            },
-        )
-        .map_err(invalid)?;
-        Ok(Response::new(IncidentReportResponse { kind, text, json: json.to_string() }))
+        let n = self.incident_notice(&who, r.id, &r.kind).await?;
+        Ok(Response::new(IncidentReportResponse { kind: r.kind, text: n.text, json: n.json.to_string() }))
     }
 
     async fn bulk_incident_action(
@@ -1410,7 +1425,7 @@ impl Operator for OperatorService {
         let r = req.into_inner();
         let kind = crate::report::Kind::parse(&r.kind).ok_or_else(|| {
             crate::error::invalid(format!(
-                "kind: `{}` is not a report (daily, weekly, six-month, annual)",
+                "kind: `{}` is not a report (daily, weekly, six-month, annual, incident)",
                 r.kind
             ))
         })?;
@@ -1420,6 +1435,36 @@ impl Operator for OperatorService {
         let lang = crate::report::Lang::parse(&r.language).ok_or_else(|| {
             crate::error::invalid(format!("language: `{}` is not one of vi, en", r.language))
         })?;
+        let rendered = |report: &crate::report::Report, file_name: String| {
+            Ok(Response::new(ReportFile {
+                file_name,
+                content_type: format.content_type().into(),
+                content: crate::report::render::render(report, format).ok_or_else(|| {
+                    crate::error::internal("rendering a report", "the embedded font cannot be read")
+                })?,
+            }))
+        };
+        if kind == crate::report::Kind::Incident {
+            let notice = match r.notice.as_str() {
+                "" | "initial" => "initial",
+                "completion" => "completion",
+                other => {
+                    return Err(crate::error::invalid(format!(
+                        "notice: `{other}` is not one of initial, completion"
+                    )));
+                }
+            };
+            if r.incident_id == 0 {
+                return Err(crate::error::invalid("incident_id: the incident's number is required"));
+            }
+            who.detail(format!("{notice} notice"));
+            let n = self.incident_notice(&who, r.incident_id, notice).await?;
+            let report = crate::report::notice(&n, lang, now_us());
+            return rendered(
+                &report,
+                format!("canhgac-incident-{}-{notice}.{}", r.incident_id, format.extension()),
+            );
+        }
         let (Some(from), Some(to)) = (r.from.as_ref(), r.to.as_ref()) else {
             return Err(crate::error::invalid("from and to: the report period is required"));
         };
@@ -1449,18 +1494,85 @@ impl Operator for OperatorService {
             format!("{:04}{:02}{:02}", t.year(), t.month() as u8, t.day())
         };
         let scope = if r.agency.is_empty() { "all".to_string() } else { r.agency.clone() };
-        Ok(Response::new(ReportFile {
-            file_name: format!(
+        rendered(
+            &report,
+            format!(
                 "canhgac-{}-{scope}-{}-{}.{}",
                 kind.as_str(),
                 day(from_us),
                 day(to_us),
                 format.extension()
             ),
-            content_type: format.content_type().into(),
-            content: crate::report::render::render(&report, format).ok_or_else(|| {
-                crate::error::internal("rendering a report", "the embedded font cannot be read")
-            })?,
+        )
+    }
+
+    async fn list_report_files(
+        &self,
+        req: Request<ListReportFilesRequest>,
+    ) -> Result<Response<ListReportFilesResponse>, Status> {
+        use crate::report::schedule;
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        let only = who.agency_filter(&r.agency)?;
+        let dir = self.deps.config.reports_dir.clone();
+        let list = blocking(move || {
+            schedule::list(&dir).map_err(|e| crate::error::internal("reading the reports directory", e))
+        })
+        .await?;
+        let reports = list
+            .into_iter()
+            .filter(|(s, _, _)| match (&only, s.agency.as_str()) {
+                // a report of every agency is for those who see every agency
+                (_, schedule::ALL) => who.agency.is_none() && only.is_none(),
+                (Some(a), code) => a == code,
+                (None, code) => who.sees(code),
+            })
+            .map(|(s, size, written)| StoredReport {
+                id: s.id(),
+                agency: if s.agency == schedule::ALL { String::new() } else { s.agency.clone() },
+                kind: s.kind.as_str().into(),
+                from: ts(s.from_us()),
+                to: ts(s.to_us()),
+                format: s.format.extension().into(),
+                size,
+                written: ts(written),
+                file_name: s.file_name(),
+            })
+            .collect();
+        let schedule = self.deps.config.report_schedule.iter().map(schedule::Entry::describe).collect();
+        Ok(Response::new(ListReportFilesResponse { reports, schedule }))
+    }
+
+    async fn get_report_file(
+        &self,
+        req: Request<GetReportFileRequest>,
+    ) -> Result<Response<ReportFile>, Status> {
+        use crate::report::schedule;
+        let who = auth::operator(&req)?;
+        let r = req.into_inner();
+        who.target(format!("report {}", r.id));
+        let s = schedule::Stored::parse(&r.id).map_err(crate::error::invalid)?;
+        if s.agency == schedule::ALL {
+            if let Some(own) = &who.agency {
+                return Err(who.denied(own));
+            }
+        } else {
+            who.may_see(&s.agency)?;
+        }
+        let dir = self.deps.config.reports_dir.clone();
+        let s2 = s.clone();
+        let content = blocking(move || match schedule::read(&dir, &s2) {
+            Ok(c) => Ok(c),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(not_found(format!("report `{}` not found", s2.id())))
+            }
+            Err(e) => Err(crate::error::internal("reading a stored report", e)),
+        })
+        .await?;
+        Ok(Response::new(ReportFile {
+            file_name: s.file_name(),
+            content_type: s.format.content_type().into(),
+            content,
         }))
     }
 

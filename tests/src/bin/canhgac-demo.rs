@@ -175,7 +175,30 @@ async fn main() -> anyhow::Result<()> {
     cfg.console = Some(ConsoleConfig {
         listen: console.parse()?,
         idle_timeout: canhgac_collector::console::DEFAULT_IDLE,
+        bind_client_certificate: false,
     });
+    // the console's Reports page lists what the schedule keeps
+    {
+        use canhgac_collector::report::{
+            Kind, Lang,
+            render::Format,
+            schedule::{Entry, Scope},
+        };
+        cfg.report_schedule = vec![
+            Entry {
+                kind: Kind::Daily,
+                scope: Scope::Each,
+                formats: vec![Format::Html, Format::Pdf],
+                lang: Lang::Vi,
+            },
+            Entry {
+                kind: Kind::Weekly,
+                scope: Scope::Each,
+                formats: vec![Format::Html, Format::Pdf],
+                lang: Lang::Vi,
+            },
+        ];
+    }
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::run(cfg, listener, async {
         let _ = stop_rx.await;
