@@ -21,8 +21,8 @@ use canhgac_collector::{admin, config::ServeConfig, console::ConsoleConfig, serv
 use canhgac_proto::{
     profile::Profile,
     v1::{
-        CreateEnrollmentTokenRequest, ListIncidentsRequest, SetOperatorPasswordRequest, UpdateAgencyRequest,
-        operator_client::OperatorClient,
+        CreateEnrollmentTokenRequest, ListIncidentsRequest, ListSystemsRequest, SetOperatorPasswordRequest,
+        UpdateAgencyRequest, operator_client::OperatorClient,
     },
 };
 use clap::Parser as _;
@@ -50,6 +50,7 @@ async fn canhgac(profile: &Path, args: &[&str]) -> anyhow::Result<()> {
 async fn agent(
     url: &str,
     pin: &str,
+    profile: &Path,
     api: &mut OperatorClient<tonic::transport::Channel>,
     root: &Path,
     agency: &str,
@@ -75,6 +76,18 @@ async fn agent(
     })
     .await?;
     println!("enrolled as agent {} of agency {}", id.agent_id, id.agency);
+    // the agent watches every system of its agency (coverage counts them supervised)
+    let systems = api
+        .list_systems(ListSystemsRequest { agency: agency.into(), ..Default::default() })
+        .await?
+        .into_inner()
+        .systems;
+    let mut link = vec!["agents".to_string(), "link".into(), id.agent_id.clone()];
+    for s in &systems {
+        link.extend(["--system".to_string(), s.id.to_string()]);
+    }
+    let link: Vec<&str> = link.iter().map(String::as_str).collect();
+    canhgac(profile, &link).await?;
     let data = root.join(format!("data-{agency}"));
     std::fs::create_dir_all(&data)?;
     std::fs::write(data.join("ioc.txt"), IOC)?;
@@ -229,6 +242,11 @@ async fn main() -> anyhow::Result<()> {
         ("response.position", "Trưởng phòng"),
         ("response.mobile", "0912 000 002"),
         ("response.email", "ungcuu@stttt.example.gov.vn"),
+        // the four supervision layers (official letter 1552/2020)
+        ("onsite_team", "Tổ giám sát tại chỗ của Sở"),
+        ("supervision_provider", "Doanh nghiệp giám sát chuyên nghiệp (hợp đồng 2026)"),
+        ("last_inspection", "2026-03-15"),
+        ("upstream_connection", "Kết nối hệ thống giám sát quốc gia (NCSC)"),
     ];
     api.update_agency(UpdateAgencyRequest {
         code: "SO-TTTT".into(),
@@ -277,11 +295,36 @@ async fn main() -> anyhow::Result<()> {
     ] {
         canhgac(&profile, args).await?;
     }
+    // the portal's level is approved and assessed; the others' dossiers are drafts
+    let portal = api
+        .list_systems(ListSystemsRequest { agency: "SO-TTTT".into(), ..Default::default() })
+        .await?
+        .into_inner()
+        .systems
+        .into_iter()
+        .find(|s| s.level == 3)
+        .context("the portal system")?
+        .id
+        .to_string();
+    canhgac(
+        &profile,
+        &[
+            "system",
+            "set",
+            &portal,
+            "dossier_status=approved",
+            "decision_number=125/QĐ-STTTT",
+            "decision_date=2025-06-10",
+            "last_assessment=2026-05-20",
+        ],
+    )
+    .await?;
 
     // one agent per agency, replaying what happened to it
     agent(
         &url,
         &init.pin,
+        &profile,
         &mut api,
         &root,
         "SO-TTTT",
@@ -291,6 +334,7 @@ async fn main() -> anyhow::Result<()> {
     agent(
         &url,
         &init.pin,
+        &profile,
         &mut api,
         &root,
         "UBND-HUYEN",
