@@ -127,6 +127,7 @@ pub async fn run(
         crate::report::schedule::dir(&config.data_dir),
         config.report_schedule.clone(),
         config.report_check_interval,
+        config.agent_silence_limit,
         stop_rx.clone(),
     ));
     if let Some(f) = config.forward.clone() {

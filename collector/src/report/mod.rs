@@ -107,6 +107,9 @@ pub struct Request {
     pub to_us: i64,
     pub now_us: i64,
     pub lang: Lang,
+    /// An agent not heard from for longer counts as silent
+    /// (`supervision.agent_silence_limit`).
+    pub silence_limit: std::time::Duration,
 }
 
 /// Why a report cannot be made.
@@ -180,7 +183,7 @@ fn compliance(
         ]);
     }
     let cov = crate::coverage::coverage(store, reg, Some(code), req.to_us.min(req.now_us), &|g, now| {
-        crate::supervise::online(false, g.last_seen_us, now, std::time::Duration::from_secs(300))
+        crate::supervise::online(false, g.last_seen_us, now, req.silence_limit)
     })?;
     let layers = cov
         .agencies
@@ -546,7 +549,7 @@ pub fn build(store: &Store, reg: &Regulation, req: &Request) -> Result<Report, R
                     false,
                     a.last_seen_us,
                     req.to_us.min(req.now_us),
-                    std::time::Duration::from_secs(300),
+                    req.silence_limit,
                 )
             {
                 monitoring.push(vec![

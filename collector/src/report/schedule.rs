@@ -236,7 +236,14 @@ pub struct Pass {
 
 /// Makes every scheduled report whose last period has ended and whose file
 /// does not exist yet.
-pub fn run_once(store: &Store, reg: &Regulation, dir: &Path, entries: &[Entry], now: OffsetDateTime) -> Pass {
+pub fn run_once(
+    store: &Store,
+    reg: &Regulation,
+    dir: &Path,
+    entries: &[Entry],
+    silence_limit: Duration,
+    now: OffsetDateTime,
+) -> Pass {
     let mut pass = Pass::default();
     let agencies = match store.agencies() {
         Ok(a) => a,
@@ -279,6 +286,7 @@ pub fn run_once(store: &Store, reg: &Regulation, dir: &Path, entries: &[Entry], 
                 to_us: midnight_us(to),
                 now_us: timefmt::micros(now),
                 lang: e.lang,
+                silence_limit,
             };
             let report = match super::build(store, reg, &req) {
                 Ok(r) => r,
@@ -329,6 +337,7 @@ pub async fn run(
     dir: PathBuf,
     entries: Vec<Entry>,
     every: Duration,
+    silence_limit: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
     if entries.is_empty() {
@@ -339,8 +348,10 @@ pub async fn run(
     }
     loop {
         let (s, r, d, e) = (store.clone(), reg.clone(), dir.clone(), entries.clone());
-        if let Err(err) =
-            tokio::task::spawn_blocking(move || run_once(&s, &r, &d, &e, OffsetDateTime::now_utc())).await
+        if let Err(err) = tokio::task::spawn_blocking(move || {
+            run_once(&s, &r, &d, &e, silence_limit, OffsetDateTime::now_utc())
+        })
+        .await
         {
             tracing::warn!(error = %err, "scheduled reports pass panicked");
         }

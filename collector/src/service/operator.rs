@@ -1480,7 +1480,15 @@ impl Operator for OperatorService {
             None => self.deps.store.agencies()?.into_iter().map(|a| a.code).collect(),
         };
         who.detail(format!("{} report {}", kind.as_str(), r.agency));
-        let req = crate::report::Request { kind, agencies, from_us, to_us, now_us: now_us(), lang };
+        let req = crate::report::Request {
+            kind,
+            agencies,
+            from_us,
+            to_us,
+            now_us: now_us(),
+            lang,
+            silence_limit: self.deps.config.agent_silence_limit,
+        };
         let (store, reg) = (self.deps.store.clone(), self.deps.config.regulation.clone());
         let report = tokio::task::spawn_blocking(move || crate::report::build(&store, &reg, &req))
             .await
