@@ -74,6 +74,8 @@ pub struct AgentConfig {
     pub exit_when_drained: bool,
     /// The host sensor (`[host]`).
     pub host: crate::host::config::HostConfig,
+    /// Prometheus metrics and health endpoints (`[metrics]`; `None`: off).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Command-line values that override the file.
@@ -119,6 +121,13 @@ struct Raw {
     #[serde(default)]
     uplink: RawUplink,
     host: Option<crate::host::config::RawHost>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -238,6 +247,7 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
         uplink: UplinkConfig::default(),
         exit_when_drained: false,
         host: crate::host::config::HostConfig::default(),
+        metrics_listen: None,
     };
     if let Some(path) = path {
         let src = Source::read(path)?;
@@ -270,6 +280,17 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
                 c.source = Some(capture::Source::Pcap(raw.capture.pcap.into_iter().map(rel).collect()))
             }
             (None, true) => {}
+        }
+        if let Some(m) = &raw.metrics {
+            c.metrics_listen = Some(match &m.listen {
+                None => std::net::SocketAddr::from(([127, 0, 0, 1], 9465)),
+                Some(l) => l.get_ref().parse().map_err(|_| {
+                    src.error_at(
+                        l.span(),
+                        format!("invalid metrics listen address `{}` (IP:PORT)", l.get_ref()),
+                    )
+                })?,
+            });
         }
         c.replay_pps = raw.capture.replay_pps.unwrap_or(0);
         if let Some(t) = &raw.capture.threads {

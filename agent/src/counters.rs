@@ -39,6 +39,8 @@ pub struct Counters {
     pub replay_diverged: AtomicU64,
     /// The host sensor's counters.
     pub host: std::sync::Arc<crate::host::HostCounters>,
+    /// Seconds from sending a batch to its acknowledgement.
+    pub ack_seconds: prometheus_client::metrics::histogram::Histogram,
     started: Instant,
 }
 
@@ -55,6 +57,9 @@ impl Default for Counters {
             input_errors: AtomicU64::new(0),
             replay_diverged: AtomicU64::new(0),
             host: Default::default(),
+            ack_seconds: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 14),
+            ),
             started: Instant::now(),
         }
     }

@@ -46,6 +46,8 @@ pub enum RunError {
     Policy(#[from] PolicyError),
     #[error("cannot read rule files: {0}")]
     Rules(std::io::Error),
+    #[error("metrics endpoint: cannot listen on {addr}: {source}")]
+    Metrics { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
 /// Builds the detection engines' factory from the configuration and the
@@ -147,6 +149,12 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     let swap_requested = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = watch::channel(false);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    if let Some(addr) = cfg.metrics_listen {
+        let src = crate::metrics::Sources { counters: counters.clone(), spool: spool.clone() };
+        crate::metrics::serve(addr, Arc::new(src), shutdown_rx.clone())
+            .await
+            .map_err(|source| RunError::Metrics { addr, source })?;
+    }
     let (result_tx, mut result_rx) = oneshot::channel();
     // a host-only agent has no capture source: the capture thread ends at once
     let source = cfg.source.clone().unwrap_or(crate::capture::Source::Pcap(Vec::new()));

@@ -26,6 +26,7 @@ pub mod flow;
 pub mod fuzzing;
 pub mod host;
 pub mod inventory;
+pub mod metrics;
 pub mod policy;
 pub mod rules;
 pub mod secrets;

@@ -220,6 +220,8 @@ struct State {
     /// are not evicted, so a record is never both delivered and counted
     /// as dropped.
     read_upto: u64,
+    /// Alerts committed since start, by detector (metrics).
+    alerts_by_detector: BTreeMap<String, u64>,
     last_open_attempt: Option<Instant>,
     last_probe: Option<Instant>,
     last_measure: Option<Instant>,
@@ -410,6 +412,7 @@ impl Spool {
                     last_measure: None,
                     last_shrink: None,
                     read_upto: 0,
+                    alerts_by_detector: BTreeMap::new(),
                 }),
                 durable: watch::Sender::new(durable),
             }),
@@ -608,7 +611,34 @@ impl Spool {
             return Err(err);
         }
         self.release(&st);
+        for r in records.iter().filter(|r| r.kind == v1::RecordKind::Alert) {
+            let d = r.facts.as_ref().map(|f| f.detector.as_str()).filter(|d| !d.is_empty()).unwrap_or("rule");
+            match st.alerts_by_detector.get_mut(d) {
+                Some(n) => *n += 1,
+                None => {
+                    st.alerts_by_detector.insert(d.to_string(), 1);
+                }
+            }
+        }
         Ok(out)
+    }
+
+    /// Alerts committed since this process opened the spool, by detector
+    /// (a rule's alert counts as `rule`).
+    pub fn alerts_by_detector(&self) -> BTreeMap<String, u64> {
+        self.lock().alerts_by_detector.clone()
+    }
+
+    /// Event time of the oldest record still held (waiting for its
+    /// acknowledgement), if any.
+    pub fn oldest_time(&self) -> Result<Option<OffsetDateTime>, SpoolError> {
+        let mut st = self.lock();
+        let tree = self.tree(&mut st)?.clone();
+        let Some(kv) = tree.scan_prefix([b'r']).next() else { return Ok(None) };
+        let (k, v) = kv.map_err(|e| self.sled_err(&mut st, e, "read"))?;
+        let rec = v1::Record::decode(v.as_ref())
+            .map_err(|e| SpoolError::Corrupt { seq: be(&k[1..]), reason: e.to_string() })?;
+        Ok(rec.time.as_ref().map(timefmt::from_timestamp))
     }
 
     /// Counts records that could not be kept (disk full, input that cannot

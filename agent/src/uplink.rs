@@ -213,7 +213,8 @@ impl Uplink {
         let mut done_seen = *producer_done.borrow();
         let mut shutdown = self.shutdown.clone();
         let mut last_sent = 0u64;
-        let mut in_flight: VecDeque<(u64, u64)> = VecDeque::new();
+        // (first, last, sent at) of each batch awaiting its answer
+        let mut in_flight: VecDeque<(u64, u64, std::time::Instant)> = VecDeque::new();
 
         loop {
             // Fill the window with durable records.
@@ -228,7 +229,7 @@ impl Uplink {
                 let size: usize = records.iter().map(|r| r.encoded_len() + 8).sum();
                 tracing::debug!(first, last, count = records.len(), size, "sending batch");
                 send(&tx, Out::Batch(Batch { records })).await?;
-                in_flight.push_back((first, last));
+                in_flight.push_back((first, last, std::time::Instant::now()));
                 last_sent = last;
             }
             if in_flight.is_empty() && self.drained() {
@@ -255,7 +256,9 @@ impl Uplink {
                     let msg = msg?.ok_or(SessionError::Closed)?;
                     match msg.body {
                         Some(In::Ack(ack)) => {
-                            in_flight.pop_front();
+                            if let Some((_, _, sent)) = in_flight.pop_front() {
+                                self.counters.ack_seconds.observe(sent.elapsed().as_secs_f64());
+                            }
                             self.spool.ack(ack.first_seq, ack.last_seq)?;
                         }
                         Some(In::Rejected(r)) => {

@@ -242,11 +242,12 @@ fn identity_http<B>(req: &http::Request<B>) -> Option<Identity> {
 pub struct Auth {
     revoked: Arc<Revoked>,
     store: Store,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Auth {
-    pub fn new(revoked: Arc<Revoked>, store: Store) -> Auth {
-        Auth { revoked, store }
+    pub fn new(revoked: Arc<Revoked>, store: Store, metrics: Arc<crate::metrics::Metrics>) -> Auth {
+        Auth { revoked, store, metrics }
     }
 
     fn check(&self, id: Option<Identity>) -> Result<Identity, Status> {
@@ -444,11 +445,13 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let id = identity_http(&req);
+        let started = std::time::Instant::now();
         Box::pin(async move {
             let caller = match auth.operator_call(id, &method) {
                 Ok(c) => c,
                 Err((status, entry)) => {
                     tracing::warn!(%method, operator = %entry.operator, reason = %status.message(), "operator call refused");
+                    auth.metrics.operator_call(&method, &format!("{:?}", status.code()), started.elapsed());
                     if let Err(refusal) = auth.audit_durably(entry, Some(status.clone()), None).await {
                         return Ok(refusal.into_http());
                     }
@@ -481,6 +484,7 @@ where
             if code.as_deref() == Some("PermissionDenied") {
                 tracing::warn!(%method, operator = %caller.name, "operator call refused");
             }
+            auth.metrics.operator_call(&method, code.as_deref().unwrap_or("Ok"), started.elapsed());
             match auth.audit_durably(entry, None, code).await {
                 Ok(()) => Ok(resp),
                 Err(refusal) => Ok(refusal.into_http()),

@@ -52,6 +52,8 @@ pub struct ServeConfig {
     pub report_schedule: Vec<crate::report::schedule::Entry>,
     /// How often the schedule looks for periods that have ended.
     pub report_check_interval: Duration,
+    /// Prometheus metrics and health endpoints (`None`: off).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServeConfig {
@@ -73,6 +75,7 @@ impl ServeConfig {
             console: None,
             report_schedule: Vec::new(),
             report_check_interval: Duration::from_secs(60),
+            metrics_listen: None,
             regulation: Arc::new(Regulation::embedded()),
             forward: None,
         }
@@ -178,6 +181,17 @@ impl ServeConfig {
         }
         for e in &raw.reports.schedule {
             c.report_schedule.push(schedule_entry(&src, e)?);
+        }
+        if let Some(m) = &raw.metrics {
+            c.metrics_listen = Some(match &m.listen {
+                None => crate::metrics::default_listen(),
+                Some(l) => l.get_ref().parse().map_err(|_| {
+                    src.error_at(
+                        l.span(),
+                        format!("invalid metrics listen address `{}` (IP:PORT)", l.get_ref()),
+                    )
+                })?,
+            });
         }
         if let Some(v) = &raw.reports.check_interval {
             c.report_check_interval = bounded(v, Duration::from_secs(1), Duration::from_secs(3600))?;
@@ -286,6 +300,13 @@ struct RawConfig {
     console: Option<RawConsole>,
     #[serde(default)]
     reports: RawReports,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -27,6 +27,7 @@ pub mod directory;
 pub mod error;
 pub mod forward;
 pub mod incident;
+pub mod metrics;
 pub mod pki;
 pub mod policy;
 pub mod registry;

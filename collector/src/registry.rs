@@ -64,6 +64,11 @@ impl StreamRegistry {
             .unwrap_or(0)
     }
 
+    /// Agents with at least one open stream.
+    pub fn connected(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub fn is_connected(&self, agent_id: &str) -> bool {
         self.open.lock().unwrap_or_else(|p| p.into_inner()).contains_key(agent_id)
     }

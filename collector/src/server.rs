@@ -44,6 +44,8 @@ pub enum ServeError {
     Audit(String),
     #[error("console: {0}")]
     Console(String),
+    #[error("metrics: {0}")]
+    Metrics(String),
 }
 
 /// Serves on `listener` until `shutdown` resolves. The listener is bound by
@@ -84,6 +86,7 @@ pub async fn run(
     }
     let tls_config = tls::server_config(&paths, revoked.clone())?;
     let tls_stats = Arc::new(TlsStats::default());
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
     let ca = Arc::new(ca);
@@ -141,8 +144,21 @@ pub async fn run(
     }
 
     let addr = listener.local_addr().ok();
-    let incoming = tls::incoming(listener, tls_config, config.handshake_timeout, tls_stats);
-    let auth = Auth::new(revoked.clone(), store.clone());
+    let incoming = tls::incoming(listener, tls_config, config.handshake_timeout, tls_stats.clone());
+    let auth = Auth::new(revoked.clone(), store.clone(), metrics.clone());
+    if let Some(addr) = config.metrics_listen {
+        let l = TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServeError::Metrics(format!("cannot listen on {addr}: {e}")))?;
+        tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics and health endpoints listening (http)");
+        let src = crate::metrics::Sources {
+            metrics: metrics.clone(),
+            store: store.clone(),
+            streams: streams.clone(),
+            tls: tls_stats.clone(),
+        };
+        tasks.spawn(crate::metrics::serve(Arc::new(src), l, stop_rx.clone()));
+    }
     // Leave room above the batch limit so that an oversized batch still
     // decodes and gets a clean BatchRejected instead of a broken stream.
     let decode_limit = (config.max_batch_bytes as usize).saturating_mul(4).max(16 * 1024 * 1024);
@@ -153,6 +169,7 @@ pub async fn run(
         streams: streams.clone(),
         policy_changed: policy_changed.clone(),
         shutdown: stop_rx.clone(),
+        metrics: metrics.clone(),
     }))
     .max_decoding_message_size(decode_limit);
     let operator: crate::console::Api = Guarded::new(
@@ -193,6 +210,7 @@ pub async fn run(
         store: store.clone(),
         ca: ca.clone(),
         config: EnrollmentConfig { agent_certificate_ttl: config.agent_certificate_ttl },
+        metrics: metrics.clone(),
     }))
     .max_decoding_message_size(64 * 1024);
 

@@ -11,6 +11,7 @@ mod flow;
 mod host;
 mod hygiene;
 mod live;
+mod metrics;
 mod replay;
 mod security;
 mod storage;

@@ -19,6 +19,7 @@ pub struct EnrollmentDeps {
     pub store: crate::store::Store,
     pub ca: Arc<crate::pki::Ca>,
     pub config: EnrollmentConfig,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 pub struct EnrollmentConfig {
@@ -52,6 +53,7 @@ impl Enrollment for EnrollmentService {
         let expected = (!r.expected_agency.is_empty()).then_some(r.expected_agency.as_str());
         // Check first so that a bad token costs no signature.
         let token = deps.store.check_token(&r.token, expected, now_us).inspect_err(|e| {
+            deps.metrics.enrollment("refused");
             tracing::warn!(%peer, reason = %e, "enrollment refused");
         })?;
         let agent_id = uuid::Uuid::new_v4().to_string();
@@ -72,6 +74,7 @@ impl Enrollment for EnrollmentService {
             tracing::warn!(%peer, reason = %e, "enrollment refused");
         })?;
         deps.store.flush().await?;
+        deps.metrics.enrollment("enrolled");
         tracing::info!(%agent_id, agency = %token.agency, hostname = %r.hostname, %peer, "agent enrolled");
         Ok(Response::new(EnrollResponse {
             agent_id,

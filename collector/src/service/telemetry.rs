@@ -42,6 +42,7 @@ pub struct TelemetryDeps {
     /// Bumped on every policy push: sessions deliver the new version.
     pub policy_changed: Arc<watch::Sender<u64>>,
     pub shutdown: watch::Receiver<bool>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The settings agent sessions read.
@@ -366,6 +367,7 @@ impl Session {
         if let Some(reason) = reject {
             tracing::info!(agent_id = %self.agent.agent_id, first_seq, last_seq, %reason, "batch rejected");
             self.deps.store.update_agent(&self.agent.agent_id, |a| a.batches_rejected += 1)?;
+            self.deps.metrics.batches_rejected.inc();
             return self
                 .send(Out::Rejected(BatchRejected {
                     first_seq,
@@ -379,6 +381,7 @@ impl Session {
         if batch.records.is_empty() {
             return Ok(());
         }
+        let arrived = std::time::Instant::now();
         let received = OffsetDateTime::now_utc();
         let incoming: Vec<Incoming> = batch
             .records
@@ -401,6 +404,13 @@ impl Session {
             tracing::warn!(agent_id = %self.agent.agent_id, invalid = outcome.invalid, "records quarantined");
         }
         self.touch(false, |_| {})?;
+        let m = &self.deps.metrics;
+        m.records_stored.inc_by(u64::from(outcome.stored));
+        m.records_duplicate.inc_by(u64::from(outcome.duplicates));
+        m.records_invalid.inc_by(u64::from(outcome.invalid));
+        m.batches.inc();
+        m.batch_records.observe(batch.records.len() as f64);
+        m.ingest_seconds.observe(arrived.elapsed().as_secs_f64());
         self.send(Out::Ack(Ack {
             first_seq,
             last_seq,

@@ -354,6 +354,13 @@ impl Store {
         self.cell.current.read().unwrap_or_else(|p| p.into_inner()).clone().ok_or(StoreError::Unavailable)
     }
 
+    /// Whether the store takes writes now: the database is open and a
+    /// flush succeeds (sled keeps failing after an I/O error such as a
+    /// full disk). Cheap when nothing is dirty: for readiness probes.
+    pub fn probe_write(&self) -> Result<(), StoreError> {
+        self.inner()?.db.flush().map(|_| ()).map_err(StoreError::from)
+    }
+
     /// Whether writes work; when they fail (sled keeps failing after an
     /// I/O error such as a full disk) and space is back, reopens the
     /// database in place. Everything flushed survives the swap; what was

@@ -1,0 +1,121 @@
+//! The Prometheus and health endpoints of the collector and of an agent
+//! (`[metrics] listen`), scraped while a real agent streams to a real
+//! collector: the series agree with what was stored and acknowledged.
+
+use std::{
+    io::{Read as _, Write as _},
+    net::TcpStream,
+    time::Duration,
+};
+
+use canhgac_tests::{Agent, Collector, free_port, wait_for};
+
+use crate::supervision::scan_at;
+
+/// One plain HTTP GET: (status code, body).
+fn get(port: u16, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the series `name` (with its labels as written), if present.
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn metrics_endpoints_agree_with_what_was_stored_and_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cport, aport) = (free_port(), free_port());
+    let mut c = Collector::init(tmp.path());
+    c.set_config(&format!("[metrics]\nlisten = \"127.0.0.1:{cport}\"\n"));
+    c.start();
+    c.add_agency("SO-A", "Agency A");
+    let agent_dir = tmp.path().join("a");
+    std::fs::create_dir_all(&agent_dir).unwrap();
+    let mut agent = Agent::new(&agent_dir, "agent");
+    agent.enroll(&c, &c.token("SO-A", None));
+    let ports = [21, 22, 23, 25, 80, 110, 143, 443];
+    let (pcap, ioc) = scan_at(&agent_dir, [203, 0, 113, 7], [198, 51, 100, 10], &ports, None);
+    let config = agent_dir.join("agent.toml");
+    std::fs::write(&config, format!("version = 1\n[metrics]\nlisten = \"127.0.0.1:{aport}\"\n")).unwrap();
+    agent.start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--pcap",
+        pcap.to_str().unwrap(),
+        "--ioc",
+        ioc.to_str().unwrap(),
+    ]);
+    let n = ports.len() as f64;
+    wait_for("every alert stored", Duration::from_secs(30), || {
+        (c.alerts().len() == ports.len()).then_some(())
+    });
+
+    // the agent: what it committed, acknowledged and holds
+    let text = wait_for("the agent's acknowledgements counted", Duration::from_secs(20), || {
+        let (status, text) = get(aport, "/metrics");
+        (status == 200 && value(&text, "canhgac_agent_records_acked_total") == Some(n)).then_some(text)
+    });
+    assert_eq!(value(&text, "canhgac_agent_records_produced_total"), Some(n), "{text}");
+    assert_eq!(value(&text, "canhgac_agent_alerts_by_detector{detector=\"ioc\"}"), Some(n), "{text}");
+    assert_eq!(value(&text, "canhgac_agent_spool_records"), Some(0.0), "{text}");
+    assert_eq!(
+        value(&text, "canhgac_agent_spool_oldest_record_age_seconds"),
+        Some(0.0),
+        "nothing waits: {text}"
+    );
+    assert!(value(&text, "canhgac_agent_ack_seconds_count").is_some_and(|v| v >= 1.0), "{text}");
+    assert!(value(&text, "canhgac_agent_packets_captured_total").is_some_and(|v| v >= n), "{text}");
+    assert_eq!(value(&text, "canhgac_agent_packets_dropped_kernel_total"), Some(0.0), "{text}");
+    assert_eq!(get(aport, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(get(aport, "/readyz").0, 200);
+
+    // the collector: what it stored, who is connected, who called
+    c.cli(&["alerts", "list", "--json"]);
+    let (status, text) = get(cport, "/metrics");
+    assert_eq!(status, 200);
+    assert_eq!(value(&text, "canhgac_collector_records_stored_total"), Some(n), "{text}");
+    assert_eq!(value(&text, "canhgac_collector_records_duplicate_total"), Some(0.0), "{text}");
+    assert_eq!(value(&text, "canhgac_collector_connected_agents"), Some(1.0), "{text}");
+    assert_eq!(
+        value(&text, "canhgac_collector_enrollments_total{outcome=\"enrolled\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(value(&text, "canhgac_collector_store_writable"), Some(1.0), "{text}");
+    assert!(value(&text, "canhgac_collector_database_bytes").is_some_and(|v| v > 0.0), "{text}");
+    assert!(
+        value(&text, "canhgac_collector_operator_calls_total{method=\"ListAlerts\",code=\"Ok\"}")
+            .is_some_and(|v| v >= 1.0),
+        "{text}"
+    );
+    assert!(value(&text, "canhgac_collector_batches_total").is_some_and(|v| v >= 1.0), "{text}");
+    assert!(value(&text, "canhgac_collector_ingest_seconds_count").is_some_and(|v| v >= 1.0), "{text}");
+    // a refused operator call is counted with its status
+    let o = c.cli_output(&["agents", "revoke", "no-such-agent"]);
+    assert!(!o.status.success());
+    let (_, text) = get(cport, "/metrics");
+    assert!(
+        text.lines().any(|l| l
+            .starts_with("canhgac_collector_operator_calls_total{method=\"RevokeAgent\",code=\"NotFound\"}")),
+        "{text}"
+    );
+    assert_eq!(get(cport, "/healthz"), (200, "ok\n".to_string()));
+    assert_eq!(get(cport, "/readyz").0, 200);
+
+    // the agent gone: no longer connected
+    agent.kill();
+    wait_for("the agent disconnected", Duration::from_secs(20), || {
+        (value(&get(cport, "/metrics").1, "canhgac_collector_connected_agents") == Some(0.0)).then_some(())
+    });
+}
