@@ -76,6 +76,8 @@ pub struct AgentConfig {
     pub host: crate::host::config::HostConfig,
     /// Prometheus metrics and health endpoints (`[metrics]`; `None`: off).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `[log] format`: text (default) or JSON lines.
+    pub log_format: canhgac_proto::files::LogFormat,
 }
 
 /// Command-line values that override the file.
@@ -122,6 +124,14 @@ struct Raw {
     uplink: RawUplink,
     host: Option<crate::host::config::RawHost>,
     metrics: Option<RawMetrics>,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -248,6 +258,7 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
         exit_when_drained: false,
         host: crate::host::config::HostConfig::default(),
         metrics_listen: None,
+        log_format: canhgac_proto::files::LogFormat::Text,
     };
     if let Some(path) = path {
         let src = Source::read(path)?;
@@ -280,6 +291,10 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
                 c.source = Some(capture::Source::Pcap(raw.capture.pcap.into_iter().map(rel).collect()))
             }
             (None, true) => {}
+        }
+        if let Some(f) = &raw.log.format {
+            c.log_format = canhgac_proto::files::LogFormat::parse(f.get_ref())
+                .ok_or_else(|| src.error_at(f.span(), format!("`{}` is not text or json", f.get_ref())))?;
         }
         if let Some(m) = &raw.metrics {
             c.metrics_listen = Some(match &m.listen {

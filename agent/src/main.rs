@@ -247,7 +247,7 @@ fn main() -> ExitCode {
                     &canhgac_agent::state::StateError::NotEnrolled(cfg.state_dir.clone()).to_string(),
                 );
             }
-            canhgac_proto::files::init_logging();
+            canhgac_proto::files::init_logging_as(cfg.log_format);
             let rt = match runtime() {
                 Ok(r) => r,
                 Err(c) => return c,

@@ -54,6 +54,8 @@ pub struct ServeConfig {
     pub report_check_interval: Duration,
     /// Prometheus metrics and health endpoints (`None`: off).
     pub metrics_listen: Option<SocketAddr>,
+    /// `[log] format`: text (default) or JSON lines.
+    pub log_format: canhgac_proto::files::LogFormat,
 }
 
 impl ServeConfig {
@@ -76,6 +78,7 @@ impl ServeConfig {
             report_schedule: Vec::new(),
             report_check_interval: Duration::from_secs(60),
             metrics_listen: None,
+            log_format: canhgac_proto::files::LogFormat::Text,
             regulation: Arc::new(Regulation::embedded()),
             forward: None,
         }
@@ -181,6 +184,10 @@ impl ServeConfig {
         }
         for e in &raw.reports.schedule {
             c.report_schedule.push(schedule_entry(&src, e)?);
+        }
+        if let Some(f) = &raw.log.format {
+            c.log_format = canhgac_proto::files::LogFormat::parse(f.get_ref())
+                .ok_or_else(|| src.error_at(f.span(), format!("`{}` is not text or json", f.get_ref())))?;
         }
         if let Some(m) = &raw.metrics {
             c.metrics_listen = Some(match &m.listen {
@@ -301,6 +308,14 @@ struct RawConfig {
     #[serde(default)]
     reports: RawReports,
     metrics: Option<RawMetrics>,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

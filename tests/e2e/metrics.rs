@@ -37,7 +37,7 @@ fn metrics_endpoints_agree_with_what_was_stored_and_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
     let (cport, aport) = (free_port(), free_port());
     let mut c = Collector::init(tmp.path());
-    c.set_config(&format!("[metrics]\nlisten = \"127.0.0.1:{cport}\"\n"));
+    c.set_config(&format!("[metrics]\nlisten = \"127.0.0.1:{cport}\"\n[log]\nformat = \"json\"\n"));
     c.start();
     c.add_agency("SO-A", "Agency A");
     let agent_dir = tmp.path().join("a");
@@ -47,7 +47,11 @@ fn metrics_endpoints_agree_with_what_was_stored_and_acknowledged() {
     let ports = [21, 22, 23, 25, 80, 110, 143, 443];
     let (pcap, ioc) = scan_at(&agent_dir, [203, 0, 113, 7], [198, 51, 100, 10], &ports, None);
     let config = agent_dir.join("agent.toml");
-    std::fs::write(&config, format!("version = 1\n[metrics]\nlisten = \"127.0.0.1:{aport}\"\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("version = 1\n[metrics]\nlisten = \"127.0.0.1:{aport}\"\n[log]\nformat = \"json\"\n"),
+    )
+    .unwrap();
     agent.start(&[
         "--config",
         config.to_str().unwrap(),
@@ -118,4 +122,15 @@ fn metrics_endpoints_agree_with_what_was_stored_and_acknowledged() {
     wait_for("the agent disconnected", Duration::from_secs(20), || {
         (value(&get(cport, "/metrics").1, "canhgac_collector_connected_agents") == Some(0.0)).then_some(())
     });
+
+    // `[log] format = "json"`: one JSON object per line, on both sides
+    for (who, logs) in [("agent", agent.logs()), ("collector", c.logs())] {
+        let lines: Vec<&str> = logs.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(lines.len() >= 3, "{who}: {logs}");
+        for l in lines {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{who}: not a JSON line ({e}): {l}"));
+            assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{who}: {l}");
+        }
+    }
 }

@@ -138,7 +138,7 @@ fn serve(
     if let Err(e) = canhgac_collector::pki::Ca::load(&canhgac_collector::pki::PkiPaths::new(&cfg.data_dir)) {
         return fail(2, &e.to_string());
     }
-    canhgac_proto::files::init_logging();
+    canhgac_proto::files::init_logging_as(cfg.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => return fail(1, &format!("cannot start the runtime: {e}")),
