@@ -134,3 +134,74 @@ fn metrics_endpoints_agree_with_what_was_stored_and_acknowledged() {
         }
     }
 }
+
+/// `check-config` on both programs: a valid file is summarised (exit 0),
+/// a wrong value is named with its file, line and field (exit 2), and
+/// nothing is served or captured.
+#[test]
+fn check_config_summarises_a_valid_file_and_names_the_error_of_a_bad_one() {
+    use std::process::Command;
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collector::init(tmp.path());
+    let good = tmp.path().join("collector.toml");
+    std::fs::write(
+        &good,
+        "version = 1\n[metrics]\n[console]\nlisten = \"127.0.0.1:8443\"\n[[reports.schedule]]\nkind = \"weekly\"\n",
+    )
+    .unwrap();
+    let run = |bin: &str, args: &[&str]| Command::new(canhgac_tests::bin(bin)).args(args).output().unwrap();
+    let data_dir = c.profile().parent().unwrap().to_str().unwrap().to_string();
+    let o = run(
+        "canhgac-collector",
+        &["check-config", "--config", good.to_str().unwrap(), "--data-dir", &data_dir],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for want in [
+        "is valid",
+        "CA and server certificate readable",
+        "metrics: http://127.0.0.1:9464/metrics",
+        "scheduled: weekly report",
+    ] {
+        assert!(out.contains(want), "`{want}` not in:\n{out}");
+    }
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, "version = 1\n[metrics]\nlisten = \"everywhere\"\n").unwrap();
+    let o = run(
+        "canhgac-collector",
+        &["check-config", "--config", bad.to_str().unwrap(), "--data-dir", &data_dir],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.toml:3") && err.contains("metrics.listen"), "{err}");
+
+    let rules = tmp.path().join("local.rules");
+    std::fs::write(
+        &rules,
+        "alert tcp any any -> any 22 (msg:\"ssh\"; flow:to_server; sid:1000001; rev:1;)\n\
+         alert tcp any any -> any any (msg:\"bad\"; nosuchoption; sid:1000002; rev:1;)\n",
+    )
+    .unwrap();
+    let ioc = tmp.path().join("ioc.txt");
+    std::fs::write(&ioc, "203.0.113.7\nnot an address!\n").unwrap();
+    let agent = tmp.path().join("agent.toml");
+    std::fs::write(
+        &agent,
+        format!(
+            "version = 1\n[ioc]\nfiles = [\"{}\"]\n[rules]\nfiles = [\"{}\"]\n[log]\nformat = \"json\"\n",
+            ioc.display(),
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let o = run("canhgac-agent", &["check-config", "--config", agent.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("indicators: 1 entries from 1 list(s), 1 line(s) skipped"), "{out}");
+    assert!(out.contains("rules: 1 loaded, 1 skipped"), "{out}");
+    std::fs::write(&agent, "version = 1\n[log]\nformat = \"xml\"\n").unwrap();
+    let o = run("canhgac-agent", &["check-config", "--config", agent.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("agent.toml:3") && err.contains("not text or json"), "{err}");
+}

@@ -48,6 +48,16 @@ enum Command {
         #[arg(long)]
         console_listen: Option<String>,
     },
+    /// Checks a configuration file (and the regulation files and
+    /// certificates it names) without serving: a summary on stdout and
+    /// exit 0, or the first error (file, line, field) on stderr and exit 2.
+    CheckConfig {
+        #[arg(long)]
+        config: PathBuf,
+        /// Data directory, when the file does not set `data_dir`.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,12 +95,51 @@ fn main() -> ExitCode {
         Command::Serve { config, data_dir, listen, console_listen } => {
             serve(config, data_dir, listen, console_listen)
         }
+        Command::CheckConfig { config, data_dir } => check_config(&config, data_dir),
     }
 }
 
 fn fail(code: u8, message: &str) -> ExitCode {
     eprintln!("canhgac-collector: error: {message}");
     ExitCode::from(code)
+}
+
+/// `check-config`: what `serve` would load, loaded and summarised.
+fn check_config(path: &std::path::Path, data_dir: Option<PathBuf>) -> ExitCode {
+    let cfg = match ServeConfig::load(path, data_dir) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &e.to_string()),
+    };
+    let pki = canhgac_collector::pki::PkiPaths::new(&cfg.data_dir);
+    let ca = if pki.ca_cert().exists() {
+        match canhgac_collector::pki::Ca::load(&pki) {
+            Ok(_) => "CA and server certificate readable".to_string(),
+            Err(e) => return fail(2, &e.to_string()),
+        }
+    } else {
+        format!("no CA yet under {} (run `canhgac-collector init` first)", pki.ca_cert().display())
+    };
+    println!("configuration {} is valid", path.display());
+    println!("  data_dir: {} ({ca})", cfg.data_dir.display());
+    println!("  listen: {}", cfg.listen);
+    if let Some(c) = &cfg.console {
+        println!(
+            "  console: https://{}/{}",
+            c.listen,
+            if c.bind_client_certificate { " (sign-in bound to client certificates)" } else { "" }
+        );
+    }
+    if let Some(m) = cfg.metrics_listen {
+        println!("  metrics: http://{m}/metrics");
+    }
+    if let Some(f) = &cfg.forward {
+        println!("  forward: {:?}", f.target);
+    }
+    for e in &cfg.report_schedule {
+        println!("  scheduled: {}", e.describe());
+    }
+    println!("  incident categories: {}", cfg.regulation.categories.len());
+    ExitCode::SUCCESS
 }
 
 fn serve(
