@@ -78,6 +78,35 @@ pub struct AgentConfig {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// `[log] format`: text (default) or JSON lines.
     pub log_format: canhgac_proto::files::LogFormat,
+    /// Where this configuration came from (file and command-line
+    /// overrides), so that SIGHUP can read it again.
+    pub origin: Option<(PathBuf, Overrides)>,
+}
+
+impl AgentConfig {
+    /// Settings a reload cannot change in a running agent (they need a
+    /// restart): the names of those that differ in `new`.
+    pub fn restart_only_changes(&self, new: &AgentConfig) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let mut check = |name: &'static str, same: bool| {
+            if !same {
+                v.push(name);
+            }
+        };
+        check("state_dir", self.state_dir == new.state_dir);
+        check("collector.address", self.collector == new.collector);
+        check(
+            "capture",
+            format!("{:?}", self.source) == format!("{:?}", new.source)
+                && self.capture_threads == new.capture_threads,
+        );
+        check("spool.max_bytes", self.spool_max_bytes == new.spool_max_bytes);
+        check("uplink", format!("{:?}", self.uplink) == format!("{:?}", new.uplink));
+        check("metrics", self.metrics_listen == new.metrics_listen);
+        check("log", self.log_format == new.log_format);
+        check("host", format!("{:?}", self.host) == format!("{:?}", new.host));
+        v
+    }
 }
 
 /// Command-line values that override the file.
@@ -230,6 +259,7 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
 pub fn resolve(path: Option<&Path>, o: Overrides) -> Result<AgentConfig, ResolveError> {
     let mut c = load_file(path)?;
     c.exit_when_drained = o.exit_when_drained;
+    c.origin = path.map(|p| (p.to_path_buf(), o.clone()));
     apply(&mut c, o)?;
     Ok(c)
 }
@@ -259,6 +289,7 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
         host: crate::host::config::HostConfig::default(),
         metrics_listen: None,
         log_format: canhgac_proto::files::LogFormat::Text,
+        origin: None,
     };
     if let Some(path) = path {
         let src = Source::read(path)?;

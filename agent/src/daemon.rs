@@ -50,6 +50,64 @@ pub enum RunError {
     Metrics { addr: std::net::SocketAddr, source: std::io::Error },
 }
 
+/// SIGHUP: reads the configuration file again (with the same command-line
+/// overrides) and checks it by building an engine from it; only then does
+/// the running engine swap to it at its next commit point (as for a pushed
+/// policy: no input is lost, capture files resume from their checkpoint).
+/// A configuration with an error changes nothing and says why. Settings
+/// that need a restart are named and keep their running values.
+async fn reload(
+    live: &Arc<std::sync::RwLock<AgentConfig>>,
+    policy: &Policy,
+    spool: &Spool,
+    stop: &Arc<AtomicBool>,
+    swap_requested: &Arc<AtomicBool>,
+) {
+    let current = live.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let Some((path, overrides)) = current.origin.clone() else {
+        tracing::warn!("SIGHUP: the agent was started without --config; nothing to reload");
+        return;
+    };
+    let (policy2, spool2) = (policy.clone(), spool.clone());
+    let checked = tokio::task::spawn_blocking(move || {
+        let mut new = crate::config::resolve(Some(&path), overrides).map_err(|e| e.to_string())?;
+        // a throwaway engine proves the rules and lists load
+        build_engine(&new, &policy2, &spool2, &Counters::default()).map_err(|e| e.to_string())?;
+        new.exit_when_drained = current.exit_when_drained;
+        Ok::<_, String>(new)
+    })
+    .await;
+    let mut new = match checked {
+        Ok(Ok(n)) => n,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "SIGHUP: configuration not reloaded; the running one stays");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: configuration check failed; the running one stays");
+            return;
+        }
+    };
+    let old = live.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let fixed = old.restart_only_changes(&new);
+    if !fixed.is_empty() {
+        tracing::warn!(settings = ?fixed, "SIGHUP: these settings need a restart; they keep their running values");
+        new.state_dir = old.state_dir.clone();
+        new.collector = old.collector.clone();
+        new.source = old.source.clone();
+        new.capture_threads = old.capture_threads;
+        new.spool_max_bytes = old.spool_max_bytes;
+        new.uplink = old.uplink.clone();
+        new.metrics_listen = old.metrics_listen;
+        new.log_format = old.log_format;
+        new.host = old.host.clone();
+    }
+    *live.write().unwrap_or_else(|p| p.into_inner()) = new;
+    swap_requested.store(true, Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    tracing::info!("SIGHUP: configuration reloaded (rules, indicator lists, detector settings)");
+}
+
 /// Builds the detection engines' factory from the configuration and the
 /// policy in force (indicator lists, rule files, settings); updates the
 /// indicator counters.
@@ -178,8 +236,11 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
         })
     };
     policy.set_running(true);
+    // what the engine is built from; a SIGHUP replaces it after checking it
+    let live_cfg = Arc::new(std::sync::RwLock::new(cfg.clone()));
     let thread = {
-        let (cfg, policy, spool, counters) = (cfg.clone(), policy.clone(), spool.clone(), counters.clone());
+        let (live_cfg, policy, spool, counters) =
+            (live_cfg.clone(), policy.clone(), spool.clone(), counters.clone());
         let (stop, shutting_down, swap_requested) =
             (stop.clone(), shutting_down.clone(), swap_requested.clone());
         std::thread::Builder::new()
@@ -194,11 +255,15 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
                         break r.map_err(RunError::from);
                     }
                     stop.store(false, Ordering::SeqCst);
+                    let cfg = live_cfg.read().unwrap_or_else(|p| p.into_inner()).clone();
                     match build_engine(&cfg, &policy, &spool, &counters) {
                         Ok((engine, version)) => {
                             producer = new_producer(engine);
                             policy.mark_applied(version);
-                            tracing::info!(version, "detection engine swapped to the new policy");
+                            tracing::info!(
+                                version,
+                                "detection engine swapped to the new policy or configuration"
+                            );
                         }
                         Err(e) => break Err(e),
                     }
@@ -228,8 +293,12 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     // a completed future must not be polled again: the signal future of
     // `main` panics if it is ("async fn resumed after completion")
     let mut shutdown_requested = false;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let finished = loop {
         tokio::select! {
+            Some(()) = async { match hangup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                reload(&live_cfg, &policy, &spool, &stop, &swap_requested).await;
+            }
             r = &mut uplink => break r.map_err(|e| RunError::Thread(e.to_string()))??,
             _ = &mut shutdown, if !shutdown_requested => {
                 shutdown_requested = true;

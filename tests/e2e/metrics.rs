@@ -1,6 +1,7 @@
-//! The Prometheus and health endpoints of the collector and of an agent
-//! (`[metrics] listen`), scraped while a real agent streams to a real
-//! collector: the series agree with what was stored and acknowledged.
+//! Operations: the Prometheus and health endpoints of the collector and of
+//! an agent (`[metrics] listen`), scraped while a real agent streams to a
+//! real collector (the series agree with what was stored and acknowledged);
+//! JSON logs; `check-config`; SIGHUP reload of the agent.
 
 use std::{
     io::{Read as _, Write as _},
@@ -204,4 +205,64 @@ fn check_config_summarises_a_valid_file_and_names_the_error_of_a_bad_one() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("agent.toml:3") && err.contains("not text or json"), "{err}");
+}
+
+/// SIGHUP: a configuration with an error changes nothing (the agent keeps
+/// running and says why); a good one swaps the engine while capture goes
+/// on: an indicator list edited in place starts matching the packets that
+/// follow; a setting that needs a restart is named and kept.
+#[test]
+fn sighup_reloads_indicator_lists_and_refuses_a_bad_configuration() {
+    use std::process::Command;
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut c, mut agent) = crate::setup(tmp.path());
+    let dir = tmp.path().join("input");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ports: Vec<u16> = (1..=300).collect();
+    let (pcap, ioc) = scan_at(&dir, [203, 0, 113, 7], [198, 51, 100, 10], &ports, None);
+    std::fs::write(&ioc, "# nothing of this capture yet\n198.18.0.1\n").unwrap();
+    let config = dir.join("agent.toml");
+    let good = |spool: &str| {
+        format!(
+            "version = 1\n[capture]\npcap = [\"{}\"]\nreplay_pps = 25\n[ioc]\nfiles = [\"{}\"]\n[spool]\nmax_bytes = \"{spool}\"\n",
+            pcap.display(),
+            ioc.display()
+        )
+    };
+    std::fs::write(&config, good("64MiB")).unwrap();
+    agent.start(&["--config", config.to_str().unwrap()]);
+    let hup =
+        |pid: u32| assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap().success());
+    let pid = wait_for("the agent running", Duration::from_secs(10), || agent.pid());
+    let ioc_alerts = |c: &Collector| -> Vec<serde_json::Value> {
+        c.alerts().into_iter().filter(|a| a["canhgac"]["detector"] == "ioc").collect()
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(ioc_alerts(&c).is_empty(), "no listed address yet");
+
+    // a bad file: refused, the agent goes on with the running configuration
+    std::fs::write(&config, "version = 1\n[ioc]\nseverity = 9\n").unwrap();
+    hup(pid);
+    wait_for("the refusal logged", Duration::from_secs(10), || {
+        agent.logs().contains("configuration not reloaded; the running one stays").then_some(())
+    });
+    assert_eq!(agent.try_wait(), None, "{}", agent.logs());
+
+    // the list now names the scanner, and the spool size changed too
+    std::fs::write(&ioc, "203.0.113.7\n").unwrap();
+    std::fs::write(&config, good("32MiB")).unwrap();
+    hup(pid);
+    wait_for("the reload logged", Duration::from_secs(10), || {
+        agent.logs().contains("SIGHUP: configuration reloaded").then_some(())
+    });
+    let logs = agent.logs();
+    assert!(logs.contains("need a restart") && logs.contains("spool.max_bytes"), "{logs}");
+    let alerts = wait_for("alerts of the listed scanner", Duration::from_secs(30), || {
+        let a = ioc_alerts(&c);
+        (!a.is_empty()).then_some(a)
+    });
+    assert!(alerts.iter().all(|a| a["src_ip"] == "203.0.113.7"), "{alerts:?}");
+    assert_eq!(agent.try_wait(), None, "{}", agent.logs());
+    assert_eq!(agent.terminate(Duration::from_secs(30)), 0);
+    c.kill();
 }
