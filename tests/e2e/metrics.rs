@@ -266,3 +266,31 @@ fn sighup_reloads_indicator_lists_and_refuses_a_bad_configuration() {
     assert_eq!(agent.terminate(Duration::from_secs(30)), 0);
     c.kill();
 }
+
+/// The systemd units in `deploy/` pass `systemd-analyze verify` with no
+/// warning (the binaries they name pointed at this build).
+#[test]
+fn systemd_units_verify_clean() {
+    use std::process::Command;
+    let tmp = tempfile::tempdir().unwrap();
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    for (unit, bins) in [
+        ("canhgac-agent.service", &["canhgac-agent"][..]),
+        ("canhgac-collector.service", &["canhgac-collector"][..]),
+    ] {
+        let mut text = std::fs::read_to_string(deploy.join(unit)).unwrap();
+        for b in bins {
+            text = text.replace(&format!("/usr/local/bin/{b}"), canhgac_tests::bin(b).to_str().unwrap());
+        }
+        assert!(!text.contains("/usr/local/bin/"), "{unit} names a binary the test does not map");
+        let path = tmp.path().join(unit);
+        std::fs::write(&path, text).unwrap();
+        let o = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (Debian's systemd) is needed");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success() && err.trim().is_empty(), "{unit}: {err}");
+    }
+}
