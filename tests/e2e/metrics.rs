@@ -294,3 +294,38 @@ fn systemd_units_verify_clean() {
         assert!(o.status.success() && err.trim().is_empty(), "{unit}: {err}");
     }
 }
+
+/// `canhgac-loadgen` against a real collector: its agents enroll with
+/// real tokens, everything they send is acknowledged and stored once, and
+/// its summary line says so.
+#[test]
+fn loadgen_counts_what_the_collector_stored() {
+    use std::process::Command;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = Collector::init(tmp.path());
+    c.start();
+    let o = Command::new(canhgac_tests::bin("canhgac-loadgen"))
+        .arg("--profile")
+        .arg(c.profile())
+        .args(["--agents", "4", "--duration", "2", "--batch", "50", "--rate", "2000"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    let fields: std::collections::HashMap<&str, f64> = out
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+        .collect();
+    for k in ["acked_per_s", "p50_ack_ms", "p99_ack_ms", "collector_rss_mib"] {
+        assert!(fields.contains_key(k), "{k} missing: {out}");
+    }
+    assert_eq!(fields["failed_agents"], 0.0, "{out}");
+    assert!(fields["acked"] > 0.0 && fields["acked"] == fields["sent"], "{out}");
+    assert!(fields["collector_rss_mib"] > 0.0, "the collector found by name: {out}");
+    // paced at 2000/s for 2 s: about 4000, never far above
+    assert!(fields["acked"] <= 6000.0, "{out}");
+    let stored = c.alerts().len() as f64;
+    assert_eq!(stored, fields["acked"], "every acknowledged record stored once: {out}");
+    c.kill();
+}

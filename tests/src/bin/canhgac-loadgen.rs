@@ -1,0 +1,398 @@
+//! `canhgac-loadgen`: many agents in one process against a running
+//! collector, over the real protocol.
+//!
+//! It creates its own agency and one enrollment token per agent through the
+//! operator API (the admin profile given), enrolls every agent with a real
+//! key and certificate, then each agent streams realistic EVE alert records
+//! with typed facts in batches over its own mutual-TLS connection, keeping
+//! a few batches in flight as the agent does, and measures what the
+//! collector acknowledged (stored and flushed). `--idle` opens the streams
+//! and sends heartbeats only (memory per connected agent).
+//!
+//! Ends with one line:
+//! `acked_per_s=N p50_ack_ms=N p99_ack_ms=N collector_rss_mib=N ...`
+//! (the collector's CPU time and RSS are read from /proc: `--collector-pid`,
+//! else the process named `canhgac-collector` on this machine).
+//!
+//! Usage: `canhgac-loadgen --profile FILE [--agents N] [--duration SECS]
+//! [--rate R] [--batch N] [--idle] [--collector-pid PID]`
+
+#![allow(clippy::print_stderr)]
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::Context as _;
+use canhgac_agent::{enroll, state::AgentIdentity};
+use canhgac_proto::{
+    profile::Profile,
+    timefmt,
+    v1::{
+        AddAgencyRequest, AgentMessage, Batch, CreateEnrollmentTokenRequest, Endpoint, Heartbeat, Hello,
+        Record, RecordFacts, RecordKind, RoleBasis, agent_message::Body as Out,
+        collector_message::Body as In, operator_client::OperatorClient, telemetry_client::TelemetryClient,
+    },
+};
+use clap::Parser;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+#[derive(Parser)]
+#[command(name = "canhgac-loadgen", about = "simulated agents streaming alerts to a collector")]
+struct Args {
+    /// Admin operator profile of the collector under load.
+    #[arg(long)]
+    profile: PathBuf,
+    #[arg(long, default_value_t = 100)]
+    agents: usize,
+    /// Seconds of load after every agent is connected.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Alerts per second for all agents together (0: as fast as the
+    /// collector acknowledges).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Records per batch.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Batches in flight per agent (as `uplink.max_in_flight`).
+    #[arg(long, default_value_t = 4)]
+    in_flight: usize,
+    /// Connect and send heartbeats only.
+    #[arg(long)]
+    idle: bool,
+    #[arg(long)]
+    collector_pid: Option<u32>,
+}
+
+/// One alert as an agent sends it: EVE JSON and typed facts.
+fn record(seq: u64, agent: usize) -> Record {
+    let now = time::OffsetDateTime::now_utc();
+    let a = (seq % 250) as u8;
+    let sport = 1024 + (seq % 60000) as u32;
+    let eve = format!(
+        concat!(
+            r#"{{"timestamp":"{t}","flow_id":{f},"event_type":"alert","src_ip":"203.0.113.{a}","src_port":{sp},"#,
+            r#""dest_ip":"10.{g}.0.10","dest_port":443,"proto":"TCP","#,
+            r#""alert":{{"action":"allowed","gid":1,"signature_id":9000002,"rev":1,"#,
+            r#""signature":"CANHGAC IOC traffic from listed address 203.0.113.{a} (national.txt)","#,
+            r#""category":"Potentially Bad Traffic","severity":2}},"#,
+            r#""canhgac":{{"detector":"ioc","technique":"T1071","indicator":"203.0.113.{a}","indicator_type":"ip","list":"national.txt","matched":"src_ip"}}}}"#
+        ),
+        t = timefmt::rfc3339(now),
+        f = seq * 7919 + agent as u64,
+        a = a,
+        sp = sport,
+        g = agent % 250,
+    );
+    let ip = |s: String, port: u32| Endpoint { ip: s, port, ..Default::default() };
+    let attacker = ip(format!("203.0.113.{a}"), sport);
+    let victim = ip(format!("10.{}.0.10", agent % 250), 443);
+    Record {
+        seq,
+        kind: RecordKind::Alert as i32,
+        time: Some(timefmt::to_timestamp(now)),
+        severity: 2,
+        eve_json: eve.into_bytes(),
+        facts: Some(RecordFacts {
+            detector: "ioc".into(),
+            signature_id: 9000002,
+            signature: format!("CANHGAC IOC traffic from listed address 203.0.113.{a} (national.txt)"),
+            rule_category: "Potentially Bad Traffic".into(),
+            technique: "T1071".into(),
+            flow_id: seq * 7919 + agent as u64,
+            src: Some(attacker.clone()),
+            dest: Some(victim.clone()),
+            attackers: vec![attacker],
+            victims: vec![victim],
+            role_basis: RoleBasis::Detector as i32,
+            ..Default::default()
+        }),
+    }
+}
+
+#[derive(Default)]
+struct Totals {
+    acked: AtomicU64,
+    sent: AtomicU64,
+    rejected: AtomicU64,
+    failed_agents: AtomicU64,
+}
+
+/// Pacing shared by all agents: a token bucket of `rate` records/s.
+struct Pace {
+    rate: u64,
+    start: Instant,
+    taken: AtomicU64,
+}
+
+impl Pace {
+    async fn take(&self, n: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        let before = self.taken.fetch_add(n, Relaxed);
+        let due = Duration::from_secs_f64(before as f64 / self.rate as f64);
+        let elapsed = self.start.elapsed();
+        if due > elapsed {
+            tokio::time::sleep(due - elapsed).await;
+        }
+    }
+}
+
+type Session = (mpsc::Sender<AgentMessage>, tonic::Streaming<canhgac_proto::v1::CollectorMessage>);
+
+/// Connects one simulated agent: mutual TLS, Hello, Welcome.
+async fn connect(index: usize, state_dir: &Path, args: &Args) -> anyhow::Result<Session> {
+    let identity = AgentIdentity::load(state_dir)?;
+    let channel = identity.client(None)?.connect(Duration::from_secs(30)).await?;
+    let mut grpc = TelemetryClient::new(channel).max_encoding_message_size(64 * 1024 * 1024);
+    let (tx, rx) = mpsc::channel::<AgentMessage>(args.in_flight + 2);
+    tx.send(AgentMessage {
+        body: Some(Out::Hello(Hello {
+            protocol_version: canhgac_proto::TELEMETRY_PROTOCOL_VERSION,
+            agent_version: "loadgen".into(),
+            ..Default::default()
+        })),
+    })
+    .await?;
+    let mut inbound = grpc.stream(ReceiverStream::new(rx)).await?.into_inner();
+    match inbound.message().await? {
+        Some(m) if matches!(m.body, Some(In::Welcome(_))) => Ok((tx, inbound)),
+        _ => anyhow::bail!("agent {index}: no welcome"),
+    }
+}
+
+/// One simulated agent: connects, waits until every agent is connected,
+/// then loads for `--duration`; returns its acknowledgement latencies (ms).
+async fn run_agent(
+    index: usize,
+    state_dir: PathBuf,
+    args: Arc<Args>,
+    totals: Arc<Totals>,
+    pace: Arc<Pace>,
+    start_load: Arc<tokio::sync::Barrier>,
+) -> anyhow::Result<Vec<f64>> {
+    let session = connect(index, &state_dir, &args).await;
+    // every agent passes the barrier, connected or not, so none waits forever
+    start_load.wait().await;
+    let (tx, mut inbound) = session?;
+    let until = Instant::now() + Duration::from_secs(args.duration);
+    let mut latencies = Vec::new();
+    if args.idle {
+        while Instant::now() < until {
+            tx.send(AgentMessage {
+                body: Some(Out::Heartbeat(Heartbeat {
+                    time: Some(timefmt::to_timestamp(time::OffsetDateTime::now_utc())),
+                    ..Default::default()
+                })),
+            })
+            .await?;
+            tokio::time::sleep(Duration::from_secs(1).min(until.saturating_duration_since(Instant::now())))
+                .await;
+        }
+        return Ok(latencies);
+    }
+    let mut seq = 0u64;
+    let mut in_flight: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
+    loop {
+        let sending = Instant::now() < until;
+        if sending && in_flight.len() < args.in_flight {
+            pace.take(args.batch as u64).await;
+            let records: Vec<Record> = (0..args.batch)
+                .map(|_| {
+                    seq += 1;
+                    record(seq, index)
+                })
+                .collect();
+            tx.send(AgentMessage { body: Some(Out::Batch(Batch { records })) }).await?;
+            totals.sent.fetch_add(args.batch as u64, Relaxed);
+            in_flight.push_back(Instant::now());
+            continue;
+        }
+        if in_flight.is_empty() {
+            break;
+        }
+        match inbound.message().await? {
+            Some(m) => match m.body {
+                Some(In::Ack(a)) => {
+                    if let Some(t) = in_flight.pop_front() {
+                        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    totals.acked.fetch_add(a.last_seq - a.first_seq + 1, Relaxed);
+                }
+                Some(In::Rejected(r)) => {
+                    in_flight.pop_front();
+                    totals.rejected.fetch_add(r.last_seq - r.first_seq + 1, Relaxed);
+                }
+                _ => {}
+            },
+            None => anyhow::bail!("agent {index}: the collector closed the stream"),
+        }
+    }
+    Ok(latencies)
+}
+
+/// (CPU seconds, RSS MiB) of `pid` from /proc.
+fn proc_usage(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(") ")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 (1-based) of the whole line
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib: f64 =
+        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some((ticks / 100.0, rss_kib / 1024.0))
+}
+
+/// The process named `canhgac-collector` (comm is cut to 15 characters).
+fn find_collector() -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+        (comm.trim() == "canhgac-collect").then_some(pid)
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Arc::new(Args::parse());
+    anyhow::ensure!(
+        args.agents > 0 && args.batch > 0 && args.in_flight > 0,
+        "--agents, --batch and --in-flight must be positive"
+    );
+    let profile =
+        Profile::load(&args.profile).with_context(|| format!("profile {}", args.profile.display()))?;
+    let pin = canhgac_proto::cert_pin(
+        canhgac_proto::client::parse_certs(&profile.ca, "CA certificate")?
+            .first()
+            .context("no CA certificate")?,
+    );
+    let channel = profile.client(None)?.connect(Duration::from_secs(10)).await?;
+    let mut api = OperatorClient::new(channel);
+    let code = format!("LOADGEN-{:06X}", rand::random::<u32>() & 0xFF_FFFF);
+    api.add_agency(AddAgencyRequest { code: code.clone(), name: "canhgac-loadgen".into() }).await?;
+    let tmp = tempfile::tempdir()?;
+    let enrolling = Instant::now();
+    let mut dirs = Vec::with_capacity(args.agents);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..args.agents {
+        let token = api
+            .create_enrollment_token(CreateEnrollmentTokenRequest { agency: code.clone(), ttl_seconds: 3600 })
+            .await?
+            .into_inner()
+            .token;
+        let dir = tmp.path().join(format!("agent-{i}"));
+        dirs.push(dir.clone());
+        let (collector, pin) = (profile.collector.clone(), pin.clone());
+        tasks.spawn(async move {
+            enroll::enroll(enroll::EnrollOptions {
+                collector: &collector,
+                token: &token,
+                ca_pin: &pin,
+                state_dir: &dir,
+                expected_agency: None,
+                force: false,
+            })
+            .await
+            .map(|_| ())
+        });
+        while tasks.len() >= 32 {
+            tasks.join_next().await.context("enrollment task")???;
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let enroll_s = enrolling.elapsed().as_secs_f64();
+    eprintln!(
+        "enrolled {} agents in {enroll_s:.1} s ({:.0}/s) in agency {code}",
+        args.agents,
+        args.agents as f64 / enroll_s
+    );
+
+    let pid = args.collector_pid.or_else(find_collector);
+    let totals = Arc::new(Totals::default());
+    let start_load = Arc::new(tokio::sync::Barrier::new(args.agents + 1));
+    let pace = Arc::new(Pace { rate: args.rate, start: Instant::now(), taken: AtomicU64::new(0) });
+    // (the pace's clock starts before the connections: a rate is reached
+    // a little faster at first, never exceeded on average)
+    let mut agents = tokio::task::JoinSet::new();
+    for (i, dir) in dirs.into_iter().enumerate() {
+        let (args, totals, pace, start_load) =
+            (args.clone(), totals.clone(), pace.clone(), start_load.clone());
+        agents.spawn(async move {
+            let r = run_agent(i, dir, args, totals.clone(), pace, start_load).await;
+            if let Err(e) = &r {
+                totals.failed_agents.fetch_add(1, Relaxed);
+                eprintln!("agent {i}: {e:#}");
+            }
+            r
+        });
+    }
+    start_load.wait().await;
+    // the clock starts once every agent is connected
+    let began = Instant::now();
+    let cpu_before = pid.and_then(proc_usage);
+    let mut latencies = Vec::new();
+    let mut peak_rss = 0f64;
+    let mut sampler = tokio::time::interval(Duration::from_millis(500));
+    let stop_at = began + Duration::from_secs(args.duration);
+    loop {
+        tokio::select! {
+            r = agents.join_next() => match r {
+                Some(Ok(Ok(l))) => latencies.extend(l),
+                Some(_) => {}
+                None => break,
+            },
+            _ = sampler.tick() => {
+                if let Some((_, rss)) = pid.and_then(proc_usage) {
+                    peak_rss = peak_rss.max(rss);
+                }
+                if Instant::now() > stop_at + Duration::from_secs(120) {
+                    anyhow::bail!("agents still running two minutes after the end");
+                }
+            }
+        }
+    }
+    let elapsed = began.elapsed().as_secs_f64();
+    let cpu = match (cpu_before, pid.and_then(proc_usage)) {
+        (Some((a, _)), Some((b, rss))) => {
+            peak_rss = peak_rss.max(rss);
+            b - a
+        }
+        _ => f64::NAN,
+    };
+    latencies.sort_by(f64::total_cmp);
+    let acked = totals.acked.load(Relaxed);
+    println!(
+        "acked_per_s={:.0} p50_ack_ms={:.1} p99_ack_ms={:.1} collector_rss_mib={:.0} collector_cpu_s={:.1} agents={} failed_agents={} acked={} sent={} rejected={} seconds={:.1} enroll_per_s={:.0}",
+        acked as f64 / elapsed,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        peak_rss,
+        cpu,
+        args.agents,
+        totals.failed_agents.load(Relaxed),
+        acked,
+        totals.sent.load(Relaxed),
+        totals.rejected.load(Relaxed),
+        elapsed,
+        args.agents as f64 / enroll_s,
+    );
+    Ok(())
+}
