@@ -26,6 +26,10 @@ pub struct ServeConfig {
     pub max_batch_records: u32,
     /// A TLS handshake not finished within this time is dropped.
     pub handshake_timeout: Duration,
+    /// Failed enrollments from one address within the window before that
+    /// address is refused for the rest of it.
+    pub enrollment_failures: usize,
+    pub enrollment_failure_window: Duration,
     /// Lifetime of agent certificates (enrollment and renewal).
     pub agent_certificate_ttl: Duration,
     /// Default and upper bound of enrollment-token validity.
@@ -66,6 +70,8 @@ impl ServeConfig {
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             max_batch_records: DEFAULT_MAX_BATCH_RECORDS,
             handshake_timeout: Duration::from_secs(10),
+            enrollment_failures: 10,
+            enrollment_failure_window: Duration::from_secs(60),
             agent_certificate_ttl: Duration::from_secs(30 * 86_400),
             enrollment_token_ttl: Duration::from_secs(86_400),
             max_enrollment_token_ttl: Duration::from_secs(30 * 86_400),
@@ -139,6 +145,15 @@ impl ServeConfig {
         const DAY: u64 = 86_400;
         if let Some(v) = &raw.limits.handshake_timeout {
             c.handshake_timeout = bounded(v, Duration::from_secs(1), Duration::from_secs(300))?;
+        }
+        if let Some(v) = &raw.limits.enrollment_failures {
+            if !(1..=10_000).contains(v.get_ref()) {
+                return Err(src.error_at(v.span(), "must be between 1 and 10000"));
+            }
+            c.enrollment_failures = *v.get_ref() as usize;
+        }
+        if let Some(v) = &raw.limits.enrollment_failure_window {
+            c.enrollment_failure_window = bounded(v, Duration::from_secs(1), Duration::from_secs(86_400))?;
         }
         if let Some(v) = &raw.pki.agent_certificate_ttl {
             c.agent_certificate_ttl = bounded(v, Duration::from_secs(10), Duration::from_secs(397 * DAY))?;
@@ -439,6 +454,8 @@ struct RawLimits {
     max_batch_bytes: Option<Spanned<String>>,
     max_batch_records: Option<Spanned<u32>>,
     handshake_timeout: Option<Spanned<String>>,
+    enrollment_failures: Option<Spanned<u32>>,
+    enrollment_failure_window: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]

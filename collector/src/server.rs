@@ -209,7 +209,11 @@ pub async fn run(
     let enrollment = EnrollmentServer::new(EnrollmentService::new(EnrollmentDeps {
         store: store.clone(),
         ca: ca.clone(),
-        config: EnrollmentConfig { agent_certificate_ttl: config.agent_certificate_ttl },
+        config: EnrollmentConfig {
+            agent_certificate_ttl: config.agent_certificate_ttl,
+            max_failures: config.enrollment_failures,
+            failure_window: config.enrollment_failure_window,
+        },
         metrics: metrics.clone(),
     }))
     .max_decoding_message_size(64 * 1024);

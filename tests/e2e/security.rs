@@ -274,3 +274,49 @@ fn agent_certificate_is_renewed_before_expiry() {
     assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
     assert_eq!(rrnames(&c.alerts()).len(), names.len());
 }
+
+/// Wrong-token floods are limited per source address: after
+/// `limits.enrollment_failures` refusals within the window even a good
+/// token is refused (and not consumed) until the window passes; operators
+/// are served meanwhile; the refusals are counted in the metrics.
+#[test]
+fn enrollment_floods_are_limited_per_source_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mport = canhgac_tests::free_port();
+    let mut c = Collector::init(tmp.path());
+    c.set_config(&format!(
+        "[limits]\nenrollment_failures = 5\nenrollment_failure_window = \"4s\"\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n"
+    ));
+    c.start();
+    c.add_agency("A", "Agency A");
+    let good = c.token("A", None);
+    let agent = Agent::new(tmp.path(), "flooded");
+    for i in 0..5 {
+        let out = agent.enroll_output(&c, &format!("cgt_wrong-token-{i}"), &[]);
+        assert!(stderr(&out).contains("unknown enrollment token"), "{}", stderr(&out));
+    }
+    let started = std::time::Instant::now();
+    let out = agent.enroll_output(&c, &good, &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("too many failed enrollments"), "{}", stderr(&out));
+    assert!(!agent.state_dir.join("identity.toml").exists());
+    // operators are served during the flood
+    let t = std::time::Instant::now();
+    c.cli(&["agency", "list"]);
+    assert!(t.elapsed() < Duration::from_secs(5), "operator call took {:?}", t.elapsed());
+    // the window passes: the same token, not consumed, enrolls
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(started.elapsed()) + Duration::from_millis(500));
+    agent.enroll(&c, &good);
+    assert!(agent.state_dir.join("identity.toml").exists());
+    let mut s = TcpStream::connect(("127.0.0.1", mport)).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    for (series, want) in [
+        ("canhgac_collector_enrollments_total{outcome=\"refused\"}", "5"),
+        ("canhgac_collector_enrollments_total{outcome=\"rate_limited\"}", "1"),
+        ("canhgac_collector_enrollments_total{outcome=\"enrolled\"}", "1"),
+    ] {
+        assert!(text.lines().any(|l| l == format!("{series} {want}")), "{series} {want} not in:\n{text}");
+    }
+}

@@ -1,6 +1,20 @@
 //! `Enrollment/Enroll`: one-time token + CSR → agent certificate.
+//!
+//! The port is open to anyone who can reach it, so failed attempts are
+//! limited per source address: after `limits.enrollment_failures` refused
+//! tokens within `limits.enrollment_failure_window`, further attempts from
+//! that address (even with a good token) are refused with
+//! `ResourceExhausted` until the oldest failure leaves the window; refusals
+//! are logged and counted (`enrollments_total{outcome="rate_limited"}`).
+//! Only failures count, so an agency enrolling a hundred servers at once
+//! from behind one NAT address is never slowed down.
 
-use std::sync::Arc;
+use std::{
+    collections::{HashMap, VecDeque},
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use canhgac_proto::{
     timefmt,
@@ -24,22 +38,79 @@ pub struct EnrollmentDeps {
 
 pub struct EnrollmentConfig {
     pub agent_certificate_ttl: std::time::Duration,
+    /// Failed attempts from one address within `failure_window` before
+    /// that address is refused.
+    pub max_failures: usize,
+    pub failure_window: Duration,
+}
+
+/// Sources remembered at most (the oldest are forgotten beyond).
+const MAX_SOURCES: usize = 100_000;
+
+/// Recent failed attempts per source address.
+#[derive(Default)]
+pub struct FailureLimiter {
+    recent: Mutex<HashMap<IpAddr, VecDeque<Instant>>>,
+}
+
+impl FailureLimiter {
+    /// How long `ip` must still wait, if it has failed too often.
+    pub fn blocked(&self, ip: IpAddr, max: usize, window: Duration) -> Option<Duration> {
+        let mut m = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let q = m.get_mut(&ip)?;
+        while q.front().is_some_and(|t| t.elapsed() >= window) {
+            q.pop_front();
+        }
+        if q.is_empty() {
+            m.remove(&ip);
+            return None;
+        }
+        (q.len() >= max).then(|| q.front().map(|t| window.saturating_sub(t.elapsed())).unwrap_or_default())
+    }
+
+    pub fn failed(&self, ip: IpAddr, max: usize) {
+        let mut m = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MAX_SOURCES && !m.contains_key(&ip) {
+            // forget the source whose last failure is oldest
+            if let Some(oldest) = m.iter().min_by_key(|(_, q)| q.back().copied()).map(|(k, _)| *k) {
+                m.remove(&oldest);
+            }
+        }
+        let q = m.entry(ip).or_default();
+        q.push_back(Instant::now());
+        while q.len() > max {
+            q.pop_front();
+        }
+    }
 }
 
 pub struct EnrollmentService {
     deps: EnrollmentDeps,
+    failures: FailureLimiter,
 }
 
 impl EnrollmentService {
     pub fn new(deps: EnrollmentDeps) -> EnrollmentService {
-        EnrollmentService { deps }
+        EnrollmentService { deps, failures: FailureLimiter::default() }
     }
 }
 
 #[tonic::async_trait]
 impl Enrollment for EnrollmentService {
     async fn enroll(&self, req: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
+        let source = req.remote_addr().map(|a| a.ip());
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let (max, window) = (self.deps.config.max_failures, self.deps.config.failure_window);
+        if let Some(ip) = source
+            && let Some(wait) = self.failures.blocked(ip, max, window)
+        {
+            self.deps.metrics.enrollment("rate_limited");
+            tracing::warn!(%peer, "enrollment refused: too many failed attempts from this address");
+            return Err(Status::resource_exhausted(format!(
+                "too many failed enrollments from {ip}: retry in {} s",
+                wait.as_secs() + 1
+            )));
+        }
         let r = req.into_inner();
         if r.token.is_empty() || r.token.len() > 256 {
             return Err(crate::error::invalid("missing or oversized enrollment token"));
@@ -53,6 +124,9 @@ impl Enrollment for EnrollmentService {
         let expected = (!r.expected_agency.is_empty()).then_some(r.expected_agency.as_str());
         // Check first so that a bad token costs no signature.
         let token = deps.store.check_token(&r.token, expected, now_us).inspect_err(|e| {
+            if let Some(ip) = source {
+                self.failures.failed(ip, max);
+            }
             deps.metrics.enrollment("refused");
             tracing::warn!(%peer, reason = %e, "enrollment refused");
         })?;
