@@ -320,3 +320,61 @@ fn enrollment_floods_are_limited_per_source_and_counted() {
         assert!(text.lines().any(|l| l == format!("{series} {want}")), "{series} {want} not in:\n{text}");
     }
 }
+
+/// Hundreds of idle TCP connections and stalled TLS handshakes on the
+/// collector's port: an agent still streams, an operator is still served
+/// within a bound, and the stalled connections are dropped after
+/// `limits.handshake_timeout`.
+#[test]
+fn idle_and_half_open_connections_do_not_starve_agents_or_operators() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut c, mut agent) = {
+        let mut c = Collector::init(tmp.path());
+        c.set_config("[limits]\nhandshake_timeout = \"2s\"\n");
+        c.start();
+        c.add_agency("SO-TTTT", "Sở Thông tin và Truyền thông");
+        let token = c.token("SO-TTTT", None);
+        let agent = Agent::new(tmp.path(), "agent");
+        agent.enroll(&c, &token);
+        (c, agent)
+    };
+    // 300 silent TCP connections and 100 that start a TLS handshake and stall
+    let mut hostile = Vec::new();
+    for i in 0..400 {
+        let mut s = TcpStream::connect(c.addr()).unwrap();
+        if i % 4 == 0 {
+            // the first bytes of a ClientHello record, then nothing
+            s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc]).unwrap();
+        }
+        hostile.push(s);
+    }
+    let t = std::time::Instant::now();
+    assert!(c.cli(&["agency", "list"]).contains("SO-TTTT"));
+    let operator = t.elapsed();
+    assert!(
+        operator < Duration::from_secs(5),
+        "an operator call took {operator:?} under 400 hostile connections"
+    );
+    let burst = Burst::new(tmp.path(), 2000, "");
+    agent.start(&burst.args(&["--exit-when-drained"]));
+    assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
+    assert_eq!(rrnames(&c.alerts()).len(), 2000, "every record delivered");
+    // the stalled connections are closed by the server after the timeout
+    std::thread::sleep(Duration::from_secs(3));
+    let mut closed = 0;
+    for s in &mut hostile {
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut buf = [0u8; 256];
+        // an alert may come first; then the end of the stream
+        let shut = loop {
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) => break e.kind() == std::io::ErrorKind::ConnectionReset,
+            }
+        };
+        closed += usize::from(shut);
+    }
+    assert_eq!(closed, hostile.len(), "every idle or stalled connection was closed by the collector");
+    c.kill();
+}
