@@ -458,6 +458,9 @@ impl Ctx<'_> {
             "zip"
         };
         let office = kind != "zip";
+        // styles that show text in capitals, read once the first part
+        // that may use them comes up (see `office_part`)
+        let mut caps: Option<markup::CapsStyles> = None;
         self.chain.push(kind);
         for e in &entries {
             if e.name.ends_with(b"/") {
@@ -482,16 +485,60 @@ impl Ctx<'_> {
                 let margin = ["header", "footer", "comments", "footnotes", "endnotes", "styles.xml"]
                     .iter()
                     .any(|p| base.starts_with(p));
-                if self.s.prefilter.markup_may_hold(&bytes) {
-                    self.part_bonus = u32::from(margin);
-                    self.leaf(&markup::text(&bytes));
-                    self.part_bonus = 0;
-                }
+                self.part_bonus = u32::from(margin);
+                self.office_part(&bytes, &entries, kind, &mut caps);
+                self.part_bonus = 0;
             } else {
                 self.object(&bytes, Some(&name), depth + 1);
             }
         }
         self.chain.pop();
+    }
+
+    /// One XML part of an office document. A part that may hold a stamp
+    /// stored in lowercase and shown in capitals (a lowercase "mật" in
+    /// some form, and caps formatting) has its text extracted with the
+    /// document's caps styles; any other part only if the prefilter finds
+    /// the word in it.
+    fn office_part(
+        &mut self,
+        bytes: &[u8],
+        entries: &[zip::Entry<'_>],
+        kind: &str,
+        caps: &mut Option<markup::CapsStyles>,
+    ) {
+        if self.s.prefilter.lowercase_may_hold(bytes) {
+            let styles = match caps {
+                Some(s) => s,
+                None => caps.insert(self.caps_styles(entries, kind)),
+            };
+            if markup::may_format_caps(bytes, styles) {
+                let mut styles = styles.clone();
+                // ODF automatic styles live in the part itself
+                styles.collect(bytes);
+                self.leaf(&markup::text_with_caps(bytes, &styles));
+                return;
+            }
+        }
+        if self.s.prefilter.markup_may_hold(bytes) {
+            self.leaf(&markup::text(bytes));
+        }
+    }
+
+    /// The caps styles of an office document's style part.
+    fn caps_styles(&mut self, entries: &[zip::Entry<'_>], kind: &str) -> markup::CapsStyles {
+        let mut styles = markup::CapsStyles::default();
+        let part: &[u8] = if kind == "docx" { b"word/styles.xml" } else { b"styles.xml" };
+        if let Some(e) = entries.iter().find(|e| e.name == part)
+            && let Some(cap) = self.cap(e.data.len())
+        {
+            let (bytes, limited, damaged) = zip::extract(e, cap);
+            self.report.expanded += bytes.len() as u64;
+            self.report.limits_hit += u64::from(limited);
+            self.report.errors += u64::from(damaged);
+            styles.collect(&bytes);
+        }
+        styles
     }
 
     fn gzip(&mut self, data: &[u8], name: Option<&str>, depth: u32) {

@@ -48,6 +48,9 @@ pub struct Prefilter {
     /// combining dot below (NFD), Ë and Ä (TCVN3's ậ and VNI's modifier
     /// carried in Unicode), `&#`.
     fragments: [memchr::memmem::Finder<'static>; 5],
+    /// Lowercase "ật" as office XML stores it: NFC, NFD and VNI carried
+    /// (`aät`); TCVN3 has no case.
+    lowercase: [memchr::memmem::Finder<'static>; 3],
     /// Tag of each pattern.
     tags: Vec<(Encoding, Carrier)>,
     /// Distinct tags, indexed by bit.
@@ -104,7 +107,9 @@ impl Prefilter {
             .expect("fixed prefilter patterns");
         let fragments = ["\u{1EAC}", "\u{323}", "\u{CB}", "\u{C4}", "&#"]
             .map(|f| memchr::memmem::Finder::new(f.as_bytes()).into_owned());
-        Prefilter { ac, fragments, tags, distinct }
+        let lowercase = ["\u{1EAD}t", "a\u{323}\u{302}t", "a\u{E4}t"]
+            .map(|f| memchr::memmem::Finder::new(f.as_bytes()).into_owned());
+        Prefilter { ac, fragments, lowercase, tags, distinct }
     }
 
     /// The (encoding, carrier) pairs whose "MẬT" occurs in `hay`.
@@ -167,6 +172,12 @@ impl Prefilter {
     /// tag may have split from the rest, or a character reference.
     pub fn markup_may_hold(&self, hay: &[u8]) -> bool {
         self.fragments.iter().any(|f| f.find(hay).is_some()) || !self.hits(hay).is_empty()
+    }
+
+    /// Whether text may hold "mật" or "Mật" (its "ật" in UTF-8 NFC or NFD,
+    /// or VNI carried in Unicode), which formatting can show in capitals.
+    pub fn lowercase_may_hold(&self, hay: &[u8]) -> bool {
+        self.lowercase.iter().any(|f| f.find(hay).is_some())
     }
 
     /// The pairs of a candidate set.

@@ -229,6 +229,23 @@ def w_par(text, split_runs=False):
     return f"<w:p><w:pPr><w:jc w:val=\"center\"/></w:pPr>{runs}</w:p>"
 
 
+def w_par_caps(text, how):
+    """A paragraph whose text Word shows in capitals: `direct` (All Caps on
+    the run), `style` (a paragraph style with All Caps), `off` (All Caps
+    explicitly off: shown as stored)."""
+    rpr = {"direct": "<w:rPr><w:caps/></w:rPr>", "style": "", "off": '<w:rPr><w:caps w:val="0"/></w:rPr>'}[how]
+    ppr = '<w:pStyle w:val="DoMat"/>' if how == "style" else ""
+    return f'<w:p><w:pPr>{ppr}<w:jc w:val="center"/></w:pPr><w:r>{rpr}<w:t xml:space="preserve">{esc(text)}</w:t>' \
+           '</w:r></w:p>'
+
+
+# a paragraph style in All Caps, based on one that is not
+CAPS_STYLES = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:styles {W}>'
+               '<w:style w:type="paragraph" w:styleId="Stamp"><w:name w:val="Stamp"/><w:rPr><w:b/><w:caps/>'
+               '</w:rPr></w:style><w:style w:type="paragraph" w:styleId="DoMat"><w:name w:val="Do mat"/>'
+               '<w:basedOn w:val="Stamp"/><w:rPr><w:sz w:val="28"/></w:rPr></w:style></w:styles>')
+
+
 def docx(level, where="body", legacy=None):
     stamp = LEVELS[level] if level else None
     if stamp and legacy:
@@ -249,6 +266,12 @@ def docx(level, where="body", legacy=None):
                            f'<w:txbxContent>{w_par(stamp)}</w:txbxContent></v:textbox></v:shape></w:pict></w:r></w:p>')
         elif where == "comment":
             comments.append(f'<w:comment w:id="0" w:author="VT">{w_par(stamp)}</w:comment>')
+        elif where == "caps":
+            # stored in lowercase, shown in capitals by All Caps on the run
+            pars.insert(4, w_par_caps(stamp.lower(), "direct"))
+        elif where == "caps-style":
+            # stored as "Tuyệt mật", shown in capitals by its paragraph style
+            pars.insert(4, w_par_caps(stamp.capitalize(), "style"))
     ct = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Types xmlns="http://schemas.openxmlformats.org/'
           'package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-'
           'package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override '
@@ -262,9 +285,28 @@ def docx(level, where="body", legacy=None):
           '</w:body></w:document>'
     hdr = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:hdr {W}>{"".join(header)}</w:hdr>'
     com = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:comments {W}>{"".join(comments)}</w:comments>'
+    styles = [("word/styles.xml", CAPS_STYLES)] if where.startswith("caps") else []
     return zip_bytes([("[Content_Types].xml", ct), ("_rels/.rels", rels), ("word/document.xml", doc),
-                      ("word/header1.xml", hdr), ("word/comments.xml", com),
-                      ("word/media/image1.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)])
+                      ("word/header1.xml", hdr), ("word/comments.xml", com)] + styles +
+                     [("word/media/image1.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)])
+
+
+def docx_long(level):
+    """A longer report (about 90 KB): a photo that does not compress
+    (deterministic noise) stored before the text, 60 paragraphs of prose,
+    the stamp in the page footer. Big enough that SMB moves it in several
+    reads and TCP in many segments."""
+    x, noise = 12345, bytearray()
+    while len(noise) < 80_000:
+        x = (x * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        noise += (x >> 16).to_bytes(6, "little")
+    lines = prose(60, 7)
+    doc = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document {W}><w:body>' \
+          f'{"".join(w_par(t) for t in lines)}</w:body></w:document>'
+    ftr = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:ftr {W}>' \
+          f'{w_par(LEVELS[level]) if level else ""}</w:ftr>'
+    return zip_bytes([("[Content_Types].xml", "<Types/>"), ("word/media/image1.jpeg", bytes(noise)),
+                      ("word/document.xml", doc), ("word/footer1.xml", ftr)])
 
 
 def xlsx(level):
@@ -290,6 +332,40 @@ def pptx(level):
         ("ppt/presentation.xml", f'<?xml version="1.0"?><p:presentation {ns}/>'),
         ("ppt/slides/slide1.xml", f'<?xml version="1.0"?><p:sld {ns}><p:cSld><p:spTree>{shapes}</p:spTree></p:cSld></p:sld>'),
     ])
+
+
+ODF_NS = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+          'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
+          'xmlns:style="urn:oasis:names:tc:opendocument:xmlns:style:1.0" '
+          'xmlns:fo="urn:oasis:names:tc:opendocument:xmlns:xsl-fo-compatible:1.0"')
+
+
+def odt_caps(lines):
+    """An ODT of (text, style) paragraphs; styles: T1 a span style in
+    uppercase, P1 a paragraph style in uppercase through its parent
+    (styles.xml), N1 a span style that sets no transform."""
+    pars = []
+    for t, st in lines:
+        if st == "span":
+            pars.append(f'<text:p><text:span text:style-name="T1">{esc(t)}</text:span></text:p>')
+        elif st == "para":
+            pars.append(f'<text:p text:style-name="P1">{esc(t)}</text:p>')
+        elif st == "none":
+            pars.append(f'<text:p text:style-name="P1"><text:span text:style-name="N1">{esc(t)}</text:span></text:p>')
+        else:
+            pars.append(f"<text:p>{esc(t)}</text:p>")
+    auto = ('<office:automatic-styles><style:style style:name="T1" style:family="text"><style:text-properties '
+            'fo:text-transform="uppercase" fo:font-weight="bold"/></style:style><style:style style:name="P1" '
+            'style:family="paragraph" style:parent-style-name="Stamp"><style:paragraph-properties '
+            'fo:text-align="center"/></style:style><style:style style:name="N1" style:family="text">'
+            '<style:text-properties fo:text-transform="none"/></style:style></office:automatic-styles>')
+    content = f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {ODF_NS}>{auto}<office:body>' \
+              f'<office:text>{"".join(pars)}</office:text></office:body></office:document-content>'
+    styles = f'<?xml version="1.0" encoding="UTF-8"?><office:document-styles {ODF_NS}><office:styles>' \
+             '<style:style style:name="Stamp" style:family="paragraph"><style:text-properties ' \
+             'fo:text-transform="uppercase"/></style:style></office:styles></office:document-styles>'
+    return zip_bytes([("mimetype", "application/vnd.oasis.opendocument.text"), ("content.xml", content),
+                      ("styles.xml", styles)])
 
 
 def odf(level, kind):
@@ -499,6 +575,17 @@ def documents():
             out.append((f"docx/{tag}.{where}.docx", docx(level, where), level, "utf-8", "docx"))
         for legacy in ["tcvn3", "vni"]:
             out.append((f"docx/{tag}.{legacy}-font.docx", docx(level, "body", legacy), level, legacy, "docx"))
+        if level in (None, "tuyet-mat"):
+            out.append((f"docx/{tag}.long.docx", docx_long(level), level, "utf-8", "docx"))
+        for where in ["caps", "caps-style"]:
+            out.append((f"docx/{tag}.{where}.docx", docx(level, where), level, "utf-8", "docx"))
+        stamp = [(LEVELS[level].capitalize(), "span")] if level else []
+        out.append((f"office/{tag}.caps.odt", odt_caps([(t, "") for t in HEADER] + stamp + [(t, "") for t in BODY]),
+                    level, "utf-8", "odt"))
+        if level:
+            out.append((f"office/{tag}.caps-style.odt",
+                        odt_caps([(t, "") for t in HEADER] + [(LEVELS[level].lower(), "para")] +
+                                 [(t, "") for t in BODY]), level, "utf-8", "odt"))
         out.append((f"office/{tag}.xlsx", xlsx(level), level, "utf-8", "xlsx"))
         out.append((f"office/{tag}.pptx", pptx(level), level, "utf-8", "pptx"))
         out.append((f"office/{tag}.odt", odf(level, "odt"), level, "utf-8", "odt"))
@@ -526,7 +613,25 @@ def documents():
         for enc in ["utf-8", "tcvn3", "vni", "windows-1258"]:
             out.append((f"negative/{name}.{enc}.txt", encode("\n".join(lines), enc), None, enc, "text"))
         out.append((f"negative/{name}.docx", docx_lines(lines), None, "utf-8", "docx"))
+    # stamps in lowercase or mixed case without capitals formatting, and
+    # capitals formatting on words that are not a stamp
+    plain = "".join(w_par(t) for t in HEADER)
+    body = "".join(w_par(t) for t in BODY)
+    lower = plain + w_par("tuyệt mật") + w_par("Tối mật") + w_par("mật") + body
+    out.append(("negative/neg-lowercase.docx", docx_xml(lower), None, "utf-8", "docx"))
+    caps = plain + w_par_caps("mật khẩu hộp thư công vụ", "direct") + w_par_caps("tối mật", "off") + \
+        w_par_caps("mật độ dân số", "style") + body
+    out.append(("negative/neg-caps-words.docx", docx_xml(caps, CAPS_STYLES), None, "utf-8", "docx"))
+    odt = [(t, "") for t in HEADER] + [("tuyệt mật", "none"), ("Mật ong rừng", "span"), ("mật độ", "para"),
+                                       ("Tối mật", "")] + [(t, "") for t in BODY]
+    out.append(("negative/neg-caps-words.odt", odt_caps(odt), None, "utf-8", "odt"))
     return out
+
+
+def docx_xml(pars, styles=None):
+    doc = f'<?xml version="1.0" encoding="UTF-8"?><w:document {W}><w:body>{pars}</w:body></w:document>'
+    extra = [("word/styles.xml", styles)] if styles else []
+    return zip_bytes([("[Content_Types].xml", "<Types/>"), ("word/document.xml", doc)] + extra)
 
 
 def docx_lines(lines):
