@@ -320,3 +320,81 @@ fn secrets_smb2_file_put_together_from_out_of_order_writes() {
     assert_eq!(read["canhgac"]["secret"]["sha256"].as_str().unwrap(), sha("corpus/pdf/mat.tcvn3.pdf"));
     assert_eq!(read["canhgac"]["secret"]["container"], "pdf");
 }
+
+/// One alert a real capture must raise (tests/secrets/captures/expected.tsv,
+/// written by tests/secrets/_gen/capture.py with real clients and servers).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct CaptureHit {
+    level: String,
+    channel: String,
+    direction: String,
+    sha256: String,
+    outside: bool,
+}
+
+#[test]
+fn secrets_real_captures_of_curl_smtplib_ftplib_and_smbclient() {
+    let dir = root().join("captures");
+    let text = std::fs::read_to_string(dir.join("expected.tsv")).unwrap();
+    // pcap -> (channel, expected hits); a level of `-` expects none
+    let mut want: std::collections::BTreeMap<String, (String, Vec<CaptureHit>)> = Default::default();
+    for l in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let f: Vec<&str> = l.split('\t').collect();
+        assert_eq!(f.len(), 7, "{l}");
+        let entry = want.entry(f[0].to_string()).or_insert_with(|| (f[2].to_string(), Vec::new()));
+        if f[1] != "-" {
+            entry.1.push(CaptureHit {
+                level: f[1].to_string(),
+                channel: f[2].to_string(),
+                direction: f[3].to_string(),
+                sha256: f[4].to_string(),
+                outside: f[5] == "true",
+            });
+        }
+    }
+    // every committed capture is checked, and each protocol carries each
+    // level and a hard negative
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pcap"))
+        .collect();
+    on_disk.sort();
+    assert_eq!(on_disk, want.keys().cloned().collect::<Vec<_>>());
+    for channel in ["http", "smtp", "ftp-data", "smb"] {
+        let of: Vec<&(String, Vec<CaptureHit>)> = want.values().filter(|(c, _)| c == channel).collect();
+        for level in ["mat", "toi-mat", "tuyet-mat"] {
+            assert!(of.iter().any(|(_, h)| h.iter().any(|h| h.level == level)), "{channel} {level}");
+        }
+        assert!(of.iter().any(|(_, h)| h.is_empty()), "{channel}: a hard negative");
+    }
+    let mut failures = Vec::new();
+    for (pcap, (_, expected)) in &want {
+        let out = agent().arg("analyze").arg("--pcap").arg(dir.join(pcap)).output().unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{pcap}: {stderr}");
+        assert_private(pcap, &stdout);
+        assert_private(pcap, &stderr);
+        let mut got: Vec<CaptureHit> = stdout
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["canhgac"]["detector"] == "secret-marker")
+            .map(|v| CaptureHit {
+                level: v["canhgac"]["secret"]["level"].as_str().unwrap().to_string(),
+                channel: v["canhgac"]["channel"].as_str().unwrap().to_string(),
+                direction: v["direction"].as_str().unwrap().to_string(),
+                sha256: v["canhgac"]["secret"]["sha256"].as_str().unwrap().to_string(),
+                outside: v["canhgac"]["outside"].as_bool().unwrap(),
+            })
+            .collect();
+        got.sort();
+        let mut expected = expected.clone();
+        expected.sort();
+        if got != expected {
+            failures.push(format!("{pcap}:\n  got  {got:?}\n  want {expected:?}"));
+        }
+        assert!(stderr.contains("secret_scan_errors=0"), "{pcap}: {stderr}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
