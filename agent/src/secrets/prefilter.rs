@@ -18,24 +18,55 @@ impl Candidates {
     }
 }
 
-/// Whether an anchor at `p` (an `M` or a TCVN3 `0xCB`) can be part of a
-/// pattern, from its immediate neighbours: most anchors in running text
-/// are not, and are skipped without running the automaton.
+/// Whether an `M` at `p` can start or be part of a pattern, from its
+/// immediate neighbours: most capitals M in running text are not, and are
+/// skipped without running the automaton.
 fn plausible(hay: &[u8], p: usize) -> bool {
     let at = |i: Option<usize>| i.and_then(|i| hay.get(i)).copied();
-    let is = |i: Option<usize>, c: u8| at(i).is_some_and(|b| b | 0x20 == c);
-    if hay[p] == 0xCB {
-        // M|m, ậ, T|t raw; or as UTF-16 code units either way round
-        return (is(p.checked_sub(1), b'm') && is(Some(p + 1), b't'))
-            || (is(p.checked_sub(2), b'm') && is(Some(p + 2), b't'))
-            || (is(p.checked_sub(3), b'm') && is(Some(p + 3), b't'));
-    }
     // what follows M in a pattern: Ậ (UTF-8), A (NFD, VNI, VIQR), Â or
     // a carried Ë/Ä/‡ (UTF-8), 0xCB (TCVN3), 0xC2 (Windows-1258), 0x87
     // (VISCII), 0x00 (UTF-16LE)
     matches!(at(Some(p + 1)), Some(0xE1 | b'A' | 0xC3 | 0xCB | 0xC2 | 0x87 | 0x00 | 0xE2))
         // UTF-16BE: 0x00 before M
         || at(p.checked_sub(1)) == Some(0)
+}
+
+/// TCVN3's lowercase `mật` around a `0xCB` at `p` (its case is not
+/// reliable: `.VnTimeH` fonts draw lowercase codes as capitals): raw, or
+/// carried as UTF-16 code units. These are the patterns without a capital
+/// `M`, besides the UTF-8 carried `mËt`; recognised by their bytes, with
+/// no automaton.
+fn lowercase_tcvn3(hay: &[u8], p: usize) -> Option<(usize, usize, Carrier)> {
+    let at = |i: Option<usize>| i.and_then(|i| hay.get(i)).copied();
+    let before = |n: usize| at(p.checked_sub(n));
+    let after = |n: usize| at(Some(p + n));
+    if before(1) == Some(b'm') && after(1) == Some(b't') {
+        return Some((p - 1, p + 2, Carrier::Raw));
+    }
+    if before(2) == Some(b'm') && before(1) == Some(0) && after(1) == Some(0) && after(2) == Some(b't') {
+        if after(3) == Some(0) {
+            return Some((p - 2, p + 4, Carrier::Utf16le));
+        }
+        if before(3) == Some(0) {
+            return Some((p - 3, p + 3, Carrier::Utf16be));
+        }
+    }
+    None
+}
+
+/// Byte ranks for the carried `mËt` search: the two bytes of `Ë` are the
+/// rarest (memchr's default ranks, made for English and UTF-8, pick bytes
+/// that TCVN3 text is full of).
+#[derive(Clone, Copy)]
+struct CarriedRanker;
+
+impl memchr::arch::all::packedpair::HeuristicFrequencyRank for CarriedRanker {
+    fn rank(&self, byte: u8) -> u8 {
+        match byte {
+            0xC3 | 0x8B => 0,
+            _ => 255,
+        }
+    }
 }
 
 /// Longest pattern, in bytes.
@@ -55,6 +86,10 @@ pub struct Prefilter {
     tags: Vec<(Encoding, Carrier)>,
     /// Distinct tags, indexed by bit.
     distinct: Vec<(Encoding, Carrier)>,
+    /// TCVN3's lowercase `mật` carried in UTF-8 (`mËt`), the one pattern
+    /// with neither `M` nor `0xCB`: searched for on its own, by the pair
+    /// `Ë` (C3 8B) which no text uses often.
+    carried_lowercase_tcvn3: memchr::memmem::Finder<'static>,
 }
 
 fn patterns() -> Vec<(Vec<u8>, Encoding, Carrier)> {
@@ -109,7 +144,11 @@ impl Prefilter {
             .map(|f| memchr::memmem::Finder::new(f.as_bytes()).into_owned());
         let lowercase = ["\u{1EAD}t", "a\u{323}\u{302}t", "a\u{E4}t"]
             .map(|f| memchr::memmem::Finder::new(f.as_bytes()).into_owned());
-        Prefilter { ac, fragments, lowercase, tags, distinct }
+        let carried = "m\u{CB}t".as_bytes();
+        let carried_lowercase_tcvn3 = memchr::memmem::FinderBuilder::new()
+            .build_forward_with_ranker(CarriedRanker, carried)
+            .into_owned();
+        Prefilter { ac, fragments, lowercase, tags, distinct, carried_lowercase_tcvn3 }
     }
 
     /// The (encoding, carrier) pairs whose "MẬT" occurs in `hay`.
@@ -125,14 +164,23 @@ impl Prefilter {
 
     /// Every occurrence, in order: (start, end, encoding, carrier).
     ///
-    /// Every pattern holds an `M` or the TCVN3 byte `0xCB` within its first
-    /// four bytes, except the carried lowercase TCVN3 form (`mËt` in UTF-8),
-    /// which has its own pass: the automaton only runs on a few bytes around
-    /// each anchor, so a text costs about two `memchr` passes.
+    /// Every pattern holds a capital `M` or the TCVN3 byte `0xCB` within
+    /// its first four bytes, except the carried lowercase TCVN3 form (`mËt`
+    /// in UTF-8), which has its own pass: the automaton only runs on a few
+    /// bytes around each `M` that may start a pattern, and a `0xCB` is
+    /// looked at in place ([`lowercase_tcvn3`]), so a text costs about two
+    /// `memchr` passes.
     pub fn hits(&self, hay: &[u8]) -> Vec<(usize, usize, Encoding, Carrier)> {
         let mut out: Vec<(usize, usize, Encoding, Carrier)> = Vec::new();
         let mut searched_to = 0;
         for p in memchr::memchr2_iter(b'M', 0xCB, hay) {
+            if hay[p] == 0xCB {
+                // the capital forms (`M\xCBT`) are found from their M
+                if let Some((s, e, carrier)) = lowercase_tcvn3(hay, p) {
+                    out.push((s, e, Encoding::Tcvn3, carrier));
+                }
+                continue;
+            }
             if !plausible(hay, p) {
                 continue;
             }
@@ -150,11 +198,10 @@ impl Prefilter {
             searched_to = searched_to.max(p.saturating_sub(3));
         }
         let lower = "m\u{CB}t".as_bytes();
-        let before = out.len();
-        for p in memchr::memmem::find_iter(hay, lower) {
+        for p in self.carried_lowercase_tcvn3.find_iter(hay) {
             out.push((p, p + lower.len(), Encoding::Tcvn3, Carrier::Utf8));
         }
-        if out.len() > before && before > 0 {
+        if !out.is_sorted_by_key(|h| h.0) {
             out.sort_by_key(|h| h.0);
         }
         out
@@ -217,10 +264,11 @@ mod tests {
         }
         for (pat, e, c) in patterns() {
             assert!(pat.len() <= MAX_PATTERN);
-            let anchored = pat.iter().take(4).any(|b| *b == b'M' || *b == 0xCB);
-            assert!(anchored || (e, c) == (Encoding::Tcvn3, Carrier::Utf8), "{pat:?}");
-            let anchors: Vec<usize> = (0..pat.len()).filter(|&i| pat[i] == b'M' || pat[i] == 0xCB).collect();
-            assert!(anchors.iter().any(|&i| plausible(&pat, i)) || !anchored, "{pat:?}");
+            // found from a plausible capital M, or from 0xCB in place
+            let anchored = (0..pat.len().min(4)).any(|i| pat[i] == b'M' && plausible(&pat, i));
+            let in_place = (0..pat.len().min(4))
+                .any(|i| pat[i] == 0xCB && lowercase_tcvn3(&pat, i) == Some((0, pat.len(), c)));
+            assert!(anchored || in_place || (e, c) == (Encoding::Tcvn3, Carrier::Utf8), "{pat:?}");
             let p = Prefilter::new();
             assert!(!p.hits(&pat).is_empty(), "{pat:?}");
         }
