@@ -253,12 +253,12 @@ impl CapsStyles {
     }
 }
 
-/// Whether an XML part may format text in capitals (a direct property
-/// or a style reference, when the document has styles that do).
-pub fn may_format_caps(data: &[u8], styles: &CapsStyles) -> bool {
-    memchr::memmem::find(data, b"caps").is_some()
-        || memchr::memmem::find(data, b"cap=\"all\"").is_some()
-        || memchr::memmem::find(data, b"text-transform").is_some()
+/// Whether an XML part may format text in capitals: a direct property
+/// (`<w:caps/>`, `cap="all"`: one search for `cap`), in ODF a transform,
+/// or a reference to one of the document's styles that do.
+pub fn may_format_caps(data: &[u8], styles: &CapsStyles, odf: bool) -> bool {
+    memchr::memmem::find(data, b"cap").is_some()
+        || (odf && memchr::memmem::find(data, b"text-transform").is_some())
         || styles.referenced_in(data)
 }
 

@@ -543,7 +543,7 @@ impl Ctx<'_> {
                 Some(s) => s,
                 None => caps.insert(self.caps_styles(entries, kind)),
             };
-            if markup::may_format_caps(bytes, styles) {
+            if markup::may_format_caps(bytes, styles, matches!(kind, "odt" | "ods" | "odp")) {
                 let mut styles = styles.clone();
                 // ODF automatic styles live in the part itself
                 styles.collect(bytes);
