@@ -199,43 +199,60 @@ async fn run_agent(
         }
         return Ok(latencies);
     }
-    let mut seq = 0u64;
-    let mut in_flight: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
-    loop {
-        let sending = Instant::now() < until;
-        if sending && in_flight.len() < args.in_flight {
-            pace.take(args.batch as u64).await;
-            let records: Vec<Record> = (0..args.batch)
-                .map(|_| {
-                    seq += 1;
-                    record(seq, index)
-                })
-                .collect();
-            tx.send(AgentMessage { body: Some(Out::Batch(Batch { records })) }).await?;
-            totals.sent.fetch_add(args.batch as u64, Relaxed);
-            in_flight.push_back(Instant::now());
-            continue;
+    // the sender keeps up to `in_flight` batches out; the receiver reads
+    // every answer as it comes, so a latency is the collector's, not ours
+    let window = Arc::new(tokio::sync::Semaphore::new(args.in_flight));
+    let sent_at: Arc<std::sync::Mutex<std::collections::VecDeque<Instant>>> = Arc::default();
+    let sender = {
+        let (window, sent_at, totals, args) = (window.clone(), sent_at.clone(), totals.clone(), args.clone());
+        async move {
+            let mut seq = 0u64;
+            while Instant::now() < until {
+                window.acquire().await?.forget();
+                pace.take(args.batch as u64).await;
+                let records: Vec<Record> = (0..args.batch)
+                    .map(|_| {
+                        seq += 1;
+                        record(seq, index)
+                    })
+                    .collect();
+                sent_at.lock().unwrap_or_else(|p| p.into_inner()).push_back(Instant::now());
+                tx.send(AgentMessage { body: Some(Out::Batch(Batch { records })) }).await?;
+                totals.sent.fetch_add(args.batch as u64, Relaxed);
+            }
+            // every permit back: every batch answered
+            let _all = window.acquire_many(args.in_flight as u32).await?;
+            drop(tx);
+            Ok::<_, anyhow::Error>(())
         }
-        if in_flight.is_empty() {
-            break;
-        }
-        match inbound.message().await? {
-            Some(m) => match m.body {
+    };
+    let receiver = async {
+        while let Some(m) = inbound.message().await? {
+            let answered = match m.body {
                 Some(In::Ack(a)) => {
-                    if let Some(t) = in_flight.pop_front() {
-                        latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-                    }
                     totals.acked.fetch_add(a.last_seq - a.first_seq + 1, Relaxed);
+                    true
                 }
                 Some(In::Rejected(r)) => {
-                    in_flight.pop_front();
                     totals.rejected.fetch_add(r.last_seq - r.first_seq + 1, Relaxed);
+                    true
                 }
-                _ => {}
-            },
-            None => anyhow::bail!("agent {index}: the collector closed the stream"),
+                _ => false,
+            };
+            if answered {
+                if let Some(t) = sent_at.lock().unwrap_or_else(|p| p.into_inner()).pop_front() {
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                window.add_permits(1);
+            }
         }
-    }
+        Ok::<_, anyhow::Error>(())
+    };
+    // the sender ends the stream once everything is answered; the
+    // collector then ends its side and the receiver returns
+    let (s, r) = tokio::join!(sender, receiver);
+    s.with_context(|| format!("agent {index}: sending"))?;
+    r.with_context(|| format!("agent {index}: receiving"))?;
     Ok(latencies)
 }
 
