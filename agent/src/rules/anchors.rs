@@ -32,13 +32,79 @@ const FOLD: [u8; 256] = {
     t
 };
 
-const HASH_MUL: u32 = 0x9E37_79B1;
 /// Entries of the per-scan pair and triple tables (8 KiB each).
-const PAIR_LOG: u32 = 13;
-const TRI_LOG: u32 = 13;
+const PAIR_LOG: u32 = 12;
+const TRI_LOG: u32 = 12;
 /// Bits of the four-byte anchor bitmap (16 KiB; about 2% false hits per
 /// position with 2,000 anchors).
 const LONG_LOG: u32 = 17;
+
+/// Bytes per pass of the scan: the first pass over a chunk marks and
+/// writes the positions whose anchor bit is set (a store at every
+/// position, the count advanced by the bit: no branch), the second
+/// confirms those positions. The first loop then has nothing to keep
+/// across a call and runs at the rate of its loads and stores.
+const CHUNK: usize = 256;
+
+/// A random 32-bit value per byte, the same for both cases of a letter:
+/// the table of a cyclic-polynomial ("buzhash") rolling hash. The hashes of
+/// the pair, triple and four bytes ending at a position are rotations and
+/// exclusive-ors of the values of those bytes, so the scan loop computes
+/// all three with one table load and no multiplication.
+const RND: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        // splitmix64 of the folded byte
+        let mut z = ((i as u8).to_ascii_lowercase() as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        t[i] = (z >> 32) as u32;
+        i += 1;
+    }
+    t
+};
+
+/// [`RND`] in the high half and the folded byte in the low byte: one load
+/// per position in the scan loop.
+const TAB: [u64; 256] = {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = ((RND[i] as u64) << 32) | (i as u8).to_ascii_lowercase() as u64;
+        i += 1;
+    }
+    t
+};
+
+/// The rolling hash of `a` (its last byte unrotated, each earlier byte
+/// rotated by its distance from the end), as the scan loop computes it.
+fn roll(a: &[u8]) -> u32 {
+    a.iter().fold(0u32, |h, b| h.rotate_left(1) ^ RND[*b as usize])
+}
+
+fn key(a: &[u8]) -> u32 {
+    a.iter().fold(0u32, |k, b| (k << 8) | u32::from(FOLD[*b as usize]))
+}
+
+/// Index below 2^PAIR_LOG.
+#[inline]
+fn pair_index(h: u32) -> usize {
+    (h & ((1 << PAIR_LOG) - 1)) as usize
+}
+
+/// Index below 2^TRI_LOG.
+#[inline]
+fn tri_index(h: u32) -> usize {
+    (h & ((1 << TRI_LOG) - 1)) as usize
+}
+
+/// Index below 2^LONG_LOG.
+#[inline]
+fn long_index(h: u32) -> usize {
+    (h & ((1 << LONG_LOG) - 1)) as usize
+}
 
 /// Rarity weight of a byte in network data (higher is rarer).
 fn weight(b: u8) -> u32 {
@@ -63,28 +129,6 @@ fn anchor_offset(p: &[u8]) -> usize {
     best.1
 }
 
-fn key(a: &[u8]) -> u32 {
-    a.iter().fold(0u32, |k, b| (k << 8) | u32::from(FOLD[*b as usize]))
-}
-
-/// Index below 2^PAIR_LOG.
-#[inline]
-fn pair_hash(k2: u32) -> usize {
-    (k2.wrapping_mul(HASH_MUL) >> (32 - PAIR_LOG)) as usize
-}
-
-/// Index below 2^TRI_LOG.
-#[inline]
-fn tri_hash(k3: u32) -> usize {
-    (k3.wrapping_mul(HASH_MUL) >> (32 - TRI_LOG)) as usize
-}
-
-/// Index below 2^LONG_LOG.
-#[inline]
-fn long_hash(k: u32) -> usize {
-    (k.wrapping_mul(HASH_MUL) >> (32 - LONG_LOG)) as usize
-}
-
 /// Per-engine scratch tables for [`Anchors::scan`]. Byte-per-entry tables:
 /// marking is a plain store, with no read-modify-write chain between
 /// neighbouring positions. An entry is marked when it holds the scan's
@@ -96,6 +140,8 @@ pub(crate) struct AnchorScratch {
     bytes: [u8; 256],
     pairs: Box<[u8; 1 << PAIR_LOG]>,
     tris: Box<[u8; 1 << TRI_LOG]>,
+    /// Positions of one chunk where an anchor may end (see [`CHUNK`]).
+    hits: Box<[u32; CHUNK]>,
 }
 
 impl Default for AnchorScratch {
@@ -105,6 +151,7 @@ impl Default for AnchorScratch {
             bytes: [0; 256],
             pairs: Box::new([0; 1 << PAIR_LOG]),
             tris: Box::new([0; 1 << TRI_LOG]),
+            hits: Box::new([0; CHUNK]),
         }
     }
 }
@@ -123,18 +170,32 @@ impl AnchorScratch {
     }
 }
 
+/// A pattern of four bytes or more, in [`Anchors::long`]'s order.
+struct Long {
+    /// Its anchor: four folded bytes, big-endian.
+    key: u32,
+    id: u32,
+    /// Its folded bytes in [`Anchors::arena`].
+    start: u32,
+    len: u32,
+    /// Offset of the anchor in the pattern.
+    off: u32,
+}
+
 /// Patterns of one target.
 pub(crate) struct Anchors {
-    /// (key, pattern id) per length 1, 2 and 3.
+    /// (table index, pattern id) per length 1, 2 and 3: the byte, the
+    /// pair's and the triple's hash index.
     short: [Vec<(u32, u32)>; 3],
     /// Hashed bitmap of the four-byte anchors (2^LONG_LOG bits).
     bits: Box<[u64; (1 << LONG_LOG) / 64]>,
-    /// (anchor key, pattern id), sorted.
-    long: Vec<(u32, u32)>,
+    /// Patterns of four bytes or more, sorted by anchor.
+    long: Vec<Long>,
     /// Anchor key -> its range in `long` (one lookup per bitmap hit).
     ranges: HashMap<u32, (u32, u32), foldhash::fast::FixedState>,
-    /// Folded patterns with the offset of their anchor.
-    pats: Vec<(Box<[u8]>, usize)>,
+    /// The folded bytes of the long patterns, in `long`'s order: the
+    /// patterns of one anchor are next to each other.
+    arena: Vec<u8>,
 }
 
 impl Anchors {
@@ -142,32 +203,47 @@ impl Anchors {
     pub fn new(patterns: &[Vec<u8>]) -> Anchors {
         let mut short: [Vec<(u32, u32)>; 3] = Default::default();
         let mut long = Vec::new();
-        let mut pats = Vec::with_capacity(patterns.len());
         for (id, p) in patterns.iter().enumerate() {
-            let folded: Box<[u8]> = p.iter().map(|b| FOLD[*b as usize]).collect();
-            let off = anchor_offset(&folded);
+            let folded: Vec<u8> = p.iter().map(|b| FOLD[*b as usize]).collect();
             match folded.len() {
                 0 => {}
                 n @ 1..=3 => {
+                    let index = match n {
+                        1 => u32::from(folded[0]),
+                        2 => pair_index(roll(&folded)) as u32,
+                        _ => tri_index(roll(&folded)) as u32,
+                    };
                     if let Some(v) = short.get_mut(n - 1) {
-                        v.push((key(&folded), id as u32));
+                        v.push((index, id as u32));
                     }
                 }
-                _ => long.push((folded.get(off..off + 4).map(key).unwrap_or(0), id as u32)),
+                _ => {
+                    let off = anchor_offset(&folded);
+                    let key = folded.get(off..off + 4).map(key).unwrap_or(0);
+                    long.push((key, id as u32, off, folded));
+                }
             }
-            pats.push((folded, off));
         }
-        long.sort_unstable();
+        long.sort_unstable_by_key(|(k, id, _, _)| (*k, *id));
+        let mut arena = Vec::new();
+        let long: Vec<Long> = long
+            .into_iter()
+            .map(|(key, id, off, folded)| {
+                let start = arena.len() as u32;
+                arena.extend_from_slice(&folded);
+                Long { key, id, start, len: folded.len() as u32, off: off as u32 }
+            })
+            .collect();
         let mut ranges: HashMap<u32, (u32, u32), foldhash::fast::FixedState> = HashMap::default();
-        for (i, (k, _)) in long.iter().enumerate() {
-            ranges.entry(*k).or_insert((i as u32, i as u32)).1 = i as u32 + 1;
+        for (i, l) in long.iter().enumerate() {
+            ranges.entry(l.key).or_insert((i as u32, i as u32)).1 = i as u32 + 1;
         }
         let mut bits = Box::new([0u64; (1 << LONG_LOG) / 64]);
-        for (k, _) in &long {
-            let h = long_hash(*k);
+        for l in &long {
+            let h = long_index(roll(&l.key.to_be_bytes()));
             bits[h / 64] |= 1 << (h % 64);
         }
-        Anchors { short, bits, long, ranges, pats }
+        Anchors { short, bits, long, ranges, arena }
     }
 
     /// Calls `f` with the id of every pattern present in `data` (and of
@@ -179,62 +255,91 @@ impl Anchors {
         if h1 || h2 || h3 {
             self.mark_and_confirm(data, g, s, &mut f);
         } else if h4 {
-            self.confirm_only(data, &mut f);
+            self.confirm_only(data, s, &mut f);
         }
         if h1 {
-            for (key, id) in s1 {
-                if s.bytes[(*key & 0xFF) as usize] == g {
+            for (index, id) in s1 {
+                if s.bytes.get(*index as usize) == Some(&g) {
                     f(*id);
                 }
             }
         }
         if h2 {
-            for (key, id) in s2 {
-                if s.pairs[pair_hash(*key)] == g {
+            for (index, id) in s2 {
+                if s.pairs.get(*index as usize) == Some(&g) {
                     f(*id);
                 }
             }
         }
         if h3 {
-            for (key, id) in s3 {
-                if s.tris[tri_hash(*key)] == g {
+            for (index, id) in s3 {
+                if s.tris.get(*index as usize) == Some(&g) {
                     f(*id);
                 }
             }
         }
     }
 
-    /// The scan loop with short patterns: every position marks its byte,
-    /// pair and triple (the pair and triple of the first positions include
-    /// zero bytes from before the data: a false mark at worst, which a
-    /// prefilter allows) and tests its four-byte anchor. No branch but the
-    /// anchor test, so that the loop runs at the rate of its stores.
+    /// The scan with short patterns: every position marks its byte, pair
+    /// and triple (the pair and triple of the first positions include zero
+    /// bytes from before the data: a false mark at worst, which a prefilter
+    /// allows) and tests its four-byte anchor; the positions whose anchor
+    /// bit is set are confirmed after each chunk. No branch in the loop and
+    /// no multiplication (the hashes roll, see [`RND`]).
     fn mark_and_confirm(&self, data: &[u8], g: u8, s: &mut AnchorScratch, f: &mut impl FnMut(u32)) {
-        let (bytes, pairs, tris) = (&mut s.bytes, &mut *s.pairs, &mut *s.tris);
+        let AnchorScratch { bytes, pairs, tris, hits, .. } = s;
+        let (pairs, tris, hits) = (&mut **pairs, &mut **tris, &mut **hits);
         let bits = &*self.bits;
-        let mut k: u32 = 0;
-        for (i, &b) in data.iter().enumerate() {
-            let c = FOLD[b as usize];
-            k = (k << 8) | u32::from(c);
-            bytes[c as usize] = g;
-            pairs[pair_hash(k & 0xFFFF)] = g;
-            tris[tri_hash(k & 0xFF_FFFF)] = g;
-            let h = long_hash(k);
-            if bits[h / 64] & (1 << (h % 64)) != 0 && i >= 3 {
-                self.confirm(data, i + 1, k, f);
+        // the values of the three bytes before the position
+        let r0 = (TAB[0] >> 32) as u32;
+        let (mut x1, mut x2, mut x3) = (r0, r0, r0);
+        for (ci, chunk) in data.chunks(CHUNK).enumerate() {
+            let mut n = 0;
+            for (j, &b) in chunk.iter().enumerate() {
+                let t = TAB[b as usize];
+                let (c, r) = (t as u8, (t >> 32) as u32);
+                let h2 = x1.rotate_left(1) ^ r;
+                let h3 = x2.rotate_left(2) ^ h2;
+                let h4 = x3.rotate_left(3) ^ h3;
+                (x3, x2, x1) = (x2, x1, r);
+                bytes[c as usize] = g;
+                pairs[pair_index(h2)] = g;
+                tris[tri_index(h3)] = g;
+                let h = long_index(h4);
+                // n <= j < CHUNK
+                hits[n & (CHUNK - 1)] = j as u32;
+                n += ((bits[h / 64] >> (h % 64)) & 1) as usize;
             }
+            self.confirm_hits(data, ci * CHUNK, &hits[..n], f);
         }
     }
 
-    /// The scan loop without short patterns: the anchor test only.
-    fn confirm_only(&self, data: &[u8], f: &mut impl FnMut(u32)) {
+    /// The scan without short patterns: the anchor test only.
+    fn confirm_only(&self, data: &[u8], s: &mut AnchorScratch, f: &mut impl FnMut(u32)) {
+        let hits = &mut *s.hits;
         let bits = &*self.bits;
-        let mut k: u32 = 0;
-        for (i, &b) in data.iter().enumerate() {
-            k = (k << 8) | u32::from(FOLD[b as usize]);
-            let h = long_hash(k);
-            if bits[h / 64] & (1 << (h % 64)) != 0 && i >= 3 {
-                self.confirm(data, i + 1, k, f);
+        let r0 = (TAB[0] >> 32) as u32;
+        let (mut x1, mut x2, mut x3) = (r0, r0, r0);
+        for (ci, chunk) in data.chunks(CHUNK).enumerate() {
+            let mut n = 0;
+            for (j, &b) in chunk.iter().enumerate() {
+                let r = (TAB[b as usize] >> 32) as u32;
+                let h4 = x3.rotate_left(3) ^ x2.rotate_left(2) ^ x1.rotate_left(1) ^ r;
+                (x3, x2, x1) = (x2, x1, r);
+                let h = long_index(h4);
+                hits[n & (CHUNK - 1)] = j as u32;
+                n += ((bits[h / 64] >> (h % 64)) & 1) as usize;
+            }
+            self.confirm_hits(data, ci * CHUNK, &hits[..n], f);
+        }
+    }
+
+    /// Confirms the positions `base + j` of `hits` (where an anchor may end).
+    fn confirm_hits(&self, data: &[u8], base: usize, hits: &[u32], f: &mut impl FnMut(u32)) {
+        for &j in hits {
+            let i = base + j as usize;
+            if let Some(w) = i.checked_sub(3).and_then(|a| data.get(a..=i)) {
+                self.confirm(data, i + 1, key(w), f);
             }
         }
     }
@@ -243,12 +348,14 @@ impl Anchors {
     fn confirm(&self, data: &[u8], end: usize, k: u32, f: &mut impl FnMut(u32)) {
         let Some(&(a, b)) = self.ranges.get(&k) else { return };
         let Some(with) = self.long.get(a as usize..b as usize) else { return };
-        for (_, id) in with {
-            let Some((p, off)) = self.pats.get(*id as usize) else { continue };
-            // the anchor is p[off..off+4] and ends at `end`
-            let Some(pstart) = (end - 4).checked_sub(*off) else { continue };
-            if data.get(pstart..pstart + p.len()).is_some_and(|w| w.eq_ignore_ascii_case(p)) {
-                f(*id);
+        for l in with {
+            // the anchor is the pattern's bytes off..off + 4 and ends at `end`
+            let Some(pstart) = (end - 4).checked_sub(l.off as usize) else { continue };
+            let (s, len) = (l.start as usize, l.len as usize);
+            if let (Some(w), Some(p)) = (data.get(pstart..pstart + len), self.arena.get(s..s + len))
+                && w.eq_ignore_ascii_case(p)
+            {
+                f(l.id);
             }
         }
     }
@@ -257,9 +364,9 @@ impl Anchors {
     pub fn memory_usage(&self) -> usize {
         self.short.iter().map(|v| v.len() * 8).sum::<usize>()
             + self.bits.len() * 8
-            + self.long.len() * 8
+            + self.long.len() * std::mem::size_of::<Long>()
             + self.ranges.capacity() * 13
-            + self.pats.iter().map(|(p, _)| p.len() + 24).sum::<usize>()
+            + self.arena.len()
     }
 }
 
