@@ -109,8 +109,9 @@ struct Group {
     scanner: Scanner,
     /// First global pattern number of this group.
     offset: usize,
-    /// Rules per pattern.
-    pats: Vec<Vec<u32>>,
+    /// Rules per pattern, each with its header summary (screened as the
+    /// candidates are collected: no second pass, no lookup in another table).
+    pats: Vec<Vec<(u32, Quick)>>,
 }
 
 #[derive(Default)]
@@ -239,7 +240,10 @@ pub(crate) struct Prefilter {
     quick: Vec<Quick>,
     npatterns: usize,
     nofp: Vec<(Target, Vec<u32>)>,
+    /// Header-only rules not in the address index, per protocol class
+    /// (each with its header summary once built).
     pkt_generic: [Vec<u32>; 4],
+    pkt_generic_q: [Vec<(u32, Quick)>; 4],
     pkt_index: AddrIndex,
     iponly_generic: [Vec<u32>; 4],
     iponly_index: AddrIndex,
@@ -301,6 +305,7 @@ impl Prefilter {
             npatterns: 0,
             nofp: Vec::new(),
             pkt_generic: Default::default(),
+            pkt_generic_q: Default::default(),
             pkt_index: AddrIndex::default(),
             iponly_generic: Default::default(),
             iponly_index: AddrIndex::default(),
@@ -410,10 +415,17 @@ impl Prefilter {
                     Err(_) => Scanner::Anchors(Anchors::new(&pats)),
                 }
             };
+            let with_quick = |rs: Vec<u32>| -> Vec<(u32, Quick)> {
+                rs.into_iter().filter_map(|r| pf.quick.get(r as usize).map(|q| (r, *q))).collect()
+            };
+            let rules = rules.into_iter().map(with_quick).collect();
             pf.groups.push(Group { scope, targets, scanner, offset: pf.npatterns, pats: rules });
             pf.npatterns += pats.len();
         }
         pf.nofp = nofp.into_values().collect();
+        for (q, g) in pf.pkt_generic_q.iter_mut().zip(&pf.pkt_generic) {
+            *q = g.iter().filter_map(|r| pf.quick.get(*r as usize).map(|x| (*r, *x))).collect();
+        }
         pf
     }
 
@@ -431,6 +443,16 @@ impl Prefilter {
         }
         let generation = s.generation;
         let dir = usize::from(!ctx.to_server);
+        let class = 1u8 << proto_class(ctx.proto);
+        let has_ports = matches!(ctx.proto, 6 | 17 | 132);
+        // a rule whose header summary cannot match is no candidate
+        let screened = |rs: &[(u32, Quick)], cand: &mut Vec<u32>| {
+            for (r, q) in rs {
+                if q.ok(ctx, class, has_ports) {
+                    cand.push(*r);
+                }
+            }
+        };
         for g in &self.groups {
             let Scratch { cand, stamp, anchors, .. } = s;
             let mut hit = |p: usize| {
@@ -439,7 +461,7 @@ impl Prefilter {
                 {
                     *st = generation;
                     if let Some(rs) = g.pats.get(p) {
-                        cand.extend_from_slice(rs);
+                        screened(rs, cand);
                     }
                 }
             };
@@ -457,7 +479,7 @@ impl Prefilter {
                     }
                 }
                 Scope::Payload(bit) => {
-                    if 1u8 << proto_class(ctx.proto) == *bit && Target::Payload.present(ctx) {
+                    if class == *bit && Target::Payload.present(ctx) {
                         Target::Payload.any_instance(ctx, |d| {
                             scan(d, &mut hit);
                             false
@@ -477,30 +499,36 @@ impl Prefilter {
                 }
             }
         }
+        // the rest: collected, then screened (fewer, and not all with a summary at hand)
+        let from = s.cand.len();
         for (t, rs) in &self.nofp {
             if t.present(ctx) {
                 s.cand.extend_from_slice(rs);
             }
         }
         if !ctx.buffers.tx_only() {
-            let class = proto_class(ctx.proto);
-            if let Some(v) = self.pkt_generic.get(class) {
-                s.cand.extend_from_slice(v);
-            }
+            let c = proto_class(ctx.proto);
             self.pkt_index.lookup(ctx.src, &mut s.cand);
             self.pkt_index.lookup(ctx.dst, &mut s.cand);
             if first_in_dir {
-                if let Some(v) = self.iponly_generic.get(class) {
+                if let Some(v) = self.iponly_generic.get(c) {
                     s.cand.extend_from_slice(v);
                 }
                 self.iponly_index.lookup(ctx.src, &mut s.cand);
                 self.iponly_index.lookup(ctx.dst, &mut s.cand);
             }
         }
-        let class = 1u8 << proto_class(ctx.proto);
-        let has_ports = matches!(ctx.proto, 6 | 17 | 132);
         let quick = &self.quick;
-        s.cand.retain(|r| quick.get(*r as usize).is_some_and(|q| q.ok(ctx, class, has_ports)));
+        let mut i = from;
+        s.cand.retain(|r| {
+            i += 1;
+            i <= from || quick.get(*r as usize).is_some_and(|q| q.ok(ctx, class, has_ports))
+        });
+        if !ctx.buffers.tx_only()
+            && let Some(v) = self.pkt_generic_q.get(proto_class(ctx.proto))
+        {
+            screened(v, &mut s.cand);
+        }
         s.cand.sort_unstable();
         s.cand.dedup();
     }
