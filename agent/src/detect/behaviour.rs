@@ -8,7 +8,7 @@
 //! `[detect.portscan]` and so on; defaults documented on each field).
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
     net::IpAddr,
 };
 
@@ -367,17 +367,28 @@ impl<K: std::hash::Hash + Eq + Clone, V: Default> Tracker<K, V> {
 #[derive(Default)]
 struct Quiet {
     until: HashMap<String, i64>,
+    /// The key being looked up (its allocation reused: most lookups find
+    /// a key that is quiet).
+    key: String,
 }
 
 impl Quiet {
-    fn allow(&mut self, key: String, now: i64, suppress_us: i64) -> bool {
+    fn allow(&mut self, key: std::fmt::Arguments<'_>, now: i64, suppress_us: i64) -> bool {
+        use std::fmt::Write as _;
         if self.until.len() > 100_000 {
             self.until.retain(|_, t| *t > now);
         }
-        match self.until.get(&key) {
+        self.key.clear();
+        // writing into a String cannot fail
+        let _ = self.key.write_fmt(key);
+        match self.until.get_mut(self.key.as_str()) {
             Some(t) if *t > now => false,
-            _ => {
-                self.until.insert(key, now + suppress_us);
+            Some(t) => {
+                *t = now + suppress_us;
+                true
+            }
+            None => {
+                self.until.insert(self.key.clone(), now + suppress_us);
                 true
             }
         }
@@ -388,6 +399,51 @@ impl Quiet {
 struct ScanState {
     /// (dst, port) → last probe time.
     probes: HashMap<(IpAddr, u16), i64>,
+    /// The same probes ordered by time, so that expiry does not pass over
+    /// all of them at every probe (a scanner has thousands).
+    by_time: BTreeSet<(i64, IpAddr, u16)>,
+    /// Probes per target and per port, kept with `probes`.
+    per_target: HashMap<IpAddr, usize>,
+    per_port: HashMap<u16, usize>,
+}
+
+impl ScanState {
+    fn insert(&mut self, target: IpAddr, port: u16, t: i64) {
+        match self.probes.insert((target, port), t) {
+            Some(old) => {
+                self.by_time.remove(&(old, target, port));
+            }
+            None => {
+                *self.per_target.entry(target).or_default() += 1;
+                *self.per_port.entry(port).or_default() += 1;
+            }
+        }
+        self.by_time.insert((t, target, port));
+    }
+
+    fn remove(&mut self, target: IpAddr, port: u16) {
+        let Some(old) = self.probes.remove(&(target, port)) else { return };
+        self.by_time.remove(&(old, target, port));
+        fn down<K: std::hash::Hash + Eq>(m: &mut HashMap<K, usize>, k: K) {
+            if let Some(n) = m.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&k);
+                }
+            }
+        }
+        down(&mut self.per_target, target);
+        down(&mut self.per_port, port);
+    }
+
+    /// Forgets the probes more than `window` before `now`.
+    fn expire(&mut self, now: i64, window: i64) {
+        while let Some(&(t, target, port)) = self.by_time.first()
+            && now - t > window
+        {
+            self.remove(target, port);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -398,7 +454,8 @@ struct BruteState {
 
 #[derive(Default)]
 struct DnsState {
-    names: HashSet<String>,
+    /// A randomly seeded fast hash: names are chosen by whoever queries.
+    names: HashSet<String, foldhash::fast::RandomState>,
     first_us: i64,
     entropy_sum: f64,
     length_sum: f64,
@@ -420,7 +477,9 @@ struct BeaconState {
 }
 
 pub struct Behaviour {
-    cfg: BehaviourConfig,
+    /// Shared so that a detector takes its settings without copying them
+    /// (some hold lists) at every packet.
+    cfg: std::sync::Arc<BehaviourConfig>,
     scans: Tracker<IpAddr, ScanState>,
     brute: Tracker<(IpAddr, IpAddr, u16), BruteState>,
     dns: Tracker<(IpAddr, String), DnsState>,
@@ -432,14 +491,21 @@ pub struct Behaviour {
 
 /// Shannon entropy in bits per symbol.
 pub fn entropy(data: &[u8]) -> f64 {
-    if data.is_empty() {
+    entropy_of(data.iter().copied())
+}
+
+/// [`entropy`] of the bytes of an iterator.
+fn entropy_of(data: impl Iterator<Item = u8>) -> f64 {
+    let mut counts = [0u32; 256];
+    let mut len = 0u32;
+    for b in data {
+        counts[b as usize] += 1;
+        len += 1;
+    }
+    if len == 0 {
         return 0.0;
     }
-    let mut counts = [0u32; 256];
-    for b in data {
-        counts[*b as usize] += 1;
-    }
-    let n = data.len() as f64;
+    let n = f64::from(len);
     counts
         .iter()
         .filter(|c| **c > 0)
@@ -484,27 +550,31 @@ pub fn split_parent(name: &str) -> (String, String) {
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     let labels: Vec<&str> = name.split('.').collect();
     let n = labels.len();
-    let keep =
-        if n >= 3 && TWO_LABEL_SUFFIXES.contains(&format!("{}.{}", labels[n - 2], labels[n - 1]).as_str()) {
-            3
-        } else {
-            2
-        };
+    // the last two labels, as a slice of `name`
+    let last_two = || &name[name.len() - labels[n - 2].len() - labels[n - 1].len() - 1..];
+    let keep = if n >= 3 && TWO_LABEL_SUFFIXES.contains(&last_two()) { 3 } else { 2 };
     if n <= keep {
         return (name, String::new());
     }
     let encoded = |l: &str| l.len() >= 16 && entropy(l.as_bytes()) >= 3.0;
+    // the labels are slices of `name`: a run of labels is a slice of it too
+    let split = |first: usize| {
+        let cut: usize = labels[..first].iter().map(|l| l.len() + 1).sum();
+        (name[..cut - 1].to_string(), name[cut..].to_string())
+    };
     if n >= 2 && (encoded(labels[n - 1]) || encoded(labels[n - 2])) {
-        return (labels[0].to_string(), labels[1..].join("."));
+        let (first, rest) = split(1);
+        return (first, rest);
     }
-    (labels[n - keep..].join("."), labels[..n - keep].join("."))
+    let (data, parent) = split(n - keep);
+    (parent, data)
 }
 
 impl Behaviour {
     pub fn new(cfg: BehaviourConfig) -> Behaviour {
         let cap = cfg.max_tracked;
         Behaviour {
-            cfg,
+            cfg: std::sync::Arc::new(cfg),
             scans: Tracker::new(cap),
             brute: Tracker::new(cap),
             dns: Tracker::new(cap),
@@ -554,7 +624,7 @@ impl Behaviour {
         let st = self.scans.entry(&scanner, &mut self.stats.evictions);
         if client_data {
             // a real conversation: not a probe
-            st.probes.remove(&(target, port));
+            st.remove(target, port);
             return;
         }
         let probe =
@@ -562,7 +632,7 @@ impl Behaviour {
         if !probe {
             return;
         }
-        st.probes.insert((target, port), now);
+        st.insert(target, port, now);
         self.check_scan(scanner, target, port, now, out);
     }
 
@@ -575,26 +645,20 @@ impl Behaviour {
             return;
         }
         let st = self.scans.entry(&inner.src, &mut self.stats.evictions);
-        st.probes.insert((inner.dst, inner.dport), now);
+        st.insert(inner.dst, inner.dport, now);
         self.check_scan(inner.src, inner.dst, inner.dport, now, out);
     }
 
     fn check_scan(&mut self, scanner: IpAddr, target: IpAddr, port: u16, now: i64, out: &mut Vec<Finding>) {
-        let cfg = self.cfg.portscan.clone();
+        let all = std::sync::Arc::clone(&self.cfg);
+        let cfg = &all.portscan;
         let window = cfg.window_secs * US;
         let Some(st) = self.scans.map.get_mut(&scanner) else { return };
-        // expire and count in one pass
-        let (mut ports_of_target, mut hosts_on_port) = (0, 0);
-        st.probes.retain(|(h, pt), t| {
-            let keep = now - *t <= window;
-            if keep {
-                ports_of_target += usize::from(*h == target);
-                hosts_on_port += usize::from(*pt == port);
-            }
-            keep
-        });
+        st.expire(now, window);
+        let ports_of_target = st.per_target.get(&target).copied().unwrap_or(0);
+        let hosts_on_port = st.per_port.get(&port).copied().unwrap_or(0);
         if ports_of_target >= cfg.vertical_ports
-            && self.quiet.allow(format!("scan-v|{scanner}|{target}"), now, cfg.suppress_secs * US)
+            && self.quiet.allow(format_args!("scan-v|{scanner}|{target}"), now, cfg.suppress_secs * US)
         {
             let mut ports: Vec<u16> =
                 st.probes.keys().filter(|(h, _)| *h == target).map(|(_, p)| *p).collect();
@@ -622,7 +686,7 @@ impl Behaviour {
             });
         }
         if hosts_on_port >= cfg.horizontal_hosts
-            && self.quiet.allow(format!("scan-h|{scanner}|{port}"), now, cfg.suppress_secs * US)
+            && self.quiet.allow(format_args!("scan-h|{scanner}|{port}"), now, cfg.suppress_secs * US)
         {
             let Some(st) = self.scans.map.get(&scanner) else { return };
             let mut hosts: Vec<String> =
@@ -671,13 +735,14 @@ impl Behaviour {
             // an unanswered UDP datagram: a probe (counted at its start)
             let (scanner, target, port) = (flow.client.0, flow.server.0, flow.server.1);
             let st = self.scans.entry(&scanner, &mut self.stats.evictions);
-            st.probes.insert((target, port), flow.first_us);
+            st.insert(target, port, flow.first_us);
             self.check_scan(scanner, target, port, flow.last_us, out);
         }
         if !self.cfg.bruteforce.enabled || flow.proto != PROTO_TCP {
             return;
         }
-        let cfg = self.cfg.bruteforce.clone();
+        let all = std::sync::Arc::clone(&self.cfg);
+        let cfg = &all.bruteforce;
         let port = flow.server.1;
         if !cfg.ports.contains(&port) || !flow.established() {
             return;
@@ -703,7 +768,7 @@ impl Behaviour {
         let n = st.attempts.len();
         let failed = st.failed_logins;
         if n >= cfg.attempts
-            && self.quiet.allow(format!("brute|{}|{}|{port}", key.0, key.1), now, cfg.suppress_secs * US)
+            && self.quiet.allow(format_args!("brute|{}|{}|{port}", key.0, key.1), now, cfg.suppress_secs * US)
         {
             let service = service_name(port);
             self.stats.findings += 1;
@@ -744,7 +809,8 @@ impl Behaviour {
         if !self.cfg.dns_tunnel.enabled || name.is_empty() {
             return;
         }
-        let cfg = self.cfg.dns_tunnel.clone();
+        let all = std::sync::Arc::clone(&self.cfg);
+        let cfg = &all.dns_tunnel;
         let (parent, data) = split_parent(name);
         if data.is_empty() {
             return;
@@ -762,14 +828,14 @@ impl Behaviour {
         if matches!(qtype, 5 | 10 | 15 | 16) || qtype >= 65280 {
             st.tunnel_qtypes += 1;
         }
-        let data_chars: Vec<u8> = data.bytes().filter(|b| *b != b'.').collect();
-        let e = entropy(&data_chars);
+        let e = entropy_of(data.bytes().filter(|b| *b != b'.'));
         if name.len() >= cfg.long_name && e >= cfg.min_entropy {
             st.long_names += 1;
         }
-        if st.names.len() < 10_000 && st.names.insert(data.clone()) {
+        let data_len = data.len();
+        if st.names.len() < 10_000 && st.names.insert(data) {
             st.entropy_sum += e;
-            st.length_sum += data.len() as f64;
+            st.length_sum += data_len as f64;
         }
         let unique = st.names.len();
         if unique < cfg.unique_names {
@@ -784,7 +850,7 @@ impl Behaviour {
         if !suspicious {
             return;
         }
-        if !self.quiet.allow(format!("dnst|{client}|{parent}"), ts_us, cfg.suppress_secs * US) {
+        if !self.quiet.allow(format_args!("dnst|{client}|{parent}"), ts_us, cfg.suppress_secs * US) {
             return;
         }
         let queries = st.queries;
@@ -815,7 +881,8 @@ impl Behaviour {
     }
 
     fn icmp_echo(&mut self, p: &Packet<'_>, now: i64, out: &mut Vec<Finding>) {
-        let cfg = self.cfg.icmp_tunnel.clone();
+        let all = std::sync::Arc::clone(&self.cfg);
+        let cfg = &all.icmp_tunnel;
         // ICMP echo: the decoder's payload is the data after the 8-byte
         // header (type, code, checksum, identifier, sequence)
         let data = p.payload;
@@ -840,7 +907,7 @@ impl Behaviour {
         }
         let n = st.times.len();
         let bytes = st.bytes;
-        if n >= cfg.packets && self.quiet.allow(format!("icmpt|{a}|{b}"), now, cfg.suppress_secs * US) {
+        if n >= cfg.packets && self.quiet.allow(format_args!("icmpt|{a}|{b}"), now, cfg.suppress_secs * US) {
             // the side that sends echo requests drives the tunnel
             let client = if matches!(p.icmp, Some((8, _)) | Some((128, _))) { p.src } else { p.dst };
             let server = if client == p.src { p.dst } else { p.src };
@@ -868,7 +935,8 @@ impl Behaviour {
     }
 
     fn beacon(&mut self, flow: &Flow, now: i64, out: &mut Vec<Finding>) {
-        let cfg = self.cfg.beacon.clone();
+        let all = std::sync::Arc::clone(&self.cfg);
+        let cfg = &all.beacon;
         if cfg.ignore_ports.contains(&flow.server.1) || flow.proto == PROTO_ICMP || flow.proto == PROTO_ICMPV6
         {
             return;
@@ -901,7 +969,11 @@ impl Behaviour {
         if cv > cfg.max_jitter {
             return;
         }
-        if !self.quiet.allow(format!("beacon|{}|{}|{}", key.0, key.1, key.2), now, cfg.suppress_secs * US) {
+        if !self.quiet.allow(
+            format_args!("beacon|{}|{}|{}", key.0, key.1, key.2),
+            now,
+            cfg.suppress_secs * US,
+        ) {
             return;
         }
         self.stats.findings += 1;
