@@ -225,7 +225,7 @@ fn fuzz_smoke() {
             if path.extension().is_some_and(|e| e == "pcap") {
                 let mut r = PacketReader::open(&path).unwrap();
                 while let Ok(Some(p)) = r.next_packet() {
-                    frames.push(p.data);
+                    frames.push(p.data.into_owned());
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Reading pcap and pcapng files (untrusted input: errors, never panics).
 
 use std::{
+    borrow::Cow,
     fs::File,
     io::{BufReader, Read},
     path::{Path, PathBuf},
@@ -13,11 +14,13 @@ use pcap_file::{
 };
 
 /// One captured frame.
-pub struct RawPacket {
+pub struct RawPacket<'r> {
     /// Since the Unix epoch.
     pub ts: Duration,
     pub linktype: u32,
-    pub data: Vec<u8>,
+    /// Borrowed from the reader's buffer when the format allows (classic
+    /// pcap): no allocation and copy per packet.
+    pub data: Cow<'r, [u8]>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +106,7 @@ impl PacketReader {
 
     /// The next frame; `Ok(None)` at the end. After an error the reader
     /// should not be used further (the file is damaged from there on).
-    pub fn next_packet(&mut self) -> Result<Option<RawPacket>, PcapError> {
+    pub fn next_packet(&mut self) -> Result<Option<RawPacket<'_>>, PcapError> {
         let err = |index, e: pcap_file::PcapError| PcapError::Packet {
             path: self.path.clone(),
             index,
@@ -117,7 +120,7 @@ impl PacketReader {
                     Some(Err(e)) => Err(err(self.index, e)),
                     Some(Ok(p)) => {
                         self.index += 1;
-                        Ok(Some(RawPacket { ts: p.timestamp, linktype, data: p.data.into_owned() }))
+                        Ok(Some(RawPacket { ts: p.timestamp, linktype, data: p.data }))
                     }
                 }
             }
@@ -154,7 +157,7 @@ impl PacketReader {
                         return Ok(Some(RawPacket {
                             ts: unit.to_duration(raw),
                             linktype,
-                            data: epb.data.into_owned(),
+                            data: Cow::Owned(epb.data.into_owned()),
                         }));
                     }
                     Block::SimplePacket(spb) => {
@@ -163,7 +166,7 @@ impl PacketReader {
                         return Ok(Some(RawPacket {
                             ts: Duration::ZERO,
                             linktype,
-                            data: spb.data.into_owned(),
+                            data: Cow::Owned(spb.data.into_owned()),
                         }));
                     }
                     _ => {}

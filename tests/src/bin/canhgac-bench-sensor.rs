@@ -102,7 +102,7 @@ fn main() -> anyhow::Result<()> {
     for p in &pcaps {
         let mut r = PacketReader::open(p)?;
         while let Ok(Some(raw)) = r.next_packet() {
-            frames.push(Frame { linktype: raw.linktype, ts: raw.ts, data: raw.data });
+            frames.push(Frame { linktype: raw.linktype, ts: raw.ts, data: raw.data.into_owned() });
         }
     }
     let bytes_once: u64 = frames.iter().map(|f| f.data.len() as u64).sum();
