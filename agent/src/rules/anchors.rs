@@ -18,6 +18,11 @@
 //! where an Aho-Corasick automaton of the same patterns (2.5 MB, more than
 //! the cache) spends most of its time in cache misses and in reporting the
 //! short patterns again at every occurrence.
+//!
+//! [`Anchors::scan_after`] scans stream data whose front was scanned by an
+//! earlier call: it reports only the patterns that end in the new bytes,
+//! marking from the first new byte and testing anchors a bounded distance
+//! before it (an anchor lies within the last 32 bytes of its pattern).
 
 use std::collections::HashMap;
 
@@ -33,8 +38,8 @@ const FOLD: [u8; 256] = {
 };
 
 /// Entries of the per-scan pair and triple tables (8 KiB each).
-const PAIR_LOG: u32 = 12;
-const TRI_LOG: u32 = 12;
+const PAIR_LOG: u32 = 13;
+const TRI_LOG: u32 = 13;
 /// Bits of the four-byte anchor bitmap (16 KiB; about 2% false hits per
 /// position with 2,000 anchors).
 const LONG_LOG: u32 = 17;
@@ -78,6 +83,16 @@ const TAB: [u64; 256] = {
     t
 };
 
+/// The rolling-hash values of the three bytes before `pos` (of byte 0
+/// before the data, as the scan of a whole buffer starts).
+fn before(data: &[u8], pos: usize) -> (u32, u32, u32) {
+    let at = |back: usize| {
+        let b = pos.checked_sub(back).and_then(|i| data.get(i)).copied().unwrap_or(0);
+        (TAB[b as usize] >> 32) as u32
+    };
+    (at(1), at(2), at(3))
+}
+
 /// The rolling hash of `a` (its last byte unrotated, each earlier byte
 /// rotated by its distance from the end), as the scan loop computes it.
 fn roll(a: &[u8]) -> u32 {
@@ -118,9 +133,14 @@ fn weight(b: u8) -> u32 {
 }
 
 /// Offset of the four-byte window with the rarest bytes.
+/// An anchor lies in the last this many bytes of its pattern, so that a
+/// scan after an offset ([`Anchors::scan_after`]) looks back only this far
+/// for the anchors of patterns that reach past the offset.
+const ANCHOR_REACH: usize = 32;
+
 fn anchor_offset(p: &[u8]) -> usize {
     let mut best = (0u32, 0usize);
-    for start in 0..=p.len().saturating_sub(4) {
+    for start in p.len().saturating_sub(ANCHOR_REACH)..=p.len().saturating_sub(4) {
         let score: u32 = p.iter().skip(start).take(4).map(|b| weight(*b)).sum();
         if score > best.0 {
             best = (score, start);
@@ -246,17 +266,38 @@ impl Anchors {
         Anchors { short, bits, long, ranges, arena }
     }
 
-    /// Calls `f` with the id of every pattern present in `data` (and of
-    /// three-byte patterns whose hash is present), possibly several times.
-    pub fn scan(&self, data: &[u8], s: &mut AnchorScratch, mut f: impl FnMut(u32)) {
+    /// [`Anchors::scan`] for the patterns that end after `from` (at least
+    /// their last byte in `data[from..]`): the bytes before `from` were
+    /// scanned by an earlier call and are looked at again only for
+    /// patterns that cross into the new bytes.
+    pub fn scan_after(&self, data: &[u8], from: usize, s: &mut AnchorScratch, mut f: impl FnMut(u32)) {
+        let from = from.min(data.len());
         let [s1, s2, s3] = &self.short;
         let (h1, h2, h3, h4) = (!s1.is_empty(), !s2.is_empty(), !s3.is_empty(), !self.long.is_empty());
+        if h4 && from > 0 {
+            // anchors ending at or before `from` of patterns that reach past it
+            self.confirm_only(data, from.saturating_sub(ANCHOR_REACH)..from, from, s, &mut f);
+        }
         let g = if h1 || h2 || h3 { s.next_generation() } else { 0 };
         if h1 || h2 || h3 {
-            self.mark_and_confirm(data, g, s, &mut f);
+            self.mark_and_confirm(data, from, g, s, &mut f);
         } else if h4 {
-            self.confirm_only(data, s, &mut f);
+            self.confirm_only(data, from..data.len(), from, s, &mut f);
         }
+        self.report_short(s, g, &mut f);
+    }
+
+    /// Calls `f` with the id of every pattern present in `data` (and of
+    /// three-byte patterns whose hash is present), possibly several times.
+    #[cfg(test)]
+    pub fn scan(&self, data: &[u8], s: &mut AnchorScratch, f: impl FnMut(u32)) {
+        self.scan_after(data, 0, s, f);
+    }
+
+    /// The short patterns whose entries the scan of generation `g` marked.
+    fn report_short(&self, s: &AnchorScratch, g: u8, f: &mut impl FnMut(u32)) {
+        let [s1, s2, s3] = &self.short;
+        let (h1, h2, h3) = (!s1.is_empty(), !s2.is_empty(), !s3.is_empty());
         if h1 {
             for (index, id) in s1 {
                 if s.bytes.get(*index as usize) == Some(&g) {
@@ -286,14 +327,21 @@ impl Anchors {
     /// allows) and tests its four-byte anchor; the positions whose anchor
     /// bit is set are confirmed after each chunk. No branch in the loop and
     /// no multiplication (the hashes roll, see [`RND`]).
-    fn mark_and_confirm(&self, data: &[u8], g: u8, s: &mut AnchorScratch, f: &mut impl FnMut(u32)) {
+    fn mark_and_confirm(
+        &self,
+        data: &[u8],
+        start: usize,
+        g: u8,
+        s: &mut AnchorScratch,
+        f: &mut impl FnMut(u32),
+    ) {
         let AnchorScratch { bytes, pairs, tris, hits, .. } = s;
         let (pairs, tris, hits) = (&mut **pairs, &mut **tris, &mut **hits);
         let bits = &*self.bits;
         // the values of the three bytes before the position
-        let r0 = (TAB[0] >> 32) as u32;
-        let (mut x1, mut x2, mut x3) = (r0, r0, r0);
-        for (ci, chunk) in data.chunks(CHUNK).enumerate() {
+        let (mut x1, mut x2, mut x3) = before(data, start);
+        let Some(rest) = data.get(start..) else { return };
+        for (ci, chunk) in rest.chunks(CHUNK).enumerate() {
             let mut n = 0;
             for (j, &b) in chunk.iter().enumerate() {
                 let t = TAB[b as usize];
@@ -310,17 +358,25 @@ impl Anchors {
                 hits[n & (CHUNK - 1)] = j as u32;
                 n += ((bits[h / 64] >> (h % 64)) & 1) as usize;
             }
-            self.confirm_hits(data, ci * CHUNK, &hits[..n], f);
+            self.confirm_hits(data, start + ci * CHUNK, &hits[..n], start, f);
         }
     }
 
-    /// The scan without short patterns: the anchor test only.
-    fn confirm_only(&self, data: &[u8], s: &mut AnchorScratch, f: &mut impl FnMut(u32)) {
+    /// The anchor test only, at the positions of `range`, for patterns
+    /// ending after `min_end`.
+    fn confirm_only(
+        &self,
+        data: &[u8],
+        range: std::ops::Range<usize>,
+        min_end: usize,
+        s: &mut AnchorScratch,
+        f: &mut impl FnMut(u32),
+    ) {
         let hits = &mut *s.hits;
         let bits = &*self.bits;
-        let r0 = (TAB[0] >> 32) as u32;
-        let (mut x1, mut x2, mut x3) = (r0, r0, r0);
-        for (ci, chunk) in data.chunks(CHUNK).enumerate() {
+        let (mut x1, mut x2, mut x3) = before(data, range.start);
+        let Some(part) = data.get(range.clone()) else { return };
+        for (ci, chunk) in part.chunks(CHUNK).enumerate() {
             let mut n = 0;
             for (j, &b) in chunk.iter().enumerate() {
                 let r = (TAB[b as usize] >> 32) as u32;
@@ -330,29 +386,32 @@ impl Anchors {
                 hits[n & (CHUNK - 1)] = j as u32;
                 n += ((bits[h / 64] >> (h % 64)) & 1) as usize;
             }
-            self.confirm_hits(data, ci * CHUNK, &hits[..n], f);
+            self.confirm_hits(data, range.start + ci * CHUNK, &hits[..n], min_end, f);
         }
     }
 
-    /// Confirms the positions `base + j` of `hits` (where an anchor may end).
-    fn confirm_hits(&self, data: &[u8], base: usize, hits: &[u32], f: &mut impl FnMut(u32)) {
+    /// Confirms the positions `base + j` of `hits` (where an anchor may
+    /// end) for patterns ending after `min_end`.
+    fn confirm_hits(&self, data: &[u8], base: usize, hits: &[u32], min_end: usize, f: &mut impl FnMut(u32)) {
         for &j in hits {
             let i = base + j as usize;
             if let Some(w) = i.checked_sub(3).and_then(|a| data.get(a..=i)) {
-                self.confirm(data, i + 1, key(w), f);
+                self.confirm(data, i + 1, key(w), min_end, f);
             }
         }
     }
 
-    /// An anchor may end at `end`: compare the patterns that have it.
-    fn confirm(&self, data: &[u8], end: usize, k: u32, f: &mut impl FnMut(u32)) {
+    /// An anchor may end at `end`: compare the patterns that have it (and
+    /// end after `min_end`).
+    fn confirm(&self, data: &[u8], end: usize, k: u32, min_end: usize, f: &mut impl FnMut(u32)) {
         let Some(&(a, b)) = self.ranges.get(&k) else { return };
         let Some(with) = self.long.get(a as usize..b as usize) else { return };
         for l in with {
             // the anchor is the pattern's bytes off..off + 4 and ends at `end`
             let Some(pstart) = (end - 4).checked_sub(l.off as usize) else { continue };
             let (s, len) = (l.start as usize, l.len as usize);
-            if let (Some(w), Some(p)) = (data.get(pstart..pstart + len), self.arena.get(s..s + len))
+            if pstart + len > min_end
+                && let (Some(w), Some(p)) = (data.get(pstart..pstart + len), self.arena.get(s..s + len))
                 && w.eq_ignore_ascii_case(p)
             {
                 f(l.id);
@@ -412,6 +471,36 @@ mod tests {
         let mut s = AnchorScratch::default();
         a.scan(&data, &mut s, |id| seen[id as usize] = true);
         assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn a_scan_after_an_offset_reports_the_patterns_ending_after_it() {
+        let long_tail = [b"x".repeat(40), b"evil-tail".to_vec()].concat();
+        let pats: Vec<Vec<u8>> =
+            vec![b"abcdefgh".to_vec(), b"zz".to_vec(), b"qqq".to_vec(), long_tail.clone(), b"GET /".to_vec()];
+        let a = Anchors::new(&pats);
+        let mut s = AnchorScratch::default();
+        let after = |data: &[u8], from: usize, s: &mut AnchorScratch| {
+            let mut v = Vec::new();
+            a.scan_after(data, from, s, |id| v.push(id));
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        // before the offset only: not reported
+        assert_eq!(after(b"abcdefgh zz qqq|new bytes", 16, &mut s), Vec::<u32>::new());
+        // crossing into the new bytes (long and short patterns)
+        assert_eq!(after(b"....abcdefgh", 8, &mut s), vec![0]);
+        assert_eq!(after(b"....zz", 5, &mut s), vec![1]);
+        assert_eq!(after(b"....qqq", 6, &mut s), vec![2]);
+        // a long pattern whose last byte is the first new one
+        let mut d = b"..".to_vec();
+        d.extend_from_slice(&long_tail);
+        assert_eq!(after(&d, d.len() - 1, &mut s), vec![3]);
+        assert_eq!(after(&d, d.len(), &mut s), Vec::<u32>::new());
+        // in the new bytes, and offset 0 is a whole scan
+        assert_eq!(after(b"old|GET /", 4, &mut s), vec![4]);
+        assert_eq!(after(b"GET / zz", 0, &mut s), vec![1, 4]);
     }
 }
 

@@ -12,6 +12,11 @@
 //!   Aho-Corasick automaton. A hit makes the rule a candidate; the full
 //!   rule is then verified (so the case and position of the pattern are
 //!   checked there).
+//! * Stream data is scanned for the patterns that end in its new bytes
+//!   (those crossing in from the already inspected tail in front of them
+//!   included), not again for those inside the tail: Suricata's stream
+//!   prefilter likewise starts at its raw inspection progress. Candidates
+//!   are verified on the whole window (tail and new bytes).
 //! * Rules with keyword lists but no usable content (only `pcre`, negated
 //!   contents, `urilen`, ...) are candidates whenever one target they need is
 //!   present.
@@ -465,31 +470,46 @@ impl Prefilter {
                     }
                 }
             };
-            let mut scan = |d: &[u8], hit: &mut dyn FnMut(usize)| match &g.scanner {
-                Scanner::Ac(ac) => ac.find_overlapping_iter(d).for_each(|m| hit(m.pattern().as_usize())),
-                Scanner::Anchors(a) => a.scan(d, anchors, |p| hit(p as usize)),
+            // the patterns ending in `d[from..]`
+            let mut scan_after = |d: &[u8], from: usize, hit: &mut dyn FnMut(usize)| match &g.scanner {
+                Scanner::Ac(ac) => ac
+                    .find_overlapping_iter(d)
+                    .filter(|m| m.end() > from)
+                    .for_each(|m| hit(m.pattern().as_usize())),
+                Scanner::Anchors(a) => a.scan_after(d, from, anchors, |p| hit(p as usize)),
             };
             match &g.scope {
                 Scope::One(t) => {
                     if t.present(ctx) {
                         t.any_instance(ctx, |d| {
-                            scan(d, &mut hit);
+                            scan_after(d, 0, &mut hit);
                             false
                         });
                     }
                 }
                 Scope::Payload(bit) => {
                     if class == *bit && Target::Payload.present(ctx) {
-                        Target::Payload.any_instance(ctx, |d| {
-                            scan(d, &mut hit);
-                            false
-                        });
+                        // stream data: the new bytes, and the patterns that
+                        // cross into them from the inspected tail in front
+                        // (as Suricata's stream prefilter starts at the raw
+                        // inspection progress); the packet's payload on its
+                        // own unless the new bytes end with it
+                        let stream = ctx.stream.filter(|s| !s.is_empty());
+                        let seen = ctx.stream_seen.min(stream.map_or(0, <[u8]>::len));
+                        let new = stream.and_then(|s| s.get(seen..)).unwrap_or_default();
+                        let covered = stream.is_some() && new.ends_with(ctx.payload);
+                        if !(covered || ctx.payload.is_empty()) {
+                            scan_after(ctx.payload, 0, &mut hit);
+                        }
+                        if let Some(s) = stream {
+                            scan_after(s, seen, &mut hit);
+                        }
                     }
                 }
                 Scope::Bodies { masks } => {
                     for (bit, b) in BODY_SOURCES {
                         for d in ctx.buffers.get(b) {
-                            scan(d, &mut |p| {
+                            scan_after(d, 0, &mut |p| {
                                 if masks.get(p).is_some_and(|m| m[dir] & bit != 0) {
                                     hit(p)
                                 }
