@@ -96,8 +96,10 @@ pub fn rcode_name(r: u8) -> String {
 
 /// Reads a possibly compressed name starting at `pos` of `msg`; returns the
 /// name and the position after it in the original sequence.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 fn name_at(msg: &[u8], mut pos: usize) -> Result<(String, usize), DnsError> {
-    let mut out = String::new();
+    let mut out = String::with_capacity(64);
     let mut end = None;
     let mut hops = 0;
     loop {
@@ -111,11 +113,20 @@ fn name_at(msg: &[u8], mut pos: usize) -> Result<(String, usize), DnsError> {
                 if !out.is_empty() {
                     out.push('.');
                 }
-                for &b in label {
-                    if b.is_ascii_graphic() && b != b'.' {
-                        out.push(b as char);
-                    } else {
-                        out.push_str(&format!("\\x{b:02x}"));
+                let plain = |b: &u8| b.is_ascii_graphic() && *b != b'.';
+                match std::str::from_utf8(label) {
+                    // the usual label: printable ASCII, copied at once
+                    Ok(text) if label.iter().all(plain) => out.push_str(text),
+                    _ => {
+                        for b in label {
+                            if plain(b) {
+                                out.push(char::from(*b));
+                            } else {
+                                out.push_str("\\x");
+                                out.push(char::from(HEX[usize::from(b >> 4)]));
+                                out.push(char::from(HEX[usize::from(b & 15)]));
+                            }
+                        }
                     }
                 }
                 if out.len() > MAX_NAME {
