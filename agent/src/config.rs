@@ -152,21 +152,9 @@ struct Raw {
     #[serde(default)]
     uplink: RawUplink,
     host: Option<crate::host::config::RawHost>,
-    metrics: Option<RawMetrics>,
+    metrics: Option<canhgac_proto::conf::RawMetrics>,
     #[serde(default)]
-    log: RawLog,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    format: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMetrics {
-    listen: Option<Spanned<String>>,
+    log: canhgac_proto::conf::RawLog,
 }
 
 #[derive(Deserialize, Default)]
@@ -323,21 +311,9 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
             }
             (None, true) => {}
         }
-        if let Some(f) = &raw.log.format {
-            c.log_format = canhgac_proto::files::LogFormat::parse(f.get_ref())
-                .ok_or_else(|| src.error_at(f.span(), format!("`{}` is not text or json", f.get_ref())))?;
-        }
-        if let Some(m) = &raw.metrics {
-            c.metrics_listen = Some(match &m.listen {
-                None => std::net::SocketAddr::from(([127, 0, 0, 1], 9465)),
-                Some(l) => l.get_ref().parse().map_err(|_| {
-                    src.error_at(
-                        l.span(),
-                        format!("invalid metrics listen address `{}` (IP:PORT)", l.get_ref()),
-                    )
-                })?,
-            });
-        }
+        c.log_format = src.log_format(&raw.log)?;
+        c.metrics_listen =
+            src.metrics_listen(raw.metrics.as_ref(), std::net::SocketAddr::from(([127, 0, 0, 1], 9465)))?;
         c.replay_pps = raw.capture.replay_pps.unwrap_or(0);
         if let Some(t) = &raw.capture.threads {
             c.capture_threads = in_range(&src, t, 1, 64)? as usize;

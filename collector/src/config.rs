@@ -200,21 +200,8 @@ impl ServeConfig {
         for e in &raw.reports.schedule {
             c.report_schedule.push(schedule_entry(&src, e)?);
         }
-        if let Some(f) = &raw.log.format {
-            c.log_format = canhgac_proto::files::LogFormat::parse(f.get_ref())
-                .ok_or_else(|| src.error_at(f.span(), format!("`{}` is not text or json", f.get_ref())))?;
-        }
-        if let Some(m) = &raw.metrics {
-            c.metrics_listen = Some(match &m.listen {
-                None => crate::metrics::default_listen(),
-                Some(l) => l.get_ref().parse().map_err(|_| {
-                    src.error_at(
-                        l.span(),
-                        format!("invalid metrics listen address `{}` (IP:PORT)", l.get_ref()),
-                    )
-                })?,
-            });
-        }
+        c.log_format = src.log_format(&raw.log)?;
+        c.metrics_listen = src.metrics_listen(raw.metrics.as_ref(), crate::metrics::default_listen())?;
         if let Some(v) = &raw.reports.check_interval {
             c.report_check_interval = bounded(v, Duration::from_secs(1), Duration::from_secs(3600))?;
         }
@@ -322,21 +309,9 @@ struct RawConfig {
     console: Option<RawConsole>,
     #[serde(default)]
     reports: RawReports,
-    metrics: Option<RawMetrics>,
+    metrics: Option<canhgac_proto::conf::RawMetrics>,
     #[serde(default)]
-    log: RawLog,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLog {
-    format: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMetrics {
-    listen: Option<Spanned<String>>,
+    log: canhgac_proto::conf::RawLog,
 }
 
 #[derive(Deserialize, Default)]

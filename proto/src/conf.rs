@@ -208,3 +208,44 @@ mod tests {
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
     }
 }
+
+/// `[log]`, the same in both programs.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<Spanned<String>>,
+}
+
+/// `[metrics]`, the same in both programs.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<Spanned<String>>,
+}
+
+impl Source {
+    /// `[log] format`: text (the default) or json.
+    pub fn log_format(&self, raw: &RawLog) -> Result<crate::files::LogFormat, ConfigError> {
+        match &raw.format {
+            None => Ok(crate::files::LogFormat::Text),
+            Some(f) => crate::files::LogFormat::parse(f.get_ref())
+                .ok_or_else(|| self.error_at(f.span(), format!("`{}` is not text or json", f.get_ref()))),
+        }
+    }
+
+    /// `[metrics] listen`: `None` without a `[metrics]` section, `default`
+    /// when the section names no address.
+    pub fn metrics_listen(
+        &self,
+        raw: Option<&RawMetrics>,
+        default: std::net::SocketAddr,
+    ) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let Some(m) = raw else { return Ok(None) };
+        match &m.listen {
+            None => Ok(Some(default)),
+            Some(l) => l.get_ref().parse().map(Some).map_err(|_| {
+                self.error_at(l.span(), format!("invalid metrics listen address `{}` (IP:PORT)", l.get_ref()))
+            }),
+        }
+    }
+}

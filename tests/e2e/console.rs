@@ -34,6 +34,24 @@ fn passwd(profile: &Path, name: &str, password: &str) {
     assert!(out.status.success(), "passwd {name}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Adds an `agency` operator of `agency`; the path of its profile.
+fn agency_operator(c: &canhgac_tests::Collector, dir: &Path, name: &str, agency: &str) -> PathBuf {
+    let profile = dir.join(format!("{name}.profile"));
+    c.cli(&[
+        "operator",
+        "add",
+        "--name",
+        name,
+        "--role",
+        "agency",
+        "--agency",
+        agency,
+        "--out",
+        profile.to_str().unwrap(),
+    ]);
+    profile
+}
+
 struct Driver(Child);
 
 impl Drop for Driver {
@@ -186,19 +204,7 @@ fn the_console_in_a_real_browser() {
     );
     let (c, mut agents, sa, _sb) = two_agencies_with(tmp.path(), &config);
     passwd(&c.profile(), "admin", "mật-khẩu-quản-trị-1");
-    let pa = tmp.path().join("op-a.profile");
-    c.cli(&[
-        "operator",
-        "add",
-        "--name",
-        "op-a",
-        "--role",
-        "agency",
-        "--agency",
-        "SO-A",
-        "--out",
-        pa.to_str().unwrap(),
-    ]);
+    agency_operator(&c, tmp.path(), "op-a", "SO-A");
     passwd(&c.profile(), "op-a", "password-of-agency-a");
     let incidents: Vec<Value> =
         c.cli(&["incidents", "list", "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -645,19 +651,7 @@ fn scheduled_reports_are_kept_once_and_confined_and_notices_render() {
     assert_eq!(again.iter().map(|r| r["written"].clone()).collect::<Vec<_>>(), written, "rewritten");
 
     // an agency operator: its own reports only
-    let pa = tmp.path().join("op-a.profile");
-    c.cli(&[
-        "operator",
-        "add",
-        "--name",
-        "op-a",
-        "--role",
-        "agency",
-        "--agency",
-        "SO-A",
-        "--out",
-        pa.to_str().unwrap(),
-    ]);
+    let pa = agency_operator(&c, tmp.path(), "op-a", "SO-A");
     let as_a = |args: &[&str]| {
         Command::new(bin("canhgac"))
             .arg("--profile")

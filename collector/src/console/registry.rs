@@ -29,20 +29,10 @@ fn agency_fields() -> Vec<&'static str> {
         .collect()
 }
 
-/// System columns an operator edits.
-const SYSTEM_FIELDS: &[&str] = &[
-    "name",
-    "type",
-    "level",
-    "dossier_status",
-    "decision_number",
-    "decision_date",
-    "state_secrets",
-    "public_ips",
-    "domains",
-    "networks",
-    "last_assessment",
-];
+/// System columns an operator edits (the registry's, less the identity).
+fn system_fields() -> impl Iterator<Item = &'static str> {
+    crate::directory::SYSTEM_COLUMNS.iter().copied().filter(|c| !matches!(*c, "id" | "agency"))
+}
 
 fn system_values(s: &System) -> BTreeMap<&'static str, String> {
     BTreeMap::from([
@@ -169,24 +159,25 @@ pub async fn system_form(c: &Console, s: &Session, id: u64) -> Response {
     let mut api = c.api(s);
     let sys = call!(s, api.get_system(GetSystemRequest { id }));
     let values = system_values(&sys);
+    let value = |f: &str| values.get(f).cloned().unwrap_or_default();
     let body = html! {
         p { (tx.get("agency")) ": " (sys.agency) }
         form method="post" action=(format!("/registry/system/{id}")) #edit {
             input type="hidden" name="csrf" value=(s.csrf);
             table {
-                tbody { @for f in SYSTEM_FIELDS {
+                tbody { @for f in system_fields() {
                     tr { th { label for=(f) { (f) } } td {
-                        @if *f == "dossier_status" {
+                        @if f == "dossier_status" {
                             select id=(f) name=(f) { @for d in crate::directory::DOSSIER_STATES {
-                                option selected[values[f] == *d] { (d) }
+                                option selected[value(f) == *d] { (d) }
                             } }
-                        } @else if *f == "state_secrets" {
+                        } @else if f == "state_secrets" {
                             select id=(f) name=(f) {
-                                option value="false" selected[values[f] == "false"] { (tx.get("no")) }
-                                option value="true" selected[values[f] == "true"] { (tx.get("yes")) }
+                                option value="false" selected[value(f) == "false"] { (tx.get("no")) }
+                                option value="true" selected[value(f) == "true"] { (tx.get("yes")) }
                             }
                         } @else {
-                            input id=(f) name=(f) value=(values[f]) size="60" maxlength="2000";
+                            input id=(f) name=(f) value=(value(f)) size="60" maxlength="2000";
                         }
                     } }
                 } }
