@@ -304,10 +304,23 @@ fn loadgen_counts_what_the_collector_stored() {
     let tmp = tempfile::tempdir().unwrap();
     let mut c = Collector::init(tmp.path());
     c.start();
+    // its own collector's process (tests run side by side)
+    let pid = c.pid().unwrap().to_string();
     let o = Command::new(canhgac_tests::bin("canhgac-loadgen"))
         .arg("--profile")
         .arg(c.profile())
-        .args(["--agents", "4", "--duration", "2", "--batch", "50", "--rate", "2000"])
+        .args([
+            "--agents",
+            "4",
+            "--duration",
+            "2",
+            "--batch",
+            "50",
+            "--rate",
+            "2000",
+            "--collector-pid",
+            &pid,
+        ])
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
@@ -322,7 +335,7 @@ fn loadgen_counts_what_the_collector_stored() {
     }
     assert_eq!(fields["failed_agents"], 0.0, "{out}");
     assert!(fields["acked"] > 0.0 && fields["acked"] == fields["sent"], "{out}");
-    assert!(fields["collector_rss_mib"] > 0.0, "the collector found by name: {out}");
+    assert!(fields["collector_rss_mib"] > 0.0, "the collector's RSS read from /proc: {out}");
     // paced at 2000/s for 2 s: about 4000, never far above
     assert!(fields["acked"] <= 6000.0, "{out}");
     let stored = c.alerts().len() as f64;

@@ -156,6 +156,11 @@ impl Collector {
         self.child.is_some()
     }
 
+    /// The running collector's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// All serve logs so far, for assertions and failure messages.
     pub fn logs(&self) -> String {
         (1..=self.starts)
