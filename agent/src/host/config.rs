@@ -348,9 +348,9 @@ impl HostConfig {
 
         let f = raw.fim;
         c.fim.enabled = f.enabled.unwrap_or(true);
-        if let Some(p) = f.paths {
-            c.fim.paths = p
-                .into_iter()
+        // absolute and `~/` paths as written, others beside the file
+        let watched = |p: Vec<String>| -> Vec<String> {
+            p.into_iter()
                 .map(|s| {
                     if s.starts_with('/') || s.starts_with("~/") {
                         s
@@ -358,7 +358,10 @@ impl HostConfig {
                         rel(PathBuf::from(s)).display().to_string()
                     }
                 })
-                .collect();
+                .collect()
+        };
+        if let Some(p) = f.paths {
+            c.fim.paths = watched(p);
         }
         if let Some(x) = &f.exclude {
             c.fim.exclude = x.iter().map(|g| glob(src, g)).collect::<Result<_, _>>()?;
@@ -418,16 +421,7 @@ impl HostConfig {
         let sc = raw.secrets;
         c.secrets.enabled = sc.enabled.unwrap_or(true);
         if let Some(p) = sc.paths {
-            c.secrets.paths = p
-                .into_iter()
-                .map(|s| {
-                    if s.starts_with('/') || s.starts_with("~/") {
-                        s
-                    } else {
-                        rel(PathBuf::from(s)).display().to_string()
-                    }
-                })
-                .collect();
+            c.secrets.paths = watched(p);
         }
         if let Some(d) = &sc.rescan_interval {
             c.secrets.rescan_interval = src.duration(d)?;
