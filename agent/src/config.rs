@@ -74,6 +74,8 @@ pub struct AgentConfig {
     pub exit_when_drained: bool,
     /// The host sensor (`[host]`).
     pub host: crate::host::config::HostConfig,
+    /// The syslog receiver (`[syslog]`; `None`: off).
+    pub syslog: Option<crate::host::syslog::SyslogConfig>,
     /// Prometheus metrics and health endpoints (`[metrics]`; `None`: off).
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// `[log] format`: text (default) or JSON lines.
@@ -105,6 +107,7 @@ impl AgentConfig {
         check("metrics", self.metrics_listen == new.metrics_listen);
         check("log", self.log_format == new.log_format);
         check("host", format!("{:?}", self.host) == format!("{:?}", new.host));
+        check("syslog", format!("{:?}", self.syslog) == format!("{:?}", new.syslog));
         v
     }
 }
@@ -152,6 +155,7 @@ struct Raw {
     #[serde(default)]
     uplink: RawUplink,
     host: Option<crate::host::config::RawHost>,
+    syslog: Option<crate::host::syslog::config::RawSyslog>,
     metrics: Option<canhgac_proto::conf::RawMetrics>,
     #[serde(default)]
     log: canhgac_proto::conf::RawLog,
@@ -275,6 +279,7 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
         uplink: UplinkConfig::default(),
         exit_when_drained: false,
         host: crate::host::config::HostConfig::default(),
+        syslog: None,
         metrics_listen: None,
         log_format: canhgac_proto::files::LogFormat::Text,
         origin: None,
@@ -379,6 +384,7 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
             c.spool_max_bytes = n;
         }
         c.host = crate::host::config::HostConfig::resolve(&src, raw.host, &rel)?;
+        c.syslog = crate::host::syslog::SyslogConfig::resolve(&src, raw.syslog, &rel)?;
         let u = &raw.uplink;
         if let Some(v) = &u.batch_max_records {
             c.uplink.batch_max_records = in_range(&src, v, 1, 1_000_000)?;
@@ -442,10 +448,10 @@ fn apply(c: &mut AgentConfig, o: Overrides) -> Result<(), ResolveError> {
             "no state directory: pass --state-dir DIR or set state_dir in the config".into(),
         ));
     }
-    if c.source.is_none() && !c.host.enabled {
+    if c.source.is_none() && !c.host.enabled && c.syslog.is_none() {
         return Err(ResolveError::Usage(
             "no capture source: pass --interface NAME or --pcap FILE, or set capture.interface or capture.pcap \
-             (or turn on the host sensor with a [host] section)"
+             (or turn on the host sensor with a [host] section, or the syslog receiver with [syslog])"
                 .into(),
         ));
     }
@@ -474,6 +480,57 @@ mod tests {
         let c = resolve(Some(&path), Overrides::default()).unwrap();
         assert!(matches!(c.source, Some(capture::Source::Interface(_))));
         assert_eq!(c.spool_max_bytes, DEFAULT_SPOOL);
+    }
+
+    /// The commented `[syslog]` example of `deploy/agent.toml`, once
+    /// uncommented, is a valid configuration.
+    #[test]
+    fn deploy_syslog_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/agent.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let at = text.find("# [syslog]").unwrap();
+        let mut example = String::from("version = 1\n");
+        for l in text[at..].lines() {
+            let l = l.strip_prefix("# ").unwrap_or("");
+            if !l.starts_with('#') {
+                example.push_str(l);
+                example.push('\n');
+            }
+        }
+        // the example's certificate files do not exist here: TLS off
+        let example = example.replace("tls = \"0.0.0.0:6514\"", "tls = \"off\"");
+        let (_d, p) = write(&example);
+        let c = load_file(Some(&p)).unwrap();
+        let s = c.syslog.unwrap();
+        assert_eq!(s.udp, Some("0.0.0.0:514".parse().unwrap()));
+        assert_eq!(s.senders.len(), 2);
+        assert_eq!(s.senders[0].kind, crate::host::syslog::Kind::Firewall, "the /32 first");
+        assert!(s.allowed("10.0.1.7".parse().unwrap()) && !s.allowed("192.0.2.1".parse().unwrap()));
+        assert_eq!(c.host.firewall_logs.detect.allowed_after_denied.denied, 20);
+        assert_eq!(c.host.firewall_logs.files[0].path, Path::new("/var/log/ufw.log"));
+    }
+
+    #[test]
+    fn syslog_errors_name_the_place() {
+        let (_d, p) = write("version = 1\n[syslog]\nudp = \"0.0.0.0:514\"\n");
+        let ResolveError::Config(e) = load_file(Some(&p)).unwrap_err() else { panic!() };
+        assert!(e.message.contains("no sender is accepted"), "{e}");
+        let (_d, p) = write(
+            "version = 1\n[syslog]\nallow = [\"10.0.0.0/8\"]\n\n[[syslog.sender]]\naddress = \"10.0.0.300\"\n",
+        );
+        let ResolveError::Config(e) = load_file(Some(&p)).unwrap_err() else { panic!() };
+        assert_eq!(e.line, 6, "{e}");
+        assert!(e.message.contains("10.0.0.300"), "{e}");
+        let (_d, p) = write(
+            "version = 1\n[syslog]\nallow = [\"10.0.0.0/8\"]\n[[syslog.sender]]\naddress = \"10.0.0.1\"\nkind = \"router\"\n",
+        );
+        let ResolveError::Config(e) = load_file(Some(&p)).unwrap_err() else { panic!() };
+        assert!(e.message.contains("unknown log kind `router`"), "{e}");
+        let (_d, p) = write("version = 1\n[syslog]\nallow = [\"10.0.0.0/8\"]\ntls = \"0.0.0.0:6514\"\n");
+        assert!(load_file(Some(&p)).is_err(), "TLS without a certificate");
+        // a host-less, capture-less agent with a receiver is valid
+        let (_d, p) = write("version = 1\nstate_dir = \"/s\"\n[syslog]\nallow = [\"10.0.0.0/8\"]\n");
+        assert!(resolve(Some(&p), Overrides::default()).is_ok());
     }
 
     #[test]

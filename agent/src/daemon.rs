@@ -48,6 +48,8 @@ pub enum RunError {
     Rules(std::io::Error),
     #[error("metrics endpoint: cannot listen on {addr}: {source}")]
     Metrics { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Syslog(#[from] crate::host::syslog::net::SyslogError),
 }
 
 /// SIGHUP: reads the configuration file again (with the same command-line
@@ -101,6 +103,7 @@ async fn reload(
         new.metrics_listen = old.metrics_listen;
         new.log_format = old.log_format;
         new.host = old.host.clone();
+        new.syslog = old.syslog.clone();
     }
     *live.write().unwrap_or_else(|p| p.into_inner()) = new;
     swap_requested.store(true, Ordering::SeqCst);
@@ -200,7 +203,20 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
         tracing::info!(version, "running central policy");
     }
 
-    let host = crate::host::HostSensor::start(&cfg, &spool, counters.host.clone(), &engine.restored)?;
+    let (syslog, syslog_input) =
+        match crate::host::syslog::SyslogReceiver::start(&cfg, counters.host.clone()).await? {
+            Some((r, input)) => (Some(r), Some(input)),
+            None => (None, None),
+        };
+    let host = crate::host::HostSensor::start(
+        &cfg,
+        &spool,
+        counters.host.clone(),
+        &engine.restored,
+        Some(policy.clone()),
+        syslog_input,
+        engine.ioc.clone(),
+    )?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let shutting_down = Arc::new(AtomicBool::new(false));
@@ -327,6 +343,9 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     stop.store(true, Ordering::Relaxed);
     watcher.abort();
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    if let Some(s) = syslog {
+        s.stop().await;
+    }
     let _ = tokio::task::spawn_blocking(move || host.stop()).await;
     match spool.flush() {
         Err(e) if e.is_full() => tracing::warn!(error = %e, "final spool flush failed: disk full"),

@@ -46,6 +46,18 @@ pub mod sid {
     pub const WEBSHELL: u64 = 9_000_213;
     pub const NEW_LISTENER: u64 = 9_000_221;
     pub const SUSPICIOUS_PROCESS: u64 = 9_000_222;
+    pub const WEB_ATTACK: u64 = 9_000_231;
+    pub const WEB_SCAN: u64 = 9_000_232;
+    pub const WEB_BRUTEFORCE: u64 = 9_000_233;
+    pub const WEBSHELL_ACCESS: u64 = 9_000_234;
+    // firewall logs
+    pub const FIREWALL_PORTSCAN: u64 = 9_000_251;
+    pub const FIREWALL_SWEEP: u64 = 9_000_252;
+    pub const FIREWALL_IOC: u64 = 9_000_253;
+    pub const FIREWALL_ALLOWED_AFTER_DENIED: u64 = 9_000_254;
+    // Windows security events
+    pub const WINDOWS_LOG_CLEARED: u64 = 9_000_261;
+    pub const WINDOWS_SERVICE_INSTALLED: u64 = 9_000_262;
     // data protection: 9000300-9000399
     pub const SECRET_MARKER: u64 = 9_000_301;
 }
@@ -63,6 +75,8 @@ pub struct EveTypes {
     pub auth: bool,
     /// Host sensor: one `fim` event per file change.
     pub fim: bool,
+    /// Firewall logs: one `firewall` event per interpreted message.
+    pub firewall: bool,
 }
 
 impl Default for EveTypes {
@@ -76,12 +90,13 @@ impl Default for EveTypes {
             ssh: false,
             auth: false,
             fim: false,
+            firewall: false,
         }
     }
 }
 
 impl EveTypes {
-    /// `alert,flow,dns,tls,http,ssh,auth,fim` (any subset).
+    /// `alert,flow,dns,tls,http,ssh,auth,fim,firewall` (any subset).
     pub fn parse(list: &str) -> Result<EveTypes, String> {
         let mut t = EveTypes { alert: false, ..EveTypes::default() };
         for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -94,9 +109,10 @@ impl EveTypes {
                 "ssh" => t.ssh = true,
                 "auth" => t.auth = true,
                 "fim" => t.fim = true,
+                "firewall" => t.firewall = true,
                 other => {
                     return Err(format!(
-                        "unknown EVE type `{other}` (expected alert, flow, dns, tls, http, ssh, auth, fim)"
+                        "unknown EVE type `{other}` (expected alert, flow, dns, tls, http, ssh, auth, fim, firewall)"
                     ));
                 }
             }

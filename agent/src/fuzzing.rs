@@ -68,6 +68,7 @@ pub fn engine(data: &[u8]) {
             ssh: true,
             auth: true,
             fim: true,
+            firewall: true,
         },
         rules: fixed_rules(),
         ..Default::default()
@@ -167,6 +168,47 @@ pub fn auth_log(data: &[u8]) {
         ][i % 4];
         p.line(line, false, "fuzz", Some(i as u64), format, &clock, &mut out);
     }
+    p.take_state(&mut out);
+}
+
+/// Syslog over TCP: the bytes framed (octet counting, newlines), each
+/// message through the router as every kind in turn (sniffed, firewall,
+/// Windows, authentication): a stateful run.
+pub fn syslog_messages(data: &[u8]) {
+    use crate::host::{
+        auth::AuthPipeline,
+        firewall::FirewallPipeline,
+        logfmt,
+        router::{LogKind, Pipelines},
+        syslog::frame::Framer,
+        web,
+    };
+    let eve = crate::eve::EveTypes { auth: true, firewall: true, http: true, ..Default::default() };
+    let mut p = Pipelines::new(
+        AuthPipeline::new(Default::default(), eve.auth, &[]),
+        web::WebPipeline::new(
+            Default::default(),
+            Arc::new(web::SignatureSet::builtin()),
+            web::WebShells::default(),
+            eve.http,
+            &[],
+        ),
+        FirewallPipeline::new(Default::default(), Default::default(), ioc(), 2, eve.firewall, &[]),
+    );
+    let clock = logfmt::Clock::utc(time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000));
+    let mut framer = Framer::default();
+    let mut frames = Vec::new();
+    for chunk in data.chunks(977) {
+        framer.push(chunk, &mut frames);
+    }
+    framer.finish(&mut frames);
+    let mut out = Output::default();
+    let sender = std::net::IpAddr::from([192, 0, 2, 1]);
+    for (i, f) in frames.iter().enumerate().take(512) {
+        let kind = [None, Some(LogKind::Firewall), Some(LogKind::Windows), Some(LogKind::Auth)][i % 4];
+        p.message(&f.data, f.truncated, sender, kind, 1, "fuzz", &clock, &mut out);
+    }
+    p.finish(&mut out);
     p.take_state(&mut out);
 }
 

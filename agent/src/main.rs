@@ -77,13 +77,17 @@ enum Command {
         /// Capture files (pcap or pcapng): `--pcap A B` or `--pcap A --pcap B`.
         #[arg(long, num_args = 1.., required_unless_present = "log")]
         pcap: Vec<PathBuf>,
-        /// Authentication log (syslog, RFC 5424, journal JSON, sshd -E;
-        /// `.gz` too); several after one flag, or the flag repeated.
+        /// Log files: authentication (syslog, RFC 5424, journal JSON, sshd
+        /// -E), web access (combined, IIS, JSON), firewall, Windows events;
+        /// `.gz` too. Several after one flag, or the flag repeated.
         #[arg(long, num_args = 1..)]
         log: Vec<PathBuf>,
-        /// Format of the --log files.
-        #[arg(long, default_value = "auto", value_parser = canhgac_agent::host::logfmt::LogFormat::parse)]
-        log_format: canhgac_agent::host::logfmt::LogFormat,
+        /// Kind and format of the --log files (auto: sniffed per file):
+        /// auto, auth, syslog, rfc5424, journal-json, web, combined, common,
+        /// iis, web-json, firewall, windows; `lines` reads and splits lines
+        /// only (the baseline of the throughput benchmark).
+        #[arg(long, default_value = "auto", value_parser = canhgac_agent::host::router::LogSpec::parse)]
+        log_format: canhgac_agent::host::router::LogSpec,
         /// Suricata rule files; several after one flag, or the flag repeated.
         #[arg(long, num_args = 1..)]
         rules: Vec<PathBuf>,
@@ -341,6 +345,7 @@ fn main() -> ExitCode {
                     logs: log,
                     format: log_format,
                     config: config.clone(),
+                    ioc: ioc.clone(),
                     eve: eve_types,
                 };
                 let stdout = std::io::stdout();

@@ -13,6 +13,8 @@
 //! only then `current.toml` is replaced: a crash leaves either the old or
 //! the new policy in force, never a mix. Older version directories are
 //! removed afterwards. Rule files (`rules`) are kept for the rule engine;
+//! web-attack signatures (`websig`) are added to the configured ones and
+//! swapped into the log monitor within a second;
 //! indicator lists (`ioc`) are added to the configured lists; `settings`
 //! (TOML: `[ioc] severity`, `[detect] dedup_capacity`) override the
 //! configuration.
@@ -71,6 +73,8 @@ pub struct Active {
     pub version: u64,
     pub ioc_files: Vec<PathBuf>,
     pub rule_files: Vec<PathBuf>,
+    /// Web-attack signature files (`*.websig`), after the configured ones.
+    pub web_signature_files: Vec<PathBuf>,
     pub settings: Settings,
 }
 
@@ -136,6 +140,7 @@ fn active_from(dir: &Path, version: u64) -> Result<(Active, usize), PolicyError>
         let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         match kind_of_stored(&name) {
             "rules" => a.rule_files.push(p),
+            "websig" => a.web_signature_files.push(p),
             "settings" => settings_text = Some(std::fs::read_to_string(&p).map_err(io("read", &p))?),
             _ => a.ioc_files.push(p),
         }
@@ -145,6 +150,8 @@ fn active_from(dir: &Path, version: u64) -> Result<(Active, usize), PolicyError>
     }
     let (set, _) =
         ioc::IocSet::load(&a.ioc_files).map_err(|e| PolicyError::Invalid(format!("indicator list: {e}")))?;
+    crate::host::web::SignatureSet::load(&a.web_signature_files)
+        .map_err(|e| PolicyError::Invalid(format!("web signatures: {e}")))?;
     Ok((a, set.len()))
 }
 
@@ -153,6 +160,8 @@ fn active_from(dir: &Path, version: u64) -> Result<(Active, usize), PolicyError>
 fn kind_of_stored(name: &str) -> &'static str {
     if name.ends_with(".rules") {
         "rules"
+    } else if name.ends_with(".websig") {
+        "websig"
     } else if name.ends_with(".toml") {
         "settings"
     } else {
@@ -316,8 +325,11 @@ impl Policy {
         for f in &update.files {
             // The stored name shows the kind, so a restart reads it back right.
             let name = match (f.kind.as_str(), kind_of_stored(&f.name)) {
-                ("rules", "rules") | ("settings", "settings") | ("ioc", "ioc") => f.name.clone(),
+                ("rules", "rules") | ("settings", "settings") | ("ioc", "ioc") | ("websig", "websig") => {
+                    f.name.clone()
+                }
                 ("rules", _) => format!("{}.rules", f.name),
+                ("websig", _) => format!("{}.websig", f.name),
                 ("settings", _) => format!("{}.toml", f.name),
                 (_, _) => format!("{}.ioc", f.name),
             };
@@ -388,6 +400,11 @@ mod tests {
                 ("national.txt", "ioc", "203.0.113.7\nevil.example\n"),
                 ("s.toml", "settings", "[ioc]\nseverity = 1\n"),
                 ("et", "rules", "alert ip any any -> any any (sid:1;)"),
+                (
+                    "local",
+                    "websig",
+                    "[[signature]]\nid = 9001\ncategory = \"exploit\"\nname = \"x\"\npattern = '/secret-admin'\n",
+                ),
             ],
         );
         let r = p.apply(ok).await;
@@ -398,6 +415,18 @@ mod tests {
             (a.version, a.ioc_files.len(), a.rule_files.len(), a.settings.ioc.severity),
             (3, 1, 1, Some(1))
         );
+        assert!(a.web_signature_files[0].ends_with("local.websig"), "{:?}", a.web_signature_files);
+        // a web signature that does not compile is refused
+        let bad = update(
+            4,
+            &[(
+                "w.websig",
+                "websig",
+                "[[signature]]\nid = 1\ncategory = \"x\"\nname = \"x\"\npattern = '('\n",
+            )],
+        );
+        let r = p.apply(bad).await;
+        assert!(!r.ok && r.error.contains("web signatures") && r.error.contains("invalid pattern"), "{r:?}");
         // a bad settings file is refused and the old policy stays
         let bad = update(4, &[("s.toml", "settings", "[ioc]\nseverity = 9\n")]);
         let r = p.apply(bad).await;

@@ -253,3 +253,51 @@ fn old_pam_log_failures_and_bruteforce() {
     );
     assert!(summary.contains("unparsed_lines=2"), "{summary}");
 }
+
+/// Issue 13 acceptance on the access logs of a real nginx attacked by real
+/// tools (tests/weblogs/nginx, made by tests/weblogs/_gen/generate.sh):
+/// every attacking client is reported by exactly the detectors
+/// `expected.tsv` names, the browsing client by none; the combined and the
+/// JSON log of the same requests give the same answer.
+#[test]
+fn web_logs_of_real_attack_tools() {
+    let dir = workspace().join("tests/weblogs/nginx");
+    let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in std::fs::read_to_string(dir.join("expected.tsv")).unwrap().lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (ip, dets) = line.split_once('\t').unwrap();
+        let set = dets.split(',').filter(|d| *d != "-").map(String::from).collect();
+        expected.insert(ip.to_string(), set);
+    }
+    assert_eq!(expected.len(), 8);
+    let mut answers = Vec::new();
+    for file in ["access.log.gz", "access.json.log.gz"] {
+        let (records, summary) = analyze(&[], &dir.join(file));
+        assert!(summary.contains("web_unparsed=0"), "{file}: {summary}");
+        let mut got: BTreeMap<String, BTreeSet<String>> =
+            expected.keys().map(|k| (k.clone(), BTreeSet::new())).collect();
+        let mut per_key: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for r in &records {
+            assert_eq!(r["event_type"], "alert");
+            assert_eq!(r["canhgac"]["source"], "web", "{r}");
+            let ip = r["src_ip"].as_str().unwrap().to_string();
+            let det = r["canhgac"]["detector"].as_str().unwrap().to_string();
+            *per_key.entry((ip.clone(), det.clone())).or_default() += 1;
+            got.entry(ip).or_default().insert(det);
+        }
+        assert_eq!(got, expected, "{file}: {summary}");
+        // one alert per source and detector (one episode each)
+        assert!(per_key.values().all(|n| *n == 1), "{file}: {per_key:?}");
+        // the counts are the episode's
+        let dirb = records
+            .iter()
+            .find(|r| r["src_ip"] == "10.77.0.12" && r["canhgac"]["detector"] == "web-bruteforce")
+            .unwrap();
+        assert!(dirb["canhgac"]["requests"].as_u64().unwrap() > 4000, "{dirb}");
+        assert_eq!(dirb["canhgac"]["samples"].as_array().unwrap().len(), 10);
+        answers.push(got);
+    }
+    assert_eq!(answers[0], answers[1]);
+}

@@ -5,8 +5,10 @@
 use std::process::Command;
 
 mod corpus;
+mod firewall;
 mod host;
 mod secrets;
+mod syslog;
 
 fn agent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_canhgac-agent"))

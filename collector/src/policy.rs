@@ -6,7 +6,7 @@
 use canhgac_proto::v1::PolicyFile;
 use sha2::Digest as _;
 
-pub const KINDS: &[&str] = &["ioc", "rules", "settings"];
+pub const KINDS: &[&str] = &["ioc", "rules", "settings", "websig"];
 /// Most bytes of all files of one policy.
 pub const MAX_POLICY_BYTES: usize = 32 * 1024 * 1024;
 
@@ -44,6 +44,11 @@ pub fn validate(files: &mut [PolicyFile]) -> Result<(), String> {
             if let Err(e) = text.parse::<toml::Table>() {
                 return Err(format!("policy file `{}`: invalid TOML: {}", f.name, e.message()));
             }
+        }
+        if f.kind == "websig" {
+            let text = String::from_utf8_lossy(&f.content);
+            canhgac_agent::host::web::SignatureSet::check_text(&text, &f.name)
+                .map_err(|e| format!("policy file `{}`: {e}", f.name))?;
         }
         total += f.content.len();
         f.sha256 = hex::encode(sha2::Sha256::digest(&f.content));
@@ -124,5 +129,16 @@ mod tests {
         assert!(validate(&mut [f("x", "bin", "")]).unwrap_err().contains("invalid kind"));
         assert!(validate(&mut [f("x.toml", "settings", "= =")]).unwrap_err().contains("invalid TOML"));
         assert_eq!(canhgac_proto::files::policy_file_kind("et.rules"), "rules");
+        // web signatures are compiled before they are accepted
+        assert_eq!(canhgac_proto::files::policy_file_kind("local.websig"), "websig");
+        let sig = |pattern: &str| {
+            format!("[[signature]]\nid = 9001\ncategory = \"exploit\"\nname = \"x\"\npattern = '{pattern}'\n")
+        };
+        validate(&mut [f("local.websig", "websig", &sig("/secret-admin"))]).unwrap();
+        let e = validate(&mut [f("local.websig", "websig", &sig("(open"))]).unwrap_err();
+        assert!(
+            e.contains("local.websig") && e.contains("signature 9001") && e.contains("invalid pattern"),
+            "{e}"
+        );
     }
 }

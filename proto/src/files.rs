@@ -76,6 +76,8 @@ pub fn init_logging_as(format: LogFormat) {
 pub fn policy_file_kind(name: &str) -> &'static str {
     if name.ends_with(".rules") {
         "rules"
+    } else if name.ends_with(".websig") {
+        "websig"
     } else if name.ends_with(".toml") {
         "settings"
     } else {

@@ -42,7 +42,7 @@ pub fn incident(
 pub fn counters(c: &crate::v1::AgentCounters) -> Value {
     let by_severity: serde_json::Map<String, Value> =
         c.spool_dropped_by_severity.iter().map(|s| (s.severity.to_string(), Value::from(s.count))).collect();
-    let fields: [(&str, Value); 42] = [
+    let fields: [(&str, Value); 53] = [
         ("packets_captured", Value::from(c.packets_captured)),
         ("bytes_captured", Value::from(c.bytes_captured)),
         ("packets_dropped_kernel", Value::from(c.packets_dropped_kernel)),
@@ -76,10 +76,21 @@ pub fn counters(c: &crate::v1::AgentCounters) -> Value {
         ("host_log_read_errors", Value::from(c.host_log_read_errors)),
         ("host_journal_unavailable", Value::from(c.host_journal_unavailable)),
         ("host_auth_events", Value::from(c.host_auth_events)),
+        ("host_web_requests", Value::from(c.host_web_requests)),
         ("host_fim_files", Value::from(c.host_fim_files)),
         ("host_fim_changes", Value::from(c.host_fim_changes)),
         ("host_fim_skipped", Value::from(c.host_fim_skipped)),
         ("host_tracker_evictions", Value::from(c.host_tracker_evictions)),
+        ("host_syslog_messages", Value::from(c.host_syslog_messages)),
+        ("host_syslog_refused", Value::from(c.host_syslog_refused)),
+        ("host_syslog_rate_limited", Value::from(c.host_syslog_rate_limited)),
+        ("host_syslog_queue_full", Value::from(c.host_syslog_queue_full)),
+        ("host_syslog_garbage", Value::from(c.host_syslog_garbage)),
+        ("host_syslog_truncated", Value::from(c.host_syslog_truncated)),
+        ("host_syslog_tls_failures", Value::from(c.host_syslog_tls_failures)),
+        ("host_syslog_unparsed", Value::from(c.host_syslog_unparsed)),
+        ("host_firewall_events", Value::from(c.host_firewall_events)),
+        ("host_windows_events", Value::from(c.host_windows_events)),
         ("spool_disk_bytes", Value::from(c.spool_disk_bytes)),
         ("spool_payload_cap", Value::from(c.spool_payload_cap)),
         ("spool_storage_failures", Value::from(c.spool_storage_failures)),

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::setup;
 
-fn append(path: &Path, text: &str) {
+pub(crate) fn append(path: &Path, text: &str) {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -69,35 +69,7 @@ fn auth_log_rotation_with_sigkill_loses_and_repeats_nothing() {
         }
         append(&log, &text);
     };
-    write(200);
-    agent.start(&["--config", config.as_str()]);
-    write(100);
-    std::thread::sleep(Duration::from_millis(700));
-    // rename rotation while running, then SIGKILL
-    std::fs::rename(&log, logs.join("auth.log.1")).unwrap();
-    write(150);
-    std::thread::sleep(Duration::from_millis(150));
-    agent.kill();
-    // while down: more lines, a rename rotation and gzip of the old file
-    write(100);
-    std::fs::rename(&log, logs.join("auth.log.2")).unwrap();
-    let gz = logs.join("auth.log.2.gz");
-    let mut enc = flate2_writer(&gz);
-    enc.write_all(&std::fs::read(logs.join("auth.log.2")).unwrap()).unwrap();
-    drop(enc);
-    std::fs::remove_file(logs.join("auth.log.2")).unwrap();
-    write(100);
-    agent.restart();
-    std::thread::sleep(Duration::from_millis(800));
-    // copytruncate while running
-    write(100);
-    std::fs::copy(&log, logs.join("auth.log.3")).unwrap();
-    std::fs::write(&log, "").unwrap();
-    write(100);
-    std::thread::sleep(Duration::from_millis(300));
-    agent.kill();
-    write(50);
-    agent.restart();
+    rotations_with_kills(&mut agent, &config, &log, &mut write);
     let total = n;
     wait_for("every account line reported", Duration::from_secs(60), || {
         let a = c.alerts();
@@ -116,6 +88,51 @@ fn auth_log_rotation_with_sigkill_loses_and_repeats_nothing() {
     assert_eq!(users.len(), total);
     let _ = &alerts;
     agent.kill();
+}
+
+/// The rotation scenario of the log-follower tests, `write(n)` appending n
+/// lines to `log`: lines before the start, a rename rotation while
+/// running, SIGKILL; while down more lines, a second rename and gzip of
+/// the rotated file; restart; copytruncate while running; SIGKILL, lines,
+/// restart.
+pub(crate) fn rotations_with_kills(
+    agent: &mut canhgac_tests::Agent,
+    config: &str,
+    log: &Path,
+    write: &mut dyn FnMut(usize),
+) {
+    let logs = log.parent().unwrap();
+    let name = log.file_name().unwrap().to_str().unwrap();
+    let rotated = |n: u32| logs.join(format!("{name}.{n}"));
+    write(200);
+    agent.start(&["--config", config]);
+    write(100);
+    std::thread::sleep(Duration::from_millis(700));
+    // rename rotation while running, then SIGKILL
+    std::fs::rename(log, rotated(1)).unwrap();
+    write(150);
+    std::thread::sleep(Duration::from_millis(150));
+    agent.kill();
+    // while down: more lines, a rename rotation and gzip of the old file
+    write(100);
+    std::fs::rename(log, rotated(2)).unwrap();
+    let gz = logs.join(format!("{name}.2.gz"));
+    let mut enc = flate2_writer(&gz);
+    enc.write_all(&std::fs::read(rotated(2)).unwrap()).unwrap();
+    drop(enc);
+    std::fs::remove_file(rotated(2)).unwrap();
+    write(100);
+    agent.restart();
+    std::thread::sleep(Duration::from_millis(800));
+    // copytruncate while running
+    write(100);
+    std::fs::copy(log, rotated(3)).unwrap();
+    std::fs::write(log, "").unwrap();
+    write(100);
+    std::thread::sleep(Duration::from_millis(300));
+    agent.kill();
+    write(50);
+    agent.restart();
 }
 
 /// A tiny gzip writer through the system `gzip` (the tests crate has no
@@ -334,7 +351,7 @@ fn sshd_password_guessing_in_a_namespace() {
     );
     agent.start(&["--config", config.as_str()]);
     wait_for("the agent to follow the log", Duration::from_secs(20), || {
-        agent.logs().contains("following authentication log").then_some(())
+        agent.logs().contains("following log").then_some(())
     });
     let ssh = |password: &str| {
         sh(&format!(

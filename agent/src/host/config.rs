@@ -11,7 +11,13 @@ use canhgac_proto::conf::{ConfigError, Source, Spanned};
 use serde::Deserialize;
 use time::UtcOffset;
 
-use super::{auth::AuthDetectConfig, logfmt::LogFormat};
+use super::{
+    auth::AuthDetectConfig,
+    firewall::FirewallDetectConfig,
+    logfmt::LogFormat,
+    router::{LogKind, LogSpec},
+    web::WebDetectConfig,
+};
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +36,147 @@ pub struct RawHost {
     processes: RawPoll,
     #[serde(default)]
     secrets: RawSecrets,
+    #[serde(default)]
+    web_logs: RawLogs<WebDetectConfig>,
+    #[serde(default)]
+    firewall_logs: RawLogs<FirewallDetectConfig>,
+    #[serde(default)]
+    windows_logs: RawLogs<NoDetect>,
+}
+
+/// Windows event files have no detectors of their own (they feed
+/// `[host.auth.detect]`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NoDetect {}
+
+/// A set of followed logs of one kind (`[host.web_logs]`, ...).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogs<D> {
+    enabled: Option<bool>,
+    /// Files with the set's `format` and `system`.
+    files: Option<Vec<PathBuf>>,
+    format: Option<Spanned<String>>,
+    system: Option<u64>,
+    start_at: Option<Spanned<String>>,
+    /// Files with their own format or system.
+    #[serde(default)]
+    file: Vec<RawLogFile>,
+    /// Extra signature files (web logs).
+    signatures: Option<Vec<PathBuf>>,
+    #[serde(default)]
+    detect: D,
+}
+
+impl<D: Default> Default for RawLogs<D> {
+    fn default() -> Self {
+        RawLogs {
+            enabled: None,
+            files: None,
+            format: None,
+            system: None,
+            start_at: None,
+            file: Vec::new(),
+            signatures: None,
+            detect: D::default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogFile {
+    path: PathBuf,
+    format: Option<Spanned<String>>,
+    system: Option<u64>,
+}
+
+/// One followed log file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFile {
+    pub path: PathBuf,
+    pub spec: LogSpec,
+    /// The registry system this log belongs to (0: none).
+    pub system: u64,
+}
+
+/// `[host.web_logs]` (and the other log sets): files followed across
+/// rotation like the authentication logs.
+#[derive(Debug, Clone)]
+pub struct LogsConfig<D> {
+    pub enabled: bool,
+    pub files: Vec<LogFile>,
+    pub start_at: StartAt,
+    pub signatures: Vec<PathBuf>,
+    pub detect: D,
+}
+
+pub const DEFAULT_WEB_LOGS: &[&str] =
+    &["/var/log/nginx/access.log", "/var/log/apache2/access.log", "/var/log/httpd/access_log"];
+
+fn start_at(src: &Source, s: &Spanned<String>) -> Result<StartAt, ConfigError> {
+    match s.get_ref().as_str() {
+        "start" => Ok(StartAt::Start),
+        "end" => Ok(StartAt::End),
+        other => Err(src.error_at(s.span(), format!("invalid value `{other}` (expected start, end)"))),
+    }
+}
+
+impl<D: Clone> LogsConfig<D> {
+    fn defaults(kind: LogKind, files: &[&str], detect: D) -> LogsConfig<D> {
+        let spec = LogSpec { kind: Some(kind), ..Default::default() };
+        LogsConfig {
+            enabled: true,
+            files: files.iter().map(|p| LogFile { path: PathBuf::from(p), spec, system: 0 }).collect(),
+            start_at: StartAt::End,
+            signatures: Vec::new(),
+            detect,
+        }
+    }
+
+    /// Stage two of a log set of `kind`.
+    fn resolve(
+        &mut self,
+        src: &Source,
+        kind: LogKind,
+        raw: RawLogs<D>,
+        rel: &dyn Fn(PathBuf) -> PathBuf,
+    ) -> Result<(), ConfigError> {
+        self.enabled = raw.enabled.unwrap_or(true);
+        let spec_of = |f: &Option<Spanned<String>>, default: LogSpec| -> Result<LogSpec, ConfigError> {
+            match f {
+                Some(f) => LogSpec::of_kind(kind, f.get_ref()).map_err(|e| src.error_at(f.span(), e)),
+                None => Ok(default),
+            }
+        };
+        let spec = spec_of(&raw.format, LogSpec { kind: Some(kind), ..Default::default() })?;
+        let system = raw.system.unwrap_or(0);
+        if let Some(files) = raw.files {
+            self.files = files.into_iter().map(|p| LogFile { path: rel(p), spec, system }).collect();
+        } else {
+            for f in &mut self.files {
+                f.spec = spec;
+                f.system = system;
+            }
+        }
+        for f in raw.file {
+            let path = rel(f.path);
+            let entry = LogFile { spec: spec_of(&f.format, spec)?, system: f.system.unwrap_or(system), path };
+            match self.files.iter_mut().find(|x| x.path == entry.path) {
+                Some(x) => *x = entry,
+                None => self.files.push(entry),
+            }
+        }
+        if let Some(s) = &raw.start_at {
+            self.start_at = start_at(src, s)?;
+        }
+        if let Some(sigs) = raw.signatures {
+            self.signatures = sigs.into_iter().map(rel).collect();
+        }
+        self.detect = raw.detect;
+        Ok(())
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -190,7 +337,17 @@ pub struct HostConfig {
     pub listeners: PollConfig,
     pub processes: PollConfig,
     pub secrets: SecretsConfig,
+    pub web_logs: LogsConfig<WebDetectConfig>,
+    /// Firewall logs on this host (`[host.firewall_logs]`); their
+    /// detectors also judge firewall messages received over syslog.
+    pub firewall_logs: LogsConfig<FirewallDetectConfig>,
+    /// Windows events written to files as JSON (`[host.windows_logs]`).
+    pub windows_logs: LogsConfig<NoDetect>,
 }
+
+/// ufw's own log (Debian, Ubuntu); other netfilter logs are in the kernel
+/// log beside other messages and are configured by hand.
+pub const DEFAULT_FIREWALL_LOGS: &[&str] = &["/var/log/ufw.log"];
 
 pub const DEFAULT_FIM_PATHS: &[&str] = &[
     "/etc",
@@ -263,6 +420,13 @@ impl Default for HostConfig {
                 max_file_size: 64 << 20,
                 coalesce: Duration::from_secs(2),
             },
+            web_logs: LogsConfig::defaults(LogKind::Web, DEFAULT_WEB_LOGS, WebDetectConfig::default()),
+            firewall_logs: LogsConfig::defaults(
+                LogKind::Firewall,
+                DEFAULT_FIREWALL_LOGS,
+                FirewallDetectConfig::default(),
+            ),
+            windows_logs: LogsConfig::defaults(LogKind::Windows, &[], NoDetect::default()),
         }
     }
 }
@@ -325,15 +489,7 @@ impl HostConfig {
             c.auth.format = LogFormat::parse(f.get_ref()).map_err(|e| src.error_at(f.span(), e))?;
         }
         if let Some(s) = &a.start_at {
-            c.auth.start_at = match s.get_ref().as_str() {
-                "start" => StartAt::Start,
-                "end" => StartAt::End,
-                other => {
-                    return Err(
-                        src.error_at(s.span(), format!("invalid value `{other}` (expected start, end)"))
-                    );
-                }
-            };
+            c.auth.start_at = start_at(src, s)?;
         }
         let d = a.detect;
         if d.bruteforce.failures == 0 || d.bruteforce.window_secs <= 0 {
@@ -441,6 +597,13 @@ impl HostConfig {
         if let Some(d) = &sc.coalesce {
             c.secrets.coalesce = src.duration(d)?;
         }
+        c.web_logs.resolve(src, LogKind::Web, raw.web_logs, rel)?;
+        c.web_logs.detect.validate().map_err(|e| src.error(Some("host.web_logs.detect"), e))?;
+        if let Err(e) = super::web::SignatureSet::load(&c.web_logs.signatures) {
+            return Err(src.error(Some("host.web_logs.signatures"), e));
+        }
+        c.firewall_logs.resolve(src, LogKind::Firewall, raw.firewall_logs, rel)?;
+        c.windows_logs.resolve(src, LogKind::Windows, raw.windows_logs, rel)?;
         for (raw, out) in [(raw.listeners, &mut c.listeners), (raw.processes, &mut c.processes)] {
             out.enabled = raw.enabled.unwrap_or(true);
             if let Some(i) = &raw.interval {

@@ -19,8 +19,11 @@
 //! * **the agent stopped in between**: at start, a file whose identity and
 //!   fingerprint no longer match the checkpoint is looked for among the
 //!   rotated siblings (`NAME.1`, `NAME-20261123`, `NAME.1.gz`, ...); its
-//!   remainder is read first. When it cannot be found (deleted) the lines
-//!   are lost: counted and logged, never read twice.
+//!   remainder is read first, then every rotated generation written after
+//!   it (siblings named `NAME.N`, `NAME-YYYYMMDD[HH]`, optionally `.gz`,
+//!   modified later, oldest first: the agent was down across several
+//!   rotations), then the followed file. When it cannot be found (deleted)
+//!   the lines are lost: counted and logged, never read twice.
 //!
 //! Only complete lines are consumed while a file may still grow; a file
 //! that appears later is followed from its start.
@@ -35,6 +38,18 @@ use std::{
 use serde::{Deserialize, Serialize};
 
 use super::lines::{self, Line};
+
+/// Whether what follows a log's name is a rotation suffix: `.N`,
+/// `-YYYYMMDD` or `-YYYYMMDDHH`, each optionally `.gz`.
+fn is_generation(rest: &str) -> bool {
+    let rest = rest.strip_suffix(".gz").unwrap_or(rest);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match (rest.strip_prefix('.'), rest.strip_prefix('-')) {
+        (Some(n), _) => digits(n) && n.len() <= 4,
+        (_, Some(d)) => digits(d) && (d.len() == 8 || d.len() == 10),
+        _ => false,
+    }
+}
 
 /// Bytes of the file start that identify it.
 pub const HEAD: usize = 1024;
@@ -84,6 +99,8 @@ pub struct Follower {
     /// A rotated file to finish first: reader positioned at the offset,
     /// and the position in it (the old file's identity).
     backlog: Option<(PathBuf, Box<dyn BufRead + Send>, Position)>,
+    /// Whole rotated generations to read after the backlog, oldest first.
+    pending: std::collections::VecDeque<PathBuf>,
     pub stats: TailStats,
     buf: Vec<u8>,
     missing_logged: bool,
@@ -108,6 +125,7 @@ impl Follower {
             path,
             open: None,
             backlog: None,
+            pending: Default::default(),
             stats: TailStats::default(),
             buf: Vec::new(),
             missing_logged: false,
@@ -190,17 +208,74 @@ impl Follower {
                     match io::copy(&mut (&mut r).take(pos.offset), &mut io::sink()) {
                         Ok(n) if n == pos.offset => {
                             tracing::info!(file = %cand.display(), offset = pos.offset, "reading the rest of the rotated log");
-                            self.backlog = Some((cand, r, pos.clone()));
+                            self.backlog = Some((cand.clone(), r, pos.clone()));
                         }
                         _ => self.stats.read_errors += 1,
                     }
                 }
                 Err(_) => self.stats.read_errors += 1,
             }
+            self.pending = self.later_generations(dir, name, &cand);
             return;
         }
         tracing::warn!(file = %self.path.display(), offset = pos.offset, "the rotated log was not found: its unread lines are lost");
         self.stats.lost_bytes += 1;
+    }
+
+    /// Rotated generations of `name` modified after `after`, oldest first,
+    /// other than the followed file itself.
+    fn later_generations(&self, dir: &Path, name: &str, after: &Path) -> std::collections::VecDeque<PathBuf> {
+        let since = std::fs::metadata(after).and_then(|m| m.modified()).ok();
+        let current = std::fs::metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
+        let after_id = std::fs::metadata(after).ok().map(|m| (m.dev(), m.ino()));
+        let mut later: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let p = e.path();
+                let n = p.file_name()?.to_str()?.to_string();
+                is_generation(n.strip_prefix(name)?).then_some(())?;
+                let m = e.metadata().ok()?;
+                let id = Some((m.dev(), m.ino()));
+                (id != current && id != after_id).then_some(())?;
+                let t = m.modified().ok()?;
+                since.is_none_or(|s| t > s).then_some((t, p))
+            })
+            .collect();
+        later.sort();
+        if !later.is_empty() {
+            tracing::info!(file = %self.path.display(), generations = later.len(), "rotated more than once while stopped: reading every generation");
+        }
+        later.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// Starts the next whole rotated generation, if any.
+    fn next_generation(&mut self) {
+        while let Some(p) = self.pending.pop_front() {
+            let opened = (|| -> io::Result<(Box<dyn BufRead + Send>, Position)> {
+                let meta = std::fs::metadata(&p)?;
+                let head = head_of(&p, HEAD)?;
+                let pos = Position {
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                    offset: 0,
+                    head: fingerprint(&head),
+                    head_len: head.len() as u64,
+                };
+                Ok((lines::open(&p)?, pos))
+            })();
+            match opened {
+                Ok((r, pos)) => {
+                    self.backlog = Some((p, r, pos));
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(file = %p.display(), error = %e, "cannot read a rotated log: its lines are lost");
+                    self.stats.read_errors += 1;
+                }
+            }
+        }
     }
 
     fn open_at(&mut self, offset: u64) {
@@ -261,10 +336,14 @@ impl Follower {
                     pos.offset += l.consumed;
                     n += 1;
                 }
-                Ok(None) => self.backlog = None,
+                Ok(None) => {
+                    self.backlog = None;
+                    self.next_generation();
+                }
                 Err(_) => {
                     self.stats.read_errors += 1;
                     self.backlog = None;
+                    self.next_generation();
                 }
             }
         }
@@ -414,5 +493,47 @@ mod tests {
         assert!(drain(&mut g).is_empty());
         append(&later, "s1\n");
         assert_eq!(drain(&mut g), ["s1"]);
+    }
+
+    /// logrotate twice while the agent is stopped (`.1` shifted to `.2`, the
+    /// file it was reading in between moved to `.1`, then compressed): the
+    /// rest of the file it was in, the whole middle generation, then the
+    /// new file; nothing read twice after a further restart.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // distinct modification times
+    fn two_rotations_while_stopped_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let rotated = |n: &str| dir.path().join(format!("access.log{n}"));
+        append(&log, "f1\n");
+        let mut f = Follower::new(log.clone(), None, false);
+        assert_eq!(drain(&mut f), ["f1"]);
+        let pos = f.position().unwrap();
+        drop(f);
+        append(&log, "f2\n");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::rename(&log, rotated(".1")).unwrap();
+        append(&log, "g1\ng2\n");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::rename(rotated(".1"), rotated(".2")).unwrap();
+        std::fs::rename(&log, rotated(".1")).unwrap();
+        append(&log, "h1\n");
+        // unrelated files with the same prefix are not generations
+        append(&dir.path().join("access.log.bak-copy"), "x\n");
+        append(&dir.path().join("access.log-old"), "y\n");
+        let mut f = Follower::new(log.clone(), Some(pos), false);
+        let mut got = Vec::new();
+        // a checkpoint taken in the middle generation resumes there
+        f.poll(2, |g| got.push(String::from_utf8_lossy(g.data).into_owned()));
+        let mid = f.position().unwrap();
+        drop(f);
+        let mut f = Follower::new(log.clone(), Some(mid), false);
+        got.extend(drain(&mut f));
+        assert_eq!(got, ["f2", "g1", "g2", "h1"]);
+        let pos = f.position().unwrap();
+        let mut f = Follower::new(log.clone(), Some(pos), false);
+        assert!(drain(&mut f).is_empty());
+        assert!(is_generation(".1") && is_generation(".12.gz") && is_generation("-20261206"));
+        assert!(!is_generation(".bak") && !is_generation("-old") && !is_generation(".json.log"));
     }
 }

@@ -88,7 +88,13 @@ pub fn input(
     let direction = reg.direction(&category);
     let hostname = agent.map(|a| a.hostname.as_str()).unwrap_or_default();
     let r = roles::roles(&f, direction, hostname, &internal);
-    let system = roles::attribute(f.on_host, &r, agent, systems, &rec.agency);
+    // the log's own system, as the agent's configuration names it, when it
+    // is one of this agency's; else by address and the agent's links
+    let named = systems.iter().find(|s| f.system != 0 && s.id == f.system && s.agency == rec.agency);
+    let system = match named {
+        Some(s) => s.id,
+        None => roles::attribute(f.on_host, &r, agent, systems, &rec.agency),
+    };
     let mut keys = Vec::new();
     if f.flow_id != 0 {
         keys.push(format!("f\0{}\0{}\0{}", rec.agency, rec.agent_id, f.flow_id));

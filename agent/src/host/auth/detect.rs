@@ -5,7 +5,7 @@
 //! | `auth-bruteforce` | `failures` password guesses (default 5) from one source within `window_secs` (600), as fail2ban's sshd jail | 2 | T1110.001 |
 //! | `auth-spray` | `users` distinct user names (default 10) tried from one source in one episode | 2 | T1110.003 |
 //! | `auth-success-after-failures` | a login from a source that reached the brute-force threshold, within `window_secs` (3600) of its last failure | 1 | T1078 |
-//! | `privileged-account-change` | a user added to a privileged group (`sudo`, `wheel`, `adm`, ...), a user given UID 0, root's password changed | 2 | T1098 |
+//! | `privileged-account-change` | a user added to a privileged group (`sudo`, `wheel`, `adm`, ..., and Windows' `Administrators`, `Domain Admins`, ... compared without case), a user given UID 0, root's password changed | 2 | T1098 |
 //! | `root-login` | a direct login as root (ssh, console), once per source per `suppress_secs` (600) | 3 | T1078.003 |
 //!
 //! An **episode** is a run of failures from one source with no gap longer
@@ -110,8 +110,10 @@ impl Default for PrivilegedConfig {
         PrivilegedConfig {
             enabled: true,
             groups: ["sudo", "wheel", "adm", "admin", "root", "docker", "lxd", "libvirt", "disk", "shadow"]
-                .map(String::from)
-                .to_vec(),
+                .iter()
+                .chain(crate::host::windows::PRIVILEGED_GROUPS)
+                .map(|g| g.to_string())
+                .collect(),
         }
     }
 }
@@ -483,7 +485,9 @@ impl AuthDetector {
         if !cfg.enabled {
             return;
         }
-        let privileged_group = ch.group.as_deref().is_some_and(|g| cfg.groups.iter().any(|p| p == g));
+        // Windows group names are case-insensitive
+        let privileged_group =
+            ch.group.as_deref().is_some_and(|g| cfg.groups.iter().any(|p| p.eq_ignore_ascii_case(g)));
         let (why, technique) = match ch.action {
             "group_member_added" | "group_members_set" if privileged_group => {
                 ("added to privileged group", "T1098")
@@ -589,6 +593,15 @@ impl AuthDetector {
             a.port = u32::from(port);
         }
         crate::facts::set_signature(&mut facts, signature_id, &info.signature, &info.category, technique);
+        facts.system = ev.origin.system.unwrap_or(0);
+        if ev.origin.sender.is_some() {
+            // received over syslog: the victim is the device that logged
+            // it (a Windows server), not the agent's host
+            facts.on_host = false;
+            if let Some(h) = &ev.log_host {
+                facts.victims.push(crate::facts::named(h));
+            }
+        }
         let value = eve::alert(m, info, None, Vec::new(), canhgac);
         out.records.push(NewRecord {
             kind: RecordKind::Alert,
@@ -712,6 +725,7 @@ pub fn auth_object(ev: &AuthEvent) -> Value {
 
 fn log_context(obj: &mut Map<String, Value>, ev: &AuthEvent, source: &str) {
     obj.insert("log_source".into(), source.into());
+    ev.origin.write(obj);
     if let Some(h) = &ev.log_host {
         obj.insert("log_host".into(), h.clone().into());
     }

@@ -15,7 +15,10 @@ use time::OffsetDateTime;
 
 use crate::{
     detect::{Output, StateChange},
-    host::logfmt::{self, Clock, LogFormat},
+    host::{
+        logfmt::{self, Clock, LogFormat},
+        origin::LogOrigin,
+    },
 };
 pub use detect::{AuthDetectConfig, AuthDetector};
 pub use parse::{AuthEvent, AuthParser, Outcome};
@@ -77,6 +80,23 @@ impl AuthPipeline {
         clock: &Clock,
         out: &mut Output,
     ) {
+        self.line_with_origin(raw, truncated, source, offset, format, clock, LogOrigin::default(), out);
+    }
+
+    /// [`AuthPipeline::line`] for a line with an origin (a syslog sender, a
+    /// registry system).
+    #[allow(clippy::too_many_arguments)]
+    pub fn line_with_origin(
+        &mut self,
+        raw: &[u8],
+        truncated: bool,
+        source: &str,
+        offset: Option<u64>,
+        format: LogFormat,
+        clock: &Clock,
+        origin: LogOrigin,
+        out: &mut Output,
+    ) {
         self.stats.lines += 1;
         if truncated {
             self.stats.truncated += 1;
@@ -92,7 +112,7 @@ impl AuthPipeline {
             }
             return;
         };
-        self.entry(&entry, clock.reference, source, offset, out);
+        self.entry_with_origin(&entry, clock.reference, source, offset, origin, out);
     }
 
     /// One parsed entry; `now` stands in for a missing timestamp.
@@ -104,6 +124,20 @@ impl AuthPipeline {
         offset: Option<u64>,
         out: &mut Output,
     ) {
+        self.entry_with_origin(entry, now, source, offset, LogOrigin::default(), out);
+    }
+
+    /// [`AuthPipeline::entry`] for a message with an origin (a syslog
+    /// sender, a registry system).
+    pub fn entry_with_origin(
+        &mut self,
+        entry: &logfmt::Entry,
+        now: OffsetDateTime,
+        source: &str,
+        offset: Option<u64>,
+        origin: LogOrigin,
+        out: &mut Output,
+    ) {
         let ts = entry.ts.unwrap_or(now);
         let mut events = std::mem::take(&mut self.scratch);
         let unparsed = self.parser.stats.unparsed;
@@ -111,15 +145,21 @@ impl AuthPipeline {
         self.stats.unparsed += self.parser.stats.unparsed - unparsed;
         for mut ev in events.drain(..) {
             ev.offset = offset;
-            self.stats.events += 1;
-            let before = self.detector.stats.alerts;
-            self.detector.on_event(&ev, source, out);
-            self.stats.alerts += self.detector.stats.alerts - before;
-            if self.emit_events {
-                out.records.push(detect::auth_event_record(&ev, source));
-            }
+            ev.origin = origin.clone();
+            self.event(ev, source, out);
         }
         self.scratch = events;
+    }
+
+    /// One interpreted event (from a Linux log line or a Windows event).
+    pub fn event(&mut self, ev: AuthEvent, source: &str, out: &mut Output) {
+        self.stats.events += 1;
+        let before = self.detector.stats.alerts;
+        self.detector.on_event(&ev, source, out);
+        self.stats.alerts += self.detector.stats.alerts - before;
+        if self.emit_events {
+            out.records.push(detect::auth_event_record(&ev, source));
+        }
     }
 
     /// Detector and tracker state changed since the last call.

@@ -140,10 +140,12 @@ pub struct AuthEvent {
     pub pid: Option<u32>,
     /// Byte offset of the line in its file, when read from a file.
     pub offset: Option<u64>,
+    /// Log kind (`auth`, `windows`), syslog sender and registry system.
+    pub origin: crate::host::origin::LogOrigin,
 }
 
 impl AuthEvent {
-    fn new(ts: OffsetDateTime, entry: &Entry, service: &str, outcome: Outcome) -> AuthEvent {
+    pub fn new(ts: OffsetDateTime, entry: &Entry, service: &str, outcome: Outcome) -> AuthEvent {
         AuthEvent {
             ts,
             service: service.to_string(),
@@ -163,6 +165,7 @@ impl AuthEvent {
             program: if entry.program.is_empty() { "sshd".into() } else { entry.program.clone() },
             pid: entry.pid,
             offset: None,
+            origin: Default::default(),
         }
     }
 }

@@ -158,6 +158,8 @@ pub struct FimRunner {
     /// Set by [`HostSensor::stop`](super::HostSensor::stop): a commit
     /// waiting for disk space gives up.
     pub stop: Arc<AtomicBool>,
+    /// Web shells found, for the access-log detector (`webshell-access`).
+    pub webshells: super::web::WebShells,
 }
 
 impl FimRunner {
@@ -211,6 +213,7 @@ impl FimRunner {
             skipped: 0,
             changes: 0,
             stop: Arc::new(AtomicBool::new(false)),
+            webshells: Default::default(),
         }
     }
 
@@ -538,6 +541,7 @@ impl FimRunner {
                     {
                         let found = web::webshell(&data);
                         if !found.is_empty() {
+                            self.webshells.flag(&p, &self.web_roots);
                             detector = "webshell";
                             change.severity = 1;
                             change.why = found;
