@@ -60,6 +60,17 @@ pub struct ServeConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// `[log] format`: text (default) or JSON lines.
     pub log_format: canhgac_proto::files::LogFormat,
+    /// `[store]`: where the collector keeps its data.
+    pub store: StoreConfig,
+}
+
+/// `[store]`: the embedded sled database under `data_dir` (default), or
+/// PostgreSQL, which several collectors can share.
+#[derive(Debug, Clone, Default)]
+pub enum StoreConfig {
+    #[default]
+    Sled,
+    Postgres(crate::store::PgOptions),
 }
 
 impl ServeConfig {
@@ -87,6 +98,7 @@ impl ServeConfig {
             log_format: canhgac_proto::files::LogFormat::Text,
             regulation: Arc::new(Regulation::embedded()),
             forward: None,
+            store: StoreConfig::Sled,
         }
     }
 
@@ -267,6 +279,7 @@ impl ServeConfig {
             }
             c.forward = Some(fc);
         }
+        c.store = store_config(&src, &raw.store, &rel)?;
         let files = RegulationFiles {
             regulation: raw.regulation.regulation_file.as_ref().map(rel),
             categories: raw.regulation.categories_file.as_ref().map(rel),
@@ -312,6 +325,99 @@ struct RawConfig {
     metrics: Option<canhgac_proto::conf::RawMetrics>,
     #[serde(default)]
     log: canhgac_proto::conf::RawLog,
+    #[serde(default)]
+    store: RawStore,
+}
+
+/// `[store]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    /// `sled` (default) or `postgres`.
+    backend: Option<Spanned<String>>,
+    /// `postgres://USER[:PASSWORD]@HOST:PORT/DB[?sslmode=…]`.
+    url: Option<Spanned<String>>,
+    /// A file holding the database password (used when the URL has none;
+    /// `PGPASSWORD` otherwise).
+    password_file: Option<Spanned<PathBuf>>,
+    /// CA certificates (PEM) of the database server: TLS to the database.
+    ca_file: Option<Spanned<PathBuf>>,
+    /// Most connections this collector opens (default 8).
+    max_connections: Option<Spanned<u32>>,
+}
+
+/// Checks `[store]`; the password never appears in an error.
+fn store_config(
+    src: &Source,
+    raw: &RawStore,
+    rel: &dyn Fn(&PathBuf) -> PathBuf,
+) -> Result<StoreConfig, ConfigError> {
+    let backend = raw.backend.as_ref().map(|b| b.get_ref().as_str()).unwrap_or("sled");
+    match backend {
+        "sled" => {
+            if raw.url.is_some() || raw.password_file.is_some() || raw.ca_file.is_some() {
+                return Err(
+                    src.error(Some("store"), "url, password_file and ca_file need backend = \"postgres\"")
+                );
+            }
+            Ok(StoreConfig::Sled)
+        }
+        "postgres" => {
+            let Some(url) = &raw.url else {
+                return Err(src.error(
+                    Some("store"),
+                    "backend = \"postgres\" needs url = \"postgres://USER@HOST:PORT/DB\"",
+                ));
+            };
+            let parsed =
+                <tokio_postgres::Config as std::str::FromStr>::from_str(url.get_ref()).map_err(|e| {
+                    src.error_at(
+                        url.span(),
+                        format!(
+                            "invalid database URL `{}`: {e}",
+                            crate::store::pg::redact_url(url.get_ref())
+                        ),
+                    )
+                })?;
+            if parsed.get_hosts().is_empty() {
+                return Err(src.error_at(url.span(), "the database URL names no host"));
+            }
+            let mut opts = crate::store::PgOptions::new(url.get_ref().clone());
+            if let Some(p) = &raw.password_file {
+                let text = std::fs::read_to_string(rel(p.get_ref())).map_err(|e| {
+                    src.error_at(p.span(), format!("cannot read {}: {e}", p.get_ref().display()))
+                })?;
+                let pw = text.trim_end_matches(['\r', '\n']).to_string();
+                if pw.is_empty() {
+                    return Err(src.error_at(p.span(), "the password file is empty"));
+                }
+                opts.password = Some(pw);
+            } else if let Ok(pw) = std::env::var("PGPASSWORD") {
+                opts.password = Some(pw);
+            }
+            if let Some(ca) = &raw.ca_file {
+                let pem = std::fs::read(rel(ca.get_ref())).map_err(|e| {
+                    src.error_at(ca.span(), format!("cannot read {}: {e}", ca.get_ref().display()))
+                })?;
+                if canhgac_proto::client::parse_certs(&String::from_utf8_lossy(&pem), "database CA").is_err()
+                {
+                    return Err(src.error_at(ca.span(), "no PEM certificate in the file"));
+                }
+                opts.ca_pem = Some(pem);
+            }
+            if let Some(n) = &raw.max_connections {
+                if !(1..=1000).contains(n.get_ref()) {
+                    return Err(src.error_at(n.span(), "must be between 1 and 1000"));
+                }
+                opts.max_connections = *n.get_ref() as usize;
+            }
+            Ok(StoreConfig::Postgres(opts))
+        }
+        other => Err(src.error_at(
+            raw.backend.as_ref().map(|b| b.span()).unwrap_or(0..0),
+            format!("unknown store backend `{other}` (sled or postgres)"),
+        )),
+    }
 }
 
 #[derive(Deserialize, Default)]

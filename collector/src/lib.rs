@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod pki;
 pub mod policy;
 pub mod registry;
+pub mod replica;
 pub mod report;
 pub mod rules;
 pub mod server;

@@ -60,18 +60,32 @@ pub async fn run(
     if ca.renew_server_if_needed(&paths, OffsetDateTime::now_utc())? {
         tracing::info!("re-issued the server certificate (it expired within 30 days)");
     }
-    let store = Store::open(&config.data_dir.join("db"))?;
+    let store = match &config.store {
+        crate::config::StoreConfig::Sled => Store::open(&config.data_dir.join("db"))?,
+        crate::config::StoreConfig::Postgres(opts) => {
+            let store = Store::open_postgres(opts)?;
+            if let Store::Pg(pg) = &store {
+                tracing::info!(url = pg.url(), "store: PostgreSQL");
+            }
+            store
+        }
+    };
     if store.operators()?.is_empty() {
         // The profile written by `init` is the first administrator.
-        store.add_operator(OperatorRec {
+        let added = store.add_operator(OperatorRec {
             version: crate::store::records::RECORD_VERSION,
             name: "admin".into(),
             role: "admin".into(),
             created_us: canhgac_proto::timefmt::micros(OffsetDateTime::now_utc()),
             created_by: "init".into(),
             ..Default::default()
-        })?;
-        tracing::info!("registered operator `admin` (role admin) from the init profile");
+        });
+        match added {
+            Ok(_) => tracing::info!("registered operator `admin` (role admin) from the init profile"),
+            // another replica starting at the same moment registered it
+            Err(StoreError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     let revoked = Arc::new(Revoked::default());
     for agent in store.agents()? {
@@ -91,57 +105,99 @@ pub async fn run(
     let stop_tx = Arc::new(stop_tx);
     let ca = Arc::new(ca);
     let streams = Arc::new(StreamRegistry::default());
-    let policy_changed = Arc::new(watch::Sender::new(0));
+    let newest_policy = store.policies()?.iter().map(|p| p.policy_version).max().unwrap_or(0);
+    let policy_changed = Arc::new(watch::Sender::new(newest_policy));
     let audit_signer = Arc::new(
         crate::audit::Signer::load(&paths.server_key(), &paths.server_cert()).map_err(ServeError::Audit)?,
     );
     // Every background task is owned here and joined on shutdown; each
     // ends when `stop_rx` turns true. Each gets what it needs, nothing more.
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(crate::incident::run_correlator(
+    // Singleton work runs where its lease is held (always here on sled);
+    // see `replica`.
+    let held = Arc::new(crate::replica::Held::default());
+    tasks.spawn(crate::replica::run_leases(
         store.clone(),
-        config.regulation.clone(),
-        config.correlation_window,
+        crate::replica::holder_id(),
+        held.clone(),
         stop_rx.clone(),
     ));
-    tasks.spawn(crate::supervise::run_watchdog(Arc::new(crate::supervise::Watchdog {
-        store: store.clone(),
-        streams: streams.clone(),
-        regulation: config.regulation.clone(),
-        silence_limit: config.agent_silence_limit,
-        shutdown: stop_rx.clone(),
-    })));
-    tasks.spawn(crate::supervise::run_retention(
-        store.clone(),
-        config.regulation.clone(),
-        config.retention_interval,
-        stop_rx.clone(),
-    ));
+    let gate = |name: &'static str| (name, held.watch(name), stop_rx.clone());
+    {
+        let (name, h, stop) = gate("correlator");
+        let (store, reg, window) = (store.clone(), config.regulation.clone(), config.correlation_window);
+        tasks.spawn(crate::replica::gated(name, h, stop, move |stop| {
+            crate::incident::run_correlator(store.clone(), reg.clone(), window, stop)
+        }));
+    }
+    {
+        let (name, h, stop) = gate("watchdog");
+        let (store, streams, reg, limit) =
+            (store.clone(), streams.clone(), config.regulation.clone(), config.agent_silence_limit);
+        tasks.spawn(crate::replica::gated(name, h, stop, move |stop| {
+            crate::supervise::run_watchdog(Arc::new(crate::supervise::Watchdog {
+                store: store.clone(),
+                streams: streams.clone(),
+                regulation: reg.clone(),
+                silence_limit: limit,
+                shutdown: stop,
+            }))
+        }));
+    }
+    {
+        let (name, h, stop) = gate("retention");
+        let (store, reg, every) = (store.clone(), config.regulation.clone(), config.retention_interval);
+        tasks.spawn(crate::replica::gated(name, h, stop, move |stop| {
+            crate::supervise::run_retention(store.clone(), reg.clone(), every, stop)
+        }));
+    }
     tasks.spawn(crate::supervise::run_storage_watch(store.clone(), stop_rx.clone()));
-    tasks.spawn(crate::audit::run_head_signer(
-        store.clone(),
-        audit_signer.clone(),
-        config.audit_head_interval,
-        stop_rx.clone(),
-    ));
-    tasks.spawn(crate::report::schedule::run(
-        store.clone(),
-        config.regulation.clone(),
-        crate::report::schedule::dir(&config.data_dir),
-        config.report_schedule.clone(),
-        config.report_check_interval,
-        config.agent_silence_limit,
-        stop_rx.clone(),
-    ));
+    {
+        let (name, h, stop) = gate("audit-head");
+        let (store, signer, every) = (store.clone(), audit_signer.clone(), config.audit_head_interval);
+        tasks.spawn(crate::replica::gated(name, h, stop, move |stop| {
+            crate::audit::run_head_signer(store.clone(), signer.clone(), every, stop)
+        }));
+    }
+    {
+        let (name, h, stop) = gate("reports");
+        let (store, reg, dir, sched, every, limit) = (
+            store.clone(),
+            config.regulation.clone(),
+            crate::report::schedule::dir(&config.data_dir),
+            config.report_schedule.clone(),
+            config.report_check_interval,
+            config.agent_silence_limit,
+        );
+        tasks.spawn(crate::replica::gated(name, h, stop, move |stop| {
+            crate::report::schedule::run(
+                store.clone(),
+                reg.clone(),
+                dir.clone(),
+                sched.clone(),
+                every,
+                limit,
+                stop,
+            )
+        }));
+    }
     if let Some(f) = config.forward.clone() {
         tracing::info!(target = ?f.target, "forwarding alerts and incident changes");
-        let deps = crate::forward::ForwardDeps {
-            store: store.clone(),
-            regulation: config.regulation.clone(),
-            shutdown: stop_rx.clone(),
-        };
-        tasks.spawn(crate::forward::run(Arc::new(deps), f));
+        let (name, h, stop) = gate("forwarder");
+        let (store, reg) = (store.clone(), config.regulation.clone());
+        tasks.spawn(crate::replica::gated(name, h, stop, move |stop| {
+            let deps =
+                crate::forward::ForwardDeps { store: store.clone(), regulation: reg.clone(), shutdown: stop };
+            crate::forward::run(Arc::new(deps), f.clone())
+        }));
     }
+    tasks.spawn(crate::replica::run_sync(crate::replica::SyncDeps {
+        store: store.clone(),
+        revoked: revoked.clone(),
+        streams: streams.clone(),
+        policy_changed: policy_changed.clone(),
+        shutdown: stop_rx.clone(),
+    }));
 
     let addr = listener.local_addr().ok();
     let incoming = tls::incoming(listener, tls_config, config.handshake_timeout, tls_stats.clone());

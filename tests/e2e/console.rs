@@ -280,7 +280,8 @@ fn the_console_in_a_real_browser() {
         assert_eq!(text(&b, "#state").await, "Đã thông báo", "the forged form changed nothing");
 
         // a weekly report: HTML shown, PDF fetched by the page
-        let today = time::OffsetDateTime::now_utc().date();
+        // report dates are Vietnam's calendar days (UTC+07:00)
+        let today = time::OffsetDateTime::now_utc().to_offset(time::UtcOffset::from_hms(7, 0, 0).unwrap()).date();
         let (from, to) = (today - time::Duration::days(6), today + time::Duration::days(1));
         b.goto(&format!(
             "{base}/reports/download?kind=weekly&agency=SO-A&from={from}&to={to}&format=html&lang=vi"
@@ -518,7 +519,8 @@ fn the_console_in_a_real_browser() {
 fn weekly_reports_from_the_cli_in_every_format() {
     let tmp = tempfile::tempdir().unwrap();
     let (c, _agents, _sa, _sb) = two_agencies_with(tmp.path(), "");
-    let today = time::OffsetDateTime::now_utc().date();
+    // report dates are Vietnam's calendar days (UTC+07:00)
+    let today = time::OffsetDateTime::now_utc().to_offset(time::UtcOffset::from_hms(7, 0, 0).unwrap()).date();
     let (from, to) =
         ((today - time::Duration::days(6)).to_string(), (today + time::Duration::days(1)).to_string());
     let out = |fmt: &str, lang: &str| {

@@ -12,10 +12,12 @@ mod host;
 mod hygiene;
 mod live;
 mod metrics;
+mod postgres;
 mod replay;
 mod security;
 mod storage;
 mod supervision;
+mod weblogs;
 
 use canhgac_tests::{Agent, Collector};
 

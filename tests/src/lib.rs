@@ -82,6 +82,9 @@ pub struct Collector {
     pub config: Option<PathBuf>,
     child: Option<Child>,
     starts: u32,
+    /// Log file prefix: `serve` for the first process on a data
+    /// directory, another for each replica sharing it.
+    log_name: String,
 }
 
 impl Collector {
@@ -99,7 +102,23 @@ impl Collector {
         let stdout = check(&out, "canhgac-collector init");
         let pin = stdout.lines().last().unwrap().trim().to_string();
         assert_eq!(pin.len(), 64, "last line of init is the pin: {stdout}");
-        Collector { dir, port, pin, config: None, child: None, starts: 0 }
+        Collector { dir, port, pin, config: None, child: None, starts: 0, log_name: "serve".into() }
+    }
+
+    /// Another `serve` process on the same data directory and
+    /// configuration (a replica when the store is PostgreSQL), on a port
+    /// of its own; not started.
+    pub fn replica(&self) -> Collector {
+        let port = free_port();
+        Collector {
+            dir: self.dir.clone(),
+            port,
+            pin: self.pin.clone(),
+            config: self.config.clone(),
+            child: None,
+            starts: 0,
+            log_name: format!("replica-{port}"),
+        }
     }
 
     pub fn url(&self) -> String {
@@ -124,7 +143,8 @@ impl Collector {
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "collector already running");
         self.starts += 1;
-        let log = std::fs::File::create(self.dir.join(format!("serve-{}.log", self.starts))).unwrap();
+        let log =
+            std::fs::File::create(self.dir.join(format!("{}-{}.log", self.log_name, self.starts))).unwrap();
         let mut cmd = Command::new(bin("canhgac-collector"));
         cmd.arg("serve").arg("--data-dir").arg(&self.dir).arg("--listen").arg(self.addr().to_string());
         if let Some(c) = &self.config {
@@ -164,21 +184,23 @@ impl Collector {
     /// All serve logs so far, for assertions and failure messages.
     pub fn logs(&self) -> String {
         (1..=self.starts)
-            .map(|i| std::fs::read_to_string(self.dir.join(format!("serve-{i}.log"))).unwrap_or_default())
+            .map(|i| {
+                std::fs::read_to_string(self.dir.join(format!("{}-{i}.log", self.log_name)))
+                    .unwrap_or_default()
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
 
     /// Runs `canhgac` with this collector's admin profile.
     pub fn cli_output(&self, args: &[&str]) -> Output {
-        Command::new(bin("canhgac"))
-            .arg("--profile")
-            .arg(self.profile())
-            .args(args)
-            .env_remove("CANHGAC_PROFILE")
-            .env_remove("CANHGAC_COLLECTOR")
-            .output()
-            .unwrap()
+        let mut cmd = Command::new(bin("canhgac"));
+        cmd.arg("--profile").arg(self.profile());
+        if self.log_name != "serve" {
+            // the profile names the first process's address
+            cmd.arg("--collector").arg(self.url());
+        }
+        cmd.args(args).env_remove("CANHGAC_PROFILE").env_remove("CANHGAC_COLLECTOR").output().unwrap()
     }
 
     pub fn cli(&self, args: &[&str]) -> String {

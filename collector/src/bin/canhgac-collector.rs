@@ -122,6 +122,14 @@ fn check_config(path: &std::path::Path, data_dir: Option<PathBuf>) -> ExitCode {
     println!("configuration {} is valid", path.display());
     println!("  data_dir: {} ({ca})", cfg.data_dir.display());
     println!("  listen: {}", cfg.listen);
+    match &cfg.store {
+        canhgac_collector::config::StoreConfig::Sled => println!("  store: sled under data_dir"),
+        canhgac_collector::config::StoreConfig::Postgres(o) => println!(
+            "  store: postgres {}{}",
+            canhgac_collector::store::pg::redact_url(&o.url),
+            if o.ca_pem.is_some() { " (TLS)" } else { "" }
+        ),
+    }
     if let Some(c) = &cfg.console {
         println!(
             "  console: https://{}/{}",

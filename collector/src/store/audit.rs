@@ -2,9 +2,9 @@
 
 use prost::Message as _;
 
-use super::{AuditCheckpointRec, AuditRec, Store, StoreError, decode, records::RECORD_VERSION};
+use super::{AuditCheckpointRec, AuditRec, SledStore, StoreError, decode, records::RECORD_VERSION};
 
-impl Store {
+impl SledStore {
     // ----- audit -----
 
     /// Appends an entry: assigns its seq and previous hash, then asks

@@ -20,14 +20,17 @@ type Scenario<B> = fn(&dyn Fn(&Path) -> B);
 pub fn run_all<B: Backend>(open: &dyn Fn(&Path) -> B) {
     let scenarios: &[(&str, Scenario<B>)] = &[
         ("registry: unique agencies, systems, single-use tokens", registry::<B>),
+        ("registry: agencies, agents and operators changed in place", registry_updates::<B>),
         ("records: once per (agent, seq), in commit order", records_once_in_order::<B>),
         ("records: invalid ones quarantined", invalid_records_are_quarantined::<B>),
         ("records: filtered pages, newest first", listing_filters_and_pages::<B>),
         ("records: durable across a reopen", durable_across_reopen::<B>),
+        ("records: retention deletes what is due, counted", retention::<B>),
         ("incidents: each alert once, changes in order, all or nothing", incidents::<B>),
         ("audit: one chain", audit_chain::<B>),
         ("policies: versions and scope", policies::<B>),
         ("forward queue: FIFO, capped, counted", forward_queue::<B>),
+        ("lifecycle: writable, sized", lifecycle::<B>),
     ];
     for (name, scenario) in scenarios {
         eprintln!("conformance: {name}");
@@ -244,6 +247,112 @@ fn durable_across_reopen<B: Backend>(open: &dyn Fn(&Path) -> B) {
     assert_eq!(s.ingest("x", "A", 0, &[alert(1, 1, 1)]).unwrap().duplicates, 1, "dedupe survives");
     assert_eq!(s.audit_after(0, 10).unwrap().len(), 1);
     assert!(!s.recover().unwrap(), "a healthy store needs no recovery");
+}
+
+#[allow(clippy::unwrap_used)]
+fn registry_updates<B: Backend>(open: &dyn Fn(&Path) -> B) {
+    let (_d, s) = fresh(open);
+    // agencies: a refusal changes nothing, an unknown code is None
+    let refused = s
+        .update_agency("A", |a| {
+            a.name = "x".into();
+            Err("no")
+        })
+        .unwrap();
+    assert_eq!(refused.unwrap_err(), "no");
+    assert_eq!(s.agency("A").unwrap().unwrap().name, "a");
+    assert!(s.update_agency("Z", |_| Ok::<_, ()>(())).unwrap().unwrap().is_none());
+    let changed = s
+        .update_agency("A", |a| {
+            a.name = "Sở A".into();
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.name, "Sở A");
+    assert_eq!(s.agency("A").unwrap().unwrap().name, "Sở A");
+    let rec = |code: &str, name: &str| AgencyRec {
+        version: 1,
+        code: code.into(),
+        name: name.into(),
+        ..Default::default()
+    };
+    s.put_agencies(&[rec("C", "c"), rec("B", "bb")]).unwrap();
+    let all: Vec<(String, String)> = s.agencies().unwrap().into_iter().map(|a| (a.code, a.name)).collect();
+    let want = [("A", "Sở A"), ("B", "bb"), ("C", "c")];
+    assert_eq!(all, want.map(|(c, n)| (c.to_string(), n.to_string())), "created, replaced, in code order");
+    // checking a token uses nothing
+    let token = TokenRec { version: 1, agency: "A".into(), expires_us: 100, ..Default::default() };
+    s.add_token("t", token).unwrap();
+    assert_eq!(s.check_token("t", Some("A"), 5).unwrap().agency, "A");
+    assert!(matches!(s.check_token("t", Some("B"), 5), Err(EnrollError::WrongAgency)));
+    assert!(matches!(s.check_token("nope", None, 5), Err(EnrollError::Unknown)));
+    assert!(matches!(s.check_token("t", None, 100), Err(EnrollError::Expired)));
+    s.enroll("t", None, 6, agent("x", "A")).unwrap();
+    assert!(matches!(s.check_token("t", None, 7), Err(EnrollError::Used)));
+    // agents
+    let a = s.update_agent("x", |a| a.hostname = "h1".into()).unwrap().unwrap();
+    assert_eq!(a.hostname, "h1");
+    assert_eq!(s.agent("x").unwrap().unwrap().hostname, "h1");
+    assert!(s.update_agent("nobody", |_| {}).unwrap().is_none());
+    // operators
+    let op = OperatorRec { version: 1, name: "ana".into(), role: "analyst".into(), ..Default::default() };
+    s.add_operator(op.clone()).unwrap();
+    assert!(matches!(s.add_operator(op), Err(StoreError::AlreadyExists(_))));
+    s.update_operator("ana", |o| o.language = "en".into()).unwrap().unwrap();
+    assert_eq!(s.operator("ana").unwrap().unwrap().language, "en");
+    assert!(s.operator("bob").unwrap().is_none());
+    assert!(s.update_operator("bob", |_| {}).unwrap().is_none());
+    // incidents: an unknown id changes nothing
+    assert!(s.update_incident(42, |_| Ok::<_, ()>(())).unwrap().unwrap().is_none());
+}
+
+#[allow(clippy::unwrap_used)]
+fn retention<B: Backend>(open: &dyn Fn(&Path) -> B) {
+    let (_d, s) = fresh(open);
+    enroll(&s, "x", "A");
+    enroll(&s, "y", "B");
+    let event = |seq: u64| Incoming::Valid {
+        seq,
+        alert: false,
+        severity: 0,
+        time_us: seq as i64,
+        eve_json: "{}".into(),
+        facts: None,
+    };
+    s.ingest("x", "A", 100, &[alert(1, 1, 1), alert(2, 1, 2)]).unwrap();
+    s.ingest("y", "B", 100, &[alert(1, 1, 1)]).unwrap();
+    s.ingest("x", "A", 200, &[alert(3, 1, 3), event(4)]).unwrap();
+    s.ingest("x", "A", 300, &[alert(5, 1, 5)]).unwrap();
+    let st = s.agency_stats("A").unwrap();
+    assert_eq!((st.alerts, st.events), (4, 1));
+    assert!(st.alert_bytes > 0 && st.event_bytes > 0);
+    assert_eq!(s.agency_stats("Z").unwrap().alerts, 0, "nothing stored: zero");
+    // A keeps what was received from 250 on, B everything
+    let cutoff = |a: &str| if a == "A" { 250 } else { 0 };
+    // the sweep stops at the first record received after the floor
+    assert_eq!(s.retention_sweep(cutoff, 150, 100).unwrap(), 2);
+    // and after `max` deletions
+    assert_eq!(s.retention_sweep(cutoff, 1000, 1).unwrap(), 1);
+    assert_eq!(s.retention_sweep(cutoff, 1000, 100).unwrap(), 1, "the event");
+    let left: Vec<(String, u64)> =
+        s.alerts_after(0, 100).unwrap().into_iter().map(|(_, r)| (r.agency, r.seq)).collect();
+    assert_eq!(left, vec![("B".to_string(), 1), ("A".to_string(), 5)]);
+    assert!(s.events_after(0, 100).unwrap().is_empty());
+    let st = s.agency_stats("A").unwrap();
+    assert_eq!((st.alerts, st.events, st.event_bytes, st.deleted_by_retention), (1, 0, 0, 4));
+    let (page, _) = s.list_alerts(&AlertQuery { limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(page.len(), 2, "the listing forgets deleted alerts");
+}
+
+#[allow(clippy::unwrap_used)]
+fn lifecycle<B: Backend>(open: &dyn Fn(&Path) -> B) {
+    let (_d, s) = fresh(open);
+    s.probe_write().unwrap();
+    assert!(s.size_on_disk().unwrap() > 0);
+    assert_eq!(s.reopened(), 0);
+    s.flush_blocking().unwrap();
 }
 
 fn input(cursor: u64, attacker: &str, time_us: i64) -> CorrelationInput {

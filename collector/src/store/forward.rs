@@ -2,7 +2,7 @@
 
 use sled::{Transactional as _, transaction::ConflictableTransactionError};
 
-use super::{Store, StoreError, txn::tx_result, u64_of};
+use super::{SledStore, StoreError, txn::tx_result, u64_of};
 
 /// Totals of the forwarder's durable queue.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -14,7 +14,7 @@ pub struct ForwardStats {
     pub dropped: u64,
 }
 
-impl Store {
+impl SledStore {
     // ----- forwarder queue -----
 
     fn counter(&self, name: &str) -> Result<u64, StoreError> {

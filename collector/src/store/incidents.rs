@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::incident::correlate;
 
 use super::{
-    AgencyStatsRec, IncidentChangeRec, IncidentRec, RecordRec, Store, StoreError, agency_prefix, decode,
+    AgencyStatsRec, IncidentChangeRec, IncidentRec, RecordRec, SledStore, StoreError, agency_prefix, decode,
     records::RECORD_VERSION,
     time_key,
     txn::{abort, next_in_tx, tx_result},
@@ -60,7 +60,7 @@ pub struct IncidentFilter {
 /// One page of incidents (newest first) and where the next starts.
 pub type IncidentPage = (Vec<IncidentRec>, Option<u64>);
 
-impl Store {
+impl SledStore {
     // ----- collector-made alerts -----
 
     /// Stores an alert raised by the collector itself (e.g. `agent-silent`)
@@ -386,7 +386,7 @@ mod tests {
     #[test]
     fn flows_join_informational_alerts_attach_and_merges_move_links() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("db")).unwrap();
+        let s = SledStore::open(&dir.path().join("db")).unwrap();
         let w = 60_000_000;
         // an informational alert alone opens nothing (counted)
         let mut info = input(1, "203.0.113.7", 1_000_000);

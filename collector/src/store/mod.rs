@@ -44,7 +44,13 @@
 pub mod api;
 #[cfg(test)]
 mod conformance;
+pub mod pg;
 pub mod records;
+
+pub use any::Store;
+pub use pg::{PgOptions, PgStore};
+
+mod any;
 
 use std::{
     ops::Bound,
@@ -85,6 +91,11 @@ const QUARANTINED: u64 = u64::MAX;
 pub enum StoreError {
     #[error("storage: {0}")]
     Sled(#[from] sled::Error),
+    #[error("database: {0}")]
+    Database(String),
+    /// The database could not be reached; `url` carries no password.
+    #[error("cannot connect to the database at {url}: {reason}")]
+    Connect { url: String, reason: String },
     #[error("corrupt record in tree `{tree}` at key {key}: {reason}")]
     Corrupt { tree: &'static str, key: String, reason: String },
     #[error("{0} already exists")]
@@ -94,8 +105,8 @@ pub enum StoreError {
     /// The change would break an invariant (the message says which).
     #[error("{0}")]
     Conflict(String),
-    #[error("database schema version {found} is newer than this collector understands ({SCHEMA_VERSION})")]
-    Schema { found: u32 },
+    #[error("database schema version {found} is newer than this collector understands ({known})")]
+    Schema { found: u32, known: u32 },
     /// Still no room to write (a full disk), or the database could not be
     /// reopened after a storage failure.
     #[error("storage unavailable (no space left or reopening failed)")]
@@ -221,7 +232,7 @@ impl PageKey {
 pub type AlertPage = (Vec<(u64, RecordRec)>, Option<PageKey>);
 
 #[derive(Clone)]
-pub struct Store {
+pub struct SledStore {
     cell: Arc<Cell>,
 }
 
@@ -334,10 +345,10 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     sha2::Sha256::digest(token.as_bytes()).into()
 }
 
-impl Store {
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+impl SledStore {
+    pub fn open(path: &Path) -> Result<SledStore, StoreError> {
         let inner = Inner::open(path, None)?;
-        Ok(Store {
+        Ok(SledStore {
             cell: Arc::new(Cell {
                 path: path.to_path_buf(),
                 alert_cursor: inner.alert_cursor.clone(),
@@ -412,6 +423,16 @@ impl Store {
     pub fn reopened(&self) -> u64 {
         self.cell.reopened.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// One process owns a sled database (sled locks it), so every lease
+    /// is granted.
+    pub fn acquire_lease(&self, _name: &str, _holder: &str, _ttl: Duration) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    pub fn release_leases(&self, _holder: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl Inner {
@@ -427,7 +448,7 @@ impl Inner {
             Some(v) => {
                 let found = u64_of(&v) as u32;
                 if found > SCHEMA_VERSION {
-                    return Err(StoreError::Schema { found });
+                    return Err(StoreError::Schema { found, known: SCHEMA_VERSION });
                 }
             }
             None => {
@@ -483,7 +504,7 @@ impl Inner {
     }
 }
 
-impl Store {
+impl SledStore {
     /// Makes every write so far durable.
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.inner()?.db.flush_async().await?;
@@ -883,9 +904,9 @@ pub const SLOW_FLUSH: Duration = Duration::from_millis(500);
 mod tests {
     use super::*;
 
-    fn store() -> (tempfile::TempDir, Store) {
+    fn store() -> (tempfile::TempDir, SledStore) {
         let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("db")).unwrap();
+        let s = SledStore::open(&dir.path().join("db")).unwrap();
         s.add_agency(AgencyRec { version: 1, code: "A".into(), name: "a".into(), ..Default::default() })
             .unwrap();
         s.add_agency(AgencyRec { version: 1, code: "B".into(), name: "b".into(), ..Default::default() })

@@ -4,11 +4,11 @@ use prost::Message as _;
 use sled::Transactional as _;
 
 use super::{
-    PolicyRec, Store, StoreError, decode,
+    PolicyRec, SledStore, StoreError, decode,
     txn::{list, next_in_tx, tx_result},
 };
 
-impl Store {
+impl SledStore {
     // ----- policies -----
 
     /// Stores a new policy version for `scope` (agency code or `*`).

@@ -5,11 +5,11 @@ use prost::Message as _;
 use sled::{Transactional as _, transaction::ConflictableTransactionError};
 
 use super::{
-    AgencyRec, AgencyStatsRec, OperatorRec, Store, StoreError, SystemRec, decode,
+    AgencyRec, AgencyStatsRec, OperatorRec, SledStore, StoreError, SystemRec, decode,
     txn::{abort, list, next_in_tx, tx_result},
 };
 
-impl Store {
+impl SledStore {
     // ----- agencies (registry fields) -----
 
     /// Applies `f` to an agency (compare-and-swap loop). `Ok(Err(e))` when

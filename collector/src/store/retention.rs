@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use prost::Message as _;
 
 use super::{
-    AgencyStatsRec, RecordRec, Store, StoreError, agency_prefix, decode, records::RECORD_VERSION, time_key,
-    u64_of,
+    AgencyStatsRec, RecordRec, SledStore, StoreError, agency_prefix, decode, records::RECORD_VERSION,
+    time_key, u64_of,
 };
 
-impl Store {
+impl SledStore {
     // ----- retention -----
 
     /// Deletes alerts and events received before the cutoff of their
