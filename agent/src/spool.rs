@@ -690,6 +690,7 @@ impl Spool {
                 severity: r.severity,
                 eve_json: r.eve_json.clone(),
                 facts: r.facts.clone(),
+                ..Default::default()
             }
             .encode_to_vec();
             fresh.push((class, seq, entry_size(encoded.len()), encoded));

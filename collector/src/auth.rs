@@ -12,8 +12,12 @@
 //!
 //! Roles: `admin` (everything), `analyst` (all agencies: read, incident
 //! workflow, policy push), `agency` (its own agency only: read, incident
-//! notes), `auditor` (read-only, and the audit log). Tenancy of the
-//! `agency` role is decided by [`OperatorCaller::agency_filter`] and
+//! notes), `auditor` (read-only, and the audit log); at an upstream
+//! (national) collector also `national` (every province: read, incident
+//! workflow of its own incidents) and `province` (one province's data
+//! only, read and notes, like `agency` one level up: a province is a
+//! tenant whose code names its records and incidents here). Tenancy of the
+//! `agency` and `province` roles is decided by [`OperatorCaller::agency_filter`] and
 //! [`OperatorCaller::may_see`], which handlers call with the agency of what
 //! they are about to return.
 //!
@@ -52,10 +56,13 @@ pub enum Role {
     Analyst,
     Agency,
     Auditor,
+    National,
+    Province,
 }
 
 impl Role {
-    pub const NAMES: &'static [&'static str] = &["admin", "analyst", "agency", "auditor"];
+    pub const NAMES: &'static [&'static str] =
+        &["admin", "analyst", "agency", "auditor", "national", "province"];
 
     pub fn parse(s: &str) -> Option<Role> {
         match s {
@@ -63,6 +70,8 @@ impl Role {
             "analyst" => Some(Role::Analyst),
             "agency" => Some(Role::Agency),
             "auditor" => Some(Role::Auditor),
+            "national" => Some(Role::National),
+            "province" => Some(Role::Province),
             _ => None,
         }
     }
@@ -73,6 +82,8 @@ impl Role {
             Role::Analyst => "analyst",
             Role::Agency => "agency",
             Role::Auditor => "auditor",
+            Role::National => "national",
+            Role::Province => "province",
         }
     }
 }
@@ -142,7 +153,7 @@ pub fn allowed(role: Role, access: Access) -> bool {
     match access {
         Access::Read => true,
         Access::Note => role != Role::Auditor,
-        Access::Operate => matches!(role, Role::Admin | Role::Analyst),
+        Access::Operate => matches!(role, Role::Admin | Role::Analyst | Role::National),
         Access::Registry => matches!(role, Role::Admin | Role::Agency),
         Access::Admin => role == Role::Admin,
         Access::Audit => matches!(role, Role::Admin | Role::Auditor),
@@ -327,7 +338,7 @@ impl Auth {
                 entry,
             ));
         }
-        let agency = (role == Role::Agency).then(|| rec.agency.clone());
+        let agency = matches!(role, Role::Agency | Role::Province).then(|| rec.agency.clone());
         Ok(OperatorCaller { name, role, agency, note: Arc::default() })
     }
 

@@ -62,6 +62,10 @@ pub struct ServeConfig {
     pub log_format: canhgac_proto::files::LogFormat,
     /// `[store]`: where the collector keeps its data.
     pub store: StoreConfig,
+    /// `[upstream] alert_severity`: alerts this severe or more (1 highest)
+    /// go to the upstream collector, once `upstream enroll` has been run;
+    /// 0 sends incidents only.
+    pub upstream_alert_severity: u32,
 }
 
 /// `[store]`: the embedded sled database under `data_dir` (default), or
@@ -99,6 +103,7 @@ impl ServeConfig {
             regulation: Arc::new(Regulation::embedded()),
             forward: None,
             store: StoreConfig::Sled,
+            upstream_alert_severity: 2,
         }
     }
 
@@ -280,6 +285,15 @@ impl ServeConfig {
             c.forward = Some(fc);
         }
         c.store = store_config(&src, &raw.store, &rel)?;
+        if let Some(v) = &raw.upstream.alert_severity {
+            if *v.get_ref() > 4 {
+                return Err(src.error_at(
+                    v.span(),
+                    "`upstream.alert_severity` must be 0 (incidents only) to 4 (every alert)",
+                ));
+            }
+            c.upstream_alert_severity = *v.get_ref();
+        }
         let files = RegulationFiles {
             regulation: raw.regulation.regulation_file.as_ref().map(rel),
             categories: raw.regulation.categories_file.as_ref().map(rel),
@@ -327,6 +341,15 @@ struct RawConfig {
     log: canhgac_proto::conf::RawLog,
     #[serde(default)]
     store: RawStore,
+    #[serde(default)]
+    upstream: RawUpstream,
+}
+
+/// `[upstream]` as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    alert_severity: Option<Spanned<u32>>,
 }
 
 /// `[store]` as written.

@@ -25,6 +25,7 @@ pub mod console;
 pub mod coverage;
 pub mod directory;
 pub mod error;
+pub mod federation;
 pub mod forward;
 pub mod incident;
 pub mod metrics;

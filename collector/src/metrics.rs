@@ -60,6 +60,10 @@ pub struct Metrics {
     pub operator_calls: Family<CallLabels, Counter>,
     pub operator_seconds: Family<MethodLabel, Histogram>,
     pub enrollments: Family<OutcomeLabel, Counter>,
+    /// Federation, at a downstream (provincial) collector.
+    pub upstream_connected: Gauge,
+    pub upstream_sent: Counter,
+    pub upstream_backlog: Gauge,
     // read when scraped
     connected_agents: Gauge,
     database_bytes: Gauge,
@@ -94,6 +98,9 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 14))
             }),
             enrollments: Family::default(),
+            upstream_connected: Gauge::default(),
+            upstream_sent: Counter::default(),
+            upstream_backlog: Gauge::default(),
             connected_agents: Gauge::default(),
             database_bytes: Gauge::default(),
             forward_queued: Gauge::default(),
@@ -128,6 +135,22 @@ impl Metrics {
             );
             r.register("operator_seconds", "Operator API call latency by method", m.operator_seconds.clone());
             r.register("enrollments", "Enrollment attempts by outcome", m.enrollments.clone());
+            r.register(
+                "upstream_connected",
+                "1 while the stream to the upstream (national) collector is open",
+                m.upstream_connected.clone(),
+            );
+            r.register(
+                "upstream_sent",
+                "Records (alerts, incident changes) the upstream collector acknowledged",
+                m.upstream_sent.clone(),
+            );
+            r.register(
+                "upstream_backlog",
+                "Records (cursors) after what the upstream collector acknowledged: an upper bound of what waits",
+                m.upstream_backlog.clone(),
+            );
+
             r.register(
                 "connected_agents",
                 "Agents with an open telemetry stream",

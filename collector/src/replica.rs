@@ -34,8 +34,8 @@ pub const LEASE_MARGIN: Duration = Duration::from_secs(3);
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Names of the singleton tasks, one lease each.
-pub const SINGLETONS: [&str; 6] =
-    ["correlator", "watchdog", "retention", "audit-head", "reports", "forwarder"];
+pub const SINGLETONS: [&str; 8] =
+    ["correlator", "watchdog", "retention", "audit-head", "reports", "forwarder", "mirror", "upstream"];
 
 /// Whether this process holds each singleton lease.
 pub struct Held {

@@ -46,6 +46,8 @@ pub enum ServeError {
     Console(String),
     #[error("metrics: {0}")]
     Metrics(String),
+    #[error("upstream link: {0}")]
+    Upstream(String),
 }
 
 /// Serves on `listener` until `shutdown` resolves. The listener is bound by
@@ -189,6 +191,32 @@ pub async fn run(
             let deps =
                 crate::forward::ForwardDeps { store: store.clone(), regulation: reg.clone(), shutdown: stop };
             crate::forward::run(Arc::new(deps), f.clone())
+        }));
+    }
+    {
+        // downstream collectors' incidents, kept here (idle with no province)
+        let (name, h, stop) = gate("mirror");
+        let store = store.clone();
+        tasks.spawn(crate::replica::gated(name, h, stop, move |stop| {
+            crate::federation::mirror::run(store.clone(), stop)
+        }));
+    }
+    if let Some(link) = crate::federation::upstream::Link::load(&config.data_dir)
+        .map_err(|e| ServeError::Upstream(e.to_string()))?
+    {
+        tracing::info!(national = %link.file.national, province = %link.file.province, "streaming upward");
+        let (name, h, stop) = gate("upstream");
+        let (store, reg, sev, metrics) =
+            (store.clone(), config.regulation.clone(), config.upstream_alert_severity, metrics.clone());
+        tasks.spawn(crate::replica::gated(name, h, stop, move |stop| {
+            let deps = crate::federation::upstream::UpstreamDeps {
+                store: store.clone(),
+                regulation: reg.clone(),
+                alert_severity: sev,
+                metrics: metrics.clone(),
+                shutdown: stop,
+            };
+            crate::federation::upstream::run(Arc::new(deps), link.clone())
         }));
     }
     tasks.spawn(crate::replica::run_sync(crate::replica::SyncDeps {

@@ -83,6 +83,7 @@ pub fn check_silence(watchdog: &Watchdog, now_us: i64) -> Result<usize, StoreErr
                 role_basis: RoleBasis::Detector as i32,
                 ..Default::default()
             }),
+            ..Default::default()
         })?;
         watchdog.store.update_agent(&a.agent_id, |r| r.silent_alerted_us = since)?;
         tracing::warn!(agent_id = %a.agent_id, agency = %a.agency, "agent silent; alert raised");
@@ -269,6 +270,7 @@ mod tests {
             time_us: 0,
             eve_json: "{}".into(),
             facts: None,
+            origin: None,
         };
         // 100 days old: past A's 30 days, within B's 180
         s.ingest("a", "A", now - 100 * day, &[alert(1)]).unwrap();

@@ -63,9 +63,15 @@ impl Drop for Fixture {
 async fn enroll(f: &Fixture) -> TlsClient {
     let channel = f.profile.client(None).unwrap().connect(Duration::from_secs(5)).await.unwrap();
     let mut op = OperatorClient::new(channel);
-    op.add_agency(AddAgencyRequest { code: "A".into(), name: "A".into() }).await.unwrap();
+    op.add_agency(AddAgencyRequest { code: "A".into(), name: "A".into(), ..Default::default() })
+        .await
+        .unwrap();
     let token = op
-        .create_enrollment_token(CreateEnrollmentTokenRequest { agency: "A".into(), ttl_seconds: 0 })
+        .create_enrollment_token(CreateEnrollmentTokenRequest {
+            agency: "A".into(),
+            ttl_seconds: 0,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -94,6 +100,7 @@ fn record(seq: u64, eve: &str) -> Record {
         eve_json: eve.as_bytes().to_vec(),
         time: None,
         facts: None,
+        ..Default::default()
     }
 }
 

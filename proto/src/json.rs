@@ -17,6 +17,8 @@ pub fn incident(
     let ts = |t: &Option<Timestamp>| t.as_ref().map(|t| Value::from(time(t))).unwrap_or(Value::Null);
     json!({
         "id": i.id, "agency": i.agency,
+        "province": if i.province.is_empty() { Value::Null } else { json!(i.province) },
+        "origin_id": if i.origin_id == 0 { Value::Null } else { json!(i.origin_id) },
         "system": if i.system == 0 { Value::Null } else { json!(i.system) },
         "system_name": i.system_name, "system_level": i.system_level,
         "category": i.category, "category_name": i.category_name,

@@ -7,6 +7,7 @@
 mod console;
 mod diskfull;
 mod faults;
+mod federation;
 mod flow;
 mod host;
 mod hygiene;

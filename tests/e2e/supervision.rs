@@ -16,7 +16,7 @@ use canhgac_proto::{
 use canhgac_tests::{Agent, Burst, Collector, bin, dns_query, wait_for, write_raw_pcap};
 use serde_json::Value;
 
-fn cli_as(profile: &Path, c: &Collector, args: &[&str]) -> Output {
+pub(crate) fn cli_as(profile: &Path, c: &Collector, args: &[&str]) -> Output {
     Command::new(bin("canhgac"))
         .arg("--profile")
         .arg(profile)

@@ -93,12 +93,16 @@ pub enum OperatorCmd {
     Add {
         #[arg(long)]
         name: String,
-        /// admin, analyst, agency or auditor.
+        /// admin, analyst, agency or auditor; at a national collector also
+        /// national (every province) or province (one province).
         #[arg(long)]
         role: String,
         /// The agency of an `agency` operator.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "province")]
         agency: Option<String>,
+        /// The province of a `province` operator.
+        #[arg(long)]
+        province: Option<String>,
         /// Where to write the new profile (mode 0600).
         #[arg(long)]
         out: PathBuf,
@@ -287,7 +291,7 @@ pub async fn run(
                 say(table(&["VERSION", "SCOPE", "FILES", "CREATED", "BY"], rows))?;
             }
         }
-        Command::Operator(OperatorCmd::Add { name, role, agency, out }) => {
+        Command::Operator(OperatorCmd::Add { name, role, agency, province, out }) => {
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
                 .map_err(|e| Failure::runtime(format!("cannot create a key: {e}")))?;
             let csr = rcgen::CertificateParams::default()
@@ -298,7 +302,7 @@ pub async fn run(
                 .add_operator(AddOperatorRequest {
                     name: name.clone(),
                     role: role.clone(),
-                    agency: agency.unwrap_or_default(),
+                    agency: agency.or(province).unwrap_or_default(),
                     csr_pem: csr,
                 })
                 .await?

@@ -68,9 +68,12 @@ pub enum Command {
     /// Agencies (sở, ban, ngành, UBND) supervised by this collector.
     #[command(subcommand, alias = "agencies")]
     Agency(AgencyCmd),
-    /// One-time enrollment tokens for agents.
+    /// One-time enrollment tokens for agents (and provinces' collectors).
     #[command(subcommand, alias = "tokens")]
     Token(TokenCmd),
+    /// Provinces whose collectors stream to this (national) collector.
+    #[command(subcommand, alias = "provinces")]
+    Province(ProvinceCmd),
     /// Enrolled agents.
     #[command(subcommand, alias = "agent")]
     Agents(AgentsCmd),
@@ -155,11 +158,35 @@ pub struct ExportArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ProvinceCmd {
+    /// Registers a province: a tenant above agencies whose own collector
+    /// enrolls here (`token create --province CODE`).
+    Add {
+        /// Short code, e.g. HN, HCM (letters, digits, `-`, `_`, `.`).
+        #[arg(long)]
+        code: String,
+        /// Full name, e.g. "Hà Nội".
+        #[arg(long)]
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TokenCmd {
     /// Creates a one-time token; the token is printed alone on the last line.
+    #[command(group(clap::ArgGroup::new("tenant").required(true).args(["agency", "province"])))]
     Create {
+        /// The agency an agent enrolls into.
         #[arg(long)]
-        agency: String,
+        agency: Option<String>,
+        /// The province whose collector enrolls with the token
+        /// (`canhgac-collector upstream enroll`).
+        #[arg(long)]
+        province: Option<String>,
         /// Validity, e.g. 24h, 7d (default: the collector's, 24h).
         #[arg(long, value_parser = canhgac_proto::conf::parse_duration)]
         ttl: Option<Duration>,
@@ -331,6 +358,7 @@ fn command_label(c: &Command) -> String {
     match c {
         Command::Agency(x) => sub("agency", x),
         Command::Token(x) => sub("token", x),
+        Command::Province(x) => sub("province", x),
         Command::Agents(x) => sub("agents", x),
         Command::Alerts(x) => sub("alerts", x),
         Command::System(x) => sub("system", x),
@@ -377,8 +405,38 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
     };
     match cli.command {
         Command::Agency(AgencyCmd::Add { code, name }) => {
-            let a = connect(&client).await?.add_agency(AddAgencyRequest { code, name }).await?.into_inner();
+            let a = connect(&client)
+                .await?
+                .add_agency(AddAgencyRequest { code, name, ..Default::default() })
+                .await?
+                .into_inner();
             say(format!("added agency {} ({})", a.code, a.name))?;
+        }
+        Command::Province(ProvinceCmd::Add { code, name }) => {
+            let a = connect(&client)
+                .await?
+                .add_agency(AddAgencyRequest { code, name, kind: "province".into() })
+                .await?
+                .into_inner();
+            say(format!("added province {} ({})", a.code, a.name))?;
+        }
+        Command::Province(ProvinceCmd::List { json }) => {
+            let list = connect(&client).await?.list_agencies(ListAgenciesRequest {}).await?.into_inner();
+            let provinces: Vec<_> = list.agencies.into_iter().filter(|a| a.kind == "province").collect();
+            if output::json(json) {
+                for a in provinces {
+                    say(
+                        json!({"code": a.code, "name": a.name, "created": a.created.as_ref().map(time_str)})
+                            .to_string(),
+                    )?;
+                }
+            } else {
+                let rows = provinces
+                    .into_iter()
+                    .map(|a| vec![a.code, a.name, a.created.as_ref().map(time_str).unwrap_or_default()])
+                    .collect();
+                say(table(&["CODE", "NAME", "CREATED"], rows))?;
+            }
         }
         Command::Agency(AgencyCmd::List { json }) => {
             let list = connect(&client).await?.list_agencies(ListAgenciesRequest {}).await?.into_inner();
@@ -398,17 +456,20 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
                 say(table(&["CODE", "NAME", "CREATED"], rows))?;
             }
         }
-        Command::Token(TokenCmd::Create { agency, ttl }) => {
+        Command::Token(TokenCmd::Create { agency, province, ttl }) => {
+            let for_province = province.is_some();
             let t = connect(&client)
                 .await?
                 .create_enrollment_token(CreateEnrollmentTokenRequest {
-                    agency,
+                    agency: agency.or(province).unwrap_or_default(),
                     ttl_seconds: ttl.map(|d| d.as_secs().max(1)).unwrap_or(0),
+                    province: for_province,
                 })
                 .await?
                 .into_inner();
             say(format!(
-                "one-time enrollment token for agency {}, valid until {}:",
+                "one-time enrollment token for {} {}, valid until {}:",
+                if for_province { "the collector of province" } else { "agency" },
                 t.agency,
                 t.expires.as_ref().map(time_str).unwrap_or_default()
             ))?;

@@ -58,6 +58,32 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// The link of this (provincial) collector to an upstream (national)
+    /// one.
+    #[command(subcommand)]
+    Upstream(UpstreamCmd),
+}
+
+#[derive(Subcommand)]
+enum UpstreamCmd {
+    /// Enrolls this collector at the national collector with a province
+    /// token (`canhgac token create --province CODE` there); `serve` then
+    /// streams incidents and selected alerts upward on its own.
+    Enroll {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The national collector, https://HOST:PORT.
+        #[arg(long)]
+        national: String,
+        #[arg(long)]
+        token: String,
+        /// The national collector's CA pin (`canhgac-collector ca-pin` there).
+        #[arg(long)]
+        ca_pin: String,
+        /// Replace an existing upstream identity.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +122,25 @@ fn main() -> ExitCode {
             serve(config, data_dir, listen, console_listen)
         }
         Command::CheckConfig { config, data_dir } => check_config(&config, data_dir),
+        Command::Upstream(UpstreamCmd::Enroll { data_dir, national, token, ca_pin, force }) => {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => return fail(1, &format!("cannot start the runtime: {e}")),
+            };
+            let enrolled = rt.block_on(canhgac_collector::federation::upstream::enroll(
+                &data_dir, &national, &token, &ca_pin, force,
+            ));
+            match enrolled {
+                Ok(f) => {
+                    println!(
+                        "enrolled at {} as the collector of province {} (id {}); `serve` streams upward from now on",
+                        f.national, f.province, f.peer_id
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(1, &e.to_string()),
+            }
+        }
     }
 }
 

@@ -38,6 +38,13 @@ pub fn joinable(inc: &IncidentRec, time_us: i64, window_us: i64) -> bool {
 /// Decides for one alert, given the incident each of its keys names (in
 /// the order of `inp.keys`; `None` where a key names none).
 pub fn decide(inp: &CorrelationInput, found: &[Option<&IncidentRec>], window_us: i64) -> Decision {
+    if inp.mirror.is_some() {
+        // a downstream incident: its key names it whatever its state
+        return match found.first().copied().flatten() {
+            Some(inc) => Decision::Join(inc.id),
+            None => Decision::Open,
+        };
+    }
     if let Some(inc) = found.iter().flatten().find(|inc| joinable(inc, inp.time_us, window_us)) {
         return Decision::Join(inc.id);
     }
@@ -87,6 +94,17 @@ fn add_entity(list: &mut Vec<String>, omitted: &mut u64, e: &str) {
 /// Adds one alert to an incident: counts, severity, time span, roles,
 /// evidence, keys; an unattributed incident takes the alert's system.
 pub fn add(inc: &mut IncidentRec, inp: &CorrelationInput, now_us: i64) {
+    if let Some(m) = &inp.mirror {
+        // a downstream collector's incident replaces what was kept of it,
+        // under this collector's id and key (it is handled there)
+        let id = inc.id;
+        *inc = (**m).clone();
+        inc.id = id;
+        inc.key = inp.keys.first().cloned().unwrap_or_default();
+        inc.keys = inp.keys.clone();
+        inc.updated_us = now_us;
+        return;
+    }
     inc.alert_count += 1;
     if inc.severity == 0 || (inp.severity != 0 && inp.severity < inc.severity) {
         inc.severity = inp.severity;
@@ -194,6 +212,35 @@ mod tests {
             signature: "ET TROJAN x".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_mirrored_incident_is_replaced_whole_under_its_key_whatever_its_state() {
+        let mut theirs = IncidentRec {
+            id: 41,
+            agency: "HN".into(),
+            state: "closed".into(),
+            alert_count: 7,
+            province: "HN".into(),
+            ..Default::default()
+        };
+        let inp = CorrelationInput {
+            cursor: 9,
+            keys: vec!["m\0HN\0HN\0#41".into()],
+            mirror: Some(Box::new(theirs.clone())),
+            ..Default::default()
+        };
+        assert_eq!(decide(&inp, &[None], 0), Decision::Open);
+        let mut ours = open(&inp, 3, 100);
+        add(&mut ours, &inp, 100);
+        assert_eq!((ours.id, ours.alert_count, ours.state.as_str()), (3, 7, "closed"));
+        assert_eq!(ours.keys, inp.keys);
+        // a closed incident still takes its next change: no window, no state
+        assert_eq!(decide(&inp, &[Some(&ours)], 0), Decision::Join(3));
+        theirs.alert_count = 9;
+        let next = CorrelationInput { mirror: Some(Box::new(theirs)), ..inp };
+        add(&mut ours, &next, 200);
+        assert_eq!((ours.id, ours.alert_count, ours.updated_us), (3, 9, 200));
     }
 
     #[test]

@@ -120,10 +120,13 @@ pub fn input(
         detector: if f.detector.is_empty() { "rule".into() } else { f.detector },
         signature_id: f.signature_id,
         signature: f.signature,
+        mirror: None,
     }
 }
 
-/// Turns stored alerts into correlation inputs.
+/// Turns stored alerts into correlation inputs. Alerts a downstream
+/// collector forwarded were correlated there: its incidents arrive as
+/// incidents (see `federation::mirror`), so they give no input here.
 pub fn inputs(
     reg: &Regulation,
     alerts: &[(u64, RecordRec)],
@@ -132,6 +135,7 @@ pub fn inputs(
 ) -> Vec<CorrelationInput> {
     alerts
         .iter()
+        .filter(|(_, rec)| rec.province.is_empty())
         .map(|(cursor, rec)| input(reg, *cursor, rec, facts_of(reg, rec), agents.get(&rec.agent_id), systems))
         .collect()
 }
@@ -334,6 +338,9 @@ pub struct View<'a> {
 }
 
 pub fn incident_msg(inc: &IncidentRec, v: &View<'_>) -> Incident {
+    if let Some(o) = &inc.origin {
+        return mirrored_msg(inc, o, v.now_us);
+    }
     let system = v.systems.get(&inc.system);
     let (serious, possibly_serious, serious_reason) = seriousness(inc, system, v.reg);
     let dl = deadlines(inc, serious, v.reg, v.now_us);
@@ -402,7 +409,28 @@ pub fn incident_msg(inc: &IncidentRec, v: &View<'_>) -> Incident {
             .collect(),
         merged_into: inc.merged_into,
         entities_omitted: inc.entities_omitted,
+        province: String::new(),
+        origin_id: 0,
     }
+}
+
+/// A province's incident as its collector showed it, under this
+/// collector's id, with its deadlines read against `now_us`.
+fn mirrored_msg(inc: &IncidentRec, origin: &Incident, now_us: i64) -> Incident {
+    let mut m = origin.clone();
+    if m.origin_id == 0 {
+        m.origin_id = origin.id;
+    }
+    m.id = inc.id;
+    m.province = inc.province.clone();
+    m.merged_into = 0;
+    let now = ts(now_us);
+    let key = |t: &Option<prost_types::Timestamp>| t.as_ref().map(|t| (t.seconds, t.nanos));
+    for d in &mut m.deadlines {
+        d.overdue = d.met.is_none() && !m.dismissed && d.due.is_some() && key(&d.due) < key(&now);
+    }
+    m.overdue = m.deadlines.iter().any(|d| d.overdue);
+    m
 }
 
 fn s_of(v: &Value) -> String {

@@ -142,6 +142,7 @@ impl Enrollment for EnrollmentService {
             cert_not_after_us: timefmt::micros(issued.not_after),
             cert_serial: issued.serial.clone(),
             enrolled_with_token: hex::encode(&token_hash(&r.token)[..6]),
+            downstream: token.province,
             ..Default::default()
         };
         deps.store.enroll(&r.token, expected, now_us, rec).inspect_err(|e| {
@@ -149,7 +150,11 @@ impl Enrollment for EnrollmentService {
         })?;
         deps.store.flush().await?;
         deps.metrics.enrollment("enrolled");
-        tracing::info!(%agent_id, agency = %token.agency, hostname = %r.hostname, %peer, "agent enrolled");
+        if token.province {
+            tracing::info!(%agent_id, province = %token.agency, hostname = %r.hostname, %peer, "downstream collector enrolled");
+        } else {
+            tracing::info!(%agent_id, agency = %token.agency, hostname = %r.hostname, %peer, "agent enrolled");
+        }
         Ok(Response::new(EnrollResponse {
             agent_id,
             agency: token.agency,

@@ -103,7 +103,8 @@ fn ts(us: i64) -> Option<prost_types::Timestamp> {
 fn agency_msg(a: AgencyRec, reg: &crate::rules::Regulation) -> Agency {
     let fields =
         directory::agency_row(&a, reg).into_iter().filter(|(k, _)| k != "code" && k != "name").collect();
-    Agency { code: a.code, name: a.name, created: ts(a.created_us), fields }
+    let kind = if a.is_province() { "province" } else { "agency" }.to_string();
+    Agency { code: a.code, name: a.name, created: ts(a.created_us), fields, kind }
 }
 
 fn agent_info(a: AgentRec, connected: bool, online: bool) -> AgentInfo {
@@ -264,6 +265,7 @@ impl OperatorService {
         if kind == "completion"
             && who.role != auth::Role::Auditor
             && inc.state == "closed"
+            && inc.origin.is_none()
             && !inc.milestones_us.contains_key("completion_report")
         {
             let name = who.name.clone();
@@ -314,6 +316,20 @@ impl OperatorService {
         Ok(inc)
     }
 
+    /// Loads an incident the caller may see and this collector handles:
+    /// a province's incident kept at an upstream collector is changed in
+    /// the province, not here.
+    fn local_incident(&self, caller: &OperatorCaller, id: u64) -> Result<IncidentRec, Status> {
+        let inc = self.visible_incident(caller, id)?;
+        if let Some(o) = &inc.origin {
+            return Err(invalid(format!(
+                "incident {id} is handled by province `{}` (its incident {}); change it there",
+                inc.province, o.id
+            )));
+        }
+        Ok(inc)
+    }
+
     /// Applies an incident change made by `caller`; `f` may refuse.
     async fn change_incident(
         &self,
@@ -321,7 +337,7 @@ impl OperatorService {
         id: u64,
         f: impl Fn(&mut IncidentRec) -> Result<(), String> + Send + 'static,
     ) -> Result<Response<Incident>, Status> {
-        self.visible_incident(caller, id)?;
+        self.local_incident(caller, id)?;
         let store = self.deps.store.clone();
         let updated = blocking(move || {
             store
@@ -424,6 +440,11 @@ impl Operator for OperatorService {
         if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
             return Err(invalid("agency name must be 1-200 printable characters"));
         }
+        let kind = match r.kind.as_str() {
+            "" | "agency" => String::new(),
+            crate::store::PROVINCE => crate::store::PROVINCE.to_string(),
+            other => return Err(invalid(format!("unknown kind `{other}` (agency or province)"))),
+        };
         let now = now_us();
         let rec = self.deps.store.add_agency(AgencyRec {
             version: RECORD_VERSION,
@@ -432,10 +453,11 @@ impl Operator for OperatorService {
             created_us: now,
             created_by: who.name.clone(),
             updated_us: now,
+            kind,
             ..Default::default()
         })?;
         self.deps.store.flush().await?;
-        tracing::info!(operator = %who.name, code = %rec.code, "agency added");
+        tracing::info!(operator = %who.name, code = %rec.code, kind = if rec.is_province() { "province" } else { "agency" }, "tenant added");
         Ok(Response::new(agency_msg(rec, &self.deps.config.regulation)))
     }
 
@@ -464,8 +486,19 @@ impl Operator for OperatorService {
         let r = req.into_inner();
         who.target(r.agency.clone());
         let cfg = &self.deps.config;
-        if self.deps.store.agency(&r.agency)?.is_none() {
-            return Err(not_found(format!("agency `{}` not found", r.agency)));
+        match self.deps.store.agency(&r.agency)? {
+            None if r.province => return Err(not_found(format!("province `{}` not found", r.agency))),
+            None => return Err(not_found(format!("agency `{}` not found", r.agency))),
+            Some(a) if a.is_province() && !r.province => {
+                return Err(invalid(format!(
+                    "`{}` is a province: its collector enrolls with `token create --province {}`; agents enroll at that collector",
+                    r.agency, r.agency
+                )));
+            }
+            Some(a) if !a.is_province() && r.province => {
+                return Err(invalid(format!("`{}` is an agency, not a province", r.agency)));
+            }
+            Some(_) => {}
         }
         let ttl = match r.ttl_seconds {
             0 => cfg.enrollment_token_ttl,
@@ -492,6 +525,7 @@ impl Operator for OperatorService {
                 created_us: timefmt::micros(now),
                 expires_us: timefmt::micros(expires),
                 created_by: who.name.clone(),
+                province: r.province,
                 ..Default::default()
             },
         )?;
@@ -1119,7 +1153,7 @@ impl Operator for OperatorService {
         who.target(format!("incidents {}", ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")));
         who.detail(format!("{} {}", r.action, r.value));
         for id in &ids {
-            self.visible_incident(&who, *id)?;
+            self.local_incident(&who, *id)?;
         }
         let name = who.name.clone();
         let action = r.action.clone();
@@ -1169,7 +1203,7 @@ impl Operator for OperatorService {
         let ids = distinct_ids(&r.ids, 2)?;
         who.target(format!("incidents {}", ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",")));
         for id in &ids {
-            self.visible_incident(&who, *id)?;
+            self.local_incident(&who, *id)?;
         }
         let name = who.name.clone();
         let store = self.deps.store.clone();
@@ -1324,14 +1358,24 @@ impl Operator for OperatorService {
         };
         match (role, r.agency.as_str()) {
             (auth::Role::Agency, "") => return Err(invalid("the agency role needs an agency")),
-            (auth::Role::Agency, a) => {
-                if self.deps.store.agency(a)?.is_none() {
-                    return Err(not_found(format!("agency `{a}` not found")));
+            (auth::Role::Province, "") => return Err(invalid("the province role needs a province")),
+            (auth::Role::Agency, a) => match self.deps.store.agency(a)? {
+                None => return Err(not_found(format!("agency `{a}` not found"))),
+                Some(t) if t.is_province() => {
+                    return Err(invalid(format!("`{a}` is a province: use the province role")));
                 }
-            }
+                Some(_) => {}
+            },
+            (auth::Role::Province, p) => match self.deps.store.agency(p)? {
+                Some(t) if t.is_province() => {}
+                _ => return Err(not_found(format!("province `{p}` not found"))),
+            },
             (_, "") => {}
             (_, _) => {
-                return Err(invalid(format!("only the agency role is bound to an agency, not `{}`", r.role)));
+                return Err(invalid(format!(
+                    "only the agency and province roles are bound to a tenant, not `{}`",
+                    r.role
+                )));
             }
         }
         if self.deps.store.operator(&r.name)?.is_some() {

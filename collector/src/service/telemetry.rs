@@ -241,6 +241,15 @@ impl Session {
             self.agent = a;
         }
         let cfg = &self.deps.config;
+        // a downstream collector resumes each feed where this one is
+        let mut stored_through = std::collections::HashMap::new();
+        if self.agent.downstream {
+            for feed in crate::federation::FEEDS {
+                let (lo, hi) = crate::federation::feed_range(feed);
+                let last = self.deps.store.highest_seq_between(&self.agent.agent_id, lo, hi)?;
+                stored_through.insert(feed as u32, last.unwrap_or(lo));
+            }
+        }
         self.send(Out::Welcome(Welcome {
             agent_id: self.agent.agent_id.clone(),
             agency: self.agent.agency.clone(),
@@ -250,6 +259,7 @@ impl Session {
             certificate_not_after: Some(timefmt::to_timestamp(timefmt::from_micros(
                 self.agent.cert_not_after_us,
             ))),
+            stored_through,
         }))
         .await?;
         self.offer_policy().await?;
@@ -315,6 +325,10 @@ impl Session {
     /// Sends the agency's current policy unless the agent runs it already
     /// or it was sent on this stream.
     async fn offer_policy(&mut self) -> Result<(), End> {
+        if self.agent.downstream {
+            // policies are for agents; a downstream collector has its own
+            return Ok(());
+        }
         let Some(p) = self.deps.store.effective_policy(&self.agent.agency)? else {
             return Ok(());
         };
@@ -476,7 +490,14 @@ fn prepare(
     let Some(event_type) = obj.get("event_type").and_then(|v| v.as_str()).map(String::from) else {
         return invalid("eve_json has no event_type");
     };
-    let alert = event_type == "alert" || r.kind == RecordKind::Alert as i32;
+    let incident = r.kind == RecordKind::Incident as i32;
+    if incident && !agent.downstream {
+        return invalid("only a downstream collector may send incidents");
+    }
+    if incident && r.incident.is_none() {
+        return invalid("an incident record without its incident");
+    }
+    let alert = !incident && (event_type == "alert" || r.kind == RecordKind::Alert as i32);
     let severity = if alert {
         let from_json = obj
             .get("alert")
@@ -495,6 +516,24 @@ fn prepare(
         Some(serde_json::Value::Object(m)) => m,
         _ => serde_json::Map::new(),
     };
+    // a downstream collector forwards what its agents said: kept as the
+    // record's origin, under the province's identity here
+    let origin = agent.downstream.then(|| {
+        let province = if r.province.is_empty() { agent.agency.clone() } else { clean_text(&r.province, 64) };
+        let mut o = serde_json::Map::new();
+        for k in ["agent_id", "agency", "hostname"] {
+            if let Some(v) = ours.remove(k) {
+                o.insert(k.into(), v);
+            }
+        }
+        o.insert("province".into(), province.clone().into());
+        ours.insert("origin".into(), serde_json::Value::Object(o));
+        Box::new(crate::store::Origin {
+            agency: clean_text(&r.agency, 64),
+            province,
+            incident: if incident { r.incident.clone() } else { None },
+        })
+    });
     ours.insert("agent_id".into(), agent.agent_id.clone().into());
     ours.insert("agency".into(), agent.agency.clone().into());
     ours.insert("hostname".into(), agent.hostname.clone().into());
@@ -512,6 +551,7 @@ fn prepare(
         time_us: timefmt::micros(time),
         eve_json: value.to_string(),
         facts,
+        origin,
     }
 }
 
@@ -538,6 +578,7 @@ mod tests {
             eve_json: br#"{"event_type":"alert","alert":{"severity":1},"canhgac":{"agent_id":"forged","agency":"OTHER","detector":"ioc"}}"#.to_vec(),
             time: None,
             facts: None,
+            ..Default::default()
         };
         let Incoming::Valid { eve_json, severity, alert, facts, .. } =
             prepare(&rec, &agent(), OffsetDateTime::now_utc(), &crate::rules::Regulation::embedded())
@@ -571,6 +612,7 @@ mod tests {
                 .to_vec(),
             time: None,
             facts: Some(facts.clone()),
+            ..Default::default()
         };
         let Incoming::Valid { facts: kept, .. } =
             prepare(&rec, &agent(), OffsetDateTime::now_utc(), &crate::rules::Regulation::embedded())

@@ -97,6 +97,9 @@ forward! {
     // incidents
     fn correlated_cursor(&self) -> Result<u64, StoreError>;
     fn correlate(&self, inputs: &[CorrelationInput], last_cursor: u64, window_us: i64, now_us: i64) -> Result<Vec<u64>, StoreError>;
+    fn mirrored_cursor(&self) -> Result<u64, StoreError>;
+    fn mirror_incidents(&self, inputs: &[CorrelationInput], last_cursor: u64, now_us: i64) -> Result<Vec<u64>, StoreError>;
+    fn highest_seq_between(&self, agent_id: &str, lo: u64, hi: u64) -> Result<Option<u64>, StoreError>;
     fn incident(&self, id: u64) -> Result<Option<IncidentRec>, StoreError>;
     fn incidents(&self, f: &IncidentFilter) -> Result<IncidentPage, StoreError>;
     fn incident_alert_cursors(&self, id: u64, limit: usize) -> Result<Vec<u64>, StoreError>;

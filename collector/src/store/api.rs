@@ -130,6 +130,13 @@ pub trait Incidents {
         window_us: i64,
         now_us: i64,
     ) -> Result<Vec<u64>, StoreError>;
+    fn mirrored_cursor(&self) -> Result<u64, StoreError>;
+    fn mirror_incidents(
+        &self,
+        inputs: &[CorrelationInput],
+        last_cursor: u64,
+        now_us: i64,
+    ) -> Result<Vec<u64>, StoreError>;
     fn incident(&self, id: u64) -> Result<Option<IncidentRec>, StoreError>;
     fn update_incident<E>(
         &self,
@@ -397,6 +404,17 @@ macro_rules! backend {
                 now_us: i64,
             ) -> Result<Vec<u64>, StoreError> {
                 <$t>::correlate(self, inputs, last_cursor, window_us, now_us)
+            }
+            fn mirrored_cursor(&self) -> Result<u64, StoreError> {
+                <$t>::mirrored_cursor(self)
+            }
+            fn mirror_incidents(
+                &self,
+                inputs: &[CorrelationInput],
+                last_cursor: u64,
+                now_us: i64,
+            ) -> Result<Vec<u64>, StoreError> {
+                <$t>::mirror_incidents(self, inputs, last_cursor, now_us)
             }
             fn incident(&self, id: u64) -> Result<Option<IncidentRec>, StoreError> {
                 <$t>::incident(self, id)

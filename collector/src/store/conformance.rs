@@ -78,6 +78,7 @@ fn alert(seq: u64, severity: u32, time_us: i64) -> Incoming {
         time_us,
         eve_json: format!("{{\"seq\":{seq}}}"),
         facts: None,
+        origin: None,
     }
 }
 
@@ -155,6 +156,7 @@ fn records_once_in_order<B: Backend>(open: &dyn Fn(&Path) -> B) {
         time_us: 40,
         eve_json: "{}".into(),
         facts: None,
+        origin: None,
     };
     s.ingest("x", "A", 0, &[ev]).unwrap();
     assert_eq!(s.alerts_after(0, 100).unwrap().len(), 4);
@@ -320,6 +322,7 @@ fn retention<B: Backend>(open: &dyn Fn(&Path) -> B) {
         time_us: seq as i64,
         eve_json: "{}".into(),
         facts: None,
+        origin: None,
     };
     s.ingest("x", "A", 100, &[alert(1, 1, 1), alert(2, 1, 2)]).unwrap();
     s.ingest("y", "B", 100, &[alert(1, 1, 1)]).unwrap();

@@ -38,6 +38,9 @@ pub struct CorrelationInput {
     pub detector: String,
     pub signature_id: u64,
     pub signature: String,
+    /// A downstream collector's incident to keep as it is (`keys` holds
+    /// one key naming it); see [`correlate::add`].
+    pub mirror: Option<Box<IncidentRec>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -116,6 +119,33 @@ impl SledStore {
         window_us: i64,
         now_us: i64,
     ) -> Result<Vec<u64>, StoreError> {
+        self.correlate_feed(b"correlated", inputs, last_cursor, window_us, now_us)
+    }
+
+    /// Last record cursor the mirror of downstream incidents has processed.
+    pub fn mirrored_cursor(&self) -> Result<u64, StoreError> {
+        Ok(self.inner()?.counters.get(b"mirrored")?.map(|v| u64_of(&v)).unwrap_or(0))
+    }
+
+    /// Stores downstream collectors' incidents (inputs with `mirror`), with
+    /// the mirror's position, in one transaction.
+    pub fn mirror_incidents(
+        &self,
+        inputs: &[CorrelationInput],
+        last_cursor: u64,
+        now_us: i64,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.correlate_feed(b"mirrored", inputs, last_cursor, 0, now_us)
+    }
+
+    fn correlate_feed(
+        &self,
+        position: &'static [u8],
+        inputs: &[CorrelationInput],
+        last_cursor: u64,
+        window_us: i64,
+        now_us: i64,
+    ) -> Result<Vec<u64>, StoreError> {
         let i = &self.inner()?;
         let mut next = i.next_change.lock().unwrap_or_else(|p| p.into_inner());
         let r = (&i.incidents, &i.incident_keys, &i.incident_alerts, &i.incident_changes, &i.counters)
@@ -164,9 +194,11 @@ impl SledStore {
                     for key in &inp.keys {
                         keys.insert(key.as_bytes(), &inc.id.to_be_bytes())?;
                     }
-                    let mut link = inc.id.to_be_bytes().to_vec();
-                    link.extend_from_slice(&inp.cursor.to_be_bytes());
-                    links.insert(link, &[])?;
+                    if inp.mirror.is_none() {
+                        let mut link = inc.id.to_be_bytes().to_vec();
+                        link.extend_from_slice(&inp.cursor.to_be_bytes());
+                        links.insert(link, &[])?;
+                    }
                     touched.insert(inc.id, (inc, created));
                 }
                 if skipped > 0 {
@@ -185,7 +217,7 @@ impl SledStore {
                     changes.insert(&change.to_be_bytes(), rec.encode_to_vec())?;
                     change += 1;
                 }
-                counters.insert(b"correlated".as_slice(), &last_cursor.to_be_bytes())?;
+                counters.insert(position, &last_cursor.to_be_bytes())?;
                 Ok((touched.keys().copied().collect::<Vec<_>>(), change))
             });
         let (ids, change) = tx_result::<_, StoreError>(r)?;

@@ -70,8 +70,8 @@ use tokio::sync::watch;
 
 pub use records::{
     AgencyRec, AgencyStatsRec, AgentRec, AuditCheckpointRec, AuditRec, EvidenceRec, IncidentChangeRec,
-    IncidentEventRec, IncidentRec, MAX_ENTITIES, OperatorRec, PolicyRec, QuarantineRec, RECORD_VERSION,
-    RecordRec, SystemRec, TokenRec,
+    IncidentEventRec, IncidentRec, MAX_ENTITIES, OperatorRec, PROVINCE, PolicyRec, QuarantineRec,
+    RECORD_VERSION, RecordRec, SystemRec, TokenRec,
 };
 
 mod audit;
@@ -157,6 +157,8 @@ pub enum Incoming {
         time_us: i64,
         eve_json: String,
         facts: Option<Box<RecordFacts>>,
+        /// From a downstream collector: where it comes from.
+        origin: Option<Box<Origin>>,
     },
     Invalid {
         seq: u64,
@@ -165,11 +167,50 @@ pub enum Incoming {
     },
 }
 
+/// What a downstream collector says of a record it forwards.
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    /// The agency there.
+    pub agency: String,
+    /// The province; the sender's own when it came from its agents.
+    pub province: String,
+    /// `RECORD_KIND_INCIDENT`: the incident as the sender shows it.
+    pub incident: Option<canhgac_proto::v1::Incident>,
+}
+
 impl Incoming {
     fn seq(&self) -> u64 {
         match self {
             Incoming::Valid { seq, .. } | Incoming::Invalid { seq, .. } => *seq,
         }
+    }
+
+    /// The stored form of a valid record (`None` for an invalid one).
+    fn record(&self, agent_id: &str, agency: &str, received_us: i64) -> Option<RecordRec> {
+        let Incoming::Valid { seq, alert, severity, time_us, eve_json, facts, origin } = self else {
+            return None;
+        };
+        let origin = origin.as_deref();
+        let kind = match (alert, origin.is_some_and(|o| o.incident.is_some())) {
+            (_, true) => canhgac_proto::v1::RecordKind::Incident,
+            (true, false) => canhgac_proto::v1::RecordKind::Alert,
+            (false, false) => canhgac_proto::v1::RecordKind::Event,
+        };
+        Some(RecordRec {
+            version: records::RECORD_VERSION,
+            agent_id: agent_id.to_string(),
+            agency: agency.to_string(),
+            seq: *seq,
+            kind: kind as i32,
+            severity: *severity,
+            time_us: *time_us,
+            received_us,
+            eve_json: eve_json.clone(),
+            facts: facts.as_deref().cloned(),
+            incident: origin.and_then(|o| o.incident.clone()),
+            origin_agency: origin.map(|o| o.agency.clone()).unwrap_or_default(),
+            province: origin.map(|o| o.province.clone()).unwrap_or_default(),
+        })
     }
 }
 
@@ -712,24 +753,11 @@ impl SledStore {
                             continue;
                         }
                         match rec {
-                            Incoming::Valid { seq, alert, severity, time_us, eve_json, facts } => {
-                                let value = RecordRec {
-                                    version: records::RECORD_VERSION,
-                                    agent_id: agent_id.to_string(),
-                                    agency: agency.to_string(),
-                                    seq: *seq,
-                                    kind: if *alert {
-                                        canhgac_proto::v1::RecordKind::Alert as i32
-                                    } else {
-                                        canhgac_proto::v1::RecordKind::Event as i32
-                                    },
-                                    severity: *severity,
-                                    time_us: *time_us,
-                                    received_us,
-                                    eve_json: eve_json.clone(),
-                                    facts: facts.as_deref().cloned(),
-                                }
-                                .encode_to_vec();
+                            Incoming::Valid { alert, time_us, .. } => {
+                                let value = rec
+                                    .record(agent_id, agency, received_us)
+                                    .map(|r| r.encode_to_vec())
+                                    .unwrap_or_default();
                                 let ck = cursor.to_be_bytes();
                                 if *alert {
                                     stats.alerts += 1;
@@ -878,6 +906,20 @@ impl SledStore {
             out.push((cursor, rec));
         }
         Ok((out, next))
+    }
+
+    /// The highest seq stored (or quarantined) for `agent_id` within
+    /// `lo..=hi`: where a downstream collector's feed resumes.
+    pub fn highest_seq_between(&self, agent_id: &str, lo: u64, hi: u64) -> Result<Option<u64>, StoreError> {
+        let i = self.inner()?;
+        let (from, to) = (dedupe_key(agent_id, lo), dedupe_key(agent_id, hi));
+        match i.dedupe.range(from..=to).next_back() {
+            Some(kv) => {
+                let (k, _) = kv?;
+                Ok(Some(u64_of(&k[k.len() - 8..])))
+            }
+            None => Ok(None),
+        }
     }
 
     pub fn quarantined(&self) -> Result<Vec<QuarantineRec>, StoreError> {

@@ -32,7 +32,20 @@ pub struct AgencyRec {
     pub changed_us: BTreeMap<String, i64>,
     #[prost(int64, tag = "8")]
     pub updated_us: i64,
+    /// `province` for a tenant above agencies whose downstream collector
+    /// streams here; empty for an agency.
+    #[prost(string, tag = "9")]
+    pub kind: String,
 }
+
+impl AgencyRec {
+    pub fn is_province(&self) -> bool {
+        self.kind == PROVINCE
+    }
+}
+
+/// [`AgencyRec::kind`] of a province.
+pub const PROVINCE: &str = "province";
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TokenRec {
@@ -51,6 +64,9 @@ pub struct TokenRec {
     pub used_by: String,
     #[prost(string, tag = "7")]
     pub created_by: String,
+    /// Enrolls a province's downstream collector, not an agent.
+    #[prost(bool, tag = "8")]
+    pub province: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -106,6 +122,10 @@ pub struct AgentRec {
     /// Start of the silence an `agent-silent` alert was raised for (0: none).
     #[prost(int64, tag = "23")]
     pub silent_alerted_us: i64,
+    /// A province's downstream collector (enrolled with a province token):
+    /// its records come correlated, and it may send incidents.
+    #[prost(bool, tag = "24")]
+    pub downstream: bool,
 }
 
 /// One stored alert or event.
@@ -135,6 +155,14 @@ pub struct RecordRec {
     /// alerts stored before facts existed (see `incident::facts_of`).
     #[prost(message, optional, tag = "10")]
     pub facts: Option<v1::RecordFacts>,
+    /// From a downstream collector: its incident (`RECORD_KIND_INCIDENT`).
+    #[prost(message, optional, tag = "11")]
+    pub incident: Option<v1::Incident>,
+    /// From a downstream collector: the agency there, and the province.
+    #[prost(string, tag = "12")]
+    pub origin_agency: String,
+    #[prost(string, tag = "13")]
+    pub province: String,
 }
 
 /// A record the collector could not accept as EVE JSON, kept verbatim.
@@ -368,6 +396,13 @@ pub struct IncidentRec {
     /// Entities and evidence entries not kept past the caps.
     #[prost(uint64, tag = "31")]
     pub entities_omitted: u64,
+    /// At an upstream collector: the province that reported it, and the
+    /// incident as that province's collector last showed it. Such an
+    /// incident is read-only here (`agency` is the province's code).
+    #[prost(string, tag = "32")]
+    pub province: String,
+    #[prost(message, optional, tag = "33")]
+    pub origin: Option<v1::Incident>,
 }
 
 /// Most attacker or victim entities, and evidence entries, an incident keeps.

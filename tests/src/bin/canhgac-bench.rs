@@ -95,9 +95,14 @@ async fn end_to_end(pcap: &Path, root: &Path) -> anyhow::Result<(u64, Duration)>
     }));
     let channel = Profile::load(&init.profile)?.client(None)?.connect(Duration::from_secs(10)).await?;
     let mut op = OperatorClient::new(channel);
-    op.add_agency(AddAgencyRequest { code: "BENCH".into(), name: "bench".into() }).await?;
+    op.add_agency(AddAgencyRequest { code: "BENCH".into(), name: "bench".into(), ..Default::default() })
+        .await?;
     let token = op
-        .create_enrollment_token(CreateEnrollmentTokenRequest { agency: "BENCH".into(), ttl_seconds: 0 })
+        .create_enrollment_token(CreateEnrollmentTokenRequest {
+            agency: "BENCH".into(),
+            ttl_seconds: 0,
+            ..Default::default()
+        })
         .await?
         .into_inner()
         .token;

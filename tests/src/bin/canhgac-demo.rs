@@ -57,7 +57,11 @@ async fn agent(
     captures: &[(&str, &[u8])],
 ) -> anyhow::Result<()> {
     let token = api
-        .create_enrollment_token(CreateEnrollmentTokenRequest { agency: agency.into(), ttl_seconds: 0 })
+        .create_enrollment_token(CreateEnrollmentTokenRequest {
+            agency: agency.into(),
+            ttl_seconds: 0,
+            ..Default::default()
+        })
         .await?
         .into_inner()
         .token;

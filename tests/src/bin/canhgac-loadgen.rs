@@ -114,6 +114,7 @@ fn record(seq: u64, agent: usize) -> Record {
             role_basis: RoleBasis::Detector as i32,
             ..Default::default()
         }),
+        ..Default::default()
     }
 }
 
@@ -302,14 +303,23 @@ async fn main() -> anyhow::Result<()> {
     let channel = profile.client(None)?.connect(Duration::from_secs(10)).await?;
     let mut api = OperatorClient::new(channel);
     let code = format!("LOADGEN-{:06X}", rand::random::<u32>() & 0xFF_FFFF);
-    api.add_agency(AddAgencyRequest { code: code.clone(), name: "canhgac-loadgen".into() }).await?;
+    api.add_agency(AddAgencyRequest {
+        code: code.clone(),
+        name: "canhgac-loadgen".into(),
+        ..Default::default()
+    })
+    .await?;
     let tmp = tempfile::tempdir()?;
     let enrolling = Instant::now();
     let mut dirs = Vec::with_capacity(args.agents);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.agents {
         let token = api
-            .create_enrollment_token(CreateEnrollmentTokenRequest { agency: code.clone(), ttl_seconds: 3600 })
+            .create_enrollment_token(CreateEnrollmentTokenRequest {
+                agency: code.clone(),
+                ttl_seconds: 3600,
+                ..Default::default()
+            })
             .await?
             .into_inner()
             .token;

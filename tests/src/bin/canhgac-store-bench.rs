@@ -92,6 +92,7 @@ fn main() -> anyhow::Result<()> {
                 time_us,
                 eve_json,
                 facts,
+                origin: None,
             });
         }
         i += recs.len() as u64;

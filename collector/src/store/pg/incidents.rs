@@ -92,12 +92,39 @@ impl PgStore {
         window_us: i64,
         now_us: i64,
     ) -> Result<Vec<u64>, StoreError> {
+        self.correlate_feed("correlated", inputs, last_cursor, window_us, now_us)
+    }
+
+    /// Last record cursor the mirror of downstream incidents has processed.
+    pub fn mirrored_cursor(&self) -> Result<u64, StoreError> {
+        self.read(|c| counter(c, "mirrored"))
+    }
+
+    /// Stores downstream collectors' incidents (inputs with `mirror`), with
+    /// the mirror's position, in one transaction.
+    pub fn mirror_incidents(
+        &self,
+        inputs: &[CorrelationInput],
+        last_cursor: u64,
+        now_us: i64,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.correlate_feed("mirrored", inputs, last_cursor, 0, now_us)
+    }
+
+    fn correlate_feed(
+        &self,
+        position: &'static str,
+        inputs: &[CorrelationInput],
+        last_cursor: u64,
+        window_us: i64,
+        now_us: i64,
+    ) -> Result<Vec<u64>, StoreError> {
         let (ids, last_change) = self.tx(|tx| {
             let first = lock_counter(tx, "change")? + 1;
             // under the lock: alerts another collector on this database has
             // correlated since the caller read the position are skipped, so
             // each alert is counted once even if two correlators run
-            let done = counter(tx, "correlated")?;
+            let done = counter(tx, position)?;
             let inputs: Vec<&CorrelationInput> = inputs.iter().filter(|i| i.cursor > done).collect();
             // every key the batch names, as stored
             let all: Vec<&[u8]> = inputs.iter().flat_map(|i| i.keys.iter().map(|k| k.as_bytes())).collect();
@@ -147,7 +174,9 @@ impl PgStore {
                     keys.insert(key.as_bytes().to_vec(), inc.id);
                     new_keys.insert(key.as_bytes().to_vec(), inc.id);
                 }
-                links.insert((big(inc.id), big(inp.cursor)));
+                if inp.mirror.is_none() {
+                    links.insert((big(inc.id), big(inp.cursor)));
+                }
                 touched.insert(inc.id, (inc, created));
             }
             put_keys(tx, &new_keys)?;
@@ -168,7 +197,7 @@ impl PgStore {
                 )?;
             }
             let last = write_changes(tx, first, touched.values().map(|(r, c)| (r, *c)))?;
-            set_counter(tx, "correlated", last_cursor.max(done))?;
+            set_counter(tx, position, last_cursor.max(done))?;
             Ok::<_, StoreError>((touched.keys().copied().collect::<Vec<_>>(), last))
         })?;
         self.raise_change_cursor(last_change);

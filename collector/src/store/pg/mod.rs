@@ -106,8 +106,11 @@ use tokio_postgres::{
 use super::StoreError;
 
 /// Migrations, in order; the version of each is its position from 1.
-const MIGRATIONS: &[&str] =
-    &[include_str!("migrations/0001_initial.sql"), include_str!("migrations/0002_leases.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_initial.sql"),
+    include_str!("migrations/0002_leases.sql"),
+    include_str!("migrations/0003_federation.sql"),
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -830,6 +833,7 @@ mod tests {
             time_us: seq as i64,
             eve_json: "{}".into(),
             facts: None,
+            origin: None,
         };
         std::thread::scope(|sc| {
             for (n, s) in [&a, &b, &a, &b].into_iter().enumerate() {
@@ -892,6 +896,7 @@ mod tests {
             time_us: 1,
             eve_json: "{}".into(),
             facts: None,
+            origin: None,
         };
         a.ingest("x", "A", 0, &[alert]).unwrap();
         assert!(reaches(&alerts, 1), "the alert watch of the other store moved");
@@ -974,6 +979,7 @@ mod tests {
             time_us: 1,
             eve_json: "{}".into(),
             facts: None,
+            origin: None,
         };
         s.ingest("x", "A", 0, &[alert(1)]).unwrap();
         cluster.stop().unwrap();

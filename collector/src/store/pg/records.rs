@@ -124,24 +124,9 @@ impl PgStore {
                     continue;
                 }
                 match r {
-                    Incoming::Valid { seq, alert, severity, time_us, eve_json, facts } => {
+                    Incoming::Valid { seq, alert, .. } => {
                         cursor += 1;
-                        let value = RecordRec {
-                            version: RECORD_VERSION,
-                            agent_id: agent_id.to_string(),
-                            agency: agency.to_string(),
-                            seq: *seq,
-                            kind: if *alert {
-                                canhgac_proto::v1::RecordKind::Alert as i32
-                            } else {
-                                canhgac_proto::v1::RecordKind::Event as i32
-                            },
-                            severity: *severity,
-                            time_us: *time_us,
-                            received_us,
-                            eve_json: eve_json.clone(),
-                            facts: facts.as_deref().cloned(),
-                        };
+                        let value = r.record(agent_id, agency, received_us).unwrap_or_default();
                         let bytes = value.encode_to_vec();
                         if *alert {
                             alerts += 1;
@@ -315,6 +300,20 @@ impl PgStore {
                     return Ok((std::mem::take(&mut out), None));
                 }
             }
+        })
+    }
+
+    /// The highest seq stored (or quarantined) for `agent_id` within
+    /// `lo..=hi`: where a downstream collector's feed resumes.
+    pub fn highest_seq_between(&self, agent_id: &str, lo: u64, hi: u64) -> Result<Option<u64>, StoreError> {
+        self.read(|c| {
+            Ok(one(
+                c,
+                "SELECT max(seq) FROM dedupe WHERE agent_id = $1 AND seq BETWEEN $2 AND $3",
+                &[&agent_id, &big(lo), &big(hi)],
+            )?
+            .get::<_, Option<i64>>(0)
+            .map(|v| v as u64))
         })
     }
 
