@@ -13,7 +13,7 @@ use canhgac_proto::{
     timefmt,
     v1::{SubscribeAlertsRequest, SubscribeIncidentsRequest, operator_client::OperatorClient},
 };
-use canhgac_tests::{Agent, Burst, Collector, bin, dns_query, wait_for, write_raw_pcap};
+use canhgac_tests::{Agent, Burst, Collector, bin, dns_query, wait_for, workspace, write_raw_pcap};
 use serde_json::Value;
 
 pub(crate) fn cli_as(profile: &Path, c: &Collector, args: &[&str]) -> Output {
@@ -81,6 +81,59 @@ pub(crate) fn scan_at(
     let a = attacker;
     std::fs::write(&ioc, format!("# known attackers\n{}.{}.{}.{}\n", a[0], a[1], a[2], a[3])).unwrap();
     (pcap, ioc)
+}
+
+/// An error as an operator reads it: it names neither an RPC method
+/// (`UpdateIncident`) nor a status code (`(InvalidArgument)`).
+fn assert_plain_error(err: &str) {
+    let proto = std::fs::read_to_string(workspace().join("proto/canhgac/v1/canhgac.proto")).unwrap();
+    let methods = proto
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("rpc ")?.split('(').next())
+        .filter(|m| m.chars().filter(char::is_ascii_uppercase).count() > 1);
+    let codes = [
+        "Cancelled",
+        "Unknown",
+        "InvalidArgument",
+        "DeadlineExceeded",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "ResourceExhausted",
+        "FailedPrecondition",
+        "Aborted",
+        "OutOfRange",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
+        "Unauthenticated",
+    ];
+    assert!(!err.trim().is_empty(), "an error message is expected");
+    for name in methods.chain(codes) {
+        assert!(!err.contains(name), "the error names `{name}`: {err}");
+    }
+}
+
+/// Runs `canhgac ARGS` with its standard output closed before it writes
+/// (`| head -c1` once head is gone): it must end quietly with status 0.
+fn assert_quiet_on_closed_pipe(c: &Collector, args: &[&str]) {
+    let mut child = Command::new(bin("canhgac"))
+        .arg("--profile")
+        .arg(c.profile())
+        .arg("--collector")
+        .arg(c.url())
+        .args(args)
+        .env_remove("CANHGAC_PROFILE")
+        .env_remove("CANHGAC_COLLECTOR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "canhgac {args:?} on a closed pipe: {}", stderr(&o));
+    assert!(o.stderr.is_empty(), "canhgac {args:?} on a closed pipe, quietly: {}", stderr(&o));
 }
 
 fn last_line(s: &str) -> String {
@@ -164,6 +217,11 @@ fn scripted_incident_flow_from_registry_to_completion_report() {
 
     let ports = [21, 22, 23, 80, 443, 3389, 8080];
     let (pcap, ioc) = scan(tmp.path(), [203, 0, 113, 7], [198, 51, 100, 10], &ports);
+    // an indicator list with a long name gives signatures longer than a screen line
+    let long_list = "attackers-reported-by-the-national-cyber-security-coordination-centre-in-its-december-2026-bulletin";
+    let ioc_long = tmp.path().join(format!("{long_list}.txt"));
+    std::fs::rename(&ioc, &ioc_long).unwrap();
+    let ioc = ioc_long;
     agent.start(&["--pcap", pcap.to_str().unwrap(), "--ioc", ioc.to_str().unwrap(), "--exit-when-drained"]);
     assert_eq!(agent.wait(Duration::from_secs(60)), 0, "{}", agent.logs());
     assert_eq!(c.alerts().len(), ports.len());
@@ -188,11 +246,49 @@ fn scripted_incident_flow_from_registry_to_completion_report() {
     let id = inc["id"].as_u64().unwrap().to_string();
     let shown: Value = serde_json::from_str(&c.cli(&["incidents", "show", &id, "--json"])).unwrap();
     assert_eq!(shown["alerts"].as_array().unwrap().len(), ports.len());
+    // `incidents show` fits 120 columns; --wide shows the whole signature
+    let signature = shown["evidence"][0]["signature"].as_str().unwrap().to_string();
+    assert!(signature.contains(long_list) && signature.chars().count() > 120, "{signature}");
+    let text = c.cli(&["incidents", "show", &id]);
+    for line in text.lines() {
+        assert!(line.chars().count() <= 120, "{} chars: {line}\n{text}", line.chars().count());
+    }
+    assert!(text.contains("evidence: [ioc]") && text.contains(" × 7 ("), "counts stay whole:\n{text}");
+    let wide = c.cli(&["incidents", "show", &id, "--wide"]);
+    assert!(wide.contains(&signature), "--wide shows `{signature}`:\n{wide}");
+    // --until: events before the bound; --utc and a profile's zone change the offset shown
+    let first = time_of(&inc["first_seen"]);
+    let until = |t: time::OffsetDateTime| {
+        let t = t.format(&time::format_description::well_known::Rfc3339).unwrap();
+        json_lines(&c.cli(&["incidents", "list", "--json", "--until", &t])).len()
+    };
+    assert_eq!(until(first - time::Duration::hours(1)), 0, "an incident after --until is left out");
+    assert_eq!(until(first + time::Duration::days(1)), 1);
+    assert!(inc["detected"].as_str().unwrap().ends_with("+07:00"), "{inc}");
+    let utc = &json_lines(&c.cli(&["incidents", "list", "--json", "--utc"]))[0];
+    let z = utc["detected"].as_str().unwrap();
+    assert!(z.ends_with('Z') || z.ends_with("+00:00"), "{z}");
+    assert_eq!(time_of(&utc["detected"]), time_of(&inc["detected"]));
+    let mut zoned = Profile::load(&c.profile()).unwrap();
+    zoned.display = Some(canhgac_proto::profile::DisplaySettings { timezone: Some("+05:30".into()) });
+    let zoned_path = tmp.path().join("zoned.profile");
+    zoned.write(&zoned_path).unwrap();
+    let o = cli_as(&zoned_path, &c, &["incidents", "list", "--json"]);
+    let z = json_lines(&stdout(&o)).remove(0);
+    assert!(z["detected"].as_str().unwrap().ends_with("+05:30"), "{z}");
+    assert_eq!(time_of(&z["detected"]), time_of(&inc["detected"]));
+    // `canhgac incidents list --json | head -c1`: quietly, status 0
+    assert_quiet_on_closed_pipe(&c, &["incidents", "list", "--json"]);
+    assert_quiet_on_closed_pipe(&c, &["alerts", "list"]);
 
     // illegal transitions are refused naming the allowed ones
     let bad = c.cli_output(&["incidents", "transition", &id, "in_progress"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("allowed from `detected`: notified, closed"), "{}", stderr(&bad));
+    assert_plain_error(&stderr(&bad));
+    let bad = c.cli_output(&["incidents", "set", &id, "colour=red"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert_plain_error(&stderr(&bad));
 
     c.cli(&["incidents", "ack", &id]);
     c.cli(&["incidents", "assign", &id, "tran.thi.b"]);
@@ -384,6 +480,7 @@ fn agency_operator_is_confined_and_the_audit_chain_detects_tampering() {
         let o = cli_as(&pa, &c, args);
         assert_eq!(o.status.code(), Some(1), "canhgac {args:?} must be refused: {}", stdout(&o));
         assert!(stderr(&o).contains("not allowed"), "canhgac {args:?}: {}", stderr(&o));
+        assert_plain_error(&stderr(&o));
     };
     // what A may see: only A
     for v in json_lines(&ok(&["agents", "list", "--json"])) {
@@ -403,6 +500,16 @@ fn agency_operator_is_confined_and_the_audit_chain_detects_tampering() {
     let cov = ok(&["coverage", "--json"]);
     assert!(cov.contains("SO-A") && !cov.contains("SO-B"), "{cov}");
     ok(&["policy", "list"]);
+    every_list_prints_json_and_csv(&c, &tmp.path().join("SO-A/attackers.txt"));
+    // one definition of online: the agents list and coverage agree
+    let listed = json_lines(&c.cli(&["agents", "list", "--json"]));
+    let covered = json_lines(&c.cli(&["coverage", "--json"]));
+    assert_eq!(listed.len(), 2);
+    for a in &listed {
+        let g = covered.iter().find(|g| g["type"] == "agent" && g["agent_id"] == a["agent_id"]).unwrap();
+        assert_eq!(a["online"], g["online"], "agents list {a}\ncoverage {g}");
+        assert_eq!(a["state"] == "online", g["online"] == true, "{a}");
+    }
     let my_id = mine[0]["id"].as_u64().unwrap().to_string();
     ok(&["incidents", "note", &my_id, "seen by the agency"]);
     // the agency reads its own incident's reports and fills in its part
@@ -415,6 +522,32 @@ fn agency_operator_is_confined_and_the_audit_chain_detects_tampering() {
     ]);
     let report = ok(&["incidents", "report", &my_id, "--kind", "initial"]);
     assert!(report.contains("Quét cổng từ bên ngoài") && report.contains("Chặn địa chỉ nguồn"), "{report}");
+    ok(&[
+        "incidents",
+        "set",
+        &my_id,
+        "cause=Cổng quản trị mở ra Internet",
+        "scope=Chỉ cổng thông tin",
+        "remedy=Đóng cổng quản trị",
+        "consequences=Không mất dữ liệu",
+    ]);
+    // the completion report carries them once the incident is closed
+    c.cli(&["incidents", "transition", &my_id, "closed", "--reason", "resolved"]);
+    let filled: Value =
+        serde_json::from_str(&ok(&["incidents", "report", &my_id, "--kind", "completion", "--json"])).unwrap();
+    for (field, value) in [
+        ("description", "Quét cổng từ bên ngoài"),
+        ("actions_taken", "Chặn địa chỉ nguồn"),
+        ("cause", "Cổng quản trị mở ra Internet"),
+        ("scope", "Chỉ cổng thông tin"),
+        ("remedy", "Đóng cổng quản trị"),
+        ("consequences", "Không mất dữ liệu"),
+    ] {
+        assert_eq!(filled[field], value, "{field} in {filled}");
+    }
+    denied(&["incidents", "set", &inc_b, "cause=x", "consequences=y"]);
+    let theirs: Value = serde_json::from_str(&c.cli(&["incidents", "show", &inc_b, "--json"])).unwrap();
+    assert!(theirs["fields"].get("cause").is_none(), "{theirs}");
     let o = cli_as(&pa, &c, &["incidents", "set", &my_id, "owner_cannot_handle=true"]);
     assert!(stderr(&o).contains("not `owner_cannot_handle`"), "{}", stderr(&o));
     // ... and keeps its own contact points current, nothing else
@@ -606,6 +739,82 @@ fn agency_operator_is_confined_and_the_audit_chain_detects_tampering() {
     let o = c.cli_output(&["audit", "verify"]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stderr(&o).contains(&format!("entry {seq}: hash does not match")), "{}", stderr(&o));
+}
+
+/// Every list command (as admin, two agencies): `--format json` prints
+/// what its `--json` prints, `--format csv` a header and one row per item.
+fn every_list_prints_json_and_csv(c: &Collector, indicators: &Path) {
+    c.cli(&["policy", "push", "--agency", "SO-A", indicators.to_str().unwrap()]);
+    let lists: [(&[&str], &str); 8] = [
+        (&["agency", "list"], "CODE,NAME,CREATED"),
+        (&["agents", "list"], "AGENT ID,AGENCY,HOSTNAME"),
+        (&["system", "list"], "ID,AGENCY,NAME,LEVEL"),
+        (&["policy", "list"], "VERSION,SCOPE,FILES"),
+        (&["operator", "list"], "NAME,ROLE,AGENCY"),
+        (&["incidents", "list"], "ID,AGENCY,SYSTEM,CATEGORY"),
+        (&["alerts", "list"], "TIME (+07:00),SEV,AGENCY"),
+        (&["coverage"], "AGENCY,SUPERVISED,NO LEVEL"),
+    ];
+    for (cmd, header) in lists {
+        let with = |extra: &[&str]| c.cli(&[cmd, extra].concat());
+        let old = json_lines(&with(&["--json"]));
+        let new = json_lines(&with(&["--format", "json"]));
+        assert!(!old.is_empty(), "{cmd:?} --json printed nothing");
+        assert_eq!(old.len(), new.len(), "{cmd:?}");
+        for (o, n) in old.iter().zip(&new) {
+            let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(o), keys(n), "{cmd:?} --format json is its --json");
+            for k in ["type", "id", "code", "agent_id", "name", "version", "agency", "timestamp"] {
+                assert_eq!(o.get(k), n.get(k), "{cmd:?}: {k}");
+            }
+        }
+        let csv = with(&["--format", "csv"]);
+        let blocks: Vec<&str> = csv.split("\n\n").collect();
+        assert!(blocks[0].starts_with(header), "{cmd:?} --format csv:\n{csv}");
+        if cmd == ["coverage"] {
+            // agencies, then agents: a header and a row each
+            let count = |t: &str| old.iter().filter(|v| v["type"] == t).count();
+            assert_eq!(blocks.len(), 2, "{csv}");
+            assert_eq!(blocks[0].lines().count(), 1 + count("agency"), "{csv}");
+            assert!(blocks[1].starts_with("AGENT,AGENCY,HOST,STATE"), "{csv}");
+            assert_eq!(blocks[1].lines().count(), 1 + count("agent"), "{csv}");
+        } else {
+            assert_eq!(csv.lines().count(), 1 + old.len(), "{cmd:?} --format csv:\n{csv}");
+        }
+        assert!(with(&["--excel"]).starts_with(&format!("\u{feff}{header}")), "{cmd:?} --excel");
+    }
+    // the tails too: JSON lines, or CSV with one header line
+    let first_lines = |args: &[&str], n: usize| {
+        let mut child = Command::new(bin("canhgac"))
+            .arg("--profile")
+            .arg(c.profile())
+            .args(args)
+            .args(["--from-cursor", "0"])
+            .env_remove("CANHGAC_COLLECTOR")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let lines: Vec<String> = (0..n)
+            .map(|_| {
+                let mut l = String::new();
+                std::io::BufRead::read_line(&mut out, &mut l).unwrap();
+                l.trim_end().to_string()
+            })
+            .collect();
+        let _ = child.kill();
+        let _ = child.wait();
+        lines
+    };
+    let j = first_lines(&["incidents", "tail", "--format", "json"], 1);
+    let v: Value = serde_json::from_str(&j[0]).unwrap_or_else(|e| panic!("{e}: {}", j[0]));
+    assert!(v["cursor"].is_u64() && v["id"].is_u64(), "{v}");
+    let csv = first_lines(&["incidents", "tail", "--format", "csv"], 3);
+    assert!(csv[0].starts_with("CURSOR,CHANGE,ID,AGENCY"), "{csv:?}");
+    assert!(csv[1..].iter().all(|l| l.split(',').next().unwrap().parse::<u64>().is_ok()), "{csv:?}");
+    let csv = first_lines(&["alerts", "tail", "--format", "csv"], 2);
+    assert!(csv[0].starts_with("TIME (+07:00),SEV,AGENCY") && csv[1].contains(",SO-"), "{csv:?}");
 }
 
 /// The collector signs its audit chain's head periodically and keeps the

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use canhgac_proto::profile::Profile;
 
-use crate::{Command, Failure, connect, table, time_str};
+use crate::{Command, Failure, connect, output, time_str};
 
 #[derive(Subcommand, Debug)]
 pub enum SystemCmd {
@@ -267,29 +267,26 @@ pub async fn run(
                 .list_policies(ListPoliciesRequest { agency: agency.unwrap_or_default() })
                 .await?
                 .into_inner();
-            if json {
-                for p in &r.policies {
-                    say(json!({"version": p.version, "scope": p.scope, "digest": p.digest, "created": ts(&p.created),
+            output::list(
+                json,
+                &["VERSION", "SCOPE", "FILES", "CREATED", "BY"],
+                &r.policies,
+                |p| {
+                    vec![
+                        p.version.to_string(),
+                        p.scope.clone(),
+                        p.files.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", "),
+                        p.created.as_ref().map(time_str).unwrap_or_default(),
+                        p.created_by.clone(),
+                    ]
+                },
+                |p| {
+                    json!({"version": p.version, "scope": p.scope, "digest": p.digest, "created": ts(&p.created),
                         "created_by": p.created_by,
                         "files": p.files.iter().map(|f| json!({"name": f.name, "kind": f.kind, "sha256": f.sha256})).collect::<Vec<_>>()})
-                    .to_string())?;
-                }
-            } else {
-                let rows = r
-                    .policies
-                    .iter()
-                    .map(|p| {
-                        vec![
-                            p.version.to_string(),
-                            p.scope.clone(),
-                            p.files.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", "),
-                            p.created.as_ref().map(time_str).unwrap_or_default(),
-                            p.created_by.clone(),
-                        ]
-                    })
-                    .collect();
-                say(table(&["VERSION", "SCOPE", "FILES", "CREATED", "BY"], rows))?;
-            }
+                    .to_string()
+                },
+            )?;
         }
         Command::Operator(OperatorCmd::Add { name, role, agency, province, out }) => {
             let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
@@ -343,25 +340,22 @@ pub async fn run(
         }
         Command::Operator(OperatorCmd::List { json }) => {
             let r = c.list_operators(ListOperatorsRequest {}).await?.into_inner();
-            if json {
-                for o in &r.operators {
-                    say(json!({"name": o.name, "role": o.role, "agency": o.agency, "created": ts(&o.created), "created_by": o.created_by, "revoked": ts(&o.revoked), "revoked_by": o.revoked_by, "revoke_reason": o.revoke_reason}).to_string())?;
-                }
-            } else {
-                let rows = r
-                    .operators
-                    .iter()
-                    .map(|o| {
-                        let state = if o.revoked.is_some() {
-                            format!("revoked by {}", o.revoked_by)
-                        } else {
-                            "valid".into()
-                        };
-                        vec![o.name.clone(), o.role.clone(), o.agency.clone(), o.created_by.clone(), state]
-                    })
-                    .collect();
-                say(table(&["NAME", "ROLE", "AGENCY", "CREATED BY", "STATE"], rows))?;
-            }
+            output::list(
+                json,
+                &["NAME", "ROLE", "AGENCY", "CREATED BY", "STATE"],
+                &r.operators,
+                |o| {
+                    let state = if o.revoked.is_some() {
+                        format!("revoked by {}", o.revoked_by)
+                    } else {
+                        "valid".into()
+                    };
+                    vec![o.name.clone(), o.role.clone(), o.agency.clone(), o.created_by.clone(), state]
+                },
+                |o| {
+                    json!({"name": o.name, "role": o.role, "agency": o.agency, "created": ts(&o.created), "created_by": o.created_by, "revoked": ts(&o.revoked), "revoked_by": o.revoked_by, "revoke_reason": o.revoke_reason}).to_string()
+                },
+            )?;
         }
         other => return Err(Failure::usage(format!("unsupported command {other:?}"))),
     }
@@ -420,47 +414,39 @@ async fn system(
                 .list_systems(ListSystemsRequest { agency: agency.unwrap_or_default(), ..Default::default() })
                 .await?
                 .into_inner();
-            if json {
-                for s in &r.systems {
-                    say(system_json(s).to_string())?;
-                }
-            } else {
-                let rows = r
-                    .systems
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            s.id.to_string(),
-                            s.agency.clone(),
-                            s.name.clone(),
-                            s.level.to_string(),
-                            s.dossier_status.clone(),
-                            if s.state_secrets { "yes".into() } else { String::new() },
-                            s.public_ips.join(" "),
-                            format!(
-                                "{}{}",
-                                s.next_assessment_due,
-                                if s.assessment_overdue { " OVERDUE" } else { "" }
-                            ),
-                            s.agents.len().to_string(),
-                        ]
-                    })
-                    .collect();
-                say(table(
-                    &[
-                        "ID",
-                        "AGENCY",
-                        "NAME",
-                        "LEVEL",
-                        "DOSSIER",
-                        "SECRETS",
-                        "PUBLIC IPS",
-                        "NEXT ASSESSMENT",
-                        "AGENTS",
-                    ],
-                    rows,
-                ))?;
-            }
+            output::list(
+                json,
+                &[
+                    "ID",
+                    "AGENCY",
+                    "NAME",
+                    "LEVEL",
+                    "DOSSIER",
+                    "SECRETS",
+                    "PUBLIC IPS",
+                    "NEXT ASSESSMENT",
+                    "AGENTS",
+                ],
+                &r.systems,
+                |s| {
+                    vec![
+                        s.id.to_string(),
+                        s.agency.clone(),
+                        s.name.clone(),
+                        s.level.to_string(),
+                        s.dossier_status.clone(),
+                        if s.state_secrets { "yes".into() } else { String::new() },
+                        s.public_ips.join(" "),
+                        format!(
+                            "{}{}",
+                            s.next_assessment_due,
+                            if s.assessment_overdue { " OVERDUE" } else { "" }
+                        ),
+                        s.agents.len().to_string(),
+                    ]
+                },
+                |s| system_json(s).to_string(),
+            )?;
         }
         SystemCmd::Import(crate::ImportArgs { file, dry_run }) => {
             import(c, "systems", &file, dry_run).await?
@@ -524,45 +510,21 @@ async fn export(
 }
 
 fn coverage(r: &GetCoverageResponse, json: bool) -> Result<(), Failure> {
-    if json {
-        for a in &r.agencies {
-            say(json!({
-                "type": "agency", "agency": a.agency, "name": a.name, "systems": a.systems,
-                "systems_supervised": a.systems_supervised, "systems_unsupervised": a.systems_unsupervised,
-                "systems_without_approved_level": a.systems_without_approved_level,
-                "systems_assessment_overdue": a.systems_assessment_overdue,
-                "agency_assessment_overdue": a.agency_assessment_overdue,
-                "missing_contacts": a.missing_contacts,
-                "layers": a.layers.iter().map(|l| json!({"name": l.name, "ok": l.ok, "detail": l.detail})).collect::<Vec<_>>(),
-                "agents": a.agents, "agents_online": a.agents_online, "stored_alerts": a.stored_alerts,
-                "stored_bytes": a.stored_bytes, "retention_days": a.retention_days,
-                "open_incidents": a.open_incidents, "overdue_incidents": a.overdue_incidents,
-                "dismissed_incidents": a.dismissed_incidents,
-                "secret_scan_hosts": a.secret_scan_hosts, "secret_scan_last_completed": ts(&a.secret_scan_last_completed),
-                "policy_version": r.policy_versions.get(&a.agency).copied().unwrap_or(0),
-            })
-            .to_string())?;
-        }
-        for g in &r.agents {
-            say(json!({
-                "type": "agent", "agent_id": g.agent_id, "agency": g.agency, "hostname": g.hostname,
-                "online": g.online, "silent": g.silent, "last_seen": ts(&g.last_seen), "systems": g.systems,
-                "agent_version": g.agent_version,
-                "policy_version": g.policy.as_ref().map(|p| p.version).unwrap_or(0),
-                "policy_error": g.policy.as_ref().map(|p| p.error.clone()).unwrap_or_default(),
-                "counters": g.counters.as_ref().map(|c| json!({"packets_captured": c.packets_captured,
-                    "packets_dropped": c.packets_dropped_kernel + c.packets_dropped_user,
-                    "records_produced": c.records_produced, "records_acked": c.records_acked,
-                    "spool_records": c.spool_records, "spool_bytes": c.spool_bytes, "ioc_entries": c.ioc_entries})),
-            })
-            .to_string())?;
-        }
-        return Ok(());
-    }
-    let rows = r
-        .agencies
-        .iter()
-        .map(|a| {
+    let mut out = output::Lists::new(json);
+    out.list(
+        &[
+            "AGENCY",
+            "SUPERVISED",
+            "NO LEVEL",
+            "ASSESS DUE",
+            "MISSING CONTACTS",
+            "LAYERS 1/2/3/4",
+            "AGENTS ON",
+            "INCIDENTS O/L/D",
+            "STORED (KEEP)",
+        ],
+        &r.agencies,
+        |a| {
             let layer = |n: &str| {
                 a.layers.iter().find(|l| l.name == n).map(|l| if l.ok { "yes" } else { "NO" }).unwrap_or("-")
             };
@@ -583,33 +545,37 @@ fn coverage(r: &GetCoverageResponse, json: bool) -> Result<(), Failure> {
                 format!("{}/{}/{}", a.open_incidents, a.overdue_incidents, a.dismissed_incidents),
                 format!("{} ({} d)", bytesize::ByteSize(a.stored_bytes), a.retention_days),
             ]
-        })
-        .collect();
-    say(table(
-        &[
-            "AGENCY",
-            "SUPERVISED",
-            "NO LEVEL",
-            "ASSESS DUE",
-            "MISSING CONTACTS",
-            "LAYERS 1/2/3/4",
-            "AGENTS ON",
-            "INCIDENTS O/L/D",
-            "STORED (KEEP)",
-        ],
-        rows,
-    ))?;
-    if !super::output::json(false) && super::output::get().format == super::output::Format::Table {
+        },
+        |a| {
+            json!({
+                "type": "agency", "agency": a.agency, "name": a.name, "systems": a.systems,
+                "systems_supervised": a.systems_supervised, "systems_unsupervised": a.systems_unsupervised,
+                "systems_without_approved_level": a.systems_without_approved_level,
+                "systems_assessment_overdue": a.systems_assessment_overdue,
+                "agency_assessment_overdue": a.agency_assessment_overdue,
+                "missing_contacts": a.missing_contacts,
+                "layers": a.layers.iter().map(|l| json!({"name": l.name, "ok": l.ok, "detail": l.detail})).collect::<Vec<_>>(),
+                "agents": a.agents, "agents_online": a.agents_online, "stored_alerts": a.stored_alerts,
+                "stored_bytes": a.stored_bytes, "retention_days": a.retention_days,
+                "open_incidents": a.open_incidents, "overdue_incidents": a.overdue_incidents,
+                "dismissed_incidents": a.dismissed_incidents,
+                "secret_scan_hosts": a.secret_scan_hosts, "secret_scan_last_completed": ts(&a.secret_scan_last_completed),
+                "policy_version": r.policy_versions.get(&a.agency).copied().unwrap_or(0),
+            })
+            .to_string()
+        },
+    )?;
+    if out.format() == output::ListFormat::Table {
         say(
             "layers (official letter 1552/2020): 1 on-site team named, 2 professional supervision provider,",
         )?;
         say("  3 independent inspection within 24 months, 4 connected to the national supervision system")?;
         say("incidents O/L/D: open, late (a deadline missed), dismissed (false positive or duplicate)")?;
     }
-    let rows = r
-        .agents
-        .iter()
-        .map(|g| {
+    out.list(
+        &["AGENT", "AGENCY", "HOST", "STATE", "LAST SEEN", "SYSTEMS", "VERSION", "POLICY"],
+        &r.agents,
+        |g| {
             vec![
                 g.agent_id.clone(),
                 g.agency.clone(),
@@ -620,8 +586,20 @@ fn coverage(r: &GetCoverageResponse, json: bool) -> Result<(), Failure> {
                 g.agent_version.clone(),
                 g.policy.as_ref().map(|p| p.version.to_string()).unwrap_or_else(|| "-".into()),
             ]
-        })
-        .collect();
-    say(table(&["AGENT", "AGENCY", "HOST", "STATE", "LAST SEEN", "SYSTEMS", "VERSION", "POLICY"], rows))?;
-    Ok(())
+        },
+        |g| {
+            json!({
+                "type": "agent", "agent_id": g.agent_id, "agency": g.agency, "hostname": g.hostname,
+                "online": g.online, "silent": g.silent, "last_seen": ts(&g.last_seen), "systems": g.systems,
+                "agent_version": g.agent_version,
+                "policy_version": g.policy.as_ref().map(|p| p.version).unwrap_or(0),
+                "policy_error": g.policy.as_ref().map(|p| p.error.clone()).unwrap_or_default(),
+                "counters": g.counters.as_ref().map(|c| json!({"packets_captured": c.packets_captured,
+                    "packets_dropped": c.packets_dropped_kernel + c.packets_dropped_user,
+                    "records_produced": c.records_produced, "records_acked": c.records_acked,
+                    "spool_records": c.spool_records, "spool_bytes": c.spool_bytes, "ioc_entries": c.ioc_entries})),
+            })
+            .to_string()
+        },
+    )
 }

@@ -9,7 +9,7 @@ use super::{
     Failure,
     admin::{pairs, ts},
     connect,
-    output::{say, table},
+    output::{self, say},
     time_str,
 };
 
@@ -212,7 +212,6 @@ pub(super) async fn incident(
     let done = |i: Incident, what: &str| say(format!("incident {} {what} (state {})", i.id, i.state));
     match cmd {
         IncidentsCmd::List { agency, state, system, category, since, until, open, overdue, limit, json } => {
-            let json = super::output::json(json);
             let mut page_token = String::new();
             let mut all = Vec::new();
             while all.len() < limit {
@@ -239,21 +238,18 @@ pub(super) async fn incident(
                 }
                 page_token = r.next_page_token;
             }
-            if json {
-                for i in &all {
-                    say(incident_json(i).to_string())?;
-                }
-            } else {
-                say(table(INCIDENT_HEADERS, all.iter().map(incident_row).collect()))?;
-            }
+            all.truncate(limit);
+            output::list(json, INCIDENT_HEADERS, &all, incident_row, |i| incident_json(i).to_string())?;
         }
         IncidentsCmd::Show { id, json } => {
             let d = c.get_incident(GetIncidentRequest { id, alert_limit: 1000 }).await?.into_inner();
             let i = d.incident.unwrap_or_default();
-            if super::output::json(json) {
+            if output::json(json) {
                 say(incident_detail_json(&i, &d.alerts).to_string())?;
             } else {
-                say(table(INCIDENT_HEADERS, vec![incident_row(&i)]))?;
+                // every line fits the width unless --wide: long fields are cut
+                let say = |line: String| say(output::clip(&line));
+                say(output::detail_table(INCIDENT_HEADERS, vec![incident_row(&i)]))?;
                 say(format!("category: {}", i.category_name))?;
                 say(format!(
                     "system: {}",
@@ -272,14 +268,16 @@ pub(super) async fn incident(
                     say(format!("merged into incident {}", i.merged_into))?;
                 }
                 for e in &i.evidence {
-                    say(format!(
-                        "evidence: [{}] {} {} × {} ({} – {})",
-                        e.detector,
-                        e.signature_id,
-                        e.signature,
-                        e.count,
-                        e.first_seen.as_ref().map(time_str).unwrap_or_default(),
-                        e.last_seen.as_ref().map(time_str).unwrap_or_default()
+                    // the signature gives way, the counts and times stay whole
+                    say(output::squeeze(
+                        &format!("evidence: [{}] {} ", e.detector, e.signature_id),
+                        &e.signature,
+                        &format!(
+                            " × {} ({} – {})",
+                            e.count,
+                            e.first_seen.as_ref().map(time_str).unwrap_or_default(),
+                            e.last_seen.as_ref().map(time_str).unwrap_or_default()
+                        ),
                     ))?;
                 }
                 if !i.serious_reason.is_empty() {
@@ -312,8 +310,10 @@ pub(super) async fn incident(
                     say(format!("{t}  {}  {}{change}  {}", h.actor, h.action, h.text))?;
                 }
                 say(format!("alerts ({}):", d.alerts.len()))?;
+                let headers = crate::alert_headers();
+                let headers = headers.each_ref().map(String::as_str);
                 for a in &d.alerts {
-                    say(format!("  {}", crate::alert_row(a).join("  ")))?;
+                    say(output::line(2, &headers, &crate::alert_row(a)))?;
                 }
             }
         }
@@ -378,7 +378,7 @@ pub(super) async fn incident(
         )?,
         IncidentsCmd::Report { id, kind, json } => {
             let r = c.incident_report(IncidentReportRequest { id, kind }).await?.into_inner();
-            say(if super::output::json(json) { r.json } else { r.text })?;
+            say(if output::json(json) { r.json } else { r.text })?;
         }
         IncidentsCmd::Tail { .. } => {}
     }
@@ -394,7 +394,9 @@ pub(super) async fn incident_tail(
     json: bool,
 ) -> Result<(), Failure> {
     let cursor = std::cell::Cell::new(from_cursor);
-    let (cursor, agency) = (&cursor, &agency);
+    let headers: Vec<&str> = ["CURSOR", "CHANGE"].iter().chain(INCIDENT_HEADERS).copied().collect();
+    let feed = std::cell::RefCell::new(output::Feed::new(json, &headers));
+    let (cursor, agency, feed) = (&cursor, &agency, &feed);
     crate::follow("incident", move || async move {
         let mut c = connect(client).await?;
         let mut stream = c
@@ -410,14 +412,15 @@ pub(super) async fn incident_tail(
                 _ = super::output::stdout_closed() => return Err(Failure::closed()),
             };
             let i = ch.incident.clone().unwrap_or_default();
-            if json {
-                let mut v = incident_json(&i);
-                v["cursor"] = json!(ch.cursor);
-                v["change"] = json!(ch.change);
-                say(v.to_string())?;
-            } else {
-                say(format!("{}  {}  {}", ch.cursor, ch.change, incident_row(&i).join("  ")))?;
-            }
+            feed.borrow_mut().item(
+                || [vec![ch.cursor.to_string(), ch.change.clone()], incident_row(&i)].concat(),
+                || {
+                    let mut v = incident_json(&i);
+                    v["cursor"] = json!(ch.cursor);
+                    v["change"] = json!(ch.change);
+                    v.to_string()
+                },
+            )?;
             cursor.set(Some(ch.cursor));
         }
         Ok(())

@@ -30,8 +30,6 @@ pub mod incidents;
 pub mod output;
 pub mod report;
 
-pub use output::table;
-
 #[derive(Parser, Debug)]
 #[command(name = "canhgac", version, about = "canhgac operator command line")]
 pub struct Cli {
@@ -440,21 +438,19 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
         }
         Command::Agency(AgencyCmd::List { json }) => {
             let list = connect(&client).await?.list_agencies(ListAgenciesRequest {}).await?.into_inner();
-            if json {
-                for a in list.agencies {
-                    say(
-                        json!({"code": a.code, "name": a.name, "created": a.created.as_ref().map(time_str)})
-                            .to_string(),
-                    )?;
-                }
-            } else {
-                let rows = list
-                    .agencies
-                    .into_iter()
-                    .map(|a| vec![a.code, a.name, a.created.as_ref().map(time_str).unwrap_or_default()])
-                    .collect();
-                say(table(&["CODE", "NAME", "CREATED"], rows))?;
-            }
+            drop(out);
+            output::list(
+                json,
+                &["CODE", "NAME", "CREATED"],
+                &list.agencies,
+                |a| {
+                    vec![a.code.clone(), a.name.clone(), a.created.as_ref().map(time_str).unwrap_or_default()]
+                },
+                |a| {
+                    json!({"code": a.code, "name": a.name, "created": a.created.as_ref().map(time_str)})
+                        .to_string()
+                },
+            )?;
         }
         Command::Token(TokenCmd::Create { agency, province, ttl }) => {
             let for_province = province.is_some();
@@ -481,17 +477,14 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
                 .list_agents(ListAgentsRequest { agency: agency.unwrap_or_default(), ..Default::default() })
                 .await?
                 .into_inner();
-            if json {
-                for a in &list.agents {
-                    say(agent_json(a).to_string())?;
-                }
-            } else {
-                let rows = list.agents.iter().map(agent_row).collect();
-                say(table(
-                    &["AGENT ID", "AGENCY", "HOSTNAME", "VERSION", "STATE", "LAST SEEN", "STORED", "DROPPED"],
-                    rows,
-                ))?;
-            }
+            drop(out);
+            output::list(
+                json,
+                &["AGENT ID", "AGENCY", "HOSTNAME", "VERSION", "STATE", "LAST SEEN", "STORED", "DROPPED"],
+                &list.agents,
+                agent_row,
+                |a| agent_json(a).to_string(),
+            )?;
         }
         Command::Agents(AgentsCmd::Revoke { agent_id, reason }) => {
             let r = connect(&client)
@@ -502,19 +495,17 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
             say(format!("revoked agent {agent_id} ({} open stream(s) closed)", r.streams_closed))?;
         }
         Command::Alerts(AlertsCmd::List { filter, matching, since, until, limit, json }) => {
-            let json = output::json(json);
             let mut c = connect(&client).await?;
-            let mut printed = 0;
+            let mut alerts = Vec::new();
             let mut page_token = String::new();
-            let mut rows = Vec::new();
-            while printed < limit {
+            while alerts.len() < limit {
                 let resp = c
                     .list_alerts(ListAlertsRequest {
                         agency: filter.agency.clone().unwrap_or_default(),
                         min_severity: filter.min_severity.unwrap_or(0),
                         since: since.map(timefmt::to_timestamp),
                         until: until.map(timefmt::to_timestamp),
-                        limit: (limit - printed).min(1000) as u32,
+                        limit: (limit - alerts.len()).min(1000) as u32,
                         page_token: page_token.clone(),
                         ip: matching.ip.map(|i| i.to_string()).unwrap_or_default(),
                         src_ip: matching.src_ip.map(|i| i.to_string()).unwrap_or_default(),
@@ -527,26 +518,21 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
                     })
                     .await?
                     .into_inner();
-                for a in &resp.alerts {
-                    if json {
-                        say(a.eve_json.clone())?;
-                    } else {
-                        rows.push(alert_row(a));
-                    }
-                    printed += 1;
-                }
-                if resp.next_page_token.is_empty() || resp.alerts.is_empty() {
+                let done = resp.next_page_token.is_empty() || resp.alerts.is_empty();
+                alerts.extend(resp.alerts);
+                if done {
                     break;
                 }
                 page_token = resp.next_page_token;
             }
-            if !json {
-                let time = output::zone_header("TIME");
-                say(table(&[&time, "SEV", "AGENCY", "HOST", "DETECTOR", "SIGNATURE", "FLOW"], rows))?;
-            }
+            alerts.truncate(limit);
+            drop(out);
+            output::list(json, &alert_headers().each_ref().map(String::as_str), &alerts, alert_row, |a| {
+                a.eve_json.clone()
+            })?;
         }
         Command::Alerts(AlertsCmd::Tail { filter, from_cursor, json }) => {
-            tail(&client, filter, from_cursor, output::json(json)).await?;
+            tail(&client, filter, from_cursor, json).await?;
         }
         Command::Report(a) => {
             drop(out);
@@ -576,7 +562,9 @@ async fn tail(
     json: bool,
 ) -> Result<(), Failure> {
     let cursor = std::cell::Cell::new(from_cursor);
-    let (cursor, filter) = (&cursor, &filter);
+    let headers = alert_headers();
+    let feed = std::cell::RefCell::new(output::Feed::new(json, &headers.each_ref().map(String::as_str)));
+    let (cursor, filter, feed) = (&cursor, &filter, &feed);
     follow("alert", move || async move {
         let mut c = connect(client).await?;
         let mut stream = c
@@ -592,9 +580,7 @@ async fn tail(
                 m = stream.message() => match m? { Some(a) => a, None => break },
                 _ = output::stdout_closed() => return Err(Failure::closed()),
             };
-            let line = if json { a.eve_json.clone() } else { alert_row(&a).join("  ") };
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{line}").and_then(|_| out.flush()).map_err(output::write_failure)?;
+            feed.borrow_mut().item(|| alert_row(&a), || a.eve_json.clone())?;
             cursor.set(Some(a.cursor));
         }
         Ok(())
@@ -685,6 +671,12 @@ fn agent_row(a: &AgentInfo) -> Vec<String> {
         a.records_stored.to_string(),
         dropped.to_string(),
     ]
+}
+
+/// The columns of an alert row ([`alert_row`]).
+pub(crate) fn alert_headers() -> [String; 7] {
+    let time = output::zone_header("TIME");
+    [time.as_str(), "SEV", "AGENCY", "HOST", "DETECTOR", "SIGNATURE", "FLOW"].map(String::from)
 }
 
 pub(crate) fn alert_row(a: &StoredAlert) -> Vec<String> {

@@ -191,13 +191,195 @@ fn fit(mut widths: Vec<usize>, headers: &[&str], max: usize) -> Vec<usize> {
     widths
 }
 
-/// A list as the output format asks: a table (left-aligned columns, cut
-/// to the width unless `--wide`), or CSV with a header line.
-pub fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
-    let d = get();
-    if d.format == Format::Csv {
-        return csv(headers, &rows, d.excel);
+/// How a list prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+impl Display {
+    /// The format of a list: JSON lines with the command's own `--json`
+    /// (an alias of `--format json`), else the global `--format`.
+    pub fn list_format(&self, json_flag: bool) -> ListFormat {
+        match self.format {
+            _ if json_flag => ListFormat::Json,
+            Format::Json => ListFormat::Json,
+            Format::Csv => ListFormat::Csv,
+            Format::Table | Format::Html | Format::Pdf => ListFormat::Table,
+        }
     }
+}
+
+/// Prints a list as the output format asks: a table cut to the width
+/// (unless `--wide`), JSON lines (`json` of each item) or CSV with a
+/// header line (and a byte-order mark with `--excel`). Every list command
+/// prints through here, or through [`Feed`] when it follows a stream, so
+/// none can forget a format.
+pub fn list<T>(
+    json_flag: bool,
+    headers: &[&str],
+    items: &[T],
+    row: impl Fn(&T) -> Vec<String>,
+    json: impl Fn(&T) -> String,
+) -> Result<(), Failure> {
+    Lists::new(json_flag).list(headers, items, row, json)
+}
+
+/// Several lists in one output (`coverage`: agencies, then agents): JSON
+/// lines one after the other, CSV blocks apart by an empty line (one
+/// byte-order mark, at the start), tables one after the other.
+pub struct Lists {
+    format: ListFormat,
+    printed: usize,
+}
+
+impl Lists {
+    pub fn new(json_flag: bool) -> Lists {
+        Lists { format: get().list_format(json_flag), printed: 0 }
+    }
+
+    pub fn format(&self) -> ListFormat {
+        self.format
+    }
+
+    /// Prints one list; see [`list`].
+    pub fn list<T>(
+        &mut self,
+        headers: &[&str],
+        items: &[T],
+        row: impl Fn(&T) -> Vec<String>,
+        json: impl Fn(&T) -> String,
+    ) -> Result<(), Failure> {
+        let text = render(get(), self.format, self.printed == 0, headers, items, row, json);
+        self.printed += 1;
+        if text.is_empty() { Ok(()) } else { say(text) }
+    }
+}
+
+fn render<T>(
+    d: &Display,
+    format: ListFormat,
+    first: bool,
+    headers: &[&str],
+    items: &[T],
+    row: impl Fn(&T) -> Vec<String>,
+    json: impl Fn(&T) -> String,
+) -> String {
+    match format {
+        ListFormat::Json => items.iter().map(json).collect::<Vec<_>>().join("\n"),
+        ListFormat::Csv => {
+            let body = csv(headers, &items.iter().map(row).collect::<Vec<_>>(), d.excel && first);
+            if first { body } else { format!("\n{body}") }
+        }
+        ListFormat::Table => text_table(d, headers, items.iter().map(row).collect()),
+    }
+}
+
+/// A list printed item by item as a stream delivers it (`tail`): JSON
+/// lines, CSV rows after one header line, or table rows each cut to the
+/// width (unless `--wide`).
+pub struct Feed {
+    format: ListFormat,
+    headers: Vec<String>,
+    started: bool,
+}
+
+impl Feed {
+    pub fn new(json_flag: bool, headers: &[&str]) -> Feed {
+        Feed {
+            format: get().list_format(json_flag),
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            started: false,
+        }
+    }
+
+    /// Prints one item.
+    pub fn item(
+        &mut self,
+        row: impl FnOnce() -> Vec<String>,
+        json: impl FnOnce() -> String,
+    ) -> Result<(), Failure> {
+        say(self.render(get(), row, json))
+    }
+
+    fn render(
+        &mut self,
+        d: &Display,
+        row: impl FnOnce() -> Vec<String>,
+        json: impl FnOnce() -> String,
+    ) -> String {
+        let headers: Vec<&str> = self.headers.iter().map(String::as_str).collect();
+        let first = !self.started;
+        self.started = true;
+        match self.format {
+            ListFormat::Json => json(),
+            ListFormat::Csv if first => csv(&headers, &[row()], d.excel),
+            ListFormat::Csv => {
+                let both = csv(&headers, &[row()], false);
+                both.split_once('\n').map(|(_, r)| r.to_string()).unwrap_or_default()
+            }
+            ListFormat::Table => row_line(d, &headers, &row()),
+        }
+    }
+}
+
+/// One row of cells on one line after `indent` spaces, two spaces apart,
+/// the widest cells cut first so that the line fits the width (unless
+/// `--wide`).
+pub fn line(indent: usize, headers: &[&str], cells: &[String]) -> String {
+    let d = get();
+    let narrower = Display { width: d.width.saturating_sub(indent), ..d.clone() };
+    format!("{}{}", " ".repeat(indent), row_line(&narrower, headers, cells))
+}
+
+fn row_line(d: &Display, headers: &[&str], cells: &[String]) -> String {
+    let joined = |cells: Vec<String>| cells.join("  ").trim_end().to_string();
+    if d.wide {
+        return joined(cells.to_vec());
+    }
+    let mut floors: Vec<&str> = headers.to_vec();
+    floors.resize(cells.len(), "");
+    let widths = fit(cells.iter().map(|c| c.chars().count()).collect(), &floors, d.width);
+    joined(cells.iter().zip(&widths).map(|(c, w)| cut(c, *w)).collect())
+}
+
+/// `head`, `field` and `tail` on one line, the field cut so that the line
+/// fits the width (unless `--wide`): `evidence: [ioc] 9000001 CANHGAC IOC
+/// … × 7 (…)` keeps its counts and times whole.
+pub fn squeeze(head: &str, field: &str, tail: &str) -> String {
+    squeeze_in(get(), head, field, tail)
+}
+
+fn squeeze_in(d: &Display, head: &str, field: &str, tail: &str) -> String {
+    let fixed = head.chars().count() + tail.chars().count();
+    if d.wide || fixed + field.chars().count() <= d.width {
+        return format!("{head}{field}{tail}");
+    }
+    let field = cut(field, d.width.saturating_sub(fixed).max(8));
+    clip_in(d, &format!("{head}{field}{tail}"))
+}
+
+/// Free text with each line cut to the width (unless `--wide`).
+pub fn clip(text: &str) -> String {
+    clip_in(get(), text)
+}
+
+fn clip_in(d: &Display, text: &str) -> String {
+    if d.wide {
+        return text.to_string();
+    }
+    text.split('\n').map(|l| cut(l, d.width)).collect::<Vec<_>>().join("\n")
+}
+
+/// A table for a detail view (`incidents show`), whatever the list format.
+pub fn detail_table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    text_table(get(), headers, rows)
+}
+
+/// Left-aligned columns, cut to the width unless `--wide`.
+fn text_table(d: &Display, headers: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -271,7 +453,7 @@ mod tests {
     #[test]
     fn tables_fit_the_width() {
         let rows = vec![vec!["1".to_string(), "x".repeat(200), "short".into(), "y".repeat(80)]];
-        let t = table(&["ID", "SIGNATURE", "STATE", "HOST"], rows);
+        let t = text_table(&Display::default(), &["ID", "SIGNATURE", "STATE", "HOST"], rows);
         for line in t.lines() {
             assert!(line.chars().count() <= 120, "{} > 120: {line}", line.chars().count());
         }
@@ -281,8 +463,94 @@ mod tests {
         // headers alone wider than the screen: they are cut too
         let headers: Vec<String> = (0..10).map(|i| format!("A LONG HEADER NUMBER {i}")).collect();
         let h: Vec<&str> = headers.iter().map(String::as_str).collect();
-        let t = table(&h, vec![headers.clone()]);
+        let t = text_table(&Display::default(), &h, vec![headers.clone()]);
         assert!(t.lines().all(|l| l.chars().count() <= 120), "{t}");
+    }
+
+    fn shown(format: Format, excel: bool, wide: bool) -> Display {
+        Display { format, excel, wide, ..Display::default() }
+    }
+
+    /// Rows of (name, count) as every list command renders them.
+    fn render_items(d: &Display, json_flag: bool, first: bool) -> String {
+        let items = vec![("SO-A".to_string(), 3u32), ("Sở \"B\", Hà Nội".to_string(), 7)];
+        render(
+            d,
+            d.list_format(json_flag),
+            first,
+            &["NAME", "COUNT"],
+            &items,
+            |(n, c)| vec![n.clone(), c.to_string()],
+            |(n, c)| serde_json::json!({"name": n, "count": c}).to_string(),
+        )
+    }
+
+    #[test]
+    fn every_format_of_a_list_comes_from_one_function() {
+        // table (the default): a header, one line per item
+        let t = render_items(&shown(Format::Table, false, false), false, true);
+        assert_eq!(t.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(), ["NAME", "COUNT"]);
+        assert_eq!(t.lines().count(), 3, "{t}");
+        // --format json: the command's JSON lines, not a table
+        let j = render_items(&shown(Format::Json, false, false), false, true);
+        let v: Vec<serde_json::Value> = j.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(
+            v,
+            [
+                serde_json::json!({"name": "SO-A", "count": 3}),
+                serde_json::json!({"name": "Sở \"B\", Hà Nội", "count": 7})
+            ]
+        );
+        // the command's --json is the same as --format json, whatever --format says
+        assert_eq!(render_items(&shown(Format::Table, false, false), true, true), j);
+        assert_eq!(render_items(&shown(Format::Csv, false, false), true, true), j);
+        // --format csv: a header line and one row per item, quoted
+        let c = render_items(&shown(Format::Csv, false, false), false, true);
+        assert_eq!(c, "NAME,COUNT\nSO-A,3\n\"Sở \"\"B\"\", Hà Nội\",7");
+        // --excel: a byte-order mark at the very start only
+        assert!(
+            render_items(&shown(Format::Csv, true, false), false, true).starts_with("\u{feff}NAME,COUNT\n")
+        );
+        let second = render_items(&shown(Format::Csv, true, false), false, false);
+        assert!(second.starts_with("\nNAME,COUNT\n"), "a second list is a block of its own: {second:?}");
+        // html and pdf are not list formats (refused earlier): a table
+        assert_eq!(shown(Format::Pdf, false, false).list_format(false), ListFormat::Table);
+    }
+
+    #[test]
+    fn a_feed_prints_one_csv_header_and_rows_that_fit() {
+        let headers = ["TIME", "SEV", "SIGNATURE", "FLOW"];
+        let row = || vec!["2026-12-06 14:05:09".into(), "1".into(), "S".repeat(150), "F".repeat(60)];
+        let mut f =
+            Feed { format: ListFormat::Csv, headers: headers.map(String::from).to_vec(), started: false };
+        let d = shown(Format::Csv, false, false);
+        assert_eq!(f.render(&d, row, String::new).lines().count(), 2, "header and the first row");
+        let next = f.render(&d, row, String::new);
+        assert!(next.starts_with("2026-12-06 14:05:09,1,SSS") && next.lines().count() == 1, "{next}");
+        f.format = ListFormat::Table;
+        let line = f.render(&shown(Format::Table, false, false), row, String::new);
+        assert!(line.chars().count() <= 120 && line.contains('…'), "{} > 120: {line}", line.chars().count());
+        assert!(line.starts_with("2026-12-06 14:05:09  1  SSS"), "{line}");
+        let wide = f.render(&shown(Format::Table, false, true), row, String::new);
+        assert!(wide.contains(&"S".repeat(150)), "--wide cuts nothing");
+        f.format = ListFormat::Json;
+        assert_eq!(f.render(&d, row, || "{\"a\":1}".into()), "{\"a\":1}");
+    }
+
+    #[test]
+    fn a_long_field_gives_way_and_the_rest_of_the_line_stays() {
+        let d = shown(Format::Table, false, false);
+        let sig = format!("CANHGAC IOC address {}", "x".repeat(200));
+        let tail = " × 7 (2026-12-06T14:05:09+07:00 – 2026-12-06T14:05:19+07:00)";
+        let l = squeeze_in(&d, "evidence: [ioc] 9000001 ", &sig, tail);
+        assert_eq!(l.chars().count(), 120, "{l}");
+        assert!(l.starts_with("evidence: [ioc] 9000001 CANHGAC IOC") && l.ends_with(tail), "{l}");
+        let wide = squeeze_in(&shown(Format::Table, false, true), "evidence: ", &sig, tail);
+        assert!(wide.contains(&sig));
+        assert_eq!(clip_in(&d, &"é".repeat(300)).chars().count(), 120);
+        let two = clip_in(&d, &format!("{}\n{}", "a".repeat(130), "b".repeat(5)));
+        assert_eq!(two.lines().map(|l| l.chars().count()).collect::<Vec<_>>(), [120, 5], "line by line");
+        assert_eq!(squeeze_in(&d, "a ", "short", " b"), "a short b");
     }
 
     #[test]

@@ -178,9 +178,30 @@ async fn list(a: &ReportArgs, client: &TlsClient) -> Result<(), Failure> {
         .list_report_files(ListReportFilesRequest { agency: a.agency.clone().unwrap_or_default() })
         .await?
         .into_inner();
-    if output::json(false) {
-        for s in &r.reports {
-            let line = serde_json::json!({
+    if output::get().list_format(false) == output::ListFormat::Table {
+        if r.schedule.is_empty() {
+            output::say("schedule: none ([[reports.schedule]] in the collector's configuration)")?;
+        }
+        for line in &r.schedule {
+            output::say(format!("schedule: {line}"))?;
+        }
+    }
+    output::list(
+        false,
+        &["ID", "KIND", "AGENCY", "FROM", "TO", "BYTES"],
+        &r.reports,
+        |s| {
+            vec![
+                s.id.clone(),
+                s.kind.clone(),
+                if s.agency.is_empty() { "(all)".into() } else { s.agency.clone() },
+                s.from.as_ref().map(output::time_ts).unwrap_or_default(),
+                s.to.as_ref().map(output::time_ts).unwrap_or_default(),
+                s.size.to_string(),
+            ]
+        },
+        |s| {
+            serde_json::json!({
                 "id": s.id,
                 "agency": s.agency,
                 "kind": s.kind,
@@ -190,30 +211,8 @@ async fn list(a: &ReportArgs, client: &TlsClient) -> Result<(), Failure> {
                 "size": s.size,
                 "written": s.written.as_ref().map(output::time_ts),
                 "file_name": s.file_name,
-            });
-            output::say(line.to_string())?;
-        }
-        return Ok(());
-    }
-    if r.schedule.is_empty() {
-        output::say("schedule: none ([[reports.schedule]] in the collector's configuration)")?;
-    }
-    for line in &r.schedule {
-        output::say(format!("schedule: {line}"))?;
-    }
-    let rows = r
-        .reports
-        .iter()
-        .map(|s| {
-            vec![
-                s.id.clone(),
-                s.kind.clone(),
-                if s.agency.is_empty() { "(all)".into() } else { s.agency.clone() },
-                s.from.as_ref().map(output::time_ts).unwrap_or_default(),
-                s.to.as_ref().map(output::time_ts).unwrap_or_default(),
-                s.size.to_string(),
-            ]
-        })
-        .collect();
-    output::say(output::table(&["ID", "KIND", "AGENCY", "FROM", "TO", "BYTES"], rows).trim_end())
+            })
+            .to_string()
+        },
+    )
 }
