@@ -682,7 +682,8 @@ fn agency_operator_is_confined_and_the_audit_chain_detects_tampering() {
     // an entry edited and every later hash recomputed
     let mut r = entries.clone();
     let k = r.len() / 2;
-    r[k]["outcome"] = Value::from("ok");
+    // (an edit that changes something, whatever the entry was)
+    r[k]["outcome"] = Value::from(if r[k]["outcome"] == "ok" { "PermissionDenied" } else { "ok" });
     let mut prev = r[k - 1]["hash"].as_str().unwrap().to_string();
     for v in r.iter_mut().skip(k) {
         v["prev_hash"] = Value::from(prev.clone());
