@@ -218,7 +218,8 @@ fn scripted_incident_flow_from_registry_to_completion_report() {
     let ports = [21, 22, 23, 80, 443, 3389, 8080];
     let (pcap, ioc) = scan(tmp.path(), [203, 0, 113, 7], [198, 51, 100, 10], &ports);
     // an indicator list with a long name gives signatures longer than a screen line
-    let long_list = "attackers-reported-by-the-national-cyber-security-coordination-centre-in-its-december-2026-bulletin";
+    let long_list =
+        "attackers-reported-by-the-national-cyber-security-coordination-centre-in-its-december-2026-bulletin";
     let ioc_long = tmp.path().join(format!("{long_list}.txt"));
     std::fs::rename(&ioc, &ioc_long).unwrap();
     let ioc = ioc_long;
@@ -532,9 +533,12 @@ fn agency_operator_is_confined_and_the_audit_chain_detects_tampering() {
         "consequences=Không mất dữ liệu",
     ]);
     // the completion report carries them once the incident is closed
-    c.cli(&["incidents", "transition", &my_id, "closed", "--reason", "resolved"]);
+    for state in ["notified", "initial_report", "in_progress", "closed"] {
+        c.cli(&["incidents", "transition", &my_id, state]);
+    }
     let filled: Value =
-        serde_json::from_str(&ok(&["incidents", "report", &my_id, "--kind", "completion", "--json"])).unwrap();
+        serde_json::from_str(&ok(&["incidents", "report", &my_id, "--kind", "completion", "--json"]))
+            .unwrap();
     for (field, value) in [
         ("description", "Quét cổng từ bên ngoài"),
         ("actions_taken", "Chặn địa chỉ nguồn"),
@@ -1462,6 +1466,31 @@ fn real_captures_give_one_incident_per_episode_with_roles_and_systems() {
     assert_eq!(guess["category"], "intrusion");
     assert!(list.iter().all(|i| i["system"] != db), "nothing is filed against the level-4 database");
     assert!(list.iter().all(|i| i["serious"] == false && i["possibly_serious"] == false));
+
+    // the alert filters keep what matches and leave out the rest
+    let listed = |args: &[&str]| -> BTreeSet<String> {
+        json_lines(&c.cli(&[&["alerts", "list", "--json", "--limit", "1000000"], args].concat()))
+            .iter()
+            .map(Value::to_string)
+            .collect()
+    };
+    let expect = |keep: &dyn Fn(&Value) -> bool| -> BTreeSet<String> {
+        alerts.iter().filter(|a| keep(a)).map(Value::to_string).collect()
+    };
+    let by_ip = listed(&["--ip", "10.99.0.2"]);
+    assert_eq!(by_ip, expect(&|a| a["src_ip"] == "10.99.0.2" || a["dest_ip"] == "10.99.0.2"));
+    assert!(!by_ip.is_empty() && by_ip.len() < alerts.len(), "--ip left out nothing: {}", by_ip.len());
+    let by_src = listed(&["--src-ip", "10.99.0.1"]);
+    assert_eq!(by_src, expect(&|a| a["src_ip"] == "10.99.0.1"));
+    assert!(!by_src.is_empty() && by_src.len() < alerts.len(), "--src-ip left out nothing");
+    assert!(listed(&["--src-ip", "10.99.0.2"]).is_disjoint(&by_src), "--src-ip matched a destination");
+    let (scanning, c2) = (listed(&["--category", "scanning"]), listed(&["--category", "c2"]));
+    assert!(!scanning.is_empty() && !c2.is_empty() && scanning.is_disjoint(&c2), "{scanning:?}\n{c2:?}");
+    assert!(c2.iter().any(|a| a.contains("softupdates.info")), "{c2:?}");
+    assert!(
+        !scanning.iter().any(|a| a.contains("softupdates.info")),
+        "--category scanning kept the C2 lookup"
+    );
 
     // the report names both sides and the evidence
     let id = sofacy["id"].as_u64().unwrap().to_string();
