@@ -421,20 +421,19 @@ async fn run_command(cli: Cli) -> Result<(), Failure> {
         Command::Province(ProvinceCmd::List { json }) => {
             let list = connect(&client).await?.list_agencies(ListAgenciesRequest {}).await?.into_inner();
             let provinces: Vec<_> = list.agencies.into_iter().filter(|a| a.kind == "province").collect();
-            if output::json(json) {
-                for a in provinces {
-                    say(
-                        json!({"code": a.code, "name": a.name, "created": a.created.as_ref().map(time_str)})
-                            .to_string(),
-                    )?;
-                }
-            } else {
-                let rows = provinces
-                    .into_iter()
-                    .map(|a| vec![a.code, a.name, a.created.as_ref().map(time_str).unwrap_or_default()])
-                    .collect();
-                say(table(&["CODE", "NAME", "CREATED"], rows))?;
-            }
+            drop(out);
+            output::list(
+                json,
+                &["CODE", "NAME", "CREATED"],
+                &provinces,
+                |a| {
+                    vec![a.code.clone(), a.name.clone(), a.created.as_ref().map(time_str).unwrap_or_default()]
+                },
+                |a| {
+                    json!({"code": a.code, "name": a.name, "created": a.created.as_ref().map(time_str)})
+                        .to_string()
+                },
+            )?;
         }
         Command::Agency(AgencyCmd::List { json }) => {
             let list = connect(&client).await?.list_agencies(ListAgenciesRequest {}).await?.into_inner();
