@@ -58,6 +58,27 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Copies the sled database under DIR into PostgreSQL, resumably, and
+    /// checks the row counts of every table: exit 0 when all match, 1 when
+    /// some differ, 2 on bad input (stop the collector first).
+    Migrate {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Configuration file: its `[store]` (url, password_file, ca_file)
+        /// is the target when --to is absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Target database, postgres://USER@HOST:PORT/DB.
+        #[arg(long)]
+        to: Option<String>,
+        /// File holding the database password (else the URL's, the
+        /// configuration's or PGPASSWORD).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
     /// The link of this (provincial) collector to an upstream (national)
     /// one.
     #[command(subcommand)]
@@ -122,6 +143,9 @@ fn main() -> ExitCode {
             serve(config, data_dir, listen, console_listen)
         }
         Command::CheckConfig { config, data_dir } => check_config(&config, data_dir),
+        Command::Migrate { data_dir, config, to, password_file, batch } => {
+            migrate(&data_dir, config.as_deref(), to, password_file.as_deref(), batch)
+        }
         Command::Upstream(UpstreamCmd::Enroll { data_dir, national, token, ca_pin, force }) => {
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -265,4 +289,131 @@ fn serve(
             Err(e) => fail(1, &e.to_string()),
         }
     })
+}
+
+/// The database `migrate` writes to: `--to` (with `--password-file`), else
+/// the configuration's `[store]`.
+fn migrate_target(
+    data_dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+    to: Option<String>,
+    password_file: Option<&std::path::Path>,
+) -> Result<canhgac_collector::store::PgOptions, String> {
+    use canhgac_collector::{config::StoreConfig, store::PgOptions};
+    let from_config = match config {
+        Some(path) => match ServeConfig::load(path, Some(data_dir.to_path_buf())) {
+            Ok(c) => match c.store {
+                StoreConfig::Postgres(o) => Some(o),
+                StoreConfig::Sled => None,
+            },
+            Err(e) => return Err(e.to_string()),
+        },
+        None => None,
+    };
+    let mut opts = match (to, from_config) {
+        (Some(url), Some(mut o)) => {
+            o.url = url;
+            o
+        }
+        (Some(url), None) => {
+            let mut o = PgOptions::new(url);
+            o.password = std::env::var("PGPASSWORD").ok();
+            o
+        }
+        (None, Some(o)) => o,
+        (None, None) => {
+            return Err("no target database: pass --to postgres://USER@HOST:PORT/DB or a --config \
+                        whose [store] has backend = \"postgres\""
+                .into());
+        }
+    };
+    if let Some(f) = password_file {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        let pw = text.trim_end_matches(['\r', '\n']).to_string();
+        if pw.is_empty() {
+            return Err(format!("the password file {} is empty", f.display()));
+        }
+        opts.password = Some(pw);
+    }
+    Ok(opts)
+}
+
+/// `migrate`: sled under DATA_DIR to PostgreSQL, then the counts checked.
+fn migrate(
+    data_dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+    to: Option<String>,
+    password_file: Option<&std::path::Path>,
+    batch: usize,
+) -> ExitCode {
+    use canhgac_collector::store::{PgStore, migrate};
+    if !data_dir.is_dir() {
+        return fail(2, &format!("data directory {} does not exist", data_dir.display()));
+    }
+    let opts = match migrate_target(data_dir, config, to, password_file) {
+        Ok(o) => o,
+        Err(e) => return fail(2, &e),
+    };
+    let src = match migrate::open_source(data_dir) {
+        Ok(s) => s,
+        Err(e) => return fail(2, &e.to_string()),
+    };
+    let dst = match PgStore::open(&opts) {
+        Ok(s) => s,
+        Err(e) => return fail(2, &e.to_string()),
+    };
+    let source = std::fs::canonicalize(data_dir.join("db")).unwrap_or_else(|_| data_dir.join("db"));
+    println!("migrating {} to {}", source.display(), dst.url());
+    let mut last_print = std::time::Instant::now();
+    let mut report = |p: &migrate::Progress| {
+        if p.done || last_print.elapsed() >= std::time::Duration::from_secs(1) {
+            last_print = std::time::Instant::now();
+            println!(
+                "{}: {}/{} rows{}{}",
+                p.table,
+                p.copied,
+                p.total,
+                if p.done { " done" } else { "" },
+                if p.resumed { " (resumed)" } else { "" }
+            );
+        }
+    };
+    let run = migrate::run(
+        &src,
+        &dst,
+        &source.display().to_string(),
+        &migrate::Options { batch, ..Default::default() },
+        &mut report,
+    );
+    match run {
+        Ok(_) => {}
+        Err(e @ migrate::MigrateError::Store(_)) => {
+            return fail(1, &format!("{e} (run the same command again to continue)"));
+        }
+        Err(e) => return fail(2, &e.to_string()),
+    }
+    let counts = match migrate::check(&src, &dst) {
+        Ok(c) => c,
+        Err(e) => return fail(1, &format!("cannot check the counts: {e}")),
+    };
+    let width = counts.iter().map(|c| c.table.len()).max().unwrap_or(5).max(5);
+    println!("{:width$}  {:>10}  {:>10}  ok", "table", "sled", "postgres");
+    for c in &counts {
+        println!(
+            "{:width$}  {:>10}  {:>10}  {}",
+            c.table,
+            c.sled,
+            c.postgres,
+            if c.ok() { "yes" } else { "NO" }
+        );
+    }
+    let bad: Vec<_> = counts.iter().filter(|c| !c.ok()).collect();
+    if bad.is_empty() {
+        println!("migration complete: every count matches");
+        ExitCode::SUCCESS
+    } else {
+        let list: Vec<String> =
+            bad.iter().map(|c| format!("{} (sled {}, postgres {})", c.table, c.sled, c.postgres)).collect();
+        fail(1, &format!("counts differ: {}", list.join(", ")))
+    }
 }

@@ -44,6 +44,7 @@
 pub mod api;
 #[cfg(test)]
 mod conformance;
+pub mod migrate;
 pub mod pg;
 pub mod records;
 

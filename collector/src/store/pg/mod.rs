@@ -248,14 +248,17 @@ impl PgStore {
     }
 
     /// Runs `f` on a pooled connection, outside a transaction.
-    fn read<T>(&self, f: impl FnOnce(&Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(super) fn read<T>(&self, f: impl FnOnce(&Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let mut conn = self.inner.pool.get()?;
         f(conn.client())
     }
 
     /// Runs `f` in one transaction: committed when it returns `Ok`, rolled
     /// back otherwise.
-    fn tx<T, E: From<StoreError>>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T, E>) -> Result<T, E> {
+    pub(super) fn tx<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut conn = self.inner.pool.get()?;
         let tx = block_on(conn.client().transaction()).map_err(db)?;
         let out = f(&tx)?;

@@ -1,0 +1,951 @@
+//! Moving a sled database into PostgreSQL (`canhgac-collector migrate`).
+//!
+//! Every sled tree is copied row by row into the PostgreSQL table that
+//! holds the same data (the key tables of both are in the module docs of
+//! [`store`](super) and [`store::pg`](super::pg)); the protobuf records
+//! (`rec`) are copied byte for byte, so the audit chain and its signed
+//! heads still verify. Key columns are decoded from the sled keys (u64 BE
+//! ids and cursors, `agent 0x00 seq` of `dedupe` and `quarantine`, the
+//! correlation keys of `incident_keys` as bytea, `(id, cursor)` of
+//! `incident_alerts`), the other indexed columns (`records.alert`,
+//! `agency`, `time_us`…, `incidents.agency`, `policies.scope`) from the
+//! records. The sled indexes `alerts_by_time` and `alerts_by_agency` are
+//! not copied: PostgreSQL indexes the `records` columns. Last, the
+//! counters are set so that the next cursor, incident id, change cursor,
+//! audit seq, system id and policy version continue where sled stopped,
+//! with the correlator's and the forwarder's positions.
+//!
+//! # Resuming
+//!
+//! Each batch is one transaction that inserts the rows (plain `INSERT`:
+//! a duplicate would be an error, never silently skipped) and moves that
+//! table's progress row in `canhgac_migration_progress` (the sled key of
+//! the last row copied, rows copied, done). A migration killed at any
+//! point leaves whole batches and a progress that matches them; run again,
+//! it continues after the last key of each table. The counters are written
+//! in the last transaction, which also marks the migration finished.
+//!
+//! The tables `canhgac_migration` (one row: the source and whether the copy
+//! finished) and `canhgac_migration_progress` are created by the migration
+//! itself and are not part of the versioned schema; the collector ignores
+//! them.
+//!
+//! # Refusals
+//!
+//! A database with data and no migration marker (a non-zero counter or a
+//! non-empty table), a database that holds a migration from another sled
+//! database, and a database a collector is serving (an unexpired lease)
+//! are refused before anything is written. The source must not change
+//! between runs: sled's lock keeps a collector off it while a run lasts.
+
+use std::ops::Bound;
+
+use tokio_postgres::{Transaction, types::ToSql};
+
+use super::{
+    IncidentRec, PolicyRec, QUARANTINED, RecordRec, SledStore, StoreError, decode,
+    pg::{PgStore, big, exec, one, opt},
+    u64_of,
+};
+
+/// How a migration runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Rows per transaction.
+    pub batch: usize,
+    /// Test hook: stop (as if killed) after this many batches committed.
+    #[doc(hidden)]
+    pub stop_after_batches: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { batch: 1000, stop_after_batches: None }
+    }
+}
+
+/// Why a migration did not run or did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("no sled database at {0} (is it the collector's data directory?)")]
+    NoSource(String),
+    #[error("the sled database at {0} is in use: stop the collector running on it first")]
+    InUse(String),
+    #[error(
+        "the database at {url} already holds data ({what}) that no migration put there: migrate into an empty database"
+    )]
+    NotEmpty { url: String, what: String },
+    #[error("the database at {url} holds a migration from {other}, not from {this}")]
+    OtherSource { url: String, other: String, this: String },
+    #[error("a collector is serving the database at {0} (a lease is held): stop it first")]
+    Served(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Everything copied, counters set.
+    Complete,
+    /// Stopped by [`Options::stop_after_batches`].
+    Stopped,
+}
+
+/// What a run reports as it goes.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub table: &'static str,
+    /// Rows of this table copied so far (this run and earlier ones).
+    pub copied: u64,
+    /// Rows of the sled tree.
+    pub total: u64,
+    /// The table is complete.
+    pub done: bool,
+    /// The table was started by an earlier run.
+    pub resumed: bool,
+}
+
+/// One line of the final check: rows (or a counter's value) on each side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    pub table: String,
+    pub sled: u64,
+    pub postgres: u64,
+}
+
+impl Count {
+    pub fn ok(&self) -> bool {
+        self.sled == self.postgres
+    }
+}
+
+/// Opens the sled database under a collector's data directory for
+/// reading: a missing database is an error (never created), a locked one
+/// (a collector running on it) says so.
+pub fn open_source(data_dir: &std::path::Path) -> Result<SledStore, MigrateError> {
+    let path = data_dir.join("db");
+    if !path.join("conf").exists() && !path.join("db").exists() {
+        return Err(MigrateError::NoSource(path.display().to_string()));
+    }
+    SledStore::open(&path).map_err(|e| match &e {
+        StoreError::Sled(sled::Error::Io(io)) if io.to_string().contains("lock") => {
+            MigrateError::InUse(path.display().to_string())
+        }
+        _ => MigrateError::Store(e),
+    })
+}
+
+/// Rows read from one sled tree.
+type Kv = (sled::IVec, sled::IVec);
+
+/// One sled tree and the table it goes to.
+struct Table {
+    name: &'static str,
+    tree: fn(&super::Inner) -> &sled::Tree,
+    /// Rows on the PostgreSQL side.
+    count: &'static str,
+    write: fn(&Transaction<'_>, &[Kv]) -> Result<(), StoreError>,
+}
+
+const TABLES: &[Table] = &[
+    Table {
+        name: "agencies",
+        tree: |i| &i.agencies,
+        count: "SELECT count(*) FROM agencies",
+        write: |tx, kv| text_rec(tx, "agencies", "INSERT INTO agencies (code, rec)", kv),
+    },
+    Table {
+        name: "agency_stats",
+        tree: |i| &i.agency_stats,
+        count: "SELECT count(*) FROM agency_stats",
+        write: |tx, kv| text_rec(tx, "agency_stats", "INSERT INTO agency_stats (code, rec)", kv),
+    },
+    Table {
+        name: "tokens",
+        tree: |i| &i.tokens,
+        count: "SELECT count(*) FROM tokens",
+        write: |tx, kv| {
+            let (k, v) = split_bytes(kv);
+            ins(
+                tx,
+                "INSERT INTO tokens (hash, rec) SELECT * FROM unnest($1::bytea[], $2::bytea[])",
+                &[&k, &v],
+            )
+        },
+    },
+    Table {
+        name: "agents",
+        tree: |i| &i.agents,
+        count: "SELECT count(*) FROM agents",
+        write: |tx, kv| text_rec(tx, "agents", "INSERT INTO agents (agent_id, rec)", kv),
+    },
+    Table {
+        name: "alerts",
+        tree: |i| &i.alerts,
+        count: "SELECT count(*) FROM records WHERE alert",
+        write: |tx, kv| records(tx, "alerts", true, kv),
+    },
+    Table {
+        name: "events",
+        tree: |i| &i.events,
+        count: "SELECT count(*) FROM records WHERE NOT alert",
+        write: |tx, kv| records(tx, "events", false, kv),
+    },
+    Table {
+        name: "dedupe",
+        tree: |i| &i.dedupe,
+        count: "SELECT count(*) FROM dedupe",
+        write: |tx, kv| {
+            let (mut agent, mut seq, mut cursor) = (Vec::new(), Vec::new(), Vec::new());
+            for (k, v) in kv {
+                let (a, s) = agent_seq("dedupe", k)?;
+                agent.push(a);
+                seq.push(s);
+                let c = u64_of(v);
+                cursor.push((c != QUARANTINED).then_some(big(c)));
+            }
+            ins(
+                tx,
+                "INSERT INTO dedupe (agent_id, seq, cursor)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])",
+                &[&agent, &seq, &cursor],
+            )
+        },
+    },
+    Table {
+        name: "quarantine",
+        tree: |i| &i.quarantine,
+        count: "SELECT count(*) FROM quarantine",
+        write: |tx, kv| {
+            let (mut agent, mut seq, mut rec) = (Vec::new(), Vec::new(), Vec::new());
+            for (k, v) in kv {
+                let (a, s) = agent_seq("quarantine", k)?;
+                agent.push(a);
+                seq.push(s);
+                rec.push(v.as_ref());
+            }
+            ins(
+                tx,
+                "INSERT INTO quarantine (agent_id, seq, rec)
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])",
+                &[&agent, &seq, &rec],
+            )
+        },
+    },
+    Table {
+        name: "systems",
+        tree: |i| &i.systems,
+        count: "SELECT count(*) FROM systems",
+        write: |tx, kv| id_rec(tx, "INSERT INTO systems (id, rec)", kv),
+    },
+    Table {
+        name: "operators",
+        tree: |i| &i.operators,
+        count: "SELECT count(*) FROM operators",
+        write: |tx, kv| text_rec(tx, "operators", "INSERT INTO operators (name, rec)", kv),
+    },
+    Table {
+        name: "audit",
+        tree: |i| &i.audit,
+        count: "SELECT count(*) FROM audit",
+        write: |tx, kv| id_rec(tx, "INSERT INTO audit (seq, rec)", kv),
+    },
+    Table {
+        name: "audit_checkpoints",
+        tree: |i| &i.audit_checkpoints,
+        count: "SELECT count(*) FROM audit_checkpoints",
+        write: |tx, kv| id_rec(tx, "INSERT INTO audit_checkpoints (seq, rec)", kv),
+    },
+    Table {
+        name: "incidents",
+        tree: |i| &i.incidents,
+        count: "SELECT count(*) FROM incidents",
+        write: |tx, kv| {
+            let (mut id, mut agency, mut rec) = (Vec::new(), Vec::new(), Vec::new());
+            for (k, v) in kv {
+                let inc: IncidentRec = decode("incidents", k, v)?;
+                id.push(big(u64_of(k)));
+                agency.push(inc.agency);
+                rec.push(v.as_ref());
+            }
+            ins(
+                tx,
+                "INSERT INTO incidents (id, agency, rec)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[])",
+                &[&id, &agency, &rec],
+            )
+        },
+    },
+    Table {
+        name: "incident_keys",
+        tree: |i| &i.incident_keys,
+        count: "SELECT count(*) FROM incident_keys",
+        write: |tx, kv| {
+            let key: Vec<&[u8]> = kv.iter().map(|(k, _)| k.as_ref()).collect();
+            let id: Vec<i64> = kv.iter().map(|(_, v)| big(u64_of(v))).collect();
+            ins(
+                tx,
+                "INSERT INTO incident_keys (key, id) SELECT * FROM unnest($1::bytea[], $2::bigint[])",
+                &[&key, &id],
+            )
+        },
+    },
+    Table {
+        name: "incident_alerts",
+        tree: |i| &i.incident_alerts,
+        count: "SELECT count(*) FROM incident_alerts",
+        write: |tx, kv| {
+            let (mut id, mut cursor) = (Vec::new(), Vec::new());
+            for (k, _) in kv {
+                if k.len() != 16 {
+                    return Err(corrupt("incident_alerts", k, "key is not (id, cursor)"));
+                }
+                id.push(big(u64_of(&k[..8])));
+                cursor.push(big(u64_of(&k[8..])));
+            }
+            ins(
+                tx,
+                "INSERT INTO incident_alerts (id, cursor) SELECT * FROM unnest($1::bigint[], $2::bigint[])",
+                &[&id, &cursor],
+            )
+        },
+    },
+    Table {
+        name: "incident_changes",
+        tree: |i| &i.incident_changes,
+        count: "SELECT count(*) FROM incident_changes",
+        write: |tx, kv| id_rec(tx, "INSERT INTO incident_changes (cursor, rec)", kv),
+    },
+    Table {
+        name: "policies",
+        tree: |i| &i.policies,
+        count: "SELECT count(*) FROM policies",
+        write: |tx, kv| {
+            let (mut version, mut scope, mut rec) = (Vec::new(), Vec::new(), Vec::new());
+            for (k, v) in kv {
+                let p: PolicyRec = decode("policies", k, v)?;
+                version.push(big(u64_of(k)));
+                scope.push(p.scope);
+                rec.push(v.as_ref());
+            }
+            ins(
+                tx,
+                "INSERT INTO policies (version, scope, rec)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[])",
+                &[&version, &scope, &rec],
+            )
+        },
+    },
+    Table {
+        name: "forward_queue",
+        tree: |i| &i.forward_queue,
+        count: "SELECT count(*) FROM forward_queue",
+        write: |tx, kv| id_rec(tx, "INSERT INTO forward_queue (seq, msg)", kv),
+    },
+];
+
+/// Counters of the PostgreSQL schema and the sled counters they come from.
+/// `operators` is only a lock row on PostgreSQL (always 0).
+const SLED_COUNTERS: &[&str] = &[
+    "incident",
+    "system",
+    "policy",
+    "correlated",
+    "correlation_skipped",
+    "fwd_seq",
+    "fwd_bytes",
+    "fwd_sent",
+    "fwd_dropped",
+];
+
+fn corrupt(tree: &'static str, key: &[u8], reason: &str) -> StoreError {
+    StoreError::Corrupt { tree, key: String::from_utf8_lossy(key).into_owned(), reason: reason.into() }
+}
+
+fn ins(tx: &Transaction<'_>, sql: &str, p: &[&(dyn ToSql + Sync)]) -> Result<(), StoreError> {
+    exec(tx, sql, p).map(|_| ())
+}
+
+fn utf8(tree: &'static str, k: &[u8]) -> Result<String, StoreError> {
+    String::from_utf8(k.to_vec()).map_err(|_| corrupt(tree, k, "key is not UTF-8"))
+}
+
+fn split_bytes(kv: &[Kv]) -> (Vec<&[u8]>, Vec<&[u8]>) {
+    kv.iter().map(|(k, v)| (k.as_ref(), v.as_ref())).unzip()
+}
+
+/// Text key and record: `INSERT INTO t (key, rec)` + the unnest.
+fn text_rec(tx: &Transaction<'_>, tree: &'static str, insert: &str, kv: &[Kv]) -> Result<(), StoreError> {
+    let keys = kv.iter().map(|(k, _)| utf8(tree, k)).collect::<Result<Vec<_>, _>>()?;
+    let recs: Vec<&[u8]> = kv.iter().map(|(_, v)| v.as_ref()).collect();
+    ins(tx, &format!("{insert} SELECT * FROM unnest($1::text[], $2::bytea[])"), &[&keys, &recs])
+}
+
+/// u64 BE key and record.
+fn id_rec(tx: &Transaction<'_>, insert: &str, kv: &[Kv]) -> Result<(), StoreError> {
+    let keys: Vec<i64> = kv.iter().map(|(k, _)| big(u64_of(k))).collect();
+    let recs: Vec<&[u8]> = kv.iter().map(|(_, v)| v.as_ref()).collect();
+    ins(tx, &format!("{insert} SELECT * FROM unnest($1::bigint[], $2::bytea[])"), &[&keys, &recs])
+}
+
+/// `agent id, 0x00, seq (u64 BE)`.
+fn agent_seq(tree: &'static str, k: &[u8]) -> Result<(String, i64), StoreError> {
+    if k.len() < 9 || k[k.len() - 9] != 0 {
+        return Err(corrupt(tree, k, "key is not (agent, 0x00, seq)"));
+    }
+    let (agent, seq) = k.split_at(k.len() - 9);
+    Ok((utf8(tree, agent)?, big(u64_of(&seq[1..]))))
+}
+
+fn records(tx: &Transaction<'_>, tree: &'static str, alert: bool, kv: &[Kv]) -> Result<(), StoreError> {
+    let n = kv.len();
+    let (mut cursor, mut agency, mut agent, mut seq) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut severity, mut time, mut received, mut rec) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for (k, v) in kv {
+        let r: RecordRec = decode(tree, k, v)?;
+        cursor.push(big(u64_of(k)));
+        agency.push(r.agency);
+        agent.push(r.agent_id);
+        seq.push(big(r.seq));
+        severity.push(i32::try_from(r.severity).unwrap_or(i32::MAX));
+        time.push(r.time_us);
+        received.push(r.received_us);
+        rec.push(v.as_ref());
+    }
+    let alerts = vec![alert; n];
+    ins(
+        tx,
+        "INSERT INTO records (cursor, alert, agency, agent_id, seq, severity, time_us, received_us, rec)
+         SELECT * FROM unnest($1::bigint[], $2::boolean[], $3::text[], $4::text[], $5::bigint[],
+                              $6::integer[], $7::bigint[], $8::bigint[], $9::bytea[])",
+        &[&cursor, &alerts, &agency, &agent, &seq, &severity, &time, &received, &rec],
+    )
+}
+
+/// The counter values PostgreSQL must hold after the copy, from sled, and
+/// the forwarder's positions.
+type Counters = (Vec<(&'static str, u64)>, Option<(u64, u64)>);
+
+fn sled_counters(i: &super::Inner) -> Result<Counters, StoreError> {
+    let last =
+        |t: &sled::Tree| -> Result<u64, StoreError> { Ok(t.last()?.map(|(k, _)| u64_of(&k)).unwrap_or(0)) };
+    let mut out = vec![
+        ("record", last(&i.alerts)?.max(last(&i.events)?)),
+        ("change", last(&i.incident_changes)?),
+        ("audit", last(&i.audit)?),
+    ];
+    let known = |name: &str| SLED_COUNTERS.contains(&name) || name == "fwd_alert" || name == "fwd_change";
+    for kv in i.counters.iter() {
+        let (k, _) = kv?;
+        let name = String::from_utf8_lossy(&k);
+        if !known(&name) {
+            return Err(StoreError::Conflict(format!(
+                "sled counter `{name}` has no place in PostgreSQL: this migration is older than the database"
+            )));
+        }
+    }
+    for name in SLED_COUNTERS {
+        out.push((name, i.counters.get(name.as_bytes())?.map(|v| u64_of(&v)).unwrap_or(0)));
+    }
+    let positions = match i.counters.get(b"fwd_alert")? {
+        Some(a) => Some((u64_of(&a), i.counters.get(b"fwd_change")?.map(|v| u64_of(&v)).unwrap_or(0))),
+        None => None,
+    };
+    Ok((out, positions))
+}
+
+const SETUP: &str = "
+CREATE TABLE IF NOT EXISTS canhgac_migration (
+    id integer PRIMARY KEY CHECK (id = 1),
+    source text NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS canhgac_migration_progress (
+    tbl text COLLATE \"C\" PRIMARY KEY,
+    last_key bytea,
+    rows bigint NOT NULL DEFAULT 0,
+    done boolean NOT NULL DEFAULT false
+);";
+
+/// Tables a database without a migration marker must have empty.
+const DATA_TABLES: &[&str] = &[
+    "agencies",
+    "agency_stats",
+    "tokens",
+    "agents",
+    "records",
+    "dedupe",
+    "quarantine",
+    "systems",
+    "operators",
+    "audit",
+    "audit_checkpoints",
+    "incidents",
+    "incident_keys",
+    "incident_alerts",
+    "incident_changes",
+    "policies",
+    "forward_queue",
+    "forward_positions",
+];
+
+/// Checks the target and records (or finds) the marker of this migration.
+/// Returns whether the migration had already finished.
+fn start(dst: &PgStore, source: &str) -> Result<bool, MigrateError> {
+    let url = dst.url().to_string();
+    dst.tx(|tx| {
+        futures_executor::block_on(tx.batch_execute(SETUP)).map_err(super::pg::db)?;
+        let live = one(tx, "SELECT count(*) FROM leases WHERE expires_at > now()", &[])?.get::<_, i64>(0);
+        if live > 0 {
+            return Err(MigrateError::Served(url.clone()));
+        }
+        if let Some(r) =
+            opt(tx, "SELECT source, finished_at IS NOT NULL FROM canhgac_migration WHERE id = 1", &[])?
+        {
+            let other: String = r.get(0);
+            if other != source {
+                return Err(MigrateError::OtherSource { url: url.clone(), other, this: source.to_string() });
+            }
+            return Ok(r.get::<_, bool>(1));
+        }
+        if let Some(r) =
+            opt(tx, "SELECT name, value FROM counters WHERE value <> 0 ORDER BY name LIMIT 1", &[])?
+        {
+            let (name, value): (String, i64) = (r.get(0), r.get(1));
+            return Err(MigrateError::NotEmpty {
+                url: url.clone(),
+                what: format!("counter `{name}` = {value}"),
+            });
+        }
+        for t in DATA_TABLES {
+            if one(tx, &format!("SELECT EXISTS (SELECT 1 FROM {t})"), &[])?.get::<_, bool>(0) {
+                return Err(MigrateError::NotEmpty {
+                    url: url.clone(),
+                    what: format!("table `{t}` is not empty"),
+                });
+            }
+        }
+        exec(tx, "INSERT INTO canhgac_migration (id, source) VALUES (1, $1)", &[&source])?;
+        Ok(false)
+    })
+}
+
+/// Copies everything `src` holds into `dst` (see the module doc), or
+/// continues a copy an earlier run began. `source` names the sled database
+/// (its path): a database holding a migration from another source is
+/// refused. Already finished: nothing is written.
+pub fn run(
+    src: &SledStore,
+    dst: &PgStore,
+    source: &str,
+    opts: &Options,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Finished, MigrateError> {
+    let batch = opts.batch.max(1);
+    let finished = start(dst, source)?;
+    let inner = src.inner()?;
+    let mut batches = 0u64;
+    for t in TABLES {
+        let tree = (t.tree)(&inner);
+        let total = tree.len() as u64;
+        let (mut last, mut copied, done) = dst.read(|c| {
+            Ok(
+                match opt(
+                    c,
+                    "SELECT last_key, rows, done FROM canhgac_migration_progress WHERE tbl = $1",
+                    &[&t.name],
+                )? {
+                    Some(r) => {
+                        (r.get::<_, Option<Vec<u8>>>(0), r.get::<_, i64>(1) as u64, r.get::<_, bool>(2))
+                    }
+                    None => (None, 0, false),
+                },
+            )
+        })?;
+        let resumed = copied > 0 || done;
+        if done || finished {
+            progress(&Progress { table: t.name, copied, total, done: true, resumed });
+            continue;
+        }
+        loop {
+            if opts.stop_after_batches.is_some_and(|n| batches >= n) {
+                return Ok(Finished::Stopped);
+            }
+            let lower = match &last {
+                Some(k) => Bound::Excluded(k.as_slice()),
+                None => Bound::Unbounded,
+            };
+            let kv = tree
+                .range::<&[u8], _>((lower, Bound::Unbounded))
+                .take(batch)
+                .collect::<Result<Vec<Kv>, _>>()
+                .map_err(StoreError::from)?;
+            let end = kv.len() < batch;
+            let key = kv.last().map(|(k, _)| k.to_vec()).or(last.clone());
+            let n = kv.len() as u64;
+            dst.tx(|tx| {
+                if !kv.is_empty() {
+                    (t.write)(tx, &kv)?;
+                }
+                // moves only from the progress this run read: a concurrent
+                // run on the same database fails here instead of copying twice
+                let moved = exec(
+                    tx,
+                    "INSERT INTO canhgac_migration_progress (tbl, last_key, rows, done) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (tbl) DO UPDATE SET last_key = excluded.last_key, rows = excluded.rows,
+                         done = excluded.done
+                     WHERE canhgac_migration_progress.rows = $5",
+                    &[&t.name, &key, &big(copied + n), &end, &big(copied)],
+                )?;
+                if moved != 1 {
+                    return Err(StoreError::Conflict(format!(
+                        "another migration is copying `{}` into this database",
+                        t.name
+                    )));
+                }
+                Ok::<_, StoreError>(())
+            })?;
+            batches += 1;
+            copied += n;
+            last = key;
+            progress(&Progress { table: t.name, copied, total, done: end, resumed });
+            if end {
+                break;
+            }
+        }
+    }
+    if !finished {
+        if opts.stop_after_batches.is_some_and(|n| batches >= n) {
+            return Ok(Finished::Stopped);
+        }
+        let (counters, positions) = sled_counters(&inner)?;
+        dst.tx(|tx| {
+            for (name, value) in &counters {
+                exec(tx, "UPDATE counters SET value = $2 WHERE name = $1", &[name, &big(*value)])?;
+            }
+            if let Some((alert, change)) = positions {
+                exec(
+                    tx,
+                    "INSERT INTO forward_positions (id, alert, change) VALUES (1, $1, $2)
+                     ON CONFLICT (id) DO UPDATE SET alert = excluded.alert, change = excluded.change",
+                    &[&big(alert), &big(change)],
+                )?;
+            }
+            exec(tx, "UPDATE canhgac_migration SET finished_at = now() WHERE id = 1", &[])?;
+            Ok::<_, StoreError>(())
+        })?;
+    }
+    Ok(Finished::Complete)
+}
+
+/// Rows of every sled tree against the rows of its PostgreSQL table, then
+/// every counter and the forwarder's positions.
+pub fn check(src: &SledStore, dst: &PgStore) -> Result<Vec<Count>, StoreError> {
+    let inner = src.inner()?;
+    let mut out = Vec::new();
+    dst.read(|c| {
+        for t in TABLES {
+            let pg = one(c, t.count, &[])?.get::<_, i64>(0) as u64;
+            out.push(Count { table: t.name.to_string(), sled: (t.tree)(&inner).len() as u64, postgres: pg });
+        }
+        let (counters, positions) = sled_counters(&inner)?;
+        for (name, value) in counters {
+            out.push(Count {
+                table: format!("counter {name}"),
+                sled: value,
+                postgres: super::pg::counter(c, name)?,
+            });
+        }
+        let pg = opt(c, "SELECT alert, change FROM forward_positions WHERE id = 1", &[])?
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, i64>(1) as u64));
+        let (s, p) = (positions.unwrap_or_default(), pg.unwrap_or_default());
+        out.push(Count { table: "forward position alert".into(), sled: s.0, postgres: p.0 });
+        out.push(Count { table: "forward position change".into(), sled: s.1, postgres: p.1 });
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{Finished, MigrateError, Options, check, open_source, run};
+    use crate::store::{
+        AgencyRec, AgentRec, AlertQuery, AuditCheckpointRec, AuditRec, CorrelationInput, IncidentFilter,
+        Incoming, OperatorRec, PgOptions, PgStore, PolicyRec, RecordRec, SledStore, SystemRec, TokenRec,
+        pg::testcluster::TestCluster,
+    };
+
+    fn alert(seq: u64, alert: bool, time_us: i64) -> Incoming {
+        Incoming::Valid {
+            seq,
+            alert,
+            severity: 1 + (seq % 3) as u32,
+            time_us,
+            eve_json: format!("{{\"seq\":{seq}}}"),
+            facts: None,
+        }
+    }
+
+    fn input(cursor: u64, agency: &str, attacker: &str) -> CorrelationInput {
+        CorrelationInput {
+            cursor,
+            agency: agency.into(),
+            category: "intrusion".into(),
+            keys: vec![format!("e\0{agency}\0intrusion\0a:{attacker}")],
+            opens: true,
+            severity: 2,
+            time_us: cursor as i64,
+            ..Default::default()
+        }
+    }
+
+    fn seal(r: &AuditRec) -> String {
+        format!("h{}:{}:{}", r.seq, r.prev_hash, r.action)
+    }
+
+    /// Fills a sled store through its public API with something of every
+    /// kind it holds.
+    fn fill(s: &SledStore) {
+        for code in ["A", "B"] {
+            s.add_agency(AgencyRec {
+                version: 1,
+                code: code.into(),
+                name: code.into(),
+                ..Default::default()
+            })
+            .unwrap();
+        }
+        s.put_systems(vec![
+            SystemRec { agency: "A".into(), name: "portal".into(), level: 2, ..Default::default() },
+            SystemRec { agency: "B".into(), name: "mail".into(), level: 3, ..Default::default() },
+        ])
+        .unwrap();
+        let token = |agency: &str| TokenRec {
+            version: 1,
+            agency: agency.into(),
+            expires_us: i64::MAX,
+            ..Default::default()
+        };
+        for (id, agency) in [("agent-a", "A"), ("agent-b", "B")] {
+            s.add_token(&format!("t-{id}"), token(agency)).unwrap();
+            let rec =
+                AgentRec { version: 1, agent_id: id.into(), agency: agency.into(), ..Default::default() };
+            s.enroll(&format!("t-{id}"), Some(agency), 5, rec).unwrap();
+        }
+        s.add_token("unused", token("A")).unwrap();
+        for b in 0..6u64 {
+            let batch: Vec<_> =
+                (0..5).map(|k| alert(b * 5 + k + 1, k != 4, (b * 5 + k) as i64 * 1000)).collect();
+            s.ingest("agent-a", "A", 7, &batch).unwrap();
+            s.ingest("agent-b", "B", 8, &batch[..3]).unwrap();
+        }
+        let bad = Incoming::Invalid { seq: 99, reason: "not json".into(), raw: b"\xff".to_vec() };
+        s.ingest("agent-a", "A", 9, &[bad]).unwrap();
+        s.insert_collector_alert(RecordRec { version: 1, agency: "A".into(), kind: 1, ..Default::default() })
+            .unwrap();
+        let alerts = s.alerts_after(0, 1000).unwrap();
+        let inputs: Vec<_> = alerts
+            .iter()
+            .map(|(c, r)| input(*c, &r.agency, if c % 2 == 0 { "10.0.0.1" } else { "10.0.0.2" }))
+            .collect();
+        let last = alerts.last().unwrap().0;
+        s.correlate(&inputs[..10], inputs[9].cursor, 60_000_000, 10).unwrap();
+        s.correlate(&inputs[10..], last, 60_000_000, 11).unwrap();
+        s.update_incident(1, |r| {
+            r.state = "acknowledged".into();
+            r.acknowledged_by = "alice".into();
+            Ok::<_, ()>(())
+        })
+        .unwrap()
+        .unwrap();
+        for n in 0..4 {
+            s.append_audit(
+                AuditRec {
+                    time_us: n,
+                    operator: "alice".into(),
+                    action: format!("act{n}"),
+                    ..Default::default()
+                },
+                seal,
+            )
+            .unwrap();
+        }
+        let head = s.audit_head().unwrap().unwrap();
+        s.put_audit_checkpoint(AuditCheckpointRec {
+            version: 1,
+            seq: head.seq,
+            hash: head.hash,
+            signed_at_us: 1,
+            signature: "sig".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        s.add_policy(PolicyRec { version: 1, scope: "*".into(), digest: "d1".into(), ..Default::default() })
+            .unwrap();
+        s.add_policy(PolicyRec { version: 1, scope: "A".into(), digest: "d2".into(), ..Default::default() })
+            .unwrap();
+        for name in ["alice", "bob"] {
+            let op =
+                OperatorRec { version: 1, name: name.into(), role: "admin".into(), ..Default::default() };
+            s.add_operator(op).unwrap();
+        }
+        s.revoke_operator("bob", 3, "alice", "left").unwrap().unwrap();
+        s.forward_enqueue(&[b"m1".to_vec(), b"m2".to_vec(), b"m3".to_vec()], 5, 2, 1 << 20).unwrap();
+        s.forward_remove(&[(1, 2)], true).unwrap();
+    }
+
+    /// Every listing of the store API gives the same on both.
+    fn assert_same(s: &SledStore, p: &PgStore) {
+        assert_eq!(s.alerts_after(0, 10_000).unwrap(), p.alerts_after(0, 10_000).unwrap());
+        assert_eq!(s.events_after(0, 10_000).unwrap(), p.events_after(0, 10_000).unwrap());
+        for agency in [None, Some("A".to_string()), Some("B".to_string())] {
+            let q = AlertQuery { agency, limit: 1000, ..Default::default() };
+            assert_eq!(s.list_alerts(&q).unwrap().0, p.list_alerts(&q).unwrap().0);
+            let code = q.agency.clone().unwrap_or_default();
+            assert_eq!(s.agency_stats(&code).unwrap(), p.agency_stats(&code).unwrap());
+        }
+        assert_eq!(s.quarantined().unwrap(), p.quarantined().unwrap());
+        assert_eq!(s.agencies().unwrap(), p.agencies().unwrap());
+        assert_eq!(s.systems().unwrap(), p.systems().unwrap());
+        assert_eq!(s.agents().unwrap(), p.agents().unwrap());
+        assert_eq!(s.operators().unwrap(), p.operators().unwrap());
+        assert_eq!(s.policies().unwrap(), p.policies().unwrap());
+        assert_eq!(s.effective_policy("B").unwrap(), p.effective_policy("B").unwrap());
+        assert_eq!(s.check_token("unused", None, 1).unwrap(), p.check_token("unused", None, 1).unwrap());
+        let f = IncidentFilter { limit: 1000, ..Default::default() };
+        let incidents = s.incidents(&f).unwrap();
+        assert_eq!(incidents, p.incidents(&f).unwrap());
+        for inc in &incidents.0 {
+            assert_eq!(
+                s.incident_alert_cursors(inc.id, 1000).unwrap(),
+                p.incident_alert_cursors(inc.id, 1000).unwrap()
+            );
+        }
+        assert_eq!(s.incident_changes_after(0, 1000).unwrap(), p.incident_changes_after(0, 1000).unwrap());
+        assert_eq!(s.correlated_cursor().unwrap(), p.correlated_cursor().unwrap());
+        assert_eq!(s.audit_after(0, 1000).unwrap(), p.audit_after(0, 1000).unwrap());
+        assert_eq!(s.audit_head().unwrap(), p.audit_head().unwrap());
+        assert_eq!(
+            s.audit_checkpoints(0, u64::MAX >> 1).unwrap(),
+            p.audit_checkpoints(0, u64::MAX >> 1).unwrap()
+        );
+        assert_eq!(s.forward_positions().unwrap(), p.forward_positions().unwrap());
+        assert_eq!(s.forward_peek(100).unwrap(), p.forward_peek(100).unwrap());
+        assert_eq!(s.forward_stats().unwrap(), p.forward_stats().unwrap());
+    }
+
+    /// The same writes on both continue the same sequences.
+    fn assert_continues_alike(s: &SledStore, p: &PgStore) {
+        let batch = [alert(500, true, 1), alert(501, false, 2), alert(3, true, 3)];
+        assert_eq!(
+            s.ingest("agent-a", "A", 20, &batch).unwrap(),
+            p.ingest("agent-a", "A", 20, &batch).unwrap()
+        );
+        let last = s.alerts_after(0, 10_000).unwrap().last().unwrap().0;
+        let new = input(last, "B", "10.9.9.9");
+        assert_eq!(
+            s.correlate(&[new.clone()], last, 60_000_000, 30).unwrap(),
+            p.correlate(&[new], last, 60_000_000, 30).unwrap()
+        );
+        let sys = || vec![SystemRec { agency: "A".into(), name: "new".into(), ..Default::default() }];
+        assert_eq!(s.put_systems(sys()).unwrap(), p.put_systems(sys()).unwrap());
+        let pol = || PolicyRec { version: 1, scope: "B".into(), ..Default::default() };
+        assert_eq!(s.add_policy(pol()).unwrap(), p.add_policy(pol()).unwrap());
+        let entry = || AuditRec { operator: "alice".into(), action: "after".into(), ..Default::default() };
+        assert_eq!(s.append_audit(entry(), seal).unwrap(), p.append_audit(entry(), seal).unwrap());
+        s.forward_enqueue(&[b"m4".to_vec()], 9, 9, 1 << 20).unwrap();
+        p.forward_enqueue(&[b"m4".to_vec()], 9, 9, 1 << 20).unwrap();
+        assert_same(s, p);
+    }
+
+    fn all_ok(s: &SledStore, p: &PgStore) {
+        let counts = check(s, p).unwrap();
+        assert!(counts.iter().all(|c| c.ok()), "{counts:#?}");
+        assert!(counts.iter().any(|c| c.table == "alerts" && c.sled > 0));
+    }
+
+    fn no_progress(_: &super::Progress) {}
+
+    #[test]
+    fn a_sled_store_moves_to_postgres_whole_and_continues_there() {
+        let cluster = TestCluster::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        fill(&s);
+        cluster.create_db("whole").unwrap();
+        let p = PgStore::open(&PgOptions::new(cluster.url("whole"))).unwrap();
+        let done = run(&s, &p, "src", &Options::default(), &mut no_progress).unwrap();
+        assert_eq!(done, Finished::Complete);
+        all_ok(&s, &p);
+        assert_same(&s, &p);
+        // a second run writes nothing and still checks out
+        assert_eq!(run(&s, &p, "src", &Options::default(), &mut no_progress).unwrap(), Finished::Complete);
+        all_ok(&s, &p);
+        // another source into the same database is refused
+        let err = run(&s, &p, "elsewhere", &Options::default(), &mut no_progress).unwrap_err();
+        assert!(matches!(err, MigrateError::OtherSource { .. }), "{err}");
+        assert_continues_alike(&s, &p);
+    }
+
+    #[test]
+    fn a_migration_stopped_after_any_batch_resumes_to_the_same_result() {
+        let cluster = TestCluster::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        fill(&s);
+        cluster.create_db("resume").unwrap();
+        let p = PgStore::open(&PgOptions::new(cluster.url("resume"))).unwrap();
+        let mut runs = 0;
+        loop {
+            // 3 batches of 4 rows per run: stops inside tables and between them
+            let opts = Options { batch: 4, stop_after_batches: Some(3) };
+            runs += 1;
+            assert!(runs < 200, "no end");
+            if run(&s, &p, "src", &opts, &mut no_progress).unwrap() == Finished::Complete {
+                break;
+            }
+            if runs == 5 {
+                // half-way, the counters are not set yet and the check says so
+                assert!(check(&s, &p).unwrap().iter().any(|c| !c.ok()));
+            }
+        }
+        assert!(runs > 10, "the migration was really stopped and resumed ({runs} runs)");
+        all_ok(&s, &p);
+        assert_same(&s, &p);
+        assert_continues_alike(&s, &p);
+    }
+
+    #[test]
+    fn a_database_with_other_data_or_a_locked_source_is_refused() {
+        let cluster = TestCluster::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(&dir.path().join("db")).unwrap();
+        fill(&s);
+        // a collector has written to the database: refused, nothing written
+        cluster.create_db("used").unwrap();
+        let p = PgStore::open(&PgOptions::new(cluster.url("used"))).unwrap();
+        p.add_agency(AgencyRec { version: 1, code: "X".into(), ..Default::default() }).unwrap();
+        let err = run(&s, &p, "src", &Options::default(), &mut no_progress).unwrap_err();
+        assert!(matches!(err, MigrateError::NotEmpty { .. }), "{err}");
+        assert!(err.to_string().contains("table `agencies` is not empty"), "{err}");
+        assert_eq!(p.agencies().unwrap().len(), 1);
+        // a collector serving the database: refused
+        cluster.create_db("served").unwrap();
+        let p = PgStore::open(&PgOptions::new(cluster.url("served"))).unwrap();
+        assert!(p.acquire_lease("correlator", "replica-1", std::time::Duration::from_secs(30)).unwrap());
+        let err = run(&s, &p, "src", &Options::default(), &mut no_progress).unwrap_err();
+        assert!(matches!(err, MigrateError::Served(_)), "{err}");
+        // the sled database is open (a collector runs on it): refused clearly
+        let err = open_source(dir.path()).err().unwrap();
+        assert!(matches!(err, MigrateError::InUse(_)), "{err}");
+        drop(s);
+        let err = open_source(&dir.path().join("nothing")).err().unwrap();
+        assert!(matches!(err, MigrateError::NoSource(_)), "{err}");
+        assert!(!dir.path().join("nothing").exists(), "nothing created");
+    }
+}
