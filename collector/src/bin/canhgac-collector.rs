@@ -346,7 +346,7 @@ fn migrate(
     password_file: Option<&std::path::Path>,
     batch: usize,
 ) -> ExitCode {
-    use canhgac_collector::store::{PgStore, migrate};
+    use canhgac_collector::store::migrate;
     if !data_dir.is_dir() {
         return fail(2, &format!("data directory {} does not exist", data_dir.display()));
     }
@@ -358,16 +358,17 @@ fn migrate(
         Ok(s) => s,
         Err(e) => return fail(2, &e.to_string()),
     };
-    let dst = match PgStore::open(&opts) {
+    let dst = match migrate::open_target(&opts) {
         Ok(s) => s,
         Err(e) => return fail(2, &e.to_string()),
     };
     let source = std::fs::canonicalize(data_dir.join("db")).unwrap_or_else(|_| data_dir.join("db"));
     println!("migrating {} to {}", source.display(), dst.url());
-    let mut last_print = std::time::Instant::now();
+    // a line when a table starts, then at most one a second, and when done
+    let (mut last_print, mut last_table) = (std::time::Instant::now(), "");
     let mut report = |p: &migrate::Progress| {
-        if p.done || last_print.elapsed() >= std::time::Duration::from_secs(1) {
-            last_print = std::time::Instant::now();
+        if p.done || p.table != last_table || last_print.elapsed() >= std::time::Duration::from_secs(1) {
+            (last_print, last_table) = (std::time::Instant::now(), p.table);
             println!(
                 "{}: {}/{} rows{}{}",
                 p.table,

@@ -212,11 +212,25 @@ impl PgStore {
     /// Connects, applies the missing migrations and reads the committed
     /// cursors. A database that cannot be reached is an error naming the URL
     /// without its password.
+    /// A database a `canhgac-collector migrate` has begun but not finished
+    /// filling is refused.
     pub fn open(opts: &PgOptions) -> Result<PgStore, StoreError> {
+        Self::open_with(opts, true)
+    }
+
+    /// [`PgStore::open`], also on a database a migration from sled is
+    /// still filling when `!refuse_unfinished` (for the migration).
+    pub(in crate::store) fn open_with(
+        opts: &PgOptions,
+        refuse_unfinished: bool,
+    ) -> Result<PgStore, StoreError> {
         let pool = Pool::new(opts)?;
         {
             let mut conn = pool.get()?;
             migrate(conn.client())?;
+            if refuse_unfinished {
+                refuse_unfinished_copy(conn.client())?;
+            }
         }
         let store = PgStore {
             inner: Arc::new(Inner {
@@ -507,6 +521,23 @@ fn migrate(c: &mut Client) -> Result<(), StoreError> {
         tracing::info!(version, "database schema migrated");
     }
     block_on(tx.commit()).map_err(db)?;
+    Ok(())
+}
+
+/// Refuses a database a `canhgac-collector migrate` has begun filling and
+/// not finished (see `store::migrate`): serving it would hand out cursors
+/// and ids the copy is still writing.
+fn refuse_unfinished_copy(c: &Client) -> Result<(), StoreError> {
+    let exists: bool = one(c, "SELECT to_regclass('canhgac_migration') IS NOT NULL", &[])?.get(0);
+    if exists
+        && one(c, "SELECT EXISTS (SELECT 1 FROM canhgac_migration WHERE finished_at IS NULL)", &[])?
+            .get::<_, bool>(0)
+    {
+        return Err(StoreError::Conflict(
+            "a migration from sled into this database has not finished: run `canhgac-collector migrate` again"
+                .into(),
+        ));
+    }
     Ok(())
 }
 
