@@ -13,6 +13,7 @@ mod host;
 mod hygiene;
 mod live;
 mod metrics;
+mod migrate;
 mod postgres;
 mod replay;
 mod security;
