@@ -143,9 +143,12 @@ fn migrate_moves_a_sled_collector_to_postgres_resumably_and_serve_continues() {
         out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["alerts", "150", "150", "yes"]),
         "{out}"
     );
-    // and once more: nothing to do, the check still passes
-    let third = migrate(&c, &["--to", &url]);
+    // and once more, the target taken from the configuration's [store]:
+    // nothing to do, the check still passes
+    let config = c.config.clone().unwrap();
+    let third = migrate(&c, &["--config", config.to_str().unwrap()]);
     assert_eq!(third.status.code(), Some(0), "{}", text(&third));
+    assert!(text(&third).contains("alerts: 150/150 rows done (resumed)"), "{}", text(&third));
 
     // serve on PostgreSQL with the same data directory
     c.start();
@@ -158,4 +161,10 @@ fn migrate_moves_a_sled_collector_to_postgres_resumably_and_serve_continues() {
     assert_eq!(agent.wait(Duration::from_secs(120)), 0, "{}", agent.logs());
     wait_for("the new alerts", Duration::from_secs(30), || (c.alerts().len() == N + 20).then_some(()));
     c.cli(&["audit", "verify"]);
+
+    // PostgreSQL has moved on: the check now reports the difference, exit 1
+    assert_eq!(c.terminate(Duration::from_secs(30)), 0, "{}", c.logs());
+    let after = migrate(&c, &["--to", &url]);
+    assert_eq!(after.status.code(), Some(1), "{}", text(&after));
+    assert!(text(&after).contains("counts differ: alerts (sled 150, postgres 170)"), "{}", text(&after));
 }
