@@ -359,6 +359,7 @@ const SLED_COUNTERS: &[&str] = &[
     "policy",
     "correlated",
     "correlation_skipped",
+    "mirrored",
     "fwd_seq",
     "fwd_bytes",
     "fwd_sent",
