@@ -17,6 +17,7 @@ fn alert(seq: u64, alert: bool, time_us: i64) -> Incoming {
         time_us,
         eve_json: format!("{{\"seq\":{seq}}}"),
         facts: None,
+        origin: None,
     }
 }
 
