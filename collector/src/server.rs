@@ -196,9 +196,9 @@ pub async fn run(
     {
         // downstream collectors' incidents, kept here (idle with no province)
         let (name, h, stop) = gate("mirror");
-        let store = store.clone();
+        let (store, reports) = (store.clone(), crate::report::schedule::dir(&config.data_dir));
         tasks.spawn(crate::replica::gated(name, h, stop, move |stop| {
-            crate::federation::mirror::run(store.clone(), stop)
+            crate::federation::mirror::run(store.clone(), reports.clone(), stop)
         }));
     }
     if let Some(link) = crate::federation::upstream::Link::load(&config.data_dir)
@@ -206,13 +206,19 @@ pub async fn run(
     {
         tracing::info!(national = %link.file.national, province = %link.file.province, "streaming upward");
         let (name, h, stop) = gate("upstream");
-        let (store, reg, sev, metrics) =
-            (store.clone(), config.regulation.clone(), config.upstream_alert_severity, metrics.clone());
+        let (store, reg, sev, metrics, silence) = (
+            store.clone(),
+            config.regulation.clone(),
+            config.upstream_alert_severity,
+            metrics.clone(),
+            config.agent_silence_limit,
+        );
         tasks.spawn(crate::replica::gated(name, h, stop, move |stop| {
             let deps = crate::federation::upstream::UpstreamDeps {
                 store: store.clone(),
                 regulation: reg.clone(),
                 alert_severity: sev,
+                silence_limit: silence,
                 metrics: metrics.clone(),
                 shutdown: stop,
             };

@@ -214,6 +214,38 @@ fn provinces_stream_incidents_upward_and_the_national_collector_catches_up() {
     let seen = json_lines(&String::from_utf8_lossy(&o.stdout));
     assert!(!seen.is_empty() && seen.iter().all(|a| a["canhgac"]["origin"]["province"] == "HN"), "{seen:?}");
     assert_eq!(incidents_as(&nat_op, &national).len(), 2);
+    // yesterday's daily report of each province is kept as that province's
+    let daily = wait_for("the provinces' daily reports", Duration::from_secs(30), || {
+        let l: Vec<Value> = json_lines(&national.cli(&["report", "list", "--format", "json"]))
+            .into_iter()
+            .filter(|r| r["kind"] == "daily")
+            .collect();
+        (l.len() == 2).then_some(l)
+    });
+    let mut tenants: Vec<&str> = daily.iter().map(|r| r["agency"].as_str().unwrap()).collect();
+    tenants.sort();
+    assert_eq!(tenants, ["HCM", "HN"], "{daily:?}");
+    let o = cli_as(&hn_op, &national, &["report", "list", "--format", "json"]);
+    let mine = json_lines(&String::from_utf8_lossy(&o.stdout));
+    assert!(mine.len() == 1 && mine[0]["agency"] == "HN", "a province sees its own reports only: {mine:?}");
+    let fetched = cli_as(&hn_op, &national, &["report", "fetch", mine[0]["id"].as_str().unwrap()]);
+    let report: Value = serde_json::from_str(&String::from_utf8_lossy(&fetched.stdout)).unwrap();
+    assert_eq!(report["agencies"][0]["code"], "SO-TTTT", "{report}");
+    let sections: Vec<&str> = report["agencies"][0]["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert!(sections.contains(&"coverage") && sections.contains(&"alerts_by_severity"), "{sections:?}");
+    let coverage =
+        report["agencies"][0]["sections"].as_array().unwrap().iter().find(|s| s["id"] == "coverage").unwrap();
+    let rows = coverage["rows"].as_array().unwrap();
+    assert!(
+        rows.iter().any(|r| r[0] == "layer: upstream") && rows.iter().any(|r| r[0] == "agents online"),
+        "{coverage}"
+    );
+
     // handled in the province, read-only here
     let o = cli_as(&nat_op, &national, &["incidents", "transition", &n_hn["id"].to_string(), "in_progress"]);
     assert!(!o.status.success() && text(&o).contains("handled by province `HN`"), "{}", text(&o));

@@ -1,5 +1,6 @@
 //! At an upstream (national) collector: downstream collectors' incidents,
-//! kept as their collectors show them.
+//! kept as their collectors show them, and their daily reports, kept as
+//! the province's stored daily reports (`report list` / `report fetch`).
 //!
 //! Incident records (`RECORD_KIND_INCIDENT`) are stored like any record
 //! at ingest; this task follows them in cursor order and keeps one
@@ -9,14 +10,25 @@
 //! the province's id (`origin_id`), is filed under the province's code as
 //! its tenant and is read-only: it is handled in the province.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use canhgac_proto::{timefmt, v1};
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
-use crate::store::{
-    CorrelationInput, EvidenceRec, IncidentEventRec, IncidentRec, RECORD_VERSION, Store, StoreError,
+use crate::{
+    report::{
+        Kind,
+        render::Format,
+        schedule::{self, Stored},
+    },
+    store::{
+        CorrelationInput, EvidenceRec, IncidentEventRec, IncidentRec, RECORD_VERSION, Store, StoreError,
+    },
 };
 
 /// How often the mirror looks for new incident records while idle.
@@ -82,14 +94,35 @@ pub fn mirror_rec(msg: &v1::Incident, tenant: &str, province: &str) -> IncidentR
     }
 }
 
-/// One step: incident records after the mirror's position, up to `limit`
-/// records looked at. Returns how many records were looked at.
-pub fn mirror_once(store: &Store, limit: usize) -> Result<usize, StoreError> {
+/// Keeps a downstream collector's daily report as the tenant's stored
+/// daily report (`reports/TENANT/daily/FROM_TO.json`); the same file again
+/// when repeated.
+fn keep_summary(reports: &Path, tenant: &str, s: &v1::DailySummary) -> Result<(), String> {
+    let day = time::Date::from_julian_day(s.julian_day).map_err(|e| format!("day {}: {e}", s.julian_day))?;
+    let next = day.next_day().ok_or("no next day")?;
+    let stored =
+        Stored { agency: tenant.to_string(), kind: Kind::Daily, from: day, to: next, format: Format::Json };
+    // the id is checked like any other: no file outside the directory
+    Stored::parse(&stored.id())?;
+    schedule::write_bytes(reports, &stored, &s.report_json).map(|_| ())
+}
+
+/// One step: incident and summary records after the mirror's position, up
+/// to `limit` records looked at. Returns how many records were looked at.
+pub fn mirror_once(store: &Store, reports: &Path, limit: usize) -> Result<usize, StoreError> {
     let after = store.mirrored_cursor()?;
     let events = store.events_after(after, limit)?;
     let Some(last) = events.last().map(|(c, _)| *c) else {
         return Ok(0);
     };
+    for (_, rec) in &events {
+        if let Some(s) = &rec.summary {
+            // written before the position moves: a crash writes it again
+            keep_summary(reports, &rec.agency, s).map_err(|e| {
+                StoreError::Conflict(format!("cannot keep the daily report of {}: {e}", rec.agency))
+            })?;
+        }
+    }
     let inputs: Vec<CorrelationInput> = events
         .iter()
         .filter_map(|(cursor, rec)| {
@@ -121,15 +154,16 @@ fn has_provinces(store: &Store) -> Result<bool, StoreError> {
 /// Runs the mirror until shutdown. Idle (one check a few seconds) while
 /// no province is registered, so a provincial collector never reads its
 /// own events for it.
-pub async fn run(store: Store, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(store: Store, reports: PathBuf, mut shutdown: watch::Receiver<bool>) {
     let store = Arc::new(store);
+    let reports = Arc::new(reports);
     loop {
-        let s = store.clone();
+        let (s, r) = (store.clone(), reports.clone());
         let step = tokio::task::spawn_blocking(move || {
             if !has_provinces(&s)? {
                 return Ok(None);
             }
-            mirror_once(&s, 1000).map(Some)
+            mirror_once(&s, &r, 1000).map(Some)
         })
         .await;
         let wait = match step {

@@ -14,7 +14,12 @@
 //!   (default 1–2), seq = the alert's cursor here;
 //! * [`FEED_INCIDENTS`]: every incident change (opened, correlated,
 //!   acknowledged, transitioned, reported, merged), as the incident then
-//!   stands (`RECORD_KIND_INCIDENT`), seq = the change's cursor here.
+//!   stands (`RECORD_KIND_INCIDENT`), seq = the change's cursor here;
+//! * [`FEED_SUMMARIES`]: the daily report of every ended day (alerts,
+//!   incidents, systems and the four supervision layers per agency;
+//!   `RECORD_KIND_SUMMARY`), seq = the day's Julian day number; kept at
+//!   the national collector as the province's daily report
+//!   (`canhgac report list` there).
 //!
 //! The province's own store is the queue: nothing is copied aside. On each
 //! connection the national collector's Welcome says, per feed, the highest
@@ -39,8 +44,10 @@ pub mod upstream;
 pub const FEED_ALERTS: u64 = 1;
 /// Incident changes.
 pub const FEED_INCIDENTS: u64 = 2;
+/// Daily reports, position = the day's Julian day number.
+pub const FEED_SUMMARIES: u64 = 3;
 /// The feeds a downstream collector resumes.
-pub const FEEDS: [u64; 2] = [FEED_ALERTS, FEED_INCIDENTS];
+pub const FEEDS: [u64; 3] = [FEED_ALERTS, FEED_INCIDENTS, FEED_SUMMARIES];
 
 const FEED_SHIFT: u32 = 56;
 const POSITION_MASK: u64 = (1 << FEED_SHIFT) - 1;

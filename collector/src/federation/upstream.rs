@@ -39,12 +39,17 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::{FEED_ALERTS, FEED_INCIDENTS, seq, split};
+use super::{FEED_ALERTS, FEED_INCIDENTS, FEED_SUMMARIES, seq, split};
 use crate::{
     incident,
+    report::{self, schedule},
     rules::Regulation,
     store::{Store, StoreError, SystemRec},
 };
+
+/// Most days of daily reports sent after a long absence of the upstream
+/// collector (the older ones are not sent).
+const MAX_SUMMARY_DAYS: u64 = 31;
 
 /// Most incident history events sent with one change (the newest).
 const MAX_HISTORY: usize = 200;
@@ -236,6 +241,8 @@ pub struct UpstreamDeps {
     pub regulation: Arc<Regulation>,
     /// Alerts with 1 ≤ severity ≤ this go up (0: none).
     pub alert_severity: u32,
+    /// For the daily reports (`supervision.agent_silence_limit`).
+    pub silence_limit: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub shutdown: watch::Receiver<bool>,
 }
@@ -270,6 +277,8 @@ pub async fn run(deps: Arc<UpstreamDeps>, mut link: Link) {
 struct Positions {
     alerts: u64,
     changes: u64,
+    /// Julian day of the last daily report.
+    summary_day: u64,
 }
 
 /// The next batch after `at`, and where its reading ended.
@@ -303,6 +312,7 @@ fn gather(
                 agency: if rec.origin_agency.is_empty() { rec.agency } else { rec.origin_agency },
                 province: rec.province,
                 incident: None,
+                summary: None,
             };
             bytes += r.encoded_len();
             out.push(r);
@@ -336,6 +346,7 @@ fn gather(
                 agency: msg.agency.clone(),
                 province: msg.province.clone(),
                 incident: Some(msg),
+                summary: None,
             };
             if !out.is_empty() && bytes + r.encoded_len() > max_bytes {
                 break;
@@ -345,7 +356,133 @@ fn gather(
             out.push(r);
         }
     }
+    if out.len() < limit {
+        summaries(deps, at, limit, max_bytes, &mut out, &mut bytes, &mut next)?;
+    }
     Ok((out, next))
+}
+
+/// Adds each agency's coverage as the upstream collector needs it (the
+/// four supervision layers, agents online, systems supervised, open and
+/// overdue incidents) to its part of a daily report, as of `now_us`.
+fn add_coverage(deps: &UpstreamDeps, rep: &mut report::Report, now_us: i64) -> Result<(), StoreError> {
+    let limit = deps.silence_limit;
+    let cov = crate::coverage::coverage(&deps.store, &deps.regulation, None, now_us, &|g, now| {
+        crate::supervise::online(false, g.last_seen_us, now, limit)
+    })?;
+    for block in &mut rep.agencies {
+        let Some(c) = cov.agencies.iter().find(|c| c.agency == block.code) else { continue };
+        let yes = |ok: bool| if ok { "yes" } else { "no" }.to_string();
+        let mut rows: Vec<Vec<String>> = c
+            .layers
+            .iter()
+            .map(|l| vec![format!("layer: {}", l.name), yes(l.ok), l.detail.clone()])
+            .collect();
+        rows.push(vec![
+            "agents online".into(),
+            yes(c.agents_online == c.agents && c.agents > 0),
+            format!("{}/{}", c.agents_online, c.agents),
+        ]);
+        rows.push(vec![
+            "systems supervised".into(),
+            yes(c.systems_supervised == c.systems && c.systems > 0),
+            format!("{}/{}", c.systems_supervised, c.systems),
+        ]);
+        rows.push(vec![
+            "open incidents".into(),
+            yes(c.overdue_incidents == 0),
+            format!("{} open, {} overdue", c.open_incidents, c.overdue_incidents),
+        ]);
+        block.sections.push(report::Section {
+            id: "coverage",
+            title: "Coverage / Mức độ giám sát".into(),
+            columns: vec!["measure".into(), "ok".into(), "detail".into()],
+            rows,
+        });
+    }
+    Ok(())
+}
+
+/// The daily reports of the days ended since the last one the upstream
+/// collector has (only the last ended day the first time; at most
+/// [`MAX_SUMMARY_DAYS`] after a long absence).
+fn summaries(
+    deps: &UpstreamDeps,
+    at: Positions,
+    limit: usize,
+    max_bytes: usize,
+    out: &mut Vec<Record>,
+    bytes: &mut usize,
+    next: &mut Positions,
+) -> Result<(), StoreError> {
+    let now = OffsetDateTime::now_utc();
+    let Some((yesterday, _)) = schedule::last_period(report::Kind::Daily, now) else {
+        return Ok(());
+    };
+    let last = u64::try_from(yesterday.to_julian_day()).unwrap_or(0);
+    let mut day = if at.summary_day == 0 {
+        last
+    } else {
+        (at.summary_day + 1).max(last.saturating_sub(MAX_SUMMARY_DAYS))
+    };
+    let agencies: Vec<String> =
+        deps.store.agencies()?.into_iter().filter(|a| !a.is_province()).map(|a| a.code).collect();
+    while day <= last && out.len() < limit {
+        let Some((from, to)) =
+            time::Date::from_julian_day(day as i32).ok().and_then(|d| Some((d, d.next_day()?)))
+        else {
+            break;
+        };
+        if agencies.is_empty() {
+            // nothing supervised yet: nothing to report that day
+            next.summary_day = day;
+            day += 1;
+            continue;
+        }
+        let req = report::Request {
+            kind: report::Kind::Daily,
+            agencies: agencies.clone(),
+            from_us: schedule::midnight_us(from),
+            to_us: schedule::midnight_us(to),
+            now_us: timefmt::micros(now),
+            lang: report::text::Lang::Vi,
+            silence_limit: deps.silence_limit,
+        };
+        let mut rep = match report::build(&deps.store, &deps.regulation, &req) {
+            Ok(r) => r,
+            Err(report::ReportError::Store(e)) => return Err(e),
+            Err(report::ReportError::Invalid(m)) => {
+                tracing::warn!(day = %from, reason = %m, "daily report for upstream not made");
+                break;
+            }
+        };
+        add_coverage(deps, &mut rep, timefmt::micros(now))?;
+        let json = report::render::render(&rep, report::render::Format::Json).unwrap_or_default();
+        let eve = serde_json::json!({
+            "event_type": "daily_summary", "from": from.to_string(), "to": to.to_string(), "agencies": agencies.len(),
+        });
+        let r = Record {
+            seq: seq(FEED_SUMMARIES, day),
+            kind: RecordKind::Summary as i32,
+            time: Some(timefmt::to_timestamp(timefmt::from_micros(schedule::midnight_us(to)))),
+            eve_json: eve.to_string().into_bytes(),
+            summary: Some(canhgac_proto::v1::DailySummary {
+                julian_day: day as i32,
+                from: from.to_string(),
+                to: to.to_string(),
+                report_json: json,
+            }),
+            ..Default::default()
+        };
+        if !out.is_empty() && *bytes + r.encoded_len() > max_bytes {
+            break;
+        }
+        *bytes += r.encoded_len();
+        next.summary_day = day;
+        out.push(r);
+        day += 1;
+    }
+    Ok(())
 }
 
 /// How many alerts and changes wait after `at` (for the backlog gauge;
@@ -389,7 +526,11 @@ async fn session(deps: &Arc<UpstreamDeps>, link: &mut Link) -> Result<(), Upstre
         ));
     }
     let position = |feed: u64| welcome.stored_through.get(&(feed as u32)).map(|s| split(*s).1).unwrap_or(0);
-    let mut at = Positions { alerts: position(FEED_ALERTS), changes: position(FEED_INCIDENTS) };
+    let mut at = Positions {
+        alerts: position(FEED_ALERTS),
+        changes: position(FEED_INCIDENTS),
+        summary_day: position(FEED_SUMMARIES),
+    };
     let max_records = (welcome.max_batch_records as usize).clamp(1, 1000);
     let max_bytes = (welcome.max_batch_bytes as usize).max(4096) * 3 / 4;
     let heartbeat = Duration::from_secs(u64::from(welcome.heartbeat_interval_secs.max(5)));

@@ -77,7 +77,8 @@ fn parse_ymd(s: &str) -> Option<Date> {
     Date::from_calendar_date(s[..4].parse().ok()?, month, s[6..].parse().ok()?).ok()
 }
 
-fn midnight_us(d: Date) -> i64 {
+/// Midnight of `d` in Vietnam, in microseconds since the epoch.
+pub fn midnight_us(d: Date) -> i64 {
     timefmt::micros(d.midnight().assume_offset(VIETNAM))
 }
 
@@ -315,11 +316,17 @@ pub fn run_once(
 
 fn write(dir: &Path, s: &Stored, report: &super::Report) -> Result<usize, String> {
     let bytes = super::render::render(report, s.format).ok_or("the embedded font cannot be read")?;
+    write_bytes(dir, s, &bytes)
+}
+
+/// Keeps `bytes` as the stored report `s` (a temporary name, synced, then
+/// renamed): a report made here or received from a downstream collector.
+pub fn write_bytes(dir: &Path, s: &Stored, bytes: &[u8]) -> Result<usize, String> {
     let path = dir.join(s.id());
     let parent = path.parent().ok_or("no parent directory")?;
     std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     let tmp = parent.join(format!(".tmp-{}", rand::random::<u64>()));
-    std::fs::write(&tmp, &bytes)
+    std::fs::write(&tmp, bytes)
         .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
         .and_then(|()| std::fs::rename(&tmp, &path))
         .map_err(|e| {

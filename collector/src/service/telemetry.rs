@@ -491,13 +491,17 @@ fn prepare(
         return invalid("eve_json has no event_type");
     };
     let incident = r.kind == RecordKind::Incident as i32;
-    if incident && !agent.downstream {
-        return invalid("only a downstream collector may send incidents");
+    let summary = r.kind == RecordKind::Summary as i32;
+    if (incident || summary) && !agent.downstream {
+        return invalid("only a downstream collector may send incidents and summaries");
     }
     if incident && r.incident.is_none() {
         return invalid("an incident record without its incident");
     }
-    let alert = !incident && (event_type == "alert" || r.kind == RecordKind::Alert as i32);
+    if summary && r.summary.is_none() {
+        return invalid("a summary record without its report");
+    }
+    let alert = !incident && !summary && (event_type == "alert" || r.kind == RecordKind::Alert as i32);
     let severity = if alert {
         let from_json = obj
             .get("alert")
@@ -532,6 +536,7 @@ fn prepare(
             agency: clean_text(&r.agency, 64),
             province,
             incident: if incident { r.incident.clone() } else { None },
+            summary: if summary { r.summary.clone() } else { None },
         })
     });
     ours.insert("agent_id".into(), agent.agent_id.clone().into());

@@ -177,6 +177,8 @@ pub struct Origin {
     pub province: String,
     /// `RECORD_KIND_INCIDENT`: the incident as the sender shows it.
     pub incident: Option<canhgac_proto::v1::Incident>,
+    /// `RECORD_KIND_SUMMARY`: the sender's daily report.
+    pub summary: Option<canhgac_proto::v1::DailySummary>,
 }
 
 impl Incoming {
@@ -192,10 +194,11 @@ impl Incoming {
             return None;
         };
         let origin = origin.as_deref();
-        let kind = match (alert, origin.is_some_and(|o| o.incident.is_some())) {
-            (_, true) => canhgac_proto::v1::RecordKind::Incident,
-            (true, false) => canhgac_proto::v1::RecordKind::Alert,
-            (false, false) => canhgac_proto::v1::RecordKind::Event,
+        let kind = match origin {
+            Some(o) if o.incident.is_some() => canhgac_proto::v1::RecordKind::Incident,
+            Some(o) if o.summary.is_some() => canhgac_proto::v1::RecordKind::Summary,
+            _ if *alert => canhgac_proto::v1::RecordKind::Alert,
+            _ => canhgac_proto::v1::RecordKind::Event,
         };
         Some(RecordRec {
             version: records::RECORD_VERSION,
@@ -211,6 +214,7 @@ impl Incoming {
             incident: origin.and_then(|o| o.incident.clone()),
             origin_agency: origin.map(|o| o.agency.clone()).unwrap_or_default(),
             province: origin.map(|o| o.province.clone()).unwrap_or_default(),
+            summary: origin.and_then(|o| o.summary.clone()),
         })
     }
 }

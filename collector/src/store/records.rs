@@ -163,6 +163,9 @@ pub struct RecordRec {
     pub origin_agency: String,
     #[prost(string, tag = "13")]
     pub province: String,
+    /// From a downstream collector: its daily report (`RECORD_KIND_SUMMARY`).
+    #[prost(message, optional, tag = "14")]
+    pub summary: Option<v1::DailySummary>,
 }
 
 /// A record the collector could not accept as EVE JSON, kept verbatim.
