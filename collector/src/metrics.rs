@@ -70,6 +70,7 @@ pub struct Metrics {
     forward_queued: Gauge,
     forward_queued_bytes: Gauge,
     forward_dropped: Gauge,
+    upstream_dropped: Gauge,
     tls_accepted: Gauge,
     tls_failed: Gauge,
     tls_timed_out: Gauge,
@@ -106,6 +107,7 @@ impl Metrics {
             forward_queued: Gauge::default(),
             forward_queued_bytes: Gauge::default(),
             forward_dropped: Gauge::default(),
+            upstream_dropped: Gauge::default(),
             tls_accepted: Gauge::default(),
             tls_failed: Gauge::default(),
             tls_timed_out: Gauge::default(),
@@ -144,6 +146,11 @@ impl Metrics {
                 "upstream_sent",
                 "Records (alerts, incident changes) the upstream collector acknowledged",
                 m.upstream_sent.clone(),
+            );
+            r.register(
+                "upstream_dropped",
+                "Alerts selected for the upstream collector that retention removed before it acknowledged them",
+                m.upstream_dropped.clone(),
             );
             r.register(
                 "upstream_backlog",
@@ -232,10 +239,18 @@ pub async fn render(src: &Sources) -> String {
     m.tls_timed_out.set(clamp(src.tls.timed_out.load(Relaxed)));
     let store = src.store.clone();
     let read = tokio::task::spawn_blocking(move || {
-        (store.size_on_disk().ok(), store.forward_stats().ok(), writable(&store).is_ok())
+        (
+            store.size_on_disk().ok(),
+            store.forward_stats().ok(),
+            writable(&store).is_ok(),
+            store.counter_value(crate::supervise::UPSTREAM_DROPPED).ok(),
+        )
     })
     .await;
-    if let Ok((size, fwd, ok)) = read {
+    if let Ok((size, fwd, ok, up)) = read {
+        if let Some(up) = up {
+            m.upstream_dropped.set(clamp(up));
+        }
         if let Some(size) = size {
             m.database_bytes.set(clamp(size));
         }

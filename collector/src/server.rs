@@ -146,11 +146,15 @@ pub async fn run(
             }))
         }));
     }
+    // the link to an upstream (national) collector, when enrolled
+    let link = crate::federation::upstream::Link::load(&config.data_dir)
+        .map_err(|e| ServeError::Upstream(e.to_string()))?;
     {
         let (name, h, stop) = gate("retention");
         let (store, reg, every) = (store.clone(), config.regulation.clone(), config.retention_interval);
+        let upstream = link.as_ref().map(|_| config.upstream_alert_severity);
         tasks.spawn(crate::replica::gated(name, h, stop, move |stop| {
-            crate::supervise::run_retention(store.clone(), reg.clone(), every, stop)
+            crate::supervise::run_retention(store.clone(), reg.clone(), every, upstream, stop)
         }));
     }
     tasks.spawn(crate::supervise::run_storage_watch(store.clone(), stop_rx.clone()));
@@ -201,9 +205,7 @@ pub async fn run(
             crate::federation::mirror::run(store.clone(), reports.clone(), stop)
         }));
     }
-    if let Some(link) = crate::federation::upstream::Link::load(&config.data_dir)
-        .map_err(|e| ServeError::Upstream(e.to_string()))?
-    {
+    if let Some(link) = link {
         tracing::info!(national = %link.file.national, province = %link.file.province, "streaming upward");
         let (name, h, stop) = gate("upstream");
         let (store, reg, sev, metrics, silence) = (

@@ -177,19 +177,56 @@ pub fn retention_days(
     Ok(out)
 }
 
-/// One retention pass; returns records deleted.
-pub fn retention_once(store: &Store, reg: &crate::rules::Regulation, now_us: i64) -> Result<u64, StoreError> {
+/// Counter: the last alert cursor the upstream collector acknowledged.
+pub const UPSTREAM_POSITION: &str = "upstream_alerts";
+/// Counter: alerts selected for upstream that retention removed before
+/// they went up (the upstream queue is the store; its cap is retention).
+pub const UPSTREAM_DROPPED: &str = "upstream_dropped";
+
+/// One retention pass; returns records deleted. With `upstream` (the
+/// alert severity a link to an upstream collector sends), the selected
+/// alerts about to be removed before that collector acknowledged them are
+/// counted first (`upstream_dropped`) and logged.
+pub fn retention_once(
+    store: &Store,
+    reg: &crate::rules::Regulation,
+    now_us: i64,
+    upstream: Option<u32>,
+) -> Result<u64, StoreError> {
     let days = retention_days(store, reg)?;
     let day_us = 86_400_000_000i64;
     let min_days = i64::from(reg.retention.min_days);
     let floor = now_us - min_days * day_us;
+    let cutoff = |agency: &str| {
+        now_us - i64::from(days.get(agency).copied().unwrap_or(reg.retention_days(0))) * day_us
+    };
+    if let Some(severity) = upstream.filter(|s| *s > 0) {
+        let mut after = store.counter_value(UPSTREAM_POSITION)?;
+        let mut lost = 0u64;
+        loop {
+            let page = store.alerts_after(after, 5000)?;
+            let Some(last) = page.last().map(|(c, _)| *c) else { break };
+            lost += page
+                .iter()
+                .filter(|(_, r)| {
+                    (1..=severity).contains(&r.severity)
+                        && r.received_us < cutoff(&r.agency)
+                        && r.received_us <= floor
+                })
+                .count() as u64;
+            after = last;
+        }
+        if lost > 0 {
+            store.add_to_counter(UPSTREAM_DROPPED, lost)?;
+            tracing::warn!(
+                lost,
+                "retention removes alerts the upstream collector has not received (it has been away longer than retention)"
+            );
+        }
+    }
     let mut total = 0;
     loop {
-        let n = store.retention_sweep(
-            |agency| now_us - i64::from(days.get(agency).copied().unwrap_or(reg.retention_days(0))) * day_us,
-            floor,
-            50_000,
-        )?;
+        let n = store.retention_sweep(cutoff, floor, 50_000)?;
         total += n;
         if n < 50_000 {
             return Ok(total);
@@ -201,6 +238,7 @@ pub async fn run_retention(
     store: Store,
     regulation: Arc<Regulation>,
     every: Duration,
+    upstream: Option<u32>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     if every.is_zero() {
@@ -209,7 +247,7 @@ pub async fn run_retention(
     loop {
         let (store, reg) = (store.clone(), regulation.clone());
         let now = timefmt::micros(OffsetDateTime::now_utc());
-        match tokio::task::spawn_blocking(move || retention_once(&store, &reg, now)).await {
+        match tokio::task::spawn_blocking(move || retention_once(&store, &reg, now, upstream)).await {
             Ok(Ok(n)) if n > 0 => tracing::info!(deleted = n, "retention removed old records"),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "retention failed"),
@@ -252,6 +290,45 @@ mod tests {
     use super::*;
     use crate::store::{AgencyRec, Incoming, SystemRec};
 
+    /// The upstream queue is the store: what retention removes before the
+    /// upstream collector acknowledged it is counted, only the selected
+    /// severities, only past the acknowledged position.
+    #[test]
+    fn retention_counts_the_selected_alerts_it_removes_before_they_went_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        let reg = crate::rules::Regulation::embedded();
+        s.add_agency(AgencyRec { code: "A".into(), ..Default::default() }).unwrap();
+        let day = 86_400_000_000i64;
+        let now = 400 * day;
+        let alert = |seq, severity| Incoming::Valid {
+            seq,
+            alert: true,
+            severity,
+            time_us: 0,
+            eve_json: "{}".into(),
+            facts: None,
+            origin: None,
+        };
+        // 100 days old, past A's 30: cursors 1..=4; 1 went up already
+        s.ingest("a", "A", now - 100 * day, &[alert(1, 1), alert(2, 1), alert(3, 3), alert(4, 2)]).unwrap();
+        // recent: kept
+        s.ingest("a", "A", now - day, &[alert(5, 1)]).unwrap();
+        s.raise_counter(UPSTREAM_POSITION, 1).unwrap();
+        s.raise_counter(UPSTREAM_POSITION, 0).unwrap();
+        assert_eq!(s.counter_value(UPSTREAM_POSITION).unwrap(), 1, "a position never goes back");
+        assert_eq!(retention_once(&s, &reg, now, Some(2)).unwrap(), 4);
+        // cursors 2 and 4 were selected and not sent; 3 is below the selection
+        assert_eq!(s.counter_value(UPSTREAM_DROPPED).unwrap(), 2);
+        // nothing left to lose: the next pass counts nothing more
+        assert_eq!(retention_once(&s, &reg, now, Some(2)).unwrap(), 0);
+        assert_eq!(s.counter_value(UPSTREAM_DROPPED).unwrap(), 2);
+        // without a link nothing is counted
+        s.ingest("a", "A", now - 100 * day, &[alert(6, 1)]).unwrap();
+        retention_once(&s, &reg, now, None).unwrap();
+        assert_eq!(s.counter_value(UPSTREAM_DROPPED).unwrap(), 2);
+    }
+
     #[test]
     fn retention_keeps_by_the_highest_level() {
         let dir = tempfile::tempdir().unwrap();
@@ -276,7 +353,7 @@ mod tests {
         s.ingest("a", "A", now - 100 * day, &[alert(1)]).unwrap();
         s.ingest("b", "B", now - 100 * day, &[alert(1)]).unwrap();
         s.ingest("a", "A", now - day, &[alert(2)]).unwrap();
-        assert_eq!(retention_once(&s, &reg, now).unwrap(), 1);
+        assert_eq!(retention_once(&s, &reg, now, None).unwrap(), 1);
         let left: Vec<String> = s.alerts_after(0, 10).unwrap().into_iter().map(|(_, r)| r.agency).collect();
         assert_eq!(left, vec!["B", "A"]);
         assert_eq!(s.agency_stats("A").unwrap().alerts, 1);

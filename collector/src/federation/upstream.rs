@@ -535,6 +535,7 @@ async fn session(deps: &Arc<UpstreamDeps>, link: &mut Link) -> Result<(), Upstre
     let max_bytes = (welcome.max_batch_bytes as usize).max(4096) * 3 / 4;
     let heartbeat = Duration::from_secs(u64::from(welcome.heartbeat_interval_secs.max(5)));
     tracing::info!(national = %link.file.national, province = %link.file.province, alerts_from = at.alerts, changes_from = at.changes, "upstream link open");
+    remember(deps, at).await?;
     deps.metrics.upstream_connected.set(1);
 
     // renew the certificate over the stream when a third of its life is left
@@ -601,6 +602,7 @@ async fn session(deps: &Arc<UpstreamDeps>, link: &mut Link) -> Result<(), Upstre
             match m.body {
                 Some(Down::Ack(a)) if a.first_seq == first && a.last_seq == last => {
                     at = next;
+                    remember(deps, at).await?;
                     limit = max_records;
                     deps.metrics.upstream_sent.inc_by(n as u64);
                     tracing::debug!(
@@ -632,6 +634,16 @@ async fn session(deps: &Arc<UpstreamDeps>, link: &mut Link) -> Result<(), Upstre
             }
         }
     }
+}
+
+/// Keeps the acknowledged alert position in the store, so that retention
+/// counts the selected alerts it removes before they went up.
+async fn remember(deps: &Arc<UpstreamDeps>, at: Positions) -> Result<(), UpstreamError> {
+    let store = deps.store.clone();
+    tokio::task::spawn_blocking(move || store.raise_counter(crate::supervise::UPSTREAM_POSITION, at.alerts))
+        .await
+        .map_err(|e| UpstreamError::Protocol(e.to_string()))??;
+    Ok(())
 }
 
 /// Messages besides acknowledgements: a renewed certificate is kept;

@@ -100,6 +100,9 @@ forward! {
     fn mirrored_cursor(&self) -> Result<u64, StoreError>;
     fn mirror_incidents(&self, inputs: &[CorrelationInput], last_cursor: u64, now_us: i64) -> Result<Vec<u64>, StoreError>;
     fn highest_seq_between(&self, agent_id: &str, lo: u64, hi: u64) -> Result<Option<u64>, StoreError>;
+    fn counter_value(&self, name: &str) -> Result<u64, StoreError>;
+    fn raise_counter(&self, name: &str, value: u64) -> Result<(), StoreError>;
+    fn add_to_counter(&self, name: &str, delta: u64) -> Result<(), StoreError>;
     fn incident(&self, id: u64) -> Result<Option<IncidentRec>, StoreError>;
     fn incidents(&self, f: &IncidentFilter) -> Result<IncidentPage, StoreError>;
     fn incident_alert_cursors(&self, id: u64, limit: usize) -> Result<Vec<u64>, StoreError>;

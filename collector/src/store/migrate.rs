@@ -360,6 +360,8 @@ const SLED_COUNTERS: &[&str] = &[
     "correlated",
     "correlation_skipped",
     "mirrored",
+    "upstream_alerts",
+    "upstream_dropped",
     "fwd_seq",
     "fwd_bytes",
     "fwd_sent",
@@ -632,7 +634,11 @@ pub fn run(
         let (counters, positions) = sled_counters(&inner)?;
         dst.tx(|tx| {
             for (name, value) in &counters {
-                exec(tx, "UPDATE counters SET value = $2 WHERE name = $1", &[name, &big(*value)])?;
+                exec(
+                    tx,
+                    "INSERT INTO counters (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    &[name, &big(*value)],
+                )?;
             }
             if let Some((alert, change)) = positions {
                 exec(

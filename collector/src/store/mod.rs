@@ -913,6 +913,30 @@ impl SledStore {
         Ok((out, next))
     }
 
+    /// A named counter of work done outside the store's own transactions
+    /// (e.g. `upstream_alerts`, `upstream_dropped`); 0 when never set.
+    pub fn counter_value(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self.inner()?.counters.get(name.as_bytes())?.map(|v| u64_of(&v)).unwrap_or(0))
+    }
+
+    /// Raises counter `name` to `value` (never lowers it).
+    pub fn raise_counter(&self, name: &str, value: u64) -> Result<(), StoreError> {
+        self.inner()?.counters.fetch_and_update(name.as_bytes(), |old| {
+            let old = old.map(u64_of).unwrap_or(0);
+            Some(old.max(value).to_be_bytes().to_vec())
+        })?;
+        Ok(())
+    }
+
+    /// Adds `delta` to counter `name`.
+    pub fn add_to_counter(&self, name: &str, delta: u64) -> Result<(), StoreError> {
+        self.inner()?.counters.fetch_and_update(name.as_bytes(), |old| {
+            let old = old.map(u64_of).unwrap_or(0);
+            Some(old.saturating_add(delta).to_be_bytes().to_vec())
+        })?;
+        Ok(())
+    }
+
     /// The highest seq stored (or quarantined) for `agent_id` within
     /// `lo..=hi`: where a downstream collector's feed resumes.
     pub fn highest_seq_between(&self, agent_id: &str, lo: u64, hi: u64) -> Result<Option<u64>, StoreError> {

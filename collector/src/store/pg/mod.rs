@@ -1000,6 +1000,39 @@ mod tests {
         assert!(err.to_string().contains("store.ca_file"), "{err}");
     }
 
+    /// Named counters (the upstream link's position and drops) and where a
+    /// downstream collector's feed resumes, as on sled.
+    #[test]
+    fn named_counters_and_feed_positions() {
+        let cluster = TestCluster::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+        cluster.create_db("counters").unwrap();
+        let s = PgStore::open(&PgOptions::new(cluster.url("counters"))).unwrap();
+        assert_eq!(s.counter_value("upstream_alerts").unwrap(), 0);
+        s.raise_counter("upstream_alerts", 7).unwrap();
+        s.raise_counter("upstream_alerts", 3).unwrap();
+        assert_eq!(s.counter_value("upstream_alerts").unwrap(), 7, "never lowered");
+        s.add_to_counter("upstream_dropped", 2).unwrap();
+        s.add_to_counter("upstream_dropped", 5).unwrap();
+        assert_eq!(s.counter_value("upstream_dropped").unwrap(), 7);
+        s.add_agency(crate::store::AgencyRec { version: 1, code: "HN".into(), ..Default::default() })
+            .unwrap();
+        let rec = |seq: u64| crate::store::Incoming::Valid {
+            seq,
+            alert: false,
+            severity: 0,
+            time_us: 1,
+            eve_json: "{}".into(),
+            facts: None,
+            origin: None,
+        };
+        let (feed1, feed2) = (crate::federation::feed_range(1), crate::federation::feed_range(2));
+        assert_eq!(s.highest_seq_between("p", feed1.0, feed1.1).unwrap(), None);
+        s.ingest("p", "HN", 0, &[rec(crate::federation::seq(1, 4)), rec(crate::federation::seq(2, 9))])
+            .unwrap();
+        assert_eq!(s.highest_seq_between("p", feed1.0, feed1.1).unwrap(), Some(crate::federation::seq(1, 4)));
+        assert_eq!(s.highest_seq_between("p", feed2.0, feed2.1).unwrap(), Some(crate::federation::seq(2, 9)));
+    }
+
     #[test]
     fn a_database_gone_for_a_while_fails_calls_then_serves_again() {
         let cluster = TestCluster::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));

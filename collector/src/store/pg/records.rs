@@ -303,6 +303,38 @@ impl PgStore {
         })
     }
 
+    /// A named counter of work done outside the store's own transactions
+    /// (e.g. `upstream_alerts`, `upstream_dropped`); 0 when never set.
+    pub fn counter_value(&self, name: &str) -> Result<u64, StoreError> {
+        self.read(|c| super::counter(c, name))
+    }
+
+    /// Raises counter `name` to `value` (never lowers it).
+    pub fn raise_counter(&self, name: &str, value: u64) -> Result<(), StoreError> {
+        self.tx::<_, StoreError>(|tx| {
+            exec(
+                tx,
+                "INSERT INTO counters (name, value) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET value = GREATEST(counters.value, excluded.value)",
+                &[&name, &big(value)],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Adds `delta` to counter `name`.
+    pub fn add_to_counter(&self, name: &str, delta: u64) -> Result<(), StoreError> {
+        self.tx::<_, StoreError>(|tx| {
+            exec(
+                tx,
+                "INSERT INTO counters (name, value) VALUES ($1, $2)
+                 ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value",
+                &[&name, &big(delta)],
+            )
+        })?;
+        Ok(())
+    }
+
     /// The highest seq stored (or quarantined) for `agent_id` within
     /// `lo..=hi`: where a downstream collector's feed resumes.
     pub fn highest_seq_between(&self, agent_id: &str, lo: u64, hi: u64) -> Result<Option<u64>, StoreError> {
