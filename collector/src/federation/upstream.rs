@@ -474,6 +474,14 @@ fn summaries(
             }),
             ..Default::default()
         };
+        if r.encoded_len() > max_bytes {
+            // it would be refused in every batch and hold the link: the
+            // day's report stays here (report daily) and the rest goes on
+            tracing::warn!(day = %from, bytes = r.encoded_len(), max_bytes, "daily report too large for the upstream collector's batches; not sent");
+            next.summary_day = day;
+            day += 1;
+            continue;
+        }
         if !out.is_empty() && *bytes + r.encoded_len() > max_bytes {
             break;
         }
