@@ -115,12 +115,14 @@ pub fn mirror_once(store: &Store, reports: &Path, limit: usize) -> Result<usize,
     let Some(last) = events.last().map(|(c, _)| *c) else {
         return Ok(0);
     };
-    for (_, rec) in &events {
+    for (cursor, rec) in &events {
         if let Some(s) = &rec.summary {
-            // written before the position moves: a crash writes it again
-            keep_summary(reports, &rec.agency, s).map_err(|e| {
-                StoreError::Conflict(format!("cannot keep the daily report of {}: {e}", rec.agency))
-            })?;
+            // written before the position moves: a crash writes it again.
+            // One that cannot be kept is logged and passed over, so that no
+            // province's record holds the others' incidents back.
+            if let Err(e) = keep_summary(reports, &rec.agency, s) {
+                tracing::error!(cursor, tenant = %rec.agency, error = %e, "a downstream daily report could not be kept; passed over");
+            }
         }
     }
     let inputs: Vec<CorrelationInput> = events

@@ -51,6 +51,11 @@ use crate::{
 /// collector (the older ones are not sent).
 const MAX_SUMMARY_DAYS: u64 = 31;
 
+/// Counters: the last incident change and daily report the upstream
+/// collector acknowledged (the alerts' is `supervise::UPSTREAM_POSITION`).
+const UPSTREAM_CHANGES: &str = "upstream_changes";
+const UPSTREAM_SUMMARIES: &str = "upstream_summaries";
+
 /// Most incident history events sent with one change (the newest).
 const MAX_HISTORY: usize = 200;
 /// Renew the certificate when less than this part of its life is left.
@@ -302,6 +307,10 @@ fn gather(
             if rec.severity == 0 || rec.severity > deps.alert_severity {
                 continue;
             }
+            if rec.encoded_len() + 1024 > max_bytes {
+                too_large(deps, "alert", cursor, rec.encoded_len(), max_bytes)?;
+                continue;
+            }
             let r = Record {
                 seq: seq(FEED_ALERTS, cursor),
                 kind: RecordKind::Alert as i32,
@@ -348,6 +357,11 @@ fn gather(
                 incident: Some(msg),
                 summary: None,
             };
+            if r.encoded_len() > max_bytes {
+                too_large(deps, "incident change", cursor, r.encoded_len(), max_bytes)?;
+                next.changes = cursor;
+                continue;
+            }
             if !out.is_empty() && bytes + r.encoded_len() > max_bytes {
                 break;
             }
@@ -403,6 +417,26 @@ fn add_coverage(deps: &UpstreamDeps, rep: &mut report::Report, now_us: i64) -> R
     Ok(())
 }
 
+/// A record larger than the upstream collector's batches would be refused
+/// every time and hold the link: it is left out, counted
+/// (`upstream_dropped`) and logged.
+fn too_large(
+    deps: &UpstreamDeps,
+    what: &str,
+    cursor: u64,
+    bytes: usize,
+    max: usize,
+) -> Result<(), StoreError> {
+    tracing::warn!(
+        what,
+        cursor,
+        bytes,
+        max,
+        "record too large for the upstream collector's batches; not sent"
+    );
+    deps.store.add_to_counter(crate::supervise::UPSTREAM_DROPPED, 1)
+}
+
 /// The daily reports of the days ended since the last one the upstream
 /// collector has (only the last ended day the first time; at most
 /// [`MAX_SUMMARY_DAYS`] after a long absence).
@@ -434,10 +468,8 @@ fn summaries(
             break;
         };
         if agencies.is_empty() {
-            // nothing supervised yet: nothing to report that day
-            next.summary_day = day;
-            day += 1;
-            continue;
+            // nothing supervised yet: the report waits for the first agency
+            break;
         }
         let req = report::Request {
             kind: report::Kind::Daily,
@@ -533,11 +565,23 @@ async fn session(deps: &Arc<UpstreamDeps>, link: &mut Link) -> Result<(), Upstre
                 .into(),
         ));
     }
+    // where the upstream collector is, and never before what it already
+    // acknowledged (its retention may have forgotten what it stored)
     let position = |feed: u64| welcome.stored_through.get(&(feed as u32)).map(|s| split(*s).1).unwrap_or(0);
+    let store = deps.store.clone();
+    let acked = tokio::task::spawn_blocking(move || -> Result<[u64; 3], StoreError> {
+        Ok([
+            store.counter_value(crate::supervise::UPSTREAM_POSITION)?,
+            store.counter_value(UPSTREAM_CHANGES)?,
+            store.counter_value(UPSTREAM_SUMMARIES)?,
+        ])
+    })
+    .await
+    .map_err(|e| UpstreamError::Protocol(e.to_string()))??;
     let mut at = Positions {
-        alerts: position(FEED_ALERTS),
-        changes: position(FEED_INCIDENTS),
-        summary_day: position(FEED_SUMMARIES),
+        alerts: position(FEED_ALERTS).max(acked[0]),
+        changes: position(FEED_INCIDENTS).max(acked[1]),
+        summary_day: position(FEED_SUMMARIES).max(acked[2]),
     };
     let max_records = (welcome.max_batch_records as usize).clamp(1, 1000);
     let max_bytes = (welcome.max_batch_bytes as usize).max(4096) * 3 / 4;
@@ -648,9 +692,13 @@ async fn session(deps: &Arc<UpstreamDeps>, link: &mut Link) -> Result<(), Upstre
 /// counts the selected alerts it removes before they went up.
 async fn remember(deps: &Arc<UpstreamDeps>, at: Positions) -> Result<(), UpstreamError> {
     let store = deps.store.clone();
-    tokio::task::spawn_blocking(move || store.raise_counter(crate::supervise::UPSTREAM_POSITION, at.alerts))
-        .await
-        .map_err(|e| UpstreamError::Protocol(e.to_string()))??;
+    tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        store.raise_counter(crate::supervise::UPSTREAM_POSITION, at.alerts)?;
+        store.raise_counter(UPSTREAM_CHANGES, at.changes)?;
+        store.raise_counter(UPSTREAM_SUMMARIES, at.summary_day)
+    })
+    .await
+    .map_err(|e| UpstreamError::Protocol(e.to_string()))??;
     Ok(())
 }
 

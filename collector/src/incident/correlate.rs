@@ -96,7 +96,12 @@ fn add_entity(list: &mut Vec<String>, omitted: &mut u64, e: &str) {
 pub fn add(inc: &mut IncidentRec, inp: &CorrelationInput, now_us: i64) {
     if let Some(m) = &inp.mirror {
         // a downstream collector's incident replaces what was kept of it,
-        // under this collector's id and key (it is handled there)
+        // under this collector's id and key (it is handled there); a change
+        // older than the one kept (sent again) changes nothing
+        let stamp = |i: &IncidentRec| i.origin.as_ref().and_then(|o| o.updated).map(|t| (t.seconds, t.nanos));
+        if inc.origin.is_some() && stamp(inc) > stamp(m) {
+            return;
+        }
         let id = inc.id;
         *inc = (**m).clone();
         inc.id = id;
@@ -238,9 +243,25 @@ mod tests {
         // a closed incident still takes its next change: no window, no state
         assert_eq!(decide(&inp, &[Some(&ours)], 0), Decision::Join(3));
         theirs.alert_count = 9;
-        let next = CorrelationInput { mirror: Some(Box::new(theirs)), ..inp };
+        let next = CorrelationInput { mirror: Some(Box::new(theirs.clone())), ..inp.clone() };
         add(&mut ours, &next, 200);
         assert_eq!((ours.id, ours.alert_count, ours.updated_us), (3, 9, 200));
+        // changes carry the time they were made there: an older one sent
+        // again (a replay) never replaces a newer one
+        let at = |s: i64| {
+            let mut m = theirs.clone();
+            m.origin = Some(canhgac_proto::v1::Incident {
+                updated: Some(prost_types::Timestamp { seconds: s, nanos: 0 }),
+                ..Default::default()
+            });
+            m
+        };
+        let newer = at(50);
+        add(&mut ours, &CorrelationInput { mirror: Some(Box::new(newer)), ..inp.clone() }, 300);
+        let mut older = at(40);
+        older.alert_count = 1;
+        add(&mut ours, &CorrelationInput { mirror: Some(Box::new(older)), ..inp }, 400);
+        assert_eq!((ours.alert_count, ours.updated_us), (9, 300), "the older change was ignored");
     }
 
     #[test]

@@ -498,8 +498,8 @@ fn prepare(
     if incident && r.incident.is_none() {
         return invalid("an incident record without its incident");
     }
-    if summary && r.summary.is_none() {
-        return invalid("a summary record without its report");
+    if summary && r.summary.as_ref().is_none_or(|s| time::Date::from_julian_day(s.julian_day).is_err()) {
+        return invalid("a summary record without its report or with an invalid day");
     }
     let alert = !incident && !summary && (event_type == "alert" || r.kind == RecordKind::Alert as i32);
     let severity = if alert {
@@ -522,8 +522,13 @@ fn prepare(
     };
     // a downstream collector forwards what its agents said: kept as the
     // record's origin, under the province's identity here
+    let code_like =
+        |c: &str| c.len() <= 32 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if agent.downstream && !(code_like(&r.province) && code_like(&r.agency)) {
+        return invalid("a downstream record's province or agency is not a code");
+    }
     let origin = agent.downstream.then(|| {
-        let province = if r.province.is_empty() { agent.agency.clone() } else { clean_text(&r.province, 64) };
+        let province = if r.province.is_empty() { agent.agency.clone() } else { r.province.clone() };
         let mut o = serde_json::Map::new();
         for k in ["agent_id", "agency", "hostname"] {
             if let Some(v) = ours.remove(k) {

@@ -362,6 +362,8 @@ const SLED_COUNTERS: &[&str] = &[
     "mirrored",
     "upstream_alerts",
     "upstream_dropped",
+    "upstream_changes",
+    "upstream_summaries",
     "fwd_seq",
     "fwd_bytes",
     "fwd_sent",
