@@ -8,7 +8,6 @@ use canhgac_proto::{
     timefmt,
     v1::{EnrollRequest, enrollment_client::EnrollmentClient},
 };
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
 use time::OffsetDateTime;
 
 use crate::state::{AgentIdentity, IdentityFile, StateError, is_enrolled};
@@ -38,16 +37,7 @@ pub struct EnrollOptions<'a> {
     pub force: bool,
 }
 
-/// A fresh P-256 key and a certificate request for it.
-pub fn key_and_csr(hostname: &str) -> Result<(KeyPair, String), rcgen::Error> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, hostname);
-    params.distinguished_name = dn;
-    let csr = params.serialize_request(&key)?.pem()?;
-    Ok((key, csr))
-}
+pub use canhgac_proto::client::key_and_csr;
 
 pub async fn enroll(opts: EnrollOptions<'_>) -> Result<IdentityFile, EnrollError> {
     if is_enrolled(opts.state_dir) && !opts.force {

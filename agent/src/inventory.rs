@@ -4,13 +4,7 @@ use std::fs;
 
 use canhgac_proto::v1::{HostInventory, ListeningService};
 
-pub fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| String::from("unknown"))
-}
+pub use canhgac_proto::client::hostname;
 
 fn os_release() -> String {
     let text = fs::read_to_string("/etc/os-release").unwrap_or_default();

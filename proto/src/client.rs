@@ -335,6 +335,28 @@ impl ServerCertVerifier for PinnedCaVerifier {
     }
 }
 
+/// This machine's host name (`unknown` when it cannot be read).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| String::from("unknown"))
+}
+
+/// A fresh P-256 key and a certificate request for it naming `hostname`
+/// (the signer chooses subject, names and validity; only the key counts):
+/// what an agent or a downstream collector sends to enroll or renew.
+pub fn key_and_csr(hostname: &str) -> Result<(rcgen::KeyPair, String), rcgen::Error> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, hostname);
+    params.distinguished_name = dn;
+    let csr = params.serialize_request(&key)?.pem()?;
+    Ok((key, csr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

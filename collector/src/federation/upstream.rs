@@ -20,6 +20,7 @@ use std::{
     time::Duration,
 };
 
+use canhgac_proto::client::hostname;
 use canhgac_proto::{
     TELEMETRY_PROTOCOL_VERSION,
     client::{ClientError, ClientIdentity, CollectorAddr, ServerTrust, TlsClient, error_chain},
@@ -33,7 +34,7 @@ use canhgac_proto::{
     },
 };
 use prost::Message as _;
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair};
+use rcgen::KeyPair;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
@@ -160,18 +161,8 @@ impl Link {
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
-}
-
 fn key_and_csr() -> Result<(KeyPair, String), rcgen::Error> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, hostname());
-    params.distinguished_name = dn;
-    let csr = params.serialize_request(&key)?.pem()?;
-    Ok((key, csr))
+    canhgac_proto::client::key_and_csr(&hostname())
 }
 
 /// `canhgac-collector upstream enroll`: trades a province token of the
@@ -459,6 +450,10 @@ fn summaries(
     } else {
         (at.summary_day + 1).max(last.saturating_sub(MAX_SUMMARY_DAYS))
     };
+    if day > last {
+        // every ended day went up: nothing to read
+        return Ok(());
+    }
     let agencies: Vec<String> =
         deps.store.agencies()?.into_iter().filter(|a| !a.is_province()).map(|a| a.code).collect();
     while day <= last && out.len() < limit {
