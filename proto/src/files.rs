@@ -52,7 +52,10 @@ impl LogFormat {
     }
 }
 
-/// Logging to stderr in `format`: `RUST_LOG` or `info`.
+/// Logging to stderr in `format`: `RUST_LOG` or `info`. A log line that
+/// cannot be written (stderr on a full disk) is dropped, never a panic:
+/// the subscriber's fallback would `eprintln!` to the same stderr, which
+/// panics the task that logged.
 pub fn init_logging_as(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -61,12 +64,14 @@ pub fn init_logging_as(format: LogFormat) {
             .with_env_filter(filter)
             .with_writer(io::stderr)
             .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
+            .log_internal_errors(false)
             .init(),
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
             .with_writer(io::stderr)
             .with_current_span(false)
+            .log_internal_errors(false)
             .init(),
     }
 }

@@ -59,6 +59,7 @@ fn a_full_data_directory_pauses_the_collector_and_it_resumes_without_a_restart()
     let repeated = counts.values().filter(|&&k| k > 1).count();
     assert_eq!((missing, repeated, got.len()), (0, 0, N), "every record exactly once");
     assert!(c.logs().contains("database reopened"), "{}", c.logs());
+    assert!(!c.logs().contains("panicked"), "a log line that cannot be written is no panic:\n{}", c.logs());
     assert!(c.is_running());
 
     // the audit chain is intact; every call that succeeded is in it

@@ -10,6 +10,7 @@
 //! | tree               | key                                              | value          |
 //! |--------------------|--------------------------------------------------|----------------|
 //! | `meta`             | `b"schema"`                                      | u32 BE (1)     |
+//! | `meta`             | `b"probe"` (the write probe of the storage watch)| one byte       |
 //! | `agencies`         | agency code (UTF-8, never contains 0x00)         | [`AgencyRec`]  |
 //! | `tokens`           | SHA-256 of the token (32 bytes)                  | [`TokenRec`]   |
 //! | `agents`           | agent id (UTF-8)                                 | [`AgentRec`]   |
@@ -415,7 +416,7 @@ impl SledStore {
     /// flush succeeds (sled keeps failing after an I/O error such as a
     /// full disk). Cheap when nothing is dirty: for readiness probes.
     pub fn probe_write(&self) -> Result<(), StoreError> {
-        self.inner()?.db.flush().map(|_| ()).map_err(StoreError::from)
+        self.inner()?.writable()
     }
 
     /// Whether writes work; when they fail (sled keeps failing after an
@@ -428,7 +429,7 @@ impl SledStore {
     pub fn recover(&self) -> Result<bool, StoreError> {
         let now = self.cell.current.read().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(inner) = now
-            && inner.db.flush().is_ok()
+            && inner.writable().is_ok()
         {
             return Ok(false);
         }
@@ -482,6 +483,16 @@ impl SledStore {
 }
 
 impl Inner {
+    /// Whether writes work now. A flush alone is not enough: after an I/O
+    /// error sled refuses every later write, yet a flush with nothing
+    /// dirty still succeeds; a one-key write meets the refusal. The key
+    /// is overwritten in place, so the probe costs a few bytes of log.
+    fn writable(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        self.db.insert(b"probe", &[0u8])?;
+        Ok(())
+    }
+
     /// Opens the database. `again`: reopening in place, with the cell whose
     /// watches to keep and the cursors already handed out (never reused).
     fn open(path: &Path, again: Option<(&Cell, u64, u64)>) -> Result<Inner, StoreError> {
