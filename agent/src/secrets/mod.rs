@@ -179,11 +179,17 @@ const MAX_STAMP_LINE: usize = 200;
 
 /// Control bytes that end a line: all below 0x20 except the tab and the
 /// six that VISCII uses for letters (0x02, 0x05, 0x06, 0x14, 0x19, 0x1E).
-const BREAK_BYTES: u32 =
-    !(1 << b'\t' | 1 << 0x02 | 1 << 0x05 | 1 << 0x06 | 1 << 0x14 | 1 << 0x19 | 1 << 0x1E);
-
+/// Comparisons rather than a bit table, so that loops over bytes
+/// vectorise (a per-byte variable shift does not).
 fn is_break_byte(b: u8) -> bool {
-    b < 0x20 && (BREAK_BYTES >> b) & 1 == 1
+    (b < 0x20)
+        & (b != b'\t')
+        & (b != 0x02)
+        & (b != 0x05)
+        & (b != 0x06)
+        & (b != 0x14)
+        & (b != 0x19)
+        & (b != 0x1E)
 }
 
 /// Most ASCII letters a stamp line holds ("ĐỘ MẬT: TUYỆT MẬT - THƯỢNG
@@ -248,27 +254,54 @@ fn window(data: &[u8], start: usize, end: usize, utf16: Option<bool>) -> Option<
     Some((ws, we.min(data.len())))
 }
 
+/// Bytes of one block of [`surely_prose`].
+const PROSE_BLOCK: usize = 48;
+
+/// (holds a line break, ASCII letters) of one block: fixed length, no
+/// branch, so the compiler vectorises it.
+fn prose_block(block: &[u8; PROSE_BLOCK]) -> (bool, usize) {
+    let (mut breaks, mut letters) = (0u8, 0u8);
+    for &b in block {
+        breaks += u8::from(is_break_byte(b));
+        letters += u8::from((b | 0x20).wrapping_sub(b'a') < 26);
+    }
+    (breaks > 0, usize::from(letters))
+}
+
 /// The common case of a hit in running text (`bảo mật`, `mật khẩu` in
 /// TCVN3, whose case is unknown), decided before [`window`] walks the
-/// line: more ASCII letters than a stamp line holds within 48 bytes of
-/// the hit with no line break between (on both sides together, or on one
-/// side alone). Loops without branches over a hundred bytes, which the
-/// compiler vectorises.
+/// line: more ASCII letters than a stamp line holds between the hit and
+/// the first line break on either side, counted by blocks of 48 bytes
+/// (two on each side, the far one only while the near one has no
+/// break). A block holding a break stops its side and its letters are
+/// not counted, so the count never exceeds the line's: a stamp line is
+/// never called prose. Near either end of the text the line is walked.
 fn surely_prose(data: &[u8], start: usize, end: usize) -> bool {
-    const REACH: usize = 48;
-    let before = &data[start.saturating_sub(REACH)..start];
-    let after = &data[end.min(data.len())..(end + REACH).min(data.len())];
-    // (line breaks, ASCII letters)
-    let count = |s: &[u8]| {
-        s.iter().fold((0u32, 0u32), |(br, le), &b| {
-            (br + u32::from(is_break_byte(b)), le + u32::from((b | 0x20).wrapping_sub(b'a') < 26))
-        })
+    const REACH: usize = 2 * PROSE_BLOCK;
+    if start < REACH || end + REACH > data.len() {
+        return false;
+    }
+    let block = |at: usize| -> (bool, usize) {
+        let mut b = [0u8; PROSE_BLOCK];
+        b.copy_from_slice(&data[at..at + PROSE_BLOCK]);
+        prose_block(&b)
     };
-    let ((bb, lb), (ba, la)) = (count(before), count(after));
-    let (open_before, open_after, lb, la) = (bb == 0, ba == 0, lb as usize, la as usize);
-    (open_before && open_after && lb + la > MAX_STAMP_LETTERS)
-        || (open_before && lb > MAX_STAMP_LETTERS)
-        || (open_after && la > MAX_STAMP_LETTERS)
+    // letters before the first break, walking out block by block
+    let side = |near: usize, far: usize| -> usize {
+        let (broken, letters) = block(near);
+        if broken {
+            return 0;
+        }
+        match block(far) {
+            (false, more) => letters + more,
+            (true, _) => letters,
+        }
+    };
+    let before = side(start - PROSE_BLOCK, start - REACH);
+    if before > MAX_STAMP_LETTERS {
+        return true;
+    }
+    before + side(end, end + PROSE_BLOCK) > MAX_STAMP_LETTERS
 }
 
 /// Whether fewer than 15 non-empty lines separate `[ws, we)` from either
@@ -709,5 +742,50 @@ impl Scanner {
         let sha =
             if report.verdict.is_some() { hex::encode(sha2::Sha256::digest(&data)) } else { String::new() };
         Ok((report, sha, size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Bytes of TCVN3-like text: ASCII letters, spaces, high bytes, the
+    /// odd line break and VISCII's letter controls.
+    fn texty() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            8 => prop::sample::select(b"abcdhmnotAMT".to_vec()),
+            3 => Just(b' '),
+            3 => 0xA1u8..=0xFE,
+            1 => prop::sample::select(vec![b'\n', b'\r', 0x0B, 0x0C, b'\t', 0x02, 0x1E]),
+        ];
+        prop::collection::vec(byte, 0..600)
+    }
+
+    proptest! {
+        /// The prose shortcut is only a shortcut: whatever it calls prose,
+        /// walking the line would have refused as a stamp line too.
+        #[test]
+        fn secrets_surely_prose_never_hides_a_stamp_line(data in texty(), at in 0usize..600) {
+            let start = at.min(data.len().saturating_sub(3));
+            let end = (start + 3).min(data.len());
+            if surely_prose(&data, start, end) {
+                prop_assert_eq!(window(&data, start, end, None), None);
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_a_stamp_line_between_long_prose_lines_is_not_prose() {
+        let prose = "bao mat va mat khau cua he thong thong tin can duoc bao ve ".repeat(6);
+        let doc = format!("{prose}\nTUYET M\u{CB}T\n{prose}");
+        let bytes: Vec<u8> = doc.chars().map(|c| c as u32 as u8).collect();
+        let at = bytes.windows(3).position(|w| w == b"M\xCBT").unwrap();
+        assert!(!surely_prose(&bytes, at, at + 3));
+        assert!(window(&bytes, at, at + 3, None).is_some());
+        // the same word in the middle of the prose is prose
+        let at = bytes.windows(3).position(|w| w == b"mat").unwrap() + 3 * 59;
+        assert_eq!(&bytes[at..at + 3], b"mat");
+        assert!(surely_prose(&bytes, at, at + 3));
     }
 }
