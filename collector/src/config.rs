@@ -13,6 +13,30 @@ use crate::{
     rules::{Regulation, RegulationFiles},
 };
 
+/// Settings that a reload (SIGHUP) may replace while the collector runs:
+/// each reader takes the value current at its call, so a call never sees
+/// half of one configuration and half of another.
+#[derive(Debug, Clone)]
+pub struct Live<T>(tokio::sync::watch::Receiver<Arc<T>>);
+
+impl<T> Live<T> {
+    /// A value and the sender that replaces it.
+    pub fn new(value: T) -> (tokio::sync::watch::Sender<Arc<T>>, Live<T>) {
+        let (tx, rx) = tokio::sync::watch::channel(Arc::new(value));
+        (tx, Live(rx))
+    }
+
+    /// A value nothing replaces.
+    pub fn fixed(value: T) -> Live<T> {
+        Live::new(value).1
+    }
+
+    /// The value now.
+    pub fn get(&self) -> Arc<T> {
+        self.0.borrow().clone()
+    }
+}
+
 pub const DEFAULT_MAX_BATCH_BYTES: u32 = 4 * 1024 * 1024;
 pub const DEFAULT_MAX_BATCH_RECORDS: u32 = 10_000;
 

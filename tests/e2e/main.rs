@@ -15,6 +15,7 @@ mod live;
 mod metrics;
 mod migrate;
 mod postgres;
+mod reload;
 mod replay;
 mod security;
 mod storage;

@@ -226,7 +226,7 @@ fn serve(
     console_listen: Option<String>,
 ) -> ExitCode {
     // Everything is validated before anything binds.
-    let mut cfg = match (&config, data_dir) {
+    let mut cfg = match (&config, data_dir.clone()) {
         (Some(path), dir) => match ServeConfig::load(path, dir) {
             Ok(c) => c,
             Err(e) => return fail(2, &e.to_string()),
@@ -234,32 +234,9 @@ fn serve(
         (None, Some(dir)) => ServeConfig::new(dir),
         (None, None) => return fail(2, "pass --data-dir DIR or --config FILE"),
     };
-    if let Some(l) = listen {
-        match l.parse::<SocketAddr>() {
-            Ok(a) => cfg.listen = a,
-            Err(_) => {
-                return fail(2, &format!("invalid --listen address `{l}` (expected IP:PORT)"));
-            }
-        }
-    }
-    if let Some(l) = console_listen {
-        match l.parse::<SocketAddr>() {
-            Ok(a) => {
-                let (idle_timeout, bind_client_certificate) = cfg
-                    .console
-                    .as_ref()
-                    .map(|c| (c.idle_timeout, c.bind_client_certificate))
-                    .unwrap_or((canhgac_collector::console::DEFAULT_IDLE, false));
-                cfg.console = Some(canhgac_collector::console::ConsoleConfig {
-                    listen: a,
-                    idle_timeout,
-                    bind_client_certificate,
-                });
-            }
-            Err(_) => {
-                return fail(2, &format!("invalid --console-listen address `{l}` (expected IP:PORT)"));
-            }
-        }
+    let overrides = Overrides { listen, console_listen };
+    if let Err(e) = overrides.apply(&mut cfg) {
+        return fail(2, &e);
     }
     if let Err(e) = canhgac_collector::pki::Ca::load(&canhgac_collector::pki::PkiPaths::new(&cfg.data_dir)) {
         return fail(2, &e.to_string());
@@ -284,11 +261,84 @@ fn serve(
                 _ = term.recv() => {}
             }
         };
-        match server::run(cfg, listener, shutdown).await {
+        let (reload_tx, reloads) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(reload_on_hangup(config, data_dir, overrides, reload_tx));
+        match server::run_reloadable(cfg, listener, shutdown, reloads).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(1, &e.to_string()),
         }
     })
+}
+
+/// `serve`'s flags that override the configuration file.
+#[derive(Clone)]
+struct Overrides {
+    listen: Option<String>,
+    console_listen: Option<String>,
+}
+
+impl Overrides {
+    fn apply(&self, cfg: &mut ServeConfig) -> Result<(), String> {
+        if let Some(l) = &self.listen {
+            cfg.listen = l
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("invalid --listen address `{l}` (expected IP:PORT)"))?;
+        }
+        if let Some(l) = &self.console_listen {
+            let a = l
+                .parse::<SocketAddr>()
+                .map_err(|_| format!("invalid --console-listen address `{l}` (expected IP:PORT)"))?;
+            let (idle_timeout, bind_client_certificate) = cfg
+                .console
+                .as_ref()
+                .map(|c| (c.idle_timeout, c.bind_client_certificate))
+                .unwrap_or((canhgac_collector::console::DEFAULT_IDLE, false));
+            cfg.console = Some(canhgac_collector::console::ConsoleConfig {
+                listen: a,
+                idle_timeout,
+                bind_client_certificate,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// SIGHUP (`systemctl reload`): the configuration file is read and
+/// checked again, as `check-config` does; a file with an error changes
+/// nothing (the log names file, line and field) and the collector keeps
+/// running. Without a file there is nothing to reload, which is said.
+/// The handler is installed in any case: SIGHUP's default would end the
+/// process.
+async fn reload_on_hangup(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    overrides: Overrides,
+    reloads: tokio::sync::mpsc::Sender<ServeConfig>,
+) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; reload by restarting");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let Some(path) = &config else {
+            tracing::warn!("SIGHUP: started without --config, nothing to reload");
+            continue;
+        };
+        tracing::info!(file = %path.display(), "SIGHUP: reloading the configuration");
+        match ServeConfig::load(path, data_dir.clone()) {
+            Ok(mut c) => {
+                // the command line still wins over the file (checked at start)
+                let _ = overrides.apply(&mut c);
+                if reloads.send(c).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "configuration not reloaded; the running one stays"),
+        }
+    }
 }
 
 /// The database `migrate` writes to: `--to` (with `--password-file`), else

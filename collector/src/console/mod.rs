@@ -122,7 +122,6 @@ pub struct Console {
     store: Store,
     auth: Auth,
     api: Api,
-    regulation: Arc<crate::rules::Regulation>,
     idle: Duration,
     bind: bool,
     sessions: Mutex<HashMap<String, Session>>,
@@ -156,33 +155,13 @@ pub fn refusal(status: StatusCode, lang: Lang, message: &str) -> Response {
 }
 
 impl Console {
-    pub fn new(
-        store: Store,
-        auth: Auth,
-        api: Api,
-        regulation: Arc<crate::rules::Regulation>,
-        idle: Duration,
-        bind: bool,
-    ) -> Console {
-        Console {
-            store,
-            auth,
-            api,
-            regulation,
-            idle,
-            bind,
-            sessions: Mutex::default(),
-            failures: Mutex::default(),
-        }
+    pub fn new(store: Store, auth: Auth, api: Api, idle: Duration, bind: bool) -> Console {
+        Console { store, auth, api, idle, bind, sessions: Mutex::default(), failures: Mutex::default() }
     }
 
     /// The API as this session's operator.
     pub fn api(&self, s: &Session) -> OperatorClient<AsOperator> {
         OperatorClient::new(AsOperator { api: self.api.clone(), operator: s.operator.clone() })
-    }
-
-    pub fn regulation(&self) -> &crate::rules::Regulation {
-        &self.regulation
     }
 
     /// The session of a request, refreshed; `None` when absent or idle.

@@ -32,7 +32,8 @@ use crate::{
 pub struct EnrollmentDeps {
     pub store: crate::store::Store,
     pub ca: Arc<crate::pki::Ca>,
-    pub config: EnrollmentConfig,
+    /// Replaced by a reload (SIGHUP).
+    pub config: crate::config::Live<EnrollmentConfig>,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -42,6 +43,16 @@ pub struct EnrollmentConfig {
     /// that address is refused.
     pub max_failures: usize,
     pub failure_window: Duration,
+}
+
+impl EnrollmentConfig {
+    pub fn of(c: &crate::config::ServeConfig) -> EnrollmentConfig {
+        EnrollmentConfig {
+            agent_certificate_ttl: c.agent_certificate_ttl,
+            max_failures: c.enrollment_failures,
+            failure_window: c.enrollment_failure_window,
+        }
+    }
 }
 
 /// Sources remembered at most (the oldest are forgotten beyond).
@@ -100,7 +111,7 @@ impl Enrollment for EnrollmentService {
     async fn enroll(&self, req: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
         let source = req.remote_addr().map(|a| a.ip());
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let (max, window) = (self.deps.config.max_failures, self.deps.config.failure_window);
+        let (max, window) = (self.deps.config.get().max_failures, self.deps.config.get().failure_window);
         if let Some(ip) = source
             && let Some(wait) = self.failures.blocked(ip, max, window)
         {
@@ -131,7 +142,8 @@ impl Enrollment for EnrollmentService {
             tracing::warn!(%peer, reason = %e, "enrollment refused");
         })?;
         let agent_id = uuid::Uuid::new_v4().to_string();
-        let issued = deps.ca.sign_agent(&r.csr_pem, &agent_id, now, deps.config.agent_certificate_ttl)?;
+        let issued =
+            deps.ca.sign_agent(&r.csr_pem, &agent_id, now, deps.config.get().agent_certificate_ttl)?;
         let rec = AgentRec {
             version: RECORD_VERSION,
             agent_id: agent_id.clone(),

@@ -34,7 +34,8 @@ const MAX_PAGE: usize = 10_000;
 pub struct OperatorDeps {
     pub store: crate::store::Store,
     pub ca: Arc<crate::pki::Ca>,
-    pub config: OperatorConfig,
+    /// Replaced by a reload (SIGHUP).
+    pub config: crate::config::Live<OperatorConfig>,
     pub revoked: Arc<crate::tls::Revoked>,
     pub streams: Arc<crate::registry::StreamRegistry>,
     /// Bumped on every policy push.
@@ -234,7 +235,7 @@ impl OperatorService {
             self.deps.streams.is_connected(&a.agent_id),
             a.last_seen_us,
             now,
-            self.deps.config.agent_silence_limit,
+            self.deps.config.get().agent_silence_limit,
         )
     }
 
@@ -293,7 +294,7 @@ impl OperatorService {
             agency.as_ref(),
             system.as_ref(),
             &incident::ReportContext {
-                reg: &self.deps.config.regulation,
+                reg: &self.deps.config.get().regulation,
                 operator: &who.name,
                 now_us: now_us(),
             },
@@ -303,7 +304,8 @@ impl OperatorService {
 
     fn incident_view(&self, inc: &IncidentRec) -> Result<Incident, Status> {
         let systems = self.systems_map()?;
-        let v = incident::View { reg: &self.deps.config.regulation, systems: &systems, now_us: now_us() };
+        let v =
+            incident::View { reg: &self.deps.config.get().regulation, systems: &systems, now_us: now_us() };
         Ok(incident::incident_msg(inc, &v))
     }
 
@@ -363,7 +365,7 @@ impl OperatorService {
             v.trim().parse().map(Some).map_err(|_| invalid(format!("{field}: `{v}` is not an IP address")))
         };
         let (any, src, dest) = (ip("ip", &r.ip)?, ip("src_ip", &r.src_ip)?, ip("dest_ip", &r.dest_ip)?);
-        let reg = self.deps.config.regulation.clone();
+        let reg = self.deps.config.get().regulation.clone();
         if !r.category.is_empty() && reg.category(&r.category).is_none() {
             return Err(invalid(format!(
                 "category: unknown category `{}` (one of {})",
@@ -416,7 +418,7 @@ impl OperatorService {
         let online = |g: &AgentRec, now: i64| self.online(g, now);
         Ok(crate::coverage::coverage(
             &self.deps.store,
-            &self.deps.config.regulation,
+            &self.deps.config.get().regulation,
             agency,
             now_us(),
             &online,
@@ -458,7 +460,7 @@ impl Operator for OperatorService {
         })?;
         self.deps.store.flush().await?;
         tracing::info!(operator = %who.name, code = %rec.code, kind = if rec.is_province() { "province" } else { "agency" }, "tenant added");
-        Ok(Response::new(agency_msg(rec, &self.deps.config.regulation)))
+        Ok(Response::new(agency_msg(rec, &self.deps.config.get().regulation)))
     }
 
     async fn list_agencies(
@@ -466,7 +468,7 @@ impl Operator for OperatorService {
         req: Request<ListAgenciesRequest>,
     ) -> Result<Response<ListAgenciesResponse>, Status> {
         let who = auth::operator(&req)?;
-        let reg = &self.deps.config.regulation;
+        let reg = &self.deps.config.get().regulation;
         let agencies = self
             .deps
             .store
@@ -485,7 +487,7 @@ impl Operator for OperatorService {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
         who.target(r.agency.clone());
-        let cfg = &self.deps.config;
+        let cfg = self.deps.config.get();
         match self.deps.store.agency(&r.agency)? {
             None if r.province => return Err(not_found(format!("province `{}` not found", r.agency))),
             None => return Err(not_found(format!("agency `{}` not found", r.agency))),
@@ -624,7 +626,10 @@ impl Operator for OperatorService {
         let store = self.deps.store.clone();
         let (page, next) = blocking(move || Ok(store.list_alerts(&q)?)).await?;
         Ok(Response::new(ListAlertsResponse {
-            alerts: page.into_iter().map(|(c, r)| stored_alert(&self.deps.config.regulation, c, r)).collect(),
+            alerts: page
+                .into_iter()
+                .map(|(c, r)| stored_alert(&self.deps.config.get().regulation, c, r))
+                .collect(),
             next_page_token: next.map(|k| k.encode()).unwrap_or_default(),
         }))
     }
@@ -641,7 +646,7 @@ impl Operator for OperatorService {
         let store = self.deps.store.clone();
         let committed = store.alert_cursor();
         let min_severity = r.min_severity;
-        let reg = self.deps.config.regulation.clone();
+        let reg = self.deps.config.get().regulation.clone();
         let feed = Feed {
             who: (Identity::Operator(who.name.clone()), self.deps.revoked.clone()),
             committed,
@@ -664,7 +669,7 @@ impl Operator for OperatorService {
         who.may_see(&code)?;
         let a =
             self.deps.store.agency(&code)?.ok_or_else(|| not_found(format!("agency `{code}` not found")))?;
-        Ok(Response::new(agency_msg(a, &self.deps.config.regulation)))
+        Ok(Response::new(agency_msg(a, &self.deps.config.get().regulation)))
     }
 
     async fn update_agency(&self, req: Request<UpdateAgencyRequest>) -> Result<Response<Agency>, Status> {
@@ -717,7 +722,7 @@ impl Operator for OperatorService {
             .map_err(field_error)?
             .ok_or_else(|| not_found(format!("agency `{}` not found", r.code)))?;
         self.deps.store.flush().await?;
-        Ok(Response::new(agency_msg(rec, &self.deps.config.regulation)))
+        Ok(Response::new(agency_msg(rec, &self.deps.config.get().regulation)))
     }
 
     async fn add_system(&self, req: Request<AddSystemRequest>) -> Result<Response<System>, Status> {
@@ -750,7 +755,7 @@ impl Operator for OperatorService {
         self.deps.store.flush().await?;
         who.target(format!("{} system {}", r.agency, rec.id));
         tracing::info!(operator = %who.name, agency = %rec.agency, id = rec.id, level = rec.level, "system added");
-        Ok(Response::new(system_msg(rec, Vec::new(), &self.deps.config.regulation)))
+        Ok(Response::new(system_msg(rec, Vec::new(), &self.deps.config.get().regulation)))
     }
 
     async fn update_system(&self, req: Request<UpdateSystemRequest>) -> Result<Response<System>, Status> {
@@ -770,7 +775,7 @@ impl Operator for OperatorService {
         let rec = self.deps.store.put_systems(vec![rec])?.remove(0);
         self.deps.store.flush().await?;
         let agents = self.agents_by_system()?.remove(&rec.id).unwrap_or_default();
-        Ok(Response::new(system_msg(rec, agents, &self.deps.config.regulation)))
+        Ok(Response::new(system_msg(rec, agents, &self.deps.config.get().regulation)))
     }
 
     async fn get_system(&self, req: Request<GetSystemRequest>) -> Result<Response<System>, Status> {
@@ -780,7 +785,7 @@ impl Operator for OperatorService {
         let rec = self.deps.store.system(id)?.ok_or_else(|| not_found(format!("system {id} not found")))?;
         who.may_see(&rec.agency)?;
         let agents = self.agents_by_system()?.remove(&rec.id).unwrap_or_default();
-        Ok(Response::new(system_msg(rec, agents, &self.deps.config.regulation)))
+        Ok(Response::new(system_msg(rec, agents, &self.deps.config.get().regulation)))
     }
 
     async fn list_systems(
@@ -793,7 +798,7 @@ impl Operator for OperatorService {
         let after = page_id(&r.page_token, 's')?.unwrap_or(0);
         let limit = if r.limit == 0 { usize::MAX } else { r.limit as usize };
         let mut by_system = self.agents_by_system()?;
-        let reg = &self.deps.config.regulation;
+        let reg = &self.deps.config.get().regulation;
         let mut systems = Vec::new();
         let mut next = String::new();
         for s in self.deps.store.systems()? {
@@ -870,7 +875,7 @@ impl Operator for OperatorService {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
         let agency = who.agency_filter(&r.agency)?;
-        let reg = &self.deps.config.regulation;
+        let reg = &self.deps.config.get().regulation;
         let content = match r.kind.as_str() {
             "agencies" => {
                 let rows: Vec<_> = self
@@ -975,7 +980,8 @@ impl Operator for OperatorService {
             n => n.min(MAX_PAGE),
         };
         let systems = self.systems_map()?;
-        let v = incident::View { reg: &self.deps.config.regulation, systems: &systems, now_us: now_us() };
+        let v =
+            incident::View { reg: &self.deps.config.get().regulation, systems: &systems, now_us: now_us() };
         let mut before = page_id(&r.page_token, 'i')?;
         let mut out = Vec::new();
         let mut next = String::new();
@@ -1027,7 +1033,7 @@ impl Operator for OperatorService {
         let mut alerts = Vec::new();
         for c in self.deps.store.incident_alert_cursors(r.id, limit)? {
             if let Some(rec) = self.deps.store.alert(c)? {
-                alerts.push(stored_alert(&self.deps.config.regulation, c, rec));
+                alerts.push(stored_alert(&self.deps.config.get().regulation, c, rec));
             }
         }
         Ok(Response::new(IncidentDetail { incident: Some(self.incident_view(&inc)?), alerts }))
@@ -1122,7 +1128,7 @@ impl Operator for OperatorService {
             )));
         }
         let name = who.name.clone();
-        let reg = self.deps.config.regulation.clone();
+        let reg = self.deps.config.get().regulation.clone();
         self.change_incident(&who, r.id, move |inc| {
             incident::apply_fields(inc, &set, &reg)?;
             let keys: Vec<&str> = set.keys().map(String::as_str).collect();
@@ -1230,7 +1236,7 @@ impl Operator for OperatorService {
         let agency = who.agency_filter(&r.agency)?;
         let store = self.deps.store.clone();
         let committed = store.incident_change_cursor();
-        let reg = self.deps.config.regulation.clone();
+        let reg = self.deps.config.get().regulation.clone();
         let store2 = store.clone();
         let feed = Feed {
             who: (Identity::Operator(who.name.clone()), self.deps.revoked.clone()),
@@ -1531,9 +1537,9 @@ impl Operator for OperatorService {
             to_us,
             now_us: now_us(),
             lang,
-            silence_limit: self.deps.config.agent_silence_limit,
+            silence_limit: self.deps.config.get().agent_silence_limit,
         };
-        let (store, reg) = (self.deps.store.clone(), self.deps.config.regulation.clone());
+        let (store, reg) = (self.deps.store.clone(), self.deps.config.get().regulation.clone());
         let report = tokio::task::spawn_blocking(move || crate::report::build(&store, &reg, &req))
             .await
             .map_err(|e| crate::error::internal("building a report", e))?
@@ -1566,7 +1572,7 @@ impl Operator for OperatorService {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
         let only = who.agency_filter(&r.agency)?;
-        let dir = self.deps.config.reports_dir.clone();
+        let dir = self.deps.config.get().reports_dir.clone();
         let list = blocking(move || {
             schedule::list(&dir).map_err(|e| crate::error::internal("reading the reports directory", e))
         })
@@ -1591,7 +1597,7 @@ impl Operator for OperatorService {
                 file_name: s.file_name(),
             })
             .collect();
-        let schedule = self.deps.config.report_schedule.iter().map(schedule::Entry::describe).collect();
+        let schedule = self.deps.config.get().report_schedule.iter().map(schedule::Entry::describe).collect();
         Ok(Response::new(ListReportFilesResponse { reports, schedule }))
     }
 
@@ -1611,7 +1617,7 @@ impl Operator for OperatorService {
         } else {
             who.may_see(&s.agency)?;
         }
-        let dir = self.deps.config.reports_dir.clone();
+        let dir = self.deps.config.get().reports_dir.clone();
         let s2 = s.clone();
         let content = blocking(move || match schedule::read(&dir, &s2) {
             Ok(c) => Ok(c),

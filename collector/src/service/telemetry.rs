@@ -37,7 +37,8 @@ const SEEN_WRITE_INTERVAL: Duration = Duration::from_secs(5);
 pub struct TelemetryDeps {
     pub store: crate::store::Store,
     pub ca: Arc<crate::pki::Ca>,
-    pub config: TelemetryConfig,
+    /// Replaced by a reload (SIGHUP).
+    pub config: crate::config::Live<TelemetryConfig>,
     pub streams: Arc<crate::registry::StreamRegistry>,
     /// Bumped on every policy push: sessions deliver the new version.
     pub policy_changed: Arc<watch::Sender<u64>>,
@@ -240,7 +241,7 @@ impl Session {
         if let Some(a) = updated {
             self.agent = a;
         }
-        let cfg = &self.deps.config;
+        let cfg = self.deps.config.get();
         // a downstream collector resumes each feed where this one is
         let mut stored_through = std::collections::HashMap::new();
         if self.agent.downstream {
@@ -363,7 +364,7 @@ impl Session {
     }
 
     async fn batch(&mut self, batch: Batch) -> Result<(), End> {
-        let cfg = &self.deps.config;
+        let cfg = self.deps.config.get();
         let first_seq = batch.records.first().map(|r| r.seq).unwrap_or(0);
         let last_seq = batch.records.last().map(|r| r.seq).unwrap_or(0);
         let size = batch.encoded_len();
@@ -400,7 +401,7 @@ impl Session {
         let incoming: Vec<Incoming> = batch
             .records
             .iter()
-            .map(|r| prepare(r, &self.agent, received, &self.deps.config.regulation))
+            .map(|r| prepare(r, &self.agent, received, &self.deps.config.get().regulation))
             .collect();
         let store = self.deps.store.clone();
         let (agent_id, agency) = (self.agent.agent_id.clone(), self.agent.agency.clone());
@@ -437,15 +438,19 @@ impl Session {
     async fn renew(&mut self, csr_pem: &str) -> Result<(), End> {
         let now = OffsetDateTime::now_utc();
         let agent_id = self.agent.agent_id.clone();
-        let issued =
-            match self.deps.ca.sign_agent(csr_pem, &agent_id, now, self.deps.config.agent_certificate_ttl) {
-                Ok(i) => i,
-                Err(e) => {
-                    // The agent retries with a fresh request later.
-                    tracing::warn!(%agent_id, error = %e, "certificate renewal refused");
-                    return Ok(());
-                }
-            };
+        let issued = match self.deps.ca.sign_agent(
+            csr_pem,
+            &agent_id,
+            now,
+            self.deps.config.get().agent_certificate_ttl,
+        ) {
+            Ok(i) => i,
+            Err(e) => {
+                // The agent retries with a fresh request later.
+                tracing::warn!(%agent_id, error = %e, "certificate renewal refused");
+                return Ok(());
+            }
+        };
         let not_after_us = timefmt::micros(issued.not_after);
         let serial = issued.serial.clone();
         self.deps.store.update_agent(&agent_id, |a| {
