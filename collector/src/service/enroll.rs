@@ -111,7 +111,8 @@ impl Enrollment for EnrollmentService {
     async fn enroll(&self, req: Request<EnrollRequest>) -> Result<Response<EnrollResponse>, Status> {
         let source = req.remote_addr().map(|a| a.ip());
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        let (max, window) = (self.deps.config.get().max_failures, self.deps.config.get().failure_window);
+        let cfg = self.deps.config.get();
+        let (max, window) = (cfg.max_failures, cfg.failure_window);
         if let Some(ip) = source
             && let Some(wait) = self.failures.blocked(ip, max, window)
         {

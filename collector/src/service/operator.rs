@@ -625,11 +625,9 @@ impl Operator for OperatorService {
         };
         let store = self.deps.store.clone();
         let (page, next) = blocking(move || Ok(store.list_alerts(&q)?)).await?;
+        let cfg = self.deps.config.get();
         Ok(Response::new(ListAlertsResponse {
-            alerts: page
-                .into_iter()
-                .map(|(c, r)| stored_alert(&self.deps.config.get().regulation, c, r))
-                .collect(),
+            alerts: page.into_iter().map(|(c, r)| stored_alert(&cfg.regulation, c, r)).collect(),
             next_page_token: next.map(|k| k.encode()).unwrap_or_default(),
         }))
     }
@@ -1031,9 +1029,10 @@ impl Operator for OperatorService {
         let inc = self.visible_incident(&who, r.id)?;
         let limit = if r.alert_limit == 0 { 100 } else { r.alert_limit.min(10_000) as usize };
         let mut alerts = Vec::new();
+        let cfg = self.deps.config.get();
         for c in self.deps.store.incident_alert_cursors(r.id, limit)? {
             if let Some(rec) = self.deps.store.alert(c)? {
-                alerts.push(stored_alert(&self.deps.config.get().regulation, c, rec));
+                alerts.push(stored_alert(&cfg.regulation, c, rec));
             }
         }
         Ok(Response::new(IncidentDetail { incident: Some(self.incident_view(&inc)?), alerts }))

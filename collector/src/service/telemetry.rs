@@ -398,11 +398,8 @@ impl Session {
         }
         let arrived = std::time::Instant::now();
         let received = OffsetDateTime::now_utc();
-        let incoming: Vec<Incoming> = batch
-            .records
-            .iter()
-            .map(|r| prepare(r, &self.agent, received, &self.deps.config.get().regulation))
-            .collect();
+        let incoming: Vec<Incoming> =
+            batch.records.iter().map(|r| prepare(r, &self.agent, received, &cfg.regulation)).collect();
         let store = self.deps.store.clone();
         let (agent_id, agency) = (self.agent.agent_id.clone(), self.agent.agency.clone());
         let received_us = timefmt::micros(received);
