@@ -455,6 +455,19 @@ impl Burst {
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     }
+
+    /// (names of the burst missing from `alerts`, names stored more than
+    /// once, alerts): `(0, 0, n)` when every record arrived exactly once.
+    pub fn delivery(&self, alerts: &[Value]) -> (usize, usize, usize) {
+        let got = rrnames(alerts);
+        let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for n in &got {
+            *counts.entry(n.as_str()).or_default() += 1;
+        }
+        let missing = self.names.iter().filter(|n| !counts.contains_key(n.as_str())).count();
+        let repeated = counts.values().filter(|&&k| k > 1).count();
+        (missing, repeated, got.len())
+    }
 }
 
 /// The `rrname` of each DNS alert.
