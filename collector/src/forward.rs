@@ -329,41 +329,39 @@ pub async fn run(deps: Arc<ForwardDeps>, cfg: ForwardConfig) {
         }
     };
     let hostname = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_default();
-    // Enqueuer, joined when the sender returns.
-    let enqueuer = {
-        let deps = deps.clone();
-        let cfg = cfg.clone();
-        tokio::spawn(async move {
-            let mut alerts = deps.store.alert_cursor();
-            let mut changes = deps.store.incident_change_cursor();
-            let mut shutdown = deps.shutdown.clone();
-            loop {
-                alerts.borrow_and_update();
-                changes.borrow_and_update();
-                let (s, c) = (deps.clone(), cfg.clone());
-                let seen = match tokio::task::spawn_blocking(move || enqueue_once(&s, &c)).await {
-                    Ok(Ok(n)) => n,
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "forwarder queue");
-                        0
-                    }
-                    Err(_) => 0,
-                };
-                if seen > 0 {
-                    continue;
-                }
-                tokio::select! {
-                    _ = alerts.changed() => {}
-                    _ = changes.changed() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    _ = crate::registry::until_true(&mut shutdown) => return,
-                }
+    // Both in this task, so that nothing of the forwarder outlives it;
+    // each stops at its next loop turn once shutdown is asked, never in
+    // the middle of a delivery and the removal that follows it.
+    tokio::join!(enqueue(&deps, &cfg), send(&deps, &cfg, &connector, &hostname));
+}
+
+/// Moves newly stored alerts and incident changes into the queue until
+/// shutdown.
+async fn enqueue(deps: &Arc<ForwardDeps>, cfg: &ForwardConfig) {
+    let mut alerts = deps.store.alert_cursor();
+    let mut changes = deps.store.incident_change_cursor();
+    let mut shutdown = deps.shutdown.clone();
+    while !*shutdown.borrow() {
+        alerts.borrow_and_update();
+        changes.borrow_and_update();
+        let (s, c) = (deps.clone(), cfg.clone());
+        let seen = match tokio::task::spawn_blocking(move || enqueue_once(&s, &c)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "forwarder queue");
+                0
             }
-        })
-    };
-    send(&deps, &cfg, &connector, &hostname).await;
-    if let Err(e) = enqueuer.await {
-        tracing::error!(error = %e, "forwarder enqueuer failed");
+            Err(_) => 0,
+        };
+        if seen > 0 {
+            continue;
+        }
+        tokio::select! {
+            _ = alerts.changed() => {}
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = crate::registry::until_true(&mut shutdown) => return,
+        }
     }
 }
 
@@ -372,7 +370,7 @@ async fn send(deps: &Arc<ForwardDeps>, cfg: &ForwardConfig, connector: &TlsConne
     let mut shutdown = deps.shutdown.clone();
     let mut conn = None;
     let mut backoff = Duration::from_millis(200);
-    loop {
+    while !*shutdown.borrow() {
         let batch = match deps.store.forward_peek(cfg.batch_max) {
             Ok(b) => b,
             Err(e) => {

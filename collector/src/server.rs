@@ -136,8 +136,10 @@ pub async fn run_reloadable(
         held.clone(),
         stop_rx.clone(),
     ));
-    // the link to an upstream (national) collector, when enrolled
-    let link = crate::federation::upstream::Link::load(&config.data_dir)
+    // the link to an upstream (national) collector, when enrolled: checked
+    // here, read again by each generation of background tasks (a renewed
+    // certificate, an enrollment made while running)
+    crate::federation::upstream::Link::load(&config.data_dir)
         .map_err(|e| ServeError::Upstream(e.to_string()))?;
     tasks.spawn(crate::supervise::run_storage_watch(store.clone(), stop_rx.clone()));
     // the services read their settings per call; a reload replaces them
@@ -155,7 +157,6 @@ pub async fn run_reloadable(
             streams: streams.clone(),
             audit_signer: audit_signer.clone(),
             metrics: metrics.clone(),
-            link,
         },
         telemetry: telemetry_tx,
         operator: operator_tx,
@@ -287,7 +288,6 @@ struct Shared {
     streams: Arc<StreamRegistry>,
     audit_signer: Arc<crate::audit::Signer>,
     metrics: Arc<crate::metrics::Metrics>,
-    link: Option<crate::federation::upstream::Link>,
 }
 
 /// The background tasks that read the configuration (correlator, silence
@@ -302,8 +302,15 @@ fn spawn_background(
     stop_rx: watch::Receiver<bool>,
 ) -> tokio::task::JoinSet<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    let (store, held, streams, audit_signer, metrics, link) =
-        (&sh.store, &sh.held, &sh.streams, &sh.audit_signer, &sh.metrics, sh.link.clone());
+    let (store, held, streams, audit_signer, metrics) =
+        (&sh.store, &sh.held, &sh.streams, &sh.audit_signer, &sh.metrics);
+    let link = match crate::federation::upstream::Link::load(&config.data_dir) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "upstream link unreadable; not streaming upward until it is mended");
+            None
+        }
+    };
     let gate = |name: &'static str| (name, held.watch(name), stop_rx.clone());
     {
         let (name, h, stop) = gate("correlator");
@@ -431,15 +438,17 @@ async fn run_generations(mut g: Generations) {
         let mut running = spawn_background(&g.config, &g.shared, gen_rx);
         let next = loop {
             tokio::select! {
+                biased;
+                _ = crate::registry::until_true(&mut g.shutdown) => break None,
                 c = g.reloads.recv(), if open => match c {
                     Some(c) => break Some(c),
                     None => open = false,
                 },
-                _ = crate::registry::until_true(&mut g.shutdown) => break None,
             }
         };
         gen_tx.send_replace(true);
-        let joined = tokio::time::timeout(Duration::from_secs(20), async {
+        // within the 20 s the whole shutdown waits for every task
+        let joined = tokio::time::timeout(Duration::from_secs(15), async {
             while let Some(r) = running.join_next().await {
                 if let Err(e) = r {
                     tracing::error!(error = %e, "a background task failed");
@@ -448,10 +457,11 @@ async fn run_generations(mut g: Generations) {
         })
         .await;
         if joined.is_err() {
-            tracing::error!(left = running.len(), "background tasks did not stop within 20 s; aborting them");
+            tracing::error!(left = running.len(), "background tasks did not stop within 15 s; aborting them");
             running.shutdown().await;
         }
-        let Some(new) = next else { return };
+        // a shutdown asked while the old generation stopped wins
+        let Some(new) = next.filter(|_| !*g.shutdown.borrow()) else { return };
         g.config = reload(&g.config, new, g.decode_limit);
         g.telemetry.send_replace(Arc::new(TelemetryConfig::of(&g.config)));
         g.operator.send_replace(Arc::new(OperatorConfig::of(&g.config)));

@@ -143,8 +143,10 @@ impl Collector {
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "collector already running");
         self.starts += 1;
+        std::fs::create_dir_all(self.log_dir()).unwrap();
         let log =
-            std::fs::File::create(self.dir.join(format!("{}-{}.log", self.log_name, self.starts))).unwrap();
+            std::fs::File::create(self.log_dir().join(format!("{}-{}.log", self.log_name, self.starts)))
+                .unwrap();
         let mut cmd = Command::new(bin("canhgac-collector"));
         cmd.arg("serve").arg("--data-dir").arg(&self.dir).arg("--listen").arg(self.addr().to_string());
         if let Some(c) = &self.config {
@@ -181,11 +183,17 @@ impl Collector {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Where the serve logs go: beside the data directory, not in it, so
+    /// that a test filling the data directory's disk still reads them.
+    fn log_dir(&self) -> PathBuf {
+        self.dir.with_extension("logs")
+    }
+
     /// All serve logs so far, for assertions and failure messages.
     pub fn logs(&self) -> String {
         (1..=self.starts)
             .map(|i| {
-                std::fs::read_to_string(self.dir.join(format!("{}-{i}.log", self.log_name)))
+                std::fs::read_to_string(self.log_dir().join(format!("{}-{i}.log", self.log_name)))
                     .unwrap_or_default()
             })
             .collect::<Vec<_>>()

@@ -775,6 +775,27 @@ mod tests {
         }
     }
 
+    /// A line break at every offset around a hit, block boundaries
+    /// included: the shortcut never calls prose what the line walk keeps.
+    #[test]
+    fn secrets_surely_prose_with_a_break_at_every_offset() {
+        let base: Vec<u8> = b"tin h\xD6 th\xabng ".iter().copied().cycle().take(320).collect();
+        let (start, end) = (160, 163);
+        let mut with_hit = base.clone();
+        with_hit[start..end].copy_from_slice(b"m\xCBt");
+        assert!(surely_prose(&with_hit, start, end), "no break: prose");
+        let mut prose_kept = 0;
+        for p in (0..with_hit.len()).filter(|p| !(start..end).contains(p)) {
+            let mut d = with_hit.clone();
+            d[p] = b'\n';
+            if surely_prose(&d, start, end) {
+                prose_kept += 1;
+                assert_eq!(window(&d, start, end, None), None, "break at {p}");
+            }
+        }
+        assert!(prose_kept > 0);
+    }
+
     #[test]
     fn secrets_a_stamp_line_between_long_prose_lines_is_not_prose() {
         let prose = "bao mat va mat khau cua he thong thong tin can duoc bao ve ".repeat(6);

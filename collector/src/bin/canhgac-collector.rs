@@ -225,6 +225,16 @@ fn serve(
     listen: Option<String>,
     console_listen: Option<String>,
 ) -> ExitCode {
+    // The runtime and the SIGHUP handler first: from here on a reload
+    // (`systemctl reload` right after start) never ends the process.
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => return fail(1, &format!("cannot start the runtime: {e}")),
+    };
+    let hangups = {
+        let _in_runtime = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    };
     // Everything is validated before anything binds.
     let mut cfg = match (&config, data_dir.clone()) {
         (Some(path), dir) => match ServeConfig::load(path, dir) {
@@ -242,10 +252,6 @@ fn serve(
         return fail(2, &e.to_string());
     }
     canhgac_proto::files::init_logging_as(cfg.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => return fail(1, &format!("cannot start the runtime: {e}")),
-    };
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
             Ok(l) => l,
@@ -262,7 +268,7 @@ fn serve(
             }
         };
         let (reload_tx, reloads) = tokio::sync::mpsc::channel(1);
-        tokio::spawn(reload_on_hangup(config, data_dir, overrides, reload_tx));
+        tokio::spawn(reload_on_hangup(hangups, config, data_dir, overrides, reload_tx));
         match server::run_reloadable(cfg, listener, shutdown, reloads).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(1, &e.to_string()),
@@ -307,15 +313,16 @@ impl Overrides {
 /// checked again, as `check-config` does; a file with an error changes
 /// nothing (the log names file, line and field) and the collector keeps
 /// running. Without a file there is nothing to reload, which is said.
-/// The handler is installed in any case: SIGHUP's default would end the
-/// process.
+/// The handler is installed in any case, before the configuration is even
+/// read: SIGHUP's default would end the process.
 async fn reload_on_hangup(
+    hangups: std::io::Result<tokio::signal::unix::Signal>,
     config: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     overrides: Overrides,
     reloads: tokio::sync::mpsc::Sender<ServeConfig>,
 ) {
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+    let mut hup = match hangups {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(error = %e, "cannot handle SIGHUP; reload by restarting");

@@ -247,7 +247,8 @@ pub async fn run_correlator(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut committed = store.alert_cursor();
-    loop {
+    // stops between passes, also while catching up on a backlog
+    while !*shutdown.borrow() {
         committed.borrow_and_update();
         let (s, r) = (store.clone(), reg.clone());
         let n = match tokio::task::spawn_blocking(move || correlate_once(&s, &r, window, 2000)).await {

@@ -152,7 +152,11 @@ impl SledStore {
             .transaction(|(incidents, keys, links, changes, counters)| {
                 let mut touched: BTreeMap<u64, (IncidentRec, bool)> = BTreeMap::new();
                 let mut skipped = 0u64;
-                for inp in inputs {
+                // inside the transaction: what a correlator still finishing
+                // (a reload's previous generation) stored since the caller
+                // read the position is skipped, so each input counts once
+                let done = counters.get(position)?.map(|v| u64_of(&v)).unwrap_or(0);
+                for inp in inputs.iter().filter(|i| i.cursor > done) {
                     // the incident each key names, as this transaction sees it
                     let mut found: Vec<Option<IncidentRec>> = Vec::with_capacity(inp.keys.len());
                     for key in &inp.keys {
@@ -217,7 +221,7 @@ impl SledStore {
                     changes.insert(&change.to_be_bytes(), rec.encode_to_vec())?;
                     change += 1;
                 }
-                counters.insert(position, &last_cursor.to_be_bytes())?;
+                counters.insert(position, &last_cursor.max(done).to_be_bytes())?;
                 Ok((touched.keys().copied().collect::<Vec<_>>(), change))
             });
         let (ids, change) = tx_result::<_, StoreError>(r)?;

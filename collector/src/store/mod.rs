@@ -413,8 +413,8 @@ impl SledStore {
     }
 
     /// Whether the store takes writes now: the database is open and a
-    /// flush succeeds (sled keeps failing after an I/O error such as a
-    /// full disk). Cheap when nothing is dirty: for readiness probes.
+    /// one-key write and a flush succeed (sled keeps failing after an I/O
+    /// error such as a full disk). For readiness probes: one tiny write.
     pub fn probe_write(&self) -> Result<(), StoreError> {
         self.inner()?.writable()
     }
@@ -485,11 +485,12 @@ impl SledStore {
 impl Inner {
     /// Whether writes work now. A flush alone is not enough: after an I/O
     /// error sled refuses every later write, yet a flush with nothing
-    /// dirty still succeeds; a one-key write meets the refusal. The key
-    /// is overwritten in place, so the probe costs a few bytes of log.
+    /// dirty still succeeds; a one-key write meets the refusal, and the
+    /// flush that follows meets a full disk. The key is overwritten in
+    /// place, so the probe costs a few bytes of log.
     fn writable(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
         self.db.insert(b"probe", &[0u8])?;
+        self.db.flush()?;
         Ok(())
     }
 
