@@ -436,8 +436,7 @@ fn debian_packages_install_verify_start_enroll_stream_and_purge() {
     assert_eq!(pin.len(), 64, "init prints the CA pin last: {init}");
     let ccfg = etc.join("collector.toml");
     let text = std::fs::read_to_string("/etc/canhgac/collector.toml").unwrap();
-    let text =
-        set_line(&text, r#"data_dir = "/var/lib/canhgac-collector""#, &format!("data_dir = {cdir:?}"));
+    let text = set_line(&text, r#"data_dir = "/var/lib/canhgac-collector""#, &format!("data_dir = {cdir:?}"));
     let text = set_line(&text, r#"listen = "0.0.0.0:7443""#, &format!(r#"listen = "127.0.0.1:{port}""#));
     std::fs::write(&ccfg, text).unwrap();
     let cunit = Unit::load("canhgac-collector.service");
