@@ -34,8 +34,15 @@ const SERVER_LIFETIME: Duration = Duration::from_secs(397 * 86_400);
 /// The server certificate is re-issued at start-up when it expires sooner.
 const SERVER_RENEW_BEFORE: Duration = Duration::from_secs(30 * 86_400);
 pub const OPERATOR_LIFETIME: Duration = Duration::from_secs(365 * 86_400);
-/// Tolerated clock skew between collector and agents.
-const BACKDATE: Duration = Duration::from_secs(300);
+/// How far `notBefore` lies before the moment of issue, so that a peer
+/// whose clock is behind the collector's accepts a certificate issued just
+/// now (the CA and server certificate right after `init`, an agent's own
+/// after enrollment or renewal). A day covers a clock set to any time
+/// zone's local time instead of UTC (offsets up to 14 hours), the usual
+/// cause of skews of hours; public CAs backdate the same way (Let's
+/// Encrypt by an hour). `notAfter` is counted from the moment of issue, so
+/// no certificate lives longer for it.
+const BACKDATE: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
@@ -366,6 +373,34 @@ mod tests {
         let not_after = x509_not_after(&der[0]).unwrap();
         assert!((not_after - (now + Duration::from_secs(3600))).abs() < time::Duration::seconds(2));
         assert_eq!(ca.pin(), Ca::load(&paths).unwrap().pin());
+    }
+
+    fn not_before(pem_text: &str) -> OffsetDateTime {
+        let der = canhgac_proto::client::parse_certs(pem_text, "t").unwrap();
+        let (_, cert) = x509_parser::parse_x509_certificate(&der[0]).unwrap();
+        OffsetDateTime::from_unix_timestamp(cert.validity().not_before.timestamp()).unwrap()
+    }
+
+    /// A peer whose clock is hours behind accepts what was issued now: CA,
+    /// server and agent certificates start a day early (a tenth of a short
+    /// lifetime at most) and end their lifetime after the moment of issue.
+    #[test]
+    fn certificates_are_backdated_a_day_for_clock_skew() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = PkiPaths::new(dir.path());
+        let now = OffsetDateTime::now_utc();
+        let ca = Ca::create(&paths, now).unwrap();
+        ca.issue_server(&paths, &["collector.example".to_string()], now).unwrap();
+        let day = time::Duration::days(1);
+        let near = |a: OffsetDateTime, b: OffsetDateTime| (a - b).abs() < time::Duration::seconds(2);
+        assert!(near(not_before(ca.cert_pem()), now - day));
+        assert!(near(not_before(&read(&paths.server_cert()).unwrap()), now - day));
+        let agent = ca.sign_agent(&csr(), "a1b2", now, Duration::from_secs(30 * 86_400)).unwrap();
+        assert!(near(not_before(&agent.certificate_pem), now - day));
+        assert!(near(agent.not_after, now + time::Duration::days(30)));
+        // a one-hour certificate is backdated six minutes, not a day
+        let short = ca.sign_agent(&csr(), "a1b2", now, Duration::from_secs(3600)).unwrap();
+        assert!(near(not_before(&short.certificate_pem), now - time::Duration::minutes(6)));
     }
 
     #[test]
