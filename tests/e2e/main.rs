@@ -14,6 +14,7 @@ mod hygiene;
 mod live;
 mod metrics;
 mod migrate;
+mod network_faults;
 mod package;
 mod postgres;
 mod reload;

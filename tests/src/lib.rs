@@ -80,6 +80,9 @@ pub struct Collector {
     pub port: u16,
     pub pin: String,
     pub config: Option<PathBuf>,
+    /// `serve --listen` address when not 127.0.0.1:`port` (e.g. 0.0.0.0
+    /// for agents in another network namespace).
+    pub listen: Option<SocketAddr>,
     child: Option<Child>,
     starts: u32,
     /// Log file prefix: `serve` for the first process on a data
@@ -90,10 +93,21 @@ pub struct Collector {
 impl Collector {
     /// `canhgac-collector init` for 127.0.0.1 on a free port.
     pub fn init(root: &Path) -> Collector {
+        Collector::init_names(root, &[])
+    }
+
+    /// [`Collector::init`] with more server names in its certificate (the
+    /// address agents in another network namespace reach it at).
+    pub fn init_names(root: &Path, names: &[&str]) -> Collector {
         let dir = root.join("collector");
         let port = free_port();
-        let out = Command::new(bin("canhgac-collector"))
-            .args(["init", "--server-name", "127.0.0.1", "--server-name", "localhost", "--address"])
+        let mut cmd = Command::new(bin("canhgac-collector"));
+        cmd.args(["init", "--server-name", "127.0.0.1", "--server-name", "localhost"]);
+        for n in names {
+            cmd.args(["--server-name", n]);
+        }
+        let out = cmd
+            .arg("--address")
             .arg(format!("https://127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(&dir)
@@ -102,7 +116,16 @@ impl Collector {
         let stdout = check(&out, "canhgac-collector init");
         let pin = stdout.lines().last().unwrap().trim().to_string();
         assert_eq!(pin.len(), 64, "last line of init is the pin: {stdout}");
-        Collector { dir, port, pin, config: None, child: None, starts: 0, log_name: "serve".into() }
+        Collector {
+            dir,
+            port,
+            pin,
+            config: None,
+            listen: None,
+            child: None,
+            starts: 0,
+            log_name: "serve".into(),
+        }
     }
 
     /// Another `serve` process on the same data directory and
@@ -115,6 +138,7 @@ impl Collector {
             port,
             pin: self.pin.clone(),
             config: self.config.clone(),
+            listen: self.listen,
             child: None,
             starts: 0,
             log_name: format!("replica-{port}"),
@@ -148,7 +172,8 @@ impl Collector {
             std::fs::File::create(self.log_dir().join(format!("{}-{}.log", self.log_name, self.starts)))
                 .unwrap();
         let mut cmd = Command::new(bin("canhgac-collector"));
-        cmd.arg("serve").arg("--data-dir").arg(&self.dir).arg("--listen").arg(self.addr().to_string());
+        let listen = self.listen.unwrap_or_else(|| self.addr());
+        cmd.arg("serve").arg("--data-dir").arg(&self.dir).arg("--listen").arg(listen.to_string());
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
@@ -253,18 +278,48 @@ impl Drop for Collector {
 pub struct Agent {
     pub state_dir: PathBuf,
     pub args: Vec<String>,
+    /// A command the agent runs under (`ip netns exec NS`), for enrollment
+    /// and runs; it must exec the agent, so that its id is the agent's.
+    pub wrapper: Vec<String>,
+    /// Environment for enrollment and runs (e.g. libfaketime's).
+    pub env: Vec<(String, String)>,
+    /// The collector's address when not its `url()` (another namespace).
+    pub collector_url: Option<String>,
     child: Option<Child>,
     runs: u32,
 }
 
 impl Agent {
     pub fn new(root: &Path, name: &str) -> Agent {
-        Agent { state_dir: root.join(name), args: Vec::new(), child: None, runs: 0 }
+        Agent {
+            state_dir: root.join(name),
+            args: Vec::new(),
+            wrapper: Vec::new(),
+            env: Vec::new(),
+            collector_url: None,
+            child: None,
+            runs: 0,
+        }
+    }
+
+    /// `canhgac-agent` under the wrapper, with the environment.
+    fn command(&self) -> Command {
+        let mut cmd = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin("canhgac-agent"));
+                c
+            }
+            None => Command::new(bin("canhgac-agent")),
+        };
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
     }
 
     pub fn enroll_output(&self, collector: &Collector, token: &str, extra: &[&str]) -> Output {
-        Command::new(bin("canhgac-agent"))
-            .args(["enroll", "--collector", &collector.url(), "--token", token, "--ca-pin", &collector.pin])
+        let url = self.collector_url.clone().unwrap_or_else(|| collector.url());
+        self.command()
+            .args(["enroll", "--collector", &url, "--token", token, "--ca-pin", &collector.pin])
             .arg("--state-dir")
             .arg(&self.state_dir)
             .args(extra)
@@ -293,7 +348,8 @@ impl Agent {
         assert!(self.child.is_none(), "agent already running");
         self.runs += 1;
         let log = std::fs::File::create(self.state_dir.join(format!("run-{}.log", self.runs))).unwrap();
-        let child = Command::new(bin("canhgac-agent"))
+        let child = self
+            .command()
             .arg("run")
             .arg("--state-dir")
             .arg(&self.state_dir)
