@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stderr, clippy::disallowed_methods)]
 
+mod clock_skew;
 mod console;
 mod diskfull;
 mod faults;
