@@ -299,6 +299,17 @@ struct Cell {
     /// Next alert cursor and incident change cursor already handed out by
     /// a database that was replaced: never reused.
     floors: Mutex<(u64, u64)>,
+    flushes: FlushGate,
+}
+
+/// Flushes grouped (see [`SledStore::flush`]): one at a time; a call
+/// takes a ticket, and a flush that starts covers every ticket taken
+/// before it.
+#[derive(Default)]
+struct FlushGate {
+    running: tokio::sync::Mutex<()>,
+    requested: std::sync::atomic::AtomicU64,
+    covered: std::sync::atomic::AtomicU64,
 }
 
 struct Inner {
@@ -403,6 +414,7 @@ impl SledStore {
                 current: std::sync::RwLock::new(Some(Arc::new(inner))),
                 reopened: std::sync::atomic::AtomicU64::new(0),
                 floors: Mutex::new((0, 0)),
+                flushes: FlushGate::default(),
             }),
         })
     }
@@ -564,8 +576,31 @@ impl Inner {
 
 impl SledStore {
     /// Makes every write so far durable.
+    ///
+    /// A blocking flush on tokio's blocking pool, never sled's
+    /// `flush_async`: concurrent `flush_async` calls deadlock sled 0.34
+    /// (spacejam/sled#1308; seen here when a thousand agents reconnected
+    /// to a restarted collector: every thread of sled's small pool held
+    /// the concurrency-control read lock in a flush waiting for a log
+    /// write that needed a thread of that pool, a transaction waited for
+    /// the write lock, and every later reader, operator calls included,
+    /// waited behind it). Calls are grouped: one flush runs at a time, and
+    /// a call whose writes a flush started after it has covered returns
+    /// without flushing again.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.inner()?.db.flush_async().await?;
+        use std::sync::atomic::Ordering::SeqCst;
+        let gate = &self.cell.flushes;
+        let ticket = gate.requested.fetch_add(1, SeqCst) + 1;
+        let _one = gate.running.lock().await;
+        if gate.covered.load(SeqCst) >= ticket {
+            return Ok(());
+        }
+        let covers = gate.requested.load(SeqCst);
+        let inner = self.inner()?;
+        tokio::task::spawn_blocking(move || inner.db.flush())
+            .await
+            .map_err(|e| StoreError::Database(format!("flush task: {e}")))??;
+        gate.covered.fetch_max(covers, SeqCst);
         Ok(())
     }
 
