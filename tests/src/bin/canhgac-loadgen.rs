@@ -9,13 +9,24 @@
 //! collector acknowledged (stored and flushed). `--idle` opens the streams
 //! and sends heartbeats only (memory per connected agent).
 //!
+//! `--reconnect` makes each agent behave like the agent's uplink when its
+//! stream fails (the collector restarted, the network cut): it connects
+//! again after a jittered exponential backoff and sends again everything
+//! not acknowledged; after `--duration` it produces nothing more and ends
+//! once every record it made is acknowledged. `acked` then counts each
+//! record once, however often it was sent: what the collector must have
+//! stored.
+//!
 //! Ends with one line:
 //! `acked_per_s=N p50_ack_ms=N p99_ack_ms=N collector_rss_mib=N ...`
 //! (the collector's CPU time and RSS are read from /proc: `--collector-pid`,
-//! else the process named `canhgac-collector` on this machine).
+//! else the process named `canhgac-collector` on this machine); with
+//! `--reconnect` the line ends with `reconnects=N reconnect_max_ms=N
+//! resent=N` (streams opened again, the longest time from a failed stream
+//! to the next Welcome, records sent more than once).
 //!
 //! Usage: `canhgac-loadgen --profile FILE [--agents N] [--duration SECS]
-//! [--rate R] [--batch N] [--idle] [--collector-pid PID]`
+//! [--rate R] [--batch N] [--idle] [--reconnect] [--collector-pid PID]`
 
 #![allow(clippy::print_stderr)]
 
@@ -29,7 +40,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use canhgac_agent::{enroll, state::AgentIdentity};
+use canhgac_agent::{enroll, state::AgentIdentity, uplink::Backoff};
 use canhgac_proto::{
     profile::Profile,
     timefmt,
@@ -67,6 +78,21 @@ struct Args {
     /// Connect and send heartbeats only.
     #[arg(long)]
     idle: bool,
+    /// Reconnect after a failed stream and send again what was not
+    /// acknowledged; drain everything after `--duration`.
+    #[arg(long, conflicts_with = "idle")]
+    reconnect: bool,
+    /// First reconnection delay (ms), doubled up to `--backoff-max-ms`,
+    /// each drawn between half and all of it (the agent's backoff).
+    #[arg(long, default_value_t = 500)]
+    backoff_initial_ms: u64,
+    #[arg(long, default_value_t = 10_000)]
+    backoff_max_ms: u64,
+    /// With `--reconnect`: go on producing after `--duration` until this
+    /// file exists (a test ends the load once it has measured what it
+    /// wanted).
+    #[arg(long, requires = "reconnect")]
+    stop_file: Option<PathBuf>,
     #[arg(long)]
     collector_pid: Option<u32>,
 }
@@ -124,6 +150,11 @@ struct Totals {
     sent: AtomicU64,
     rejected: AtomicU64,
     failed_agents: AtomicU64,
+    /// `--reconnect`: streams opened again, the longest outage (ms), and
+    /// records sent more than once.
+    reconnects: AtomicU64,
+    reconnect_max_ms: AtomicU64,
+    resent: AtomicU64,
 }
 
 /// Pacing shared by all agents: a token bucket of `rate` records/s.
@@ -257,6 +288,145 @@ async fn run_agent(
     Ok(latencies)
 }
 
+impl Args {
+    /// Whether a reconnecting agent stops producing.
+    fn load_over(&self, until: Instant) -> bool {
+        Instant::now() >= until && self.stop_file.as_ref().is_none_or(|f| f.exists())
+    }
+}
+
+/// One simulated agent with `--reconnect`: sessions until everything it
+/// made is acknowledged, a jittered backoff between them.
+async fn run_reconnecting(
+    index: usize,
+    state_dir: PathBuf,
+    args: Arc<Args>,
+    totals: Arc<Totals>,
+    pace: Arc<Pace>,
+    start_load: Arc<tokio::sync::Barrier>,
+) -> anyhow::Result<Vec<f64>> {
+    let mut backoff = Backoff::new(
+        Duration::from_millis(args.backoff_initial_ms),
+        Duration::from_millis(args.backoff_max_ms),
+    );
+    let mut session = connect(index, &state_dir, &args).await;
+    start_load.wait().await;
+    let until = Instant::now() + Duration::from_secs(args.duration);
+    let mut progress = Progress::default();
+    let mut latencies = Vec::new();
+    let mut lost_at: Option<Instant> = None;
+    loop {
+        let (tx, mut inbound) = match session {
+            Ok(s) => s,
+            Err(e) => {
+                let lost = *lost_at.get_or_insert_with(Instant::now);
+                if lost.elapsed() > Duration::from_secs(110) {
+                    return Err(e.context(format!("agent {index}: not reconnected within 110 s")));
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+                session = connect(index, &state_dir, &args).await;
+                continue;
+            }
+        };
+        backoff.reset();
+        if let Some(t) = lost_at.take() {
+            totals.reconnects.fetch_add(1, Relaxed);
+            totals.reconnect_max_ms.fetch_max(t.elapsed().as_millis() as u64, Relaxed);
+        }
+        match stream(index, tx, &mut inbound, &args, &totals, &pace, until, &mut progress, &mut latencies)
+            .await
+        {
+            Ok(()) => return Ok(latencies),
+            Err(e) => {
+                lost_at = Some(Instant::now());
+                session = Err(e);
+            }
+        }
+    }
+}
+
+/// What a reconnecting agent made and what was acknowledged (every seq up
+/// to `acked`; answers come in the order of the batches).
+#[derive(Default)]
+struct Progress {
+    produced: u64,
+    acked: u64,
+    /// Highest seq sent on any stream.
+    sent_through: u64,
+}
+
+/// One stream of a reconnecting agent: sends from the first record not
+/// acknowledged; `Ok` once nothing more is to be made and all is answered.
+#[allow(clippy::too_many_arguments)]
+async fn stream(
+    index: usize,
+    tx: mpsc::Sender<AgentMessage>,
+    inbound: &mut tonic::Streaming<canhgac_proto::v1::CollectorMessage>,
+    args: &Args,
+    totals: &Totals,
+    pace: &Pace,
+    until: Instant,
+    p: &mut Progress,
+    latencies: &mut Vec<f64>,
+) -> anyhow::Result<()> {
+    let batch = args.batch as u64;
+    let mut last_sent = p.acked;
+    // (last seq, sent at) of each batch awaiting its answer
+    let mut in_flight: std::collections::VecDeque<(u64, Instant)> = Default::default();
+    loop {
+        while in_flight.len() < args.in_flight {
+            if last_sent == p.produced {
+                if args.load_over(until) {
+                    break;
+                }
+                pace.take(batch).await;
+                p.produced += batch;
+                totals.sent.fetch_add(batch, Relaxed);
+            }
+            let first = last_sent + 1;
+            let last = p.produced.min(last_sent + batch);
+            if first <= p.sent_through {
+                totals.resent.fetch_add(p.sent_through.min(last) - first + 1, Relaxed);
+            }
+            p.sent_through = p.sent_through.max(last);
+            let records: Vec<Record> = (first..=last).map(|seq| record(seq, index)).collect();
+            tx.send(AgentMessage { body: Some(Out::Batch(Batch { records })) })
+                .await
+                .map_err(|_| anyhow::anyhow!("agent {index}: the stream ended"))?;
+            in_flight.push_back((last, Instant::now()));
+            last_sent = last;
+        }
+        if in_flight.is_empty() {
+            drop(tx);
+            // let the collector see the end of the stream
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Ok(Some(_)) = inbound.message().await {}
+            })
+            .await;
+            return Ok(());
+        }
+        let m = tokio::time::timeout(Duration::from_secs(30), inbound.message())
+            .await
+            .map_err(|_| anyhow::anyhow!("agent {index}: no answer within 30 s"))??
+            .ok_or_else(|| anyhow::anyhow!("agent {index}: the collector closed the stream"))?;
+        let last = match m.body {
+            Some(In::Ack(a)) => a.last_seq,
+            Some(In::Rejected(r)) => {
+                totals.rejected.fetch_add(r.last_seq - r.first_seq + 1, Relaxed);
+                r.last_seq
+            }
+            _ => continue,
+        };
+        if let Some((_, t)) = in_flight.pop_front() {
+            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        if last > p.acked {
+            totals.acked.fetch_add(last - p.acked, Relaxed);
+            p.acked = last;
+        }
+    }
+}
+
 /// (CPU seconds, RSS MiB) of `pid` from /proc.
 fn proc_usage(pid: u32) -> Option<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -363,7 +533,11 @@ async fn main() -> anyhow::Result<()> {
         let (args, totals, pace, start_load) =
             (args.clone(), totals.clone(), pace.clone(), start_load.clone());
         agents.spawn(async move {
-            let r = run_agent(i, dir, args, totals.clone(), pace, start_load).await;
+            let r = if args.reconnect {
+                run_reconnecting(i, dir, args, totals.clone(), pace, start_load).await
+            } else {
+                run_agent(i, dir, args, totals.clone(), pace, start_load).await
+            };
             if let Err(e) = &r {
                 totals.failed_agents.fetch_add(1, Relaxed);
                 eprintln!("agent {i}: {e:#}");
@@ -390,7 +564,7 @@ async fn main() -> anyhow::Result<()> {
                 if let Some((_, rss)) = pid.and_then(proc_usage) {
                     peak_rss = peak_rss.max(rss);
                 }
-                if Instant::now() > stop_at + Duration::from_secs(120) {
+                if Instant::now() > stop_at + Duration::from_secs(120) && args.stop_file.is_none() {
                     anyhow::bail!("agents still running two minutes after the end");
                 }
             }
@@ -406,8 +580,18 @@ async fn main() -> anyhow::Result<()> {
     };
     latencies.sort_by(f64::total_cmp);
     let acked = totals.acked.load(Relaxed);
+    let reconnecting = if args.reconnect {
+        format!(
+            " reconnects={} reconnect_max_ms={} resent={}",
+            totals.reconnects.load(Relaxed),
+            totals.reconnect_max_ms.load(Relaxed),
+            totals.resent.load(Relaxed)
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "acked_per_s={:.0} p50_ack_ms={:.1} p99_ack_ms={:.1} collector_rss_mib={:.0} collector_cpu_s={:.1} agents={} failed_agents={} acked={} sent={} rejected={} seconds={:.1} enroll_per_s={:.0}",
+        "acked_per_s={:.0} p50_ack_ms={:.1} p99_ack_ms={:.1} collector_rss_mib={:.0} collector_cpu_s={:.1} agents={} failed_agents={} acked={} sent={} rejected={} seconds={:.1} enroll_per_s={:.0}{reconnecting}",
         acked as f64 / elapsed,
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
