@@ -115,7 +115,7 @@ fn skewed_agent_streams_and_the_collector_keeps_its_own_time(hours: i64) {
             "detected at {detected}: not the collector's clock ({start}..)"
         );
         assert_eq!(time_of(&inc["deadline"]) - detected, time::Duration::days(5), "{inc}");
-        assert_eq!(inc["overdue"].as_bool().unwrap_or(false), false, "{inc}");
+        assert!(!inc["overdue"].as_bool().unwrap_or(false), "{inc}");
     }
     // the agent finished a moment ago: online, and no silence was raised
     // by comparing its clock with the collector's
