@@ -14,6 +14,7 @@
 //! * [`policy`]: central policy files for agents.
 //! * [`supervise`]: agent-silence watchdog and retention.
 //! * [`forward`]: syslog/HTTPS forwarder with a durable queue.
+//! * [`fuzzing`]: fuzz target bodies for telemetry and operator requests.
 
 #![recursion_limit = "256"]
 
@@ -27,6 +28,7 @@ pub mod directory;
 pub mod error;
 pub mod federation;
 pub mod forward;
+pub mod fuzzing;
 pub mod incident;
 pub mod metrics;
 pub mod pki;

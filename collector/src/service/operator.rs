@@ -148,8 +148,51 @@ pub fn stored_alert(reg: &crate::rules::Regulation, cursor: u64, r: RecordRec) -
     }
 }
 
+/// The checked name and kind of a new agency or province.
+pub(crate) fn new_agency(r: &AddAgencyRequest) -> Result<(String, String), Status> {
+    if !valid_agency_code(&r.code) {
+        return Err(invalid(format!(
+            "invalid agency code `{}`: 1-32 letters, digits, `-`, `_` or `.`, starting with a letter or digit",
+            r.code
+        )));
+    }
+    let name = r.name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(invalid("agency name must be 1-200 printable characters"));
+    }
+    let kind = match r.kind.as_str() {
+        "" | "agency" => String::new(),
+        crate::store::PROVINCE => crate::store::PROVINCE.to_string(),
+        other => return Err(invalid(format!("unknown kind `{other}` (agency or province)"))),
+    };
+    Ok((name.to_string(), kind))
+}
+
+/// The addresses (`ip`, `src_ip`, `dest_ip`) of an alert listing, parsed,
+/// once its category is checked.
+pub(crate) fn alert_fields(
+    r: &ListAlertsRequest,
+    reg: &crate::rules::Regulation,
+) -> Result<[Option<std::net::IpAddr>; 3], Status> {
+    let ip = |field: &str, v: &str| -> Result<Option<std::net::IpAddr>, Status> {
+        if v.is_empty() {
+            return Ok(None);
+        }
+        v.trim().parse().map(Some).map_err(|_| invalid(format!("{field}: `{v}` is not an IP address")))
+    };
+    let addrs = [ip("ip", &r.ip)?, ip("src_ip", &r.src_ip)?, ip("dest_ip", &r.dest_ip)?];
+    if !r.category.is_empty() && reg.category(&r.category).is_none() {
+        return Err(invalid(format!(
+            "category: unknown category `{}` (one of {})",
+            r.category,
+            reg.categories.iter().map(|c| c.code.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    Ok(addrs)
+}
+
 /// The ids of a bulk request: at least `min`, each once, at most 1000.
-fn distinct_ids(ids: &[u64], min: usize) -> Result<Vec<u64>, Status> {
+pub(crate) fn distinct_ids(ids: &[u64], min: usize) -> Result<Vec<u64>, Status> {
     let mut seen = std::collections::BTreeSet::new();
     for id in ids {
         if !seen.insert(*id) {
@@ -196,7 +239,7 @@ fn field_error(e: directory::FieldError) -> Status {
     invalid(e.to_string())
 }
 
-fn page_id(token: &str, prefix: char) -> Result<Option<u64>, Status> {
+pub(crate) fn page_id(token: &str, prefix: char) -> Result<Option<u64>, Status> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -358,21 +401,8 @@ impl OperatorService {
 
     /// The filters of an alert listing beyond agency, severity and time.
     fn alert_filter(&self, r: &ListAlertsRequest) -> Result<Option<crate::store::AlertPredicate>, Status> {
-        let ip = |field: &str, v: &str| -> Result<Option<std::net::IpAddr>, Status> {
-            if v.is_empty() {
-                return Ok(None);
-            }
-            v.trim().parse().map(Some).map_err(|_| invalid(format!("{field}: `{v}` is not an IP address")))
-        };
-        let (any, src, dest) = (ip("ip", &r.ip)?, ip("src_ip", &r.src_ip)?, ip("dest_ip", &r.dest_ip)?);
         let reg = self.deps.config.get().regulation.clone();
-        if !r.category.is_empty() && reg.category(&r.category).is_none() {
-            return Err(invalid(format!(
-                "category: unknown category `{}` (one of {})",
-                r.category,
-                reg.categories.iter().map(|c| c.code.as_str()).collect::<Vec<_>>().join(", ")
-            )));
-        }
+        let [any, src, dest] = alert_fields(r, &reg)?;
         let (sid, detector, category) = (r.signature_id, r.detector.clone(), r.category.clone());
         let system = (r.system != 0 || r.unattributed).then_some(r.system);
         if any.is_none()
@@ -432,26 +462,12 @@ impl Operator for OperatorService {
         let who = auth::operator(&req)?;
         let r = req.into_inner();
         who.target(r.code.clone());
-        if !valid_agency_code(&r.code) {
-            return Err(invalid(format!(
-                "invalid agency code `{}`: 1-32 letters, digits, `-`, `_` or `.`, starting with a letter or digit",
-                r.code
-            )));
-        }
-        let name = r.name.trim();
-        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-            return Err(invalid("agency name must be 1-200 printable characters"));
-        }
-        let kind = match r.kind.as_str() {
-            "" | "agency" => String::new(),
-            crate::store::PROVINCE => crate::store::PROVINCE.to_string(),
-            other => return Err(invalid(format!("unknown kind `{other}` (agency or province)"))),
-        };
+        let (name, kind) = new_agency(&r)?;
         let now = now_us();
         let rec = self.deps.store.add_agency(AgencyRec {
             version: RECORD_VERSION,
             code: r.code,
-            name: name.to_string(),
+            name,
             created_us: now,
             created_by: who.name.clone(),
             updated_us: now,

@@ -367,19 +367,7 @@ impl Session {
         let cfg = self.deps.config.get();
         let first_seq = batch.records.first().map(|r| r.seq).unwrap_or(0);
         let last_seq = batch.records.last().map(|r| r.seq).unwrap_or(0);
-        let size = batch.encoded_len();
-        let reject = if batch.records.len() > cfg.max_batch_records as usize {
-            Some(format!("{} records exceed the limit of {}", batch.records.len(), cfg.max_batch_records))
-        } else if size > cfg.max_batch_bytes as usize {
-            Some(format!("{size} bytes exceed the limit of {}", cfg.max_batch_bytes))
-        } else if batch.records.iter().any(|r| r.seq == 0)
-            || batch.records.windows(2).any(|w| w[0].seq >= w[1].seq)
-        {
-            Some(String::from("sequence numbers must be non-zero and strictly increasing"))
-        } else {
-            None
-        };
-        if let Some(reason) = reject {
+        if let Some(reason) = check_batch(&batch, cfg.max_batch_records, cfg.max_batch_bytes) {
             tracing::info!(agent_id = %self.agent.agent_id, first_seq, last_seq, %reason, "batch rejected");
             self.deps.store.update_agent(&self.agent.agent_id, |a| a.batches_rejected += 1)?;
             self.deps.metrics.batches_rejected.inc();
@@ -471,11 +459,28 @@ impl From<crate::store::StoreError> for End {
     }
 }
 
+/// Why a batch is refused as a whole, if it is: too many records, too many
+/// bytes, or sequence numbers that are zero or not strictly increasing.
+pub(crate) fn check_batch(batch: &Batch, max_records: u32, max_bytes: u32) -> Option<String> {
+    let size = batch.encoded_len();
+    if batch.records.len() > max_records as usize {
+        Some(format!("{} records exceed the limit of {max_records}", batch.records.len()))
+    } else if size > max_bytes as usize {
+        Some(format!("{size} bytes exceed the limit of {max_bytes}"))
+    } else if batch.records.iter().any(|r| r.seq == 0)
+        || batch.records.windows(2).any(|w| w[0].seq >= w[1].seq)
+    {
+        Some(String::from("sequence numbers must be non-zero and strictly increasing"))
+    } else {
+        None
+    }
+}
+
 /// Validates one record and stamps the collector's view of the identity
 /// into its `canhgac` object. An alert keeps the typed facts its agent
 /// sent; an older agent's alert gets them derived from its EVE JSON, here
 /// and only here. Bad records are kept for inspection.
-fn prepare(
+pub(crate) fn prepare(
     r: &canhgac_proto::v1::Record,
     agent: &AgentRec,
     received: OffsetDateTime,
