@@ -2,10 +2,11 @@
 """Writes the committed seed corpus fuzz/corpus/TARGET/ from the
 repository's own fixtures (pcaps, logs, rules, documents; their provenance
 and licences are in the READMEs next to them), cut to the shape each target
-reads (see agent/src/fuzzing.rs). The collector's targets (collector_telemetry,
-operator) and the protobuf decoder's (telemetry) are written by
-`CANHGAC_FUZZ_CORPUS=$PWD/fuzz/corpus cargo test -p canhgac-collector
-write_seeds -- --ignored` (seeds in collector/src/fuzzing.rs).
+reads (see agent/src/fuzzing.rs); and for the collector's targets
+(collector_telemetry, operator; see collector/src/fuzzing.rs) and the
+protobuf decoders' (telemetry), real batches and operator requests encoded
+in protobuf by hand here (field numbers from proto/canhgac/v1/). The
+collector's `fuzz_corpus_replays` test checks that those decode.
 
 Run from the repository root: python3 fuzz/make-corpus.py
 """
@@ -104,6 +105,86 @@ def lines(path, first, count):
         return b"".join(f.readlines()[first : first + count])
 
 
+# ----- protobuf, for the collector's targets -----
+
+
+def varint(n):
+    out = b""
+    while True:
+        b, n = n & 0x7F, n >> 7
+        if not n:
+            return out + bytes([b])
+        out += bytes([b | 0x80])
+
+
+def f_len(no, data):
+    if isinstance(data, str):
+        data = data.encode()
+    return varint(no << 3 | 2) + varint(len(data)) + data
+
+
+def f_int(no, n):
+    return varint(no << 3) + varint(n)
+
+
+def f_map(no, kv):
+    return b"".join(f_len(no, f_len(1, k) + f_len(2, v)) for k, v in kv)
+
+
+def record(seq, kind, severity, eve):
+    """canhgac.v1.Record: seq 1, kind 2 (1 alert, 2 event), severity 4, eve_json 5."""
+    return f_int(1, seq) + f_int(2, kind) + (f_int(4, severity) if severity else b"") + f_len(5, eve)
+
+
+def collector_seeds():
+    # AgentMessage: hello 1, batch 2; Batch: records 1; Hello: protocol_version 1, agent_version 2
+    batch = f_len(2, b"".join(f_len(1, r) for r in [
+        record(1, 1, 2, '{"timestamp":"2026-12-01T08:00:00.000000+0700","event_type":"alert",'
+               '"src_ip":"203.0.113.7","src_port":51515,"dest_ip":"10.1.2.3","dest_port":80,"proto":"TCP",'
+               '"alert":{"signature_id":2000001,"signature":"ET WEB_SERVER webshell","severity":1},'
+               '"http":{"hostname":"portal.example.gov.vn","url":"/upload/shell.php"},'
+               '"canhgac":{"detector":"rule","agent_id":"forged"}}'),
+        record(2, 2, 0, '{"event_type":"dns","dns":{"type":"query","rrname":"evil.example","rrtype":"A"}}'),
+        record(3, 1, 2, '{"event_type":"alert","alert":{"severity":2},'
+               '"canhgac":{"detector":"ssh_bruteforce","src":"198.51.100.4","user":"root"}}'),
+    ]))
+    hello = f_len(1, f_int(1, 1) + f_len(2, "0.1.0"))
+    for first, m in [(0, batch), (1, hello)]:
+        put("collector_telemetry", bytes([first]) + m)
+        put("telemetry", m)
+    # operator: the first byte picks the RPC (collector/src/fuzzing.rs)
+    rules = b"\n".join(
+        open(f"tests/detect/{d}/test.rules", "rb").read().strip()
+        for d in ["rule-sv-tls-glupteba", "rule-sv-datasets-04-http-dns"]
+    )
+    policy_file = lambda name, kind, content: f_len(3, f_len(1, name) + f_len(2, kind) + f_len(3, content))
+    for first, m in [
+        (0, f_len(1, "SO-TTTT") + f_len(2, "Sở Thông tin và Truyền thông") + f_len(3, "agency")),
+        (1, f_len(1, "SO-TTTT") + f_map(2, [("head.name", "Nguyễn Văn A"), ("head.phone", "0912345678"),
+                                             ("parent", "UBND")])),
+        (2, f_len(1, "SO-TTTT") + f_len(2, "Cổng thông tin điện tử") + f_int(3, 3)
+         + f_map(5, [("public_ips", "203.0.113.10;203.0.113.11"), ("domains", "portal.example.gov.vn"),
+                     ("networks", "10.1.0.0/16")])),
+        (3, f_int(1, 1) + f_map(2, [("level", "4"), ("decision_date", "2025-03-01")])),
+        (4, f_len(1, "agencies") + f_len(2, "csv") + f_len(3, "code,name,parent\nSO-A,Agency A,HN\nSO-B,Agency B,SO-A\n")),
+        (4, f_len(1, "systems") + f_len(2, "json")
+         + f_len(3, '[{"agency":"SO-FUZZ","name":"Mail","level":"2","domains":["mail.example.gov.vn"]},'
+                    '{"id":"1","agency":"SO-FUZZ","name":"web","level":3}]')),
+        # PushPolicyRequest: all 2, files 3 (PolicyFile: name 1, kind 2, content 3)
+        (5, policy_file("local.rules", "rules", rules)
+         + policy_file("bad.txt", "ioc", "evil.example\n203.0.113.0/24\n")
+         + policy_file("agent.toml", "settings", "[detect]\nport_scan = true\n") + f_int(2, 1)),
+        (6, f_int(1, 1) + f_len(2, "closed") + f_len(3, "checked") + f_len(4, "false_positive")),
+        (7, f_int(1, 1) + f_map(2, [("impacts", "data_leak"), ("owner_cannot_handle", "yes"), ("summary", "webshell")])),
+        (8, b"".join(f_int(1, i) for i in (1, 2, 3)) + f_len(2, "transition") + f_len(3, "triaged")),
+        (9, f_len(5, "i42") + f_len(7, "10.1.2.3")),
+        (10, f_len(1, "daily") + f_len(5, "pdf") + f_len(6, "vi")),
+        (11, f_len(1, "nguyen.van.a@example.gov.vn") + f_len(2, "agency") + f_len(3, "SO-TTTT")
+         + f_len(4, "correct horse battery staple")),
+    ]:
+        put("operator", bytes([first]) + m)
+
+
 P = "tests/detect/_pcap/"
 G = "tests/detect/_gen/"
 C = "tests/secrets/corpus/"
@@ -187,6 +268,7 @@ def main():
         put("web_content", page + page.replace(b"</body>", b"<h1>Hacked by fuzz</h1></body>"))
     shell = b"<?php if(isset($_REQUEST['c'])){ eval(base64_decode($_REQUEST['c'])); } ?>"
     put("web_content", shell + shell)
+    collector_seeds()
     return 0
 
 

@@ -1,5 +1,5 @@
 //! Fuzz target bodies for what the collector accepts from the network,
-//! shared by the libFuzzer targets in `fuzz/` and the `fuzz_seeds` test:
+//! shared by the libFuzzer targets in `fuzz/` (seeds in `fuzz/corpus/`):
 //! telemetry from agents (and downstream collectors) and operator requests.
 //! They call the same validation the services run, without a server or a
 //! store: the batch check and record preparation of `Telemetry/Stream`, and
@@ -264,261 +264,32 @@ fn operators(data: &[u8]) {
     let _ = crate::console::password::check(&r.csr_pem);
 }
 
-/// Seed inputs: real requests and batches, encoded as the targets read
-/// them. `fuzz/corpus/` holds them as files (see `write_seeds`).
-pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
-    fn op<M: prost::Message>(first: u8, m: &M) -> Vec<u8> {
-        let mut v = vec![first];
-        v.extend(m.encode_to_vec());
-        v
-    }
-    let mut out = Vec::new();
-    let record = |seq: u64, kind: v1::RecordKind, eve: &str| v1::Record {
-        seq,
-        kind: kind as i32,
-        severity: if kind == v1::RecordKind::Alert { 2 } else { 0 },
-        eve_json: eve.as_bytes().to_vec(),
-        ..Default::default()
-    };
-    let batch = v1::AgentMessage {
-        body: Some(v1::agent_message::Body::Batch(v1::Batch {
-            records: vec![
-                record(
-                    1,
-                    v1::RecordKind::Alert,
-                    r#"{"timestamp":"2026-12-01T08:00:00.000000+0700","event_type":"alert","src_ip":"203.0.113.7","src_port":51515,"dest_ip":"10.1.2.3","dest_port":80,"proto":"TCP","alert":{"signature_id":2000001,"signature":"ET WEB_SERVER webshell","category":"Web Application Attack","severity":1},"http":{"hostname":"portal.example.gov.vn","url":"/upload/shell.php"},"canhgac":{"detector":"rule","agent_id":"forged"}}"#,
-                ),
-                record(
-                    2,
-                    v1::RecordKind::Event,
-                    r#"{"timestamp":"2026-12-01T08:00:01.000000+0700","event_type":"dns","dns":{"type":"query","rrname":"evil.example","rrtype":"A"}}"#,
-                ),
-                record(
-                    3,
-                    v1::RecordKind::Alert,
-                    r#"{"event_type":"alert","alert":{"severity":2},"canhgac":{"detector":"ssh_bruteforce","src":"198.51.100.4","user":"root"}}"#,
-                ),
-            ],
-        })),
-    };
-    out.push(("collector_telemetry", op(0, &batch)));
-    let hello = v1::AgentMessage {
-        body: Some(v1::agent_message::Body::Hello(v1::Hello {
-            agent_version: "0.1.0".into(),
-            protocol_version: canhgac_proto::TELEMETRY_PROTOCOL_VERSION,
-            ..Default::default()
-        })),
-    };
-    out.push(("collector_telemetry", op(1, &hello)));
-    // the protobuf decoders' target reads the messages without a first byte
-    out.push(("telemetry", batch.encode_to_vec()));
-    out.push(("telemetry", hello.encode_to_vec()));
-
-    let map = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    out.push((
-        "operator",
-        op(
-            0,
-            &v1::AddAgencyRequest {
-                code: "SO-TTTT".into(),
-                name: "Sở Thông tin và Truyền thông".into(),
-                kind: "agency".into(),
-            },
-        ),
-    ));
-    out.push((
-        "operator",
-        op(
-            1,
-            &v1::UpdateAgencyRequest {
-                code: "SO-TTTT".into(),
-                set: map(&[("head.name", "Nguyễn Văn A"), ("head.phone", "0912345678"), ("parent", "UBND")]),
-            },
-        ),
-    ));
-    out.push((
-        "operator",
-        op(
-            2,
-            &v1::AddSystemRequest {
-                agency: "SO-TTTT".into(),
-                name: "Cổng thông tin điện tử".into(),
-                level: 3,
-                set: map(&[
-                    ("public_ips", "203.0.113.10;203.0.113.11"),
-                    ("domains", "portal.example.gov.vn"),
-                    ("networks", "10.1.0.0/16"),
-                ]),
-                ..Default::default()
-            },
-        ),
-    ));
-    out.push((
-        "operator",
-        op(
-            3,
-            &v1::UpdateSystemRequest { id: 1, set: map(&[("level", "4"), ("decision_date", "2025-03-01")]) },
-        ),
-    ));
-    out.push((
-        "operator",
-        op(
-            4,
-            &v1::ImportRegistryRequest {
-                kind: "agencies".into(),
-                format: "csv".into(),
-                content: b"code,name,parent\nSO-A,Agency A,HN\nSO-B,Agency B,SO-A\n".to_vec(),
-                dry_run: true,
-            },
-        ),
-    ));
-    out.push((
-        "operator",
-        op(4, &v1::ImportRegistryRequest {
-            kind: "systems".into(),
-            format: "json".into(),
-            content: br#"[{"agency":"SO-FUZZ","name":"Mail","level":"2","domains":["mail.example.gov.vn"]},{"id":"1","agency":"SO-FUZZ","name":"web","level":3}]"#.to_vec(),
-            dry_run: true,
-        }),
-    ));
-    out.push((
-        "operator",
-        op(
-            5,
-            &v1::PushPolicyRequest {
-                all: true,
-                files: vec![
-                    v1::PolicyFile {
-                        name: "local.rules".into(),
-                        kind: "rules".into(),
-                        content: canhgac_agent::fuzzing::FIXED_RULES
-                            .trim()
-                            .lines()
-                            .take(4)
-                            .collect::<Vec<_>>()
-                            .join("\n")
-                            .into_bytes(),
-                        ..Default::default()
-                    },
-                    v1::PolicyFile {
-                        name: "bad.txt".into(),
-                        kind: "ioc".into(),
-                        content: b"evil.example\n203.0.113.0/24\n".to_vec(),
-                        ..Default::default()
-                    },
-                    v1::PolicyFile {
-                        name: "agent.toml".into(),
-                        kind: "settings".into(),
-                        content: b"[detect]\nport_scan = true\n".to_vec(),
-                        ..Default::default()
-                    },
-                ],
-                ..Default::default()
-            },
-        ),
-    ));
-    out.push((
-        "operator",
-        op(
-            6,
-            &v1::IncidentActionRequest {
-                id: 1,
-                value: "closed".into(),
-                reason: "false_positive".into(),
-                note: "checked".into(),
-            },
-        ),
-    ));
-    out.push((
-        "operator",
-        op(
-            7,
-            &v1::UpdateIncidentRequest {
-                id: 1,
-                set: map(&[
-                    ("impacts", "data_leak"),
-                    ("owner_cannot_handle", "yes"),
-                    ("summary", "webshell"),
-                ]),
-            },
-        ),
-    ));
-    out.push((
-        "operator",
-        op(
-            8,
-            &v1::BulkIncidentActionRequest {
-                ids: vec![1, 2, 3],
-                action: "transition".into(),
-                value: "triaged".into(),
-                ..Default::default()
-            },
-        ),
-    ));
-    out.push((
-        "operator",
-        op(
-            9,
-            &v1::ListAlertsRequest {
-                page_token: "i42".into(),
-                ip: "10.1.2.3".into(),
-                category: "malware".into(),
-                ..Default::default()
-            },
-        ),
-    ));
-    out.push((
-        "operator",
-        op(
-            10,
-            &v1::GetReportRequest {
-                kind: "daily".into(),
-                format: "pdf".into(),
-                language: "vi".into(),
-                ..Default::default()
-            },
-        ),
-    ));
-    out.push((
-        "operator",
-        op(
-            11,
-            &v1::AddOperatorRequest {
-                name: "nguyen.van.a@example.gov.vn".into(),
-                role: "agency".into(),
-                agency: "SO-TTTT".into(),
-                csr_pem: "correct horse battery staple".into(),
-            },
-        ),
-    ));
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    /// Every seed runs through its body (the fuzz run starts from them).
+    /// The committed seeds of the collector's targets (written by
+    /// `fuzz/make-corpus.py`) run through their bodies: the seeds decode,
+    /// and nothing in them panics.
     #[test]
-    fn fuzz_seeds_run() {
-        for (target, input) in super::seeds() {
-            match target {
-                "collector_telemetry" => super::telemetry(&input),
-                "operator" => super::operator(&input),
-                _ => {}
+    fn fuzz_corpus_replays() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+        for (target, body) in
+            [("collector_telemetry", super::telemetry as fn(&[u8])), ("operator", super::operator)]
+        {
+            let mut n = 0;
+            for entry in std::fs::read_dir(root.join(target)).unwrap() {
+                let input = std::fs::read(entry.unwrap().path()).unwrap();
+                let (_, rest) = input.split_first().unwrap();
+                assert!(
+                    match target {
+                        "operator" => !rest.is_empty(),
+                        _ => <canhgac_proto::v1::AgentMessage as prost::Message>::decode(rest).is_ok(),
+                    },
+                    "{target}: a seed that does not decode"
+                );
+                body(&input);
+                n += 1;
             }
-        }
-    }
-
-    /// Writes the seeds into `$CANHGAC_FUZZ_CORPUS/TARGET/` (as committed
-    /// under `fuzz/corpus/`): `CANHGAC_FUZZ_CORPUS=$PWD/fuzz/corpus cargo
-    /// test -p canhgac-collector write_seeds -- --ignored`.
-    #[test]
-    #[ignore = "writes files; run by hand to refresh fuzz/corpus"]
-    fn write_seeds() {
-        let Some(dir) = std::env::var_os("CANHGAC_FUZZ_CORPUS") else { return };
-        for (i, (target, input)) in super::seeds().into_iter().enumerate() {
-            let d = std::path::Path::new(&dir).join(target);
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join(format!("seed-{i:02}")), input).unwrap();
+            assert!(n >= 2, "{target}: {n} seeds");
         }
     }
 }
