@@ -68,12 +68,12 @@ for t in "${targets[@]}"; do
     log=$work/$t/log
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     speed=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
-    last=$(grep -E '^#[0-9]+' "$log" | tail -1)
+    last=$(grep -E '^#[0-9]+' "$log" | tail -1 || true)
     cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
     ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
     corp=$(sed -n 's/.* corp: \([0-9]*\).*/\1/p' <<<"$last")
     printf '%-20s %10s %8s %8s %8s %6s\n' "$t" "${execs:-?}" "${speed:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}"
-    inited=$(grep -E '^#[0-9]+ +INITED' "$log" | head -1)
+    inited=$(grep -E '^#[0-9]+[[:space:]]+INITED cov: [1-9]' "$log" | head -1 || true)
     if [ "$rc" -ne 0 ] || ! grep -q '^stat::number_of_executed_units' "$log" \
         || [ "${cov:-0}" -eq 0 ] || [ -z "$inited" ]; then
         failed+=("$t")
