@@ -261,18 +261,7 @@ pub async fn run_reloadable(
     // Stop accepting (done), let in-flight work finish, join every task,
     // flush: the one shutdown path, on a signal or on an error.
     stop_tx.send_replace(true);
-    let joined = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(r) = tasks.join_next().await {
-            if let Err(e) = r {
-                tracing::error!(error = %e, "a background task failed");
-            }
-        }
-    })
-    .await;
-    if joined.is_err() {
-        tracing::error!(left = tasks.len(), "background tasks did not stop within 20 s; aborting them");
-        tasks.shutdown().await;
-    }
+    join_within(&mut tasks, Duration::from_secs(20)).await;
     store.flush().await?;
     served?;
     tracing::info!("stopped");
@@ -448,18 +437,7 @@ async fn run_generations(mut g: Generations) {
         };
         gen_tx.send_replace(true);
         // within the 20 s the whole shutdown waits for every task
-        let joined = tokio::time::timeout(Duration::from_secs(15), async {
-            while let Some(r) = running.join_next().await {
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "a background task failed");
-                }
-            }
-        })
-        .await;
-        if joined.is_err() {
-            tracing::error!(left = running.len(), "background tasks did not stop within 15 s; aborting them");
-            running.shutdown().await;
-        }
+        join_within(&mut running, Duration::from_secs(15)).await;
         // a shutdown asked while the old generation stopped wins
         let Some(new) = next.filter(|_| !*g.shutdown.borrow()) else { return };
         g.config = reload(&g.config, new, g.decode_limit);
@@ -497,4 +475,21 @@ pub fn reload(running: &ServeConfig, mut new: ServeConfig, decode_limit: usize) 
         new.max_batch_bytes = running.max_batch_bytes;
     }
     new
+}
+
+/// Joins every task of `tasks` (asked to stop), logging the ones that
+/// failed; those still running after `limit` are aborted.
+async fn join_within(tasks: &mut tokio::task::JoinSet<()>, limit: Duration) {
+    let joined = tokio::time::timeout(limit, async {
+        while let Some(r) = tasks.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "a background task failed");
+            }
+        }
+    })
+    .await;
+    if joined.is_err() {
+        tracing::error!(left = tasks.len(), ?limit, "background tasks did not stop in time; aborting them");
+        tasks.shutdown().await;
+    }
 }
