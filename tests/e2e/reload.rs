@@ -72,20 +72,18 @@ fn sighup_reloads_the_configuration_without_dropping_a_record() {
     // the correlator of each generation took over where the last stopped:
     // every alert counted in an incident once, those stored after the last
     // reload included
-    let counted = wait_for("every alert correlated", Duration::from_secs(30), || {
-        let total: u64 = c
-            .cli(&["incidents", "list", "--json"])
+    let in_incidents = || -> u64 {
+        c.cli(&["incidents", "list", "--json"])
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["alert_count"].as_u64().unwrap())
-            .sum();
+            .sum()
+    };
+    let counted = wait_for("every alert correlated", Duration::from_secs(30), || {
+        let total = in_incidents();
         (total >= N as u64).then_some(total)
     });
     std::thread::sleep(Duration::from_secs(3));
-    let again: u64 = c
-        .cli(&["incidents", "list", "--json"])
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["alert_count"].as_u64().unwrap())
-        .sum();
+    let again = in_incidents();
     assert_eq!((counted, again), (N as u64, N as u64), "each alert in one incident, once");
     // the day-long lifetime is still the one in effect
     let token = c.token("SO-A", None);

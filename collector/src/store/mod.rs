@@ -968,18 +968,18 @@ impl SledStore {
 
     /// Raises counter `name` to `value` (never lowers it).
     pub fn raise_counter(&self, name: &str, value: u64) -> Result<(), StoreError> {
-        self.inner()?.counters.fetch_and_update(name.as_bytes(), |old| {
-            let old = old.map(u64_of).unwrap_or(0);
-            Some(old.max(value).to_be_bytes().to_vec())
-        })?;
-        Ok(())
+        self.update_counter(name, |old| old.max(value))
     }
 
     /// Adds `delta` to counter `name`.
     pub fn add_to_counter(&self, name: &str, delta: u64) -> Result<(), StoreError> {
+        self.update_counter(name, |old| old.saturating_add(delta))
+    }
+
+    /// Replaces counter `name` (0 when never set) by `f` of it, atomically.
+    fn update_counter(&self, name: &str, f: impl Fn(u64) -> u64) -> Result<(), StoreError> {
         self.inner()?.counters.fetch_and_update(name.as_bytes(), |old| {
-            let old = old.map(u64_of).unwrap_or(0);
-            Some(old.saturating_add(delta).to_be_bytes().to_vec())
+            Some(f(old.map(u64_of).unwrap_or(0)).to_be_bytes().to_vec())
         })?;
         Ok(())
     }
