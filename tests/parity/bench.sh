@@ -7,7 +7,8 @@
 # Environment: SURICATA (required), CANHGAC, CORPUS, RULES, CLASSIFICATION,
 # REFERENCE as for run.sh; OUT (default /tmp/canhgac-parity-bench);
 # REPEAT (copies of the corpus in the capture, default 20); RUNS (timed runs
-# of each measure, the median is reported, default 3).
+# of each measure, the median is reported, default 3); CPU (the core both
+# tools are pinned to with taskset, default 1; empty: not pinned).
 #
 # Start-up: wall time of a run on a one-packet capture (rules loaded, the
 # packet processed, shut down). Steady state: packets / (wall time on the
@@ -15,7 +16,9 @@
 # machine disturbs less. Peak RSS: /usr/bin/time's maximum resident set size on
 # the capture. Suricata runs with --runmode single (one packet thread) and
 # its Hyperscan cache warm; its first start-up with an empty cache is
-# reported too. Both write alerts only (EVE alert records).
+# reported too. Both are pinned to the same single core, so that wall time
+# means one core each (unpinned, Suricata's flow manager and other threads
+# run on a second core). Both write alerts only (EVE alert records).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,6 +27,7 @@ CORPUS=${CORPUS:-$(cd "$repo/.." && pwd)/shared/corpus}
 OUT=${OUT:-/tmp/canhgac-parity-bench}
 REPEAT=${REPEAT:-20}
 RUNS=${RUNS:-3}
+CPU=${CPU-1}
 : "${SURICATA:?set SURICATA to the suricata binary}"
 TIME=/usr/bin/time
 [ -x "$TIME" ] || { echo "bench.sh: needs GNU time (apt-get install time)" >&2; exit 2; }
@@ -94,12 +98,16 @@ command_of() {
         canhgac) cmd=("$CANHGAC" analyze --pcap "$2" --rules "$OUT/all.rules" --config "$OUT/agent.toml") ;;
     esac
 }
-run() { command_of "$1" "$2"; timed "${cmd[@]}"; }
+run() {
+    command_of "$1" "$2"
+    if [ -n "$CPU" ]; then cmd=(taskset -c "$CPU" "${cmd[@]}"); fi
+    timed "${cmd[@]}"
+}
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 echo "capture: $cap ($packets packets, $bytes bytes); rules: $(grep -c '^alert\|^drop\|^pass\|^reject' "$OUT/all.rules")"
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg); pinned to core: ${CPU:-none}"
 read -r s_cold _ < <(run suricata "$one")
 declare -A start cstart rss wall cpu
 for tool in canhgac suricata; do

@@ -3,6 +3,7 @@
 
 pub mod enroll;
 pub mod operator;
+pub mod raw_object;
 pub mod telemetry;
 
 /// Keeps printable text of bounded length from an untrusted field.

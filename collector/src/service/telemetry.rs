@@ -25,7 +25,10 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::{
     auth, error,
     registry::StreamGuard,
-    service::clean_text,
+    service::{
+        clean_text,
+        raw_object::{NotAnObject, RawObject},
+    },
     store::{AgentRec, Incoming},
 };
 
@@ -488,13 +491,13 @@ pub(crate) fn prepare(
 ) -> Incoming {
     let invalid =
         |reason: &str| Incoming::Invalid { seq: r.seq, reason: reason.to_string(), raw: r.eve_json.clone() };
-    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&r.eve_json) else {
-        return invalid("eve_json is not valid JSON");
+    // members read as written: no value tree is built and re-encoded
+    let mut obj = match RawObject::parse(&r.eve_json) {
+        Ok(obj) => obj,
+        Err(NotAnObject::Invalid) => return invalid("eve_json is not valid JSON"),
+        Err(NotAnObject::OtherType) => return invalid("eve_json is not a JSON object"),
     };
-    let Some(obj) = value.as_object_mut() else {
-        return invalid("eve_json is not a JSON object");
-    };
-    let Some(event_type) = obj.get("event_type").and_then(|v| v.as_str()).map(String::from) else {
+    let Some(event_type) = obj.get_str("event_type") else {
         return invalid("eve_json has no event_type");
     };
     let incident = r.kind == RecordKind::Incident as i32;
@@ -509,24 +512,20 @@ pub(crate) fn prepare(
         return invalid("a summary record without its report or with an invalid day");
     }
     let alert = !incident && !summary && (event_type == "alert" || r.kind == RecordKind::Alert as i32);
-    let severity = if alert {
-        let from_json = obj
-            .get("alert")
-            .and_then(|a| a.get("severity"))
-            .and_then(|s| s.as_u64())
-            .filter(|s| (1..=4).contains(s))
-            .map(|s| s as u32);
-        // the typed field first; an older agent's EVE value, else 3
-        if (1..=4).contains(&r.severity) { r.severity } else { from_json.unwrap_or(3) }
-    } else {
+    let severity = if !alert {
         0
+    } else if (1..=4).contains(&r.severity) {
+        // the typed field first; an older agent's EVE value, else 3
+        r.severity
+    } else {
+        obj.get_object("alert")
+            .and_then(|a| a.get("severity").and_then(|s| s.parse::<u32>().ok()))
+            .filter(|s| (1..=4).contains(s))
+            .unwrap_or(3)
     };
     let time = r.time.as_ref().map(timefmt::from_timestamp).unwrap_or(received);
 
-    let mut ours = match obj.remove("canhgac") {
-        Some(serde_json::Value::Object(m)) => m,
-        _ => serde_json::Map::new(),
-    };
+    let mut ours = obj.remove_object("canhgac").unwrap_or_default();
     // a downstream collector forwards what its agents said: kept as the
     // record's origin, under the province's identity here
     let code_like =
@@ -536,14 +535,14 @@ pub(crate) fn prepare(
     }
     let origin = agent.downstream.then(|| {
         let province = if r.province.is_empty() { agent.agency.clone() } else { r.province.clone() };
-        let mut o = serde_json::Map::new();
+        let mut o = RawObject::default();
         for k in ["agent_id", "agency", "hostname"] {
             if let Some(v) = ours.remove(k) {
-                o.insert(k.into(), v);
+                o.insert(k, v);
             }
         }
-        o.insert("province".into(), province.clone().into());
-        ours.insert("origin".into(), serde_json::Value::Object(o));
+        o.insert_str("province", &province);
+        ours.insert("origin", o.to_json().into());
         Box::new(crate::store::Origin {
             agency: clean_text(&r.agency, 64),
             province,
@@ -551,25 +550,22 @@ pub(crate) fn prepare(
             summary: if summary { r.summary.clone() } else { None },
         })
     });
-    ours.insert("agent_id".into(), agent.agent_id.clone().into());
-    ours.insert("agency".into(), agent.agency.clone().into());
-    ours.insert("hostname".into(), agent.hostname.clone().into());
-    obj.insert("canhgac".into(), serde_json::Value::Object(ours));
+    ours.insert_str("agent_id", &agent.agent_id);
+    ours.insert_str("agency", &agent.agency);
+    ours.insert_str("hostname", &agent.hostname);
+    obj.insert("canhgac", ours.to_json().into());
+    let eve_json = obj.to_json();
     let facts = alert.then(|| {
         Box::new(match &r.facts {
             Some(f) => f.clone(),
-            None => crate::incident::facts::legacy(&value, &|d| reg.is_host_detector(d)),
+            // an older agent: its EVE JSON read as a tree, once
+            None => match serde_json::from_str(&eve_json) {
+                Ok(value) => crate::incident::facts::legacy(&value, &|d| reg.is_host_detector(d)),
+                Err(_) => canhgac_proto::v1::RecordFacts::default(),
+            },
         })
     });
-    Incoming::Valid {
-        seq: r.seq,
-        alert,
-        severity,
-        time_us: timefmt::micros(time),
-        eve_json: value.to_string(),
-        facts,
-        origin,
-    }
+    Incoming::Valid { seq: r.seq, alert, severity, time_us: timefmt::micros(time), eve_json, facts, origin }
 }
 
 #[cfg(test)]

@@ -148,6 +148,27 @@ fn records_once_in_order<B: Backend>(open: &dyn Fn(&Path) -> B) {
     assert_eq!(after.iter().map(|(c, _)| *c).collect::<Vec<_>>(), cursors[2..].to_vec());
     let a = s.agent("x").unwrap().unwrap();
     assert_eq!((a.records_stored, a.records_duplicate, a.highest_seq), (3, 1, 3));
+    // below the highest seq but never stored (a late batch): stored; a seq
+    // repeated inside one batch above the highest: stored once
+    let z = |seq| alert(seq, 2, 50);
+    assert_eq!(
+        s.ingest("y", "A", 0, &[z(5)]).unwrap(),
+        IngestOutcome { stored: 1, duplicates: 0, invalid: 0 }
+    );
+    assert_eq!(
+        s.ingest("y", "A", 0, &[z(3)]).unwrap(),
+        IngestOutcome { stored: 1, duplicates: 0, invalid: 0 }
+    );
+    assert_eq!(
+        s.ingest("y", "A", 0, &[z(3), z(4), z(5), z(6), z(6)]).unwrap(),
+        IngestOutcome { stored: 2, duplicates: 3, invalid: 0 }
+    );
+    let y = s.agent("y").unwrap().unwrap();
+    assert_eq!((y.records_stored, y.records_duplicate, y.highest_seq), (5, 3, 6));
+    for (_, r) in s.alerts_after(cursors[3], 100).unwrap() {
+        assert_eq!(r.agent_id, "y");
+    }
+    assert_eq!(s.alerts_after(cursors[3], 100).unwrap().len(), 4);
     // events are not alerts
     let ev = Incoming::Valid {
         seq: 9,
@@ -159,7 +180,7 @@ fn records_once_in_order<B: Backend>(open: &dyn Fn(&Path) -> B) {
         origin: None,
     };
     s.ingest("x", "A", 0, &[ev]).unwrap();
-    assert_eq!(s.alerts_after(0, 100).unwrap().len(), 4);
+    assert_eq!(s.alerts_after(0, 100).unwrap().len(), 8);
     assert_eq!(s.events_after(0, 100).unwrap().len(), 1);
     // the collector's own alerts take the next cursor
     let own = s

@@ -159,19 +159,19 @@ impl SledStore {
                 for inp in inputs.iter().filter(|i| i.cursor > done) {
                     // the incident each key names, as this transaction sees it
                     let mut found: Vec<Option<IncidentRec>> = Vec::with_capacity(inp.keys.len());
+                    let mut named: Vec<Option<u64>> = Vec::with_capacity(inp.keys.len());
                     for key in &inp.keys {
-                        let rec = match keys.get(key.as_bytes())? {
-                            Some(id) => {
-                                let id = u64_of(&id);
-                                match touched.get(&id) {
-                                    Some((rec, _)) => Some(rec.clone()),
-                                    None => incidents
-                                        .get(id.to_be_bytes())?
-                                        .map(|v| decode::<IncidentRec>("incidents", &id.to_be_bytes(), &v))
-                                        .transpose()
-                                        .map_err(abort)?,
-                                }
-                            }
+                        let id = keys.get(key.as_bytes())?.map(|id| u64_of(&id));
+                        named.push(id);
+                        let rec = match id {
+                            Some(id) => match touched.get(&id) {
+                                Some((rec, _)) => Some(rec.clone()),
+                                None => incidents
+                                    .get(id.to_be_bytes())?
+                                    .map(|v| decode::<IncidentRec>("incidents", &id.to_be_bytes(), &v))
+                                    .transpose()
+                                    .map_err(abort)?,
+                            },
                             None => None,
                         };
                         found.push(rec);
@@ -195,8 +195,11 @@ impl SledStore {
                         }
                     };
                     correlate::add(&mut inc, inp, now_us);
-                    for key in &inp.keys {
-                        keys.insert(key.as_bytes(), &inc.id.to_be_bytes())?;
+                    // a key already naming this incident is not written again
+                    for (key, id) in inp.keys.iter().zip(&named) {
+                        if *id != Some(inc.id) {
+                            keys.insert(key.as_bytes(), &inc.id.to_be_bytes())?;
+                        }
                     }
                     if inp.mirror.is_none() {
                         let mut link = inc.id.to_be_bytes().to_vec();

@@ -796,11 +796,22 @@ impl SledStore {
                         None => AgencyStatsRec { version: records::RECORD_VERSION, ..Default::default() },
                     };
                     let mut last_alert = None;
-                    let mut highest = 0;
+                    let mut agent = match agents.get(agent_id.as_bytes())? {
+                        Some(v) => Some(
+                            decode::<AgentRec>("agents", agent_id.as_bytes(), &v)
+                                .map_err(ConflictableTransactionError::Abort)?,
+                        ),
+                        None => None,
+                    };
+                    // Every (agent, seq) stored so far is at most the agent's
+                    // `highest_seq` (both written in this transaction), so a
+                    // higher seq needs no lookup.
+                    let mut highest = agent.as_ref().map_or(0, |a| a.highest_seq);
                     for rec in batch {
                         let dk = dedupe_key(agent_id, rec.seq());
+                        let fresh = agent.is_some() && rec.seq() > highest;
                         highest = highest.max(rec.seq());
-                        if dedupe.get(&dk)?.is_some() {
+                        if !fresh && dedupe.get(&dk)?.is_some() {
                             out.duplicates += 1;
                             continue;
                         }
@@ -845,9 +856,7 @@ impl SledStore {
                             }
                         }
                     }
-                    if let Some(v) = agents.get(agent_id.as_bytes())? {
-                        let mut a: AgentRec = decode("agents", agent_id.as_bytes(), &v)
-                            .map_err(ConflictableTransactionError::Abort)?;
+                    if let Some(a) = agent.as_mut() {
                         a.records_stored += u64::from(out.stored);
                         a.records_duplicate += u64::from(out.duplicates);
                         a.records_invalid += u64::from(out.invalid);
