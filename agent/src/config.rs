@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub replay_pps: u64,
     /// Live capture workers (PACKET_FANOUT by flow hash when above 1).
     pub capture_threads: usize,
+    /// Ring of each live capture worker, MiB (`capture.ring_mib`).
+    pub capture_ring_mib: usize,
     /// Thresholds of the behavioural detectors (`[detect.portscan]`, ...).
     pub behaviour: crate::detect::behaviour::BehaviourConfig,
     /// State-secret markers in cleartext flows (`[detect.secrets]`).
@@ -100,7 +102,8 @@ impl AgentConfig {
         check(
             "capture",
             format!("{:?}", self.source) == format!("{:?}", new.source)
-                && self.capture_threads == new.capture_threads,
+                && self.capture_threads == new.capture_threads
+                && self.capture_ring_mib == new.capture_ring_mib,
         );
         check("spool.max_bytes", self.spool_max_bytes == new.spool_max_bytes);
         check("uplink", format!("{:?}", self.uplink) == format!("{:?}", new.uplink));
@@ -175,6 +178,7 @@ struct RawCapture {
     pcap: Vec<PathBuf>,
     replay_pps: Option<u64>,
     threads: Option<Spanned<u32>>,
+    ring_mib: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -265,6 +269,7 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
         source: None,
         replay_pps: 0,
         capture_threads: 1,
+        capture_ring_mib: crate::capture::DEFAULT_RING_MIB,
         behaviour: crate::detect::behaviour::BehaviourConfig::default(),
         secrets: crate::secrets::wire::WireConfig::default(),
         ioc_files: Vec::new(),
@@ -322,6 +327,9 @@ pub fn load_file(path: Option<&Path>) -> Result<AgentConfig, ResolveError> {
         c.replay_pps = raw.capture.replay_pps.unwrap_or(0);
         if let Some(t) = &raw.capture.threads {
             c.capture_threads = in_range(&src, t, 1, 64)? as usize;
+        }
+        if let Some(m) = &raw.capture.ring_mib {
+            c.capture_ring_mib = in_range(&src, m, 2, 1024)? as usize;
         }
         let d = raw.detect;
         let b = &mut c.behaviour;
@@ -508,6 +516,24 @@ mod tests {
         assert!(s.allowed("10.0.1.7".parse().unwrap()) && !s.allowed("192.0.2.1".parse().unwrap()));
         assert_eq!(c.host.firewall_logs.detect.allowed_after_denied.denied, 20);
         assert_eq!(c.host.firewall_logs.files[0].path, Path::new("/var/log/ufw.log"));
+    }
+
+    #[test]
+    fn capture_ring_size_is_checked_and_needs_a_restart() {
+        let (_d, p) = write(
+            "version = 1\nstate_dir = \"/s\"\n[capture]\ninterface = \"eth0\"\nthreads = 2\nring_mib = 32\n",
+        );
+        let c = resolve(Some(&p), Overrides::default()).unwrap();
+        assert_eq!((c.capture_threads, c.capture_ring_mib), (2, 32));
+        let (_e, p) =
+            write("version = 1\nstate_dir = \"/s\"\n[capture]\ninterface = \"eth0\"\nthreads = 2\n");
+        let d = resolve(Some(&p), Overrides::default()).unwrap();
+        assert_eq!(d.capture_ring_mib, capture::DEFAULT_RING_MIB);
+        assert!(d.restart_only_changes(&c).contains(&"capture"), "{:?}", d.restart_only_changes(&c));
+        let (_d, p) = write("version = 1\n[capture]\nring_mib = 1\n");
+        let ResolveError::Config(e) = load_file(Some(&p)).unwrap_err() else { panic!() };
+        assert!(e.message.contains('2') && e.message.contains("1024"), "{e}");
+        assert_eq!(e.line, 3, "{e}");
     }
 
     #[test]

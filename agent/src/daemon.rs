@@ -20,7 +20,7 @@ use std::{
 use tokio::sync::{oneshot, watch};
 
 use crate::{
-    capture::{CaptureError, Producer},
+    capture::{CaptureError, LiveSettings, Producer},
     config::AgentConfig,
     counters::Counters,
     detect::{EngineBuilder, EngineConfig, ioc},
@@ -98,6 +98,7 @@ async fn reload(
         new.collector = old.collector.clone();
         new.source = old.source.clone();
         new.capture_threads = old.capture_threads;
+        new.capture_ring_mib = old.capture_ring_mib;
         new.spool_max_bytes = old.spool_max_bytes;
         new.uplink = old.uplink.clone();
         new.metrics_listen = old.metrics_listen;
@@ -234,10 +235,11 @@ pub async fn run(cfg: AgentConfig, shutdown: impl Future<Output = ()> + Send) ->
     let source = cfg.source.clone().unwrap_or(crate::capture::Source::Pcap(Vec::new()));
     let new_producer = {
         let (spool, counters, stop) = (spool.clone(), counters.clone(), stop.clone());
-        let (replay_pps, capture_threads) = (cfg.replay_pps, cfg.capture_threads);
-        move |engine| {
-            Producer::new(spool.clone(), engine, counters.clone(), stop.clone(), replay_pps, capture_threads)
-        }
+        let (replay_pps, live) = (
+            cfg.replay_pps,
+            LiveSettings { threads: cfg.capture_threads, ring_bytes: cfg.capture_ring_mib << 20 },
+        );
+        move |engine| Producer::new(spool.clone(), engine, counters.clone(), stop.clone(), replay_pps, live)
     };
     let mut producer = new_producer(engine);
     // A pushed policy stops the producer at its next commit point.

@@ -44,11 +44,23 @@ fn dns_query_printf(name: &str) -> String {
 
 #[test]
 fn live_capture_between_namespaces_raises_scan_dns_and_http_alerts() {
+    live_capture(1);
+}
+
+/// Two workers in one fanout group, each with its own ring: the kernel
+/// splits the flows, the shared detectors still see the whole scan.
+#[test]
+fn two_capture_workers_share_the_traffic_and_the_detectors() {
+    live_capture(2);
+}
+
+fn live_capture(threads: u32) {
     assert!(
         canhgac_tests::is_root(),
         "this test creates network namespaces and captures packets: run it as root (CI does)"
     );
-    let id = std::process::id() % 10_000;
+    // one namespace, link and address per test of this process
+    let id = std::process::id() % 5_000 * 2 + threads;
     let net = Netns { name: format!("cgt{id}"), host_if: format!("cgh{id}") };
     let ns_if = format!("cgn{id}");
     let octet = id % 250;
@@ -84,7 +96,19 @@ fn live_capture_between_namespaces_raises_scan_dns_and_http_alerts() {
     let (c, mut agent) = setup(tmp.path());
     let ioc = tmp.path().join("ioc.txt");
     std::fs::write(&ioc, "# the lab's bad domain\nevil-c2.example\n").unwrap();
-    agent.start(&["--interface", net.host_if.as_str(), "--ioc", ioc.to_str().unwrap()]);
+    // small rings: the smallest allowed, as a loaded test machine would
+    // show a ring too small for the traffic as kernel drops
+    let config = tmp.path().join("agent.toml");
+    std::fs::write(&config, format!("version = 1\n\n[capture]\nthreads = {threads}\nring_mib = 2\n"))
+        .unwrap();
+    agent.start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--interface",
+        net.host_if.as_str(),
+        "--ioc",
+        ioc.to_str().unwrap(),
+    ]);
     wait_for("the capture to start", Duration::from_secs(20), || {
         agent.logs().contains("capturing").then_some(())
     });
@@ -112,8 +136,15 @@ timeout 5 cat <&3 >/dev/null || true
         });
         (scan && dns && http).then_some(a)
     });
+    assert!(agent.logs().contains(&format!("workers={threads}")), "{}", agent.logs());
+    let now = time::OffsetDateTime::now_utc();
     for a in &alerts {
         assert_eq!(a["canhgac"]["agency"], "SO-TTTT");
+        // packet times are the kernel's receive times, read from the ring
+        let stamp = a["timestamp"].as_str().unwrap();
+        assert!(stamp.ends_with("+0000"), "{stamp}");
+        let t = canhgac_proto::timefmt::parse_rfc3339(&format!("{}Z", &stamp[..19])).unwrap();
+        assert!((now - t).abs() < time::Duration::minutes(5), "alert time {t} is not the capture's ({now})");
     }
     let scan = alerts.iter().find(|v| v["canhgac"]["detector"] == "portscan").unwrap();
     assert_eq!(scan["dest_ip"], host_ip.as_str());

@@ -163,6 +163,25 @@ fn run_id(sources: &[String]) -> [u8; 16] {
     h.finalize()[..16].try_into().unwrap_or([0; 16])
 }
 
+/// Default ring of a live capture worker, MiB (`capture.ring_mib`): 128 ms
+/// of a saturated 1 Gbit/s link. The ring counts in the agent's memory.
+pub const DEFAULT_RING_MIB: usize = 16;
+
+/// How a live interface is captured.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveSettings {
+    /// Workers; above 1 they share a PACKET_FANOUT group.
+    pub threads: usize,
+    /// Ring of each worker, bytes.
+    pub ring_bytes: usize,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        LiveSettings { threads: 1, ring_bytes: DEFAULT_RING_MIB << 20 }
+    }
+}
+
 pub struct Producer {
     pub spool: Spool,
     pub builder: Arc<EngineBuilder>,
@@ -171,8 +190,8 @@ pub struct Producer {
     pub stop: Arc<AtomicBool>,
     /// Packets per second when replaying a file; 0 = as fast as possible.
     pub replay_pps: u64,
-    /// Capture workers on a live interface (PACKET_FANOUT when above 1).
-    pub threads: usize,
+    /// Live capture: workers (PACKET_FANOUT when above 1) and ring size.
+    pub live: LiveSettings,
     worker: usize,
     kernel_drops: u64,
     out: Output,
@@ -188,9 +207,9 @@ impl Producer {
         counters: Arc<Counters>,
         stop: Arc<AtomicBool>,
         replay_pps: u64,
-        threads: usize,
+        live: LiveSettings,
     ) -> Producer {
-        Producer::worker(spool, builder, counters, stop, replay_pps, threads, 0)
+        Producer::worker(spool, builder, counters, stop, replay_pps, live, 0)
     }
 
     fn worker(
@@ -199,7 +218,7 @@ impl Producer {
         counters: Arc<Counters>,
         stop: Arc<AtomicBool>,
         replay_pps: u64,
-        threads: usize,
+        live: LiveSettings,
         worker: usize,
     ) -> Producer {
         Producer {
@@ -209,7 +228,7 @@ impl Producer {
             counters,
             stop,
             replay_pps,
-            threads: threads.max(1),
+            live: LiveSettings { threads: live.threads.max(1), ..live },
             worker,
             kernel_drops: 0,
             out: Output::default(),
@@ -491,16 +510,17 @@ impl Producer {
         Ok(())
     }
 
-    /// Live capture with `threads` workers sharing one fanout group.
+    /// Live capture with `live.threads` workers sharing one fanout group.
     fn live(&mut self, name: &str) -> Result<(), CaptureError> {
-        let fanout = (self.threads > 1).then(rand::random::<u16>);
+        let LiveSettings { threads, ring_bytes } = self.live;
+        let fanout = (threads > 1).then(rand::random::<u16>);
         // Open every socket first, so that a bad interface or a missing
         // capability fails before anything runs.
-        let mut captures = Vec::with_capacity(self.threads);
-        for _ in 0..self.threads {
-            captures.push(live::open(name, fanout)?);
+        let mut captures = Vec::with_capacity(threads);
+        for _ in 0..threads {
+            captures.push(live::open(name, fanout, ring_bytes)?);
         }
-        tracing::info!(interface = name, workers = self.threads, "capturing");
+        tracing::info!(interface = name, workers = threads, ring_mib = ring_bytes >> 20, "capturing");
         let mut first = captures.remove(0);
         std::thread::scope(|scope| {
             let mut handles = Vec::new();
@@ -511,7 +531,7 @@ impl Producer {
                     self.counters.clone(),
                     self.stop.clone(),
                     0,
-                    self.threads,
+                    self.live,
                     i + 1,
                 );
                 let name = name.to_string();
@@ -563,17 +583,14 @@ impl Producer {
                 self.publish_stats();
                 last_tick = Instant::now();
             }
-            match capture.rx.next() {
-                Ok(frame) => self.process(1, OffsetDateTime::now_utc(), frame),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::TimedOut
-                            | std::io::ErrorKind::WouldBlock
-                            | std::io::ErrorKind::Interrupted
-                    ) => {}
-                Err(source) => return Err(live::LiveError::Io { name: name.to_string(), source }.into()),
-            }
+            // a block at a time: every frame with the kernel's receive time
+            capture
+                .next_block(100, |frame, ns| {
+                    let ts = OffsetDateTime::from_unix_timestamp_nanos(ns)
+                        .unwrap_or_else(|_| OffsetDateTime::now_utc());
+                    self.process(1, ts, frame)
+                })
+                .map_err(|source| live::LiveError::Io { name: name.to_string(), source })?;
             if self.commit_due() {
                 self.commit(None)?;
             }

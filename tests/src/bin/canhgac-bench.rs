@@ -24,7 +24,7 @@ use std::{
 };
 
 use canhgac_agent::{
-    capture::{Producer, Source, pcap::PacketReader},
+    capture::{LiveSettings, Producer, Source, pcap::PacketReader},
     config,
     counters::Counters,
     daemon,
@@ -78,7 +78,7 @@ fn spool_only(pcap: &Path, dir: &Path) -> anyhow::Result<(u64, Duration)> {
         Arc::new(Counters::default()),
         Arc::new(AtomicBool::new(false)),
         0,
-        1,
+        LiveSettings::default(),
     );
     producer.run(&Source::Pcap(vec![pcap.to_path_buf()]))?;
     Ok((spool.stats().produced, started.elapsed()))
