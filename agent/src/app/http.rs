@@ -36,6 +36,8 @@ pub struct HttpTx {
     pub response_body_len: u64,
     pub request_done: bool,
     pub response_done: bool,
+    /// Bytes of this transaction were missing from the capture.
+    pub gap: bool,
 }
 
 fn find<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
@@ -182,6 +184,9 @@ struct Direction {
     /// The transaction the current body belongs to.
     tx: Option<u64>,
     failed: bool,
+    /// Out of step after a stream gap: bytes are skipped up to the next
+    /// line that starts a message.
+    lost: bool,
 }
 
 #[derive(Debug, Default)]
@@ -244,6 +249,9 @@ impl HttpState {
             return;
         }
         self.dirs[dir].buf.extend_from_slice(data);
+        if self.dirs[dir].lost && !self.resync(dir) {
+            return;
+        }
         loop {
             let progressed = match self.dirs[dir].body {
                 Body::None => self.headers(dir, events),
@@ -251,6 +259,95 @@ impl HttpState {
             };
             if !progressed || self.dirs[dir].failed {
                 return;
+            }
+        }
+    }
+
+    /// The stream skipped `missing` bytes the capture never saw. Inside a
+    /// body of known size (a length or a chunk) the body goes on past them,
+    /// counted in its length but not in its kept bytes, as libhtp does; a
+    /// gap anywhere else, or running past the body, leaves the direction
+    /// out of step until the next line that starts a message. Either way
+    /// the transaction is marked (`gap`).
+    pub fn on_gap(&mut self, dir: usize, missing: u64, events: &mut Vec<HttpEvent>) {
+        if self.dirs[dir].failed || missing == 0 {
+            return;
+        }
+        if let Some(id) = self.dirs[dir].tx
+            && let Some(tx) = self.txs.iter_mut().find(|t| t.id == id)
+        {
+            tx.gap = true;
+        }
+        let in_step = self.dirs[dir].buf.is_empty() && !self.dirs[dir].lost;
+        match self.dirs[dir].body {
+            Body::Length(remaining) if in_step && missing < remaining => {
+                self.count_body(dir, missing);
+                self.dirs[dir].body = Body::Length(remaining - missing);
+            }
+            Body::Length(remaining) if in_step && missing == remaining => {
+                self.count_body(dir, missing);
+                self.finish_body(dir, events);
+            }
+            Body::Chunked(ChunkState::Data(remaining)) if in_step && missing < remaining => {
+                self.count_body(dir, missing);
+                self.dirs[dir].body = Body::Chunked(ChunkState::Data(remaining - missing));
+            }
+            Body::UntilClose => self.count_body(dir, missing),
+            _ => {
+                // the rest of this message, and maybe the start of the
+                // next, are gone: the body (if any) ends here
+                if !matches!(self.dirs[dir].body, Body::None) {
+                    self.finish_body(dir, events);
+                }
+                let d = &mut self.dirs[dir];
+                d.body = Body::None;
+                d.buf.clear();
+                d.lost = true;
+                // the response the gap swallowed the start of belongs to
+                // the oldest request still waiting: it ends unanswered, so
+                // that the next response is paired with its own request
+                if dir == 1
+                    && let Some(tx) = self.txs.iter_mut().find(|t| t.status.is_none() && !t.response_done)
+                {
+                    tx.response_done = true;
+                    tx.gap = true;
+                    events.push(HttpEvent::Response(tx.id));
+                }
+            }
+        }
+    }
+
+    /// Counts body bytes that were not seen.
+    fn count_body(&mut self, dir: usize, missing: u64) {
+        let Some(id) = self.dirs[dir].tx else { return };
+        if let Some(tx) = self.txs.iter_mut().find(|t| t.id == id) {
+            if dir == 0 {
+                tx.request_body_len += missing;
+            } else {
+                tx.response_body_len += missing;
+            }
+        }
+    }
+
+    /// Out of step: drops buffered bytes up to the first line that starts a
+    /// request (direction 0) or a response; true when one was found.
+    fn resync(&mut self, dir: usize) -> bool {
+        let starts = |b: &[u8]| if dir == 0 { probe_request(b) } else { probe_response(b) };
+        let d = &mut self.dirs[dir];
+        let found = (0..d.buf.len()).find(|&i| (i == 0 || d.buf[i - 1] == b'\n') && starts(&d.buf[i..]));
+        match found {
+            Some(i) => {
+                d.buf.drain(..i);
+                d.lost = false;
+                true
+            }
+            None => {
+                // keep a tail that may be the start of a split message line
+                let keep = d.buf.len() - d.buf.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
+                let keep = if keep <= 16 { keep } else { 0 };
+                let cut = d.buf.len() - keep;
+                d.buf.drain(..cut);
+                false
             }
         }
     }
@@ -326,7 +423,7 @@ impl HttpState {
                         return true; // interim response
                     }
                     // the oldest transaction without a response
-                    let tx = match self.txs.iter_mut().find(|t| t.status.is_none()) {
+                    let tx = match self.txs.iter_mut().find(|t| t.status.is_none() && !t.response_done) {
                         Some(t) => t,
                         None => {
                             // a response without a request we saw
@@ -571,6 +668,41 @@ mod tests {
         assert_eq!(ev, vec![HttpEvent::Response(0), HttpEvent::Response(1)]);
         assert_eq!(s.tx(0).unwrap().response_body, b"uid=0(ro");
         assert_eq!(s.tx(1).unwrap().status, Some(404));
+    }
+
+    /// A gap inside a body of known length keeps the direction in step; a
+    /// gap that swallows the start of a response leaves its request
+    /// unanswered and the next response finds its own request.
+    #[test]
+    fn gaps_keep_step_inside_bodies_and_resynchronise_otherwise() {
+        let mut h = HttpState::default();
+        let mut ev = Vec::new();
+        h.on_data(0, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n", &mut ev);
+        h.on_data(0, b"GET /c HTTP/1.1\r\nHost: x\r\n\r\n", &mut ev);
+        h.on_data(1, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab", &mut ev);
+        h.on_gap(1, 5, &mut ev); // inside /a's body
+        h.on_data(1, b"hij", &mut ev);
+        // /b's response head is lost with the gap; then /c's arrives
+        h.on_data(1, b"HTTP/1.1 200 OK\r\nContent-Le", &mut ev);
+        h.on_gap(1, 40, &mut ev);
+        h.on_data(1, b"ody of b\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", &mut ev);
+        let tx = |uri: &str| h.open_transactions().find(|t| t.uri == uri).unwrap();
+        let a = tx("/a");
+        assert_eq!((a.status, a.response_body_len, a.response_done, a.gap), (Some(200), 10, true, true));
+        assert_eq!(a.response_body, b"abhij", "only the bytes seen are kept");
+        let b = tx("/b");
+        assert_eq!((b.status, b.response_done, b.gap), (None, true, true));
+        assert_eq!(tx("/c").status, Some(404));
+        assert_eq!(ev.iter().filter(|e| matches!(e, HttpEvent::Response(_))).count(), 3);
+        // a gap in a chunk keeps step as well; one in the chunk size does not
+        let mut h = HttpState::default();
+        let mut ev = Vec::new();
+        h.on_data(0, b"GET / HTTP/1.1\r\n\r\n", &mut ev);
+        h.on_data(1, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n8\r\nab", &mut ev);
+        h.on_gap(1, 4, &mut ev);
+        h.on_data(1, b"gh\r\n0\r\n\r\n", &mut ev);
+        let t = h.open_transactions().next().unwrap();
+        assert_eq!((t.response_done, t.response_body_len), (true, 8));
     }
 
     #[test]

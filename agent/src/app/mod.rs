@@ -120,17 +120,22 @@ impl AppState {
         }
     }
 
-    /// In-order TCP bytes in direction `dir` (0: to server).
+    /// In-order TCP bytes in direction `dir` (0: to server); `gaps` says
+    /// where the stream skipped bytes the capture missed (offset in `data`,
+    /// bytes missing). HTTP steps over a gap inside a body of known size and
+    /// otherwise waits for the next message; the other parsers read across.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_stream(
         &mut self,
         dir: usize,
         ports: (u16, u16),
         seen: usize,
         data: &[u8],
+        gaps: &[(usize, u64)],
         events: &mut Vec<AppEvent>,
         errors: &mut AppErrors,
     ) {
-        if data.is_empty() {
+        if data.is_empty() && gaps.is_empty() {
             return;
         }
         if matches!(self, AppState::Probing) {
@@ -156,7 +161,14 @@ impl AppState {
             }
             AppState::Http(h) => {
                 let mut ev = Vec::new();
-                h.on_data(dir, data, &mut ev);
+                let mut from = 0;
+                for &(at, missing) in gaps {
+                    let at = at.min(data.len());
+                    h.on_data(dir, &data[from..at], &mut ev);
+                    h.on_gap(dir, missing, &mut ev);
+                    from = at;
+                }
+                h.on_data(dir, &data[from..], &mut ev);
                 events.extend(ev.into_iter().map(AppEvent::Http));
             }
             AppState::Ssh(s) => {

@@ -392,12 +392,13 @@ impl Detect {
         match p.proto {
             PROTO_TCP => {
                 let mut seen = 0;
+                let mut gaps = Vec::new();
                 if let (Some(tcp), Some(session)) = (p.tcp, flow.tcp.as_mut()) {
                     let d = dir as usize;
                     let before = session.streams[d].stats.delivered as usize;
-                    let gaps = session.streams[d].stats.gaps;
                     session.packet(d, &tcp, p.payload, &mut data);
-                    self.stats.tcp_gaps += session.streams[d].stats.gaps - gaps;
+                    gaps = session.streams[d].take_gaps();
+                    self.stats.tcp_gaps += gaps.len() as u64;
                     seen = before;
                 }
                 let ports = ports(flow);
@@ -409,7 +410,7 @@ impl Detect {
                         b.ftp_reply(flow, line);
                     }
                 }
-                flow.app.on_stream(dir as usize, ports, seen, &data, &mut events, &mut errors);
+                flow.app.on_stream(dir as usize, ports, seen, &data, &gaps, &mut events, &mut errors);
                 self.wire.on_data(flow, dir, &data);
                 if p.tcp_flags & TCP_RST != 0 {
                     flow.app.on_close(0, &mut events);
@@ -907,8 +908,9 @@ impl Detect {
             let mut rests = [Vec::new(), Vec::new()];
             for (d, rest) in rests.iter_mut().enumerate() {
                 tcp.streams[d].flush(rest);
+                let gaps = tcp.streams[d].take_gaps();
                 let seen = tcp.streams[d].stats.delivered as usize;
-                flow.app.on_stream(d, ports, seen, rest, &mut events, &mut errors);
+                flow.app.on_stream(d, ports, seen, rest, &gaps, &mut events, &mut errors);
                 flow.app.on_close(d, &mut events);
             }
             for (dir, rest) in [Dir::ToServer, Dir::ToClient].into_iter().zip(&rests) {

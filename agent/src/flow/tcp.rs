@@ -3,8 +3,12 @@
 //! Each direction keeps the next expected sequence number and a bounded
 //! buffer of out-of-order segments. Data is handed to the application layer
 //! strictly in order and once: retransmitted bytes are trimmed, overlapping
-//! data keeps the first copy. When the out-of-order buffer exceeds its cap
-//! the stream skips the hole (counted as a gap) and resynchronises.
+//! data keeps the first copy. A hole is skipped (counted as a gap) as soon
+//! as the receiver acknowledges data beyond it (the sender will not send it
+//! again: the capture missed it), or when the out-of-order buffer exceeds
+//! its cap; where each skipped hole falls in the delivered bytes is kept
+//! ([`Stream::take_gaps`]) so that a parser can step over it, as
+//! Suricata's app layer does with a stream gap.
 
 use std::collections::BTreeMap;
 
@@ -32,6 +36,11 @@ pub struct Stream {
     next: Option<(u64, u32)>,
     pending: BTreeMap<u64, Vec<u8>>,
     pending_bytes: usize,
+    /// Highest position the receiver has acknowledged.
+    acked: u64,
+    /// Holes skipped since the last [`Stream::take_gaps`]: (offset in the
+    /// bytes delivered since then, missing bytes).
+    gaps_out: Vec<(usize, u64)>,
     pub fin: bool,
     pub stats: StreamStats,
 }
@@ -80,7 +89,7 @@ impl Stream {
                 self.pending_bytes += data.len();
                 e.insert(data.to_vec());
             }
-            if self.pending_bytes > MAX_PENDING {
+            if self.pending_bytes > MAX_PENDING || self.hole_acknowledged() {
                 self.skip_hole(out);
             }
             return;
@@ -115,6 +124,32 @@ impl Stream {
         }
     }
 
+    /// The receiver acknowledged `ack`, a sequence number of this
+    /// direction: a hole it covers will never be filled, and is skipped
+    /// when this direction's next segment arrives.
+    pub fn acked(&mut self, ack: u32) {
+        if let Some(at) = self.position(ack)
+            && at > 0
+        {
+            self.acked = self.acked.max(at as u64);
+        }
+    }
+
+    /// Whether the receiver acknowledged the whole hole before the first
+    /// pending segment.
+    fn hole_acknowledged(&self) -> bool {
+        match (self.pending.first_key_value(), self.next) {
+            (Some((&at, _)), Some((pos, _))) => at > pos && self.acked >= at,
+            _ => false,
+        }
+    }
+
+    /// Where holes were skipped in the bytes delivered since the last call:
+    /// (offset, missing bytes), in order.
+    pub fn take_gaps(&mut self) -> Vec<(usize, u64)> {
+        std::mem::take(&mut self.gaps_out)
+    }
+
     /// Gives up the hole before the first pending segment.
     fn skip_hole(&mut self, out: &mut Vec<u8>) {
         let Some((&at, _)) = self.pending.first_key_value() else { return };
@@ -126,6 +161,7 @@ impl Stream {
             *pos = at;
             self.stats.gaps += 1;
             self.stats.gap_bytes += gap;
+            self.gaps_out.push((out.len(), gap));
         }
         self.drain_pending(out);
     }
@@ -220,6 +256,9 @@ impl TcpSession {
             self.rst = true;
             self.state = TcpState::Closed;
         }
+        if f & TCP_ACK != 0 {
+            self.streams[1 - dir].acked(tcp.ack);
+        }
         if f & TCP_SYN == 0 {
             self.streams[dir].segment(tcp.seq, payload, out);
         }
@@ -270,6 +309,28 @@ mod tests {
         assert_eq!(feed(&mut s, 0, b"cd"), b"cd");
     }
 
+    /// The capture missed a segment the receiver got: once the receiver
+    /// acknowledges past the hole, the next segment skips it, and the gap's
+    /// place in the delivered bytes is known.
+    #[test]
+    fn an_acknowledged_hole_is_skipped_at_once_and_marked() {
+        let mut s = Stream::default();
+        s.init(1000);
+        assert_eq!(feed(&mut s, 1000, b"abc"), b"abc");
+        // 1003..1010 never seen; 1010.. arrives out of order and waits
+        assert_eq!(feed(&mut s, 1010, b"klm"), b"");
+        s.acked(1008); // part of the hole only: it may still come
+        assert_eq!(feed(&mut s, 1013, b"nop"), b"");
+        assert!(s.take_gaps().is_empty());
+        s.acked(1016);
+        assert_eq!(feed(&mut s, 1016, b"qr"), b"klmnopqr");
+        assert_eq!(s.take_gaps(), vec![(0, 7)]);
+        assert_eq!((s.stats.gaps, s.stats.gap_bytes), (1, 7));
+        // a retransmission of the lost bytes now is old data
+        assert_eq!(feed(&mut s, 1003, b"defghij"), b"");
+        assert!(s.take_gaps().is_empty());
+    }
+
     #[test]
     fn holes_are_skipped_when_the_buffer_is_full() {
         let mut s = Stream::default();
@@ -281,6 +342,7 @@ mod tests {
         }
         assert!(!out.is_empty(), "data after the hole is delivered");
         assert_eq!(s.stats.gaps, 1);
+        assert_eq!(s.take_gaps(), vec![(0, 100 + chunk.len() as u64)]);
         assert!(s.pending_bytes() <= MAX_PENDING);
     }
 
