@@ -16,7 +16,10 @@
 # logs at exit.
 #
 # Environment: MBPS (tcpreplay rate, 0 = as fast as it can, default 1000),
-# THREADS (capture.threads, default 1), RING_MIB (capture.ring_mib; unset: the agent's default), LOOPS (times the capture is sent,
+# UNIQUE=1 (tcpreplay --unique-ip: each loop's flows get other addresses,
+# without changing checksums, so the copies are new flows rather than
+# repeats of live ones; use with REPEAT=1 LOOPS=20), THREADS
+# (capture.threads, default 1), RING_MIB (capture.ring_mib; unset: the agent's default), LOOPS (times the capture is sent,
 # default 1), REPEAT (copies of the corpus in the capture, default 20), BIN
 # (directory of the release binaries, default target/release), CORPUS,
 # RULES, OUT (default /tmp/canhgac-live).
@@ -164,6 +167,7 @@ tick=$(getconf CLK_TCK)
 before_cpu=$(cpu_of "$agent")
 rate=(--mbps "$MBPS")
 [ "$MBPS" = 0 ] && rate=(--topspeed)
+[ -n "${UNIQUE:-}" ] && rate+=(--unique-ip)
 ip netns exec "$ns" tcpreplay -i "$ns_if" "${rate[@]}" --loop "$LOOPS" --preload-pcap "$cap" \
     > "$OUT/tcpreplay.log" 2>&1
 sleep 3

@@ -288,9 +288,13 @@ impl HttpState {
                 self.count_body(dir, missing);
                 self.finish_body(dir, events);
             }
-            Body::Chunked(ChunkState::Data(remaining)) if in_step && missing < remaining => {
+            Body::Chunked(ChunkState::Data(remaining)) if in_step && missing <= remaining => {
                 self.count_body(dir, missing);
-                self.dirs[dir].body = Body::Chunked(ChunkState::Data(remaining - missing));
+                self.dirs[dir].body = Body::Chunked(if missing == remaining {
+                    ChunkState::DataEnd
+                } else {
+                    ChunkState::Data(remaining - missing)
+                });
             }
             Body::UntilClose => self.count_body(dir, missing),
             _ => {
@@ -703,6 +707,15 @@ mod tests {
         h.on_data(1, b"gh\r\n0\r\n\r\n", &mut ev);
         let t = h.open_transactions().next().unwrap();
         assert_eq!((t.response_done, t.response_body_len), (true, 8));
+        // a gap that ends exactly with a chunk's data
+        let mut h = HttpState::default();
+        let mut ev = Vec::new();
+        h.on_data(0, b"GET / HTTP/1.1\r\n\r\n", &mut ev);
+        h.on_data(1, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nab", &mut ev);
+        h.on_gap(1, 2, &mut ev);
+        h.on_data(1, b"\r\n3\r\nxyz\r\n0\r\n\r\n", &mut ev);
+        let t = h.open_transactions().next().unwrap();
+        assert_eq!((t.response_done, t.response_body_len, t.response_body.as_slice()), (true, 7, &b"abxyz"[..]));
     }
 
     #[test]
