@@ -715,7 +715,10 @@ mod tests {
         h.on_gap(1, 2, &mut ev);
         h.on_data(1, b"\r\n3\r\nxyz\r\n0\r\n\r\n", &mut ev);
         let t = h.open_transactions().next().unwrap();
-        assert_eq!((t.response_done, t.response_body_len, t.response_body.as_slice()), (true, 7, &b"abxyz"[..]));
+        assert_eq!(
+            (t.response_done, t.response_body_len, t.response_body.as_slice()),
+            (true, 7, &b"abxyz"[..])
+        );
     }
 
     #[test]
