@@ -3,16 +3,18 @@
 //! EVE record (its `canhgac` identity) without decoding and re-encoding the
 //! rest. The input is still fully checked as JSON.
 //!
-//! Member order and replacement follow `serde_json::Map` with
-//! `preserve_order`, which the collector used before: a repeated key keeps
-//! its first position and its last value, [`RawObject::insert`] replaces in
-//! place or appends, [`RawObject::remove`] moves the last member into the
-//! gap. The output is the same bytes as before for what agents send
+//! Members live in an `IndexMap`, as in `serde_json::Map` with
+//! `preserve_order`, which the collector used before, so order and
+//! replacement are the same: a repeated key keeps its first position and
+//! its last value, [`RawObject::insert`] replaces in place or appends,
+//! [`RawObject::remove`] moves the last member into the gap; lookups are
+//! hashed, so an object with many members costs linear time. The output is the same bytes as before for what agents send
 //! (compact serde_json output); other senders' whitespace and escapes inside
 //! values are kept as written.
 
 use std::{borrow::Cow, fmt};
 
+use indexmap::IndexMap;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -45,7 +47,7 @@ impl<'de> Deserialize<'de> for Text<'de> {
 /// The members of one JSON object, in order, values as JSON text.
 #[derive(Debug, Default)]
 pub struct RawObject<'a> {
-    members: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    members: IndexMap<Cow<'a, str>, Cow<'a, str>>,
 }
 
 impl<'de> Deserialize<'de> for RawObject<'de> {
@@ -57,7 +59,7 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut obj = RawObject { members: Vec::with_capacity(map.size_hint().unwrap_or(16)) };
+                let mut obj = RawObject { members: IndexMap::with_capacity(map.size_hint().unwrap_or(16)) };
                 while let Some((Text(k), v)) = map.next_entry::<Text<'de>, &'de RawValue>()? {
                     obj.insert(k, Cow::Borrowed(v.get()));
                 }
@@ -89,13 +91,9 @@ impl<'a> RawObject<'a> {
         })
     }
 
-    fn position(&self, key: &str) -> Option<usize> {
-        self.members.iter().position(|(k, _)| k == key)
-    }
-
     /// The JSON text of member `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.position(key).map(|i| &*self.members[i].1)
+        self.members.get(key).map(|v| &**v)
     }
 
     /// Member `key` when it is a string.
@@ -113,11 +111,7 @@ impl<'a> RawObject<'a> {
     /// Sets member `key` to the JSON text `value`: in place when the key
     /// exists, else at the end.
     pub fn insert(&mut self, key: impl Into<Cow<'a, str>>, value: Cow<'a, str>) {
-        let key = key.into();
-        match self.position(&key) {
-            Some(i) => self.members[i].1 = value,
-            None => self.members.push((key, value)),
-        }
+        self.members.insert(key.into(), value);
     }
 
     /// Sets member `key` to the JSON encoding of the string `value`.
@@ -128,7 +122,7 @@ impl<'a> RawObject<'a> {
     /// Removes member `key` (the last member takes its place) and returns
     /// its JSON text.
     pub fn remove(&mut self, key: &str) -> Option<Cow<'a, str>> {
-        self.position(key).map(|i| self.members.swap_remove(i).1)
+        self.members.swap_remove(key)
     }
 
     /// Removes member `key` and returns it when it was an object.
@@ -225,6 +219,24 @@ mod tests {
             obj.insert("canhgac", Cow::Owned(ours));
             assert_eq!(obj.to_json(), expected, "{text}");
         }
+    }
+
+    /// Many members, some repeated: the same bytes as the value tree.
+    #[test]
+    fn large_objects_with_repeated_keys_match_the_value_tree() {
+        let members: Vec<String> = (0..3000).map(|i| format!("\"k{}\":{i}", i % 2000)).collect();
+        let text = format!("{{{},\"canhgac\":{{\"agent_id\":\"x\"}}}}", members.join(","));
+        let expected = through_value(&text, |obj| {
+            obj.remove("k7");
+            obj.remove("canhgac");
+            obj.insert("canhgac".into(), serde_json::json!({"agent_id": "id-1"}));
+        });
+        let mut obj = RawObject::parse(text.as_bytes()).unwrap();
+        obj.remove("k7");
+        let mut ours = obj.remove_object("canhgac").unwrap();
+        ours.insert_str("agent_id", "id-1");
+        obj.insert("canhgac", Cow::Owned(ours.to_json()));
+        assert_eq!(obj.to_json(), expected);
     }
 
     #[test]
