@@ -101,6 +101,11 @@ enum Command {
         /// Event types to print: any of alert,flow,dns,tls,http,ssh,auth,fim.
         #[arg(long, value_parser = canhgac_agent::eve::EveTypes::parse)]
         eve_types: Option<canhgac_agent::eve::EveTypes>,
+        /// Engines working on the capture files in parallel, each on its
+        /// share of the flows (as the live workers of `capture.threads`);
+        /// the output is then in no fixed order between flows. 1 to 64.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+        workers: u16,
     },
     /// Scans files and directories (recursively) for state-secret markers
     /// (MẬT, TỐI MẬT, TUYỆT MẬT): one EVE alert line per marked file on
@@ -338,7 +343,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(1, &e.to_string()),
             }
         }
-        Command::Analyze { pcap, log, log_format, rules, ioc, config, eve_types } => {
+        Command::Analyze { pcap, log, log_format, rules, ioc, config, eve_types, workers } => {
             canhgac_proto::files::init_logging();
             if !log.is_empty() {
                 let opts = canhgac_agent::host::analyze::LogAnalyzeOptions {
@@ -367,8 +372,14 @@ fn main() -> ExitCode {
                     return ExitCode::SUCCESS;
                 }
             }
-            let opts =
-                canhgac_agent::analyze::AnalyzeOptions { pcaps: pcap, ioc, rules, config, eve: eve_types };
+            let opts = canhgac_agent::analyze::AnalyzeOptions {
+                pcaps: pcap,
+                ioc,
+                rules,
+                config,
+                eve: eve_types,
+                workers: usize::from(workers),
+            };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             match canhgac_agent::analyze::run(&opts, &mut out) {

@@ -19,6 +19,12 @@
 # reported too. Both are pinned to the same single core, so that wall time
 # means one core each (unpinned, Suricata's flow manager and other threads
 # run on a second core). Both write alerts only (EVE alert records).
+#
+# Scaling (SCALE=1, the default; SCALE=0 skips it): both tools unpinned,
+# with one and with two packet threads: canhgac analyze --workers 1 and 2
+# (flows hashed over the workers, as capture.threads does live), Suricata
+# --runmode single and --runmode autofp (its threads spread flows the same
+# way). Steady state as above, each against its own start-up.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,6 +34,7 @@ OUT=${OUT:-/tmp/canhgac-parity-bench}
 REPEAT=${REPEAT:-20}
 RUNS=${RUNS:-3}
 CPU=${CPU-1}
+SCALE=${SCALE:-1}
 : "${SURICATA:?set SURICATA to the suricata binary}"
 TIME=/usr/bin/time
 [ -x "$TIME" ] || { echo "bench.sh: needs GNU time (apt-get install time)" >&2; exit 2; }
@@ -96,11 +103,18 @@ command_of() {
         suricata) cmd=("$SURICATA" -c "$OUT/suricata.yaml" -r "$2" -S "$OUT/all.rules" -l "$OUT/log"
                        -k none --runmode single) ;;
         canhgac) cmd=("$CANHGAC" analyze --pcap "$2" --rules "$OUT/all.rules" --config "$OUT/agent.toml") ;;
+        # unpinned, for the scaling table
+        canhgac-1|canhgac-2) cmd=("$CANHGAC" analyze --pcap "$2" --rules "$OUT/all.rules"
+                                  --config "$OUT/agent.toml" --workers "${1#canhgac-}") ;;
+        suricata-1|suricata-2)
+            local mode=single; [ "$1" = suricata-2 ] && mode=autofp
+            cmd=("$SURICATA" -c "$OUT/suricata.yaml" -r "$2" -S "$OUT/all.rules" -l "$OUT/log"
+                 -k none --runmode "$mode" --set threading.detect-thread-ratio=1.0) ;;
     esac
 }
 run() {
     command_of "$1" "$2"
-    if [ -n "$CPU" ]; then cmd=(taskset -c "$CPU" "${cmd[@]}"); fi
+    case $1 in *-1|*-2) ;; *) if [ -n "$CPU" ]; then cmd=(taskset -c "$CPU" "${cmd[@]}"); fi ;; esac
     timed "${cmd[@]}"
 }
 
@@ -139,3 +153,30 @@ cc=$(pps "${cpu[canhgac]}" "${cstart[canhgac]}")
 sc=$(pps "${cpu[suricata]}" "${cstart[suricata]}")
 printf '| steady-state packets/s, CPU time | %s | %s (canhgac %.2fx) |\n' "$cc" "$sc" "$(awk -v a="$cc" -v b="$sc" 'BEGIN{print a/b}')"
 printf '| peak RSS (MiB) | %s | %s |\n' "$((rss[canhgac] / 1024))" "$((rss[suricata] / 1024))"
+
+[ "$SCALE" = 1 ] || exit 0
+# scaling: one against two packet threads, unpinned, interleaved runs
+declare -A sstart swall
+for tool in canhgac-1 canhgac-2 suricata-1 suricata-2; do
+    : > "$OUT/$tool.start"; : > "$OUT/$tool.full"
+done
+for _ in $(seq "$RUNS"); do
+    for tool in canhgac-1 canhgac-2 suricata-1 suricata-2; do
+        run $tool "$one" >> "$OUT/$tool.start"
+        run $tool "$cap" >> "$OUT/$tool.full"
+    done
+done
+for tool in canhgac-1 canhgac-2 suricata-1 suricata-2; do
+    sstart[$tool]=$(awk '{print $1}' "$OUT/$tool.start" | median)
+    swall[$tool]=$(awk '{print $1}' "$OUT/$tool.full" | median)
+done
+command_of canhgac-2 "$cap"; echo; echo "canhgac, two workers: ${cmd[*]}"
+command_of suricata-2 "$cap"; echo "suricata, autofp: ${cmd[*]}"
+printf '\n| unpinned, %s runs (median) | one thread: wall / start-up (s) | two threads: wall / start-up (s) | steady state, two against one |\n|---|---:|---:|---:|\n' "$RUNS"
+for t in canhgac suricata; do
+    one_pps=$(pps "${swall[$t-1]}" "${sstart[$t-1]}")
+    two_pps=$(pps "${swall[$t-2]}" "${sstart[$t-2]}")
+    printf '| %s | %s / %s | %s / %s | %.2fx (%s against %s packets/s) |\n' "$t" \
+        "${swall[$t-1]}" "${sstart[$t-1]}" "${swall[$t-2]}" "${sstart[$t-2]}" \
+        "$(awk -v a="$two_pps" -v b="$one_pps" 'BEGIN{print a/b}')" "$two_pps" "$one_pps"
+done

@@ -586,6 +586,39 @@ impl Behaviour {
     }
 
     /// Every packet, after the flow was updated.
+    /// Whether [`Behaviour::packet`] has anything to do for this packet,
+    /// decided without the lock the capture workers share: most packets
+    /// (those of conversations under way) have nothing to tell it.
+    pub fn wants_packet(
+        cfg: &BehaviourConfig,
+        flow: &Flow,
+        dir: Dir,
+        p: &Packet<'_>,
+        new_flow: bool,
+    ) -> bool {
+        if new_flow && cfg.beacon.enabled {
+            return true;
+        }
+        match p.proto {
+            PROTO_TCP if cfg.portscan.enabled => {
+                let Some(t) = flow.tcp.as_ref() else { return false };
+                if t.flags[0] & TCP_SYN == 0 {
+                    return false;
+                }
+                if t.streams[0].stats.delivered > 0 {
+                    // a conversation: cancels the probe once
+                    return !flow.scan_settled;
+                }
+                let syn_only = p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+                (dir == Dir::ToServer && syn_only) || (dir == Dir::ToClient && p.tcp_flags & TCP_RST != 0)
+            }
+            PROTO_ICMP | PROTO_ICMPV6 => {
+                p.icmp.is_some() && (cfg.portscan.enabled || cfg.icmp_tunnel.enabled)
+            }
+            _ => false,
+        }
+    }
+
     pub fn packet(&mut self, flow: &Flow, dir: Dir, p: &Packet<'_>, new_flow: bool, out: &mut Vec<Finding>) {
         let now = canhgac_proto::timefmt::micros(p.ts);
         if p.proto == PROTO_TCP && self.cfg.portscan.enabled {
@@ -951,7 +984,11 @@ impl Behaviour {
         }
         let key = (flow.client.0, flow.server.0, flow.server.1);
         let st = self.beacons.entry(&key, &mut self.stats.evictions);
-        st.starts.push_back(now);
+        // in time order, whatever order the flows came in: two capture
+        // workers hand their new flows to this shared detector each at its
+        // own pace
+        let at = st.starts.iter().rposition(|t| *t <= now).map_or(0, |i| i + 1);
+        st.starts.insert(at, now);
         while st.starts.len() > 32 {
             st.starts.pop_front();
         }

@@ -149,6 +149,49 @@ pub struct EngineStats {
     pub secrets: crate::secrets::wire::WireStats,
 }
 
+impl EngineStats {
+    /// Adds the counters of another worker's engine. The behaviour's are
+    /// not added: the workers share one detector, and each engine reports
+    /// all of it.
+    pub fn absorb(&mut self, o: &EngineStats) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.decode_errors += o.decode_errors;
+        self.unknown_link += o.unknown_link;
+        self.alerts += o.alerts;
+        self.events += o.events;
+        self.suppressed += o.suppressed;
+        self.dedup_evictions += o.dedup_evictions;
+        self.dns_errors += o.dns_errors;
+        self.tls_errors += o.tls_errors;
+        self.http_errors += o.http_errors;
+        self.tcp_gaps += o.tcp_gaps;
+        let (f, g) = (&mut self.flows, &o.flows);
+        f.created += g.created;
+        f.timed_out += g.timed_out;
+        f.evicted += g.evicted;
+        f.active += g.active;
+        let (d, e) = (&mut self.defrag, &o.defrag);
+        d.fragments += e.fragments;
+        d.reassembled += e.reassembled;
+        d.timeouts += e.timeouts;
+        d.evicted += e.evicted;
+        d.invalid += e.invalid;
+        d.overlaps += e.overlaps;
+        self.behaviour = o.behaviour;
+        let (r, q) = (&mut self.rules, &o.rules);
+        r.threshold_evictions += q.threshold_evictions;
+        r.dataset_refused += q.dataset_refused;
+        r.inspection_limit_hits += q.inspection_limit_hits;
+        let (w, x) = (&mut self.secrets, &o.secrets);
+        w.objects += x.objects;
+        w.bytes += x.bytes;
+        w.hits += x.hits;
+        w.limits_hit += x.limits_hit;
+        w.errors += x.errors;
+    }
+}
+
 /// One alert per (flow, indicator), with bounded memory.
 struct Dedup {
     seen: HashMap<[u8; 16], u64>,
@@ -238,19 +281,21 @@ pub struct Engine {
     ended: Vec<(Flow, EndReason)>,
 }
 
-/// Makes engines that share the behavioural detectors (one per capture
-/// worker).
+/// Makes engines that share the behavioural detectors, the rules'
+/// thresholds and their runtime datasets (one engine per capture worker).
 pub struct EngineBuilder {
     pub ioc: Arc<IocSet>,
     pub cfg: EngineConfig,
     pub restored: Vec<(Vec<u8>, Vec<u8>)>,
     behaviour: Arc<Mutex<behaviour::Behaviour>>,
+    /// Thresholds and runtime datasets, shared like the behaviour.
+    rule_global: crate::rules::GlobalRuleState,
 }
 
 impl EngineBuilder {
     pub fn new(ioc: Arc<IocSet>, cfg: EngineConfig, restored: Vec<(Vec<u8>, Vec<u8>)>) -> EngineBuilder {
         let behaviour = Arc::new(Mutex::new(behaviour::Behaviour::new(cfg.behaviour.clone())));
-        EngineBuilder { ioc, cfg, restored, behaviour }
+        EngineBuilder { ioc, cfg, restored, behaviour, rule_global: crate::rules::GlobalRuleState::default() }
     }
 
     pub fn build(&self) -> Engine {
@@ -259,6 +304,7 @@ impl EngineBuilder {
             self.cfg.clone(),
             self.restored.clone(),
             self.behaviour.clone(),
+            self.rule_global.sharing(),
         )
     }
 
@@ -268,7 +314,13 @@ impl EngineBuilder {
     /// everything derived from packets is recomputed identically.
     pub fn build_fresh(&self) -> Engine {
         let behaviour = Arc::new(Mutex::new(behaviour::Behaviour::new(self.cfg.behaviour.clone())));
-        Engine::with_behaviour(self.ioc.clone(), self.cfg.clone(), Vec::new(), behaviour)
+        Engine::with_behaviour(
+            self.ioc.clone(),
+            self.cfg.clone(),
+            Vec::new(),
+            behaviour,
+            crate::rules::GlobalRuleState::default(),
+        )
     }
 }
 
@@ -283,6 +335,7 @@ impl Engine {
         cfg: EngineConfig,
         restored: Vec<(Vec<u8>, Vec<u8>)>,
         behaviour: Arc<Mutex<behaviour::Behaviour>>,
+        rule_global: crate::rules::GlobalRuleState,
     ) -> Engine {
         let dedup = Dedup::new(cfg.dedup_capacity, restored);
         let wire = crate::secrets::wire::WireScanner::new(
@@ -298,7 +351,7 @@ impl Engine {
                 ioc,
                 cfg,
                 dedup,
-                rule_global: crate::rules::GlobalRuleState::default(),
+                rule_global,
                 matches: Vec::new(),
                 stream_buf: Vec::new(),
                 stats: EngineStats::default(),
@@ -433,8 +486,11 @@ impl Detect {
             self.app_event(flow, dir, p, ev, out);
         }
         let mut findings = std::mem::take(&mut self.findings);
-        if let Ok(mut b) = self.behaviour.lock() {
+        if behaviour::Behaviour::wants_packet(&self.cfg.behaviour, flow, dir, p, new)
+            && let Ok(mut b) = self.behaviour.lock()
+        {
             b.packet(flow, dir, p, new, &mut findings);
+            flow.scan_settled = flow.tcp.as_ref().is_some_and(|t| t.streams[0].stats.delivered > 0);
         }
         self.report(&mut findings, Some(p), flow, out);
         self.findings = findings;

@@ -95,6 +95,9 @@ pub struct Flow {
     pub icmp: Option<(u8, u8)>,
     /// Signature state of this flow (flowbits).
     pub rules: crate::rules::FlowRuleState,
+    /// The port-scan detector has seen the client's data: this is a
+    /// conversation, not a probe, and it need not be told again.
+    pub scan_settled: bool,
 }
 
 impl Flow {
@@ -127,6 +130,7 @@ impl Flow {
             community_id: crate::eve::community_id(p),
             icmp: p.icmp,
             rules: crate::rules::FlowRuleState::default(),
+            scan_settled: false,
         }
     }
 

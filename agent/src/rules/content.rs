@@ -257,7 +257,7 @@ pub(crate) struct MatchCtx<'a> {
     pub budget: u32,
     pub limit_hit: bool,
     pub sets: &'a [dataset::Dataset],
-    pub runtime: &'a mut dataset::Runtime,
+    pub runtime: &'a std::sync::Mutex<dataset::Runtime>,
     pub dataset_refused: u64,
 }
 
@@ -403,7 +403,7 @@ fn inspect_from(items: &[Item], i: usize, buf: &[u8], cursor: usize, mc: &mut Ma
             if cmp.matches(l) { next(items, i, buf, cursor, mc) } else { R::Stop }
         }
         Item::Dataset(op) => {
-            if dataset::apply(op, buf, mc.sets, mc.runtime, &mut mc.dataset_refused) {
+            if dataset::apply(op, buf, mc.sets, &mut super::lock(mc.runtime), &mut mc.dataset_refused) {
                 next(items, i, buf, cursor, mc)
             } else {
                 R::Stop
@@ -728,13 +728,13 @@ mod tests {
 
     fn run(items: &mut [Item], buf: &[u8]) -> bool {
         link(items);
-        let mut r = rt();
+        let r = std::sync::Mutex::new(rt());
         let mut mc = MatchCtx {
             vars: [0; MAX_VARS],
             budget: 0,
             limit_hit: false,
             sets: &[],
-            runtime: &mut r,
+            runtime: &r,
             dataset_refused: 0,
         };
         inspect(items, buf, &mut mc)
@@ -903,13 +903,13 @@ mod tests {
         let mut items = vec![Item::Content(Box::new(a)), Item::Content(Box::new(b))];
         link(&mut items);
         let buf = vec![b'a'; 100_000];
-        let mut r = rt();
+        let r = std::sync::Mutex::new(rt());
         let mut mc = MatchCtx {
             vars: [0; MAX_VARS],
             budget: 0,
             limit_hit: false,
             sets: &[],
-            runtime: &mut r,
+            runtime: &r,
             dataset_refused: 0,
         };
         assert!(!inspect(&items, &buf, &mut mc));

@@ -597,7 +597,7 @@ impl Engine {
                 budget: 0,
                 limit_hit: false,
                 sets: &self.datasets,
-                runtime: &mut global.datasets,
+                runtime: &global.shared.datasets,
                 dataset_refused: 0,
             };
             let ok = rule.lists.iter().all(|l| rule.list_matches(l, ctx, &mut mc));
@@ -627,7 +627,7 @@ impl Engine {
                     dport: ctx.dport,
                     flow_id: ctx.flow_id,
                 };
-                if !global.thresholds.check(
+                if !super::lock(&global.shared.thresholds).check(
                     u64::from(rule.gid) << 32 | u64::from(rule.sid),
                     th,
                     &ev,

@@ -127,9 +127,10 @@
 //!   nothing, emit nothing; they exist for their flowbits and counters.
 //! * State is keyed so that it survives a rule reload: flowbits and runtime
 //!   dataset changes by a hash of their names, thresholds by gid and sid.
-//!   One [`GlobalRuleState`] per worker thread is fine (the [`RuleSet`] is
-//!   `Sync` and shared), but then `by_src`/`by_dst` thresholds count per
-//!   worker; share one behind a lock for exact engine-wide counts.
+//!   One [`GlobalRuleState`] per worker thread (the [`RuleSet`] is `Sync`
+//!   and shared); the workers of one agent make theirs with
+//!   [`GlobalRuleState::sharing`], so that `by_src`/`by_dst` thresholds and
+//!   runtime datasets count engine-wide.
 //! * For ICMP, `payload` is the data after the 8-byte ICMP header (as in
 //!   Suricata); `icmp` carries type and code.
 //!
@@ -172,6 +173,7 @@ use std::{
     collections::HashMap,
     net::IpAddr,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 pub use header::Vars;
@@ -605,12 +607,31 @@ pub struct GlobalRuleStats {
 
 /// Engine-wide state (thresholds, detection_filter, runtime dataset changes,
 /// scratch space); bounded memory, evictions counted.
+///
+/// Thresholds and runtime dataset changes live in [`SharedRuleState`],
+/// shared by the engines of one agent's capture workers (see
+/// [`GlobalRuleState::sharing`]): a `threshold: track by_src` or a
+/// `dataset:set` spans every flow, whichever worker the flow hashed to, as
+/// in Suricata, whose threshold and dataset tables are global to its
+/// threads. Each is locked only for the one check or change that needs it.
 #[derive(Debug, Default)]
 pub struct GlobalRuleState {
-    pub(crate) thresholds: threshold::Table,
-    pub(crate) datasets: dataset::Runtime,
+    pub(crate) shared: Arc<SharedRuleState>,
     pub(crate) scratch: Option<prefilter::Scratch>,
     pub(crate) stats: GlobalRuleStats,
+}
+
+/// The part of [`GlobalRuleState`] the workers of one agent share.
+#[derive(Debug, Default)]
+pub struct SharedRuleState {
+    pub(crate) thresholds: Mutex<threshold::Table>,
+    pub(crate) datasets: Mutex<dataset::Runtime>,
+}
+
+/// Locks `m`; a worker that panicked holding it left counters and sets
+/// that are still usable (every change is one insert or removal).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl GlobalRuleState {
@@ -618,10 +639,16 @@ impl GlobalRuleState {
     /// `dataset_capacity`: most values added at runtime by `dataset:set`
     /// over all datasets (default 65536).
     pub fn with_capacity(threshold_capacity: usize, dataset_capacity: usize) -> GlobalRuleState {
-        let mut g = GlobalRuleState::default();
-        g.thresholds.set_capacity(threshold_capacity);
-        g.datasets.set_capacity(dataset_capacity);
+        let g = GlobalRuleState::default();
+        lock(&g.shared.thresholds).set_capacity(threshold_capacity);
+        lock(&g.shared.datasets).set_capacity(dataset_capacity);
         g
+    }
+
+    /// Another worker's state: the same thresholds and runtime datasets,
+    /// its own scratch space and counters.
+    pub fn sharing(&self) -> GlobalRuleState {
+        GlobalRuleState { shared: self.shared.clone(), ..GlobalRuleState::default() }
     }
 
     pub fn stats(&self) -> GlobalRuleStats {
@@ -630,7 +657,7 @@ impl GlobalRuleState {
 
     /// Threshold entries currently tracked.
     pub fn threshold_entries(&self) -> usize {
-        self.thresholds.len()
+        lock(&self.shared.thresholds).len()
     }
 }
 

@@ -876,6 +876,39 @@ fn thresholds_in_rules() {
     assert!(later.contains(&1) && later.contains(&4));
 }
 
+/// Two capture workers: a `track by_src` threshold and a runtime dataset
+/// span the flows of both (each worker's state made with `sharing`).
+#[test]
+fn workers_share_thresholds_and_datasets() {
+    let rules = "alert tcp any any -> any any (content:\"x\"; threshold: type limit, track by_src, seconds 60, count 1; sid:1;)\n\
+                 alert dns any any -> any 53 (dns.query; dataset:set,seen-names,type string; sid:2;)\n\
+                 alert dns any any -> any 5353 (dns.query; dataset:isset,seen-names,type string; sid:3;)";
+    let mut a = Eng::new(rules);
+    let mut b = Eng::new(rules);
+    b.global = a.global.sharing();
+    let x = |flow_id| Ev { src: "10.0.0.1", payload: b"x", flow_id, ..Default::default() };
+    assert_eq!(a.sids(&x(1)), vec![1]);
+    // another flow of the same source, on the other worker: limited
+    assert_eq!(b.sids(&x(2)), Vec::<u32>::new());
+    let dns = |flow_id, dport| Ev {
+        proto: 17,
+        dport,
+        app: AppProto::Dns,
+        bufs: vec![(Buffer::DnsQuery, b"c2.example")],
+        flow_id,
+        ..Default::default()
+    };
+    // not in the set yet; set by a flow on one worker, seen by a flow on
+    // the other
+    assert_eq!(b.sids(&dns(3, 5353)), Vec::<u32>::new());
+    assert_eq!(a.sids(&dns(4, 53)), vec![2]);
+    assert_eq!(b.sids(&dns(5, 5353)), vec![3]);
+    // an engine of its own shares nothing
+    let mut c = Eng::new(rules);
+    assert_eq!(c.sids(&x(6)), vec![1]);
+    assert_eq!(c.sids(&dns(7, 5353)), Vec::<u32>::new());
+}
+
 #[test]
 fn datasets_by_type() {
     let dir = tempfile::tempdir().unwrap();

@@ -192,6 +192,7 @@ mod tests {
                 rules: list(&case, "rules").iter().map(|p| dir.join(p)).collect(),
                 config: case.get("config").and_then(|c| c.as_str()).map(|c| dir.join(c)),
                 eve: None,
+                workers: 1,
             };
             let mut recs = Vec::new();
             canhgac_agent::analyze::records(&opts, &mut |r| {
