@@ -225,8 +225,8 @@ mod workers {
     };
 
     /// A batch is handed to its worker at this many packets or bytes.
-    const BATCH_PACKETS: usize = 256;
-    const BATCH_BYTES: usize = 128 << 10;
+    const BATCH_PACKETS: usize = 512;
+    const BATCH_BYTES: usize = 256 << 10;
     /// Bytes of packets read but not yet analysed, over all workers, above
     /// which the reader waits. One budget rather than a queue per worker:
     /// a long run of one flow (the concatenated captures of the benchmark
