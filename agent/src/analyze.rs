@@ -26,7 +26,8 @@ pub struct AnalyzeOptions {
     pub config: Option<PathBuf>,
     /// `None`: from the config, else alerts only.
     pub eve: Option<EveTypes>,
-    /// Engines in parallel threads (0 and 1: one, in this thread).
+    /// Engines in parallel threads (1: one, in this thread; 0: the
+    /// configuration's `capture.threads`, 1 without a configuration).
     pub workers: usize,
 }
 
@@ -57,6 +58,8 @@ pub struct Summary {
     /// Signature rules loaded and rules seen (enabled lines).
     pub rules_loaded: usize,
     pub rules_total: usize,
+    /// Engines that ran in parallel.
+    pub workers: usize,
     pub elapsed: Duration,
 }
 
@@ -68,7 +71,7 @@ impl Summary {
             "packets={} bytes={} flows={} alerts={} events={} decode_errors={} unknown_link={} damaged_files={} \
              dropped_flows={} dropped_fragments={} tcp_gaps={} dns_errors={} tls_errors={} http_errors={} \
              ioc_entries={} ioc_lines_skipped={} rules_loaded={} rules_total={} secret_scan_objects={} \
-             secret_scan_hits={} secret_scan_limits_hit={} secret_scan_errors={} elapsed={:.3}s \
+             secret_scan_hits={} secret_scan_limits_hit={} secret_scan_errors={} workers={} elapsed={:.3}s \
              packets_per_sec={:.0}",
             s.packets,
             s.bytes,
@@ -92,6 +95,7 @@ impl Summary {
             s.secrets.hits,
             s.secrets.limits_hit,
             s.secrets.errors,
+            self.workers,
             secs,
             s.packets as f64 / secs,
         )
@@ -152,8 +156,9 @@ pub fn records(
     };
     let builder = EngineBuilder::new(Arc::new(ioc), engine_cfg, Vec::new());
     let started = Instant::now();
-    let (stats, damaged) = if opts.workers > 1 {
-        workers::run(&builder, opts.workers, &opts.pcaps, each)?
+    let n = if opts.workers == 0 { cfg.capture_threads } else { opts.workers };
+    let (stats, damaged) = if n > 1 {
+        workers::run(&builder, n, &opts.pcaps, each)?
     } else {
         let mut engine = builder.build();
         let mut damaged = 0;
@@ -194,6 +199,7 @@ pub fn records(
         ioc_lines_skipped: skipped.len(),
         rules_loaded,
         rules_total,
+        workers: n.max(1),
         elapsed: started.elapsed(),
     })
 }

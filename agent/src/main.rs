@@ -102,10 +102,11 @@ enum Command {
         #[arg(long, value_parser = canhgac_agent::eve::EveTypes::parse)]
         eve_types: Option<canhgac_agent::eve::EveTypes>,
         /// Engines working on the capture files in parallel, each on its
-        /// share of the flows (as the live workers of `capture.threads`);
-        /// the output is then in no fixed order between flows. 1 to 64.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
-        workers: u16,
+        /// share of the flows, as the live workers of `capture.threads`
+        /// (the default: that setting of --config, else 1); the output is
+        /// then in no fixed order between flows. 1 to 64.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+        workers: Option<u16>,
     },
     /// Scans files and directories (recursively) for state-secret markers
     /// (MẬT, TỐI MẬT, TUYỆT MẬT): one EVE alert line per marked file on
@@ -378,7 +379,7 @@ fn main() -> ExitCode {
                 rules,
                 config,
                 eve: eve_types,
-                workers: usize::from(workers),
+                workers: workers.map_or(0, usize::from),
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());

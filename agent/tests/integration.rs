@@ -440,6 +440,42 @@ fn analyze_takes_several_files_after_one_flag() {
     assert!(stderr.contains("rules_loaded=5"), "both rule files: {stderr}");
 }
 
+/// `analyze` runs as many engines as the configuration's `capture.threads`
+/// unless `--workers` says otherwise, with the same alerts.
+#[test]
+fn analyze_workers_from_the_configuration_or_the_flag() {
+    let d = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/detect");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("agent.toml");
+    std::fs::write(&cfg, "version = 1\n\n[capture]\nthreads = 2\n").unwrap();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_canhgac-agent"))
+            .args(["analyze", "--pcap"])
+            .arg(d.join("_pcap/zeek-sshguess.pcap"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--eve-types", "alert,flow"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let mut lines: Vec<String> =
+            String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+        lines.sort();
+        (lines, stderr)
+    };
+    let (two, e2) = run(&[]);
+    let (one, e1) = run(&["--workers", "1"]);
+    assert!(e2.contains(" workers=2 "), "{e2}");
+    assert!(e1.contains(" workers=1 "), "{e1}");
+    let flows = |v: &[String]| {
+        v.iter().filter(|l| l.contains("\"event_type\":\"flow\"")).cloned().collect::<Vec<_>>()
+    };
+    assert!(flows(&one).len() > 10, "{e1}");
+    assert_eq!(flows(&one), flows(&two), "the same flow records with two workers");
+}
+
 /// An enrolled state directory made here (a CA and an agent certificate
 /// from rcgen) whose collector address does not answer.
 fn enrolled_state_dir() -> tempfile::TempDir {
