@@ -69,6 +69,9 @@
 //! round trip with `futures_executor::block_on` (the client's futures only
 //! talk to the connection task over channels, so they need no reactor on
 //! the calling thread). A pool of a few connections, replaced when closed.
+//! Called on a worker of a multi-thread runtime, each operation waits
+//! inside `block_in_place`, so that the worker's other tasks go on
+//! elsewhere meanwhile (see `waiting`).
 //!
 //! # Watches
 //!
@@ -263,8 +266,10 @@ impl PgStore {
 
     /// Runs `f` on a pooled connection, outside a transaction.
     pub(super) fn read<T>(&self, f: impl FnOnce(&Client) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut conn = self.inner.pool.get()?;
-        f(conn.client())
+        waiting(|| {
+            let mut conn = self.inner.pool.get()?;
+            f(conn.client())
+        })
     }
 
     /// Runs `f` in one transaction: committed when it returns `Ok`, rolled
@@ -273,11 +278,13 @@ impl PgStore {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut conn = self.inner.pool.get()?;
-        let tx = block_on(conn.client().transaction()).map_err(db)?;
-        let out = f(&tx)?;
-        block_on(tx.commit()).map_err(db)?;
-        Ok(out)
+        waiting(|| {
+            let mut conn = self.inner.pool.get()?;
+            let tx = block_on(conn.client().transaction()).map_err(db)?;
+            let out = f(&tx)?;
+            block_on(tx.commit()).map_err(db)?;
+            Ok(out)
+        })
     }
 
     fn raise_alert_cursor(&self, c: u64) {
@@ -415,6 +422,23 @@ fn raise(w: &watch::Sender<u64>, c: u64) {
             false
         }
     });
+}
+
+/// Runs `f`, which waits for the database, without holding up the other
+/// tasks of the caller's runtime. On a worker thread of a multi-thread
+/// tokio runtime (an operator RPC, a stream's task) through
+/// `block_in_place`: the worker's other tasks (heartbeats, other agents'
+/// streams) move to another thread while this one waits, so a slow or
+/// failing-over database does not stall the collector's network side.
+/// Elsewhere (a blocking-pool thread, a plain thread, a current-thread
+/// runtime, where `block_in_place` is not allowed) `f` just runs.
+fn waiting<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }
 
 // ----- queries: block the calling thread on one round trip -----
@@ -763,6 +787,44 @@ mod tests {
         let mut names = names.lock().unwrap();
         let n = names.len();
         names.entry(path.to_path_buf()).or_insert_with(|| format!("conformance_{n}")).clone()
+    }
+
+    /// A store call made on a worker of a multi-thread runtime that waits
+    /// for the database (here a query that sleeps 600 ms) does not hold up
+    /// the other tasks of that worker: on a runtime of one worker, a timer
+    /// task goes on ticking meanwhile.
+    #[test]
+    fn waiting_for_the_database_does_not_stall_the_runtime() {
+        let cluster = TestCluster::start().unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+        cluster.create_db("stall").unwrap();
+        let store = PgStore::open(&PgOptions::new(cluster.url("stall"))).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (during, waited) = rt.block_on(async {
+            let t = ticks.clone();
+            let ticker = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    t.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            // the call runs on the runtime's only worker, as an RPC does
+            let (s, t) = (store.clone(), ticks.clone());
+            let r = tokio::spawn(async move {
+                let before = t.load(std::sync::atomic::Ordering::Relaxed);
+                let started = std::time::Instant::now();
+                s.read(|c| super::one(c, "SELECT pg_sleep(0.6)", &[]).map(drop)).unwrap();
+                (t.load(std::sync::atomic::Ordering::Relaxed) - before, started.elapsed())
+            })
+            .await
+            .unwrap();
+            ticker.abort();
+            r
+        });
+        assert!(waited >= std::time::Duration::from_millis(600), "{waited:?}");
+        // about 60 ticks of 10 ms; none at all when the worker is blocked
+        assert!(during >= 20, "the timer ticked {during} times while the store waited {waited:?}");
     }
 
     #[test]
