@@ -12,7 +12,7 @@ use std::{
 use time::OffsetDateTime;
 
 use crate::{
-    capture::pcap::{PacketReader, PcapError},
+    capture::pcap::{PacketReader, PcapError, RawPacket},
     config::{self, ResolveError},
     detect::{EngineBuilder, EngineConfig, EngineStats, Output, ioc},
     eve::EveTypes,
@@ -161,32 +161,14 @@ pub fn records(
         workers::run(&builder, n, &opts.pcaps, each)?
     } else {
         let mut engine = builder.build();
-        let mut damaged = 0;
         let mut batch = Output::default();
-        for path in &opts.pcaps {
-            let mut reader = PacketReader::open(path)?;
-            loop {
-                match reader.next_packet() {
-                    Ok(Some(raw)) => {
-                        engine.on_frame(
-                            raw.linktype,
-                            OffsetDateTime::UNIX_EPOCH + raw.ts,
-                            &raw.data,
-                            &mut batch,
-                        );
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "capture file damaged; stopping this file here");
-                        damaged += 1;
-                        break;
-                    }
-                }
-                if batch.records.len() >= 256 {
-                    flush(&mut batch, each)?;
-                }
+        let damaged = each_frame(&opts.pcaps, |raw| {
+            engine.on_frame(raw.linktype, OffsetDateTime::UNIX_EPOCH + raw.ts, &raw.data, &mut batch);
+            if batch.records.len() >= 256 {
+                flush(&mut batch, each)?;
             }
-        }
+            Ok(())
+        })?;
         engine.finish(&mut batch);
         flush(&mut batch, each)?;
         (engine.stats(), damaged)
@@ -202,6 +184,31 @@ pub fn records(
         workers: n.max(1),
         elapsed: started.elapsed(),
     })
+}
+
+/// Hands every frame of the captures, in order, to `frame`. A damaged or
+/// truncated file stops where the damage is (warned and counted); returns
+/// the files that ended early.
+fn each_frame(
+    pcaps: &[PathBuf],
+    mut frame: impl FnMut(RawPacket<'_>) -> Result<(), AnalyzeError>,
+) -> Result<usize, AnalyzeError> {
+    let mut damaged = 0;
+    for path in pcaps {
+        let mut reader = PacketReader::open(path)?;
+        loop {
+            match reader.next_packet() {
+                Ok(Some(raw)) => frame(raw)?,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "capture file damaged; stopping this file here");
+                    damaged += 1;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(damaged)
 }
 
 /// Several engines over the same captures: the packets of a flow go to one
@@ -224,8 +231,7 @@ mod workers {
 
     use super::AnalyzeError;
     use crate::{
-        capture::pcap::PacketReader,
-        decode::{self, LinkType},
+        decode::{self, LinkType, PROTO_TCP},
         detect::{Engine, EngineBuilder, EngineStats, Output},
         spool::NewRecord,
     };
@@ -245,10 +251,18 @@ mod workers {
     /// The bytes in flight, and a wait for room.
     #[derive(Default)]
     struct Budget {
-        /// Bytes in flight, whether a worker has ended, whether the reader
-        /// waits (a notification is a system call: only then).
-        used: Mutex<(usize, bool, bool)>,
+        state: Mutex<Flight>,
         room: Condvar,
+    }
+
+    #[derive(Default)]
+    struct Flight {
+        bytes: usize,
+        /// A worker has ended: the reader must not wait for it.
+        worker_gone: bool,
+        /// The reader waits for room (a notification is a system call:
+        /// only then).
+        reader_waits: bool,
     }
 
     /// Marks the end of a worker, however it ends (a panic included), so
@@ -257,34 +271,34 @@ mod workers {
 
     impl Drop for Leaving<'_> {
         fn drop(&mut self) {
-            self.0.lock().1 = true;
+            self.0.lock().worker_gone = true;
             self.0.room.notify_all();
         }
     }
 
     impl Budget {
-        fn lock(&self) -> std::sync::MutexGuard<'_, (usize, bool, bool)> {
-            self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        fn lock(&self) -> std::sync::MutexGuard<'_, Flight> {
+            self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
         }
 
         /// Waits until `n` more bytes fit (always when none are in flight)
         /// or a worker has ended (the send that follows then fails).
         fn take(&self, n: usize) {
-            let mut g = self.lock();
-            while g.0 > 0 && g.0 + n > IN_FLIGHT_BYTES && !g.1 {
-                g.2 = true;
-                g = self.room.wait(g).unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut f = self.lock();
+            while f.bytes > 0 && f.bytes + n > IN_FLIGHT_BYTES && !f.worker_gone {
+                f.reader_waits = true;
+                f = self.room.wait(f).unwrap_or_else(std::sync::PoisonError::into_inner);
             }
-            g.2 = false;
-            g.0 += n;
+            f.reader_waits = false;
+            f.bytes += n;
         }
 
         fn give(&self, n: usize) {
-            let mut g = self.lock();
-            g.0 = g.0.saturating_sub(n);
+            let mut f = self.lock();
+            f.bytes = f.bytes.saturating_sub(n);
             // wake the reader at half the budget, not for every batch: a
             // wake-up is two system calls and a switch
-            if g.2 && g.0 <= IN_FLIGHT_BYTES / 2 {
+            if f.reader_waits && f.bytes <= IN_FLIGHT_BYTES / 2 {
                 self.room.notify_one();
             }
         }
@@ -305,7 +319,7 @@ mod workers {
     pub(super) fn worker_of(linktype: u32, data: &[u8], n: usize) -> usize {
         let Some(link) = LinkType::from_linktype(linktype) else { return 0 };
         let Ok(Some(p)) = decode::decode(link, OffsetDateTime::UNIX_EPOCH, data) else { return 0 };
-        let (sp, dp) = if p.proto == 6 && p.frag.is_none() { (p.sport, p.dport) } else { (0, 0) };
+        let (sp, dp) = if p.proto == PROTO_TCP && p.frag.is_none() { (p.sport, p.dport) } else { (0, 0) };
         let (a, b): ((IpAddr, u16), (IpAddr, u16)) = ((p.src, sp), (p.dst, dp));
         let ends = if a <= b { (a, b) } else { (b, a) };
         let h = foldhash::fast::FixedState::with_seed(0x6361_6e68_6761_6321).hash_one(ends);
@@ -412,30 +426,17 @@ mod workers {
             }
             drop((found_tx, free_tx));
             let mut read = || -> Result<usize, AnalyzeError> {
-                let mut damaged = 0;
-                for path in pcaps {
-                    let mut reader = PacketReader::open(path)?;
-                    loop {
-                        match reader.next_packet() {
-                            Ok(Some(raw)) => {
-                                let i = worker_of(raw.linktype, &raw.data, n);
-                                let Some((_, b)) = queues.get_mut(i) else { continue };
-                                let start = b.data.len();
-                                b.data.extend_from_slice(&raw.data);
-                                b.frames.push((raw.linktype, raw.ts, start..b.data.len()));
-                                if b.frames.len() >= BATCH_PACKETS || b.data.len() >= BATCH_BYTES {
-                                    send(i, &mut queues, budget, &free, &found, each)?;
-                                }
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "capture file damaged; stopping this file here");
-                                damaged += 1;
-                                break;
-                            }
-                        }
+                let damaged = super::each_frame(pcaps, |raw| {
+                    let i = worker_of(raw.linktype, &raw.data, n);
+                    let Some((_, b)) = queues.get_mut(i) else { return Ok(()) };
+                    let start = b.data.len();
+                    b.data.extend_from_slice(&raw.data);
+                    b.frames.push((raw.linktype, raw.ts, start..b.data.len()));
+                    if b.frames.len() >= BATCH_PACKETS || b.data.len() >= BATCH_BYTES {
+                        send(i, &mut queues, budget, &free, &found, each)?;
                     }
-                }
+                    Ok(())
+                })?;
                 for i in 0..n {
                     if queues.get(i).is_some_and(|(_, b)| !b.frames.is_empty()) {
                         send(i, &mut queues, budget, &free, &found, each)?;

@@ -338,6 +338,12 @@ pub struct BehaviourStats {
     pub findings: u64,
 }
 
+/// A port-scan probe: the client's bare SYN, or the server's reset.
+fn is_probe(dir: Dir, p: &Packet<'_>) -> bool {
+    let syn_only = p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
+    (dir == Dir::ToServer && syn_only) || (dir == Dir::ToClient && p.tcp_flags & TCP_RST != 0)
+}
+
 /// Bounded LRU map that counts evictions.
 struct Tracker<K: std::hash::Hash + Eq, V> {
     map: LinkedHashMap<K, V>,
@@ -609,8 +615,7 @@ impl Behaviour {
                     // a conversation: cancels the probe once
                     return !flow.scan_settled;
                 }
-                let syn_only = p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
-                (dir == Dir::ToServer && syn_only) || (dir == Dir::ToClient && p.tcp_flags & TCP_RST != 0)
+                is_probe(dir, p)
             }
             PROTO_ICMP | PROTO_ICMPV6 => {
                 p.icmp.is_some() && (cfg.portscan.enabled || cfg.icmp_tunnel.enabled)
@@ -647,7 +652,6 @@ impl Behaviour {
     }
 
     fn portscan_tcp(&mut self, flow: &Flow, dir: Dir, p: &Packet<'_>, now: i64, out: &mut Vec<Finding>) {
-        let syn_only = p.tcp_flags & (TCP_SYN | TCP_ACK) == TCP_SYN;
         let (scanner, target, port) = (flow.client.0, flow.server.0, flow.server.1);
         let initiated_by_syn = flow.tcp.as_ref().is_some_and(|t| t.flags[0] & TCP_SYN != 0);
         if !initiated_by_syn {
@@ -660,9 +664,7 @@ impl Behaviour {
             st.remove(target, port);
             return;
         }
-        let probe =
-            (dir == Dir::ToServer && syn_only) || (dir == Dir::ToClient && p.tcp_flags & TCP_RST != 0);
-        if !probe {
+        if !is_probe(dir, p) {
             return;
         }
         st.insert(target, port, now);

@@ -8,9 +8,10 @@
 //! replacement are the same: a repeated key keeps its first position and
 //! its last value, [`RawObject::insert`] replaces in place or appends,
 //! [`RawObject::remove`] moves the last member into the gap; lookups are
-//! hashed, so an object with many members costs linear time. The output is the same bytes as before for what agents send
-//! (compact serde_json output); other senders' whitespace and escapes inside
-//! values are kept as written.
+//! hashed, so an object with many members costs linear time. The output
+//! is the same bytes as before for what agents send (compact serde_json
+//! output); other senders' whitespace and escapes inside values are kept
+//! as written.
 
 use std::{borrow::Cow, fmt};
 
