@@ -1,7 +1,7 @@
 //! Incidents and their change feed, and the collector's own alerts. The
 //! decisions come from `crate::incident`; this module persists them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use prost::Message as _;
 use sled::Transactional as _;
@@ -10,9 +10,9 @@ use tokio::sync::watch;
 use crate::incident::correlate;
 
 use super::{
-    AgencyStatsRec, IncidentChangeRec, IncidentRec, RecordRec, SledStore, StoreError, agency_prefix, decode,
+    AgencyStatsRec, IncidentChangeRec, IncidentRec, RecordRec, SledStore, StoreError, agency_prefix, chunks,
+    decode,
     records::RECORD_VERSION,
-    time_key,
     txn::{abort, next_in_tx, tx_result},
     u64_of,
 };
@@ -73,12 +73,26 @@ impl SledStore {
         let mut next = i.next_cursor.lock().unwrap_or_else(|p| p.into_inner());
         let cursor = *next;
         let value = rec.encode_to_vec();
-        let prefix = agency_prefix(&rec.agency);
-        let r = (&i.alerts, &i.by_time, &i.by_agency, &i.agency_stats).transaction(
-            |(alerts, by_time, by_agency, agency_stats)| {
-                alerts.insert(&cursor.to_be_bytes(), value.clone())?;
-                by_time.insert(time_key(&[], rec.time_us, cursor), &[])?;
-                by_agency.insert(time_key(&prefix, rec.time_us, cursor), &[])?;
+        let mut chunk = chunks::ChunkWriter::default();
+        chunk.push(cursor, &value);
+        let Some((key, chunk)) = chunk.finish() else {
+            unreachable!("a chunk with one record");
+        };
+        let mut all = chunks::IndexWriter::default();
+        all.push(rec.time_us, cursor);
+        let all: Vec<_> = all.finish(&[], cursor).collect();
+        let mut mine = chunks::IndexWriter::default();
+        mine.push(rec.time_us, cursor);
+        let mine: Vec<_> = mine.finish(&agency_prefix(&rec.agency), cursor).collect();
+        let r = (&i.alert_chunks, &i.alert_times, &i.agency_times, &i.agency_stats).transaction(
+            |(alert_chunks, alert_times, agency_times, agency_stats)| {
+                alert_chunks.insert(&key, chunk.as_slice())?;
+                for (k, v) in &all {
+                    alert_times.insert(k.as_slice(), v.as_slice())?;
+                }
+                for (k, v) in &mine {
+                    agency_times.insert(k.as_slice(), v.as_slice())?;
+                }
                 let mut stats: AgencyStatsRec = match agency_stats.get(rec.agency.as_bytes())? {
                     Some(v) => decode("agency_stats", rec.agency.as_bytes(), &v).map_err(abort)?,
                     None => AgencyStatsRec { version: RECORD_VERSION, ..Default::default() },
@@ -98,7 +112,9 @@ impl SledStore {
 
     pub fn alert(&self, cursor: u64) -> Result<Option<RecordRec>, StoreError> {
         let k = cursor.to_be_bytes();
-        self.inner()?.alerts.get(k)?.map(|v| decode("alerts", &k, &v)).transpose()
+        chunks::get("alert_chunks", &self.inner()?.alert_chunks, cursor)?
+            .map(|v| decode("alert_chunks", &k, &v))
+            .transpose()
     }
 
     // ----- incidents -----
@@ -156,40 +172,74 @@ impl SledStore {
                 // (a reload's previous generation) stored since the caller
                 // read the position is skipped, so each input counts once
                 let done = counters.get(position)?.map(|v| u64_of(&v)).unwrap_or(0);
+                // what each correlation key names, as this transaction sees it
+                let mut named_by: HashMap<&str, Option<u64>> = HashMap::new();
+                // alert cursors to link, per incident
+                let mut linked: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
                 for inp in inputs.iter().filter(|i| i.cursor > done) {
-                    // the incident each key names, as this transaction sees it
-                    let mut found: Vec<Option<IncidentRec>> = Vec::with_capacity(inp.keys.len());
+                    // the incidents the keys name, each once: taken out of
+                    // `touched` (and put back) rather than cloned per alert
+                    let mut pool: Vec<(IncidentRec, bool, bool)> = Vec::new();
+                    let mut slots: Vec<Option<usize>> = Vec::with_capacity(inp.keys.len());
                     let mut named: Vec<Option<u64>> = Vec::with_capacity(inp.keys.len());
                     for key in &inp.keys {
-                        let id = keys.get(key.as_bytes())?.map(|id| u64_of(&id));
+                        let id = match named_by.get(key.as_str()) {
+                            Some(id) => *id,
+                            None => {
+                                let id = keys.get(key.as_bytes())?.map(|id| u64_of(&id));
+                                named_by.insert(key, id);
+                                id
+                            }
+                        };
                         named.push(id);
-                        let rec = match id {
-                            Some(id) => match touched.get(&id) {
-                                Some((rec, _)) => Some(rec.clone()),
-                                None => incidents
-                                    .get(id.to_be_bytes())?
-                                    .map(|v| decode::<IncidentRec>("incidents", &id.to_be_bytes(), &v))
-                                    .transpose()
-                                    .map_err(abort)?,
+                        let slot = match id {
+                            Some(id) => match pool.iter().position(|(rec, _, _)| rec.id == id) {
+                                Some(at) => Some(at),
+                                None => {
+                                    let rec = match touched.remove(&id) {
+                                        Some((rec, created)) => Some((rec, created, true)),
+                                        None => incidents
+                                            .get(id.to_be_bytes())?
+                                            .map(|v| {
+                                                decode::<IncidentRec>("incidents", &id.to_be_bytes(), &v)
+                                            })
+                                            .transpose()
+                                            .map_err(abort)?
+                                            .map(|rec| (rec, false, false)),
+                                    };
+                                    rec.map(|r| {
+                                        pool.push(r);
+                                        pool.len() - 1
+                                    })
+                                }
                             },
                             None => None,
                         };
-                        found.push(rec);
+                        slots.push(slot);
                     }
-                    let refs: Vec<Option<&IncidentRec>> = found.iter().map(Option::as_ref).collect();
-                    let (mut inc, created) = match correlate::decide(inp, &refs, window_us) {
-                        correlate::Decision::Skip => {
+                    let refs: Vec<Option<&IncidentRec>> =
+                        slots.iter().map(|s| s.map(|at| &pool[at].0)).collect();
+                    let decision = correlate::decide(inp, &refs, window_us);
+                    let joined = match decision {
+                        correlate::Decision::Join(id) => pool.iter().position(|(rec, _, _)| rec.id == id),
+                        _ => None,
+                    };
+                    let mut chosen = None;
+                    for (at, (rec, created, was_touched)) in pool.into_iter().enumerate() {
+                        if Some(at) == joined {
+                            chosen = Some((rec, created));
+                        } else if was_touched {
+                            touched.insert(rec.id, (rec, created));
+                        }
+                    }
+                    let (mut inc, created) = match (decision, chosen) {
+                        (correlate::Decision::Skip, _) => {
                             skipped += 1;
                             continue;
                         }
-                        correlate::Decision::Join(id) => {
-                            let Some(inc) = found.into_iter().flatten().find(|i| i.id == id) else {
-                                continue;
-                            };
-                            let created = touched.get(&id).is_some_and(|(_, c)| *c);
-                            (inc, created)
-                        }
-                        correlate::Decision::Open => {
+                        (correlate::Decision::Join(_), Some(c)) => c,
+                        (correlate::Decision::Join(_), None) => continue,
+                        (correlate::Decision::Open, _) => {
                             let id = next_in_tx(counters, "incident")?;
                             (correlate::open(inp, id, now_us), true)
                         }
@@ -199,14 +249,19 @@ impl SledStore {
                     for (key, id) in inp.keys.iter().zip(&named) {
                         if *id != Some(inc.id) {
                             keys.insert(key.as_bytes(), &inc.id.to_be_bytes())?;
+                            named_by.insert(key, Some(inc.id));
                         }
                     }
                     if inp.mirror.is_none() {
-                        let mut link = inc.id.to_be_bytes().to_vec();
-                        link.extend_from_slice(&inp.cursor.to_be_bytes());
-                        links.insert(link, &[])?;
+                        linked.entry(inc.id).or_default().extend_from_slice(&inp.cursor.to_be_bytes());
                     }
                     touched.insert(inc.id, (inc, created));
+                }
+                // one link entry per incident: (id, first cursor) -> cursors
+                for (id, cursors) in &linked {
+                    let mut key = id.to_be_bytes().to_vec();
+                    key.extend_from_slice(&cursors[..8]);
+                    links.insert(key, cursors.as_slice())?;
                 }
                 if skipped > 0 {
                     let old =
@@ -270,12 +325,17 @@ impl SledStore {
 
     /// Cursors of the alerts of an incident, oldest first.
     pub fn incident_alert_cursors(&self, id: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
-        self.inner()?
-            .incident_alerts
-            .scan_prefix(id.to_be_bytes())
-            .take(limit)
-            .map(|kv| Ok(u64_of(&kv?.0[8..])))
-            .collect()
+        let mut out = Vec::new();
+        for kv in self.inner()?.incident_alerts.scan_prefix(id.to_be_bytes()) {
+            let (k, v) = kv?;
+            for c in link_cursors(&k, &v) {
+                if out.len() == limit {
+                    return Ok(out);
+                }
+                out.push(c);
+            }
+        }
+        Ok(out)
     }
 
     /// Changes an incident with `f` and records the change in the feed.
@@ -322,14 +382,14 @@ impl SledStore {
         // the links to copy are read outside the transaction (sled
         // transactions cannot scan); the merged incidents are closed in it,
         // so no correlation adds links to them meanwhile
-        let mut moved: Vec<Vec<u8>> = Vec::new();
+        let mut moved: Vec<(Vec<u8>, sled::IVec)> = Vec::new();
         if merge && let Some((&into, others)) = ids.split_first() {
             for other in others {
                 for kv in i.incident_alerts.scan_prefix(other.to_be_bytes()) {
-                    let (k, _) = kv?;
+                    let (k, v) = kv?;
                     let mut link = into.to_be_bytes().to_vec();
                     link.extend_from_slice(&k[8..]);
-                    moved.push(link);
+                    moved.push((link, v));
                 }
             }
         }
@@ -361,8 +421,8 @@ impl SledStore {
                             keys.insert(key.as_bytes(), &into.id.to_be_bytes())?;
                         }
                     }
-                    for link in &moved {
-                        links.insert(link.as_slice(), &[])?;
+                    for (link, cursors) in &moved {
+                        links.insert(link.as_slice(), cursors.clone())?;
                     }
                 }
                 Ok(Ok(Some(recs)))
@@ -400,6 +460,15 @@ impl SledStore {
             })
             .collect()
     }
+}
+
+/// The alert cursors of an `incident_alerts` entry: key `(incident id,
+/// first cursor)`, value the cursors (u64 BE each) linked by one
+/// correlation; an empty value (written before schema 2) links the key's
+/// cursor alone.
+pub(super) fn link_cursors<'a>(key: &'a [u8], value: &'a [u8]) -> impl Iterator<Item = u64> + 'a {
+    let single = (value.is_empty() && key.len() == 16).then(|| u64_of(&key[8..]));
+    single.into_iter().chain(value.chunks_exact(8).map(u64_of))
 }
 
 #[cfg(test)]

@@ -5,12 +5,14 @@
 //! [`store`](super) and [`store::pg`](super::pg)); the protobuf records
 //! (`rec`) are copied byte for byte, so the audit chain and its signed
 //! heads still verify. Key columns are decoded from the sled keys (u64 BE
-//! ids and cursors, `agent 0x00 seq` of `dedupe` and `quarantine`, the
-//! correlation keys of `incident_keys` as bytea, `(id, cursor)` of
-//! `incident_alerts`), the other indexed columns (`records.alert`,
-//! `agency`, `time_us`…, `incidents.agency`, `policies.scope`) from the
-//! records. The sled indexes `alerts_by_time` and `alerts_by_agency` are
-//! not copied: PostgreSQL indexes the `records` columns. Last, the
+//! ids and cursors, `agent 0x00 seq` of `quarantine`, the correlation
+//! keys of `incident_keys` as bytea), the other indexed columns
+//! (`records.alert`, `agency`, `time_us`…, `incidents.agency`,
+//! `policies.scope`) from the records. Entries that hold several rows are
+//! spread out: a record chunk into its records, a sequence range into one
+//! `dedupe` row per seq (without a cursor: sled keeps none), an
+//! `incident_alerts` entry into one row per alert. The sled time indexes
+//! are not copied: PostgreSQL indexes the `records` columns. Last, the
 //! counters are set so that the next cursor, incident id, change cursor,
 //! audit seq, system id and policy version continue where sled stopped,
 //! with the correlator's and the forwarder's positions.
@@ -43,7 +45,7 @@ use std::ops::Bound;
 use tokio_postgres::{Transaction, types::ToSql};
 
 use super::{
-    IncidentRec, PolicyRec, QUARANTINED, RecordRec, SledStore, StoreError, decode,
+    IncidentRec, PolicyRec, RecordRec, SledStore, StoreError, chunks, decode,
     pg::{PgStore, big, exec, one, opt},
     u64_of,
 };
@@ -145,6 +147,9 @@ pub fn open_target(opts: &super::PgOptions) -> Result<PgStore, MigrateError> {
 /// Rows read from one sled tree.
 type Kv = (sled::IVec, sled::IVec);
 
+/// Rows one sled entry makes.
+type RowsOf = fn(&Kv) -> Result<u64, StoreError>;
+
 /// One sled tree and the table it goes to.
 struct Table {
     name: &'static str,
@@ -152,6 +157,9 @@ struct Table {
     /// Rows on the PostgreSQL side.
     count: &'static str,
     write: fn(&Transaction<'_>, &[Kv]) -> Result<(), StoreError>,
+    /// Rows one sled entry makes (a record chunk: its records; a sequence
+    /// range: its seqs); `None`: one.
+    rows: Option<RowsOf>,
 }
 
 const TABLES: &[Table] = &[
@@ -160,12 +168,14 @@ const TABLES: &[Table] = &[
         tree: |i| &i.agencies,
         count: "SELECT count(*) FROM agencies",
         write: |tx, kv| text_rec(tx, "agencies", "INSERT INTO agencies (code, rec)", kv),
+        rows: None,
     },
     Table {
         name: "agency_stats",
         tree: |i| &i.agency_stats,
         count: "SELECT count(*) FROM agency_stats",
         write: |tx, kv| text_rec(tx, "agency_stats", "INSERT INTO agency_stats (code, rec)", kv),
+        rows: None,
     },
     Table {
         name: "tokens",
@@ -179,45 +189,56 @@ const TABLES: &[Table] = &[
                 &[&k, &v],
             )
         },
+        rows: None,
     },
     Table {
         name: "agents",
         tree: |i| &i.agents,
         count: "SELECT count(*) FROM agents",
         write: |tx, kv| text_rec(tx, "agents", "INSERT INTO agents (agent_id, rec)", kv),
+        rows: None,
     },
     Table {
         name: "alerts",
-        tree: |i| &i.alerts,
+        tree: |i| &i.alert_chunks,
         count: "SELECT count(*) FROM records WHERE alert",
-        write: |tx, kv| records(tx, "alerts", true, kv),
+        write: |tx, kv| records(tx, "alert_chunks", true, kv),
+        rows: Some(|kv| chunk_rows("alert_chunks", kv)),
     },
     Table {
         name: "events",
-        tree: |i| &i.events,
+        tree: |i| &i.event_chunks,
         count: "SELECT count(*) FROM records WHERE NOT alert",
-        write: |tx, kv| records(tx, "events", false, kv),
+        write: |tx, kv| records(tx, "event_chunks", false, kv),
+        rows: Some(|kv| chunk_rows("event_chunks", kv)),
     },
     Table {
+        // sled keeps ranges of seqs and no cursor: the rows carry none
         name: "dedupe",
-        tree: |i| &i.dedupe,
+        tree: |i| &i.seq_ranges,
         count: "SELECT count(*) FROM dedupe",
         write: |tx, kv| {
-            let (mut agent, mut seq, mut cursor) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut agent, mut seq) = (Vec::new(), Vec::new());
             for (k, v) in kv {
-                let (a, s) = agent_seq("dedupe", k)?;
-                agent.push(a);
-                seq.push(s);
-                let c = u64_of(v);
-                cursor.push((c != QUARANTINED).then_some(big(c)));
+                let (a, first) = agent_seq("seq_ranges", k)?;
+                let last = big(u64_of(v));
+                if last < first {
+                    return Err(corrupt("seq_ranges", k, "range ends before it starts"));
+                }
+                for s in first..=last {
+                    agent.push(a.clone());
+                    seq.push(s);
+                    if seq.len() == 10_000 {
+                        dedupe_rows(tx, &mut agent, &mut seq)?;
+                    }
+                }
             }
-            ins(
-                tx,
-                "INSERT INTO dedupe (agent_id, seq, cursor)
-                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[])",
-                &[&agent, &seq, &cursor],
-            )
+            dedupe_rows(tx, &mut agent, &mut seq)
         },
+        rows: Some(|(k, v)| {
+            let (_, first) = agent_seq("seq_ranges", k)?;
+            Ok((big(u64_of(v)) - first + 1).max(0) as u64)
+        }),
     },
     Table {
         name: "quarantine",
@@ -238,30 +259,35 @@ const TABLES: &[Table] = &[
                 &[&agent, &seq, &rec],
             )
         },
+        rows: None,
     },
     Table {
         name: "systems",
         tree: |i| &i.systems,
         count: "SELECT count(*) FROM systems",
         write: |tx, kv| id_rec(tx, "INSERT INTO systems (id, rec)", kv),
+        rows: None,
     },
     Table {
         name: "operators",
         tree: |i| &i.operators,
         count: "SELECT count(*) FROM operators",
         write: |tx, kv| text_rec(tx, "operators", "INSERT INTO operators (name, rec)", kv),
+        rows: None,
     },
     Table {
         name: "audit",
         tree: |i| &i.audit,
         count: "SELECT count(*) FROM audit",
         write: |tx, kv| id_rec(tx, "INSERT INTO audit (seq, rec)", kv),
+        rows: None,
     },
     Table {
         name: "audit_checkpoints",
         tree: |i| &i.audit_checkpoints,
         count: "SELECT count(*) FROM audit_checkpoints",
         write: |tx, kv| id_rec(tx, "INSERT INTO audit_checkpoints (seq, rec)", kv),
+        rows: None,
     },
     Table {
         name: "incidents",
@@ -282,6 +308,7 @@ const TABLES: &[Table] = &[
                 &[&id, &agency, &rec],
             )
         },
+        rows: None,
     },
     Table {
         name: "incident_keys",
@@ -296,6 +323,7 @@ const TABLES: &[Table] = &[
                 &[&key, &id],
             )
         },
+        rows: None,
     },
     Table {
         name: "incident_alerts",
@@ -303,12 +331,14 @@ const TABLES: &[Table] = &[
         count: "SELECT count(*) FROM incident_alerts",
         write: |tx, kv| {
             let (mut id, mut cursor) = (Vec::new(), Vec::new());
-            for (k, _) in kv {
+            for (k, v) in kv {
                 if k.len() != 16 {
                     return Err(corrupt("incident_alerts", k, "key is not (id, cursor)"));
                 }
-                id.push(big(u64_of(&k[..8])));
-                cursor.push(big(u64_of(&k[8..])));
+                for c in super::incidents::link_cursors(k, v) {
+                    id.push(big(u64_of(&k[..8])));
+                    cursor.push(big(c));
+                }
             }
             ins(
                 tx,
@@ -316,12 +346,14 @@ const TABLES: &[Table] = &[
                 &[&id, &cursor],
             )
         },
+        rows: Some(|(k, v)| Ok(super::incidents::link_cursors(k, v).count() as u64)),
     },
     Table {
         name: "incident_changes",
         tree: |i| &i.incident_changes,
         count: "SELECT count(*) FROM incident_changes",
         write: |tx, kv| id_rec(tx, "INSERT INTO incident_changes (cursor, rec)", kv),
+        rows: None,
     },
     Table {
         name: "policies",
@@ -342,12 +374,14 @@ const TABLES: &[Table] = &[
                 &[&version, &scope, &rec],
             )
         },
+        rows: None,
     },
     Table {
         name: "forward_queue",
         tree: |i| &i.forward_queue,
         count: "SELECT count(*) FROM forward_queue",
         write: |tx, kv| id_rec(tx, "INSERT INTO forward_queue (seq, msg)", kv),
+        rows: None,
     },
 ];
 
@@ -376,6 +410,39 @@ fn corrupt(tree: &'static str, key: &[u8], reason: &str) -> StoreError {
 
 fn ins(tx: &Transaction<'_>, sql: &str, p: &[&(dyn ToSql + Sync)]) -> Result<(), StoreError> {
     exec(tx, sql, p).map(|_| ())
+}
+
+/// Rows the sled tree of `t` makes.
+fn sled_rows(t: &Table, tree: &sled::Tree) -> Result<u64, StoreError> {
+    match t.rows {
+        Some(rows) => tree.iter().map(|kv| rows(&kv.map_err(StoreError::from)?)).sum(),
+        None => Ok(tree.len() as u64),
+    }
+}
+
+/// Records in a chunk.
+fn chunk_rows(tree: &'static str, (k, v): &Kv) -> Result<u64, StoreError> {
+    let mut n = 0;
+    for e in chunks::entries(tree, k, v) {
+        e?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Rows of `dedupe` without a cursor; empties the vectors.
+fn dedupe_rows(tx: &Transaction<'_>, agent: &mut Vec<String>, seq: &mut Vec<i64>) -> Result<(), StoreError> {
+    if seq.is_empty() {
+        return Ok(());
+    }
+    ins(
+        tx,
+        "INSERT INTO dedupe (agent_id, seq, cursor) SELECT a, s, NULL FROM unnest($1::text[], $2::bigint[]) AS u(a, s)",
+        &[&*agent, &*seq],
+    )?;
+    agent.clear();
+    seq.clear();
+    Ok(())
 }
 
 fn utf8(tree: &'static str, k: &[u8]) -> Result<String, StoreError> {
@@ -410,22 +477,23 @@ fn agent_seq(tree: &'static str, k: &[u8]) -> Result<(String, i64), StoreError> 
 }
 
 fn records(tx: &Transaction<'_>, tree: &'static str, alert: bool, kv: &[Kv]) -> Result<(), StoreError> {
-    let n = kv.len();
-    let (mut cursor, mut agency, mut agent, mut seq) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut severity, mut time, mut received, mut rec) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut cursor, mut agency, mut agent, mut seq) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut severity, mut time, mut received, mut rec) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (k, v) in kv {
-        let r: RecordRec = decode(tree, k, v)?;
-        cursor.push(big(u64_of(k)));
-        agency.push(r.agency);
-        agent.push(r.agent_id);
-        seq.push(big(r.seq));
-        severity.push(i32::try_from(r.severity).unwrap_or(i32::MAX));
-        time.push(r.time_us);
-        received.push(r.received_us);
-        rec.push(v.as_ref());
+        for e in chunks::entries(tree, k, v) {
+            let (c, bytes) = e?;
+            let r: RecordRec = decode(tree, &c.to_be_bytes(), bytes)?;
+            cursor.push(big(c));
+            agency.push(r.agency);
+            agent.push(r.agent_id);
+            seq.push(big(r.seq));
+            severity.push(i32::try_from(r.severity).unwrap_or(i32::MAX));
+            time.push(r.time_us);
+            received.push(r.received_us);
+            rec.push(bytes);
+        }
     }
+    let n = cursor.len();
     let alerts = vec![alert; n];
     ins(
         tx,
@@ -444,7 +512,11 @@ fn sled_counters(i: &super::Inner) -> Result<Counters, StoreError> {
     let last =
         |t: &sled::Tree| -> Result<u64, StoreError> { Ok(t.last()?.map(|(k, _)| u64_of(&k)).unwrap_or(0)) };
     let mut out = vec![
-        ("record", last(&i.alerts)?.max(last(&i.events)?)),
+        (
+            "record",
+            chunks::last_cursor("alert_chunks", &i.alert_chunks)?
+                .max(chunks::last_cursor("event_chunks", &i.event_chunks)?),
+        ),
         ("change", last(&i.incident_changes)?),
         ("audit", last(&i.audit)?),
     ];
@@ -562,7 +634,7 @@ pub fn run(
     let mut batches = 0u64;
     for t in TABLES {
         let tree = (t.tree)(&inner);
-        let total = tree.len() as u64;
+        let total = sled_rows(t, tree)?;
         let (mut last, mut copied, done) = dst.read(|c| {
             Ok(
                 match opt(
@@ -597,7 +669,10 @@ pub fn run(
                 .map_err(StoreError::from)?;
             let end = kv.len() < batch;
             let key = kv.last().map(|(k, _)| k.to_vec()).or(last.clone());
-            let n = kv.len() as u64;
+            let n = match t.rows {
+                Some(rows) => kv.iter().map(rows).sum::<Result<u64, _>>()?,
+                None => kv.len() as u64,
+            };
             dst.tx(|tx| {
                 if !kv.is_empty() {
                     (t.write)(tx, &kv)?;
@@ -665,7 +740,11 @@ pub fn check(src: &SledStore, dst: &PgStore) -> Result<Vec<Count>, StoreError> {
     dst.read(|c| {
         for t in TABLES {
             let pg = one(c, t.count, &[])?.get::<_, i64>(0) as u64;
-            out.push(Count { table: t.name.to_string(), sled: (t.tree)(&inner).len() as u64, postgres: pg });
+            out.push(Count {
+                table: t.name.to_string(),
+                sled: sled_rows(t, (t.tree)(&inner))?,
+                postgres: pg,
+            });
         }
         let (counters, positions) = sled_counters(&inner)?;
         for (name, value) in counters {

@@ -9,16 +9,16 @@
 //!
 //! | tree               | key                                              | value          |
 //! |--------------------|--------------------------------------------------|----------------|
-//! | `meta`             | `b"schema"`                                      | u32 BE (1)     |
+//! | `meta`             | `b"schema"`                                      | u32 BE (2)     |
 //! | `meta`             | `b"probe"` (the write probe of the storage watch)| one byte       |
 //! | `agencies`         | agency code (UTF-8, never contains 0x00)         | [`AgencyRec`]  |
 //! | `tokens`           | SHA-256 of the token (32 bytes)                  | [`TokenRec`]   |
 //! | `agents`           | agent id (UTF-8)                                 | [`AgentRec`]   |
-//! | `alerts`           | cursor (u64 BE)                                  | [`RecordRec`]  |
-//! | `events`           | cursor (u64 BE)                                  | [`RecordRec`]  |
-//! | `dedupe`           | agent id, 0x00, seq (u64 BE)                     | cursor (u64 BE), `u64::MAX` if quarantined |
-//! | `alerts_by_time`   | time (sortable i64 BE), cursor                   | empty          |
-//! | `alerts_by_agency` | agency code, 0x00, time (sortable i64 BE), cursor| empty          |
+//! | `alert_chunks`     | first cursor of the chunk (u64 BE)               | entries `cursor (u64 BE), length (u32 BE), RecordRec`, cursor order |
+//! | `event_chunks`     | first cursor of the chunk (u64 BE)               | as `alert_chunks` |
+//! | `seq_ranges`       | agent id, 0x00, first seq (u64 BE)               | last seq (u64 BE): stored or quarantined |
+//! | `alert_times`      | second of event time (sortable i64 BE), chunk key| `(time (sortable i64 BE), cursor)` of the chunk's alerts in that second |
+//! | `alert_agency_times` | agency code, 0x00, second, chunk key           | as `alert_times`, that agency's alerts |
 //! | `quarantine`       | agent id, 0x00, seq (u64 BE)                     | [`QuarantineRec`] |
 //! | `agency_stats`     | agency code                                      | [`AgencyStatsRec`] |
 //! | `systems`          | system id (u64 BE)                               | [`SystemRec`]  |
@@ -27,7 +27,7 @@
 //! | `audit_checkpoints`| audit seq (u64 BE)                               | [`AuditCheckpointRec`] |
 //! | `incidents`        | incident id (u64 BE)                             | [`IncidentRec`] |
 //! | `incident_keys`    | correlation key (agency 0x00 system 0x00 category 0x00 attacker) | incident id (u64 BE) |
-//! | `incident_alerts`  | incident id (u64 BE), alert cursor (u64 BE)      | empty          |
+//! | `incident_alerts`  | incident id (u64 BE), first alert cursor (u64 BE)| the alert cursors one correlation linked (u64 BE each); empty (schema 1): the key's cursor |
 //! | `incident_changes` | change cursor (u64 BE)                           | [`IncidentChangeRec`] |
 //! | `policies`         | policy version (u64 BE)                          | [`PolicyRec`]  |
 //! | `counters`         | `system`, `incident`, `policy`, `correlated`, `fwd_*` | u64 BE: last id used / last alert cursor correlated / forwarder positions and totals |
@@ -37,10 +37,17 @@
 //! has seen cursor `c` has seen every record with a smaller cursor: the
 //! alert subscription resumes from a cursor without gaps.
 //!
-//! Ingest is one sled transaction per batch over `alerts`, `events`,
-//! `dedupe`, both indexes, `quarantine` and `agents`; a batch is stored
-//! whole or not at all, and each (agent, seq) at most once. Callers flush
-//! ([`Store::flush`]) before acknowledging.
+//! Ingest is one sled transaction per batch over the record chunks, both
+//! time indexes, `seq_ranges`, `quarantine`, `agents` and `agency_stats`;
+//! a batch is stored whole or not at all, and each (agent, seq) at most
+//! once. It writes a few large values per batch, not several small ones
+//! per record ([`chunks`]): sled's cost is per key (finding the leaf,
+//! splitting it every 16 keys), and per-record keys held ingest to about
+//! 25,000 alerts/s. Callers flush ([`Store::flush`]) before acknowledging.
+//!
+//! `seq_ranges` remembers every (agent, seq) ever accepted, also after
+//! retention deleted the record: a record sent again after its deletion is
+//! a duplicate, never stored a second time.
 
 pub mod api;
 #[cfg(test)]
@@ -55,7 +62,6 @@ pub use pg::{PgOptions, PgStore};
 mod any;
 
 use std::{
-    ops::Bound,
     path::Path,
     sync::{Arc, Mutex},
     time::Duration,
@@ -77,17 +83,21 @@ pub use records::{
 };
 
 mod audit;
+mod chunks;
 mod forward;
 mod incidents;
 mod policy;
 mod registry;
 mod retention;
 mod txn;
+mod upgrade;
 pub use forward::ForwardStats;
 pub use incidents::{CorrelationInput, IncidentFilter, IncidentPage};
 
-const SCHEMA_VERSION: u32 = 1;
-const QUARANTINED: u64 = u64::MAX;
+/// 2: records in chunks, time indexes per second and chunk, sequence
+/// ranges (see [`chunks`]); a store of version 1 is upgraded on open
+/// ([`upgrade`]).
+const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -317,11 +327,14 @@ struct Inner {
     agencies: sled::Tree,
     tokens: sled::Tree,
     agents: sled::Tree,
-    alerts: sled::Tree,
-    events: sled::Tree,
-    dedupe: sled::Tree,
-    by_time: sled::Tree,
-    by_agency: sled::Tree,
+    /// Record chunks (see [`chunks`]).
+    alert_chunks: sled::Tree,
+    event_chunks: sled::Tree,
+    /// Sequence ranges stored per agent.
+    seq_ranges: sled::Tree,
+    /// Time indexes of the alerts: all agencies, and per agency.
+    alert_times: sled::Tree,
+    agency_times: sled::Tree,
     quarantine: sled::Tree,
     agency_stats: sled::Tree,
     systems: sled::Tree,
@@ -365,6 +378,8 @@ fn dedupe_key(agent_id: &str, seq: u64) -> Vec<u8> {
     k
 }
 
+/// A schema-1 time index key (the upgrade's tests write them).
+#[cfg(test)]
 fn time_key(prefix: &[u8], time_us: i64, cursor: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + 16);
     k.extend_from_slice(prefix);
@@ -520,18 +535,21 @@ impl Inner {
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::Schema { found, known: SCHEMA_VERSION });
                 }
+                if found < SCHEMA_VERSION {
+                    upgrade::to_chunks(&db)?;
+                }
             }
             None => {
                 db.insert(b"schema", &SCHEMA_VERSION.to_be_bytes())?;
             }
         }
-        let alerts = db.open_tree("alerts")?;
-        let events = db.open_tree("events")?;
+        let alert_chunks = db.open_tree("alert_chunks")?;
+        let event_chunks = db.open_tree("event_chunks")?;
+        let last_alert = chunks::last_cursor("alert_chunks", &alert_chunks)?;
+        let next_cursor = last_alert.max(chunks::last_cursor("event_chunks", &event_chunks)?) + 1;
         let last = |t: &sled::Tree| -> Result<u64, StoreError> {
             Ok(t.last()?.map(|(k, _)| u64_of(&k)).unwrap_or(0))
         };
-        let last_alert = last(&alerts)?;
-        let next_cursor = last_alert.max(last(&events)?) + 1;
         let incident_changes = db.open_tree("incident_changes")?;
         let last_change = last(&incident_changes)?;
         let inner = Inner {
@@ -557,12 +575,12 @@ impl Inner {
             agencies: db.open_tree("agencies")?,
             tokens: db.open_tree("tokens")?,
             agents: db.open_tree("agents")?,
-            dedupe: db.open_tree("dedupe")?,
-            by_time: db.open_tree("alerts_by_time")?,
-            by_agency: db.open_tree("alerts_by_agency")?,
+            seq_ranges: db.open_tree("seq_ranges")?,
+            alert_times: db.open_tree("alert_times")?,
+            agency_times: db.open_tree("alert_agency_times")?,
             quarantine: db.open_tree("quarantine")?,
-            alerts,
-            events,
+            alert_chunks,
+            event_chunks,
             db,
             next_cursor: Mutex::new(next_cursor.max(again.map(|a| a.1).unwrap_or(0))),
             alert_cursor: match again {
@@ -766,6 +784,13 @@ impl SledStore {
 
     /// Stores a batch from one agent: each (agent, seq) at most once, the
     /// whole batch or nothing. Does not flush.
+    ///
+    /// The records are encoded before the ingest lock is taken; under it,
+    /// the batch's duplicates are found in `seq_ranges` (only ingest
+    /// writes that tree, and only under this lock), then one transaction
+    /// writes a few large values: the record chunks, their time index
+    /// entries per second, the extended sequence ranges, with the agent's
+    /// and the agency's counters.
     pub fn ingest(
         &self,
         agent_id: &str,
@@ -773,90 +798,163 @@ impl SledStore {
         received_us: i64,
         batch: &[Incoming],
     ) -> Result<IngestOutcome, StoreError> {
+        let encoded: Vec<Option<Vec<u8>>> = batch
+            .iter()
+            .map(|r| r.record(agent_id, agency, received_us).map(|r| r.encode_to_vec()))
+            .collect();
         let i = &self.inner()?;
         let mut next = i.next_cursor.lock().unwrap_or_else(|p| p.into_inner());
+        let known = i.agents.get(agent_id.as_bytes())?;
+        let known = match known {
+            Some(v) => Some(decode::<AgentRec>("agents", agent_id.as_bytes(), &v)?.highest_seq),
+            None => None,
+        };
+        // Every (agent, seq) stored so far is at most the agent's
+        // `highest_seq` (both written under this lock), so a higher seq
+        // needs no lookup.
+        let mut highest = known.unwrap_or(0);
+        let mut seen = std::collections::HashSet::new();
+        let mut out = IngestOutcome::default();
+        let mut keep = Vec::with_capacity(batch.len());
+        for rec in batch {
+            let seq = rec.seq();
+            let fresh = known.is_some() && seq > highest;
+            let dup = !seen.insert(seq)
+                || (!fresh && chunks::range_holding(&i.seq_ranges, agent_id, seq)?.is_some());
+            highest = highest.max(seq);
+            if dup {
+                out.duplicates += 1;
+            }
+            keep.push(!dup);
+        }
+        let mut stored_seqs: Vec<u64> =
+            batch.iter().zip(&keep).filter(|(_, k)| **k).map(|(r, _)| r.seq()).collect();
+        stored_seqs.sort_unstable();
+        let mut ranges: Vec<(Vec<u8>, [u8; 8])> = Vec::new();
+        for (first, last) in chunks::runs(&stored_seqs) {
+            let start = match first.checked_sub(1) {
+                Some(before) => {
+                    chunks::range_holding(&i.seq_ranges, agent_id, before)?.map_or(first, |(f, _)| f)
+                }
+                None => first,
+            };
+            ranges.push((chunks::range_key(agent_id, start), last.to_be_bytes()));
+        }
+        let mut cursor = *next;
+        let (mut alerts, mut events) = (Vec::new(), Vec::new());
+        let (mut alert_chunk, mut event_chunk) =
+            (chunks::ChunkWriter::default(), chunks::ChunkWriter::default());
+        let (mut all_index, mut agency_index) =
+            (chunks::IndexWriter::default(), chunks::IndexWriter::default());
+        let mut quarantined = Vec::new();
+        let mut stats = AgencyStatsRec::default();
+        let mut last_alert = None;
+        let mut index_chunks = Vec::new();
+        for ((rec, value), keep) in batch.iter().zip(&encoded).zip(&keep) {
+            if !keep {
+                continue;
+            }
+            match (rec, value) {
+                (Incoming::Valid { alert, time_us, .. }, Some(value)) => {
+                    if *alert {
+                        stats.alerts += 1;
+                        stats.alert_bytes += value.len() as u64;
+                        alert_chunk.push(cursor, value);
+                        all_index.push(*time_us, cursor);
+                        agency_index.push(*time_us, cursor);
+                        last_alert = Some(cursor);
+                        if alert_chunk.len() >= chunks::CHUNK_BYTES {
+                            let chunk = std::mem::take(&mut alert_chunk);
+                            index_chunks.push((
+                                std::mem::take(&mut all_index),
+                                std::mem::take(&mut agency_index),
+                                chunk.first(),
+                            ));
+                            alerts.extend(chunk.finish());
+                        }
+                    } else {
+                        stats.events += 1;
+                        stats.event_bytes += value.len() as u64;
+                        event_chunk.push(cursor, value);
+                        if event_chunk.len() >= chunks::CHUNK_BYTES {
+                            events.extend(std::mem::take(&mut event_chunk).finish());
+                        }
+                    }
+                    cursor += 1;
+                    out.stored += 1;
+                }
+                (Incoming::Invalid { seq, reason, raw }, _) => {
+                    let value = QuarantineRec {
+                        version: records::RECORD_VERSION,
+                        agent_id: agent_id.to_string(),
+                        seq: *seq,
+                        received_us,
+                        reason: reason.clone(),
+                        raw: raw.clone(),
+                    };
+                    quarantined.push((dedupe_key(agent_id, *seq), value.encode_to_vec()));
+                    out.invalid += 1;
+                }
+                (Incoming::Valid { .. }, None) => {}
+            }
+        }
+        index_chunks.push((all_index, agency_index, alert_chunk.first()));
+        alerts.extend(alert_chunk.finish());
+        events.extend(event_chunk.finish());
         let agency_prefix = agency_prefix(agency);
+        let mut index: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut by_agency: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for (all, mine, first) in index_chunks {
+            if let Some(first) = first {
+                index.extend(all.finish(&[], first));
+                by_agency.extend(mine.finish(&agency_prefix, first));
+            }
+        }
+        let ivec = |v: Vec<u8>| sled::IVec::from(v);
+        let alerts: Vec<([u8; 8], sled::IVec)> = alerts.into_iter().map(|(k, v)| (k, ivec(v))).collect();
+        let events: Vec<([u8; 8], sled::IVec)> = events.into_iter().map(|(k, v)| (k, ivec(v))).collect();
         let res = (
-            &i.alerts,
-            &i.events,
-            &i.dedupe,
-            &i.by_time,
-            &i.by_agency,
+            &i.alert_chunks,
+            &i.event_chunks,
+            &i.alert_times,
+            &i.agency_times,
+            &i.seq_ranges,
             &i.quarantine,
             &i.agents,
             &i.agency_stats,
         )
             .transaction(
-                |(alerts, events, dedupe, by_time, by_agency, quarantine, agents, agency_stats)| {
-                    let mut cursor = *next;
-                    let mut out = IngestOutcome::default();
-                    let mut stats: AgencyStatsRec = match agency_stats.get(agency.as_bytes())? {
-                        Some(v) => decode("agency_stats", agency.as_bytes(), &v)
-                            .map_err(ConflictableTransactionError::Abort)?,
-                        None => AgencyStatsRec { version: records::RECORD_VERSION, ..Default::default() },
-                    };
-                    let mut last_alert = None;
-                    let mut agent = match agents.get(agent_id.as_bytes())? {
-                        Some(v) => Some(
-                            decode::<AgentRec>("agents", agent_id.as_bytes(), &v)
-                                .map_err(ConflictableTransactionError::Abort)?,
-                        ),
-                        None => None,
-                    };
-                    // Every (agent, seq) stored so far is at most the agent's
-                    // `highest_seq` (both written in this transaction), so a
-                    // higher seq needs no lookup.
-                    let mut highest = agent.as_ref().map_or(0, |a| a.highest_seq);
-                    for rec in batch {
-                        let dk = dedupe_key(agent_id, rec.seq());
-                        let fresh = agent.is_some() && rec.seq() > highest;
-                        highest = highest.max(rec.seq());
-                        if !fresh && dedupe.get(&dk)?.is_some() {
-                            out.duplicates += 1;
-                            continue;
-                        }
-                        match rec {
-                            Incoming::Valid { alert, time_us, .. } => {
-                                let value = rec
-                                    .record(agent_id, agency, received_us)
-                                    .map(|r| r.encode_to_vec())
-                                    .unwrap_or_default();
-                                let ck = cursor.to_be_bytes();
-                                if *alert {
-                                    stats.alerts += 1;
-                                    stats.alert_bytes += value.len() as u64;
-                                } else {
-                                    stats.events += 1;
-                                    stats.event_bytes += value.len() as u64;
-                                }
-                                if *alert {
-                                    alerts.insert(&ck, value)?;
-                                    by_time.insert(time_key(&[], *time_us, cursor), &[])?;
-                                    by_agency.insert(time_key(&agency_prefix, *time_us, cursor), &[])?;
-                                    last_alert = Some(cursor);
-                                } else {
-                                    events.insert(&ck, value)?;
-                                }
-                                dedupe.insert(dk, &ck)?;
-                                cursor += 1;
-                                out.stored += 1;
-                            }
-                            Incoming::Invalid { seq, reason, raw } => {
-                                let value = QuarantineRec {
-                                    version: records::RECORD_VERSION,
-                                    agent_id: agent_id.to_string(),
-                                    seq: *seq,
-                                    received_us,
-                                    reason: reason.clone(),
-                                    raw: raw.clone(),
-                                };
-                                quarantine.insert(dk.clone(), value.encode_to_vec())?;
-                                dedupe.insert(dk, &QUARANTINED.to_be_bytes())?;
-                                out.invalid += 1;
-                            }
-                        }
+                |(
+                    alert_chunks,
+                    event_chunks,
+                    alert_times,
+                    agency_times,
+                    seq_ranges,
+                    quarantine,
+                    agents,
+                    agency_stats,
+                )| {
+                    for (k, v) in &alerts {
+                        alert_chunks.insert(k, v.clone())?;
                     }
-                    if let Some(a) = agent.as_mut() {
+                    for (k, v) in &events {
+                        event_chunks.insert(k, v.clone())?;
+                    }
+                    for (k, v) in &index {
+                        alert_times.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for (k, v) in &by_agency {
+                        agency_times.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    for (k, v) in &ranges {
+                        seq_ranges.insert(k.as_slice(), v)?;
+                    }
+                    for (k, v) in &quarantined {
+                        quarantine.insert(k.as_slice(), v.as_slice())?;
+                    }
+                    if let Some(v) = agents.get(agent_id.as_bytes())? {
+                        let mut a = decode::<AgentRec>("agents", agent_id.as_bytes(), &v)
+                            .map_err(ConflictableTransactionError::Abort)?;
                         a.records_stored += u64::from(out.stored);
                         a.records_duplicate += u64::from(out.duplicates);
                         a.records_invalid += u64::from(out.invalid);
@@ -864,13 +962,22 @@ impl SledStore {
                         agents.insert(agent_id.as_bytes(), a.encode_to_vec())?;
                     }
                     if out.stored > 0 {
-                        agency_stats.insert(agency.as_bytes(), stats.encode_to_vec())?;
+                        let mut s: AgencyStatsRec = match agency_stats.get(agency.as_bytes())? {
+                            Some(v) => decode("agency_stats", agency.as_bytes(), &v)
+                                .map_err(ConflictableTransactionError::Abort)?,
+                            None => AgencyStatsRec { version: records::RECORD_VERSION, ..Default::default() },
+                        };
+                        s.alerts += stats.alerts;
+                        s.alert_bytes += stats.alert_bytes;
+                        s.events += stats.events;
+                        s.event_bytes += stats.event_bytes;
+                        agency_stats.insert(agency.as_bytes(), s.encode_to_vec())?;
                     }
-                    Ok((cursor, out, last_alert))
+                    Ok(())
                 },
             );
         match res {
-            Ok((cursor, out, last_alert)) => {
+            Ok(()) => {
                 *next = cursor;
                 drop(next);
                 if let Some(c) = last_alert {
@@ -890,83 +997,111 @@ impl SledStore {
 
     /// Alerts with a cursor greater than `after`, in cursor order.
     pub fn alerts_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, RecordRec)>, StoreError> {
-        let start = after.saturating_add(1).to_be_bytes();
-        self.inner()?
-            .alerts
-            .range(start..)
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((u64_of(&k), decode("alerts", &k, &v)?))
-            })
-            .collect()
+        chunks::after("alert_chunks", &self.inner()?.alert_chunks, after, limit)
     }
 
     /// Events (non-alert records) with a cursor greater than `after`.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, RecordRec)>, StoreError> {
-        let start = after.saturating_add(1).to_be_bytes();
-        self.inner()?
-            .events
-            .range(start..)
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((u64_of(&k), decode("events", &k, &v)?))
-            })
-            .collect()
+        chunks::after("event_chunks", &self.inner()?.event_chunks, after, limit)
     }
 
     /// Alerts newest event time first, filtered, one page.
+    ///
+    /// The time index holds, per second and chunk, the alerts' `(time,
+    /// cursor)`: the listing reads one second's entries (from every chunk
+    /// with alerts in it), sorts them newest first and goes on to the
+    /// second before until the page is full.
     pub fn list_alerts(&self, q: &AlertQuery) -> Result<AlertPage, StoreError> {
         let i = &self.inner()?;
         let (tree, prefix) = match &q.agency {
-            Some(a) => (&i.by_agency, agency_prefix(a)),
-            None => (&i.by_time, Vec::new()),
+            Some(a) => (&i.agency_times, agency_prefix(a)),
+            None => (&i.alert_times, Vec::new()),
         };
-        let lower = time_key(&prefix, q.since_us.unwrap_or(i64::MIN), 0);
-        let mut upper = match q.until_us {
-            Some(u) => time_key(&prefix, u, 0),
-            None => {
-                let mut k = prefix.clone();
-                k.extend_from_slice(&[0xff; 17]);
-                k
-            }
-        };
-        if let Some(after) = q.after {
-            let page = time_key(&prefix, after.time_us, after.cursor);
-            if page < upper {
-                upper = page;
-            }
+        let since = q.since_us.unwrap_or(i64::MIN);
+        // newest (time, cursor) allowed, exclusive
+        let mut below = (q.until_us.unwrap_or(i64::MAX), 0u64);
+        if q.until_us.is_none() {
+            below = (i64::MAX, u64::MAX);
         }
+        if let Some(after) = q.after
+            && (after.time_us, after.cursor) < below
+        {
+            below = (after.time_us, after.cursor);
+        }
+        let lower = chunks::index_key(&prefix, chunks::bucket_of(since), 0);
+        let upper = chunks::index_key(&prefix, chunks::bucket_of(below.0), u64::MAX);
         let limit = q.limit.max(1);
-        let mut out = Vec::with_capacity(limit.min(1024));
-        let mut next = None;
-        for kv in tree.range((Bound::Included(lower), Bound::Excluded(upper))).rev() {
-            let (k, _) = kv?;
-            if k.len() < prefix.len() + 16 {
+        let mut out: Vec<(u64, RecordRec)> = Vec::with_capacity(limit.min(1024));
+        let mut cache = Vec::new();
+        let mut keys = tree.range(lower..=upper).rev().peekable();
+        while let Some(kv) = keys.next() {
+            let (k, v) = kv?;
+            let Some((second, _)) = chunks::index_key_parts(&prefix, &k) else {
                 continue;
-            }
-            let tail = &k[prefix.len()..];
-            let cursor = u64_of(&tail[8..16]);
-            let Some(v) = i.alerts.get(cursor.to_be_bytes())? else {
-                continue; // removed by retention between index and record
             };
-            let rec: RecordRec = decode("alerts", &cursor.to_be_bytes(), &v)?;
-            if let Some(max) = q.max_severity
-                && rec.severity > max
-            {
-                continue;
+            // every chunk's entries of this second
+            let mut entries: Vec<(i64, u64)> = chunks::index_entries(&v).collect();
+            while let Some(Ok((k2, _))) = keys.peek() {
+                if chunks::index_key_parts(&prefix, k2).map(|p| p.0) != Some(second) {
+                    break;
+                }
+                let Some(Ok((_, v2))) = keys.next() else { break };
+                entries.extend(chunks::index_entries(&v2));
             }
-            if q.keep.as_ref().is_some_and(|k| !(k.0)(&rec)) {
-                continue;
+            entries.retain(|&(t, c)| t >= since && (t, c) < below);
+            entries.sort_unstable_by(|a, b| b.cmp(a));
+            for (time_us, cursor) in entries {
+                let Some(rec) = Self::cached_alert(i, &mut cache, cursor)? else {
+                    continue; // removed by retention between index and record
+                };
+                if let Some(max) = q.max_severity
+                    && rec.severity > max
+                {
+                    continue;
+                }
+                if q.keep.as_ref().is_some_and(|k| !(k.0)(&rec)) {
+                    continue;
+                }
+                if out.len() == limit {
+                    let next = out.last().map(|(c, r)| PageKey { time_us: r.time_us, cursor: *c });
+                    return Ok((out, next));
+                }
+                debug_assert_eq!(rec.time_us, time_us);
+                out.push((cursor, rec));
             }
-            if out.len() == limit {
-                next = out.last().map(|(c, r): &(u64, RecordRec)| PageKey { time_us: r.time_us, cursor: *c });
-                break;
-            }
-            out.push((cursor, rec));
         }
-        Ok((out, next))
+        Ok((out, None))
+    }
+
+    /// An alert by cursor, keeping the last few chunks read: `(first
+    /// cursor, last cursor, chunk)`.
+    fn cached_alert(
+        i: &Inner,
+        cache: &mut Vec<(u64, u64, sled::IVec)>,
+        cursor: u64,
+    ) -> Result<Option<RecordRec>, StoreError> {
+        let idx = match cache.iter().position(|(first, last, _)| (*first..=*last).contains(&cursor)) {
+            Some(h) => h,
+            None => {
+                let Some((k, v)) = chunks::chunk_holding(&i.alert_chunks, cursor)? else {
+                    return Ok(None);
+                };
+                let mut last = 0;
+                for e in chunks::entries("alert_chunks", &k, &v) {
+                    last = e?.0;
+                }
+                if cache.len() == 8 {
+                    cache.remove(0);
+                }
+                cache.push((u64_of(&k), last, v));
+                cache.len() - 1
+            }
+        };
+        let (first, _, v) = &cache[idx];
+        match chunks::find("alert_chunks", &first.to_be_bytes(), v, cursor)? {
+            Some(rec) => Ok(Some(decode("alert_chunks", &cursor.to_be_bytes(), rec)?)),
+            None => Ok(None),
+        }
     }
 
     /// A named counter of work done outside the store's own transactions
@@ -994,14 +1129,20 @@ impl SledStore {
     }
 
     /// The highest seq stored (or quarantined) for `agent_id` within
-    /// `lo..=hi`: where a downstream collector's feed resumes.
+    /// `lo..=hi`: where a downstream collector's feed resumes. Ranges do
+    /// not overlap, so the range with the highest start `<= hi` holds it
+    /// if any does.
     pub fn highest_seq_between(&self, agent_id: &str, lo: u64, hi: u64) -> Result<Option<u64>, StoreError> {
+        if lo > hi {
+            return Ok(None);
+        }
         let i = self.inner()?;
-        let (from, to) = (dedupe_key(agent_id, lo), dedupe_key(agent_id, hi));
-        match i.dedupe.range(from..=to).next_back() {
+        let (from, to) = (chunks::range_key(agent_id, 0), chunks::range_key(agent_id, hi));
+        match i.seq_ranges.range(from..=to).next_back() {
             Some(kv) => {
-                let (k, _) = kv?;
-                Ok(Some(u64_of(&k[k.len() - 8..])))
+                let (_, v) = kv?;
+                let last = u64_of(&v);
+                Ok((last >= lo).then(|| last.min(hi)))
             }
             None => Ok(None),
         }

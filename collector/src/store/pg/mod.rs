@@ -18,7 +18,7 @@
 //! | table              | key                 | indexed columns besides the key |
 //! |--------------------|---------------------|---------------------------------|
 //! | `records`          | cursor              | `alert`, `agency`, `time_us` (alerts by time and by agency, alerts and events by cursor) |
-//! | `dedupe`           | (agent_id, seq)     | cursor (NULL: quarantined)      |
+//! | `dedupe`           | (agent_id, seq)     | cursor (NULL: quarantined, or migrated from sled, which keeps no cursor; never read) |
 //! | `quarantine`       | (agent_id, seq)     |                                 |
 //! | `agencies`, `agency_stats` | code        |                                 |
 //! | `tokens`           | SHA-256 of the token|                                 |
