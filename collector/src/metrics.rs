@@ -75,6 +75,7 @@ pub struct Metrics {
     tls_failed: Gauge,
     tls_timed_out: Gauge,
     store_writable: Gauge,
+    correlation_backlog: Gauge,
 }
 
 impl Default for Metrics {
@@ -112,6 +113,7 @@ impl Metrics {
             tls_failed: Gauge::default(),
             tls_timed_out: Gauge::default(),
             store_writable: Gauge::default(),
+            correlation_backlog: Gauge::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -195,6 +197,11 @@ impl Metrics {
                 "1 when the store takes writes, 0 when it fails (disk full)",
                 m.store_writable.clone(),
             );
+            r.register(
+                "correlation_backlog",
+                "Alerts stored and not yet correlated into incidents (cursors after the correlator's position)",
+                m.correlation_backlog.clone(),
+            );
         }
         m
     }
@@ -244,10 +251,14 @@ pub async fn render(src: &Sources) -> String {
             store.forward_stats().ok(),
             writable(&store).is_ok(),
             store.counter_value(crate::supervise::UPSTREAM_DROPPED).ok(),
+            store.correlated_cursor().ok().map(|done| (*store.alert_cursor().borrow()).saturating_sub(done)),
         )
     })
     .await;
-    if let Ok((size, fwd, ok, up)) = read {
+    if let Ok((size, fwd, ok, up, backlog)) = read {
+        if let Some(b) = backlog {
+            m.correlation_backlog.set(clamp(b));
+        }
         if let Some(up) = up {
             m.upstream_dropped.set(clamp(up));
         }

@@ -98,6 +98,10 @@ fn metrics_endpoints_agree_with_what_was_stored_and_acknowledged() {
         "{text}"
     );
     assert_eq!(value(&text, "canhgac_collector_store_writable"), Some(1.0), "{text}");
+    // the correlator catches up with what was stored
+    wait_for("the correlator caught up", Duration::from_secs(20), || {
+        (value(&get(cport, "/metrics").1, "canhgac_collector_correlation_backlog") == Some(0.0)).then_some(())
+    });
     assert!(value(&text, "canhgac_collector_database_bytes").is_some_and(|v| v > 0.0), "{text}");
     assert!(
         value(&text, "canhgac_collector_operator_calls_total{method=\"ListAlerts\",code=\"Ok\"}")

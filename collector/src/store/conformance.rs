@@ -27,6 +27,7 @@ pub fn run_all<B: Backend>(open: &dyn Fn(&Path) -> B) {
         ("records: durable across a reopen", durable_across_reopen::<B>),
         ("records: retention deletes what is due, counted", retention::<B>),
         ("incidents: each alert once, changes in order, all or nothing", incidents::<B>),
+        ("incidents: a later alert of a flow joins by its flow, also after a reopen", flow_joins::<B>),
         ("audit: one chain", audit_chain::<B>),
         ("policies: versions and scope", policies::<B>),
         ("forward queue: FIFO, capped, counted", forward_queue::<B>),
@@ -392,6 +393,35 @@ fn input(cursor: u64, attacker: &str, time_us: i64) -> CorrelationInput {
         received_us: time_us,
         ..Default::default()
     }
+}
+
+#[allow(clippy::unwrap_used)]
+fn flow_joins<B: Backend>(open: &dyn Fn(&Path) -> B) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let w = 60_000_000;
+    // the same flow, seen by its attacker and then by another entity
+    let on_flow = |cursor: u64, attacker: &str, flow: u64| {
+        let mut i = input(cursor, attacker, cursor as i64 * 1_000_000);
+        i.keys.insert(0, format!("f\0A\0x\0{flow}"));
+        i
+    };
+    let first = {
+        let s = open(&path);
+        s.add_agency(AgencyRec { version: 1, code: "A".into(), name: "a".into(), ..Default::default() })
+            .unwrap();
+        let first = s.correlate(&[on_flow(1, "203.0.113.7", 77)], 1, w, 1).unwrap()[0];
+        let second = s.correlate(&[on_flow(2, "198.51.100.1", 77)], 2, w, 2).unwrap();
+        assert_eq!(second, vec![first], "joined by the flow, not opened for the other entity");
+        let other = s.correlate(&[on_flow(3, "198.51.100.2", 78)], 3, w, 3).unwrap();
+        assert_ne!(other, vec![first], "another flow and entity: another incident");
+        s.flush_blocking().unwrap();
+        first
+    };
+    let s = open(&path);
+    let again = s.correlate(&[on_flow(4, "192.0.2.9", 77)], 4, w, 4).unwrap();
+    assert_eq!(again, vec![first], "the flow is remembered across a reopen");
+    assert_eq!(s.incident_alert_cursors(first, 10).unwrap(), vec![1, 2, 4]);
 }
 
 #[allow(clippy::unwrap_used)]

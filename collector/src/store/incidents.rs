@@ -164,6 +164,7 @@ impl SledStore {
     ) -> Result<Vec<u64>, StoreError> {
         let i = &self.inner()?;
         let mut next = i.next_change.lock().unwrap_or_else(|p| p.into_inner());
+        let mut flows = i.flows.lock().unwrap_or_else(|p| p.into_inner());
         let r = (&i.incidents, &i.incident_keys, &i.incident_alerts, &i.incident_changes, &i.counters)
             .transaction(|(incidents, keys, links, changes, counters)| {
                 let mut touched: BTreeMap<u64, (IncidentRec, bool)> = BTreeMap::new();
@@ -174,6 +175,7 @@ impl SledStore {
                 let done = counters.get(position)?.map(|v| u64_of(&v)).unwrap_or(0);
                 // what each correlation key names, as this transaction sees it
                 let mut named_by: HashMap<&str, Option<u64>> = HashMap::new();
+                let mut flow_keys: Vec<(u128, u64)> = Vec::new();
                 // alert cursors to link, per incident
                 let mut linked: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
                 for inp in inputs.iter().filter(|i| i.cursor > done) {
@@ -186,7 +188,11 @@ impl SledStore {
                         let id = match named_by.get(key.as_str()) {
                             Some(id) => *id,
                             None => {
-                                let id = keys.get(key.as_bytes())?.map(|id| u64_of(&id));
+                                let id = if key.starts_with(FLOW_KEY) {
+                                    flows.get(key)
+                                } else {
+                                    keys.get(key.as_bytes())?.map(|id| u64_of(&id))
+                                };
                                 named_by.insert(key, id);
                                 id
                             }
@@ -248,7 +254,11 @@ impl SledStore {
                     // a key already naming this incident is not written again
                     for (key, id) in inp.keys.iter().zip(&named) {
                         if *id != Some(inc.id) {
-                            keys.insert(key.as_bytes(), &inc.id.to_be_bytes())?;
+                            if key.starts_with(FLOW_KEY) {
+                                flow_keys.push((super::flows::hash(key), inc.id));
+                            } else {
+                                keys.insert(key.as_bytes(), &inc.id.to_be_bytes())?;
+                            }
                             named_by.insert(key, Some(inc.id));
                         }
                     }
@@ -280,9 +290,12 @@ impl SledStore {
                     change += 1;
                 }
                 counters.insert(position, &last_cursor.max(done).to_be_bytes())?;
-                Ok((touched.keys().copied().collect::<Vec<_>>(), change))
+                Ok((touched.keys().copied().collect::<Vec<_>>(), change, flow_keys))
             });
-        let (ids, change) = tx_result::<_, StoreError>(r)?;
+        let (ids, change, flow_keys) = tx_result::<_, StoreError>(r)?;
+        // flow keys are kept apart, after the commit (see `flows`)
+        flows.append(&i.flow_keys, last_cursor, &flow_keys)?;
+        drop(flows);
         if change != *next {
             *next = change;
             i.change_cursor.send_replace(change - 1);
@@ -429,6 +442,13 @@ impl SledStore {
             },
         );
         let out = tx_result::<_, StoreError>(r)?;
+        if merge
+            && let Ok(Some(_)) = &out
+            && let Some((&into, others)) = ids.split_first()
+        {
+            // later alerts of the merged incidents' flows join the first
+            i.flows.lock().unwrap_or_else(|p| p.into_inner()).renamed(others, into);
+        }
         if let Ok(Some(recs)) = &out
             && !recs.is_empty()
         {
@@ -461,6 +481,10 @@ impl SledStore {
             .collect()
     }
 }
+
+/// Correlation keys of one flow (`f`, agency, agent, flow id; see
+/// `incident::input`): written after the correlation's commit.
+const FLOW_KEY: &str = "f\0";
 
 /// The alert cursors of an `incident_alerts` entry: key `(incident id,
 /// first cursor)`, value the cursors (u64 BE each) linked by one

@@ -28,6 +28,7 @@
 //! | `incidents`        | incident id (u64 BE)                             | [`IncidentRec`] |
 //! | `incident_keys`    | correlation key (agency 0x00 system 0x00 category 0x00 attacker) | incident id (u64 BE) |
 //! | `incident_alerts`  | incident id (u64 BE), first alert cursor (u64 BE)| the alert cursors one correlation linked (u64 BE each); empty (schema 1): the key's cursor |
+//! | `flow_keys`        | correlation pass (its last alert cursor, u64 BE)  | the flow keys it added: `SHA-256 of the key (first 16 bytes), incident id (u64 BE)` each ([`flows`]) |
 //! | `incident_changes` | change cursor (u64 BE)                           | [`IncidentChangeRec`] |
 //! | `policies`         | policy version (u64 BE)                          | [`PolicyRec`]  |
 //! | `counters`         | `system`, `incident`, `policy`, `correlated`, `fwd_*` | u64 BE: last id used / last alert cursor correlated / forwarder positions and totals |
@@ -84,6 +85,7 @@ pub use records::{
 
 mod audit;
 mod chunks;
+mod flows;
 mod forward;
 mod incidents;
 mod policy;
@@ -345,6 +347,9 @@ struct Inner {
     incident_keys: sled::Tree,
     incident_alerts: sled::Tree,
     incident_changes: sled::Tree,
+    /// Passes of flow keys (see [`flows`]) and the map they make.
+    flow_keys: sled::Tree,
+    flows: Mutex<flows::FlowMap>,
     policies: sled::Tree,
     counters: sled::Tree,
     forward_queue: sled::Tree,
@@ -552,6 +557,7 @@ impl Inner {
         };
         let incident_changes = db.open_tree("incident_changes")?;
         let last_change = last(&incident_changes)?;
+        let flow_keys = db.open_tree("flow_keys")?;
         let inner = Inner {
             agency_stats: db.open_tree("agency_stats")?,
             systems: db.open_tree("systems")?,
@@ -562,6 +568,8 @@ impl Inner {
             incident_keys: db.open_tree("incident_keys")?,
             incident_alerts: db.open_tree("incident_alerts")?,
             incident_changes,
+            flows: Mutex::new(flows::FlowMap::load(&flow_keys, flows::CAPACITY)?),
+            flow_keys,
             policies: db.open_tree("policies")?,
             counters: db.open_tree("counters")?,
             forward_queue: db.open_tree("forward_queue")?,

@@ -95,6 +95,26 @@ struct Args {
     stop_file: Option<PathBuf>,
     #[arg(long)]
     collector_pid: Option<u32>,
+    /// The collector's metrics endpoint (`host:port`): after the load, wait
+    /// until its correlator has caught up (`correlation_backlog` 0) and
+    /// report how long that took after the last acknowledgement.
+    #[arg(long)]
+    collector_metrics: Option<std::net::SocketAddr>,
+}
+
+/// `canhgac_collector_correlation_backlog` read from the metrics endpoint.
+fn correlation_backlog(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("metrics endpoint {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("canhgac_collector_correlation_backlog "))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no correlation_backlog in the metrics of {addr}"))
 }
 
 /// One alert as an agent sends it: EVE JSON and typed facts.
@@ -571,6 +591,22 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let elapsed = began.elapsed().as_secs_f64();
+    let acked_at = Instant::now();
+    let correlated = match args.collector_metrics {
+        Some(addr) => {
+            let mut left = correlation_backlog(addr)?;
+            let at_end = left;
+            while left > 0 {
+                if acked_at.elapsed() > Duration::from_secs(600) {
+                    anyhow::bail!("the correlator still has {left} alerts to correlate after 10 minutes");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                left = correlation_backlog(addr)?;
+            }
+            format!(" backlog_at_end={at_end} correlated_after_s={:.1}", acked_at.elapsed().as_secs_f64())
+        }
+        None => String::new(),
+    };
     let cpu = match (cpu_before, pid.and_then(proc_usage)) {
         (Some((a, _)), Some((b, rss))) => {
             peak_rss = peak_rss.max(rss);
@@ -591,7 +627,7 @@ async fn main() -> anyhow::Result<()> {
         String::new()
     };
     println!(
-        "acked_per_s={:.0} p50_ack_ms={:.1} p99_ack_ms={:.1} collector_rss_mib={:.0} collector_cpu_s={:.1} agents={} failed_agents={} acked={} sent={} rejected={} seconds={:.1} enroll_per_s={:.0}{reconnecting}",
+        "acked_per_s={:.0} p50_ack_ms={:.1} p99_ack_ms={:.1} collector_rss_mib={:.0} collector_cpu_s={:.1} agents={} failed_agents={} acked={} sent={} rejected={} seconds={:.1} enroll_per_s={:.0}{reconnecting}{correlated}",
         acked as f64 / elapsed,
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
