@@ -81,7 +81,8 @@ enum Command {
         /// configuration's or PGPASSWORD).
         #[arg(long)]
         password_file: Option<PathBuf>,
-        /// Rows per transaction.
+        /// sled entries per transaction: a row, or a chunk of records (one
+        /// agent batch, at most 64 KiB of records).
         #[arg(long, default_value_t = 1000)]
         batch: usize,
     },

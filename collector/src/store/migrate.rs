@@ -53,7 +53,8 @@ use super::{
 /// How a migration runs.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Rows per transaction.
+    /// sled entries per transaction (a record chunk, a sequence range or
+    /// a link entry counts once, whatever rows it makes).
     pub batch: usize,
     /// Test hook: stop (as if killed) after this many batches committed.
     #[doc(hidden)]
