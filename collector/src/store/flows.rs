@@ -7,7 +7,7 @@
 //! of 2,000 alerts: 2,000 inserts into an ever-growing tree). Here they
 //! are a bounded map in memory, by a 128-bit hash of the key, holding the
 //! newest [`CAPACITY`] flows; each correlation pass appends what it added
-//! as one value to the `flow_keys` tree (`pass (u64 BE)` → entries of
+//! as one value to the `flow_keys` tree (`pass number (u64 BE)` → entries of
 //! `hash (16 bytes), incident id (u64 BE)`), and opening the store reads
 //! the newest passes back. Older passes are deleted as the map forgets
 //! them.
@@ -42,6 +42,8 @@ pub(super) struct FlowMap {
     order: VecDeque<u128>,
     /// Stored passes, oldest first, with the number of entries each.
     passes: VecDeque<(u64, usize)>,
+    /// Key of the next pass stored.
+    next_pass: u64,
     capacity: usize,
 }
 
@@ -63,8 +65,13 @@ impl FlowMap {
         for k in stale {
             tree.remove(k)?;
         }
-        let mut map =
-            FlowMap { ids: HashMap::new(), order: VecDeque::new(), passes: VecDeque::new(), capacity };
+        let mut map = FlowMap {
+            ids: HashMap::new(),
+            order: VecDeque::new(),
+            passes: VecDeque::new(),
+            next_pass: tree.last()?.map_or(1, |(k, _)| u64_of(&k) + 1),
+            capacity,
+        };
         for (pass, v) in newest_first.into_iter().rev() {
             let entries: Vec<(u128, u64)> = v
                 .chunks_exact(24)
@@ -101,17 +108,14 @@ impl FlowMap {
         }
     }
 
-    /// Adds a committed pass's flow keys and stores them as pass `pass`;
-    /// deletes the stored passes the map no longer holds.
-    pub(super) fn append(
-        &mut self,
-        tree: &sled::Tree,
-        pass: u64,
-        entries: &[(u128, u64)],
-    ) -> Result<(), StoreError> {
+    /// Adds a committed pass's flow keys and stores them as the next
+    /// pass; deletes the stored passes the map no longer holds.
+    pub(super) fn append(&mut self, tree: &sled::Tree, entries: &[(u128, u64)]) -> Result<(), StoreError> {
         if entries.is_empty() {
             return Ok(());
         }
+        let pass = self.next_pass;
+        self.next_pass += 1;
         let mut v = Vec::with_capacity(entries.len() * 24);
         for (h, id) in entries {
             v.extend_from_slice(&h.to_be_bytes());
@@ -154,22 +158,27 @@ mod tests {
         let tree = db.open_tree("flow_keys").unwrap();
         let mut m = FlowMap::load(&tree, 4).unwrap();
         let e = |k: &str, id: u64| (hash(k), id);
-        m.append(&tree, 1, &[e("f\0a", 1), e("f\0b", 1)]).unwrap();
-        m.append(&tree, 2, &[e("f\0c", 2)]).unwrap();
+        m.append(&tree, &[e("f\0a", 1), e("f\0b", 1)]).unwrap();
+        m.append(&tree, &[e("f\0c", 2)]).unwrap();
         assert_eq!((m.get("f\0a"), m.get("f\0c"), m.get("f\0x")), (Some(1), Some(2), None));
-        m.append(&tree, 3, &[e("f\0d", 3), e("f\0e", 3)]).unwrap();
+        m.append(&tree, &[e("f\0d", 3), e("f\0e", 3)]).unwrap();
         // five flows, room for four: the oldest is forgotten; its pass is
         // kept while it holds a flow the newer passes do not replace
         assert_eq!(m.get("f\0a"), None);
         assert_eq!(m.get("f\0b"), Some(1));
         assert_eq!(tree.len(), 3);
-        m.append(&tree, 4, &[e("f\0f", 4), e("f\0g", 4)]).unwrap();
+        m.append(&tree, &[e("f\0f", 4), e("f\0g", 4)]).unwrap();
         assert_eq!(tree.len(), 2, "passes 1 and 2 deleted: 3 and 4 hold four flows");
         assert_eq!(m.get("f\0b"), None);
         m.renamed(&[3], 9);
         assert_eq!(m.get("f\0d"), Some(9));
-        let back = FlowMap::load(&tree, 4).unwrap();
+        let mut back = FlowMap::load(&tree, 4).unwrap();
         assert_eq!((back.get("f\0d"), back.get("f\0g"), back.get("f\0c")), (Some(3), Some(4), None));
+        // numbering goes on after the stored passes: nothing overwritten
+        back.append(&tree, &[e("f\0h", 5)]).unwrap();
+        assert_eq!(tree.len(), 3);
+        let again = FlowMap::load(&tree, 4).unwrap();
+        assert_eq!((again.get("f\0g"), again.get("f\0h")), (Some(4), Some(5)));
     }
 
     #[test]
@@ -178,9 +187,9 @@ mod tests {
         let db = sled::Config::new().path(dir.path()).temporary(true).open().unwrap();
         let tree = db.open_tree("flow_keys").unwrap();
         let mut m = FlowMap::load(&tree, 2).unwrap();
-        m.append(&tree, 1, &[(hash("f\0a"), 1)]).unwrap();
-        m.append(&tree, 2, &[(hash("f\0b"), 2)]).unwrap();
-        m.append(&tree, 3, &[(hash("f\0a"), 3)]).unwrap();
+        m.append(&tree, &[(hash("f\0a"), 1)]).unwrap();
+        m.append(&tree, &[(hash("f\0b"), 2)]).unwrap();
+        m.append(&tree, &[(hash("f\0a"), 3)]).unwrap();
         assert_eq!((m.get("f\0a"), m.get("f\0b")), (Some(3), Some(2)));
     }
 }

@@ -294,7 +294,7 @@ impl SledStore {
             });
         let (ids, change, flow_keys) = tx_result::<_, StoreError>(r)?;
         // flow keys are kept apart, after the commit (see `flows`)
-        flows.append(&i.flow_keys, last_cursor, &flow_keys)?;
+        flows.append(&i.flow_keys, &flow_keys)?;
         drop(flows);
         if change != *next {
             *next = change;

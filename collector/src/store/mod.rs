@@ -28,7 +28,7 @@
 //! | `incidents`        | incident id (u64 BE)                             | [`IncidentRec`] |
 //! | `incident_keys`    | correlation key (agency 0x00 system 0x00 category 0x00 attacker) | incident id (u64 BE) |
 //! | `incident_alerts`  | incident id (u64 BE), first alert cursor (u64 BE)| the alert cursors one correlation linked (u64 BE each); empty (schema 1): the key's cursor |
-//! | `flow_keys`        | correlation pass (its last alert cursor, u64 BE)  | the flow keys it added: `SHA-256 of the key (first 16 bytes), incident id (u64 BE)` each ([`flows`]) |
+//! | `flow_keys`        | correlation pass number (u64 BE), from 1          | the flow keys it added: `SHA-256 of the key (first 16 bytes), incident id (u64 BE)` each ([`flows`]) |
 //! | `incident_changes` | change cursor (u64 BE)                           | [`IncidentChangeRec`] |
 //! | `policies`         | policy version (u64 BE)                          | [`PolicyRec`]  |
 //! | `counters`         | `system`, `incident`, `policy`, `correlated`, `fwd_*` | u64 BE: last id used / last alert cursor correlated / forwarder positions and totals |
