@@ -422,6 +422,25 @@ fn flow_joins<B: Backend>(open: &dyn Fn(&Path) -> B) {
     let again = s.correlate(&[on_flow(4, "192.0.2.9", 77)], 4, w, 4).unwrap();
     assert_eq!(again, vec![first], "the flow is remembered across a reopen");
     assert_eq!(s.incident_alert_cursors(first, 10).unwrap(), vec![1, 2, 4]);
+    // one pass links 10 and 12 to one incident, 11 to another; merged,
+    // the alerts still come oldest first
+    let ids = s
+        .correlate(
+            &[
+                input(10, "192.0.2.50", 10_000_000),
+                input(11, "192.0.2.51", 11_000_000),
+                input(12, "192.0.2.50", 12_000_000),
+            ],
+            12,
+            w,
+            5,
+        )
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    let (p, q) = (ids[0], ids[1]);
+    s.merge_incidents(&[p, q], |_| Ok::<_, ()>(())).unwrap().unwrap().unwrap();
+    assert_eq!(s.incident_alert_cursors(p, 10).unwrap(), vec![10, 11, 12]);
+    assert_eq!(s.incident_alert_cursors(p, 2).unwrap(), vec![10, 11], "the limit keeps the oldest");
 }
 
 #[allow(clippy::unwrap_used)]

@@ -338,16 +338,32 @@ impl SledStore {
 
     /// Cursors of the alerts of an incident, oldest first.
     pub fn incident_alert_cursors(&self, id: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.inner()?.incident_alerts.scan_prefix(id.to_be_bytes()) {
-            let (k, v) = kv?;
-            for c in link_cursors(&k, &v) {
-                if out.len() == limit {
-                    return Ok(out);
-                }
+        // Entries come by first cursor, and an entry holds no cursor below
+        // its key's. Without merges they do not overlap; a merge moves
+        // another incident's entries in, which may interleave. So a cursor
+        // is emitted once an entry starting above it is reached.
+        use std::{cmp::Reverse, collections::BinaryHeap};
+        fn emit_below(bound: u64, limit: usize, pending: &mut BinaryHeap<Reverse<u64>>, out: &mut Vec<u64>) {
+            while out.len() < limit
+                && let Some(&Reverse(c)) = pending.peek()
+                && c < bound
+            {
+                pending.pop();
                 out.push(c);
             }
         }
+        let mut out = Vec::new();
+        let mut pending = BinaryHeap::new();
+        for kv in self.inner()?.incident_alerts.scan_prefix(id.to_be_bytes()) {
+            let (k, v) = kv?;
+            let first = if k.len() == 16 { u64_of(&k[8..]) } else { 0 };
+            emit_below(first, limit, &mut pending, &mut out);
+            if out.len() == limit {
+                return Ok(out);
+            }
+            pending.extend(link_cursors(&k, &v).map(Reverse));
+        }
+        emit_below(u64::MAX, limit, &mut pending, &mut out);
         Ok(out)
     }
 
