@@ -114,11 +114,16 @@ pub(super) fn find<'a>(
 
 /// The highest cursor in a chunk tree (0: none).
 pub(super) fn last_cursor(name: &'static str, tree: &sled::Tree) -> Result<u64, StoreError> {
-    let Some((k, v)) = tree.last()? else {
-        return Ok(0);
-    };
-    let mut last = u64_of(&k);
-    for e in entries(name, &k, &v) {
+    match tree.last()? {
+        Some((k, v)) => last_in(name, &k, &v),
+        None => Ok(0),
+    }
+}
+
+/// The highest cursor in one chunk (its key's when it is empty).
+pub(super) fn last_in(name: &'static str, key: &[u8], v: &[u8]) -> Result<u64, StoreError> {
+    let mut last = u64_of(key);
+    for e in entries(name, key, v) {
         last = last.max(e?.0);
     }
     Ok(last)

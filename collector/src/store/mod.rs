@@ -1027,10 +1027,10 @@ impl SledStore {
         };
         let since = q.since_us.unwrap_or(i64::MIN);
         // newest (time, cursor) allowed, exclusive
-        let mut below = (q.until_us.unwrap_or(i64::MAX), 0u64);
-        if q.until_us.is_none() {
-            below = (i64::MAX, u64::MAX);
-        }
+        let mut below = match q.until_us {
+            Some(until) => (until, 0),
+            None => (i64::MAX, u64::MAX),
+        };
         if let Some(after) = q.after
             && (after.time_us, after.cursor) < below
         {
@@ -1094,10 +1094,7 @@ impl SledStore {
                 let Some((k, v)) = chunks::chunk_holding(&i.alert_chunks, cursor)? else {
                     return Ok(None);
                 };
-                let mut last = 0;
-                for e in chunks::entries("alert_chunks", &k, &v) {
-                    last = e?.0;
-                }
+                let last = chunks::last_in("alert_chunks", &k, &v)?;
                 if cache.len() == 8 {
                     cache.remove(0);
                 }
